@@ -1,0 +1,11 @@
+#include "backends/backends.h"
+
+#include "backends/onnxruntime/onnxruntime_backend.h"
+
+namespace braid {
+
+void RegisterBuiltinBackends(BackendRegistry& registry) {
+  registry.Register(kOnnxRuntimeBackend, MakeOnnxRuntimeBackend());
+}
+
+}  // namespace braid

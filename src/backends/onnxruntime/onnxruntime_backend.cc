@@ -1,0 +1,309 @@
+#include "backends/onnxruntime/onnxruntime_backend.h"
+
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/ranges.h>
+
+#include "model/model.h"
+
+namespace braid {
+namespace {
+
+constexpr char kDefaultFilename[] = "model.onnx";
+
+// One Env for the process: ONNX Runtime wants exactly one, and it must
+// outlive every session.
+Ort::Env& Environment() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "braid");
+  return env;
+}
+
+Result<ONNXTensorElementDataType> ToOnnx(DataType type) {
+  switch (type) {
+    case DataType::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    case DataType::kUint8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case DataType::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DataType::kInt64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    case DataType::kFp16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case DataType::kFp32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DataType::kBytes: return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+  }
+  return InvalidArgument("no ONNX type for {}", DataTypeName(type));
+}
+
+Result<DataType> FromOnnx(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DataType::kBool;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DataType::kUint8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DataType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DataType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return DataType::kFp16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DataType::kFp32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING: return DataType::kBytes;
+    default: break;
+  }
+  return InvalidArgument("ONNX element type {} has no braid data type", static_cast<int>(type));
+}
+
+std::string OnnxShapeToString(const std::vector<std::int64_t>& dims) {
+  std::vector<std::string> parts;
+  for (auto d : dims) parts.push_back(d < 0 ? "?" : std::to_string(d));
+  return fmt::format("[{}]", fmt::join(parts, ","));
+}
+
+// Checks one config tensor spec against the session's declaration of it.
+Status CheckSpec(const ModelConfig& config, const std::string& file, std::string_view kind,
+                 std::size_t index, const TensorSpec& spec, const Ort::TypeInfo& info) {
+  auto tensor_info = info.GetTensorTypeAndShapeInfo();
+  auto declared_type = FromOnnx(tensor_info.GetElementType());
+  const std::string key = fmt::format("{}[{}] '{}'", kind, index, spec.name);
+  if (!declared_type.ok() || *declared_type != spec.datatype) {
+    return InvalidArgument("{}: {} has datatype {} but {} declares {}", config.config_path().string(),
+                           key, DataTypeName(spec.datatype), file,
+                           declared_type.ok() ? DataTypeName(*declared_type) : "an unsupported type");
+  }
+  std::vector<std::int64_t> declared = tensor_info.GetShape();
+  Shape expected = ExpectedShape(config, spec, -1);
+  bool matches = declared.size() == expected.size();
+  for (std::size_t d = 0; matches && d < declared.size(); ++d) {
+    bool batch_dim = config.max_batch_size > 0 && d == 0;
+    if (batch_dim) {
+      matches = declared[d] < 0;  // batching needs a variable first dimension
+    } else if (declared[d] >= 0 && expected[d] >= 0) {
+      matches = declared[d] == expected[d];
+    }
+  }
+  if (!matches) {
+    return InvalidArgument(
+        "{}: {} dims {} (with max_batch_size {}) disagree with {}, which declares {}{}",
+        config.config_path().string(), key, ShapeToString(spec.dims), config.max_batch_size, file,
+        OnnxShapeToString(declared),
+        config.max_batch_size > 0 ? " (a batched model needs a variable first dimension)" : "");
+  }
+  return Status::Ok();
+}
+
+Status ConfigureProvider(const ModelConfig& config, Ort::SessionOptions& options) {
+  using O = Optimization;
+  const auto& opt = config.optimization;
+  if (opt.execution_provider == O::Provider::kCpu) return Status::Ok();
+  const char* wanted = opt.execution_provider == O::Provider::kCuda ? "CUDAExecutionProvider"
+                                                                    : "TensorrtExecutionProvider";
+  auto available = Ort::GetAvailableProviders();
+  if (std::find(available.begin(), available.end(), wanted) == available.end()) {
+    return MakeStatus(StatusCode::kUnimplemented,
+                      "{}: optimization.execution_provider asks for {}, which this ONNX Runtime "
+                      "build ({}) lacks; it has: {}",
+                      config.config_path().string(), wanted, OnnxRuntimeVersion(),
+                      fmt::join(available, ", "));
+  }
+  if (opt.execution_provider == O::Provider::kCuda) {
+    if (opt.precision != O::Precision::kFp32) {
+      return InvalidArgument(
+          "{}: optimization.precision {} needs execution_provider tensorrt; the CUDA provider runs "
+          "a model in the precision it was exported in",
+          config.config_path().string(), opt.precision == O::Precision::kFp16 ? "fp16" : "int8");
+    }
+    OrtCUDAProviderOptions cuda{};
+    options.AppendExecutionProvider_CUDA(cuda);
+  } else {
+    OrtTensorRTProviderOptions tensorrt{};
+    tensorrt.trt_max_partition_iterations = 1000;
+    tensorrt.trt_min_subgraph_size = 1;
+    tensorrt.trt_max_workspace_size = std::size_t{1} << 30;
+    tensorrt.trt_fp16_enable = opt.precision == O::Precision::kFp16;
+    tensorrt.trt_int8_enable = opt.precision == O::Precision::kInt8;
+    options.AppendExecutionProvider_TensorRT(tensorrt);
+  }
+  return Status::Ok();
+}
+
+GraphOptimizationLevel ToOrtLevel(Optimization::GraphLevel level) {
+  switch (level) {
+    case Optimization::GraphLevel::kNone: return ORT_DISABLE_ALL;
+    case Optimization::GraphLevel::kBasic: return ORT_ENABLE_BASIC;
+    case Optimization::GraphLevel::kExtended: return ORT_ENABLE_EXTENDED;
+    case Optimization::GraphLevel::kAll: return ORT_ENABLE_ALL;
+  }
+  return ORT_ENABLE_ALL;
+}
+
+// Checks the config's inputs and outputs against what the ONNX file declares:
+// the same names, data types and dims (the batch dimension variable).
+Status CheckDeclarations(const ModelConfig& config, Ort::Session& session,
+                         const std::filesystem::path& version_dir, const std::filesystem::path& file) {
+  const std::string relative = (version_dir.filename() / file.filename()).string();
+  Ort::AllocatorWithDefaultOptions allocator;
+  std::vector<std::string> input_names, output_names;
+  for (std::size_t k = 0; k < session.GetInputCount(); ++k) {
+    input_names.push_back(session.GetInputNameAllocated(k, allocator).get());
+  }
+  for (std::size_t k = 0; k < session.GetOutputCount(); ++k) {
+    output_names.push_back(session.GetOutputNameAllocated(k, allocator).get());
+  }
+  auto check = [&](std::string_view kind, const std::vector<TensorSpec>& specs,
+                   const std::vector<std::string>& declared, auto type_of) -> Status {
+    for (std::size_t s = 0; s < specs.size(); ++s) {
+      auto it = std::find(declared.begin(), declared.end(), specs[s].name);
+      if (it == declared.end()) {
+        return InvalidArgument("{}: {}[{}] '{}' is not declared by {}, which has {} [{}]",
+                               config.config_path().string(), kind, s, specs[s].name, relative, kind,
+                               fmt::join(declared, ", "));
+      }
+      BRAID_RETURN_IF_ERROR(CheckSpec(config, relative, kind, s, specs[s], type_of(it - declared.begin())));
+    }
+    if (declared.size() != specs.size()) {
+      return InvalidArgument("{}: {} lists {} {} but {} declares {}: [{}]", config.config_path().string(),
+                             kind, specs.size(), kind, relative, declared.size(), fmt::join(declared, ", "));
+    }
+    return Status::Ok();
+  };
+  BRAID_RETURN_IF_ERROR(check("inputs", config.inputs, input_names,
+                              [&](std::size_t k) { return session.GetInputTypeInfo(k); }));
+  return check("outputs", config.outputs, output_names,
+               [&](std::size_t k) { return session.GetOutputTypeInfo(k); });
+}
+
+class OnnxRuntimeInstance : public ModelInstance {
+ public:
+  OnnxRuntimeInstance(const ModelConfig& config, Ort::Session session)
+      : session_(std::move(session)), memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)) {
+    for (const auto& spec : config.inputs) input_names_.push_back(spec.name);
+    for (const auto& spec : config.outputs) output_names_.push_back(spec.name);
+    for (const auto& name : input_names_) input_name_ptrs_.push_back(name.c_str());
+    for (const auto& name : output_names_) output_name_ptrs_.push_back(name.c_str());
+  }
+
+  // ModelInstance
+  Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
+    try {
+      std::vector<Ort::Value> values;
+      values.reserve(inputs.size());
+      for (const Tensor& tensor : inputs) {
+        BRAID_ASSIGN_OR_RETURN(Ort::Value value, Bind(tensor));
+        values.push_back(std::move(value));
+      }
+      auto results = session_.Run(Ort::RunOptions{nullptr}, input_name_ptrs_.data(), values.data(),
+                                  values.size(), output_name_ptrs_.data(), output_name_ptrs_.size());
+      outputs->clear();
+      for (auto& result : results) {
+        BRAID_ASSIGN_OR_RETURN(Tensor tensor, Unwrap(std::move(result)));
+        outputs->push_back(std::move(tensor));
+      }
+    } catch (const Ort::Exception& e) {
+      return Internal("onnxruntime: {}", e.what());
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // Hands `tensor`'s buffer to ONNX Runtime without a copy. ONNX Runtime only
+  // reads inputs, so the const_cast never leads to a write.
+  Result<Ort::Value> Bind(const Tensor& tensor) {
+    BRAID_ASSIGN_OR_RETURN(auto type, ToOnnx(tensor.dtype()));
+    if (tensor.dtype() == DataType::kBytes) {
+      BRAID_ASSIGN_OR_RETURN(auto strings, tensor.Strings());
+      Ort::AllocatorWithDefaultOptions allocator;
+      auto value = Ort::Value::CreateTensor(allocator, tensor.shape().data(), tensor.shape().size(),
+                                            ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING);
+      for (std::size_t i = 0; i < strings.size(); ++i) {
+        value.FillStringTensorElement(std::string(strings[i]).c_str(), i);
+      }
+      return value;
+    }
+    return Ort::Value::CreateTensor(memory_, const_cast<std::byte*>(tensor.data()), tensor.byte_size(),
+                                    tensor.shape().data(), tensor.shape().size(), type);
+  }
+
+  // Wraps an ONNX Runtime output in a Tensor that keeps the value alive.
+  static Result<Tensor> Unwrap(Ort::Value value) {
+    auto info = value.GetTensorTypeAndShapeInfo();
+    BRAID_ASSIGN_OR_RETURN(DataType type, FromOnnx(info.GetElementType()));
+    Shape shape = info.GetShape();
+    if (type == DataType::kBytes) {
+      std::vector<std::string> strings;
+      for (std::size_t i = 0; i < info.GetElementCount(); ++i) {
+        strings.push_back(value.GetStringTensorElement(i));
+      }
+      return Tensor::FromStrings(strings, std::move(shape));
+    }
+    BRAID_ASSIGN_OR_RETURN(std::size_t size, ByteSizeOf(type, static_cast<std::int64_t>(info.GetElementCount())));
+    auto owner = std::make_shared<Ort::Value>(std::move(value));
+    auto* data = owner->GetTensorMutableData<std::byte>();
+    return Tensor::Wrap(type, std::move(shape), data, size, std::move(owner));
+  }
+
+  Ort::Session session_;
+  Ort::MemoryInfo memory_;
+  std::vector<std::string> input_names_;
+  std::vector<std::string> output_names_;
+  std::vector<const char*> input_name_ptrs_;
+  std::vector<const char*> output_name_ptrs_;
+};
+
+// Runs one batch of zeros (batch size 1) so the first real request does not
+// pay for lazy initialisation.
+Status WarmUp(const ModelConfig& config, ModelInstance& instance) {
+  std::vector<Tensor> inputs;
+  for (const auto& spec : config.inputs) {
+    Shape shape = ExpectedShape(config, spec, 1);
+    for (auto& dim : shape) dim = std::max<std::int64_t>(dim, 1);
+    if (spec.datatype == DataType::kBytes) {
+      BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
+      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings(std::vector<std::string>(count), shape));
+      inputs.push_back(std::move(tensor));
+    } else {
+      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(spec.datatype, shape));
+      inputs.push_back(std::move(tensor));
+    }
+  }
+  std::vector<Tensor> outputs;
+  return instance.Execute(inputs, &outputs);
+}
+
+Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
+                                           const std::filesystem::path& version_dir) {
+  const auto file = version_dir / (config.default_model_filename.empty() ? kDefaultFilename
+                                                                         : config.default_model_filename);
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(file, error)) {
+    return NotFound("{}: model file missing", file.string());
+  }
+  if (config.instance_group.kind == InstanceGroup::Kind::kGpu &&
+      config.optimization.execution_provider == Optimization::Provider::kCpu) {
+    return InvalidArgument("{}: instance_group.kind gpu needs optimization.execution_provider cuda or tensorrt",
+                           config.config_path().string());
+  }
+  std::vector<ModelInstancePtr> instances;
+  try {
+    Ort::SessionOptions options;
+    options.SetIntraOpNumThreads(config.instance_group.intra_op_threads);
+    options.SetInterOpNumThreads(config.instance_group.inter_op_threads);
+    options.SetExecutionMode(config.instance_group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
+    options.SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
+    BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options));
+
+    for (int i = 0; i < config.instance_group.count; ++i) {
+      Ort::Session session(Environment(), file.c_str(), options);
+      if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
+      auto instance = std::make_unique<OnnxRuntimeInstance>(config, std::move(session));
+      auto warm = WarmUp(config, *instance);
+      if (!warm.ok()) return warm.WithContext(fmt::format("{}: warm-up failed", file.string()));
+      instances.push_back(std::move(instance));
+    }
+  } catch (const Ort::Exception& e) {
+    return InvalidArgument("{}: onnxruntime cannot load it: {}", file.string(), e.what());
+  }
+  return instances;
+}
+
+}  // namespace
+
+BackendFactory MakeOnnxRuntimeBackend() { return Load; }
+
+std::string OnnxRuntimeVersion() { return Ort::GetVersionString(); }
+
+}  // namespace braid

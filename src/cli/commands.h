@@ -1,0 +1,20 @@
+// The `braid` subcommands. Each Add* function registers one subcommand on the
+// CLI11 app; the callback runs the command and sets `*exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace braid::cli {
+
+void AddModelsCommand(CLI::App& app, int* exit_code);
+void AddInferCommand(CLI::App& app, int* exit_code);
+
+// `flag` when given, else the embedded default model repository: `models/`
+// beside the braid binary (where the build writes it), else the path
+// compiled in at build time.
+std::filesystem::path ModelRepositoryOrDefault(const std::string& flag);
+
+}  // namespace braid::cli

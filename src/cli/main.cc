@@ -1,0 +1,35 @@
+// braid: a multimodal inference server and workflow runtime.
+#include <CLI/CLI.hpp>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  // Logs go to stderr, so stdout carries only results (and later the ready line).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("braid"));
+  spdlog::set_level(spdlog::level::warn);
+
+  CLI::App app{
+      "braid: multimodal inference server and workflow runtime.\n"
+      "Serves ONNX Runtime, OCR and speech models with dynamic batching; runs multimodal "
+      "workflows as parallel DAGs."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(BRAID_VERSION));
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Log progress (info level) to stderr");
+  app.parse_complete_callback([&] {
+    if (verbose) spdlog::set_level(spdlog::level::info);
+  });
+
+  int exit_code = 0;
+  braid::cli::AddModelsCommand(app, &exit_code);
+  braid::cli::AddInferCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

@@ -1,0 +1,71 @@
+// `braid models list|validate [DIR]`.
+#include <fmt/core.h>
+
+#include <spdlog/spdlog.h>
+
+#include "backends/backends.h"
+#include "cli/commands.h"
+#include "model/repository.h"
+
+namespace braid::cli {
+namespace {
+
+struct ModelsOptions {
+  std::string repository;
+};
+
+// Loads every model under `root` and prints a line per model version.
+// Returns the exit code: 0 when every model is READY (or when !strict).
+int RunModels(const std::filesystem::path& root, bool strict) {
+  BackendRegistry backends;
+  RegisterBuiltinBackends(backends);
+  ModelRepository repository(root, backends);
+  spdlog::info("loading models from {}", root.string());
+  if (auto status = repository.LoadAll(); !status.ok()) {
+    fmt::print(stderr, "braid: {}\n", status.message());
+    return 2;
+  }
+  auto index = repository.Index();
+  if (index.empty()) {
+    fmt::print(stderr, "braid: no models in {} (expected <name>/config.yaml)\n", root.string());
+    return strict ? 1 : 0;
+  }
+  int failures = 0;
+  fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", "MODEL", "VERSION", "BACKEND", "STATE", "REASON");
+  for (const auto& model : index) {
+    std::string version = model.version > 0 ? std::to_string(model.version) : "-";
+    fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", model.name, version,
+               model.backend.empty() ? "-" : model.backend, ModelStateName(model.state), model.reason);
+    if (model.state != ModelState::kReady) ++failures;
+  }
+  if (strict && failures > 0) {
+    fmt::print(stderr, "braid: {} of {} models failed validation\n", failures, index.size());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddModelsCommand(CLI::App& app, int* exit_code) {
+  auto* models = app.add_subcommand("models", "Inspect a model repository");
+  models->require_subcommand(1);
+  auto options = std::make_shared<ModelsOptions>();
+
+  auto* list = models->add_subcommand(
+      "list", "Load every model in the repository and show its version, backend and state");
+  list->add_option("DIR", options->repository, "Model repository (default: the embedded one)");
+  list->callback([options, exit_code] {
+    *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), false);
+  });
+
+  auto* validate = models->add_subcommand(
+      "validate",
+      "Check every config and model file in the repository (loads each model); exits 1 if any fails");
+  validate->add_option("DIR", options->repository, "Model repository (default: the embedded one)");
+  validate->callback([options, exit_code] {
+    *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), true);
+  });
+}
+
+}  // namespace braid::cli

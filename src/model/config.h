@@ -1,0 +1,121 @@
+// ModelConfig: the parsed and validated form of models/<name>/config.yaml.
+//
+// Parsing is strict: an unknown key, a value of the wrong type or out of
+// range, or settings that contradict each other give an InvalidArgument
+// status whose message names the file, the key path and the line.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/data_type.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace braid {
+
+struct TensorSpec {
+  std::string name;
+  DataType datatype = DataType::kFp32;
+  Shape dims;  // without the batch dimension; -1 marks a variable dimension
+};
+
+struct InstanceGroup {
+  enum class Kind { kCpu, kGpu };
+  int count = 1;
+  Kind kind = Kind::kCpu;
+  int intra_op_threads = 1;
+  int inter_op_threads = 1;
+};
+
+struct QueuePolicy {
+  enum class TimeoutAction { kReject, kDelay };
+  std::size_t max_queue_size = 1024;  // bounded by default: memory stays bounded
+  std::int64_t timeout_us = 0;        // 0: no queue timeout
+  TimeoutAction timeout_action = TimeoutAction::kReject;
+  bool allow_timeout_override = true;
+};
+
+struct OffpeakPolicy {
+  std::vector<int> priorities;  // levels deferred while the model is busy
+  double defer_above_utilization = 0.8;
+};
+
+struct DynamicBatching {
+  bool enabled = false;  // true when the config has a dynamic_batching section
+  std::vector<int> preferred_batch_size;
+  std::int64_t max_queue_delay_us = 0;
+  bool adaptive = false;
+  int priority_levels = 1;
+  int default_priority = 1;
+  QueuePolicy default_queue_policy;
+  std::map<int, QueuePolicy> priority_queue_policy;  // level → override
+  OffpeakPolicy offpeak;
+};
+
+struct ResponseCacheConfig {
+  bool enable = false;
+  std::int64_t ttl_s = 300;
+};
+
+struct Optimization {
+  enum class Provider { kCpu, kCuda, kTensorRt };
+  enum class Precision { kFp32, kFp16, kInt8 };
+  enum class GraphLevel { kNone, kBasic, kExtended, kAll };
+  Provider execution_provider = Provider::kCpu;
+  Precision precision = Precision::kFp32;
+  GraphLevel graph_optimization = GraphLevel::kAll;
+};
+
+struct AutoscaleConfig {
+  bool enabled = false;
+  int min_instances = 1;
+  int max_instances = 1;
+  double scale_up_utilization = 0.8;
+  double scale_down_utilization = 0.3;
+  std::int64_t window_s = 10;
+};
+
+struct VersionPolicy {
+  int latest = 1;                       // serve the newest N versions...
+  std::vector<std::int64_t> specific;   // ...or exactly these, when non-empty
+};
+
+struct ModelConfig {
+  std::string name;                 // the folder name
+  std::filesystem::path directory;  // models/<name>
+  std::string backend;
+  int max_batch_size = 0;  // 0: the model takes no batch dimension
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;
+  InstanceGroup instance_group;
+  DynamicBatching dynamic_batching;
+  ResponseCacheConfig response_cache;
+  Optimization optimization;
+  AutoscaleConfig autoscale;
+  VersionPolicy version_policy;
+  std::string default_model_filename;              // empty: the backend's default
+  std::map<std::string, std::string> parameters;   // backend-specific settings
+
+  std::filesystem::path config_path() const { return directory / "config.yaml"; }
+  // The spec of input `name`, or nullptr.
+  const TensorSpec* FindInput(std::string_view name) const;
+};
+
+// Parses `text` as the config of model `name` in `directory`; `source` is
+// the file name used in error messages.
+Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& name,
+                                     const std::filesystem::path& directory,
+                                     const std::string& source);
+
+// Reads and parses `<directory>/config.yaml`; the model is named after the folder.
+Result<ModelConfig> LoadModelConfig(const std::filesystem::path& directory);
+
+// True for names safe to use as a folder: [A-Za-z0-9._-], not starting with '.'.
+bool IsValidModelName(std::string_view name);
+
+}  // namespace braid

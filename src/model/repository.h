@@ -1,0 +1,87 @@
+// ModelRepository: the models under one folder, their versions and states.
+//
+// Layout: <root>/<name>/config.yaml and <root>/<name>/<version>/<file>, with
+// numeric version folders. The config's version_policy picks which versions
+// are served (the newest one by default).
+//
+// Thread-safe. Load/Unload block while a model loads; Get never blocks on a
+// load. A model that fails to load is recorded as UNAVAILABLE with the reason
+// and never stops the others.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "model/backend.h"
+#include "model/model.h"
+
+namespace braid {
+
+enum class ModelState { kReady, kLoading, kUnavailable };
+std::string_view ModelStateName(ModelState state);
+
+struct ModelVersionStatus {
+  std::string name;
+  std::int64_t version = 0;  // 0 when no version could be chosen
+  std::string backend;
+  ModelState state = ModelState::kUnavailable;
+  std::string reason;  // why it is unavailable; empty otherwise
+};
+
+class ModelRepository {
+ public:
+  // `backends` must outlive the repository.
+  ModelRepository(std::filesystem::path root, const BackendRegistry& backends);
+
+  const std::filesystem::path& root() const { return root_; }
+
+  // Names of the folders under the root that hold a config.yaml, sorted.
+  Result<std::vector<std::string>> Scan() const;
+
+  // Loads every model Scan() finds. Failures are recorded, not returned;
+  // only an unreadable root is an error.
+  Status LoadAll();
+
+  // Loads `name`, or reloads it if it is loaded: the new versions replace the
+  // old ones only once all of them are ready, so a reload never interrupts
+  // serving. On failure the old versions (if any) keep serving and the error
+  // is recorded as the model's reason.
+  Status Load(const std::string& name);
+
+  // Stops serving `name`. Requests already holding a ModelPtr finish.
+  Status Unload(const std::string& name);
+
+  // Version `version` of `name` (0: the newest ready one). NotFound for an
+  // unknown model or version, Unavailable for one that is not ready.
+  Result<ModelPtr> Get(std::string_view name, std::int64_t version = 0) const;
+
+  // Every model known to the repository: loaded, loading or failed.
+  std::vector<ModelVersionStatus> Index() const;
+
+ private:
+  struct Entry {
+    std::string backend;
+    ModelState state = ModelState::kUnavailable;
+    std::string reason;
+    std::map<std::int64_t, ModelPtr> versions;  // the ones being served
+  };
+
+  // Loads the versions `config` selects; an error names the version folder.
+  Result<std::map<std::int64_t, ModelPtr>> LoadVersions(const ModelConfig& config) const;
+
+  const std::filesystem::path root_;
+  const BackendRegistry& backends_;
+  mutable std::mutex mutex_;
+  std::map<std::string, Entry, std::less<>> entries_;  // guarded by mutex_
+};
+
+// The numeric version folders under `model_dir`, ascending.
+std::vector<std::int64_t> ListVersions(const std::filesystem::path& model_dir);
+
+}  // namespace braid
