@@ -100,23 +100,32 @@ Status ConfigureProvider(const ModelConfig& config, Ort::SessionOptions& options
                       config.config_path().string(), wanted, OnnxRuntimeVersion(),
                       fmt::join(available, ", "));
   }
-  if (opt.execution_provider == O::Provider::kCuda) {
-    if (opt.precision != O::Precision::kFp32) {
-      return InvalidArgument(
-          "{}: optimization.precision {} needs execution_provider tensorrt; the CUDA provider runs "
-          "a model in the precision it was exported in",
-          config.config_path().string(), opt.precision == O::Precision::kFp16 ? "fp16" : "int8");
+  if (opt.execution_provider == O::Provider::kCuda && opt.precision != O::Precision::kFp32) {
+    return InvalidArgument(
+        "{}: optimization.precision {} needs execution_provider tensorrt; the CUDA provider runs "
+        "a model in the precision it was exported in",
+        config.config_path().string(), opt.precision == O::Precision::kFp16 ? "fp16" : "int8");
+  }
+  // A build can list a provider whose shared library is not installed (the
+  // npm build lists CUDA without shipping it); appending it fails then.
+  try {
+    if (opt.execution_provider == O::Provider::kCuda) {
+      OrtCUDAProviderOptions cuda{};
+      options.AppendExecutionProvider_CUDA(cuda);
+    } else {
+      OrtTensorRTProviderOptions tensorrt{};
+      tensorrt.trt_max_partition_iterations = 1000;
+      tensorrt.trt_min_subgraph_size = 1;
+      tensorrt.trt_max_workspace_size = std::size_t{1} << 30;
+      tensorrt.trt_fp16_enable = opt.precision == O::Precision::kFp16;
+      tensorrt.trt_int8_enable = opt.precision == O::Precision::kInt8;
+      options.AppendExecutionProvider_TensorRT(tensorrt);
     }
-    OrtCUDAProviderOptions cuda{};
-    options.AppendExecutionProvider_CUDA(cuda);
-  } else {
-    OrtTensorRTProviderOptions tensorrt{};
-    tensorrt.trt_max_partition_iterations = 1000;
-    tensorrt.trt_min_subgraph_size = 1;
-    tensorrt.trt_max_workspace_size = std::size_t{1} << 30;
-    tensorrt.trt_fp16_enable = opt.precision == O::Precision::kFp16;
-    tensorrt.trt_int8_enable = opt.precision == O::Precision::kInt8;
-    options.AppendExecutionProvider_TensorRT(tensorrt);
+  } catch (const Ort::Exception& e) {
+    return MakeStatus(StatusCode::kUnimplemented,
+                      "{}: optimization.execution_provider asks for {}, which this ONNX Runtime "
+                      "build ({}) lacks the libraries for: {}",
+                      config.config_path().string(), wanted, OnnxRuntimeVersion(), e.what());
   }
   return Status::Ok();
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sourced by scripts/setup and scripts/test (it sets $root and $build_dir): installs what is missing on a
+# Debian 12 machine (apt packages, the ONNX Runtime prefix) and builds braid
+# with CMake. Idempotent: a second run only rebuilds what changed.
+#
+#   BRAID_BUILD_DIR   build folder (default: build)
+#   BRAID_PRESET      CMake configure preset (default: release; also debug, asan)
+preset="${BRAID_PRESET:-release}"
+build_dir="${BRAID_BUILD_DIR:-$root/build}"
+if [[ "$preset" != release && -z "${BRAID_BUILD_DIR:-}" ]]; then build_dir="$root/build-$preset"; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+apt_packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libonnx-dev libprotobuf-dev protobuf-compiler
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev rapidjson-dev libxxhash-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+command -v npm >/dev/null || apt_packages+=(npm)
+
+missing=()
+for package in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  step "installing apt packages: ${missing[*]}"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  step "apt packages: all present"
+fi
+
+step "ONNX Runtime prefix"
+ort_prefix="${ONNXRUNTIME_ROOT:-$root/.deps/onnxruntime}"
+if [[ -z "${ONNXRUNTIME_ROOT:-}" ]]; then
+  "$root/scripts/install-onnxruntime.sh" "$ort_prefix"
+else
+  echo "onnxruntime: using ONNXRUNTIME_ROOT=$ONNXRUNTIME_ROOT"
+fi
+
+step "configuring ($preset) in $build_dir"
+cmake -S "$root" -B "$build_dir" --preset "$preset" -DONNXRUNTIME_ROOT="$ort_prefix" >/dev/null
+step "building (this writes the bundled ONNX models too)"
+cmake --build "$build_dir" -j"$(nproc)"

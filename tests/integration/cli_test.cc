@@ -1,0 +1,125 @@
+// The real braid binary, run as a user would run it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/npy.h"
+#include "support/command.h"
+#include "support/temp_dir.h"
+
+namespace braid {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using testing::RunCommand;
+
+const std::string kBraid = BRAID_BINARY;
+const std::string kModels = BRAID_TEST_MODELS;
+
+// Counts the lines of `text`.
+int Lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+
+TEST(CliTest, HelpOnEveryCommand) {
+  for (const std::string command : {"", " models", " models list", " models validate", " infer"}) {
+    auto result = RunCommand(kBraid + command + " --help");
+    EXPECT_EQ(result.exit_code, 0) << command;
+    EXPECT_THAT(result.out, HasSubstr("Usage")) << command;
+  }
+}
+
+TEST(CliTest, ModelsListShowsTheDefaultModelsReady) {
+  auto result = RunCommand(kBraid + " models list");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  for (const std::string model : {"align", "clip-image", "clip-text", "identity"}) {
+    EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY *\n(.|\n)*")) << result.out;
+  }
+}
+
+TEST(CliTest, InferRandomClipImagePrintsOneEmbedding) {
+  auto result = RunCommand(kBraid + " infer clip-image --input pixel_values=random");
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, AllOf(HasSubstr(R"("model_name":"clip-image")"), HasSubstr(R"("name":"image_embeds")"),
+                                HasSubstr(R"("shape":[1,512])")));
+  EXPECT_EQ(Lines(result.out), 1);
+}
+
+TEST(CliTest, InferFromNpyAndJsonToNpy) {
+  testing::TempDir dir;
+  auto input = *Tensor::Allocate(DataType::kFp32, {2, 16});
+  for (std::size_t i = 0; i < 32; ++i) input.mutable_span<float>()[i] = static_cast<float>(i) / 4;
+  ASSERT_TRUE(WriteNpy(dir.path() / "in.npy", input).ok());
+  auto result = RunCommand(kBraid + " infer identity -i input=" + (dir.path() / "in.npy").string() +
+                           " --output-dir " + (dir.path() / "out").string());
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto output = ReadNpy(dir.path() / "out/output.npy");
+  ASSERT_TRUE(output.ok()) << output.status().ToString();
+  EXPECT_EQ(output->shape(), (Shape{2, 16}));
+  EXPECT_EQ(output->span<float>()[31], 7.75f);
+
+  std::string row = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15.5]";
+  dir.Write("in.json", "[" + row + "]");
+  result = RunCommand(kBraid + " infer identity -i input=" + (dir.path() / "in.json").string());
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.out, HasSubstr(R"("shape":[1,16],"data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15.5])"));
+}
+
+// Every bad input: exit code non-zero, one clear line on stderr, nothing on stdout.
+void ExpectCleanError(const std::string& arguments, const std::string& expected) {
+  auto result = RunCommand(kBraid + " " + arguments);
+  EXPECT_NE(result.exit_code, 0) << arguments;
+  EXPECT_LT(result.exit_code, 128) << "crashed: " << arguments;
+  EXPECT_THAT(result.err, HasSubstr(expected)) << arguments;
+  EXPECT_EQ(Lines(result.err), 1) << result.err;
+  EXPECT_TRUE(result.out.empty()) << result.out;
+}
+
+TEST(CliTest, BadInputsGiveOneClearError) {
+  testing::TempDir dir;
+  const std::string d = dir.path().string();
+  ASSERT_TRUE(WriteNpy(dir.path() / "int.npy", *Tensor::Allocate(DataType::kInt64, {1, 16})).ok());
+  ASSERT_TRUE(WriteNpy(dir.path() / "short.npy", *Tensor::Allocate(DataType::kFp32, {1, 15})).ok());
+  dir.Write("corrupt.npy", "\x93NUMPY garbage");
+  dir.Write("ragged.json", "[[1,2],[3]]");
+  dir.Write("input.txt", "1 2 3");
+
+  ExpectCleanError("infer identity -i input=" + d + "/int.npy", "must be FP32, not INT64");
+  ExpectCleanError("infer identity -i input=" + d + "/short.npy", "has shape [1,15], expected [-1,16]");
+  ExpectCleanError("infer identity -i input=" + d + "/corrupt.npy", "corrupt.npy");
+  ExpectCleanError("infer identity -i input=" + d + "/ragged.json", "ragged");
+  ExpectCleanError("infer identity -i input=" + d + "/input.txt", "must be .npy or .json");
+  ExpectCleanError("infer identity -i input=" + d + "/absent.npy", "absent.npy: no such file");
+  ExpectCleanError("infer identity -i pixels=random", "has no input 'pixels'");
+  ExpectCleanError("infer identity -i input", "NAME=FILE");
+  ExpectCleanError("infer nope -i input=random", "no model 'nope'");
+  ExpectCleanError("infer identity -i input=random -m " + d + "/no-such-repo", "no model 'identity'");
+}
+
+TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
+  testing::TempDir dir;
+  dir.Write("broken/config.yaml", "backend: onnxruntime\ninputs: [{name: x\n");
+  dir.Write("missing/config.yaml",
+            "backend: onnxruntime\nmax_batch_size: 1\ninputs: [{name: input, datatype: FP32, dims: [16]}]\n"
+            "outputs: [{name: output, datatype: FP32, dims: [16]}]\n");
+  std::filesystem::create_directories(dir.path() / "missing/1");
+  std::filesystem::create_directories(dir.path() / "good/1");
+  std::filesystem::copy_file(kModels + "/identity/1/model.onnx", dir.path() / "good/1/model.onnx");
+  std::filesystem::copy_file(kModels + "/identity/config.yaml", dir.path() / "good/config.yaml");
+
+  auto validate = RunCommand(kBraid + " models validate " + dir.path().string());
+  EXPECT_EQ(validate.exit_code, 1);
+  EXPECT_THAT(validate.out, AllOf(MatchesRegex("(.|\n)*good +1 +onnxruntime +READY(.|\n)*"),
+                                  MatchesRegex("(.|\n)*broken +- +- +UNAVAILABLE .*malformed YAML(.|\n)*"),
+                                  MatchesRegex("(.|\n)*missing +- +onnxruntime +UNAVAILABLE .*model file missing(.|\n)*")));
+  EXPECT_THAT(validate.err, HasSubstr("2 of 3 models failed"));
+
+  auto list = RunCommand(kBraid + " models list " + dir.path().string());
+  EXPECT_EQ(list.exit_code, 0) << "list reports failures without failing";
+
+  auto infer = RunCommand(kBraid + " infer broken -i x=random -m " + dir.path().string());
+  EXPECT_EQ(infer.exit_code, 1);
+  EXPECT_THAT(infer.err, AllOf(HasSubstr("broken/config.yaml"), HasSubstr("malformed YAML")));
+}
+
+}  // namespace
+}  // namespace braid
