@@ -1,10 +1,9 @@
 // `braid infer MODEL --input NAME=FILE ...`: one request, no server.
 #include <fmt/core.h>
+#include <spdlog/spdlog.h>
 
 #include <map>
 #include <random>
-
-#include <spdlog/spdlog.h>
 
 #include "backends/backends.h"
 #include "cli/commands.h"
@@ -35,7 +34,8 @@ Result<Tensor> RandomTensor(const ModelConfig& config, const TensorSpec& spec, s
   Shape shape = ExpectedShape(config, spec, batch);
   for (auto& dim : shape) dim = dim < 0 ? 1 : dim;
   if (spec.datatype == DataType::kBytes) {
-    return InvalidArgument("input '{}' is BYTES; 'random' cannot invent it, give a .json file", spec.name);
+    return InvalidArgument("input '{}' is BYTES; 'random' cannot invent it, give a .json file",
+                           spec.name);
   }
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(spec.datatype, shape));
   std::uniform_real_distribution<float> real(-1.0f, 1.0f);
@@ -55,15 +55,17 @@ Result<Tensor> RandomTensor(const ModelConfig& config, const TensorSpec& spec, s
       break;
     case DataType::kUint8:
     case DataType::kBool:
-      for (auto& v : tensor.mutable_span<std::uint8_t>()) v = static_cast<std::uint8_t>(small(random) % 2);
+      for (auto& v : tensor.mutable_span<std::uint8_t>())
+        v = static_cast<std::uint8_t>(small(random) % 2);
       break;
-    case DataType::kBytes: break;
+    case DataType::kBytes:
+      break;
   }
   return tensor;
 }
 
-Result<Tensor> ReadInput(const ModelConfig& config, const std::string& name, const std::string& source,
-                         std::int64_t batch, std::mt19937& random) {
+Result<Tensor> ReadInput(const ModelConfig& config, const std::string& name,
+                         const std::string& source, std::int64_t batch, std::mt19937& random) {
   const TensorSpec* spec = config.FindInput(name);
   if (spec == nullptr) {
     std::vector<std::string> known;
@@ -101,8 +103,9 @@ Status RunInfer(const InferOptions& options) {
     }
     std::string name = assignment.substr(0, equals);
     if (named.count(name)) return InvalidArgument("--input '{}' is given twice", name);
-    BRAID_ASSIGN_OR_RETURN(Tensor tensor,
-                           ReadInput(model->config(), name, assignment.substr(equals + 1), options.batch, random));
+    BRAID_ASSIGN_OR_RETURN(
+        Tensor tensor,
+        ReadInput(model->config(), name, assignment.substr(equals + 1), options.batch, random));
     named[name] = std::move(tensor);
   }
   BRAID_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, model->OrderInputs(std::move(named)));
@@ -112,22 +115,27 @@ Status RunInfer(const InferOptions& options) {
   if (!options.output_dir.empty()) {
     std::error_code error;
     std::filesystem::create_directories(options.output_dir, error);
-    if (error) return InvalidArgument("{}: cannot create folder: {}", options.output_dir, error.message());
+    if (error)
+      return InvalidArgument("{}: cannot create folder: {}", options.output_dir, error.message());
     for (std::size_t o = 0; o < outputs.size(); ++o) {
-      auto path = std::filesystem::path(options.output_dir) / (model->config().outputs[o].name + ".npy");
+      auto path =
+          std::filesystem::path(options.output_dir) / (model->config().outputs[o].name + ".npy");
       BRAID_RETURN_IF_ERROR(WriteNpy(path, outputs[o]));
-      fmt::print("{} {} {} -> {}\n", model->config().outputs[o].name, DataTypeName(outputs[o].dtype()),
-                 ShapeToString(outputs[o].shape()), path.string());
+      fmt::print("{} {} {} -> {}\n", model->config().outputs[o].name,
+                 DataTypeName(outputs[o].dtype()), ShapeToString(outputs[o].shape()),
+                 path.string());
     }
     return Status::Ok();
   }
   std::vector<std::string> parts;
   for (std::size_t o = 0; o < outputs.size(); ++o) {
-    BRAID_ASSIGN_OR_RETURN(std::string json, TensorToJson(model->config().outputs[o].name, outputs[o]));
+    BRAID_ASSIGN_OR_RETURN(std::string json,
+                           TensorToJson(model->config().outputs[o].name, outputs[o]));
     parts.push_back(std::move(json));
   }
-  fmt::print(R"({{"model_name":"{}","model_version":"{}","outputs":[{}]}})" "\n", model->name(),
-             model->version(), fmt::join(parts, ","));
+  fmt::print(R"({{"model_name":"{}","model_version":"{}","outputs":[{}]}})"
+             "\n",
+             model->name(), model->version(), fmt::join(parts, ","));
   return Status::Ok();
 }
 
@@ -140,9 +148,11 @@ void AddInferCommand(CLI::App& app, int* exit_code) {
       "Run one inference request without a server and print the outputs as KServe v2 JSON.\n"
       "Example: braid infer clip-image --input pixel_values=random");
   infer->add_option("MODEL", options->model, "Model name in the repository")->required();
-  infer->add_option("-i,--input", options->inputs,
-                    "NAME=FILE, where FILE is a .npy file, a .json file (nested arrays, or "
-                    "{\"shape\":[...],\"data\":[...]}), or 'random' for a correctly shaped random tensor")
+  infer
+      ->add_option(
+          "-i,--input", options->inputs,
+          "NAME=FILE, where FILE is a .npy file, a .json file (nested arrays, or "
+          "{\"shape\":[...],\"data\":[...]}), or 'random' for a correctly shaped random tensor")
       ->required();
   infer->add_option("-m,--model-repository", options->repository,
                     "Model repository (default: the embedded one)");

@@ -1,8 +1,8 @@
 // braid: a multimodal inference server and workflow runtime.
-#include <CLI/CLI.hpp>
-
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
 

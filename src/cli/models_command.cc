@@ -1,6 +1,5 @@
 // `braid models list|validate [DIR]`.
 #include <fmt/core.h>
-
 #include <spdlog/spdlog.h>
 
 #include "backends/backends.h"
@@ -35,7 +34,8 @@ int RunModels(const std::filesystem::path& root, bool strict) {
   for (const auto& model : index) {
     std::string version = model.version > 0 ? std::to_string(model.version) : "-";
     fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", model.name, version,
-               model.backend.empty() ? "-" : model.backend, ModelStateName(model.state), model.reason);
+               model.backend.empty() ? "-" : model.backend, ModelStateName(model.state),
+               model.reason);
     if (model.state != ModelState::kReady) ++failures;
   }
   if (strict && failures > 0) {
@@ -59,9 +59,9 @@ void AddModelsCommand(CLI::App& app, int* exit_code) {
     *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), false);
   });
 
-  auto* validate = models->add_subcommand(
-      "validate",
-      "Check every config and model file in the repository (loads each model); exits 1 if any fails");
+  auto* validate = models->add_subcommand("validate",
+                                          "Check every config and model file in the repository "
+                                          "(loads each model); exits 1 if any fails");
   validate->add_option("DIR", options->repository, "Model repository (default: the embedded one)");
   validate->callback([options, exit_code] {
     *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), true);

@@ -1,14 +1,13 @@
 #include "cli/tensor_json.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 namespace braid::cli {
 namespace {
@@ -32,7 +31,8 @@ Status Flatten(const rapidjson::Value& value, std::size_t depth, Shape* shape,
   } else if (depth > shape->size() || (*shape)[depth] != size) {
     return InvalidArgument("ragged array at depth {}", depth);
   }
-  for (const auto& item : value.GetArray()) BRAID_RETURN_IF_ERROR(Flatten(item, depth + 1, shape, leaves));
+  for (const auto& item : value.GetArray())
+    BRAID_RETURN_IF_ERROR(Flatten(item, depth + 1, shape, leaves));
   return Status::Ok();
 }
 
@@ -41,7 +41,8 @@ Status StoreIntegers(const std::vector<const rapidjson::Value*>& leaves, Tensor*
   auto out = tensor->mutable_span<T>();
   for (std::size_t i = 0; i < leaves.size(); ++i) {
     const auto& leaf = *leaves[i];
-    if (!leaf.IsInt64() && !leaf.IsBool()) return InvalidArgument("element {} is not an integer", i);
+    if (!leaf.IsInt64() && !leaf.IsBool())
+      return InvalidArgument("element {} is not an integer", i);
     std::int64_t v = leaf.IsBool() ? leaf.GetBool() : leaf.GetInt64();
     if (v < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
         v > static_cast<std::int64_t>(std::numeric_limits<T>::max())) {
@@ -66,11 +67,16 @@ Status StoreLeaves(const std::vector<const rapidjson::Value*>& leaves, Tensor* t
         }
       }
       return Status::Ok();
-    case DataType::kInt64: return StoreIntegers<std::int64_t>(leaves, tensor);
-    case DataType::kInt32: return StoreIntegers<std::int32_t>(leaves, tensor);
-    case DataType::kUint8: return StoreIntegers<std::uint8_t>(leaves, tensor);
-    case DataType::kBool: return StoreIntegers<bool>(leaves, tensor);
-    case DataType::kBytes: break;
+    case DataType::kInt64:
+      return StoreIntegers<std::int64_t>(leaves, tensor);
+    case DataType::kInt32:
+      return StoreIntegers<std::int32_t>(leaves, tensor);
+    case DataType::kUint8:
+      return StoreIntegers<std::uint8_t>(leaves, tensor);
+    case DataType::kBool:
+      return StoreIntegers<bool>(leaves, tensor);
+    case DataType::kBytes:
+      break;
   }
   return InvalidArgument("JSON input of type {} is not supported", DataTypeName(tensor->dtype()));
 }
@@ -97,11 +103,13 @@ Result<Tensor> ParseTensorJson(std::string_view text, DataType type) {
     return Tensor::FromStrings(strings, {static_cast<std::int64_t>(strings.size())});
   }
   if (doc.IsObject()) {
-    if (!doc.HasMember("shape") || !doc["shape"].IsArray() || !doc.HasMember("data") || !doc["data"].IsArray()) {
+    if (!doc.HasMember("shape") || !doc["shape"].IsArray() || !doc.HasMember("data") ||
+        !doc["data"].IsArray()) {
       return InvalidArgument("a JSON object input needs \"shape\" and \"data\" lists");
     }
     for (const auto& dim : doc["shape"].GetArray()) {
-      if (!dim.IsInt64() || dim.GetInt64() < 0) return InvalidArgument("\"shape\" must hold non-negative integers");
+      if (!dim.IsInt64() || dim.GetInt64() < 0)
+        return InvalidArgument("\"shape\" must hold non-negative integers");
       shape.push_back(dim.GetInt64());
     }
     Shape flat_shape;
@@ -114,8 +122,8 @@ Result<Tensor> ParseTensorJson(std::string_view text, DataType type) {
   }
   BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
   if (count != static_cast<std::int64_t>(leaves.size())) {
-    return InvalidArgument("shape {} needs {} elements but \"data\" has {}", ShapeToString(shape), count,
-                           leaves.size());
+    return InvalidArgument("shape {} needs {} elements but \"data\" has {}", ShapeToString(shape),
+                           count, leaves.size());
   }
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(type, shape));
   BRAID_RETURN_IF_ERROR(StoreLeaves(leaves, &tensor));
@@ -148,12 +156,19 @@ Result<std::string> TensorToJson(const std::string& name, const Tensor& tensor) 
       }
       break;
     }
-    case DataType::kInt64: append_all(tensor.span<std::int64_t>()); break;
-    case DataType::kInt32: append_all(tensor.span<std::int32_t>()); break;
-    case DataType::kUint8: append_all(tensor.span<std::uint8_t>()); break;
+    case DataType::kInt64:
+      append_all(tensor.span<std::int64_t>());
+      break;
+    case DataType::kInt32:
+      append_all(tensor.span<std::int32_t>());
+      break;
+    case DataType::kUint8:
+      append_all(tensor.span<std::uint8_t>());
+      break;
     case DataType::kBool: {
       auto values = tensor.span<std::uint8_t>();
-      for (std::size_t i = 0; i < values.size(); ++i) data += fmt::format("{}{}", i ? "," : "", values[i] != 0);
+      for (std::size_t i = 0; i < values.size(); ++i)
+        data += fmt::format("{}{}", i ? "," : "", values[i] != 0);
       break;
     }
     case DataType::kBytes: {

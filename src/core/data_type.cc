@@ -36,12 +36,17 @@ std::optional<DataType> ParseDataType(std::string_view name) {
 std::size_t DataTypeSize(DataType type) {
   switch (type) {
     case DataType::kBool:
-    case DataType::kUint8: return 1;
-    case DataType::kFp16: return 2;
+    case DataType::kUint8:
+      return 1;
+    case DataType::kFp16:
+      return 2;
     case DataType::kInt32:
-    case DataType::kFp32: return 4;
-    case DataType::kInt64: return 8;
-    case DataType::kBytes: return 0;
+    case DataType::kFp32:
+      return 4;
+    case DataType::kInt64:
+      return 8;
+    case DataType::kBytes:
+      return 0;
   }
   return 0;
 }
@@ -83,7 +88,8 @@ std::uint16_t FloatToHalf(float value) {
     mantissa |= 0x800000;
     return sign | static_cast<std::uint16_t>(mantissa >> (14 - exponent));
   }
-  return sign | static_cast<std::uint16_t>(exponent << 10) | static_cast<std::uint16_t>(mantissa >> 13);
+  return sign | static_cast<std::uint16_t>(exponent << 10) |
+         static_cast<std::uint16_t>(mantissa >> 13);
 }
 
 }  // namespace braid

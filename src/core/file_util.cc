@@ -9,14 +9,15 @@ Result<std::string> ReadFile(const std::filesystem::path& path, std::size_t max_
   std::error_code error;
   auto status = std::filesystem::status(path, error);
   if (error || !std::filesystem::exists(status)) return NotFound("{}: no such file", path.string());
-  if (std::filesystem::is_directory(status)) return InvalidArgument("{}: is a directory", path.string());
+  if (std::filesystem::is_directory(status))
+    return InvalidArgument("{}: is a directory", path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) return InvalidArgument("{}: cannot open for reading", path.string());
   in.seekg(0, std::ios::end);
   auto size = static_cast<std::size_t>(in.tellg());
   if (size > max_bytes) {
-    return Status(StatusCode::kTooLarge,
-                  fmt::format("{}: {} bytes is over the {} byte limit", path.string(), size, max_bytes));
+    return Status(StatusCode::kTooLarge, fmt::format("{}: {} bytes is over the {} byte limit",
+                                                     path.string(), size, max_bytes));
   }
   in.seekg(0);
   std::string bytes(size, '\0');

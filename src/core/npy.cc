@@ -1,11 +1,11 @@
 #include "core/npy.h"
 
+#include <fmt/ranges.h>
+
 #include <array>
 #include <cstring>
 #include <regex>
 #include <utility>
-
-#include <fmt/ranges.h>
 
 #include "core/file_util.h"
 
@@ -25,7 +25,8 @@ constexpr std::array<std::pair<std::string_view, DataType>, 6> kDescriptors = {{
 
 Result<DataType> ParseDescriptor(std::string_view descr) {
   if (descr.size() != 3 || (descr[0] != '<' && descr[0] != '|' && descr[0] != '=')) {
-    return InvalidArgument("unsupported dtype '{}' (little-endian f4, f2, i8, i4, u1, b1 only)", descr);
+    return InvalidArgument("unsupported dtype '{}' (little-endian f4, f2, i8, i4, u1, b1 only)",
+                           descr);
   }
   for (const auto& [code, type] : kDescriptors) {
     if (descr.substr(1) == code) return type;
@@ -35,13 +36,20 @@ Result<DataType> ParseDescriptor(std::string_view descr) {
 
 std::string_view DescriptorOf(DataType type) {
   switch (type) {
-    case DataType::kFp32: return "<f4";
-    case DataType::kFp16: return "<f2";
-    case DataType::kInt64: return "<i8";
-    case DataType::kInt32: return "<i4";
-    case DataType::kUint8: return "|u1";
-    case DataType::kBool: return "|b1";
-    case DataType::kBytes: break;
+    case DataType::kFp32:
+      return "<f4";
+    case DataType::kFp16:
+      return "<f2";
+    case DataType::kInt64:
+      return "<i8";
+    case DataType::kInt32:
+      return "<i4";
+    case DataType::kUint8:
+      return "|u1";
+    case DataType::kBool:
+      return "|b1";
+    case DataType::kBytes:
+      break;
   }
   return "";
 }
@@ -56,7 +64,8 @@ Result<Tensor> ParseNpy(std::string_view bytes) {
   std::size_t header_length = 0;
   std::size_t header_start = 0;
   if (major == 1) {
-    header_length = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    header_length =
+        static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
     header_start = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) return InvalidArgument("truncated .npy header");
@@ -94,8 +103,9 @@ Result<Tensor> ParseNpy(std::string_view bytes) {
   std::size_t data_start = header_start + header_length;
   BRAID_ASSIGN_OR_RETURN(std::size_t size, ByteSizeOf(type, count, bytes.size() - data_start));
   if (size != bytes.size() - data_start) {
-    return InvalidArgument(".npy data is {} bytes but shape {} of {} needs {}", bytes.size() - data_start,
-                           ShapeToString(shape), DataTypeName(type), size);
+    return InvalidArgument(".npy data is {} bytes but shape {} of {} needs {}",
+                           bytes.size() - data_start, ShapeToString(shape), DataTypeName(type),
+                           size);
   }
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(type, shape));
   std::memcpy(tensor.mutable_data(), bytes.data() + data_start, size);
@@ -111,7 +121,8 @@ Result<Tensor> ReadNpy(const std::filesystem::path& path) {
 
 Result<std::string> SerializeNpy(const Tensor& tensor) {
   std::string_view descr = DescriptorOf(tensor.dtype());
-  if (descr.empty()) return InvalidArgument("{} tensors cannot be written as .npy", DataTypeName(tensor.dtype()));
+  if (descr.empty())
+    return InvalidArgument("{} tensors cannot be written as .npy", DataTypeName(tensor.dtype()));
   std::string shape = fmt::format("{}", fmt::join(tensor.shape(), ", "));
   if (tensor.shape().size() == 1) shape += ",";  // a Python 1-tuple
   std::string header =

@@ -4,6 +4,8 @@
 // function (in the API layer) can map them to HTTP and gRPC codes.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cassert>
 #include <optional>
 #include <string>
@@ -11,23 +13,21 @@
 #include <utility>
 #include <variant>
 
-#include <fmt/format.h>
-
 namespace braid {
 
 enum class StatusCode {
   kOk,
-  kInvalidArgument,    // bad input: HTTP 400, gRPC INVALID_ARGUMENT
-  kUnauthenticated,    // missing or wrong key: 401, UNAUTHENTICATED
-  kNotFound,           // unknown model, version, workflow, file: 404, NOT_FOUND
-  kTooLarge,           // body, tensor or media past a limit: 413, OUT_OF_RANGE
-  kResourceExhausted,  // shed by queue policy or admission control: 429
-  kUnavailable,        // not ready, draining, model unavailable: 503
-  kDeadlineExceeded,   // timed out while queued or running: 504
-  kCancelled,          // the client went away
-  kFailedPrecondition, // the operation is not valid in the current state
-  kUnimplemented,      // not supported by this build or backend
-  kInternal,           // a bug or an unexpected failure of a library
+  kInvalidArgument,     // bad input: HTTP 400, gRPC INVALID_ARGUMENT
+  kUnauthenticated,     // missing or wrong key: 401, UNAUTHENTICATED
+  kNotFound,            // unknown model, version, workflow, file: 404, NOT_FOUND
+  kTooLarge,            // body, tensor or media past a limit: 413, OUT_OF_RANGE
+  kResourceExhausted,   // shed by queue policy or admission control: 429
+  kUnavailable,         // not ready, draining, model unavailable: 503
+  kDeadlineExceeded,    // timed out while queued or running: 504
+  kCancelled,           // the client went away
+  kFailedPrecondition,  // the operation is not valid in the current state
+  kUnimplemented,       // not supported by this build or backend
+  kInternal,            // a bug or an unexpected failure of a library
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -106,9 +106,9 @@ class [[nodiscard]] Result {
 }  // namespace braid
 
 // Returns the status of `expr` from the enclosing function if it is an error.
-#define BRAID_RETURN_IF_ERROR(expr)        \
-  do {                                     \
-    ::braid::Status braid_status_ = (expr); \
+#define BRAID_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::braid::Status braid_status_ = (expr);        \
     if (!braid_status_.ok()) return braid_status_; \
   } while (false)
 

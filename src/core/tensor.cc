@@ -1,10 +1,10 @@
 #include "core/tensor.h"
 
+#include <fmt/ranges.h>
+
 #include <cstring>
 #include <limits>
 #include <new>
-
-#include <fmt/ranges.h>
 
 namespace braid {
 namespace {
@@ -12,7 +12,7 @@ namespace {
 constexpr std::size_t kAlignment = 64;
 
 struct AlignedDelete {
-  void operator()(std::byte* p) const { ::operator delete(p, std::align_val_t{kAlignment}); }
+  void operator()(std::byte* p) const { ::operator delete (p, std::align_val_t{kAlignment}); }
 };
 
 std::uint32_t ReadLength(const std::byte* p) {
@@ -37,12 +37,12 @@ Result<std::int64_t> ElementCount(const Shape& shape) {
 
 Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count, std::size_t limit) {
   std::size_t element = DataTypeSize(type);
-  if (count < 0 || element == 0) return InvalidArgument("no fixed byte size for {}", DataTypeName(type));
+  if (count < 0 || element == 0)
+    return InvalidArgument("no fixed byte size for {}", DataTypeName(type));
   auto elements = static_cast<std::uint64_t>(count);
   if (elements > limit / element) {
-    return Status(StatusCode::kTooLarge,
-                  fmt::format("{} elements of {} exceed the {} byte limit", count,
-                              DataTypeName(type), limit));
+    return Status(StatusCode::kTooLarge, fmt::format("{} elements of {} exceed the {} byte limit",
+                                                     count, DataTypeName(type), limit));
   }
   return static_cast<std::size_t>(elements * element);
 }
@@ -53,7 +53,8 @@ Result<Tensor> Tensor::Allocate(DataType type, Shape shape) {
   BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
   BRAID_ASSIGN_OR_RETURN(std::size_t size, ByteSizeOf(type, count));
   std::shared_ptr<std::byte> buffer(
-      static_cast<std::byte*>(::operator new(std::max<std::size_t>(size, 1), std::align_val_t{kAlignment})),
+      static_cast<std::byte*>(
+          ::operator new (std::max<std::size_t>(size, 1), std::align_val_t{kAlignment})),
       AlignedDelete());
   std::memset(buffer.get(), 0, size);
   std::byte* data = buffer.get();
@@ -96,7 +97,8 @@ std::int64_t Tensor::element_count() const {
 }
 
 Result<std::vector<std::string_view>> Tensor::Strings() const {
-  if (dtype_ != DataType::kBytes) return InvalidArgument("tensor is {}, not BYTES", DataTypeName(dtype_));
+  if (dtype_ != DataType::kBytes)
+    return InvalidArgument("tensor is {}, not BYTES", DataTypeName(dtype_));
   std::vector<std::string_view> values;
   std::size_t offset = 0;
   while (offset < byte_size_) {
@@ -113,8 +115,8 @@ Result<std::vector<std::string_view>> Tensor::Strings() const {
     offset += length;
   }
   if (static_cast<std::int64_t>(values.size()) != element_count()) {
-    return InvalidArgument("BYTES tensor holds {} elements but its shape {} needs {}", values.size(),
-                           ShapeToString(shape_), element_count());
+    return InvalidArgument("BYTES tensor holds {} elements but its shape {} needs {}",
+                           values.size(), ShapeToString(shape_), element_count());
   }
   return values;
 }
@@ -129,7 +131,8 @@ Result<Tensor> Tensor::Slice(std::int64_t begin, std::int64_t end) const {
   shape[0] = end - begin;
   if (dtype_ == DataType::kBytes) {
     BRAID_ASSIGN_OR_RETURN(auto values, Strings());
-    std::int64_t per_row = shape_[0] == 0 ? 0 : static_cast<std::int64_t>(values.size()) / shape_[0];
+    std::int64_t per_row =
+        shape_[0] == 0 ? 0 : static_cast<std::int64_t>(values.size()) / shape_[0];
     auto offset_of = [&](std::int64_t row) -> std::size_t {
       if (row * per_row == static_cast<std::int64_t>(values.size())) return byte_size_;
       return reinterpret_cast<const std::byte*>(values[row * per_row].data()) - data_ -
@@ -139,7 +142,8 @@ Result<Tensor> Tensor::Slice(std::int64_t begin, std::int64_t end) const {
     return Wrap(dtype_, std::move(shape), data_ + from, offset_of(end) - from, owner_);
   }
   std::size_t row_bytes = shape_[0] == 0 ? 0 : byte_size_ / static_cast<std::size_t>(shape_[0]);
-  return Wrap(dtype_, std::move(shape), data_ + row_bytes * begin, row_bytes * (end - begin), owner_);
+  return Wrap(dtype_, std::move(shape), data_ + row_bytes * begin, row_bytes * (end - begin),
+              owner_);
 }
 
 Result<Tensor> Tensor::Reshape(Shape shape) const {

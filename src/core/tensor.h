@@ -31,8 +31,7 @@ using Shape = std::vector<std::int64_t>;
 Result<std::int64_t> ElementCount(const Shape& shape);
 // Bytes that `count` elements of `type` take; an error on overflow or past
 // `limit`. Not defined for kBytes.
-Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count,
-                               std::size_t limit = SIZE_MAX);
+Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count, std::size_t limit = SIZE_MAX);
 // "[1,3,224,224]".
 std::string ShapeToString(const Shape& shape);
 

@@ -1,12 +1,11 @@
 #include "model/config.h"
 
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <set>
-
-#include <fmt/ranges.h>
 
 #include "core/file_util.h"
 
@@ -20,7 +19,8 @@ class Reader {
   explicit Reader(std::string source) : source_(std::move(source)) {}
 
   Status Error(const YAML::Node& node, const std::string& path, std::string_view what) const {
-    std::string where = node.Mark().is_null() ? "" : fmt::format(" (line {})", node.Mark().line + 1);
+    std::string where =
+        node.Mark().is_null() ? "" : fmt::format(" (line {})", node.Mark().line + 1);
     return InvalidArgument("{}: '{}' {}{}", source_, path, what, where);
   }
 
@@ -78,7 +78,8 @@ class Reader {
     }
     return Status::Ok();
   }
-  Status Bool(const YAML::Node& map, std::string_view key, const std::string& path, bool* out) const {
+  Status Bool(const YAML::Node& map, std::string_view key, const std::string& path,
+              bool* out) const {
     return Scalar(map, key, path, out, "true or false");
   }
   Status String(const YAML::Node& map, std::string_view key, const std::string& path,
@@ -116,9 +117,11 @@ class Reader {
       try {
         value = item.as<std::int64_t>();
       } catch (const YAML::Exception&) {
-        return Error(item, full, fmt::format("must be a list of integers, not '{}'", YAML::Dump(item)));
+        return Error(item, full,
+                     fmt::format("must be a list of integers, not '{}'", YAML::Dump(item)));
       }
-      if (value < min) return Error(item, full, fmt::format("has {}, below the minimum {}", value, min));
+      if (value < min)
+        return Error(item, full, fmt::format("has {}, below the minimum {}", value, min));
       out->push_back(value);
     }
     return Status::Ok();
@@ -146,20 +149,23 @@ Status ParseTensorSpecs(const Reader& r, const YAML::Node& node, const std::stri
     TensorSpec spec;
     BRAID_RETURN_IF_ERROR(r.String(item, "name", path, &spec.name));
     if (spec.name.empty()) return r.Error(item, path + ".name", "is required");
-    if (!seen.insert(spec.name).second) return r.Error(item, path + ".name", "repeats an earlier name");
+    if (!seen.insert(spec.name).second)
+      return r.Error(item, path + ".name", "repeats an earlier name");
     std::string datatype;
     BRAID_RETURN_IF_ERROR(r.String(item, "datatype", path, &datatype));
     auto type = ParseDataType(datatype);
     if (!type) {
-      return r.Error(item, path + ".datatype",
-                     fmt::format("must be one of BOOL, UINT8, INT32, INT64, FP16, FP32, BYTES, not '{}'",
-                                 datatype));
+      return r.Error(
+          item, path + ".datatype",
+          fmt::format("must be one of BOOL, UINT8, INT32, INT64, FP16, FP32, BYTES, not '{}'",
+                      datatype));
     }
     spec.datatype = *type;
     if (!item["dims"]) return r.Error(item, path + ".dims", "is required");
     BRAID_RETURN_IF_ERROR(r.IntList(item, "dims", path, -1, &spec.dims));
     for (auto dim : spec.dims) {
-      if (dim == 0) return r.Error(item["dims"], path + ".dims", "must be positive or -1 (variable)");
+      if (dim == 0)
+        return r.Error(item["dims"], path + ".dims", "must be positive or -1 (variable)");
     }
     out->push_back(std::move(spec));
   }
@@ -168,27 +174,27 @@ Status ParseTensorSpecs(const Reader& r, const YAML::Node& node, const std::stri
 
 Status ParseQueuePolicy(const Reader& r, const YAML::Node& node, const std::string& path,
                         QueuePolicy* policy) {
-  BRAID_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                    {"max_queue_size", "timeout_us", "timeout_action",
-                                     "allow_timeout_override"}));
+  BRAID_RETURN_IF_ERROR(r.CheckKeys(
+      node, path, {"max_queue_size", "timeout_us", "timeout_action", "allow_timeout_override"}));
   std::int64_t size = static_cast<std::int64_t>(policy->max_queue_size);
   BRAID_RETURN_IF_ERROR(r.Int(node, "max_queue_size", path, 1, 1 << 24, &size));
   policy->max_queue_size = static_cast<std::size_t>(size);
   BRAID_RETURN_IF_ERROR(r.Int(node, "timeout_us", path, 0, INT64_MAX / 1000, &policy->timeout_us));
-  BRAID_RETURN_IF_ERROR(r.Choice<QueuePolicy::TimeoutAction>(
-      node, "timeout_action", path,
-      {{"reject", QueuePolicy::TimeoutAction::kReject}, {"delay", QueuePolicy::TimeoutAction::kDelay}},
-      &policy->timeout_action));
+  BRAID_RETURN_IF_ERROR(
+      r.Choice<QueuePolicy::TimeoutAction>(node, "timeout_action", path,
+                                           {{"reject", QueuePolicy::TimeoutAction::kReject},
+                                            {"delay", QueuePolicy::TimeoutAction::kDelay}},
+                                           &policy->timeout_action));
   return r.Bool(node, "allow_timeout_override", path, &policy->allow_timeout_override);
 }
 
 Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_batch_size,
                             DynamicBatching* batching) {
   const std::string path = "dynamic_batching";
-  BRAID_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                    {"preferred_batch_size", "max_queue_delay_us", "adaptive",
-                                     "priority_levels", "default_priority", "queue_policy",
-                                     "priority_queue_policy", "offpeak"}));
+  BRAID_RETURN_IF_ERROR(
+      r.CheckKeys(node, path,
+                  {"preferred_batch_size", "max_queue_delay_us", "adaptive", "priority_levels",
+                   "default_priority", "queue_policy", "priority_queue_policy", "offpeak"}));
   batching->enabled = true;
   std::vector<std::int64_t> preferred;
   BRAID_RETURN_IF_ERROR(r.IntList(node, "preferred_batch_size", path, 1, &preferred));
@@ -208,15 +214,17 @@ Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_bat
   BRAID_RETURN_IF_ERROR(r.Int(node, "default_priority", path, 1, batching->priority_levels,
                               &batching->default_priority));
   if (node["queue_policy"]) {
-    BRAID_RETURN_IF_ERROR(
-        ParseQueuePolicy(r, node["queue_policy"], path + ".queue_policy", &batching->default_queue_policy));
+    BRAID_RETURN_IF_ERROR(ParseQueuePolicy(r, node["queue_policy"], path + ".queue_policy",
+                                           &batching->default_queue_policy));
   }
   if (const YAML::Node levels = node["priority_queue_policy"]) {
     if (!levels.IsMap()) {
-      return r.Error(levels, path + ".priority_queue_policy", "must map priority levels to queue policies");
+      return r.Error(levels, path + ".priority_queue_policy",
+                     "must map priority levels to queue policies");
     }
     for (const auto& entry : levels) {
-      std::string level_path = fmt::format("{}.priority_queue_policy.{}", path, entry.first.Scalar());
+      std::string level_path =
+          fmt::format("{}.priority_queue_policy.{}", path, entry.first.Scalar());
       int level = 0;
       try {
         level = entry.first.as<int>();
@@ -234,7 +242,8 @@ Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_bat
   }
   if (const YAML::Node offpeak = node["offpeak"]) {
     const std::string offpeak_path = path + ".offpeak";
-    BRAID_RETURN_IF_ERROR(r.CheckKeys(offpeak, offpeak_path, {"priorities", "defer_above_utilization"}));
+    BRAID_RETURN_IF_ERROR(
+        r.CheckKeys(offpeak, offpeak_path, {"priorities", "defer_above_utilization"}));
     std::vector<std::int64_t> priorities;
     BRAID_RETURN_IF_ERROR(r.IntList(offpeak, "priorities", offpeak_path, 1, &priorities));
     for (auto level : priorities) {
@@ -254,7 +263,8 @@ Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_bat
 Status ParseVersionPolicy(const Reader& r, const YAML::Node& node, VersionPolicy* policy) {
   const std::string path = "version_policy";
   BRAID_RETURN_IF_ERROR(r.CheckKeys(node, path, {"latest", "specific"}));
-  if (node["latest"] && node["specific"]) return r.Error(node, path, "takes latest or specific, not both");
+  if (node["latest"] && node["specific"])
+    return r.Error(node, path, "takes latest or specific, not both");
   BRAID_RETURN_IF_ERROR(r.Int(node, "latest", path, 1, 1000, &policy->latest));
   return r.IntList(node, "specific", path, 1, &policy->specific);
 }
@@ -286,16 +296,17 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
   }
   Reader r(source);
   if (!root || root.IsNull()) return InvalidArgument("{}: the file is empty", source);
-  BRAID_RETURN_IF_ERROR(r.CheckKeys(root, "",
-                                    {"backend", "max_batch_size", "inputs", "outputs",
-                                     "instance_group", "dynamic_batching", "response_cache",
-                                     "optimization", "autoscale", "version_policy",
-                                     "default_model_filename", "parameters"}));
+  BRAID_RETURN_IF_ERROR(
+      r.CheckKeys(root, "",
+                  {"backend", "max_batch_size", "inputs", "outputs", "instance_group",
+                   "dynamic_batching", "response_cache", "optimization", "autoscale",
+                   "version_policy", "default_model_filename", "parameters"}));
   ModelConfig config;
   config.name = name;
   config.directory = directory;
   if (!IsValidModelName(name)) {
-    return InvalidArgument("{}: '{}' is not a valid model name (letters, digits, '.', '-', '_')", source, name);
+    return InvalidArgument("{}: '{}' is not a valid model name (letters, digits, '.', '-', '_')",
+                           source, name);
   }
 
   try {
@@ -313,7 +324,8 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
           r.CheckKeys(group, path, {"count", "kind", "intra_op_threads", "inter_op_threads"}));
       BRAID_RETURN_IF_ERROR(r.Int(group, "count", path, 1, 256, &config.instance_group.count));
       BRAID_RETURN_IF_ERROR(r.Choice<InstanceGroup::Kind>(
-          group, "kind", path, {{"cpu", InstanceGroup::Kind::kCpu}, {"gpu", InstanceGroup::Kind::kGpu}},
+          group, "kind", path,
+          {{"cpu", InstanceGroup::Kind::kCpu}, {"gpu", InstanceGroup::Kind::kGpu}},
           &config.instance_group.kind));
       BRAID_RETURN_IF_ERROR(
           r.Int(group, "intra_op_threads", path, 1, 1024, &config.instance_group.intra_op_threads));
@@ -331,7 +343,8 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
 
     if (const YAML::Node cache = root["response_cache"]) {
       BRAID_RETURN_IF_ERROR(r.CheckKeys(cache, "response_cache", {"enable", "ttl_s"}));
-      BRAID_RETURN_IF_ERROR(r.Bool(cache, "enable", "response_cache", &config.response_cache.enable));
+      BRAID_RETURN_IF_ERROR(
+          r.Bool(cache, "enable", "response_cache", &config.response_cache.enable));
       BRAID_RETURN_IF_ERROR(
           r.Int(cache, "ttl_s", "response_cache", 1, 365LL * 86400, &config.response_cache.ttl_s));
     }
@@ -341,14 +354,16 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
       BRAID_RETURN_IF_ERROR(
           r.CheckKeys(opt, path, {"execution_provider", "precision", "graph_optimization"}));
       using O = Optimization;
-      BRAID_RETURN_IF_ERROR(r.Choice<O::Provider>(
-          opt, "execution_provider", path,
-          {{"cpu", O::Provider::kCpu}, {"cuda", O::Provider::kCuda}, {"tensorrt", O::Provider::kTensorRt}},
-          &config.optimization.execution_provider));
-      BRAID_RETURN_IF_ERROR(r.Choice<O::Precision>(
-          opt, "precision", path,
-          {{"fp32", O::Precision::kFp32}, {"fp16", O::Precision::kFp16}, {"int8", O::Precision::kInt8}},
-          &config.optimization.precision));
+      BRAID_RETURN_IF_ERROR(r.Choice<O::Provider>(opt, "execution_provider", path,
+                                                  {{"cpu", O::Provider::kCpu},
+                                                   {"cuda", O::Provider::kCuda},
+                                                   {"tensorrt", O::Provider::kTensorRt}},
+                                                  &config.optimization.execution_provider));
+      BRAID_RETURN_IF_ERROR(r.Choice<O::Precision>(opt, "precision", path,
+                                                   {{"fp32", O::Precision::kFp32},
+                                                    {"fp16", O::Precision::kFp16},
+                                                    {"int8", O::Precision::kInt8}},
+                                                   &config.optimization.precision));
       BRAID_RETURN_IF_ERROR(r.Choice<O::GraphLevel>(opt, "graph_optimization", path,
                                                     {{"none", O::GraphLevel::kNone},
                                                      {"basic", O::GraphLevel::kBasic},
@@ -376,10 +391,13 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
       if (a.max_instances < a.min_instances) {
         return r.Error(scale, path + ".max_instances", "must not be below min_instances");
       }
-      BRAID_RETURN_IF_ERROR(r.Fraction(scale, "scale_up_utilization", path, &a.scale_up_utilization));
-      BRAID_RETURN_IF_ERROR(r.Fraction(scale, "scale_down_utilization", path, &a.scale_down_utilization));
+      BRAID_RETURN_IF_ERROR(
+          r.Fraction(scale, "scale_up_utilization", path, &a.scale_up_utilization));
+      BRAID_RETURN_IF_ERROR(
+          r.Fraction(scale, "scale_down_utilization", path, &a.scale_down_utilization));
       if (a.scale_down_utilization >= a.scale_up_utilization) {
-        return r.Error(scale, path + ".scale_down_utilization", "must be below scale_up_utilization");
+        return r.Error(scale, path + ".scale_down_utilization",
+                       "must be below scale_up_utilization");
       }
       BRAID_RETURN_IF_ERROR(r.Int(scale, "window_s", path, 1, 3600, &a.window_s));
     }
@@ -397,7 +415,8 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
     }
 
     if (const YAML::Node parameters = root["parameters"]) {
-      if (!parameters.IsMap()) return r.Error(parameters, "parameters", "must be a mapping of strings");
+      if (!parameters.IsMap())
+        return r.Error(parameters, "parameters", "must be a mapping of strings");
       for (const auto& entry : parameters) {
         if (!entry.second.IsScalar()) {
           return r.Error(entry.second, "parameters." + entry.first.Scalar(), "must be a scalar");

@@ -81,8 +81,8 @@ struct AutoscaleConfig {
 };
 
 struct VersionPolicy {
-  int latest = 1;                       // serve the newest N versions...
-  std::vector<std::int64_t> specific;   // ...or exactly these, when non-empty
+  int latest = 1;                      // serve the newest N versions...
+  std::vector<std::int64_t> specific;  // ...or exactly these, when non-empty
 };
 
 struct ModelConfig {
@@ -98,8 +98,8 @@ struct ModelConfig {
   Optimization optimization;
   AutoscaleConfig autoscale;
   VersionPolicy version_policy;
-  std::string default_model_filename;              // empty: the backend's default
-  std::map<std::string, std::string> parameters;   // backend-specific settings
+  std::string default_model_filename;             // empty: the backend's default
+  std::map<std::string, std::string> parameters;  // backend-specific settings
 
   std::filesystem::path config_path() const { return directory / "config.yaml"; }
   // The spec of input `name`, or nullptr.

@@ -22,7 +22,8 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
     auto it = inputs.find(spec.name);
     if (it == inputs.end()) {
       return InvalidArgument("model '{}' needs input '{}' ({} {})", name(), spec.name,
-                             DataTypeName(spec.datatype), ShapeToString(ExpectedShape(config_, spec, -1)));
+                             DataTypeName(spec.datatype),
+                             ShapeToString(ExpectedShape(config_, spec, -1)));
     }
     Tensor tensor = std::move(it->second);
     inputs.erase(it);
@@ -37,8 +38,8 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
       matches = expected[d] == -1 ? shape[d] >= 0 : shape[d] == expected[d];
     }
     if (!matches) {
-      return InvalidArgument("input '{}' of model '{}' has shape {}, expected {}", spec.name, name(),
-                             ShapeToString(shape),
+      return InvalidArgument("input '{}' of model '{}' has shape {}, expected {}", spec.name,
+                             name(), ShapeToString(shape),
                              ShapeToString(ExpectedShape(config_, spec, -1)));
     }
     if (config_.max_batch_size > 0) {
@@ -47,8 +48,9 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
                                spec.name, name(), shape[0], config_.max_batch_size);
       }
       if (batch >= 0 && shape[0] != batch) {
-        return InvalidArgument("input '{}' of model '{}' has batch size {} but an earlier input has {}",
-                               spec.name, name(), shape[0], batch);
+        return InvalidArgument(
+            "input '{}' of model '{}' has batch size {} but an earlier input has {}", spec.name,
+            name(), shape[0], batch);
       }
       batch = shape[0];
     }
@@ -65,8 +67,8 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
   if (!inputs.empty()) {
     std::vector<std::string> known;
     for (const auto& spec : config_.inputs) known.push_back(spec.name);
-    return InvalidArgument("model '{}' has no input '{}' (its inputs: {})", name(), inputs.begin()->first,
-                           fmt::join(known, ", "));
+    return InvalidArgument("model '{}' has no input '{}' (its inputs: {})", name(),
+                           inputs.begin()->first, fmt::join(known, ", "));
   }
   return ordered;
 }

@@ -1,17 +1,20 @@
 #include "model/repository.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <charconv>
-
-#include <fmt/ranges.h>
 
 namespace braid {
 
 std::string_view ModelStateName(ModelState state) {
   switch (state) {
-    case ModelState::kReady: return "READY";
-    case ModelState::kLoading: return "LOADING";
-    case ModelState::kUnavailable: return "UNAVAILABLE";
+    case ModelState::kReady:
+      return "READY";
+    case ModelState::kLoading:
+      return "LOADING";
+    case ModelState::kUnavailable:
+      return "UNAVAILABLE";
   }
   return "UNKNOWN";
 }
@@ -46,7 +49,8 @@ Result<std::vector<std::string>> ModelRepository::Scan() const {
       names.push_back(entry.path().filename().string());
     }
   }
-  if (error) return InvalidArgument("cannot list model repository {}: {}", root_.string(), error.message());
+  if (error)
+    return InvalidArgument("cannot list model repository {}: {}", root_.string(), error.message());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -144,7 +148,8 @@ Status ModelRepository::Unload(const std::string& name) {
   auto it = entries_.find(name);
   if (it == entries_.end()) return NotFound("unknown model '{}'", name);
   if (it->second.state == ModelState::kLoading) {
-    return MakeStatus(StatusCode::kFailedPrecondition, "model '{}' is loading; unload it afterwards", name);
+    return MakeStatus(StatusCode::kFailedPrecondition,
+                      "model '{}' is loading; unload it afterwards", name);
   }
   it->second.versions.clear();
   it->second.state = ModelState::kUnavailable;
@@ -163,7 +168,8 @@ Result<ModelPtr> ModelRepository::Get(std::string_view name, std::int64_t versio
   }
   if (version == 0) return entry.versions.rbegin()->second;
   auto found = entry.versions.find(version);
-  if (found == entry.versions.end()) return NotFound("model '{}' has no version {} loaded", name, version);
+  if (found == entry.versions.end())
+    return NotFound("model '{}' has no version {} loaded", name, version);
   return found->second;
 }
 

@@ -18,7 +18,9 @@ const std::string kBraid = BRAID_BINARY;
 const std::string kModels = BRAID_TEST_MODELS;
 
 // Counts the lines of `text`.
-int Lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+int Lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
 
 TEST(CliTest, HelpOnEveryCommand) {
   for (const std::string command : {"", " models", " models list", " models validate", " infer"}) {
@@ -32,15 +34,18 @@ TEST(CliTest, ModelsListShowsTheDefaultModelsReady) {
   auto result = RunCommand(kBraid + " models list");
   ASSERT_EQ(result.exit_code, 0) << result.err;
   for (const std::string model : {"align", "clip-image", "clip-text", "identity"}) {
-    EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY *\n(.|\n)*")) << result.out;
+    EXPECT_THAT(result.out,
+                MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY *\n(.|\n)*"))
+        << result.out;
   }
 }
 
 TEST(CliTest, InferRandomClipImagePrintsOneEmbedding) {
   auto result = RunCommand(kBraid + " infer clip-image --input pixel_values=random");
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_THAT(result.out, AllOf(HasSubstr(R"("model_name":"clip-image")"), HasSubstr(R"("name":"image_embeds")"),
-                                HasSubstr(R"("shape":[1,512])")));
+  EXPECT_THAT(result.out,
+              AllOf(HasSubstr(R"("model_name":"clip-image")"),
+                    HasSubstr(R"("name":"image_embeds")"), HasSubstr(R"("shape":[1,512])")));
   EXPECT_EQ(Lines(result.out), 1);
 }
 
@@ -61,7 +66,8 @@ TEST(CliTest, InferFromNpyAndJsonToNpy) {
   dir.Write("in.json", "[" + row + "]");
   result = RunCommand(kBraid + " infer identity -i input=" + (dir.path() / "in.json").string());
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_THAT(result.out, HasSubstr(R"("shape":[1,16],"data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15.5])"));
+  EXPECT_THAT(result.out,
+              HasSubstr(R"("shape":[1,16],"data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15.5])"));
 }
 
 // Every bad input: exit code non-zero, one clear line on stderr, nothing on stdout.
@@ -84,7 +90,8 @@ TEST(CliTest, BadInputsGiveOneClearError) {
   dir.Write("input.txt", "1 2 3");
 
   ExpectCleanError("infer identity -i input=" + d + "/int.npy", "must be FP32, not INT64");
-  ExpectCleanError("infer identity -i input=" + d + "/short.npy", "has shape [1,15], expected [-1,16]");
+  ExpectCleanError("infer identity -i input=" + d + "/short.npy",
+                   "has shape [1,15], expected [-1,16]");
   ExpectCleanError("infer identity -i input=" + d + "/corrupt.npy", "corrupt.npy");
   ExpectCleanError("infer identity -i input=" + d + "/ragged.json", "ragged");
   ExpectCleanError("infer identity -i input=" + d + "/input.txt", "must be .npy or .json");
@@ -92,14 +99,16 @@ TEST(CliTest, BadInputsGiveOneClearError) {
   ExpectCleanError("infer identity -i pixels=random", "has no input 'pixels'");
   ExpectCleanError("infer identity -i input", "NAME=FILE");
   ExpectCleanError("infer nope -i input=random", "no model 'nope'");
-  ExpectCleanError("infer identity -i input=random -m " + d + "/no-such-repo", "no model 'identity'");
+  ExpectCleanError("infer identity -i input=random -m " + d + "/no-such-repo",
+                   "no model 'identity'");
 }
 
 TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
   testing::TempDir dir;
   dir.Write("broken/config.yaml", "backend: onnxruntime\ninputs: [{name: x\n");
   dir.Write("missing/config.yaml",
-            "backend: onnxruntime\nmax_batch_size: 1\ninputs: [{name: input, datatype: FP32, dims: [16]}]\n"
+            "backend: onnxruntime\nmax_batch_size: 1\ninputs: [{name: input, datatype: FP32, dims: "
+            "[16]}]\n"
             "outputs: [{name: output, datatype: FP32, dims: [16]}]\n");
   std::filesystem::create_directories(dir.path() / "missing/1");
   std::filesystem::create_directories(dir.path() / "good/1");
@@ -108,9 +117,12 @@ TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
 
   auto validate = RunCommand(kBraid + " models validate " + dir.path().string());
   EXPECT_EQ(validate.exit_code, 1);
-  EXPECT_THAT(validate.out, AllOf(MatchesRegex("(.|\n)*good +1 +onnxruntime +READY(.|\n)*"),
-                                  MatchesRegex("(.|\n)*broken +- +- +UNAVAILABLE .*malformed YAML(.|\n)*"),
-                                  MatchesRegex("(.|\n)*missing +- +onnxruntime +UNAVAILABLE .*model file missing(.|\n)*")));
+  EXPECT_THAT(
+      validate.out,
+      AllOf(
+          MatchesRegex("(.|\n)*good +1 +onnxruntime +READY(.|\n)*"),
+          MatchesRegex("(.|\n)*broken +- +- +UNAVAILABLE .*malformed YAML(.|\n)*"),
+          MatchesRegex("(.|\n)*missing +- +onnxruntime +UNAVAILABLE .*model file missing(.|\n)*")));
   EXPECT_THAT(validate.err, HasSubstr("2 of 3 models failed"));
 
   auto list = RunCommand(kBraid + " models list " + dir.path().string());

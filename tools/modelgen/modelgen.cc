@@ -175,7 +175,8 @@ class TransformerBuilder {
     auto k = split("k_proj", {0, 2, 3, 1});  // [N,H,Dh,S]
     auto v = split("v_proj", {0, 2, 1, 3});  // [N,H,S,Dh]
     auto scores = g_.Op("MatMul", {q, k});
-    scores = g_.Op("Mul", {scores, g_.Scalar(prefix + ".scale", 1.0f / std::sqrt(float(head_dim)))});
+    scores =
+        g_.Op("Mul", {scores, g_.Scalar(prefix + ".scale", 1.0f / std::sqrt(float(head_dim)))});
     if (!mask.empty()) scores = g_.Op("Add", {scores, mask});
     auto* softmax = g_.Node("Softmax", {scores});
     GraphBuilder::SetInt(softmax, "axis", -1);
@@ -207,22 +208,25 @@ void BuildClipImage(onnx::GraphProto* graph) {
   TransformerBuilder t(g, kWidth, kHeads);
   g.Input("pixel_values", onnx::TensorProto::FLOAT, {-1, 3, kImageSize, kImageSize});
 
-  auto* conv = g.Node("Conv", {"pixel_values", g.Weight("patch_embedding.weight",
-                                                          {kWidth, 3, kPatch, kPatch},
-                                                          1.0f / std::sqrt(3.0f * kPatch * kPatch))});
+  auto* conv = g.Node(
+      "Conv", {"pixel_values", g.Weight("patch_embedding.weight", {kWidth, 3, kPatch, kPatch},
+                                        1.0f / std::sqrt(3.0f * kPatch * kPatch))});
   GraphBuilder::SetInts(conv, "kernel_shape", {kPatch, kPatch});
   GraphBuilder::SetInts(conv, "strides", {kPatch, kPatch});
-  auto patches = g.Op("Reshape", {conv->output(0), g.Ints("patch_shape", {0, kWidth, kGrid * kGrid})});
+  auto patches =
+      g.Op("Reshape", {conv->output(0), g.Ints("patch_shape", {0, kWidth, kGrid * kGrid})});
   auto* tokens = g.Node("Transpose", {patches});
   GraphBuilder::SetInts(tokens, "perm", {0, 2, 1});
-  auto x = g.Op("Add", {tokens->output(0), g.Weight("position_embedding", {kGrid * kGrid, kWidth}, 0.02f)});
+  auto x = g.Op(
+      "Add", {tokens->output(0), g.Weight("position_embedding", {kGrid * kGrid, kWidth}, 0.02f)});
   x = t.LayerNorm("pre_layernorm", x);
   for (std::int64_t i = 0; i < kLayers; ++i) x = t.Block("layers." + std::to_string(i), x, "");
   x = t.LayerNorm("post_layernorm", x);
   auto* pool = g.Node("ReduceMean", {x});
   GraphBuilder::SetInts(pool, "axes", {1});
   GraphBuilder::SetInt(pool, "keepdims", 0);
-  g.Op("MatMul", {pool->output(0), g.Linear("visual_projection", kWidth, kEmbedDim)}, "image_embeds");
+  g.Op("MatMul", {pool->output(0), g.Linear("visual_projection", kWidth, kEmbedDim)},
+       "image_embeds");
   g.Output("image_embeds", onnx::TensorProto::FLOAT, {-1, kEmbedDim});
 }
 
@@ -237,7 +241,8 @@ void BuildClipText(onnx::GraphProto* graph) {
   // CLIP's causal mask: a token attends to itself and the tokens before it.
   std::vector<float> mask(kContextLength * kContextLength, 0.0f);
   for (std::int64_t row = 0; row < kContextLength; ++row) {
-    for (std::int64_t col = row + 1; col < kContextLength; ++col) mask[row * kContextLength + col] = -1e9f;
+    for (std::int64_t col = row + 1; col < kContextLength; ++col)
+      mask[row * kContextLength + col] = -1e9f;
   }
   auto causal = g.Floats("causal_mask", {kContextLength, kContextLength}, mask);
   for (std::int64_t i = 0; i < kLayers; ++i) x = t.Block("layers." + std::to_string(i), x, causal);
@@ -261,7 +266,8 @@ void BuildAlign(onnx::GraphProto* graph) {
   GraphBuilder g(graph, 3003);
   for (const std::string modality : {"image", "text"}) {
     g.Input(modality + "_embeds", onnx::TensorProto::FLOAT, {-1, kEmbedDim});
-    auto y = g.Op("MatMul", {modality + "_embeds", g.Linear(modality + "_head.weight", kEmbedDim, kAlignDim)});
+    auto y = g.Op("MatMul", {modality + "_embeds",
+                             g.Linear(modality + "_head.weight", kEmbedDim, kAlignDim)});
     y = g.Op("Add", {y, g.Weight(modality + "_head.bias", {kAlignDim}, 0.02f)});
     auto* norm = g.Node("LpNormalization", {y}, modality + "_aligned");
     GraphBuilder::SetInt(norm, "axis", -1);

@@ -1,11 +1,10 @@
 #include "backends/onnxruntime/onnxruntime_backend.h"
 
+#include <fmt/ranges.h>
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/ranges.h>
 
 #include "model/model.h"
 
@@ -23,27 +22,42 @@ Ort::Env& Environment() {
 
 Result<ONNXTensorElementDataType> ToOnnx(DataType type) {
   switch (type) {
-    case DataType::kBool: return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
-    case DataType::kUint8: return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
-    case DataType::kInt32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-    case DataType::kInt64: return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-    case DataType::kFp16: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-    case DataType::kFp32: return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    case DataType::kBytes: return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
+    case DataType::kBool:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL;
+    case DataType::kUint8:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    case DataType::kInt32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+    case DataType::kInt64:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+    case DataType::kFp16:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+    case DataType::kFp32:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    case DataType::kBytes:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING;
   }
   return InvalidArgument("no ONNX type for {}", DataTypeName(type));
 }
 
 Result<DataType> FromOnnx(ONNXTensorElementDataType type) {
   switch (type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL: return DataType::kBool;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8: return DataType::kUint8;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return DataType::kInt32;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return DataType::kInt64;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return DataType::kFp16;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return DataType::kFp32;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING: return DataType::kBytes;
-    default: break;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
+      return DataType::kBool;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return DataType::kUint8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      return DataType::kInt32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return DataType::kInt64;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return DataType::kFp16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      return DataType::kFp32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING:
+      return DataType::kBytes;
+    default:
+      break;
   }
   return InvalidArgument("ONNX element type {} has no braid data type", static_cast<int>(type));
 }
@@ -61,9 +75,10 @@ Status CheckSpec(const ModelConfig& config, const std::string& file, std::string
   auto declared_type = FromOnnx(tensor_info.GetElementType());
   const std::string key = fmt::format("{}[{}] '{}'", kind, index, spec.name);
   if (!declared_type.ok() || *declared_type != spec.datatype) {
-    return InvalidArgument("{}: {} has datatype {} but {} declares {}", config.config_path().string(),
-                           key, DataTypeName(spec.datatype), file,
-                           declared_type.ok() ? DataTypeName(*declared_type) : "an unsupported type");
+    return InvalidArgument(
+        "{}: {} has datatype {} but {} declares {}", config.config_path().string(), key,
+        DataTypeName(spec.datatype), file,
+        declared_type.ok() ? DataTypeName(*declared_type) : "an unsupported type");
   }
   std::vector<std::int64_t> declared = tensor_info.GetShape();
   Shape expected = ExpectedShape(config, spec, -1);
@@ -132,10 +147,14 @@ Status ConfigureProvider(const ModelConfig& config, Ort::SessionOptions& options
 
 GraphOptimizationLevel ToOrtLevel(Optimization::GraphLevel level) {
   switch (level) {
-    case Optimization::GraphLevel::kNone: return ORT_DISABLE_ALL;
-    case Optimization::GraphLevel::kBasic: return ORT_ENABLE_BASIC;
-    case Optimization::GraphLevel::kExtended: return ORT_ENABLE_EXTENDED;
-    case Optimization::GraphLevel::kAll: return ORT_ENABLE_ALL;
+    case Optimization::GraphLevel::kNone:
+      return ORT_DISABLE_ALL;
+    case Optimization::GraphLevel::kBasic:
+      return ORT_ENABLE_BASIC;
+    case Optimization::GraphLevel::kExtended:
+      return ORT_ENABLE_EXTENDED;
+    case Optimization::GraphLevel::kAll:
+      return ORT_ENABLE_ALL;
   }
   return ORT_ENABLE_ALL;
 }
@@ -143,7 +162,8 @@ GraphOptimizationLevel ToOrtLevel(Optimization::GraphLevel level) {
 // Checks the config's inputs and outputs against what the ONNX file declares:
 // the same names, data types and dims (the batch dimension variable).
 Status CheckDeclarations(const ModelConfig& config, Ort::Session& session,
-                         const std::filesystem::path& version_dir, const std::filesystem::path& file) {
+                         const std::filesystem::path& version_dir,
+                         const std::filesystem::path& file) {
   const std::string relative = (version_dir.filename() / file.filename()).string();
   Ort::AllocatorWithDefaultOptions allocator;
   std::vector<std::string> input_names, output_names;
@@ -159,14 +179,16 @@ Status CheckDeclarations(const ModelConfig& config, Ort::Session& session,
       auto it = std::find(declared.begin(), declared.end(), specs[s].name);
       if (it == declared.end()) {
         return InvalidArgument("{}: {}[{}] '{}' is not declared by {}, which has {} [{}]",
-                               config.config_path().string(), kind, s, specs[s].name, relative, kind,
-                               fmt::join(declared, ", "));
+                               config.config_path().string(), kind, s, specs[s].name, relative,
+                               kind, fmt::join(declared, ", "));
       }
-      BRAID_RETURN_IF_ERROR(CheckSpec(config, relative, kind, s, specs[s], type_of(it - declared.begin())));
+      BRAID_RETURN_IF_ERROR(
+          CheckSpec(config, relative, kind, s, specs[s], type_of(it - declared.begin())));
     }
     if (declared.size() != specs.size()) {
-      return InvalidArgument("{}: {} lists {} {} but {} declares {}: [{}]", config.config_path().string(),
-                             kind, specs.size(), kind, relative, declared.size(), fmt::join(declared, ", "));
+      return InvalidArgument("{}: {} lists {} {} but {} declares {}: [{}]",
+                             config.config_path().string(), kind, specs.size(), kind, relative,
+                             declared.size(), fmt::join(declared, ", "));
     }
     return Status::Ok();
   };
@@ -179,7 +201,8 @@ Status CheckDeclarations(const ModelConfig& config, Ort::Session& session,
 class OnnxRuntimeInstance : public ModelInstance {
  public:
   OnnxRuntimeInstance(const ModelConfig& config, Ort::Session session)
-      : session_(std::move(session)), memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)) {
+      : session_(std::move(session)),
+        memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)) {
     for (const auto& spec : config.inputs) input_names_.push_back(spec.name);
     for (const auto& spec : config.outputs) output_names_.push_back(spec.name);
     for (const auto& name : input_names_) input_name_ptrs_.push_back(name.c_str());
@@ -195,8 +218,9 @@ class OnnxRuntimeInstance : public ModelInstance {
         BRAID_ASSIGN_OR_RETURN(Ort::Value value, Bind(tensor));
         values.push_back(std::move(value));
       }
-      auto results = session_.Run(Ort::RunOptions{nullptr}, input_name_ptrs_.data(), values.data(),
-                                  values.size(), output_name_ptrs_.data(), output_name_ptrs_.size());
+      auto results =
+          session_.Run(Ort::RunOptions{nullptr}, input_name_ptrs_.data(), values.data(),
+                       values.size(), output_name_ptrs_.data(), output_name_ptrs_.size());
       outputs->clear();
       for (auto& result : results) {
         BRAID_ASSIGN_OR_RETURN(Tensor tensor, Unwrap(std::move(result)));
@@ -223,8 +247,9 @@ class OnnxRuntimeInstance : public ModelInstance {
       }
       return value;
     }
-    return Ort::Value::CreateTensor(memory_, const_cast<std::byte*>(tensor.data()), tensor.byte_size(),
-                                    tensor.shape().data(), tensor.shape().size(), type);
+    return Ort::Value::CreateTensor(memory_, const_cast<std::byte*>(tensor.data()),
+                                    tensor.byte_size(), tensor.shape().data(),
+                                    tensor.shape().size(), type);
   }
 
   // Wraps an ONNX Runtime output in a Tensor that keeps the value alive.
@@ -239,7 +264,8 @@ class OnnxRuntimeInstance : public ModelInstance {
       }
       return Tensor::FromStrings(strings, std::move(shape));
     }
-    BRAID_ASSIGN_OR_RETURN(std::size_t size, ByteSizeOf(type, static_cast<std::int64_t>(info.GetElementCount())));
+    BRAID_ASSIGN_OR_RETURN(std::size_t size,
+                           ByteSizeOf(type, static_cast<std::int64_t>(info.GetElementCount())));
     auto owner = std::make_shared<Ort::Value>(std::move(value));
     auto* data = owner->GetTensorMutableData<std::byte>();
     return Tensor::Wrap(type, std::move(shape), data, size, std::move(owner));
@@ -262,7 +288,8 @@ Status WarmUp(const ModelConfig& config, ModelInstance& instance) {
     for (auto& dim : shape) dim = std::max<std::int64_t>(dim, 1);
     if (spec.datatype == DataType::kBytes) {
       BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
-      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings(std::vector<std::string>(count), shape));
+      BRAID_ASSIGN_OR_RETURN(Tensor tensor,
+                             Tensor::FromStrings(std::vector<std::string>(count), shape));
       inputs.push_back(std::move(tensor));
     } else {
       BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(spec.datatype, shape));
@@ -275,23 +302,26 @@ Status WarmUp(const ModelConfig& config, ModelInstance& instance) {
 
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
                                            const std::filesystem::path& version_dir) {
-  const auto file = version_dir / (config.default_model_filename.empty() ? kDefaultFilename
-                                                                         : config.default_model_filename);
+  const auto file =
+      version_dir /
+      (config.default_model_filename.empty() ? kDefaultFilename : config.default_model_filename);
   std::error_code error;
   if (!std::filesystem::is_regular_file(file, error)) {
     return NotFound("{}: model file missing", file.string());
   }
   if (config.instance_group.kind == InstanceGroup::Kind::kGpu &&
       config.optimization.execution_provider == Optimization::Provider::kCpu) {
-    return InvalidArgument("{}: instance_group.kind gpu needs optimization.execution_provider cuda or tensorrt",
-                           config.config_path().string());
+    return InvalidArgument(
+        "{}: instance_group.kind gpu needs optimization.execution_provider cuda or tensorrt",
+        config.config_path().string());
   }
   std::vector<ModelInstancePtr> instances;
   try {
     Ort::SessionOptions options;
     options.SetIntraOpNumThreads(config.instance_group.intra_op_threads);
     options.SetInterOpNumThreads(config.instance_group.inter_op_threads);
-    options.SetExecutionMode(config.instance_group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
+    options.SetExecutionMode(config.instance_group.inter_op_threads > 1 ? ORT_PARALLEL
+                                                                        : ORT_SEQUENTIAL);
     options.SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
     BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options));
 

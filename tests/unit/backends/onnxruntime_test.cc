@@ -2,18 +2,16 @@
 // computations made independently here: exact math for identity and align
 // (their weights read straight from the ONNX file), and shape, finiteness,
 // determinism and batch consistency for the encoders.
-#include "backends/onnxruntime/onnxruntime_backend.h"
-
-#include <onnx/onnx_pb.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
 
 #include <cmath>
 #include <fstream>
 #include <random>
 
 #include "backends/backends.h"
+#include "backends/onnxruntime/onnxruntime_backend.h"
 #include "model/repository.h"
 
 namespace braid {
@@ -65,7 +63,8 @@ ModelRepository* OnnxRuntimeTest::repository_ = nullptr;
 TEST_F(OnnxRuntimeTest, AllDefaultModelsAreReady) {
   auto index = repository_->Index();
   ASSERT_EQ(index.size(), 4u);
-  for (const auto& model : index) EXPECT_EQ(model.state, ModelState::kReady) << model.name << ": " << model.reason;
+  for (const auto& model : index)
+    EXPECT_EQ(model.state, ModelState::kReady) << model.name << ": " << model.reason;
 }
 
 TEST_F(OnnxRuntimeTest, IdentityReturnsItsInputExactly) {
@@ -74,7 +73,8 @@ TEST_F(OnnxRuntimeTest, IdentityReturnsItsInputExactly) {
   auto outputs = Run(*model, {input});
   ASSERT_EQ(outputs.size(), 1u);
   EXPECT_EQ(outputs[0].shape(), (Shape{3, 16}));
-  for (std::size_t i = 0; i < 48; ++i) EXPECT_EQ(outputs[0].span<float>()[i], input.span<float>()[i]);
+  for (std::size_t i = 0; i < 48; ++i)
+    EXPECT_EQ(outputs[0].span<float>()[i], input.span<float>()[i]);
 }
 
 // Reads a float initializer straight from the ONNX file.
@@ -119,7 +119,8 @@ TEST_F(OnnxRuntimeTest, AlignIsTwoLinearHeadsWithL2Normalisation) {
       }
       norm = std::sqrt(norm);
       for (int o = 0; o < kOut; ++o) {
-        EXPECT_NEAR(outputs[h].span<float>()[row * kOut + o], y[o] / norm, 1e-5) << heads[h] << " row " << row;
+        EXPECT_NEAR(outputs[h].span<float>()[row * kOut + o], y[o] / norm, 1e-5)
+            << heads[h] << " row " << row;
       }
     }
   }
@@ -138,7 +139,8 @@ Tensor TokenIds(int batch, std::uint32_t seed) {
   return ids;
 }
 
-void ExpectBatchMatchesSingles(Model& model, const Tensor& batch, const std::vector<Tensor>& batched) {
+void ExpectBatchMatchesSingles(Model& model, const Tensor& batch,
+                               const std::vector<Tensor>& batched) {
   const auto n = batch.shape()[0];
   const auto width = batched[0].shape()[1];
   for (std::int64_t row = 0; row < n; ++row) {
@@ -168,7 +170,8 @@ TEST_F(OnnxRuntimeTest, ClipImageShapeDeterminismAndBatchConsistency) {
   ASSERT_EQ(first[0].shape(), (Shape{4, 512}));
   ExpectFiniteAndNonTrivial(first[0]);
   auto second = Run(*model, {pixels});
-  for (std::size_t i = 0; i < 4 * 512; ++i) ASSERT_EQ(first[0].span<float>()[i], second[0].span<float>()[i]);
+  for (std::size_t i = 0; i < 4 * 512; ++i)
+    ASSERT_EQ(first[0].span<float>()[i], second[0].span<float>()[i]);
   ExpectBatchMatchesSingles(*model, pixels, first);
   // Different images give different embeddings.
   EXPECT_NE(first[0].span<float>()[0], first[0].span<float>()[512]);
@@ -181,7 +184,8 @@ TEST_F(OnnxRuntimeTest, ClipTextShapeDeterminismAndBatchConsistency) {
   ASSERT_EQ(first[0].shape(), (Shape{4, 512}));
   ExpectFiniteAndNonTrivial(first[0]);
   auto second = Run(*model, {ids});
-  for (std::size_t i = 0; i < 4 * 512; ++i) ASSERT_EQ(first[0].span<float>()[i], second[0].span<float>()[i]);
+  for (std::size_t i = 0; i < 4 * 512; ++i)
+    ASSERT_EQ(first[0].span<float>()[i], second[0].span<float>()[i]);
   ExpectBatchMatchesSingles(*model, ids, first);
 }
 
@@ -198,9 +202,11 @@ TEST_F(OnnxRuntimeTest, ClipTextPoolsAtEndOfText) {
   auto after = Run(*model, {ids});
   span[eot - 1] = (span[eot - 1] + 1) % 49000;
   auto before = Run(*model, {ids});
-  for (int i = 0; i < 512; ++i) ASSERT_NEAR(base[0].span<float>()[i], after[0].span<float>()[i], 1e-6);
+  for (int i = 0; i < 512; ++i)
+    ASSERT_NEAR(base[0].span<float>()[i], after[0].span<float>()[i], 1e-6);
   double difference = 0;
-  for (int i = 0; i < 512; ++i) difference += std::abs(base[0].span<float>()[i] - before[0].span<float>()[i]);
+  for (int i = 0; i < 512; ++i)
+    difference += std::abs(base[0].span<float>()[i] - before[0].span<float>()[i]);
   EXPECT_GT(difference, 1e-3);
 }
 

@@ -36,8 +36,8 @@ TEST(NpyTest, ParsesNumpyOutput) {
 }
 
 TEST(NpyTest, RoundTripsEveryType) {
-  for (auto type : {DataType::kFp32, DataType::kFp16, DataType::kInt64, DataType::kInt32, DataType::kUint8,
-                    DataType::kBool}) {
+  for (auto type : {DataType::kFp32, DataType::kFp16, DataType::kInt64, DataType::kInt32,
+                    DataType::kUint8, DataType::kBool}) {
     auto tensor = *Tensor::Allocate(type, {3, 1, 2});
     for (std::size_t i = 0; i < tensor.byte_size(); ++i) {
       tensor.mutable_data()[i] = static_cast<std::byte>(type == DataType::kBool ? i % 2 : i * 7);
@@ -80,7 +80,8 @@ TEST(NpyTest, RejectsBadFiles) {
   object.replace(object.find("<f4"), 3, "|O8");
   EXPECT_FALSE(ParseNpy(object).ok());
   // A header promising far more data than the file has must not allocate it.
-  std::string huge = Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999, 999999), }", "");
+  std::string huge =
+      Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999, 999999), }", "");
   EXPECT_FALSE(ParseNpy(huge).ok());
   std::string overflow =
       Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999999, 99), }", "");

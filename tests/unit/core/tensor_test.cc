@@ -32,7 +32,9 @@ TEST(TensorTest, ByteSizeOverflowAndLimit) {
   EXPECT_FALSE(ByteSizeOf(DataType::kBytes, 1).ok());
 }
 
-TEST(TensorTest, AllocateRejectsBytes) { EXPECT_FALSE(Tensor::Allocate(DataType::kBytes, {1}).ok()); }
+TEST(TensorTest, AllocateRejectsBytes) {
+  EXPECT_FALSE(Tensor::Allocate(DataType::kBytes, {1}).ok());
+}
 
 TEST(TensorTest, SliceSharesTheBuffer) {
   auto tensor = *Tensor::Allocate(DataType::kInt32, {4, 2});
@@ -82,7 +84,8 @@ TEST(TensorTest, StringsRoundTripAndSlice) {
 
 TEST(TensorTest, StringsRejectMalformedBytes) {
   // A length prefix that claims more bytes than the tensor holds.
-  std::vector<std::byte> bytes = {std::byte{9}, std::byte{0}, std::byte{0}, std::byte{0}, std::byte{'a'}};
+  std::vector<std::byte> bytes = {std::byte{9}, std::byte{0}, std::byte{0}, std::byte{0},
+                                  std::byte{'a'}};
   auto owner = std::make_shared<std::vector<std::byte>>(bytes);
   auto lying = Tensor::Wrap(DataType::kBytes, {1}, owner->data(), owner->size(), owner);
   EXPECT_FALSE(lying.Strings().ok());
@@ -100,15 +103,16 @@ TEST(TensorTest, ReshapeKeepsBufferAndChecksCount) {
 }
 
 TEST(DataTypeTest, NamesRoundTrip) {
-  for (auto type : {DataType::kBool, DataType::kUint8, DataType::kInt32, DataType::kInt64, DataType::kFp16,
-                    DataType::kFp32, DataType::kBytes}) {
+  for (auto type : {DataType::kBool, DataType::kUint8, DataType::kInt32, DataType::kInt64,
+                    DataType::kFp16, DataType::kFp32, DataType::kBytes}) {
     EXPECT_EQ(ParseDataType(DataTypeName(type)), type);
   }
   EXPECT_FALSE(ParseDataType("FLOAT").has_value());
 }
 
 TEST(DataTypeTest, HalfConversions) {
-  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 0.000061035156f}) EXPECT_EQ(HalfToFloat(FloatToHalf(v)), v);
+  for (float v : {0.0f, 1.0f, -2.5f, 65504.0f, 0.000061035156f})
+    EXPECT_EQ(HalfToFloat(FloatToHalf(v)), v);
   EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
   EXPECT_TRUE(std::isinf(HalfToFloat(FloatToHalf(1e6f))));
   EXPECT_NEAR(HalfToFloat(0x0001), 5.96e-8f, 1e-9f);  // smallest subnormal

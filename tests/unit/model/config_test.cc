@@ -66,8 +66,10 @@ parameters: {psm: 6}
   EXPECT_EQ(batching.default_queue_policy.max_queue_size, 256u);
   EXPECT_EQ(batching.default_queue_policy.timeout_us, 200000);
   ASSERT_EQ(batching.priority_queue_policy.count(1), 1u);
-  EXPECT_EQ(batching.priority_queue_policy.at(1).timeout_action, QueuePolicy::TimeoutAction::kDelay);
-  EXPECT_EQ(batching.priority_queue_policy.at(1).max_queue_size, 256u) << "inherits the default policy";
+  EXPECT_EQ(batching.priority_queue_policy.at(1).timeout_action,
+            QueuePolicy::TimeoutAction::kDelay);
+  EXPECT_EQ(batching.priority_queue_policy.at(1).max_queue_size, 256u)
+      << "inherits the default policy";
   EXPECT_EQ(batching.offpeak.priorities, (std::vector<int>{3}));
   EXPECT_TRUE(config->response_cache.enable);
   EXPECT_EQ(config->optimization.graph_optimization, Optimization::GraphLevel::kExtended);
@@ -90,7 +92,8 @@ TEST(ConfigTest, DefaultsWhenSectionsAreAbsent) {
 TEST(ConfigTest, MalformedYamlNamesFileAndLine) {
   auto config = Parse("backend: onnxruntime\ninputs: [{name: x\n");
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(config.status().message(), AllOf(HasSubstr("clip-image/config.yaml"), HasSubstr("malformed YAML")));
+  EXPECT_THAT(config.status().message(),
+              AllOf(HasSubstr("clip-image/config.yaml"), HasSubstr("malformed YAML")));
 }
 
 TEST(ConfigTest, EmptyFile) {
@@ -101,14 +104,17 @@ TEST(ConfigTest, EmptyFile) {
 
 TEST(ConfigTest, UnknownKeysAreNamedWithTheirPath) {
   EXPECT_THAT(ErrorWith("max_batch: 4\n"),
-              AllOf(HasSubstr("clip-image/config.yaml"), HasSubstr("unknown key 'max_batch'"), HasSubstr("line")));
+              AllOf(HasSubstr("clip-image/config.yaml"), HasSubstr("unknown key 'max_batch'"),
+                    HasSubstr("line")));
   EXPECT_THAT(ErrorWith("dynamic_batching: {max_queue_delay: 10}\n"),
               HasSubstr("unknown key 'dynamic_batching.max_queue_delay'"));
-  EXPECT_THAT(ErrorWith("instance_group: {cores: 2}\n"), HasSubstr("unknown key 'instance_group.cores'"));
+  EXPECT_THAT(ErrorWith("instance_group: {cores: 2}\n"),
+              HasSubstr("unknown key 'instance_group.cores'"));
 }
 
 TEST(ConfigTest, WrongTypes) {
-  EXPECT_THAT(Parse("backend: onnxruntime\nmax_batch_size: many\ninputs: [{name: x, datatype: FP32, dims: [1]}]\n"
+  EXPECT_THAT(Parse("backend: onnxruntime\nmax_batch_size: many\ninputs: [{name: x, datatype: "
+                    "FP32, dims: [1]}]\n"
                     "outputs: [{name: y, datatype: FP32, dims: [1]}]\n")
                   .status()
                   .message(),
@@ -119,10 +125,12 @@ TEST(ConfigTest, WrongTypes) {
 }
 
 TEST(ConfigTest, OutOfRangeValues) {
-  EXPECT_THAT(ErrorWith("instance_group: {count: 0}\n"), HasSubstr("'instance_group.count' must be between 1"));
+  EXPECT_THAT(ErrorWith("instance_group: {count: 0}\n"),
+              HasSubstr("'instance_group.count' must be between 1"));
   EXPECT_THAT(ErrorWith("dynamic_batching: {priority_levels: 2, default_priority: 3}\n"),
               HasSubstr("'dynamic_batching.default_priority'"));
-  EXPECT_THAT(ErrorWith("autoscale: {min_instances: 3, max_instances: 2}\n"), HasSubstr("autoscale.max_instances"));
+  EXPECT_THAT(ErrorWith("autoscale: {min_instances: 3, max_instances: 2}\n"),
+              HasSubstr("autoscale.max_instances"));
   EXPECT_THAT(ErrorWith("dynamic_batching: {offpeak: {defer_above_utilization: 1.5}}\n"),
               HasSubstr("between 0 and 1"));
 }
@@ -136,10 +144,13 @@ TEST(ConfigTest, TensorSpecErrors) {
   EXPECT_THAT(with_inputs("[{name: x, datatype: FLOAT32, dims: [1]}]"),
               AllOf(HasSubstr("'inputs[0].datatype'"), HasSubstr("FLOAT32")));
   EXPECT_THAT(with_inputs("[{name: x, datatype: FP32, dims: [0]}]"), HasSubstr("'inputs[0].dims'"));
-  EXPECT_THAT(with_inputs("[{name: x, datatype: FP32, dims: [-2]}]"), HasSubstr("'inputs[0].dims'"));
-  EXPECT_THAT(with_inputs("[{name: x, datatype: FP32}]"), HasSubstr("'inputs[0].dims' is required"));
-  EXPECT_THAT(with_inputs("[{name: x, datatype: FP32, dims: [1]}, {name: x, datatype: FP32, dims: [1]}]"),
-              HasSubstr("repeats"));
+  EXPECT_THAT(with_inputs("[{name: x, datatype: FP32, dims: [-2]}]"),
+              HasSubstr("'inputs[0].dims'"));
+  EXPECT_THAT(with_inputs("[{name: x, datatype: FP32}]"),
+              HasSubstr("'inputs[0].dims' is required"));
+  EXPECT_THAT(
+      with_inputs("[{name: x, datatype: FP32, dims: [1]}, {name: x, datatype: FP32, dims: [1]}]"),
+      HasSubstr("repeats"));
   EXPECT_THAT(with_inputs("[]"), HasSubstr("at least one input"));
   EXPECT_THAT(with_inputs("[{name: x, datatype: FP32, dims: [1], shape: [1]}]"),
               HasSubstr("unknown key 'inputs[0].shape'"));
@@ -152,15 +163,18 @@ TEST(ConfigTest, ContradictorySettings) {
   EXPECT_THAT(ErrorWith("dynamic_batching: {priority_levels: 2, offpeak: {priorities: [3]}}\n"),
               HasSubstr("past priority_levels 2"));
   EXPECT_THAT(ErrorWith("version_policy: {latest: 1, specific: [1]}\n"), HasSubstr("not both"));
-  auto unbatched = Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {}\n"
-                         "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: [1]}]\n");
+  auto unbatched = Parse(
+      "backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {}\n"
+      "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: "
+      "[1]}]\n");
   ASSERT_FALSE(unbatched.ok());
   EXPECT_THAT(unbatched.status().message(), HasSubstr("needs max_batch_size above 0"));
 }
 
 TEST(ConfigTest, MissingBackend) {
-  auto config = Parse("max_batch_size: 1\ninputs: [{name: x, datatype: FP32, dims: [1]}]\n"
-                      "outputs: [{name: y, datatype: FP32, dims: [1]}]\n");
+  auto config = Parse(
+      "max_batch_size: 1\ninputs: [{name: x, datatype: FP32, dims: [1]}]\n"
+      "outputs: [{name: y, datatype: FP32, dims: [1]}]\n");
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("'backend' is required"));
 }
@@ -171,7 +185,8 @@ TEST(ConfigTest, UnsafeNamesAndFilenames) {
   EXPECT_FALSE(IsValidModelName("a/b"));
   EXPECT_FALSE(IsValidModelName(""));
   EXPECT_TRUE(IsValidModelName("clip-image_v2.1"));
-  EXPECT_THAT(ErrorWith("default_model_filename: ../../etc/passwd\n"), HasSubstr("must be a file name"));
+  EXPECT_THAT(ErrorWith("default_model_filename: ../../etc/passwd\n"),
+              HasSubstr("must be a file name"));
 }
 
 }  // namespace

@@ -39,12 +39,15 @@ TEST(ModelTest, OrdersValidInputsByConfig) {
 }
 
 TEST(ModelTest, RejectsEachBadInputClass) {
-  EXPECT_THAT(ErrorOf({{"a", *Tensor::Allocate(DataType::kFp32, {1, 2, 1})}}), HasSubstr("needs input 'b'"));
+  EXPECT_THAT(ErrorOf({{"a", *Tensor::Allocate(DataType::kFp32, {1, 2, 1})}}),
+              HasSubstr("needs input 'b'"));
   auto extra = Inputs({1, 2, 1}, {1, 3});
   extra["c"] = *Tensor::Allocate(DataType::kFp32, {1});
   EXPECT_THAT(ErrorOf(std::move(extra)), HasSubstr("has no input 'c'"));
-  EXPECT_THAT(ErrorOf(Inputs({1, 2, 1}, {1, 3}, DataType::kInt32)), HasSubstr("must be INT64, not INT32"));
-  EXPECT_THAT(ErrorOf(Inputs({1, 3, 1}, {1, 3})), HasSubstr("has shape [1,3,1], expected [-1,2,-1]"));
+  EXPECT_THAT(ErrorOf(Inputs({1, 2, 1}, {1, 3}, DataType::kInt32)),
+              HasSubstr("must be INT64, not INT32"));
+  EXPECT_THAT(ErrorOf(Inputs({1, 3, 1}, {1, 3})),
+              HasSubstr("has shape [1,3,1], expected [-1,2,-1]"));
   EXPECT_THAT(ErrorOf(Inputs({1, 2}, {1, 3})), HasSubstr("has shape"));
   EXPECT_THAT(ErrorOf(Inputs({5, 2, 1}, {5, 3})), HasSubstr("batch size 5; it must be 1 to 4"));
   EXPECT_THAT(ErrorOf(Inputs({0, 2, 1}, {0, 3})), HasSubstr("batch size 0"));

@@ -13,10 +13,12 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 
-const std::filesystem::path kIdentityOnnx = std::filesystem::path(BRAID_TEST_MODELS) / "identity/1/model.onnx";
+const std::filesystem::path kIdentityOnnx =
+    std::filesystem::path(BRAID_TEST_MODELS) / "identity/1/model.onnx";
 
-std::string IdentityConfig(const std::string& input_line = "{name: input, datatype: FP32, dims: [16]}",
-                           const std::string& extra = "") {
+std::string IdentityConfig(
+    const std::string& input_line = "{name: input, datatype: FP32, dims: [16]}",
+    const std::string& extra = "") {
   return "backend: onnxruntime\nmax_batch_size: 8\ninputs: [" + input_line +
          "]\noutputs: [{name: output, datatype: FP32, dims: [16]}]\n" + extra;
 }
@@ -27,7 +29,8 @@ class RepositoryTest : public ::testing::Test {
 
   // Writes models/<name>/config.yaml and copies the identity ONNX file into
   // each listed version folder.
-  void AddModel(const std::string& name, const std::string& config, std::vector<int> versions = {1}) {
+  void AddModel(const std::string& name, const std::string& config,
+                std::vector<int> versions = {1}) {
     dir_.Write(name + "/config.yaml", config);
     for (int version : versions) {
       auto target = dir_.path() / name / std::to_string(version) / "model.onnx";
@@ -56,9 +59,10 @@ TEST_F(RepositoryTest, FailingModelsDoNotStopTheOthers) {
   dir_.Write("corrupt/config.yaml", IdentityConfig());
   dir_.Write("corrupt/1/model.onnx", "this is not a protobuf");
   AddModel("bad_yaml", "backend: onnxruntime\ninputs: [{name: x\n");
-  AddModel("unknown_backend", "backend: tensorflow\nmax_batch_size: 1\n"
-                              "inputs: [{name: input, datatype: FP32, dims: [16]}]\n"
-                              "outputs: [{name: output, datatype: FP32, dims: [16]}]\n");
+  AddModel("unknown_backend",
+           "backend: tensorflow\nmax_batch_size: 1\n"
+           "inputs: [{name: input, datatype: FP32, dims: [16]}]\n"
+           "outputs: [{name: output, datatype: FP32, dims: [16]}]\n");
   AddModel("wrong_dims", IdentityConfig("{name: input, datatype: FP32, dims: [17]}"));
   AddModel("wrong_name", IdentityConfig("{name: pixels, datatype: FP32, dims: [16]}"));
   AddModel("wrong_type", IdentityConfig("{name: input, datatype: INT64, dims: [16]}"));
@@ -76,14 +80,20 @@ TEST_F(RepositoryTest, FailingModelsDoNotStopTheOthers) {
     EXPECT_EQ(status.state, ModelState::kUnavailable) << name;
     return status.reason;
   };
-  EXPECT_THAT(reason("missing_file"), AllOf(HasSubstr("missing_file/1/model.onnx"), HasSubstr("missing")));
+  EXPECT_THAT(reason("missing_file"),
+              AllOf(HasSubstr("missing_file/1/model.onnx"), HasSubstr("missing")));
   EXPECT_THAT(reason("no_versions"), HasSubstr("no version folder"));
-  EXPECT_THAT(reason("corrupt"), AllOf(HasSubstr("corrupt/1/model.onnx"), HasSubstr("cannot load")));
-  EXPECT_THAT(reason("bad_yaml"), AllOf(HasSubstr("bad_yaml/config.yaml"), HasSubstr("malformed YAML")));
-  EXPECT_THAT(reason("unknown_backend"), AllOf(HasSubstr("'tensorflow'"), HasSubstr("onnxruntime")));
-  EXPECT_THAT(reason("wrong_dims"), AllOf(HasSubstr("wrong_dims/config.yaml"), HasSubstr("inputs[0] 'input'"),
-                                          HasSubstr("[17]"), HasSubstr("1/model.onnx")));
-  EXPECT_THAT(reason("wrong_name"), AllOf(HasSubstr("'pixels' is not declared"), HasSubstr("[input]")));
+  EXPECT_THAT(reason("corrupt"),
+              AllOf(HasSubstr("corrupt/1/model.onnx"), HasSubstr("cannot load")));
+  EXPECT_THAT(reason("bad_yaml"),
+              AllOf(HasSubstr("bad_yaml/config.yaml"), HasSubstr("malformed YAML")));
+  EXPECT_THAT(reason("unknown_backend"),
+              AllOf(HasSubstr("'tensorflow'"), HasSubstr("onnxruntime")));
+  EXPECT_THAT(reason("wrong_dims"),
+              AllOf(HasSubstr("wrong_dims/config.yaml"), HasSubstr("inputs[0] 'input'"),
+                    HasSubstr("[17]"), HasSubstr("1/model.onnx")));
+  EXPECT_THAT(reason("wrong_name"),
+              AllOf(HasSubstr("'pixels' is not declared"), HasSubstr("[input]")));
   EXPECT_THAT(reason("wrong_type"), AllOf(HasSubstr("INT64"), HasSubstr("declares FP32")));
   EXPECT_THAT(reason("cuda"), AllOf(HasSubstr("CUDAExecutionProvider"), HasSubstr("lacks")));
 
@@ -97,10 +107,13 @@ TEST_F(RepositoryTest, FailingModelsDoNotStopTheOthers) {
 
 TEST_F(RepositoryTest, LatestVersionByDefaultAndSpecificOnRequest) {
   AddModel("latest", IdentityConfig(), {1, 3, 2});
-  AddModel("two", IdentityConfig("{name: input, datatype: FP32, dims: [16]}", "version_policy: {latest: 2}\n"),
-           {1, 2, 3});
-  AddModel("pinned", IdentityConfig("{name: input, datatype: FP32, dims: [16]}",
-                                    "version_policy: {specific: [1]}\n"),
+  AddModel(
+      "two",
+      IdentityConfig("{name: input, datatype: FP32, dims: [16]}", "version_policy: {latest: 2}\n"),
+      {1, 2, 3});
+  AddModel("pinned",
+           IdentityConfig("{name: input, datatype: FP32, dims: [16]}",
+                          "version_policy: {specific: [1]}\n"),
            {1, 2});
   AddModel("pinned_missing", IdentityConfig("{name: input, datatype: FP32, dims: [16]}",
                                             "version_policy: {specific: [7]}\n"));
@@ -157,7 +170,8 @@ TEST_F(RepositoryTest, UnknownNamesAndUnreadableRoot) {
 
 TEST(ListVersionsTest, OnlyPositiveNumericFolders) {
   testing::TempDir dir;
-  for (auto name : {"1", "10", "2", "0", "-3", "v4", "07x"}) std::filesystem::create_directories(dir.path() / name);
+  for (auto name : {"1", "10", "2", "0", "-3", "v4", "07x"})
+    std::filesystem::create_directories(dir.path() / name);
   dir.Write("5", "a file, not a folder");
   EXPECT_EQ(ListVersions(dir.path()), (std::vector<std::int64_t>{1, 2, 10}));
 }
