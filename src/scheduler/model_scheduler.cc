@@ -1,0 +1,461 @@
+#include "scheduler/model_scheduler.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace braid {
+namespace {
+
+// True when two requests' inputs can share a batch: equal dims after the
+// batch dimension (they differ only where the config has variable dims).
+bool SameItemShapes(const InferenceRequest& a, const InferenceRequest& b) {
+  for (std::size_t i = 0; i < a.inputs.size(); ++i) {
+    const Shape& x = a.inputs[i].shape();
+    const Shape& y = b.inputs[i].shape();
+    if (x.size() != y.size() || !std::equal(x.begin() + 1, x.end(), y.begin() + 1)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void DurationHistogram::Add(Duration d) {
+  double us = ToMicros(d);
+  std::size_t bucket = 0;
+  while (bucket < std::size(kBoundsUs) && us > kBoundsUs[bucket]) ++bucket;
+  ++counts[bucket];
+  ++count;
+  sum_us += us;
+}
+
+Result<Tensor> ConcatenateBatch(const std::vector<const Tensor*>& parts) {
+  const Tensor& first = *parts.front();
+  Shape shape = first.shape();
+  std::size_t bytes = 0;
+  shape[0] = 0;
+  for (const Tensor* part : parts) {
+    shape[0] += part->shape()[0];
+    bytes += part->byte_size();
+  }
+  if (first.dtype() == DataType::kBytes) {
+    auto buffer = std::make_shared<std::vector<std::byte>>(bytes);
+    std::size_t offset = 0;
+    for (const Tensor* part : parts) {
+      std::memcpy(buffer->data() + offset, part->data(), part->byte_size());
+      offset += part->byte_size();
+    }
+    std::byte* data = buffer->data();
+    return Tensor::Wrap(DataType::kBytes, std::move(shape), data, bytes, std::move(buffer));
+  }
+  BRAID_ASSIGN_OR_RETURN(Tensor batch, Tensor::Allocate(first.dtype(), std::move(shape)));
+  std::size_t offset = 0;
+  for (const Tensor* part : parts) {
+    std::memcpy(batch.mutable_data() + offset, part->data(), part->byte_size());
+    offset += part->byte_size();
+  }
+  return batch;
+}
+
+ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions options)
+    : model_(std::move(model)),
+      clock_(clock),
+      options_(options),
+      batching_(options.batching.value_or(model_->config().dynamic_batching.enabled) &&
+                model_->config().max_batch_size > 0),
+      max_batch_(std::max(1, model_->config().max_batch_size)),
+      levels_(model_->config().dynamic_batching.priority_levels),
+      utilization_window_(options.utilization_window, static_cast<int>(model_->instance_count())) {
+  const DynamicBatching& batching = model_->config().dynamic_batching;
+  for (int level = 1; level <= batching.priority_levels; ++level) {
+    auto custom = batching.priority_queue_policy.find(level);
+    levels_[level - 1].policy =
+        custom != batching.priority_queue_policy.end() ? custom->second : batching.default_queue_policy;
+    const auto& offpeak = batching.offpeak.priorities;
+    levels_[level - 1].offpeak = std::find(offpeak.begin(), offpeak.end(), level) != offpeak.end();
+  }
+  stats_.batch_sizes.assign(max_batch_ + 1, 0);
+  for (std::size_t i = 0; i < model_->instance_count(); ++i) {
+    workers_.emplace_back([this, i] { WorkerLoop(i); });
+  }
+  expiry_thread_ = std::thread([this] { ExpiryLoop(); });
+}
+
+ModelScheduler::~ModelScheduler() { Shutdown(true); }
+
+Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
+  const DynamicBatching& batching = model_->config().dynamic_batching;
+  int priority = request->priority == 0 ? batching.default_priority : request->priority;
+  if (priority < 1 || priority > batching.priority_levels) {
+    return InvalidArgument("priority {} is outside 1..{} for model '{}'", request->priority,
+                           batching.priority_levels, model_->name());
+  }
+  std::int64_t items = 1;
+  if (model_->config().max_batch_size > 0 && !request->inputs.empty() && !request->inputs[0].shape().empty()) {
+    items = request->inputs[0].shape()[0];
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return Unavailable("model '{}' is shutting down", model_->name());
+    Level& level = levels_[priority - 1];
+    if (level.queue.size() >= level.policy.max_queue_size) {
+      ++stats_.rejected;
+      return MakeStatus(StatusCode::kResourceExhausted,
+                        "model '{}' has {} requests queued at priority {}, its limit", model_->name(),
+                        level.queue.size(), priority);
+    }
+    const TimePoint now = clock_.Now();
+    std::int64_t timeout_us = level.policy.timeout_us;
+    if (request->timeout_us >= 0 && level.policy.allow_timeout_override) timeout_us = request->timeout_us;
+    TimePoint queue_deadline =
+        timeout_us > 0 ? now + std::chrono::microseconds(timeout_us) : TimePoint::max();
+    adaptive_.OnArrival(now);
+    const TimePoint expires = std::min(queue_deadline, request->deadline);
+    level.queue.push_back({std::move(request), now, queue_deadline, items});
+    if (expires < expiry_sleeps_until_) expiry_.notify_one();
+  }
+  work_.notify_one();
+  return Status::Ok();
+}
+
+void ModelScheduler::Poke() {
+  std::lock_guard lock(mutex_);  // orders the flag reads after the caller's Cancel()
+  expiry_.notify_one();
+}
+
+void ModelScheduler::Shutdown(bool drain) {
+  std::lock_guard shutdown_lock(shutdown_mutex_);
+  // Fails whatever is still queued so that every callback runs once.
+  auto fail_queued = [this] {
+    std::vector<Completion> done;
+    {
+      std::lock_guard lock(mutex_);
+      auto fail_all = [&](std::deque<Pending>& queue) {
+        for (auto& pending : queue) {
+          InferenceResult result;
+          result.status = Unavailable("model '{}' shut down before the request ran", model_->name());
+          result.queue_time = clock_.Now() - pending.enqueued;
+          done.emplace_back(std::move(pending.request), std::move(result));
+        }
+        queue.clear();
+      };
+      for (auto& level : levels_) fail_all(level.queue);
+      fail_all(delayed_);
+    }
+    for (auto& [request, result] : done) request->on_complete(std::move(result));
+  };
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && workers_.empty() && !expiry_thread_.joinable()) return;
+    stopping_ = true;
+    drain_ = drain;
+  }
+  if (!drain) fail_queued();
+  work_.notify_all();
+  for (auto& worker : workers_) worker.join();
+  workers_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    expiry_stop_ = true;
+  }
+  expiry_.notify_one();
+  if (expiry_thread_.joinable()) expiry_thread_.join();
+  fail_queued();  // a model without instances has nobody to drain its queue
+}
+
+bool ModelScheduler::QueuesEmptyLocked() const {
+  if (!delayed_.empty()) return false;
+  return std::all_of(levels_.begin(), levels_.end(), [](const Level& l) { return l.queue.empty(); });
+}
+
+std::size_t ModelScheduler::QueuedItemsLocked(bool include_offpeak) const {
+  std::size_t items = 0;
+  for (const auto& level : levels_) {
+    if (level.offpeak && !include_offpeak) continue;
+    for (const auto& pending : level.queue) items += pending.items;
+  }
+  for (const auto& pending : delayed_) items += pending.items;
+  return items;
+}
+
+void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) {
+  auto drop = [&](Pending& pending, Status status, std::uint64_t* counter) {
+    ++*counter;
+    InferenceResult result;
+    result.status = std::move(status);
+    result.queue_time = now - pending.enqueued;
+    done->emplace_back(std::move(pending.request), std::move(result));
+  };
+  auto sweep = [&](std::deque<Pending>& queue, const QueuePolicy* policy) {
+    for (auto it = queue.begin(); it != queue.end();) {
+      InferenceRequest& request = *it->request;
+      if (request.cancellation && request.cancellation->cancelled()) {
+        drop(*it, MakeStatus(StatusCode::kCancelled, "request to model '{}' was cancelled", model_->name()),
+             &stats_.cancelled);
+      } else if (now >= request.deadline) {
+        drop(*it,
+             MakeStatus(StatusCode::kDeadlineExceeded, "request to model '{}' passed its deadline after {:.0f} us queued",
+                        model_->name(), ToMicros(now - it->enqueued)),
+             &stats_.timed_out);
+      } else if (now >= it->queue_deadline) {
+        if (policy != nullptr && policy->timeout_action == QueuePolicy::TimeoutAction::kDelay) {
+          ++stats_.delayed;
+          it->queue_deadline = TimePoint::max();
+          delayed_.push_back(std::move(*it));
+        } else {
+          drop(*it,
+               MakeStatus(StatusCode::kDeadlineExceeded, "request to model '{}' timed out after {:.0f} us queued",
+                          model_->name(), ToMicros(now - it->enqueued)),
+               &stats_.timed_out);
+        }
+      } else {
+        ++it;
+        continue;
+      }
+      it = queue.erase(it);
+    }
+  };
+  for (auto& level : levels_) sweep(level.queue, &level.policy);
+  sweep(delayed_, nullptr);
+}
+
+bool ModelScheduler::OffpeakDeferredLocked(TimePoint now) {
+  double utilization = utilization_window_.Compute(now, running_since_);
+  utilization_.store(utilization, std::memory_order_relaxed);
+  if (stopping_) return false;  // draining: run everything
+  return utilization > model_->config().dynamic_batching.offpeak.defer_above_utilization;
+}
+
+ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
+  Decision decision;
+  const bool deferred = OffpeakDeferredLocked(now);
+  // The earliest event that can change the decision: a timeout or deadline.
+  for (const auto& pending : delayed_) decision.wake_at = std::min(decision.wake_at, pending.request->deadline);
+  bool offpeak_waiting = false;
+  TimePoint oldest = TimePoint::max();
+  for (const auto& level : levels_) {
+    for (const auto& pending : level.queue) {
+      decision.wake_at = std::min({decision.wake_at, pending.queue_deadline, pending.request->deadline});
+    }
+    if (level.queue.empty()) continue;
+    if (level.offpeak && deferred) {
+      offpeak_waiting = true;
+      continue;
+    }
+    oldest = std::min(oldest, level.queue.front().enqueued);
+  }
+  if (!delayed_.empty()) oldest = std::min(oldest, delayed_.front().enqueued);
+  if (offpeak_waiting) decision.wake_at = std::min(decision.wake_at, now + options_.offpeak_recheck);
+  if (oldest == TimePoint::max()) return decision;  // nothing eligible
+
+  const std::size_t items = QueuedItemsLocked(!deferred);
+  const DynamicBatching& config = model_->config().dynamic_batching;
+  if (!batching_ || stopping_ || items >= static_cast<std::size_t>(max_batch_)) {
+    decision.dispatch = true;
+    return decision;
+  }
+  const TimePoint window_end = oldest + std::chrono::microseconds(config.max_queue_delay_us);
+  if (now >= window_end) {
+    decision.dispatch = true;
+    return decision;
+  }
+  if (config.adaptive) {
+    auto wait = adaptive_.WaitUntil();
+    if (!wait || *wait <= now) {
+      decision.dispatch = true;
+      return decision;
+    }
+    decision.wake_at = std::min({decision.wake_at, *wait, window_end});
+    return decision;
+  }
+  const auto& preferred = config.preferred_batch_size;
+  if (!preferred.empty() &&
+      (items >= static_cast<std::size_t>(preferred.back()) ||
+       std::find(preferred.begin(), preferred.end(), static_cast<int>(items)) != preferred.end())) {
+    decision.dispatch = true;
+    return decision;
+  }
+  decision.wake_at = std::min(decision.wake_at, window_end);
+  return decision;
+}
+
+std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint now) {
+  const bool deferred = OffpeakDeferredLocked(now);
+  std::vector<Pending> batch;
+  std::int64_t items = 0;
+  auto take_from = [&](std::deque<Pending>& queue) {
+    while (!queue.empty()) {
+      Pending& next = queue.front();
+      if (!batch.empty()) {
+        if (!batching_ || items + next.items > max_batch_) return false;
+        if (!SameItemShapes(*batch.front().request, *next.request)) return false;
+      }
+      items += next.items;
+      batch.push_back(std::move(next));
+      queue.pop_front();
+      if (!batching_) return false;
+    }
+    return true;  // this queue is exhausted; the batch may take from the next
+  };
+  for (auto& level : levels_) {
+    if (level.offpeak && deferred) continue;
+    if (!take_from(level.queue)) return batch;
+  }
+  take_from(delayed_);
+  return batch;
+}
+
+void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
+                              std::vector<Completion>* done, Duration* compute) {
+  const std::size_t input_count = batch.front().request->inputs.size();
+  std::vector<Tensor> inputs;
+  Status status;
+  if (batch.size() == 1) {
+    inputs = batch.front().request->inputs;
+  } else {
+    for (std::size_t i = 0; i < input_count && status.ok(); ++i) {
+      std::vector<const Tensor*> parts;
+      for (const auto& pending : batch) parts.push_back(&pending.request->inputs[i]);
+      auto tensor = ConcatenateBatch(parts);
+      if (tensor.ok()) {
+        inputs.push_back(std::move(tensor).value());
+      } else {
+        status = tensor.status();
+      }
+    }
+  }
+  std::vector<Tensor> outputs;
+  if (status.ok()) status = model_->Execute(instance, inputs, &outputs);
+  *compute = clock_.Now() - start;
+
+  std::int64_t total = 0;
+  for (const auto& pending : batch) total += pending.items;
+  const bool batched = model_->config().max_batch_size > 0;
+  if (status.ok() && batched) {
+    for (const auto& output : outputs) {
+      if (output.shape().empty() || output.shape()[0] != total) {
+        status = Internal("model '{}' returned an output of shape {} for a batch of {}", model_->name(),
+                          ShapeToString(output.shape()), total);
+        break;
+      }
+    }
+  }
+  std::int64_t offset = 0;
+  for (auto& pending : batch) {
+    InferenceResult result;
+    result.queue_time = start - pending.enqueued;
+    result.compute_time = *compute;
+    result.batch_size = static_cast<int>(total);
+    result.status = status;
+    if (status.ok()) {
+      if (batch.size() == 1) {
+        result.outputs = outputs;
+      } else {
+        for (const auto& output : outputs) {
+          auto slice = output.Slice(offset, offset + pending.items);
+          if (!slice.ok()) {
+            result.status = slice.status();
+            result.outputs.clear();
+            break;
+          }
+          result.outputs.push_back(std::move(slice).value());
+        }
+      }
+    }
+    offset += pending.items;
+    done->emplace_back(std::move(pending.request), std::move(result));
+  }
+}
+
+void ModelScheduler::WorkerLoop(std::size_t instance) {
+  std::unique_lock lock(mutex_);
+  std::vector<Completion> done;
+  while (true) {
+    const TimePoint now = clock_.Now();
+    ExpireLocked(now, &done);
+    if (!done.empty()) {
+      lock.unlock();
+      for (auto& [request, result] : done) request->on_complete(std::move(result));
+      done.clear();
+      lock.lock();
+      continue;
+    }
+    if (stopping_ && (!drain_ || QueuesEmptyLocked())) break;
+    Decision decision = DecideLocked(now);
+    if (!decision.dispatch) {
+      clock_.WaitUntil(lock, work_, decision.wake_at);
+      continue;
+    }
+    std::vector<Pending> batch = TakeBatchLocked(now);
+    if (batch.empty()) continue;
+    running_since_.push_back(now);
+    lock.unlock();
+
+    Duration compute{};
+    RunBatch(instance, batch, now, &done, &compute);
+    const TimePoint end = clock_.Now();
+
+    lock.lock();
+    running_since_.erase(std::find(running_since_.begin(), running_since_.end(), now));
+    utilization_window_.AddBusy(now, end);
+    std::int64_t items = 0;
+    for (const auto& [request, result] : done) {
+      items = result.batch_size;
+      stats_.queue_time.Add(result.queue_time);
+      if (result.status.ok()) {
+        ++stats_.success;
+      } else {
+        ++stats_.failure;
+      }
+    }
+    ++stats_.executions;
+    stats_.inferences += items;
+    stats_.compute_time.Add(compute);
+    if (items <= max_batch_) ++stats_.batch_sizes[items];
+    adaptive_.OnBatch(static_cast<int>(items), compute);
+    lock.unlock();
+    for (auto& [request, result] : done) request->on_complete(std::move(result));
+    done.clear();
+    lock.lock();
+  }
+}
+
+TimePoint ModelScheduler::NextExpiryLocked() const {
+  TimePoint next = TimePoint::max();
+  for (const auto& level : levels_) {
+    for (const auto& pending : level.queue) {
+      next = std::min({next, pending.queue_deadline, pending.request->deadline});
+    }
+  }
+  for (const auto& pending : delayed_) next = std::min(next, pending.request->deadline);
+  return next;
+}
+
+void ModelScheduler::ExpiryLoop() {
+  std::unique_lock lock(mutex_);
+  std::vector<Completion> done;
+  while (!expiry_stop_) {
+    ExpireLocked(clock_.Now(), &done);
+    if (!done.empty()) {
+      lock.unlock();
+      for (auto& [request, result] : done) request->on_complete(std::move(result));
+      done.clear();
+      lock.lock();
+      continue;
+    }
+    expiry_sleeps_until_ = NextExpiryLocked();
+    clock_.WaitUntil(lock, expiry_, expiry_sleeps_until_);
+    expiry_sleeps_until_ = TimePoint::min();
+  }
+}
+
+SchedulerStats ModelScheduler::Stats() const {
+  std::lock_guard lock(mutex_);
+  SchedulerStats stats = stats_;
+  stats.queue_depth.clear();
+  for (const auto& level : levels_) stats.queue_depth.push_back(level.queue.size());
+  stats.delayed_depth = delayed_.size();
+  stats.utilization = utilization_window_.Compute(clock_.Now(), running_since_);
+  return stats;
+}
+
+}  // namespace braid

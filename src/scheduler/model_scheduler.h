@@ -1,0 +1,187 @@
+// ModelScheduler: the request queue, dynamic batcher and instance workers of
+// one loaded model version. Everything that runs a model goes through it, so
+// concurrent requests from any client or workflow batch together.
+//
+// Threads: one worker thread per model instance, and one expiry thread that
+// completes requests at their timeouts and deadlines (and drops cancelled
+// ones when poked) while every instance is busy. An idle worker takes the
+// scheduler lock, drops requests that expired or were cancelled, decides
+// whether to dispatch now or wait (see below), forms a batch, releases the
+// lock, runs the batch on its instance and completes the requests. Workers
+// pull, so no instance idles while a dispatchable batch is queued. The lock
+// is held only to move requests between queues; callbacks run outside it.
+//
+// Batching (when the config has dynamic_batching and max_batch_size > 0):
+//   - a batch takes requests from the highest priority level first, FIFO
+//     within a level, up to max_batch_size items, stopping at the first
+//     request that does not fit or whose variable dims differ;
+//   - with adaptive: false it waits for more requests until the queued items
+//     reach max_batch_size or a preferred_batch_size (the largest, or one
+//     exactly), or the oldest request has waited max_queue_delay_us;
+//   - with adaptive: true it waits only while AdaptiveWindow says that the
+//     next arrival is expected sooner than the time batching would save, and
+//     never past max_queue_delay_us (rule in adaptive_window.h).
+//   Inputs of several requests are copied once into one batch buffer; a lone
+//   request runs on its own buffers; outputs are split back as views.
+//
+// Priorities and queue policy: each level has its own queue and policy.
+// A full level rejects at once (RESOURCE_EXHAUSTED). At a request's queue
+// timeout, `reject` completes it with DEADLINE_EXCEEDED and `delay` moves it
+// behind every level. A request's hard deadline always drops it. Requests of
+// the `offpeak` levels are held while utilisation exceeds the threshold and
+// released when it falls, still bounded by their timeouts.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "core/clock.h"
+#include "model/model.h"
+#include "scheduler/adaptive_window.h"
+#include "scheduler/request.h"
+#include "scheduler/utilization.h"
+
+namespace braid {
+
+struct SchedulerOptions {
+  // Overrides whether requests are batched together (for baselines);
+  // nullopt follows the config (dynamic_batching present and max_batch_size > 0).
+  std::optional<bool> batching;
+  // The window over which utilisation is measured.
+  Duration utilization_window = std::chrono::seconds(1);
+  // How often a worker re-checks utilisation while only deferred off-peak
+  // requests are queued.
+  Duration offpeak_recheck = std::chrono::milliseconds(5);
+};
+
+// A fixed-bucket histogram of durations in microseconds; buckets are upper
+// bounds, with a final overflow bucket.
+struct DurationHistogram {
+  static constexpr double kBoundsUs[] = {50,    100,   250,    500,    1000,   2500,    5000,
+                                         10000, 25000, 50000,  100000, 250000, 500000,  1000000};
+  std::vector<std::uint64_t> counts = std::vector<std::uint64_t>(std::size(kBoundsUs) + 1, 0);
+  std::uint64_t count = 0;
+  double sum_us = 0;
+
+  void Add(Duration d);
+};
+
+struct SchedulerStats {
+  std::uint64_t success = 0;            // requests completed OK
+  std::uint64_t failure = 0;            // requests whose batch failed
+  std::uint64_t rejected = 0;           // refused at admission (queue full)
+  std::uint64_t timed_out = 0;          // dropped at a timeout or deadline
+  std::uint64_t cancelled = 0;          // dropped because cancelled
+  std::uint64_t delayed = 0;            // moved behind every level at their timeout
+  std::uint64_t executions = 0;         // batches run
+  std::uint64_t inferences = 0;         // items run (sum of batch sizes)
+  DurationHistogram queue_time;         // per request
+  DurationHistogram compute_time;       // per batch
+  std::vector<std::uint64_t> batch_sizes;  // [b] = batches of b items
+  std::vector<std::size_t> queue_depth;    // [level-1] = requests queued now
+  std::size_t delayed_depth = 0;
+  double utilization = 0;  // busy fraction over the utilisation window
+};
+
+class ModelScheduler {
+ public:
+  // Starts one worker per instance of `model`. `clock` must outlive the scheduler.
+  ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions options = {});
+  // Shutdown(true) if not already shut down.
+  ~ModelScheduler();
+  ModelScheduler(const ModelScheduler&) = delete;
+  ModelScheduler& operator=(const ModelScheduler&) = delete;
+
+  // Admits `request` or refuses it at once; never blocks on inference.
+  // On OK the scheduler owns the request and calls its on_complete exactly
+  // once. On error the caller keeps it and on_complete is not called:
+  // INVALID_ARGUMENT for a priority outside 1..priority_levels,
+  // RESOURCE_EXHAUSTED when its level's queue is full, UNAVAILABLE after
+  // Shutdown began. Thread-safe.
+  Status Enqueue(InferenceRequestPtr& request);
+
+  // Wakes the workers so that they notice cancelled requests now rather
+  // than at their next event. Thread-safe.
+  void Poke();
+
+  // Stops admitting. With `drain`, runs everything queued first; without,
+  // completes queued requests with UNAVAILABLE. Then joins the workers.
+  // Blocks. Idempotent.
+  void Shutdown(bool drain);
+
+  SchedulerStats Stats() const;
+  // Last published utilisation in [0, 1]; lock-free.
+  double utilization() const { return utilization_.load(std::memory_order_relaxed); }
+  const Model& model() const { return *model_; }
+  bool batching() const { return batching_; }
+
+ private:
+  struct Pending {
+    InferenceRequestPtr request;
+    TimePoint enqueued;
+    TimePoint queue_deadline;  // TimePoint::max() when the level has no timeout
+    std::int64_t items = 1;
+  };
+  struct Level {
+    QueuePolicy policy;
+    bool offpeak = false;
+    std::deque<Pending> queue;
+  };
+  struct Decision {
+    bool dispatch = false;
+    TimePoint wake_at = TimePoint::max();
+  };
+  using Completion = std::pair<InferenceRequestPtr, InferenceResult>;
+
+  void WorkerLoop(std::size_t instance);
+  void ExpiryLoop();
+  // The earliest queue timeout or deadline of anything queued.
+  TimePoint NextExpiryLocked() const;
+  // Moves expired, cancelled and timed-out requests out of the queues.
+  void ExpireLocked(TimePoint now, std::vector<Completion>* done);
+  bool OffpeakDeferredLocked(TimePoint now);
+  Decision DecideLocked(TimePoint now);
+  std::vector<Pending> TakeBatchLocked(TimePoint now);
+  // Runs `batch` on `instance` and fills `done` (outside the lock).
+  void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
+                std::vector<Completion>* done, Duration* compute);
+  bool QueuesEmptyLocked() const;
+  std::size_t QueuedItemsLocked(bool include_offpeak) const;
+
+  const ModelPtr model_;
+  Clock& clock_;
+  const SchedulerOptions options_;
+  const bool batching_;
+  const int max_batch_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_;
+  std::vector<Level> levels_;              // guarded by mutex_; [0] is priority 1
+  std::deque<Pending> delayed_;            // guarded by mutex_
+  std::condition_variable expiry_;
+  TimePoint expiry_sleeps_until_ = TimePoint::max();  // guarded by mutex_
+  bool expiry_stop_ = false;               // guarded by mutex_
+  bool stopping_ = false;                  // guarded by mutex_
+  bool drain_ = true;                      // guarded by mutex_
+  AdaptiveWindow adaptive_;                // guarded by mutex_
+  mutable UtilizationWindow utilization_window_;  // guarded by mutex_
+  std::deque<TimePoint> running_since_;    // guarded by mutex_
+  SchedulerStats stats_;                   // guarded by mutex_
+  std::atomic<double> utilization_{0.0};
+
+  std::mutex shutdown_mutex_;  // serialises Shutdown callers
+  std::vector<std::thread> workers_;
+  std::thread expiry_thread_;
+};
+
+// Concatenates the same input of several requests along the batch
+// dimension into one new buffer (one copy). Exposed for tests.
+Result<Tensor> ConcatenateBatch(const std::vector<const Tensor*>& parts);
+
+}  // namespace braid

@@ -1,0 +1,58 @@
+// What flows through a model's scheduler: one inference request in, one
+// result out through the request's completion callback.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace braid {
+
+// Shared between the party that may give up on a request (a client that
+// disconnected, a workflow that failed) and the scheduler, which drops a
+// cancelled request from its queue without computing it.
+class CancellationToken {
+ public:
+  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+struct InferenceResult {
+  Status status;
+  std::vector<Tensor> outputs;  // config order; views into the batch's outputs
+  Duration queue_time{};        // enqueue → start of the batch's compute
+  Duration compute_time{};      // the batch's compute
+  int batch_size = 0;           // items in the batch this request ran in
+};
+
+struct InferenceRequest {
+  // Validated inputs in config order (see Model::OrderInputs).
+  std::vector<Tensor> inputs;
+  // 1 is the highest; 0 means the model's default_priority.
+  int priority = 0;
+  // Queue timeout in microseconds replacing the priority level's timeout_us
+  // when the level allows overrides; -1 keeps the level's. What happens at
+  // the timeout follows the level's timeout_action.
+  std::int64_t timeout_us = -1;
+  // A hard deadline (the client's): past it the request is dropped with
+  // DEADLINE_EXCEEDED whatever the queue policy says. Never computed after.
+  TimePoint deadline = TimePoint::max();
+  // Optional; checked before the request is put into a batch.
+  std::shared_ptr<CancellationToken> cancellation;
+  // Called exactly once, from a scheduler thread, when the request finishes,
+  // fails, times out or is cancelled. Must not block: hand heavy work to
+  // another thread.
+  std::function<void(InferenceResult)> on_complete;
+};
+using InferenceRequestPtr = std::unique_ptr<InferenceRequest>;
+
+}  // namespace braid

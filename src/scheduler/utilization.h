@@ -1,0 +1,34 @@
+// UtilizationWindow: the fraction of a sliding window during which a model's
+// instances were busy, counting batches still running.
+//
+// Not thread-safe: the scheduler calls it under its own lock and publishes
+// the result through an atomic for readers elsewhere.
+#pragma once
+
+#include <deque>
+#include <utility>
+
+#include "core/clock.h"
+
+namespace braid {
+
+class UtilizationWindow {
+ public:
+  UtilizationWindow(Duration window, int instances) : window_(window), instances_(instances) {}
+
+  void set_instances(int instances) { instances_ = instances; }
+
+  // A batch ran on one instance from `start` to `end`.
+  void AddBusy(TimePoint start, TimePoint end);
+
+  // Busy fraction in [now - window, now], in [0, 1]. `running_since` lists
+  // the start times of batches still running at `now`.
+  double Compute(TimePoint now, const std::deque<TimePoint>& running_since);
+
+ private:
+  Duration window_;
+  int instances_;
+  std::deque<std::pair<TimePoint, TimePoint>> busy_;  // completed intervals, oldest first
+};
+
+}  // namespace braid

@@ -1,0 +1,566 @@
+// The scheduler against a test backend whose compute the test controls: a
+// batch blocks until the test releases it and takes the (manual) time the
+// test chose, so batch formation, priorities, timeouts and deferral are
+// checked deterministically.
+#include "scheduler/model_scheduler.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <thread>
+
+#include "support/manual_clock.h"
+
+namespace braid {
+namespace {
+
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr auto kPatience = std::chrono::seconds(10);  // real time allowed for a worker to act
+
+// Each batch records the ids (input values) it ran; output = input + 1000.
+class TestBackend {
+ public:
+  explicit TestBackend(testing::ManualClock& clock) : clock_(clock) {}
+
+  class Instance : public ModelInstance {
+   public:
+    explicit Instance(TestBackend& backend) : backend_(backend) {}
+    // ModelInstance
+    Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
+      return backend_.Run(inputs, outputs);
+    }
+
+   private:
+    TestBackend& backend_;
+  };
+
+  Status Run(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) {
+    std::vector<int> ids;
+    for (float v : inputs[0].span<float>()) ids.push_back(static_cast<int>(v));
+    std::unique_lock lock(mutex_);
+    batches_.push_back(ids);
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return !hold_ || permits_ > 0; });
+    if (permits_ > 0) --permits_;
+    Duration compute = fixed_cost_ + per_item_cost_ * static_cast<int>(ids.size());
+    lock.unlock();
+    clock_.Advance(compute);
+    Tensor out = *Tensor::Allocate(DataType::kFp32, inputs[0].shape());
+    for (std::size_t i = 0; i < ids.size(); ++i) out.mutable_span<float>()[i] = ids[i] + 1000.0f;
+    outputs->push_back(std::move(out));
+    return Status::Ok();
+  }
+
+  // While held, each batch waits for a Release().
+  void Hold() {
+    std::lock_guard lock(mutex_);
+    hold_ = true;
+  }
+  void Release(int batches = 1) {
+    std::lock_guard lock(mutex_);
+    permits_ += batches;
+    changed_.notify_all();
+  }
+  void ReleaseAll() {
+    std::lock_guard lock(mutex_);
+    hold_ = false;
+    changed_.notify_all();
+  }
+  void SetCost(Duration fixed, Duration per_item) {
+    std::lock_guard lock(mutex_);
+    fixed_cost_ = fixed;
+    per_item_cost_ = per_item;
+  }
+
+  // Blocks (real time) until `count` batches have started.
+  std::vector<std::vector<int>> WaitForBatches(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    EXPECT_TRUE(changed_.wait_for(lock, kPatience, [&] { return batches_.size() >= count; }))
+        << "only " << batches_.size() << " batches started";
+    return batches_;
+  }
+  std::vector<std::vector<int>> batches() {
+    std::lock_guard lock(mutex_);
+    return batches_;
+  }
+
+ private:
+  testing::ManualClock& clock_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::vector<int>> batches_;
+  bool hold_ = false;
+  int permits_ = 0;
+  Duration fixed_cost_{};
+  Duration per_item_cost_{};
+};
+
+// What one request's callback received.
+struct Outcome {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  InferenceResult result;
+
+  const InferenceResult& Wait() {
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(done_cv.wait_for(lock, kPatience, [&] { return done; })) << "request never completed";
+    return result;
+  }
+  bool finished() {
+    std::lock_guard lock(mutex);
+    return done;
+  }
+};
+using OutcomePtr = std::shared_ptr<Outcome>;
+
+ModelConfig BaseConfig() {
+  ModelConfig config;
+  config.name = "test";
+  config.backend = "test";
+  config.max_batch_size = 4;
+  config.inputs = {{"x", DataType::kFp32, {1}}};
+  config.outputs = {{"y", DataType::kFp32, {1}}};
+  return config;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void Start(ModelConfig config, int instances = 1, SchedulerOptions options = {}) {
+    std::vector<ModelInstancePtr> list;
+    for (int i = 0; i < instances; ++i) list.push_back(std::make_unique<TestBackend::Instance>(backend_));
+    scheduler_ = std::make_unique<ModelScheduler>(std::make_shared<Model>(std::move(config), 1, std::move(list)),
+                                                  clock_, options);
+  }
+
+  // Enqueues a request whose one item is `id`; returns its outcome, or
+  // nullptr if it was refused (with the status in `*refused`).
+  OutcomePtr Submit(int id, int priority = 0, std::int64_t timeout_us = -1,
+                    TimePoint deadline = TimePoint::max(), std::shared_ptr<CancellationToken> token = nullptr,
+                    Status* refused = nullptr) {
+    auto outcome = std::make_shared<Outcome>();
+    auto request = std::make_unique<InferenceRequest>();
+    Tensor x = *Tensor::Allocate(DataType::kFp32, {1, 1});
+    x.mutable_span<float>()[0] = static_cast<float>(id);
+    request->inputs = {x};
+    request->priority = priority;
+    request->timeout_us = timeout_us;
+    request->deadline = deadline;
+    request->cancellation = std::move(token);
+    request->on_complete = [outcome](InferenceResult result) {
+      std::lock_guard lock(outcome->mutex);
+      outcome->result = std::move(result);
+      outcome->done = true;
+      outcome->done_cv.notify_all();
+    };
+    Status status = scheduler_->Enqueue(request);
+    if (refused != nullptr) *refused = status;
+    if (!status.ok()) {
+      EXPECT_NE(request, nullptr) << "a refused request stays with the caller";
+      return nullptr;
+    }
+    EXPECT_EQ(request, nullptr);
+    return outcome;
+  }
+
+  static float ValueOf(const InferenceResult& result) { return result.outputs.at(0).span<float>()[0]; }
+
+  // Waits (real time) until the scheduler's queues hold `depth` requests at `level`.
+  void WaitForQueueDepth(int level, std::size_t depth) {
+    auto until = std::chrono::steady_clock::now() + kPatience;
+    while (scheduler_->Stats().queue_depth[level - 1] != depth && std::chrono::steady_clock::now() < until) {
+      std::this_thread::yield();
+    }
+    EXPECT_EQ(scheduler_->Stats().queue_depth[level - 1], depth);
+  }
+
+  testing::ManualClock clock_;
+  TestBackend backend_{clock_};
+  std::unique_ptr<ModelScheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, WithoutBatchingEachRequestRunsAlone) {
+  Start(BaseConfig());
+  backend_.Hold();
+  auto a = Submit(1);
+  backend_.WaitForBatches(1);
+  auto b = Submit(2);
+  auto c = Submit(3);
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(a->Wait()), 1001);
+  EXPECT_EQ(ValueOf(b->Wait()), 1002);
+  EXPECT_EQ(ValueOf(c->Wait()), 1003);
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(2), ElementsAre(3)));
+}
+
+TEST_F(SchedulerTest, BatchesFillUpToMaxBatchSizeAndSplitResults) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  Start(config);
+  backend_.Hold();
+  auto first = Submit(0);
+  backend_.WaitForBatches(1);
+  std::vector<OutcomePtr> queued;
+  for (int id = 1; id <= 6; ++id) queued.push_back(Submit(id));
+  backend_.ReleaseAll();
+  for (int id = 1; id <= 6; ++id) {
+    const auto& result = queued[id - 1]->Wait();
+    ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+    EXPECT_EQ(ValueOf(result), 1000 + id) << "each request gets its own row back";
+    EXPECT_EQ(result.outputs[0].shape(), (Shape{1, 1}));
+  }
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3, 4), ElementsAre(5, 6)));
+  auto stats = scheduler_->Stats();
+  EXPECT_EQ(stats.executions, 3u);
+  EXPECT_EQ(stats.inferences, 7u);
+  EXPECT_EQ(stats.batch_sizes[4], 1u);
+  EXPECT_EQ(stats.batch_sizes[2], 1u);
+  EXPECT_EQ(stats.success, 7u);
+}
+
+TEST_F(SchedulerTest, WaitsForThePreferredSizeWithinTheWindow) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.preferred_batch_size = {2};
+  config.dynamic_batching.max_queue_delay_us = 1000;
+  Start(config);
+  auto a = Submit(1);
+  auto b = Submit(2);  // two items: the preferred size, so no waiting
+  EXPECT_EQ(ValueOf(a->Wait()), 1001);
+  EXPECT_EQ(ValueOf(b->Wait()), 1002);
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1, 2)));
+}
+
+TEST_F(SchedulerTest, DispatchesWhatItHasWhenTheWindowExpires) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.preferred_batch_size = {4};
+  config.dynamic_batching.max_queue_delay_us = 1000;
+  Start(config);
+  auto a = Submit(1);
+  clock_.Advance(microseconds(600));
+  auto b = Submit(2);
+  clock_.Advance(microseconds(399));
+  // 999 us after the first arrival: still inside the window.
+  EXPECT_TRUE(backend_.batches().empty());
+  EXPECT_FALSE(a->finished());
+  clock_.Advance(microseconds(1));
+  EXPECT_TRUE(a->Wait().status.ok());
+  EXPECT_TRUE(b->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1, 2)));
+  EXPECT_EQ(a->result.queue_time, microseconds(1000));
+  EXPECT_EQ(b->result.queue_time, microseconds(400));
+}
+
+// Teaches the adaptive window its costs: a batch of 1 (5.1 ms) and a batch
+// of 3 (5.3 ms), so a fixed cost of 5 ms per batch.
+void TrainAdaptiveCosts(SchedulerTest* test, TestBackend& backend,
+                        const std::function<OutcomePtr(int)>& submit) {
+  backend.SetCost(microseconds(5000), microseconds(100));
+  backend.Hold();
+  auto a = submit(1);
+  backend.WaitForBatches(1);
+  auto b = submit(2), c = submit(3), d = submit(4);
+  backend.Release();
+  a->Wait();
+  backend.WaitForBatches(2);
+  backend.Release();
+  d->Wait();
+  backend.ReleaseAll();
+  ASSERT_THAT(backend.batches(), ElementsAre(ElementsAre(1), ElementsAre(2, 3, 4)));
+}
+
+TEST_F(SchedulerTest, AdaptiveRunsAtOnceAtLowArrivalRate) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 8;
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.adaptive = true;
+  config.dynamic_batching.max_queue_delay_us = 50000;
+  Start(config);
+  TrainAdaptiveCosts(this, backend_, [this](int id) { return Submit(id); });
+  clock_.Advance(milliseconds(100));  // a long gap: the arrival rate is low
+  auto e = Submit(5);
+  // Runs without the clock moving: no batching window is held open.
+  EXPECT_TRUE(e->Wait().status.ok());
+  EXPECT_EQ(e->result.batch_size, 1);
+  EXPECT_EQ(e->result.queue_time, Duration::zero());
+}
+
+TEST_F(SchedulerTest, AdaptiveWaitsForMoreAtHighArrivalRate) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 8;
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.adaptive = true;
+  config.dynamic_batching.max_queue_delay_us = 50000;
+  Start(config);
+  TrainAdaptiveCosts(this, backend_, [this](int id) { return Submit(id); });
+  // Arrivals 100 us apart: well under the 5 ms a merged batch saves.
+  std::vector<OutcomePtr> burst;
+  for (int id = 5; id <= 8; ++id) {
+    burst.push_back(Submit(id));
+    clock_.Advance(microseconds(100));
+  }
+  clock_.Advance(milliseconds(5));
+  for (auto& outcome : burst) EXPECT_TRUE(outcome->Wait().status.ok());
+  auto batches = backend_.batches();
+  ASSERT_EQ(batches.size(), 3u) << "the burst ran as one batch";
+  EXPECT_THAT(batches[2], ElementsAre(5, 6, 7, 8));
+}
+
+TEST_F(SchedulerTest, HigherPrioritiesRunFirst) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.priority_levels = 3;
+  config.dynamic_batching.default_priority = 2;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto low = Submit(3, 3), normal = Submit(2), high = Submit(1, 1), high2 = Submit(11, 1);
+  backend_.ReleaseAll();
+  for (auto& outcome : {low, normal, high, high2}) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(),
+              ElementsAre(ElementsAre(0), ElementsAre(1), ElementsAre(11), ElementsAre(2), ElementsAre(3)));
+}
+
+TEST_F(SchedulerTest, BatchesTakeHighPriorityFirst) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 3;
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  std::vector<OutcomePtr> all;
+  for (int id : {21, 22, 23}) all.push_back(Submit(id));
+  for (int id : {11, 12}) all.push_back(Submit(id, 1));
+  backend_.ReleaseAll();
+  for (auto& outcome : all) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(11, 12, 21), ElementsAre(22, 23)));
+}
+
+TEST_F(SchedulerTest, FullQueueRejectsAtOnce) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.default_queue_policy.max_queue_size = 2;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto a = Submit(1), b = Submit(2);
+  Status refused;
+  EXPECT_EQ(Submit(3, 0, -1, TimePoint::max(), nullptr, &refused), nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("2 requests queued"));
+  EXPECT_EQ(scheduler_->Stats().rejected, 1u);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(a->Wait().status.ok());
+  EXPECT_TRUE(b->Wait().status.ok());
+}
+
+TEST_F(SchedulerTest, InvalidPriorityIsRefused) {
+  Start(BaseConfig());
+  Status refused;
+  EXPECT_EQ(Submit(1, 2, -1, TimePoint::max(), nullptr, &refused), nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(SchedulerTest, QueueTimeoutRejectsWithoutComputing) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.default_queue_policy.timeout_us = 1000;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto late = Submit(1);
+  clock_.Advance(microseconds(1001));
+  const auto& result = late->Wait();
+  EXPECT_EQ(result.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(result.status.message(), HasSubstr("timed out"));
+  backend_.ReleaseAll();
+  blocker->Wait();
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0))) << "the timed-out request never ran";
+  EXPECT_EQ(scheduler_->Stats().timed_out, 1u);
+}
+
+TEST_F(SchedulerTest, PerRequestTimeoutOverride) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 1;
+  config.dynamic_batching.priority_queue_policy[2].allow_timeout_override = false;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto overridden = Submit(1, 1, 500);
+  auto ignored = Submit(2, 2, 500);
+  clock_.Advance(microseconds(600));
+  EXPECT_EQ(overridden->Wait().status.code(), StatusCode::kDeadlineExceeded);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(ignored->Wait().status.ok()) << "level 2 does not allow overrides";
+}
+
+TEST_F(SchedulerTest, DelayActionMovesBehindEveryLevel) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  QueuePolicy delay;
+  delay.timeout_us = 1000;
+  delay.timeout_action = QueuePolicy::TimeoutAction::kDelay;
+  config.dynamic_batching.priority_queue_policy[1] = delay;
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto delayed = Submit(1, 1);
+  clock_.Advance(microseconds(1001));
+  WaitForQueueDepth(1, 0);
+  auto normal = Submit(2, 2);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(delayed->Wait().status.ok()) << "delay runs it later instead of failing it";
+  EXPECT_TRUE(normal->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(2), ElementsAre(1)));
+  EXPECT_EQ(scheduler_->Stats().delayed, 1u);
+}
+
+TEST_F(SchedulerTest, HardDeadlineDropsTheRequest) {
+  Start(BaseConfig());
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto doomed = Submit(1, 0, -1, clock_.Now() + microseconds(300));
+  clock_.Advance(microseconds(300));
+  EXPECT_EQ(doomed->Wait().status.code(), StatusCode::kDeadlineExceeded);
+  backend_.ReleaseAll();
+  blocker->Wait();
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0)));
+}
+
+TEST_F(SchedulerTest, CancelledRequestsAreNeverComputed) {
+  Start(BaseConfig());
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  auto token = std::make_shared<CancellationToken>();
+  auto gone = Submit(1, 0, -1, TimePoint::max(), token);
+  auto kept = Submit(2);
+  token->Cancel();
+  scheduler_->Poke();
+  EXPECT_EQ(gone->Wait().status.code(), StatusCode::kCancelled);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(kept->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(2)));
+  EXPECT_EQ(scheduler_->Stats().cancelled, 1u);
+}
+
+ModelConfig OffpeakConfig() {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.priority_levels = 3;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.offpeak.priorities = {3};
+  config.dynamic_batching.offpeak.defer_above_utilization = 0.3;
+  return config;
+}
+
+TEST_F(SchedulerTest, OffpeakWaitsWhileBusyAndRunsWhenUtilizationFalls) {
+  SchedulerOptions options;
+  options.utilization_window = milliseconds(100);
+  Start(OffpeakConfig(), 1, options);
+  backend_.SetCost(milliseconds(100), Duration::zero());
+  Submit(0)->Wait();  // the instance was busy for the whole window
+  backend_.SetCost(Duration::zero(), Duration::zero());
+  auto background = Submit(3, 3);
+  auto interactive = Submit(1, 1);
+  EXPECT_TRUE(interactive->Wait().status.ok());
+  WaitForQueueDepth(3, 1);
+  EXPECT_FALSE(background->finished()) << "deferred while utilisation is above 0.3";
+  clock_.Advance(milliseconds(80));  // busy share of the last 100 ms falls to 0.2
+  EXPECT_TRUE(background->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1), ElementsAre(3)));
+}
+
+TEST_F(SchedulerTest, OffpeakStillBoundedByItsTimeout) {
+  SchedulerOptions options;
+  options.utilization_window = milliseconds(100);
+  Start(OffpeakConfig(), 1, options);
+  backend_.SetCost(milliseconds(100), Duration::zero());
+  Submit(0)->Wait();
+  auto background = Submit(3, 3, 50000);
+  WaitForQueueDepth(3, 1);
+  clock_.Advance(milliseconds(50));  // utilisation is still 0.5 when the timeout passes
+  EXPECT_EQ(background->Wait().status.code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
+  ModelConfig config = BaseConfig();
+  Start(config, 2);
+  backend_.Hold();
+  auto a = Submit(1), b = Submit(2);
+  // Both instances are busy at once: two batches started, neither released.
+  EXPECT_EQ(backend_.WaitForBatches(2).size(), 2u);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(a->Wait().status.ok());
+  EXPECT_TRUE(b->Wait().status.ok());
+}
+
+TEST_F(SchedulerTest, ShutdownDrainsQueuedWork) {
+  Start(BaseConfig());
+  backend_.Hold();
+  auto a = Submit(1);
+  backend_.WaitForBatches(1);
+  auto b = Submit(2);
+  std::thread stopper([&] { scheduler_->Shutdown(true); });
+  // Admission stops as soon as shutdown begins; what was admitted still runs.
+  std::vector<OutcomePtr> admitted;
+  Status refused;
+  auto until = std::chrono::steady_clock::now() + kPatience;
+  while (refused.ok() && std::chrono::steady_clock::now() < until) {
+    if (auto outcome = Submit(9, 0, -1, TimePoint::max(), nullptr, &refused)) admitted.push_back(outcome);
+  }
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
+  backend_.ReleaseAll();
+  stopper.join();
+  EXPECT_TRUE(a->Wait().status.ok());
+  EXPECT_TRUE(b->Wait().status.ok());
+  for (auto& outcome : admitted) EXPECT_TRUE(outcome->Wait().status.ok());
+}
+
+TEST_F(SchedulerTest, ShutdownWithoutDrainFailsQueuedWork) {
+  Start(BaseConfig());
+  backend_.Hold();
+  auto a = Submit(1);
+  backend_.WaitForBatches(1);
+  auto b = Submit(2);
+  std::thread stopper([&] { scheduler_->Shutdown(false); });
+  EXPECT_EQ(b->Wait().status.code(), StatusCode::kUnavailable);
+  backend_.ReleaseAll();
+  stopper.join();
+  EXPECT_TRUE(a->Wait().status.ok()) << "the running batch finishes";
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1)));
+}
+
+TEST(ConcatenateBatchTest, OneCopyInRequestOrder) {
+  Tensor a = *Tensor::Allocate(DataType::kInt64, {1, 2});
+  Tensor b = *Tensor::Allocate(DataType::kInt64, {2, 2});
+  for (int i = 0; i < 2; ++i) a.mutable_span<std::int64_t>()[i] = i;
+  for (int i = 0; i < 4; ++i) b.mutable_span<std::int64_t>()[i] = 10 + i;
+  auto batch = ConcatenateBatch({&a, &b});
+  ASSERT_TRUE(batch.ok());
+  EXPECT_EQ(batch->shape(), (Shape{3, 2}));
+  EXPECT_THAT(std::vector<std::int64_t>(batch->span<std::int64_t>().begin(), batch->span<std::int64_t>().end()),
+              ElementsAre(0, 1, 10, 11, 12, 13));
+
+  Tensor s = *Tensor::FromStrings({"a", "bc"}, {2});
+  Tensor t = *Tensor::FromStrings({"def"}, {1});
+  auto strings = ConcatenateBatch({&s, &t});
+  ASSERT_TRUE(strings.ok());
+  EXPECT_THAT(*strings->Strings(), ElementsAre("a", "bc", "def"));
+}
+
+}  // namespace
+}  // namespace braid
