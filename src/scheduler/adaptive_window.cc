@@ -51,7 +51,8 @@ std::optional<Duration> AdaptiveWindow::FixedCost() const {
 
 std::optional<Duration> AdaptiveWindow::PredictCompute(int batch) const {
   if (compute_us_.empty()) return std::nullopt;
-  if (auto exact = compute_us_.find(batch); exact != compute_us_.end()) return FromMicros(exact->second);
+  if (auto exact = compute_us_.find(batch); exact != compute_us_.end())
+    return FromMicros(exact->second);
   auto fixed = FixedCost();
   if (!fixed) {  // one size seen: assume cost proportional to size
     const auto& [size, us] = *compute_us_.begin();

@@ -68,8 +68,9 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
   const DynamicBatching& batching = model_->config().dynamic_batching;
   for (int level = 1; level <= batching.priority_levels; ++level) {
     auto custom = batching.priority_queue_policy.find(level);
-    levels_[level - 1].policy =
-        custom != batching.priority_queue_policy.end() ? custom->second : batching.default_queue_policy;
+    levels_[level - 1].policy = custom != batching.priority_queue_policy.end()
+                                    ? custom->second
+                                    : batching.default_queue_policy;
     const auto& offpeak = batching.offpeak.priorities;
     levels_[level - 1].offpeak = std::find(offpeak.begin(), offpeak.end(), level) != offpeak.end();
   }
@@ -90,7 +91,8 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
                            batching.priority_levels, model_->name());
   }
   std::int64_t items = 1;
-  if (model_->config().max_batch_size > 0 && !request->inputs.empty() && !request->inputs[0].shape().empty()) {
+  if (model_->config().max_batch_size > 0 && !request->inputs.empty() &&
+      !request->inputs[0].shape().empty()) {
     items = request->inputs[0].shape()[0];
   }
   {
@@ -100,12 +102,13 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     if (level.queue.size() >= level.policy.max_queue_size) {
       ++stats_.rejected;
       return MakeStatus(StatusCode::kResourceExhausted,
-                        "model '{}' has {} requests queued at priority {}, its limit", model_->name(),
-                        level.queue.size(), priority);
+                        "model '{}' has {} requests queued at priority {}, its limit",
+                        model_->name(), level.queue.size(), priority);
     }
     const TimePoint now = clock_.Now();
     std::int64_t timeout_us = level.policy.timeout_us;
-    if (request->timeout_us >= 0 && level.policy.allow_timeout_override) timeout_us = request->timeout_us;
+    if (request->timeout_us >= 0 && level.policy.allow_timeout_override)
+      timeout_us = request->timeout_us;
     TimePoint queue_deadline =
         timeout_us > 0 ? now + std::chrono::microseconds(timeout_us) : TimePoint::max();
     adaptive_.OnArrival(now);
@@ -132,7 +135,8 @@ void ModelScheduler::Shutdown(bool drain) {
       auto fail_all = [&](std::deque<Pending>& queue) {
         for (auto& pending : queue) {
           InferenceResult result;
-          result.status = Unavailable("model '{}' shut down before the request ran", model_->name());
+          result.status =
+              Unavailable("model '{}' shut down before the request ran", model_->name());
           result.queue_time = clock_.Now() - pending.enqueued;
           done.emplace_back(std::move(pending.request), std::move(result));
         }
@@ -164,7 +168,8 @@ void ModelScheduler::Shutdown(bool drain) {
 
 bool ModelScheduler::QueuesEmptyLocked() const {
   if (!delayed_.empty()) return false;
-  return std::all_of(levels_.begin(), levels_.end(), [](const Level& l) { return l.queue.empty(); });
+  return std::all_of(levels_.begin(), levels_.end(),
+                     [](const Level& l) { return l.queue.empty(); });
 }
 
 std::size_t ModelScheduler::QueuedItemsLocked(bool include_offpeak) const {
@@ -189,11 +194,14 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
     for (auto it = queue.begin(); it != queue.end();) {
       InferenceRequest& request = *it->request;
       if (request.cancellation && request.cancellation->cancelled()) {
-        drop(*it, MakeStatus(StatusCode::kCancelled, "request to model '{}' was cancelled", model_->name()),
+        drop(*it,
+             MakeStatus(StatusCode::kCancelled, "request to model '{}' was cancelled",
+                        model_->name()),
              &stats_.cancelled);
       } else if (now >= request.deadline) {
         drop(*it,
-             MakeStatus(StatusCode::kDeadlineExceeded, "request to model '{}' passed its deadline after {:.0f} us queued",
+             MakeStatus(StatusCode::kDeadlineExceeded,
+                        "request to model '{}' passed its deadline after {:.0f} us queued",
                         model_->name(), ToMicros(now - it->enqueued)),
              &stats_.timed_out);
       } else if (now >= it->queue_deadline) {
@@ -203,8 +211,9 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
           delayed_.push_back(std::move(*it));
         } else {
           drop(*it,
-               MakeStatus(StatusCode::kDeadlineExceeded, "request to model '{}' timed out after {:.0f} us queued",
-                          model_->name(), ToMicros(now - it->enqueued)),
+               MakeStatus(StatusCode::kDeadlineExceeded,
+                          "request to model '{}' timed out after {:.0f} us queued", model_->name(),
+                          ToMicros(now - it->enqueued)),
                &stats_.timed_out);
         }
       } else {
@@ -229,12 +238,14 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
   Decision decision;
   const bool deferred = OffpeakDeferredLocked(now);
   // The earliest event that can change the decision: a timeout or deadline.
-  for (const auto& pending : delayed_) decision.wake_at = std::min(decision.wake_at, pending.request->deadline);
+  for (const auto& pending : delayed_)
+    decision.wake_at = std::min(decision.wake_at, pending.request->deadline);
   bool offpeak_waiting = false;
   TimePoint oldest = TimePoint::max();
   for (const auto& level : levels_) {
     for (const auto& pending : level.queue) {
-      decision.wake_at = std::min({decision.wake_at, pending.queue_deadline, pending.request->deadline});
+      decision.wake_at =
+          std::min({decision.wake_at, pending.queue_deadline, pending.request->deadline});
     }
     if (level.queue.empty()) continue;
     if (level.offpeak && deferred) {
@@ -244,7 +255,8 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
     oldest = std::min(oldest, level.queue.front().enqueued);
   }
   if (!delayed_.empty()) oldest = std::min(oldest, delayed_.front().enqueued);
-  if (offpeak_waiting) decision.wake_at = std::min(decision.wake_at, now + options_.offpeak_recheck);
+  if (offpeak_waiting)
+    decision.wake_at = std::min(decision.wake_at, now + options_.offpeak_recheck);
   if (oldest == TimePoint::max()) return decision;  // nothing eligible
 
   const std::size_t items = QueuedItemsLocked(!deferred);
@@ -280,27 +292,42 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
 
 std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint now) {
   const bool deferred = OffpeakDeferredLocked(now);
-  std::vector<Pending> batch;
-  std::int64_t items = 0;
-  auto take_from = [&](std::deque<Pending>& queue) {
-    while (!queue.empty()) {
-      Pending& next = queue.front();
-      if (!batch.empty()) {
-        if (!batching_ || items + next.items > max_batch_) return false;
-        if (!SameItemShapes(*batch.front().request, *next.request)) return false;
-      }
-      items += next.items;
-      batch.push_back(std::move(next));
-      queue.pop_front();
-      if (!batching_) return false;
-    }
-    return true;  // this queue is exhausted; the batch may take from the next
-  };
+  // The first non-empty eligible queue, highest priority first.
+  std::deque<Pending>* queue = nullptr;
   for (auto& level : levels_) {
-    if (level.offpeak && deferred) continue;
-    if (!take_from(level.queue)) return batch;
+    if (!level.queue.empty() && !(level.offpeak && deferred)) {
+      queue = &level.queue;
+      break;
+    }
   }
-  take_from(delayed_);
+  if (queue == nullptr) queue = &delayed_;
+  std::vector<Pending> batch;
+  if (queue->empty()) return batch;
+
+  std::int64_t target = 1;
+  if (batching_) {
+    std::int64_t available = 0;
+    for (const auto& pending : *queue) available += pending.items;
+    target = std::min<std::int64_t>(available, max_batch_);
+    const auto& preferred = model_->config().dynamic_batching.preferred_batch_size;
+    for (auto it = preferred.rbegin(); it != preferred.rend(); ++it) {
+      if (*it <= target) {
+        target = *it;
+        break;
+      }
+    }
+  }
+  std::int64_t items = 0;
+  while (!queue->empty()) {
+    Pending& next = queue->front();
+    if (!batch.empty() &&
+        (items + next.items > target || !SameItemShapes(*batch.front().request, *next.request))) {
+      break;
+    }
+    items += next.items;
+    batch.push_back(std::move(next));
+    queue->pop_front();
+  }
   return batch;
 }
 
@@ -333,8 +360,8 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
   if (status.ok() && batched) {
     for (const auto& output : outputs) {
       if (output.shape().empty() || output.shape()[0] != total) {
-        status = Internal("model '{}' returned an output of shape {} for a batch of {}", model_->name(),
-                          ShapeToString(output.shape()), total);
+        status = Internal("model '{}' returned an output of shape {} for a batch of {}",
+                          model_->name(), ShapeToString(output.shape()), total);
         break;
       }
     }

@@ -12,9 +12,13 @@
 // is held only to move requests between queues; callbacks run outside it.
 //
 // Batching (when the config has dynamic_batching and max_batch_size > 0):
-//   - a batch takes requests from the highest priority level first, FIFO
-//     within a level, up to max_batch_size items, stopping at the first
-//     request that does not fit or whose variable dims differ;
+//   - a batch takes requests from one priority level, the highest that has
+//     any, FIFO, stopping at the first request that does not fit or whose
+//     variable dims differ. Its size is the largest preferred_batch_size
+//     that the queued items reach (all of them, up to max_batch_size, when
+//     none is configured or reached). Keeping levels apart means a
+//     high-priority request never waits for a long low-priority batch that
+//     it joined;
 //   - with adaptive: false it waits for more requests until the queued items
 //     reach max_batch_size or a preferred_batch_size (the largest, or one
 //     exactly), or the oldest request has waited max_queue_delay_us;
@@ -63,8 +67,8 @@ struct SchedulerOptions {
 // A fixed-bucket histogram of durations in microseconds; buckets are upper
 // bounds, with a final overflow bucket.
 struct DurationHistogram {
-  static constexpr double kBoundsUs[] = {50,    100,   250,    500,    1000,   2500,    5000,
-                                         10000, 25000, 50000,  100000, 250000, 500000,  1000000};
+  static constexpr double kBoundsUs[] = {50,    100,   250,   500,    1000,   2500,   5000,
+                                         10000, 25000, 50000, 100000, 250000, 500000, 1000000};
   std::vector<std::uint64_t> counts = std::vector<std::uint64_t>(std::size(kBoundsUs) + 1, 0);
   std::uint64_t count = 0;
   double sum_us = 0;
@@ -73,16 +77,16 @@ struct DurationHistogram {
 };
 
 struct SchedulerStats {
-  std::uint64_t success = 0;            // requests completed OK
-  std::uint64_t failure = 0;            // requests whose batch failed
-  std::uint64_t rejected = 0;           // refused at admission (queue full)
-  std::uint64_t timed_out = 0;          // dropped at a timeout or deadline
-  std::uint64_t cancelled = 0;          // dropped because cancelled
-  std::uint64_t delayed = 0;            // moved behind every level at their timeout
-  std::uint64_t executions = 0;         // batches run
-  std::uint64_t inferences = 0;         // items run (sum of batch sizes)
-  DurationHistogram queue_time;         // per request
-  DurationHistogram compute_time;       // per batch
+  std::uint64_t success = 0;               // requests completed OK
+  std::uint64_t failure = 0;               // requests whose batch failed
+  std::uint64_t rejected = 0;              // refused at admission (queue full)
+  std::uint64_t timed_out = 0;             // dropped at a timeout or deadline
+  std::uint64_t cancelled = 0;             // dropped because cancelled
+  std::uint64_t delayed = 0;               // moved behind every level at their timeout
+  std::uint64_t executions = 0;            // batches run
+  std::uint64_t inferences = 0;            // items run (sum of batch sizes)
+  DurationHistogram queue_time;            // per request
+  DurationHistogram compute_time;          // per batch
   std::vector<std::uint64_t> batch_sizes;  // [b] = batches of b items
   std::vector<std::size_t> queue_depth;    // [level-1] = requests queued now
   std::size_t delayed_depth = 0;
@@ -162,17 +166,17 @@ class ModelScheduler {
 
   mutable std::mutex mutex_;
   std::condition_variable work_;
-  std::vector<Level> levels_;              // guarded by mutex_; [0] is priority 1
-  std::deque<Pending> delayed_;            // guarded by mutex_
+  std::vector<Level> levels_;    // guarded by mutex_; [0] is priority 1
+  std::deque<Pending> delayed_;  // guarded by mutex_
   std::condition_variable expiry_;
   TimePoint expiry_sleeps_until_ = TimePoint::max();  // guarded by mutex_
-  bool expiry_stop_ = false;               // guarded by mutex_
-  bool stopping_ = false;                  // guarded by mutex_
-  bool drain_ = true;                      // guarded by mutex_
-  AdaptiveWindow adaptive_;                // guarded by mutex_
-  mutable UtilizationWindow utilization_window_;  // guarded by mutex_
-  std::deque<TimePoint> running_since_;    // guarded by mutex_
-  SchedulerStats stats_;                   // guarded by mutex_
+  bool expiry_stop_ = false;                          // guarded by mutex_
+  bool stopping_ = false;                             // guarded by mutex_
+  bool drain_ = true;                                 // guarded by mutex_
+  AdaptiveWindow adaptive_;                           // guarded by mutex_
+  mutable UtilizationWindow utilization_window_;      // guarded by mutex_
+  std::deque<TimePoint> running_since_;               // guarded by mutex_
+  SchedulerStats stats_;                              // guarded by mutex_
   std::atomic<double> utilization_{0.0};
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers

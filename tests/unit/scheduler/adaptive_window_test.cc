@@ -16,7 +16,8 @@ TEST(AdaptiveWindowTest, FitsFixedCostFromTwoBatchSizes) {
   AdaptiveWindow window;
   EXPECT_FALSE(window.FixedCost().has_value());
   window.OnBatch(1, microseconds(5100));
-  EXPECT_FALSE(window.FixedCost().has_value()) << "one size cannot separate fixed and per-item cost";
+  EXPECT_FALSE(window.FixedCost().has_value())
+      << "one size cannot separate fixed and per-item cost";
   window.OnBatch(8, microseconds(5800));
   ASSERT_TRUE(window.FixedCost().has_value());
   EXPECT_NEAR(ToMicros(*window.FixedCost()), 5000, 1);
@@ -40,7 +41,8 @@ TEST(AdaptiveWindowTest, WaitsForTheNextArrivalAtHighRate) {
   for (int i = 0; i < 20; ++i, t += microseconds(100)) window.OnArrival(t);  // every 100 us
   auto until = window.WaitUntil();
   ASSERT_TRUE(until.has_value());
-  EXPECT_NEAR(ToMicros(*until - (t - microseconds(100))), 100, 1) << "the next arrival is one gap away";
+  EXPECT_NEAR(ToMicros(*until - (t - microseconds(100))), 100, 1)
+      << "the next arrival is one gap away";
 }
 
 TEST(AdaptiveWindowTest, FollowsAChangingRate) {

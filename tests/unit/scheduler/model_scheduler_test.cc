@@ -109,7 +109,8 @@ struct Outcome {
 
   const InferenceResult& Wait() {
     std::unique_lock lock(mutex);
-    EXPECT_TRUE(done_cv.wait_for(lock, kPatience, [&] { return done; })) << "request never completed";
+    EXPECT_TRUE(done_cv.wait_for(lock, kPatience, [&] { return done; }))
+        << "request never completed";
     return result;
   }
   bool finished() {
@@ -133,16 +134,17 @@ class SchedulerTest : public ::testing::Test {
  protected:
   void Start(ModelConfig config, int instances = 1, SchedulerOptions options = {}) {
     std::vector<ModelInstancePtr> list;
-    for (int i = 0; i < instances; ++i) list.push_back(std::make_unique<TestBackend::Instance>(backend_));
-    scheduler_ = std::make_unique<ModelScheduler>(std::make_shared<Model>(std::move(config), 1, std::move(list)),
-                                                  clock_, options);
+    for (int i = 0; i < instances; ++i)
+      list.push_back(std::make_unique<TestBackend::Instance>(backend_));
+    scheduler_ = std::make_unique<ModelScheduler>(
+        std::make_shared<Model>(std::move(config), 1, std::move(list)), clock_, options);
   }
 
   // Enqueues a request whose one item is `id`; returns its outcome, or
   // nullptr if it was refused (with the status in `*refused`).
   OutcomePtr Submit(int id, int priority = 0, std::int64_t timeout_us = -1,
-                    TimePoint deadline = TimePoint::max(), std::shared_ptr<CancellationToken> token = nullptr,
-                    Status* refused = nullptr) {
+                    TimePoint deadline = TimePoint::max(),
+                    std::shared_ptr<CancellationToken> token = nullptr, Status* refused = nullptr) {
     auto outcome = std::make_shared<Outcome>();
     auto request = std::make_unique<InferenceRequest>();
     Tensor x = *Tensor::Allocate(DataType::kFp32, {1, 1});
@@ -168,12 +170,15 @@ class SchedulerTest : public ::testing::Test {
     return outcome;
   }
 
-  static float ValueOf(const InferenceResult& result) { return result.outputs.at(0).span<float>()[0]; }
+  static float ValueOf(const InferenceResult& result) {
+    return result.outputs.at(0).span<float>()[0];
+  }
 
   // Waits (real time) until the scheduler's queues hold `depth` requests at `level`.
   void WaitForQueueDepth(int level, std::size_t depth) {
     auto until = std::chrono::steady_clock::now() + kPatience;
-    while (scheduler_->Stats().queue_depth[level - 1] != depth && std::chrono::steady_clock::now() < until) {
+    while (scheduler_->Stats().queue_depth[level - 1] != depth &&
+           std::chrono::steady_clock::now() < until) {
       std::this_thread::yield();
     }
     EXPECT_EQ(scheduler_->Stats().queue_depth[level - 1], depth);
@@ -214,7 +219,8 @@ TEST_F(SchedulerTest, BatchesFillUpToMaxBatchSizeAndSplitResults) {
     EXPECT_EQ(ValueOf(result), 1000 + id) << "each request gets its own row back";
     EXPECT_EQ(result.outputs[0].shape(), (Shape{1, 1}));
   }
-  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3, 4), ElementsAre(5, 6)));
+  EXPECT_THAT(backend_.batches(),
+              ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3, 4), ElementsAre(5, 6)));
   auto stats = scheduler_->Stats();
   EXPECT_EQ(stats.executions, 3u);
   EXPECT_EQ(stats.inferences, 7u);
@@ -323,11 +329,11 @@ TEST_F(SchedulerTest, HigherPrioritiesRunFirst) {
   auto low = Submit(3, 3), normal = Submit(2), high = Submit(1, 1), high2 = Submit(11, 1);
   backend_.ReleaseAll();
   for (auto& outcome : {low, normal, high, high2}) EXPECT_TRUE(outcome->Wait().status.ok());
-  EXPECT_THAT(backend_.batches(),
-              ElementsAre(ElementsAre(0), ElementsAre(1), ElementsAre(11), ElementsAre(2), ElementsAre(3)));
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1), ElementsAre(11),
+                                              ElementsAre(2), ElementsAre(3)));
 }
 
-TEST_F(SchedulerTest, BatchesTakeHighPriorityFirst) {
+TEST_F(SchedulerTest, BatchesHoldOneLevelHighestFirst) {
   ModelConfig config = BaseConfig();
   config.max_batch_size = 3;
   config.dynamic_batching.enabled = true;
@@ -342,7 +348,25 @@ TEST_F(SchedulerTest, BatchesTakeHighPriorityFirst) {
   for (int id : {11, 12}) all.push_back(Submit(id, 1));
   backend_.ReleaseAll();
   for (auto& outcome : all) EXPECT_TRUE(outcome->Wait().status.ok());
-  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(11, 12, 21), ElementsAre(22, 23)));
+  EXPECT_THAT(backend_.batches(),
+              ElementsAre(ElementsAre(0), ElementsAre(11, 12), ElementsAre(21, 22, 23)));
+}
+
+TEST_F(SchedulerTest, BatchSizeFollowsPreferredSizes) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 8;
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.preferred_batch_size = {2, 4};
+  Start(config);
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(1);
+  std::vector<OutcomePtr> all;
+  for (int id = 1; id <= 7; ++id) all.push_back(Submit(id));
+  backend_.ReleaseAll();
+  for (auto& outcome : all) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2, 3, 4),
+                                              ElementsAre(5, 6), ElementsAre(7)));
 }
 
 TEST_F(SchedulerTest, FullQueueRejectsAtOnce) {
@@ -509,7 +533,9 @@ TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
 }
 
 TEST_F(SchedulerTest, ShutdownDrainsQueuedWork) {
-  Start(BaseConfig());
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.default_queue_policy.max_queue_size = 1 << 20;  // only shutdown refuses
+  Start(config);
   backend_.Hold();
   auto a = Submit(1);
   backend_.WaitForBatches(1);
@@ -520,7 +546,8 @@ TEST_F(SchedulerTest, ShutdownDrainsQueuedWork) {
   Status refused;
   auto until = std::chrono::steady_clock::now() + kPatience;
   while (refused.ok() && std::chrono::steady_clock::now() < until) {
-    if (auto outcome = Submit(9, 0, -1, TimePoint::max(), nullptr, &refused)) admitted.push_back(outcome);
+    if (auto outcome = Submit(9, 0, -1, TimePoint::max(), nullptr, &refused))
+      admitted.push_back(outcome);
   }
   EXPECT_EQ(refused.code(), StatusCode::kUnavailable);
   backend_.ReleaseAll();
@@ -552,7 +579,8 @@ TEST(ConcatenateBatchTest, OneCopyInRequestOrder) {
   auto batch = ConcatenateBatch({&a, &b});
   ASSERT_TRUE(batch.ok());
   EXPECT_EQ(batch->shape(), (Shape{3, 2}));
-  EXPECT_THAT(std::vector<std::int64_t>(batch->span<std::int64_t>().begin(), batch->span<std::int64_t>().end()),
+  EXPECT_THAT(std::vector<std::int64_t>(batch->span<std::int64_t>().begin(),
+                                        batch->span<std::int64_t>().end()),
               ElementsAre(0, 1, 10, 11, 12, 13));
 
   Tensor s = *Tensor::FromStrings({"a", "bc"}, {2});
