@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   braid::cli::AddModelsCommand(app, &exit_code);
   braid::cli::AddInferCommand(app, &exit_code);
+  braid::cli::AddServeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

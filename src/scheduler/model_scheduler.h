@@ -123,6 +123,7 @@ class ModelScheduler {
   // Last published utilisation in [0, 1]; lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
   const Model& model() const { return *model_; }
+  ModelPtr shared_model() const { return model_; }
   bool batching() const { return batching_; }
 
  private:

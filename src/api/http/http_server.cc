@@ -1,0 +1,413 @@
+#include "api/http/http_server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <zlib.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <deque>
+#include <mutex>
+
+namespace braid {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(x) == std::tolower(y);
+         });
+}
+
+std::string PercentDecode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
+        std::isxdigit(text[i + 2])) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// gzip (RFC 1952) of `data`; empty on failure.
+std::string Gzip(std::string_view data) {
+  z_stream stream{};
+  if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK)
+    return {};
+  std::string out(deflateBound(&stream, data.size()), '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  int result = deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return result == Z_STREAM_END ? out : std::string();
+}
+
+std::string ReasonPhrase(int status) {
+  auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  return reason.empty() ? "Status" : std::string(reason.data(), reason.size());
+}
+
+bool Compressible(std::string_view content_type) {
+  return content_type.starts_with("application/json") || content_type.starts_with("text/");
+}
+
+}  // namespace
+
+std::string_view HttpRequest::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (IEquals(key, name)) return value;
+  }
+  return {};
+}
+
+HttpResponse JsonError(int status, std::string_view message) {
+  HttpResponse response;
+  response.status = status;
+  response.body = "{\"error\":\"";
+  for (char c : message) {
+    if (c == '"' || c == '\\') {
+      response.body += '\\';
+      response.body += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      response.body += ' ';
+    } else {
+      response.body += c;
+    }
+  }
+  response.body += "\"}";
+  return response;
+}
+
+class HttpServer::Impl {
+ public:
+  Impl(HttpServerOptions options, HttpHandler handler)
+      : options_(options), handler_(std::move(handler)), acceptor_(net::make_strand(io_)) {}
+
+  class Session;
+
+  HttpServerOptions options_;
+  HttpHandler handler_;
+  // Declared before io_: sessions destroyed with io_'s pending handlers
+  // still update them.
+  std::atomic<bool> draining_{false};
+  std::atomic<std::size_t> connections_{0};
+  std::atomic<std::size_t> unanswered_{0};  // requests read and not yet fully written
+  net::io_context io_{options_.threads};
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+
+  void Accept();
+};
+
+class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+    ++server_.connections_;
+  }
+  ~Session() {
+    if (answering_) --server_.unanswered_;
+    --server_.connections_;
+  }
+
+  void Run() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadNext(); });
+  }
+
+  // HttpResponder for the request being answered. Holds the session alive.
+  class Responder : public HttpResponder {
+   public:
+    Responder(std::shared_ptr<Session> session, bool keep_alive, bool gzip_ok)
+        : session_(std::move(session)), keep_alive_(keep_alive), gzip_ok_(gzip_ok) {}
+    ~Responder() override {
+      if (!answered_.exchange(true)) {
+        Send(JsonError(500, "the request was dropped without an answer"));
+      }
+    }
+
+    // HttpResponder
+    void Send(HttpResponse response) override {
+      answered_ = true;
+      std::string bytes = session_->Serialize(response, keep_alive_, gzip_ok_, false);
+      net::post(session_->stream_.get_executor(),
+                [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
+                  session->Write(std::move(bytes), true, keep);
+                });
+    }
+    void SendFrom(std::function<HttpResponse()> make) override {
+      answered_ = true;
+      net::post(session_->stream_.get_executor(), [session = session_, make = std::move(make),
+                                                   keep = keep_alive_, gzip = gzip_ok_]() mutable {
+        session->Write(session->Serialize(make(), keep, gzip, false), true, keep);
+      });
+    }
+    void StartStream(int status, std::string content_type,
+                     std::vector<std::pair<std::string, std::string>> headers) override {
+      answered_ = true;
+      HttpResponse head;
+      head.status = status;
+      head.content_type = std::move(content_type);
+      head.headers = std::move(headers);
+      std::string bytes = session_->Serialize(head, keep_alive_, false, true);
+      net::post(session_->stream_.get_executor(),
+                [session = session_, bytes = std::move(bytes)]() mutable {
+                  session->Write(std::move(bytes), false, true);
+                });
+    }
+    bool WriteChunk(std::string data) override {
+      if (session_->closed_) return false;
+      if (data.empty()) return true;
+      std::string chunk = fmt::format("{:x}\r\n", data.size());
+      chunk += data;
+      chunk += "\r\n";
+      net::post(session_->stream_.get_executor(),
+                [session = session_, chunk = std::move(chunk)]() mutable {
+                  session->Write(std::move(chunk), false, true);
+                });
+      return true;
+    }
+    void EndStream() override {
+      net::post(session_->stream_.get_executor(),
+                [session = session_, keep = keep_alive_]() mutable {
+                  session->Write("0\r\n\r\n", true, keep);
+                });
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+    bool keep_alive_;
+    bool gzip_ok_;
+    std::atomic<bool> answered_{false};
+  };
+
+ private:
+  void ReadNext() {
+    parser_.emplace();
+    parser_->body_limit(server_.options_.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
+    stream_.expires_after(server_.options_.idle_timeout);
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    stream_.expires_after(server_.options_.request_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted) {
+      return Close();
+    }
+    int status = 400;
+    std::string message = fmt::format("malformed HTTP request: {}", ec.message());
+    if (ec == http::error::body_limit) {
+      status = 413;
+      message =
+          fmt::format("request body is over the {} byte limit", server_.options_.max_body_bytes);
+    } else if (ec == http::error::header_limit) {
+      status = 431;
+      message = fmt::format("request headers are over the {} byte limit",
+                            server_.options_.max_header_bytes);
+    }
+    Write(Serialize(JsonError(status, message), false, false, false), true, false);
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    stream_.expires_never();
+    answering_ = true;
+    ++server_.unanswered_;
+    auto message = parser_->release();
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    auto question = request.target.find('?');
+    request.path = PercentDecode(std::string_view(request.target).substr(0, question));
+    if (question != std::string::npos) request.query = request.target.substr(question + 1);
+    std::size_t count = 0;
+    for (const auto& field : message) {
+      request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      ++count;
+    }
+    const bool keep_alive = message.keep_alive() && !server_.draining_;
+    request.body = std::make_shared<const std::string>(std::move(message.body()));
+    std::string_view accept = request.Header("Accept-Encoding");
+    const bool gzip_ok = accept.find("gzip") != std::string_view::npos;
+    auto responder = std::make_shared<Responder>(shared_from_this(), keep_alive, gzip_ok);
+    if (count > server_.options_.max_header_count) {
+      responder->Send(JsonError(431, fmt::format("{} headers is more than the {} allowed", count,
+                                                 server_.options_.max_header_count)));
+      return;
+    }
+    server_.handler_(request, std::move(responder));
+  }
+
+  std::string Serialize(const HttpResponse& response, bool keep_alive, bool gzip_ok, bool chunked) {
+    const std::string* body = &response.body;
+    std::string compressed;
+    if (gzip_ok && response.body.size() >= server_.options_.gzip_min_bytes &&
+        Compressible(response.content_type)) {
+      compressed = Gzip(response.body);
+      if (!compressed.empty()) body = &compressed;
+    }
+    std::string out =
+        fmt::format("HTTP/1.1 {} {}\r\n", response.status, ReasonPhrase(response.status));
+    out += "Server: braid\r\n";
+    if (!response.content_type.empty())
+      fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", response.content_type);
+    for (const auto& [name, value] : response.headers)
+      fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
+    if (body == &compressed) out += "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
+    if (chunked) {
+      out += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n";
+    } else {
+      fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", body->size());
+    }
+    out += keep_alive && !server_.draining_ ? "Connection: keep-alive\r\n\r\n"
+                                            : "Connection: close\r\n\r\n";
+    if (!chunked) out += *body;
+    return out;
+  }
+
+  // Runs on the session's strand. `last` ends the response; then the next
+  // request is read (keep-alive) or the connection closed.
+  void Write(std::string bytes, bool last, bool keep_alive) {
+    if (closed_) return;
+    writes_.push_back({std::move(bytes), last, keep_alive});
+    if (writes_.size() == 1) WriteFront();
+  }
+
+  void WriteFront() {
+    net::async_write(
+        stream_, net::buffer(writes_.front().bytes),
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
+  }
+
+  void OnWrite(beast::error_code ec) {
+    if (ec) return Close();
+    PendingWrite done = std::move(writes_.front());
+    writes_.pop_front();
+    if (done.last) {
+      if (answering_) {
+        answering_ = false;
+        --server_.unanswered_;
+      }
+      if (!done.keep_alive || server_.draining_) return Close();
+      ReadNext();
+    }
+    if (!writes_.empty()) WriteFront();
+  }
+
+  void Close() {
+    if (closed_.exchange(true)) return;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  struct PendingWrite {
+    std::string bytes;
+    bool last;
+    bool keep_alive;
+  };
+
+  Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::deque<PendingWrite> writes_;  // touched only on the strand
+  bool answering_ = false;           // touched only on the strand
+  std::atomic<bool> closed_{false};
+};
+
+void HttpServer::Impl::Accept() {
+  acceptor_.async_accept(net::make_strand(io_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      if (connections_.load() >= options_.max_connections) {
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else {
+        socket.set_option(tcp::no_delay(true));
+        std::make_shared<Session>(*this, std::move(socket))->Run();
+      }
+    }
+    Accept();
+  });
+}
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_unique<Impl>(options, std::move(handler))) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Result<std::uint16_t> HttpServer::Listen(const std::string& host, std::uint16_t port) {
+  beast::error_code ec;
+  auto address = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) return InvalidArgument("'{}' is not an IP address to listen on", host);
+  tcp::endpoint endpoint(address, port);
+  auto& acceptor = impl_->acceptor_;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return Unavailable("cannot listen on {}:{}: {}", host, port, ec.message());
+  return acceptor.local_endpoint().port();
+}
+
+void HttpServer::Start() {
+  impl_->work_.emplace(impl_->io_.get_executor());
+  impl_->Accept();
+  for (int i = 0; i < impl_->options_.threads; ++i)
+    impl_->threads_.emplace_back([this] { impl_->io_.run(); });
+}
+
+void HttpServer::StopAccepting() {
+  impl_->draining_ = true;
+  net::post(impl_->acceptor_.get_executor(), [this] {
+    beast::error_code ignored;
+    impl_->acceptor_.close(ignored);
+  });
+}
+
+void HttpServer::Stop() {
+  if (impl_->threads_.empty()) return;
+  impl_->work_.reset();
+  impl_->io_.stop();
+  for (auto& thread : impl_->threads_) thread.join();
+  impl_->threads_.clear();
+}
+
+std::size_t HttpServer::open_connections() const { return impl_->connections_.load(); }
+
+bool HttpServer::WaitAnswered(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (impl_->unanswered_.load() > 0) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+}  // namespace braid

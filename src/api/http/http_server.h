@@ -1,0 +1,109 @@
+// HttpServer: HTTP/1.1 on Boost.Asio/Beast, behind a small interface so that
+// the rest of braid never sees the library.
+//
+// Each connection reads one request at a time and answers it before reading
+// the next, so pipelined requests are answered in order. Handlers run on a
+// network thread and must not block: they hand work elsewhere and answer
+// through the HttpResponder later, from any thread. Keep-alive, chunked
+// request bodies, chunked (streamed) responses and gzip of large textual
+// responses are handled here, as are the limits on header size and count,
+// body size and idle or slow clients.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace braid {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query as sent
+  std::string path;    // percent-decoded path without the query
+  std::string query;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::shared_ptr<const std::string> body;
+
+  // The first header named `name` (case-insensitive), or empty.
+  std::string_view Header(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Answers one request. Thread-safe; every method may be called from any
+// thread. Exactly one of Send() or StartStream()…EndStream() is used.
+class HttpResponder {
+ public:
+  virtual ~HttpResponder() = default;
+  virtual void Send(HttpResponse response) = 0;
+  // Runs `make` on the connection's network thread and sends what it
+  // returns: for responses that are costly to encode, so that the caller
+  // (a scheduler thread) hands the work back to the network.
+  virtual void SendFrom(std::function<HttpResponse()> make) = 0;
+  // Starts a chunked response; the body follows through WriteChunk().
+  virtual void StartStream(int status, std::string content_type,
+                           std::vector<std::pair<std::string, std::string>> headers = {}) = 0;
+  // Queues a chunk; false once the client has gone.
+  virtual bool WriteChunk(std::string data) = 0;
+  virtual void EndStream() = 0;
+};
+using HttpResponderPtr = std::shared_ptr<HttpResponder>;
+
+using HttpHandler = std::function<void(HttpRequest& request, HttpResponderPtr responder)>;
+
+struct HttpServerOptions {
+  std::size_t max_body_bytes = std::size_t{64} << 20;
+  std::size_t max_header_bytes = 16 << 10;
+  std::size_t max_header_count = 100;
+  std::size_t max_connections = 4096;
+  std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
+  std::chrono::seconds request_timeout{30};  // to receive a whole request once it started
+  std::size_t gzip_min_bytes = 1024;
+  int threads = 2;
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens; port 0 picks a free port. Returns the bound port.
+  Result<std::uint16_t> Listen(const std::string& host, std::uint16_t port);
+  // Starts the network threads. Non-blocking.
+  void Start();
+  // Stops accepting; open connections get `Connection: close` on their next
+  // response and are closed after it.
+  void StopAccepting();
+  // Stops the network threads and closes every connection. Blocks.
+  void Stop();
+
+  std::size_t open_connections() const;
+  // Blocks until every request read so far has been answered and written,
+  // or `timeout` passes; true if none is left.
+  bool WaitAnswered(std::chrono::milliseconds timeout);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// An {"error": message} response.
+HttpResponse JsonError(int status, std::string_view message);
+
+}  // namespace braid

@@ -1,0 +1,387 @@
+#include "api/http/routes.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <regex>
+
+#include "api/kserve.h"
+#include "api/status_mapping.h"
+
+namespace braid {
+namespace {
+
+constexpr char kServerName[] = "braid";
+constexpr char kServerVersion[] = "0.1.0";
+
+HttpResponse Json(std::string body, int status = 200) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+HttpResponse ErrorResponse(const Status& status) {
+  return JsonError(HttpStatusFor(status.code()), status.message());
+}
+
+std::string Quote(std::string_view text) {
+  std::string out;
+  AppendJsonString(out, text);
+  return out;
+}
+
+std::string_view TritonType(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return "TYPE_BOOL";
+    case DataType::kUint8:
+      return "TYPE_UINT8";
+    case DataType::kInt32:
+      return "TYPE_INT32";
+    case DataType::kInt64:
+      return "TYPE_INT64";
+    case DataType::kFp16:
+      return "TYPE_FP16";
+    case DataType::kFp32:
+      return "TYPE_FP32";
+    case DataType::kBytes:
+      return "TYPE_STRING";
+  }
+  return "TYPE_INVALID";
+}
+
+std::string Platform(const ModelConfig& config) {
+  return config.backend == "onnxruntime" ? "onnxruntime_onnx" : config.backend;
+}
+
+std::string TensorList(const ModelConfig& config, const std::vector<TensorSpec>& specs) {
+  std::vector<std::string> items;
+  for (const auto& spec : specs) {
+    items.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
+                                Quote(spec.name), DataTypeName(spec.datatype),
+                                fmt::join(ExpectedShape(config, spec, -1), ",")));
+  }
+  return fmt::format("[{}]", fmt::join(items, ","));
+}
+
+std::string MetadataJson(const Model& model, const std::vector<std::int64_t>& versions) {
+  const ModelConfig& config = model.config();
+  std::vector<std::string> version_strings;
+  for (auto v : versions) version_strings.push_back(fmt::format("\"{}\"", v));
+  return fmt::format(
+      "{{\"name\":{},\"versions\":[{}],\"platform\":{},\"inputs\":{},\"outputs\":{}}}",
+      Quote(config.name), fmt::join(version_strings, ","), Quote(Platform(config)),
+      TensorList(config, config.inputs), TensorList(config, config.outputs));
+}
+
+std::string ConfigJson(const ModelConfig& config) {
+  auto tensors = [](const std::vector<TensorSpec>& specs) {
+    std::vector<std::string> items;
+    for (const auto& spec : specs) {
+      items.push_back(fmt::format("{{\"name\":{},\"data_type\":\"{}\",\"dims\":[{}]}}",
+                                  Quote(spec.name), TritonType(spec.datatype),
+                                  fmt::join(spec.dims, ",")));
+    }
+    return fmt::format("[{}]", fmt::join(items, ","));
+  };
+  const auto& batching = config.dynamic_batching;
+  std::string dynamic = "null";
+  if (batching.enabled) {
+    dynamic = fmt::format(
+        "{{\"preferred_batch_size\":[{}],\"max_queue_delay_microseconds\":{},\"adaptive\":{},"
+        "\"priority_levels\":{},"
+        "\"default_priority_level\":{},\"default_queue_policy\":{{\"max_queue_size\":{},"
+        "\"default_timeout_microseconds\":{},\"timeout_action\":\"{}\",\"allow_timeout_override\":{"
+        "}}}}}",
+        fmt::join(batching.preferred_batch_size, ","), batching.max_queue_delay_us,
+        batching.adaptive, batching.priority_levels, batching.default_priority,
+        batching.default_queue_policy.max_queue_size, batching.default_queue_policy.timeout_us,
+        batching.default_queue_policy.timeout_action == QueuePolicy::TimeoutAction::kDelay
+            ? "DELAY"
+            : "REJECT",
+        batching.default_queue_policy.allow_timeout_override);
+  }
+  return fmt::format(
+      "{{\"name\":{},\"platform\":{},\"backend\":{},\"max_batch_size\":{},\"input\":{},\"output\":{"
+      "},"
+      "\"instance_group\":[{{\"count\":{},\"kind\":\"{}\"}}],\"dynamic_batching\":{},"
+      "\"response_cache\":{{\"enable\":{}}}}}",
+      Quote(config.name), Quote(Platform(config)), Quote(config.backend), config.max_batch_size,
+      tensors(config.inputs), tensors(config.outputs), config.instance_group.count,
+      config.instance_group.kind == InstanceGroup::Kind::kGpu ? "KIND_GPU" : "KIND_CPU", dynamic,
+      config.response_cache.enable);
+}
+
+std::string DurationJson(std::uint64_t count, double sum_us) {
+  return fmt::format("{{\"count\":{},\"ns\":{}}}", count,
+                     static_cast<std::uint64_t>(sum_us * 1000));
+}
+
+std::string StatsJson(const std::string& name, std::int64_t version, const SchedulerStats& s) {
+  std::vector<std::string> batches;
+  for (std::size_t b = 1; b < s.batch_sizes.size(); ++b) {
+    if (s.batch_sizes[b] == 0) continue;
+    batches.push_back(fmt::format(
+        "{{\"batch_size\":{},\"compute_infer\":{{\"count\":{},\"ns\":0}}}}", b, s.batch_sizes[b]));
+  }
+  return fmt::format(
+      "{{\"name\":{},\"version\":\"{}\",\"inference_count\":{},\"execution_count\":{},"
+      "\"inference_stats\":{{\"success\":{},\"fail\":{},\"queue\":{},\"compute_infer\":{}}},"
+      "\"batch_stats\":[{}],\"rejected\":{},\"timed_out\":{},\"cancelled\":{},\"queue_depth\":[{}],"
+      "\"utilization\":{}}}",
+      Quote(name), version, s.inferences, s.executions, DurationJson(s.success, 0),
+      DurationJson(s.failure, 0), DurationJson(s.queue_time.count, s.queue_time.sum_us),
+      DurationJson(s.compute_time.count, s.compute_time.sum_us), fmt::join(batches, ","),
+      s.rejected, s.timed_out, s.cancelled, fmt::join(s.queue_depth, ","), s.utilization);
+}
+
+// Pulls "Bearer KEY" apart; empty if absent or malformed.
+std::string_view BearerToken(const HttpRequest& request) {
+  std::string_view value = request.Header("Authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (value.size() <= kPrefix.size() || value.substr(0, kPrefix.size()) != kPrefix) return {};
+  return value.substr(kPrefix.size());
+}
+
+// Constant-time comparison, so that timing reveals nothing about the key.
+bool KeyMatches(std::string_view given, const std::string& expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char difference = 0;
+  for (std::size_t i = 0; i < given.size(); ++i) difference |= given[i] ^ expected[i];
+  return difference == 0;
+}
+
+Result<std::int64_t> ParseVersion(const std::string& text) {
+  if (text.empty()) return std::int64_t{0};
+  std::int64_t version = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), version);
+  if (error != std::errc() || end != text.data() + text.size() || version < 1) {
+    return InvalidArgument("'{}' is not a model version (a positive integer)", text);
+  }
+  return version;
+}
+
+class ApiHandler {
+ public:
+  ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options)
+      : service_(service), metrics_(metrics), clock_(clock), options_(std::move(options)) {}
+
+  void operator()(HttpRequest& request, HttpResponderPtr responder) {
+    const std::string& path = request.path;
+    if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
+    if (path == "/v2/health/ready") {
+      return Reply(
+          responder, request,
+          service_.Ready() ? Json("{\"ready\":true}") : JsonError(503, "the server is not ready"));
+    }
+    const bool admin = path.starts_with("/v2/repository/models/");
+    if (Status auth = Authorize(request, admin); !auth.ok())
+      return Reply(responder, request, ErrorResponse(auth));
+
+    static const std::regex kModelPath(
+        R"(^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/config|/stats|/infer)?$)");
+    static const std::regex kRepositoryPath(R"(^/v2/repository/models/([^/]+)/(load|unload)$)");
+    std::smatch match;
+    if (path == "/v2" || path == "/v2/") {
+      if (!Method(request, responder, "GET")) return;
+      return Reply(
+          responder, request,
+          Json(fmt::format(
+              "{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":[\"binary_tensor_data\","
+              "\"parameters\",\"statistics\",\"model_repository\",\"schedule_policy\"]}}",
+              kServerName, kServerVersion)));
+    }
+    if (path == "/v2/models/stats") {
+      if (!Method(request, responder, "GET")) return;
+      return Reply(responder, request, Json(AllStats("")));
+    }
+    if (path == "/v2/repository/index") {
+      if (!Method(request, responder, "POST")) return;
+      return Reply(responder, request, Json(Index()));
+    }
+    if (std::regex_match(path, match, kRepositoryPath)) {
+      if (!Method(request, responder, "POST")) return;
+      const std::string name = match[1];
+      if (!IsValidModelName(name))
+        return Reply(responder, request, JsonError(400, "invalid model name"));
+      Status status = match[2] == "load" ? service_.Load(name) : service_.Unload(name);
+      return Reply(responder, request, status.ok() ? Json("{}") : ErrorResponse(status));
+    }
+    if (std::regex_match(path, match, kModelPath)) {
+      const std::string name = match[1];
+      const std::string action = match[3];
+      if (!IsValidModelName(name))
+        return Reply(responder, request, JsonError(400, "invalid model name"));
+      auto version = ParseVersion(match[2]);
+      if (!version.ok()) return Reply(responder, request, ErrorResponse(version.status()));
+      if (action == "/infer") {
+        if (!Method(request, responder, "POST")) return;
+        return Infer(request, std::move(responder), name, *version);
+      }
+      if (!Method(request, responder, "GET")) return;
+      if (action == "/stats") return Reply(responder, request, Json(AllStats(name)));
+      auto model = service_.GetModel(name, *version);
+      if (action == "/ready") {
+        if (model.ok())
+          return Reply(responder, request,
+                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", Quote(name))));
+        return Reply(responder, request, ErrorResponse(model.status()));
+      }
+      if (!model.ok()) return Reply(responder, request, ErrorResponse(model.status()));
+      if (action == "/config")
+        return Reply(responder, request, Json(ConfigJson((*model)->config())));
+      return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
+    }
+    Reply(responder, request,
+          JsonError(404, fmt::format("no endpoint {} {}", request.method, path)));
+  }
+
+ private:
+  Status Authorize(const HttpRequest& request, bool admin) const {
+    const std::string& key =
+        admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;
+    if (key.empty()) return Status::Ok();
+    if (KeyMatches(BearerToken(request), key)) return Status::Ok();
+    return MakeStatus(StatusCode::kUnauthenticated,
+                      "{} key required: send 'Authorization: Bearer KEY'",
+                      admin && !options_.admin_key.empty() ? "an admin" : "an API");
+  }
+
+  bool Method(const HttpRequest& request, const HttpResponderPtr& responder,
+              std::string_view method) {
+    if (request.method == method) return true;
+    HttpResponse response =
+        JsonError(405, fmt::format("{} takes {}, not {}", request.path, method, request.method));
+    response.headers.emplace_back("Allow", std::string(method));
+    Reply(responder, request, std::move(response));
+    return false;
+  }
+
+  void Reply(const HttpResponderPtr& responder, const HttpRequest& request, HttpResponse response) {
+    metrics_.ObserveRequest("http", "", response.status, Duration{});
+    spdlog::debug("{} {} -> {}", request.method, request.target, response.status);
+    responder->Send(std::move(response));
+  }
+
+  std::vector<std::int64_t> LoadedVersions(const std::string& name) const {
+    std::vector<std::int64_t> versions;
+    for (const auto& status : service_.Index()) {
+      if (status.name == name && status.state == ModelState::kReady && status.version > 0)
+        versions.push_back(status.version);
+    }
+    return versions;
+  }
+
+  std::string Index() const {
+    std::vector<std::string> items;
+    for (const auto& status : service_.Index()) {
+      std::string item = fmt::format("{{\"name\":{},", Quote(status.name));
+      if (status.version > 0) item += fmt::format("\"version\":\"{}\",", status.version);
+      item += fmt::format("\"state\":\"{}\",\"reason\":{}}}", ModelStateName(status.state),
+                          Quote(status.reason));
+      items.push_back(std::move(item));
+    }
+    return fmt::format("[{}]", fmt::join(items, ","));
+  }
+
+  std::string AllStats(const std::string& only) const {
+    std::vector<std::string> items;
+    for (const auto& [name, versions] : service_.Stats()) {
+      if (!only.empty() && name != only) continue;
+      for (const auto& [version, stats] : versions)
+        items.push_back(StatsJson(name, version, stats));
+    }
+    return fmt::format("{{\"model_stats\":[{}]}}", fmt::join(items, ","));
+  }
+
+  void Infer(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+             std::int64_t version) {
+    const TimePoint received = clock_.Now();
+    std::optional<std::size_t> header_length;
+    if (std::string_view value = request.Header("Inference-Header-Content-Length");
+        !value.empty()) {
+      std::size_t length = 0;
+      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), length);
+      if (error != std::errc() || end != value.data() + value.size()) {
+        return Reply(responder, request,
+                     JsonError(400, "Inference-Header-Content-Length must be a byte count"));
+      }
+      header_length = length;
+    }
+    auto parsed = ParseInferRequest(request.body, header_length, options_.limits);
+    if (!parsed.ok()) return Reply(responder, request, ErrorResponse(parsed.status()));
+    auto shared = std::make_shared<KserveInferRequest>(std::move(parsed).value());
+    auto inputs = std::move(shared->inputs);
+    service_.Infer(
+        name, version, std::move(inputs), shared->options,
+        [this, responder, shared, name, received](Result<InferResponse> result) {
+          if (!result.ok()) {
+            HttpResponse error = ErrorResponse(result.status());
+            metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
+            responder->Send(std::move(error));
+            return;
+          }
+          // Encode on the network thread, not the scheduler's.
+          responder->SendFrom([this, shared, name, received, response = std::move(result).value()] {
+            auto encoded = EncodeInferResponse(*shared, response);
+            HttpResponse http;
+            if (!encoded.ok()) {
+              http = ErrorResponse(encoded.status());
+            } else if (encoded->header_length) {
+              http.content_type = "application/octet-stream";
+              http.headers.emplace_back("Inference-Header-Content-Length",
+                                        std::to_string(*encoded->header_length));
+              http.body = std::move(encoded->body);
+            } else {
+              http.body = std::move(encoded->body);
+            }
+            metrics_.ObserveRequest("http", name, http.status, clock_.Now() - received);
+            return http;
+          });
+        });
+  }
+
+  InferenceService& service_;
+  Metrics& metrics_;
+  Clock& clock_;
+  const ApiOptions options_;
+};
+
+}  // namespace
+
+std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMetrics(
+    InferenceService& service) {
+  std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> models;
+  for (auto& [name, versions] : service.Stats()) {
+    for (auto& [version, stats] : versions) {
+      auto model = service.GetModel(name, version);
+      models[name][version] = {std::move(stats), model.ok() ? (*model)->instance_count() : 0};
+    }
+  }
+  return models;
+}
+
+HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
+                           ApiOptions options) {
+  // Shared, so that callbacks may keep pointing at it however the function is moved.
+  auto handler = std::make_shared<ApiHandler>(service, metrics, clock, std::move(options));
+  return [handler](HttpRequest& request, HttpResponderPtr responder) {
+    (*handler)(request, std::move(responder));
+  };
+}
+
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics) {
+  return [&service, &metrics](HttpRequest& request, HttpResponderPtr responder) {
+    if (request.path != "/metrics")
+      return responder->Send(JsonError(404, "metrics are at /metrics"));
+    HttpResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics.Render(CollectModelMetrics(service), service.in_flight());
+    responder->Send(std::move(response));
+  };
+}
+
+}  // namespace braid

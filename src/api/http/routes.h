@@ -1,0 +1,30 @@
+// The HTTP API: KServe v2 with Triton's extensions (ARCHITECTURE.md), and
+// the metrics endpoint. Request-path errors become {"error": ...} responses
+// through HttpStatusFor.
+#pragma once
+
+#include <string>
+
+#include "api/http/http_server.h"
+#include "api/inference_service.h"
+#include "api/kserve.h"
+#include "metrics/metrics.h"
+
+namespace braid {
+
+struct ApiOptions {
+  std::string api_key;    // when set, every endpoint but health needs "Authorization: Bearer KEY"
+  std::string admin_key;  // when set, repository load/unload need it instead of api_key
+  KserveLimits limits;
+};
+
+// `service`, `metrics` and `clock` must outlive the handler.
+HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
+                           ApiOptions options);
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics);
+
+// Scheduler statistics and instance counts in the form Metrics::Render takes.
+std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMetrics(
+    InferenceService& service);
+
+}  // namespace braid

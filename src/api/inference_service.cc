@@ -1,0 +1,162 @@
+#include "api/inference_service.h"
+
+#include <spdlog/spdlog.h>
+
+namespace braid {
+
+InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
+                                   SchedulerOptions options)
+    : repository_(repository), clock_(clock), options_(options) {}
+
+InferenceService::~InferenceService() {
+  std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
+  {
+    std::unique_lock lock(mutex_);
+    schedulers.swap(schedulers_);
+  }
+  for (auto& [name, versions] : schedulers) {
+    for (auto& [version, scheduler] : versions) scheduler->Shutdown(true);
+  }
+  retirements_.WaitIdle();
+}
+
+Status InferenceService::LoadAll() {
+  BRAID_RETURN_IF_ERROR(repository_.LoadAll());
+  for (const auto& status : repository_.Index()) {
+    if (status.state != ModelState::kReady) {
+      spdlog::warn("model {} is {}: {}", status.name, ModelStateName(status.state), status.reason);
+    }
+  }
+  BRAID_ASSIGN_OR_RETURN(auto names, repository_.Scan());
+  for (const auto& name : names) SyncSchedulers(name);
+  return Status::Ok();
+}
+
+Status InferenceService::Load(const std::string& name) {
+  Status status = repository_.Load(name);
+  SyncSchedulers(name);
+  return status;
+}
+
+Status InferenceService::Unload(const std::string& name) {
+  BRAID_RETURN_IF_ERROR(repository_.Unload(name));
+  SyncSchedulers(name);
+  return Status::Ok();
+}
+
+void InferenceService::SyncSchedulers(const std::string& name) {
+  std::map<std::int64_t, ModelPtr> loaded;
+  for (const auto& status : repository_.Index()) {
+    if (status.name != name || status.version == 0 || status.state != ModelState::kReady) continue;
+    if (auto model = repository_.Get(name, status.version); model.ok())
+      loaded[status.version] = *model;
+  }
+  std::vector<SchedulerPtr> retired;
+  {
+    std::unique_lock lock(mutex_);
+    auto& versions = schedulers_[name];
+    for (auto it = versions.begin(); it != versions.end();) {
+      auto found = loaded.find(it->first);
+      if (found == loaded.end() || found->second.get() != &it->second->model()) {
+        retired.push_back(std::move(it->second));
+        it = versions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& [version, model] : loaded) {
+      if (!versions.count(version))
+        versions[version] = std::make_shared<ModelScheduler>(model, clock_, options_);
+    }
+    if (versions.empty()) schedulers_.erase(name);
+  }
+  for (auto& scheduler : retired) Retire(std::move(scheduler));
+}
+
+void InferenceService::Retire(SchedulerPtr scheduler) {
+  retirements_.Submit([scheduler = std::move(scheduler)] { scheduler->Shutdown(true); });
+}
+
+Result<ModelPtr> InferenceService::GetModel(std::string_view name, std::int64_t version) const {
+  return repository_.Get(name, version);
+}
+
+void InferenceService::Infer(std::string_view model_name, std::int64_t version,
+                             std::map<std::string, Tensor> inputs, const InferOptions& options,
+                             InferCallback done) {
+  if (draining_) {
+    done(Unavailable("the server is shutting down"));
+    return;
+  }
+  SchedulerPtr scheduler;
+  {
+    std::shared_lock lock(mutex_);
+    auto it = schedulers_.find(model_name);
+    if (it != schedulers_.end() && !it->second.empty()) {
+      auto found = version == 0 ? std::prev(it->second.end()) : it->second.find(version);
+      if (found != it->second.end()) scheduler = found->second;
+    }
+  }
+  if (!scheduler) {
+    auto model = repository_.Get(model_name, version);
+    done(model.ok() ? Unavailable("model '{}' has no scheduler", model_name) : model.status());
+    return;
+  }
+  ModelPtr model = scheduler->shared_model();
+  auto ordered = model->OrderInputs(std::move(inputs));
+  if (!ordered.ok()) {
+    done(ordered.status());
+    return;
+  }
+  auto request = std::make_unique<InferenceRequest>();
+  request->inputs = std::move(ordered).value();
+  request->priority = options.priority;
+  request->timeout_us = options.timeout_us;
+  request->deadline = options.deadline;
+  request->cancellation = options.cancellation;
+  ++in_flight_;
+  request->on_complete = [this, model, done](InferenceResult result) {
+    if (result.status.ok()) {
+      done(InferResponse{model, std::move(result.outputs), result.queue_time, result.compute_time});
+    } else {
+      done(std::move(result.status));
+    }
+    FinishOne();
+  };
+  Status status = scheduler->Enqueue(request);
+  if (!status.ok()) {
+    FinishOne();
+    done(std::move(status));
+  }
+}
+
+void InferenceService::FinishOne() {
+  if (--in_flight_ == 0) {
+    std::lock_guard lock(idle_mutex_);
+    idle_.notify_all();
+  }
+}
+
+std::map<std::string, std::map<std::int64_t, SchedulerStats>> InferenceService::Stats() const {
+  std::map<std::string, std::map<std::int64_t, SchedulerStats>> stats;
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, versions] : schedulers_) {
+    for (const auto& [version, scheduler] : versions) stats[name][version] = scheduler->Stats();
+  }
+  return stats;
+}
+
+bool InferenceService::Ready() const {
+  if (draining_) return false;
+  std::shared_lock lock(mutex_);
+  return !schedulers_.empty();
+}
+
+void InferenceService::BeginDrain() { draining_ = true; }
+
+bool InferenceService::WaitIdle(Duration timeout) {
+  std::unique_lock lock(idle_mutex_);
+  return idle_.wait_for(lock, timeout, [this] { return in_flight_.load() == 0; });
+}
+
+}  // namespace braid

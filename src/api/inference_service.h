@@ -1,0 +1,100 @@
+// InferenceService: what the HTTP and gRPC front ends share. It keeps one
+// ModelScheduler per loaded model version in step with the repository, turns
+// a request's named tensors into a scheduled InferenceRequest, and tracks
+// in-flight requests for readiness and graceful drain.
+//
+// Thread-safe. Infer() never blocks on inference: it validates, enqueues and
+// returns; the callback runs later on a scheduler thread (or at once, on the
+// caller's thread, when the request is refused).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/thread_pool.h"
+#include "model/repository.h"
+#include "scheduler/model_scheduler.h"
+
+namespace braid {
+
+struct InferOptions {
+  int priority = 0;              // 0: the model's default
+  std::int64_t timeout_us = -1;  // -1: the queue policy's
+  TimePoint deadline = TimePoint::max();
+  std::shared_ptr<CancellationToken> cancellation;
+};
+
+struct InferResponse {
+  ModelPtr model;               // the version that ran; its config names the outputs
+  std::vector<Tensor> outputs;  // config order
+  Duration queue_time{};
+  Duration compute_time{};
+};
+
+using InferCallback = std::function<void(Result<InferResponse>)>;
+
+class InferenceService {
+ public:
+  // `repository` and `clock` must outlive the service.
+  InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {});
+  ~InferenceService();
+
+  // Loads every model in the repository and starts their schedulers.
+  Status LoadAll();
+  // Loads or reloads one model; the old version's scheduler drains in the
+  // background while the new one takes requests.
+  Status Load(const std::string& name);
+  Status Unload(const std::string& name);
+
+  // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
+  Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
+  std::vector<ModelVersionStatus> Index() const { return repository_.Index(); }
+
+  // Validates `inputs` against the model and schedules them. `done` is
+  // called exactly once. Refusals (unknown model, bad input, full queue,
+  // draining) call it before Infer returns.
+  void Infer(std::string_view model, std::int64_t version, std::map<std::string, Tensor> inputs,
+             const InferOptions& options, InferCallback done);
+
+  // Statistics of every scheduled model version, by name then version.
+  std::map<std::string, std::map<std::int64_t, SchedulerStats>> Stats() const;
+
+  // Ready to serve: not draining and at least one model ready.
+  bool Ready() const;
+  // Stops admitting new requests (they get UNAVAILABLE).
+  void BeginDrain();
+  bool draining() const { return draining_.load(); }
+  // Blocks until no request is in flight or `timeout` passes; true if idle.
+  bool WaitIdle(Duration timeout);
+  std::size_t in_flight() const { return in_flight_.load(); }
+
+ private:
+  using SchedulerPtr = std::shared_ptr<ModelScheduler>;
+
+  // Makes the schedulers match the repository's loaded versions of `name`.
+  void SyncSchedulers(const std::string& name);
+  void Retire(SchedulerPtr scheduler);
+  void FinishOne();
+
+  ModelRepository& repository_;
+  Clock& clock_;
+  const SchedulerOptions options_;
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
+      schedulers_;  // guarded by mutex_
+  std::atomic<bool> draining_{false};
+  std::atomic<std::size_t> in_flight_{0};
+  std::mutex idle_mutex_;
+  std::condition_variable idle_;
+  ThreadPool retirements_{1};  // drains replaced schedulers off the request path
+};
+
+}  // namespace braid

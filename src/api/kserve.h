@@ -1,0 +1,60 @@
+// The KServe v2 inference request and response bodies over HTTP: JSON
+// tensors and Triton's binary tensor extension.
+//
+// Binary extension: the body starts with a JSON header of the length given
+// by the Inference-Header-Content-Length header, followed by the raw
+// little-endian bytes of each input that carries parameters.binary_data_size,
+// in input order. Binary inputs are not copied: their tensors point into the
+// request body, which they keep alive.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/inference_service.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace braid {
+
+struct RequestedOutput {
+  std::string name;
+  bool binary = false;
+};
+
+struct KserveInferRequest {
+  std::string id;
+  std::map<std::string, Tensor> inputs;
+  InferOptions options;
+  bool binary_data_output = false;       // every output binary unless listed otherwise
+  std::vector<RequestedOutput> outputs;  // empty: all outputs, per binary_data_output
+};
+
+struct KserveLimits {
+  std::size_t max_inputs = 256;
+  std::size_t max_tensor_bytes = std::size_t{1} << 30;
+};
+
+// Parses a request body. `header_length` is the Inference-Header-Content-Length
+// value when the binary extension is used. Errors are InvalidArgument (or
+// TooLarge) with a message for the client.
+Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> body,
+                                             std::optional<std::size_t> header_length,
+                                             const KserveLimits& limits = {});
+
+struct EncodedResponse {
+  std::string body;
+  std::optional<std::size_t> header_length;  // set when binary outputs follow the JSON
+};
+
+// The response body: JSON, plus binary outputs when requested.
+Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
+                                            const InferResponse& response);
+
+// Appends a JSON string literal (quoted, escaped) to `out`.
+void AppendJsonString(std::string& out, std::string_view text);
+
+}  // namespace braid

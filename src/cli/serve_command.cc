@@ -1,0 +1,154 @@
+// `braid serve`: the server. KServe v2 over HTTP and gRPC, Prometheus
+// metrics, graceful drain on SIGTERM/SIGINT.
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <thread>
+
+#include "api/grpc/grpc_server.h"
+#include "api/http/http_server.h"
+#include "api/http/routes.h"
+#include "api/inference_service.h"
+#include "backends/backends.h"
+#include "cli/commands.h"
+#include "metrics/metrics.h"
+
+namespace braid::cli {
+namespace {
+
+struct ServeOptions {
+  std::string repository;
+  std::string host = "0.0.0.0";
+  std::uint16_t http_port = 8000;
+  std::uint16_t grpc_port = 8001;
+  std::uint16_t metrics_port = 8002;
+  std::string api_key;
+  std::string admin_key;
+  double drain_timeout_s = 30;
+  std::size_t max_body_bytes = std::size_t{64} << 20;
+  int http_threads = 0;
+  bool debug = false;
+};
+
+int RunServe(const ServeOptions& options) {
+  if (options.debug) spdlog::set_level(spdlog::level::debug);
+  // Block the stop signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  BackendRegistry backends;
+  RegisterBuiltinBackends(backends);
+  ModelRepository repository(ModelRepositoryOrDefault(options.repository), backends);
+  InferenceService service(repository, SteadyClock());
+  spdlog::info("loading models from {}", repository.root().string());
+  if (Status status = service.LoadAll(); !status.ok()) {
+    fmt::print(stderr, "braid serve: {}\n", status.message());
+    return 1;
+  }
+  Metrics metrics;
+
+  HttpServerOptions http_options;
+  http_options.max_body_bytes = options.max_body_bytes;
+  http_options.threads = options.http_threads > 0
+                             ? options.http_threads
+                             : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  ApiOptions api_options;
+  api_options.api_key = options.api_key;
+  api_options.admin_key = options.admin_key;
+  HttpServer http(http_options, MakeApiHandler(service, metrics, SteadyClock(), api_options));
+  HttpServerOptions metrics_options;
+  metrics_options.threads = 1;
+  HttpServer metrics_http(metrics_options, MakeMetricsHandler(service, metrics));
+  GrpcServerOptions grpc_options;
+  grpc_options.api_key = options.api_key;
+  grpc_options.admin_key = options.admin_key;
+  grpc_options.max_message_bytes = options.max_body_bytes;
+  GrpcServer grpc(service, metrics, SteadyClock(), grpc_options);
+
+  auto http_port = http.Listen(options.host, options.http_port);
+  auto metrics_port =
+      http_port.ok() ? metrics_http.Listen(options.host, options.metrics_port) : http_port;
+  auto grpc_port = metrics_port.ok() ? grpc.Start(options.host, options.grpc_port) : metrics_port;
+  if (!grpc_port.ok()) {
+    fmt::print(stderr, "braid serve: {}\n", grpc_port.status().message());
+    return 1;
+  }
+  http.Start();
+  metrics_http.Start();
+  fmt::print("braid ready http={}:{} grpc={}:{} metrics={}:{}\n", options.host, *http_port,
+             options.host, *grpc_port, options.host, *metrics_port);
+  std::fflush(stdout);
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::warn("{}: draining (up to {} s)", signal == SIGTERM ? "SIGTERM" : "SIGINT",
+               options.drain_timeout_s);
+  const auto timeout =
+      std::chrono::duration_cast<Duration>(std::chrono::duration<double>(options.drain_timeout_s));
+  service.BeginDrain();
+  http.StopAccepting();
+  std::thread grpc_drain([&] { grpc.Shutdown(timeout); });
+  bool idle = service.WaitIdle(timeout);
+  idle = http.WaitAnswered(std::chrono::milliseconds(1000)) && idle;
+  grpc_drain.join();
+  http.Stop();
+  metrics_http.Stop();
+  if (!idle)
+    spdlog::warn("drain timeout passed with {} requests still in flight", service.in_flight());
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto options = std::make_shared<ServeOptions>();
+  auto* serve = app.add_subcommand(
+      "serve",
+      "Serve the models over KServe v2 HTTP and gRPC with Prometheus metrics. With no flags it "
+      "serves the "
+      "embedded default repository on ports 8000 (HTTP), 8001 (gRPC) and 8002 (metrics). When "
+      "ready it prints "
+      "one line: 'braid ready http=HOST:PORT grpc=HOST:PORT metrics=HOST:PORT'. SIGTERM or SIGINT "
+      "stops "
+      "accepting, finishes in-flight requests (up to --drain-timeout) and exits 0.");
+  serve->add_option("-m,--model-repository", options->repository,
+                    "Model repository (default: the embedded one)");
+  serve->add_option("--host", options->host, "Address to listen on")->capture_default_str();
+  serve->add_option("--http-port", options->http_port, "HTTP port (0: pick a free one)")
+      ->capture_default_str();
+  serve->add_option("--grpc-port", options->grpc_port, "gRPC port (0: pick a free one)")
+      ->capture_default_str();
+  serve
+      ->add_option("--metrics-port", options->metrics_port,
+                   "Prometheus metrics port (0: pick a free one)")
+      ->capture_default_str();
+  serve
+      ->add_option(
+          "--api-key", options->api_key,
+          "Require 'Authorization: Bearer KEY' on every endpoint except health and metrics")
+      ->envname("BRAID_API_KEY");
+  serve
+      ->add_option("--admin-key", options->admin_key,
+                   "Separate key required for repository load/unload")
+      ->envname("BRAID_ADMIN_KEY");
+  serve
+      ->add_option("--drain-timeout", options->drain_timeout_s,
+                   "Seconds to finish in-flight requests on shutdown")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--max-body-bytes", options->max_body_bytes,
+                   "Largest request body (HTTP) or message (gRPC)")
+      ->capture_default_str();
+  serve->add_option("--http-threads", options->http_threads,
+                    "Network threads (default: one per core, at least 2)");
+  serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");
+  serve->set_config("--config", "", "Read these options from a TOML/INI file");
+  serve->callback([options, exit_code] { *exit_code = RunServe(*options); });
+}
+
+}  // namespace braid::cli

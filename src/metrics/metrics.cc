@@ -1,0 +1,206 @@
+#include "metrics/metrics.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace braid {
+namespace {
+
+std::string Escape(std::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+// Process CPU seconds and resident bytes from /proc/self.
+std::pair<double, double> ProcessUsage() {
+  double cpu = 0, rss = 0;
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (std::getline(stat, line)) {
+    auto close = line.rfind(')');
+    std::istringstream fields(line.substr(close + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; fields >> field; ++i) {
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) {
+        stime = std::stod(field);
+        break;
+      }
+    }
+    cpu = (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  std::ifstream statm("/proc/self/statm");
+  double pages_total = 0, pages_resident = 0;
+  if (statm >> pages_total >> pages_resident)
+    rss = pages_resident * static_cast<double>(sysconf(_SC_PAGESIZE));
+  return {cpu, rss};
+}
+
+}  // namespace
+
+void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, int code,
+                             Duration duration) {
+  const double seconds = ToMicros(duration) / 1e6;
+  std::lock_guard lock(mutex_);
+  ++requests_[{std::string(protocol), std::string(model), code}];
+  Histogram& h = durations_[{std::string(protocol), std::string(model)}];
+  for (std::size_t b = 0; b < kBucketsS.size(); ++b) {
+    if (seconds <= kBucketsS[b]) ++h.buckets[b];
+  }
+  ++h.count;
+  h.sum += seconds;
+}
+
+std::string Metrics::Render(
+    const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
+    std::size_t in_flight) const {
+  std::string out;
+  {
+    std::lock_guard lock(mutex_);
+    Header(out, "braid_requests_total", "counter",
+           "Requests answered, by protocol, model and status code.");
+    for (const auto& [key, count] : requests_) {
+      const auto& [protocol, model, code] = key;
+      fmt::format_to(std::back_inserter(out),
+                     "braid_requests_total{{protocol=\"{}\",model=\"{}\",code=\"{}\"}} {}\n",
+                     protocol, Escape(model), code, count);
+    }
+    Header(out, "braid_request_duration_seconds", "histogram",
+           "Time from request received to response ready.");
+    for (const auto& [key, h] : durations_) {
+      std::string labels =
+          fmt::format("protocol=\"{}\",model=\"{}\"", key.first, Escape(key.second));
+      for (std::size_t b = 0; b < kBucketsS.size(); ++b) {
+        fmt::format_to(std::back_inserter(out),
+                       "braid_request_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", labels,
+                       kBucketsS[b], h.buckets[b]);
+      }
+      fmt::format_to(std::back_inserter(out),
+                     "braid_request_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels,
+                     h.count);
+      fmt::format_to(std::back_inserter(out), "braid_request_duration_seconds_sum{{{}}} {}\n",
+                     labels, h.sum);
+      fmt::format_to(std::back_inserter(out), "braid_request_duration_seconds_count{{{}}} {}\n",
+                     labels, h.count);
+    }
+  }
+
+  auto per_model = [&](std::string_view name, std::string_view type, std::string_view help,
+                       auto emit) {
+    Header(out, name, type, help);
+    for (const auto& [model, versions] : models) {
+      for (const auto& [version, input] : versions) {
+        emit(fmt::format("model=\"{}\",version=\"{}\"", Escape(model), version), input);
+      }
+    }
+  };
+  auto duration_histogram = [&](std::string_view name, std::string_view help, auto select) {
+    per_model(
+        name, "histogram", help, [&](const std::string& labels, const ModelMetricsInput& input) {
+          const DurationHistogram& h = select(input.stats);
+          std::uint64_t cumulative = 0;
+          for (std::size_t b = 0; b < std::size(DurationHistogram::kBoundsUs); ++b) {
+            cumulative += h.counts[b];
+            fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels,
+                           DurationHistogram::kBoundsUs[b] / 1e6, cumulative);
+          }
+          fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels,
+                         h.count);
+          fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {}\n", name, labels,
+                         h.sum_us / 1e6);
+          fmt::format_to(std::back_inserter(out), "{}_count{{{}}} {}\n", name, labels, h.count);
+        });
+  };
+  duration_histogram(
+      "braid_queue_duration_seconds", "Time requests waited in the model's queue.",
+      [](const SchedulerStats& s) -> const DurationHistogram& { return s.queue_time; });
+  duration_histogram(
+      "braid_compute_duration_seconds", "Time a batch took to compute.",
+      [](const SchedulerStats& s) -> const DurationHistogram& { return s.compute_time; });
+  per_model(
+      "braid_batch_size", "histogram", "Items per executed batch.",
+      [&](const std::string& labels, const ModelMetricsInput& input) {
+        const auto& sizes = input.stats.batch_sizes;
+        std::uint64_t cumulative = 0, total = 0;
+        double sum = 0;
+        for (std::size_t b = 1; b < sizes.size(); ++b) {
+          cumulative += sizes[b];
+          sum += double(b) * sizes[b];
+          if ((b & (b - 1)) == 0) {  // buckets at powers of two
+            fmt::format_to(std::back_inserter(out), "braid_batch_size_bucket{{{},le=\"{}\"}} {}\n",
+                           labels, b, cumulative);
+          }
+        }
+        total = cumulative;
+        fmt::format_to(std::back_inserter(out), "braid_batch_size_bucket{{{},le=\"+Inf\"}} {}\n",
+                       labels, total);
+        fmt::format_to(std::back_inserter(out), "braid_batch_size_sum{{{}}} {}\n", labels, sum);
+        fmt::format_to(std::back_inserter(out), "braid_batch_size_count{{{}}} {}\n", labels, total);
+      });
+  per_model("braid_inference_requests_total", "counter",
+            "Requests completed by the model's scheduler, by outcome.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              const auto& s = input.stats;
+              for (auto [outcome, value] : {std::pair{"success", s.success},
+                                            {"failure", s.failure},
+                                            {"rejected", s.rejected},
+                                            {"timeout", s.timed_out},
+                                            {"cancelled", s.cancelled}}) {
+                fmt::format_to(std::back_inserter(out),
+                               "braid_inference_requests_total{{{},outcome=\"{}\"}} {}\n", labels,
+                               outcome, value);
+              }
+            });
+  per_model("braid_executions_total", "counter", "Batches executed.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              fmt::format_to(std::back_inserter(out), "braid_executions_total{{{}}} {}\n", labels,
+                             input.stats.executions);
+            });
+  per_model("braid_queue_depth", "gauge", "Requests queued now, by priority level.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              for (std::size_t level = 0; level < input.stats.queue_depth.size(); ++level) {
+                fmt::format_to(std::back_inserter(out),
+                               "braid_queue_depth{{{},priority=\"{}\"}} {}\n", labels, level + 1,
+                               input.stats.queue_depth[level]);
+              }
+            });
+  per_model("braid_model_utilization", "gauge",
+            "Busy share of the model's instances over the last second.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              fmt::format_to(std::back_inserter(out), "braid_model_utilization{{{}}} {}\n", labels,
+                             input.stats.utilization);
+            });
+  per_model("braid_model_instances", "gauge", "Instances serving the model.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              fmt::format_to(std::back_inserter(out), "braid_model_instances{{{}}} {}\n", labels,
+                             input.instances);
+            });
+
+  Header(out, "braid_inflight_requests", "gauge",
+         "Inference requests admitted and not yet answered.");
+  fmt::format_to(std::back_inserter(out), "braid_inflight_requests {}\n", in_flight);
+  auto [cpu, rss] = ProcessUsage();
+  Header(out, "braid_process_cpu_seconds_total", "counter", "CPU time used by the process.");
+  fmt::format_to(std::back_inserter(out), "braid_process_cpu_seconds_total {}\n", cpu);
+  Header(out, "braid_process_resident_memory_bytes", "gauge", "Resident memory of the process.");
+  fmt::format_to(std::back_inserter(out), "braid_process_resident_memory_bytes {}\n", rss);
+  return out;
+}
+
+}  // namespace braid

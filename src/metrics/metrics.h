@@ -1,0 +1,57 @@
+// Metrics: request counters and latency histograms recorded by the front
+// ends, plus the schedulers' statistics and the process's CPU and memory,
+// rendered in the Prometheus text format with names prefixed braid_.
+//
+// Thread-safe. Recording takes a short lock on a small map; rendering reads
+// scheduler statistics at scrape time, so the hot path records only what no
+// scheduler already counts.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+#include "core/clock.h"
+#include "scheduler/model_scheduler.h"
+
+namespace braid {
+
+struct ModelMetricsInput {
+  SchedulerStats stats;
+  std::size_t instances = 0;
+};
+
+class Metrics {
+ public:
+  // One finished request of `protocol` ("http", "grpc") for `model` (may be
+  // empty for non-model endpoints) with HTTP-style status `code`.
+  void ObserveRequest(std::string_view protocol, std::string_view model, int code,
+                      Duration duration);
+
+  // Everything, as Prometheus text. `models` maps name → version → input.
+  std::string Render(const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
+                     std::size_t in_flight) const;
+
+ private:
+  static constexpr std::array<double, 16> kBucketsS = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+  struct Histogram {
+    std::array<std::uint64_t, kBucketsS.size()> buckets{};
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+
+  mutable std::mutex mutex_;
+  // (protocol, model, code) → count
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t>
+      requests_;  // guarded by mutex_
+  // (protocol, model) → latency
+  std::map<std::pair<std::string, std::string>, Histogram> durations_;  // guarded by mutex_
+};
+
+}  // namespace braid
