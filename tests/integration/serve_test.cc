@@ -1,0 +1,397 @@
+// `braid serve` on loopback, driven by curl: the KServe v2 REST contract,
+// the binary tensor extension, limits, auth, repository control, metrics
+// (checked by promtool) and a drain under load.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "support/command.h"
+#include "support/server_process.h"
+#include "support/temp_dir.h"
+
+namespace braid {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using testing::RunCommand;
+using testing::ServerProcess;
+
+struct Reply {
+  int code = 0;
+  std::string body;
+  std::string headers;
+};
+
+// One curl call: `args` are extra curl arguments, `path` is appended to the URL.
+Reply Curl(const ServerProcess& server, const std::string& path, const std::string& args = "") {
+  testing::TempDir dir;
+  auto result = RunCommand("curl -s -S -o " + (dir.path() / "body").string() + " -D " +
+                           (dir.path() / "headers").string() + " -w '%{http_code}' " + args + " '" + server.url() +
+                           path + "'");
+  Reply reply;
+  reply.code = std::atoi(result.out.c_str());
+  std::ifstream body(dir.path() / "body", std::ios::binary), headers(dir.path() / "headers");
+  reply.body.assign(std::istreambuf_iterator<char>(body), {});
+  reply.headers.assign(std::istreambuf_iterator<char>(headers), {});
+  return reply;
+}
+
+Reply Post(const ServerProcess& server, const std::string& path, const std::string& json, const std::string& args = "") {
+  testing::TempDir dir;
+  auto file = dir.Write("request.json", json);
+  return Curl(server, path, "-X POST -H 'Content-Type: application/json' --data-binary @" + file.string() + " " + args);
+}
+
+rapidjson::Document Parse(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse(text.c_str());
+  EXPECT_FALSE(doc.HasParseError()) << text;
+  return doc;
+}
+
+std::string IdentityRequest(const std::string& shape = "[1,16]", const std::string& data = "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15.5]",
+                            const std::string& datatype = "FP32") {
+  return R"({"inputs":[{"name":"input","shape":)" + shape + R"(,"datatype":")" + datatype + R"(","data":)" + data + "}]}";
+}
+
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new ServerProcess();
+    ASSERT_TRUE(server_->ready()) << "ready line: " << server_->ready_line();
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(server_->Stop(), 0) << "braid serve exits 0 on SIGTERM";
+    delete server_;
+  }
+  static ServerProcess* server_;
+};
+ServerProcess* ServeTest::server_ = nullptr;
+
+TEST_F(ServeTest, ReadyLineHealthAndServerMetadata) {
+  EXPECT_THAT(server_->ready_line(), StartsWith("braid ready http=127.0.0.1:"));
+  EXPECT_EQ(Curl(*server_, "/v2/health/live").code, 200);
+  EXPECT_EQ(Curl(*server_, "/v2/health/ready").code, 200);
+  Reply meta = Curl(*server_, "/v2");
+  ASSERT_EQ(meta.code, 200);
+  auto doc = Parse(meta.body);
+  EXPECT_STREQ(doc["name"].GetString(), "braid");
+  EXPECT_TRUE(doc["extensions"].IsArray());
+}
+
+TEST_F(ServeTest, ModelMetadataConfigReadyAndStats) {
+  Reply meta = Curl(*server_, "/v2/models/clip-image");
+  ASSERT_EQ(meta.code, 200) << meta.body;
+  auto doc = Parse(meta.body);
+  EXPECT_STREQ(doc["name"].GetString(), "clip-image");
+  EXPECT_STREQ(doc["inputs"][0]["name"].GetString(), "pixel_values");
+  EXPECT_EQ(doc["inputs"][0]["shape"].Size(), 4u);
+  EXPECT_EQ(doc["inputs"][0]["shape"][0].GetInt(), -1);
+  EXPECT_EQ(doc["outputs"][0]["shape"][1].GetInt(), 512);
+  EXPECT_EQ(Curl(*server_, "/v2/models/clip-image/versions/1").code, 200);
+  EXPECT_EQ(Curl(*server_, "/v2/models/clip-image/ready").code, 200);
+  EXPECT_EQ(Curl(*server_, "/v2/models/clip-image/versions/1/ready").code, 200);
+  Reply config = Curl(*server_, "/v2/models/clip-image/config");
+  ASSERT_EQ(config.code, 200);
+  EXPECT_EQ(Parse(config.body)["max_batch_size"].GetInt(), 64);
+  ASSERT_EQ(Post(*server_, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+  Reply stats = Curl(*server_, "/v2/models/identity/stats");
+  ASSERT_EQ(stats.code, 200);
+  auto stats_doc = Parse(stats.body);
+  EXPECT_GE(stats_doc["model_stats"][0]["inference_count"].GetUint64(), 1u);
+}
+
+TEST_F(ServeTest, InferJsonTensors) {
+  Reply reply = Post(*server_, "/v2/models/identity/infer", R"({"id":"r1","inputs":[{"name":"input","shape":[2,16],"datatype":"FP32","data":[[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15],[16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31.25]]}]})");
+  ASSERT_EQ(reply.code, 200) << reply.body;
+  auto doc = Parse(reply.body);
+  EXPECT_STREQ(doc["id"].GetString(), "r1");
+  EXPECT_STREQ(doc["model_version"].GetString(), "1");
+  const auto& output = doc["outputs"][0];
+  EXPECT_STREQ(output["name"].GetString(), "output");
+  EXPECT_EQ(output["shape"][0].GetInt(), 2);
+  EXPECT_EQ(output["data"].Size(), 32u);
+  EXPECT_EQ(output["data"][31].GetDouble(), 31.25);
+
+  std::string ids = "[49406";
+  for (int i = 1; i < 77; ++i) ids += i == 5 ? ",49407" : i < 5 ? ",320" : ",0";
+  ids += "]";
+  Reply text = Post(*server_, "/v2/models/clip-text/infer",
+                    R"({"inputs":[{"name":"input_ids","shape":[1,77],"datatype":"INT64","data":)" + ids +
+                        R"(}],"parameters":{"priority":1,"timeout":5000000}})");
+  ASSERT_EQ(text.code, 200) << text.body;
+  EXPECT_EQ(Parse(text.body)["outputs"][0]["data"].Size(), 512u);
+}
+
+TEST_F(ServeTest, InferBinaryTensorsBothWays) {
+  testing::TempDir dir;
+  std::string header = R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"output","parameters":{"binary_data":true}}]})";
+  std::string body = header;
+  for (int i = 0; i < 16; ++i) {
+    float v = i * 0.5f;
+    body.append(reinterpret_cast<const char*>(&v), sizeof(v));
+  }
+  auto file = dir.Write("binary.bin", body);
+  Reply reply = Curl(*server_, "/v2/models/identity/infer",
+                     "-X POST -H 'Content-Type: application/octet-stream' -H 'Inference-Header-Content-Length: " +
+                         std::to_string(header.size()) + "' --data-binary @" + file.string());
+  ASSERT_EQ(reply.code, 200) << reply.body;
+  std::smatch match;
+  static const std::regex kLength("Inference-Header-Content-Length: (\\d+)");
+  ASSERT_TRUE(std::regex_search(reply.headers, match, kLength)) << reply.headers;
+  std::size_t json_length = std::stoul(match[1]);
+  ASSERT_EQ(reply.body.size(), json_length + 64);
+  EXPECT_THAT(reply.body.substr(0, json_length), HasSubstr(R"("binary_data_size":64)"));
+  float last;
+  std::memcpy(&last, reply.body.data() + json_length + 60, sizeof(last));
+  EXPECT_EQ(last, 7.5f);
+}
+
+TEST_F(ServeTest, ChunkedRequestBodyAndGzippedResponse) {
+  testing::TempDir dir;
+  auto file = dir.Write("request.json", IdentityRequest());
+  Reply chunked = Curl(*server_, "/v2/models/identity/infer",
+                       "-X POST -H 'Transfer-Encoding: chunked' --data-binary @" + file.string());
+  EXPECT_EQ(chunked.code, 200) << chunked.body;
+
+  std::string pixels = "[";
+  for (int i = 0; i < 3 * 224 * 224; ++i) pixels += i ? ",0.5" : "0.5";
+  pixels += "]";
+  auto image = dir.Write("image.json", R"({"inputs":[{"name":"pixel_values","shape":[1,3,224,224],"datatype":"FP32","data":)" + pixels + "}]}");
+  Reply gzipped = Curl(*server_, "/v2/models/clip-image/infer", "--compressed -X POST --data-binary @" + image.string());
+  ASSERT_EQ(gzipped.code, 200) << gzipped.body;
+  EXPECT_THAT(gzipped.headers, HasSubstr("Content-Encoding: gzip"));
+  EXPECT_EQ(Parse(gzipped.body)["outputs"][0]["data"].Size(), 512u) << "curl decompressed it";
+}
+
+// Each bad request: the right 4xx with a JSON error, and the server serving on.
+TEST_F(ServeTest, BadInputGetsTheRightError) {
+  struct Case {
+    std::string path, body, extra;
+    int code;
+    std::string message;
+  };
+  const std::string identity = "/v2/models/identity/infer";
+  auto binary_header = [](int size) {
+    return R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":)" +
+           std::to_string(size) + "}}]}";
+  };
+  auto length_of = [](const std::string& header) {
+    return "-H 'Inference-Header-Content-Length: " + std::to_string(header.size()) + "'";
+  };
+  std::vector<Case> cases = {
+      {identity, "{\"inputs\": [", "", 400, "malformed JSON"},
+      {identity, "[1,2]", "", 400, "JSON object"},
+      {identity, IdentityRequest("[1,16]", "[1]"), "", 400, "needs 16"},
+      {identity, IdentityRequest("[1,15]", "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]"), "", 400, "expected [-1,16]"},
+      {identity, IdentityRequest("[1,16]", "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", "INT64"), "", 400, "must be FP32"},
+      {identity, IdentityRequest("[1,16]", "[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]", "FLOAT"), "", 400, "unknown datatype"},
+      {identity, IdentityRequest("[4611686018427387904,4]", "[]"), "", 400, "too many elements"},
+      {identity, binary_header(64), length_of(binary_header(64)), 400, "past the end"},
+      {identity, binary_header(60) + std::string(60, 'x'), length_of(binary_header(60)), 400, "needs 64 bytes"},
+      {identity, binary_header(64) + std::string(64, 'x') + "extra", length_of(binary_header(64)), 400, "not claimed"},
+      {identity, IdentityRequest(), "-H 'Inference-Header-Content-Length: 999999'", 400, "past the end"},
+      {identity, IdentityRequest(), "-H 'Inference-Header-Content-Length: twelve'", 400, "byte count"},
+      {identity, R"({"inputs":[],"parameters":{"priority":"high"}})", "", 400, "integer"},
+      {identity, R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}],"parameters":{"priority":9}})", "", 400, "priority 9"},
+      {"/v2/models/nope/infer", IdentityRequest(), "", 404, "unknown model"},
+      {"/v2/models/identity/versions/7/infer", IdentityRequest(), "", 404, "no version 7"},
+      {"/v2/models/identity/versions/x/infer", IdentityRequest(), "", 400, "not a model version"},
+      {"/v2/models/..%2F..%2Fetc/infer", IdentityRequest(), "", 404, "no endpoint"},
+      {"/v2/nothing", "{}", "", 404, "no endpoint"},
+  };
+  for (const auto& c : cases) {
+    Reply reply = Post(*server_, c.path, c.body, c.extra);
+    EXPECT_EQ(reply.code, c.code) << c.path << " " << c.body.substr(0, 80) << " -> " << reply.body;
+    EXPECT_THAT(reply.body, StartsWith("{\"error\":")) << c.body.substr(0, 80);
+    EXPECT_THAT(reply.body, HasSubstr(c.message)) << c.body.substr(0, 80);
+  }
+  EXPECT_EQ(Curl(*server_, "/v2/models/identity/infer").code, 405) << "infer takes POST";
+  // Deeply nested JSON is refused without exhausting the stack.
+  std::string deep = R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":)" + std::string(100000, '[') +
+                     std::string(100000, ']') + "}]}";
+  EXPECT_EQ(Post(*server_, identity, deep).code, 400);
+  EXPECT_EQ(Post(*server_, identity, IdentityRequest()).code, 200) << "still serving";
+}
+
+// Opens a TCP connection to the server's HTTP port.
+int Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  timeval timeout{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  return fd;
+}
+
+std::string ReadUntil(int fd, const std::function<bool(const std::string&)>& done) {
+  std::string data;
+  char buffer[65536];
+  while (!done(data)) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    data.append(buffer, n);
+  }
+  return data;
+}
+
+TEST_F(ServeTest, PipelinedRequestsAnsweredInOrder) {
+  int fd = Connect(server_->http_port());
+  std::string first = IdentityRequest("[1,16]", "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]");
+  std::string second = IdentityRequest("[1,16]", "[2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]");
+  std::string wire;
+  for (const auto& body : {first, second}) {
+    wire += "POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\n\r\n" + body;
+  }
+  wire += "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(fd, wire.data(), wire.size(), 0), static_cast<ssize_t>(wire.size()));
+  std::string data = ReadUntil(fd, [](const std::string& d) { return d.find("{\"live\":true}") != std::string::npos; });
+  close(fd);
+  auto one = data.find("\"data\":[1,1");
+  auto two = data.find("\"data\":[2,2");
+  auto live = data.find("{\"live\":true}");
+  ASSERT_NE(one, std::string::npos) << data;
+  ASSERT_NE(two, std::string::npos) << data;
+  EXPECT_LT(one, two);
+  EXPECT_LT(two, live);
+}
+
+TEST_F(ServeTest, AbandonedAndOversizedConnectionsDoNotHurtOthers) {
+  // A client that sends half a header and leaves.
+  int half = Connect(server_->http_port());
+  std::string partial = "POST /v2/models/identity/infer HTTP/1.1\r\nContent-Le";
+  send(half, partial.data(), partial.size(), 0);
+  close(half);
+  // A client that promises a body and never sends it, kept open meanwhile.
+  int stalled = Connect(server_->http_port());
+  std::string promise = "POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{";
+  send(stalled, promise.data(), promise.size(), 0);
+  // A header section past the limit.
+  int huge = Connect(server_->http_port());
+  std::string headers = "GET /v2 HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n";
+  send(huge, headers.data(), headers.size(), 0);
+  std::string answer = ReadUntil(huge, [](const std::string& d) { return d.find("}") != std::string::npos; });
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 431"));
+  close(huge);
+  EXPECT_EQ(Post(*server_, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+  close(stalled);
+}
+
+TEST(ServeLimitsTest, BodyLimitGives413) {
+  ServerProcess server({"--max-body-bytes", "2000"});
+  ASSERT_TRUE(server.ready());
+  std::string big = IdentityRequest("[1,16]", "[" + std::string(3000, ' ') + "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]");
+  Reply reply = Post(server, "/v2/models/identity/infer", big);
+  EXPECT_EQ(reply.code, 413);
+  EXPECT_THAT(reply.body, HasSubstr("limit"));
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+}
+
+TEST(ServeAuthTest, ApiKeyAndAdminKey) {
+  ServerProcess server({"--api-key", "s3cret", "--admin-key", "root"});
+  ASSERT_TRUE(server.ready());
+  EXPECT_EQ(Curl(server, "/v2/health/live").code, 200) << "health stays open";
+  EXPECT_EQ(Curl(server, "/v2/health/ready").code, 200);
+  Reply missing = Curl(server, "/v2/models/identity");
+  EXPECT_EQ(missing.code, 401);
+  EXPECT_THAT(missing.body, HasSubstr("Bearer"));
+  EXPECT_EQ(Curl(server, "/v2/models/identity", "-H 'Authorization: Bearer wrong'").code, 401);
+  EXPECT_EQ(Curl(server, "/v2/models/identity", "-H 'Authorization: Bearer s3cret'").code, 200);
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest(), "-H 'Authorization: Bearer s3cret'").code, 200);
+  EXPECT_EQ(Post(server, "/v2/repository/models/identity/load", "{}", "-H 'Authorization: Bearer s3cret'").code, 401)
+      << "load needs the admin key";
+  EXPECT_EQ(Post(server, "/v2/repository/models/identity/load", "{}", "-H 'Authorization: Bearer root'").code, 200);
+  testing::TempDir dir;
+  auto metrics = RunCommand("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                            std::to_string(server.metrics_port()) + "/metrics");
+  EXPECT_EQ(metrics.out, "200") << "metrics stay open";
+}
+
+TEST(ServeRepositoryTest, IndexUnloadAndLoad) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  Reply index = Post(server, "/v2/repository/index", "{}");
+  ASSERT_EQ(index.code, 200);
+  auto doc = Parse(index.body);
+  ASSERT_TRUE(doc.IsArray());
+  EXPECT_EQ(doc.Size(), 4u);
+  EXPECT_EQ(Post(server, "/v2/repository/models/identity/unload", "{}").code, 200);
+  EXPECT_EQ(Curl(server, "/v2/models/identity/ready").code, 503);
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 503);
+  EXPECT_THAT(Post(server, "/v2/repository/index", "{}").body, HasSubstr("\"reason\":\"unloaded\""));
+  EXPECT_EQ(Post(server, "/v2/repository/models/identity/load", "{}").code, 200);
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+  EXPECT_EQ(Post(server, "/v2/repository/models/ghost/load", "{}").code, 404);
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+TEST(ServeMetricsTest, PrometheusFormatCheckedByPromtool) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+  testing::TempDir dir;
+  auto file = dir.path() / "metrics.txt";
+  auto fetch = RunCommand("curl -s -o " + file.string() + " http://127.0.0.1:" + std::to_string(server.metrics_port()) + "/metrics");
+  ASSERT_EQ(fetch.exit_code, 0);
+  std::ifstream in(file);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  for (const char* name : {"braid_requests_total", "braid_request_duration_seconds_bucket", "braid_queue_duration_seconds",
+                           "braid_compute_duration_seconds", "braid_batch_size_bucket", "braid_queue_depth",
+                           "braid_model_instances", "braid_process_resident_memory_bytes",
+                           "braid_process_cpu_seconds_total"}) {
+    EXPECT_THAT(text, HasSubstr(name));
+  }
+  EXPECT_THAT(text, HasSubstr("braid_requests_total{protocol=\"http\",model=\"identity\",code=\"200\"} 3"));
+  auto check = RunCommand("promtool check metrics < " + file.string());
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+}
+
+TEST(ServeDrainTest, SigtermDuringLoadFailsNoInFlightRequest) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  // Binary requests of 8 images each keep the server busy for a while.
+  testing::TempDir dir;
+  const std::size_t bytes = 8ull * 3 * 224 * 224 * sizeof(float);
+  std::string header = R"({"inputs":[{"name":"pixel_values","shape":[8,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
+                       std::to_string(bytes) + "}}]}";
+  auto file = dir.Write("batch.bin", header + std::string(bytes, '\0'));
+  const int kClients = 12;
+  std::string script = "for i in $(seq " + std::to_string(kClients) + "); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST " +
+                       "-H 'Inference-Header-Content-Length: " + std::to_string(header.size()) + "' --data-binary @" +
+                       file.string() + " " + server.url() + "/v2/models/clip-image/infer >> " +
+                       (dir.path() / "codes").string() + " & done; wait";
+  std::thread clients([&] { RunCommand(script); });
+  // Wait until every request is in flight, then ask the server to stop.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < until) {
+    auto metrics = RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) + "/metrics | grep '^braid_inflight_requests'");
+    if (metrics.out.find("braid_inflight_requests " + std::to_string(kClients)) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(server.Stop(), 0);
+  clients.join();
+  std::ifstream codes(dir.path() / "codes");
+  std::string code;
+  int ok = 0;
+  while (codes >> code) {
+    EXPECT_EQ(code, "200");
+    ok += code == "200";
+  }
+  EXPECT_EQ(ok, kClients) << "every in-flight request finished";
+}
+
+}  // namespace
+}  // namespace braid
