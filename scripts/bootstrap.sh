@@ -16,7 +16,9 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libonnx-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev rapidjson-dev libxxhash-dev
+  libboost-dev libgrpc++-dev protobuf-compiler-grpc zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  curl prometheus
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 
@@ -38,6 +40,13 @@ if [[ -z "${ONNXRUNTIME_ROOT:-}" ]]; then
   "$root/scripts/install-onnxruntime.sh" "$ort_prefix"
 else
   echo "onnxruntime: using ONNXRUNTIME_ROOT=$ONNXRUNTIME_ROOT"
+fi
+
+step "npm packages for the end-to-end tests' real clients"
+if [[ ! -f "$root/node_modules/.package-lock.json" || "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]]; then
+  (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  echo "npm: node_modules is up to date"
 fi
 
 step "configuring ($preset) in $build_dir"

@@ -22,8 +22,9 @@ inline CommandResult RunCommand(const std::string& command_line) {
   TempDir dir;
   const auto out = dir.path() / "stdout";
   const auto err = dir.path() / "stderr";
+  // The group makes the redirections apply to the whole line, pipes included.
   int raw = std::system(
-      (command_line + " >" + out.string() + " 2>" + err.string() + " </dev/null").c_str());
+      ("( " + command_line + " ) >" + out.string() + " 2>" + err.string() + " </dev/null").c_str());
   CommandResult result;
   result.exit_code = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
   auto slurp = [](const std::filesystem::path& path) {

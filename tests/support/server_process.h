@@ -16,8 +16,9 @@ namespace braid::testing {
 class ServerProcess {
  public:
   explicit ServerProcess(std::vector<std::string> extra_args = {}) {
-    std::vector<std::string> args = {BRAID_BINARY, "serve", "--host", "127.0.0.1", "--http-port", "0",
-                                     "--grpc-port", "0", "--metrics-port", "0"};
+    std::vector<std::string> args = {BRAID_BINARY,     "serve", "--host",      "127.0.0.1",
+                                     "--http-port",    "0",     "--grpc-port", "0",
+                                     "--metrics-port", "0"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     int out[2];
     if (pipe(out) != 0) return;
@@ -36,7 +37,8 @@ class ServerProcess {
     stdout_ = fdopen(out[0], "r");
     char line[512];
     if (stdout_ && std::fgets(line, sizeof(line), stdout_)) ready_line_ = line;
-    static const std::regex kReady(R"(^braid ready http=([^:]+):(\d+) grpc=([^:]+):(\d+) metrics=([^:]+):(\d+)\n$)");
+    static const std::regex kReady(
+        R"(^braid ready http=([^:]+):(\d+) grpc=([^:]+):(\d+) metrics=([^:]+):(\d+)\n$)");
     std::smatch match;
     if (std::regex_match(ready_line_, match, kReady)) {
       http_port_ = std::stoi(match[2]);

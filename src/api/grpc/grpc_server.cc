@@ -72,7 +72,7 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
         BRAID_RETURN_IF_ERROR(
             tensor.Strings().status().WithContext(fmt::format("input '{}'", input.name())));
       } else {
-        BRAID_ASSIGN_OR_RETURN(std::size_t expected, ByteSizeOf(*type, count, bytes.size()));
+        BRAID_ASSIGN_OR_RETURN(std::size_t expected, ByteSizeOf(*type, count));
         if (expected != bytes.size()) {
           return InvalidArgument(
               "input '{}': raw_input_contents holds {} bytes but shape {} of {} needs {}",

@@ -1,0 +1,132 @@
+// The KServe v2 gRPC service through @grpc/grpc-js, a client nobody here
+// wrote, loading braid's proto: unary calls, raw tensors, streaming,
+// deadlines, errors.
+//   node --test tests/e2e/grpc_test.mjs   (BRAID_BINARY and BRAID_PROTO set by CTest)
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import { startBraid } from './serve.mjs';
+
+const binary = process.env.BRAID_BINARY;
+const protoPath = process.env.BRAID_PROTO;
+let server;
+let client;
+
+function call(method, request, options = {}) {
+  return new Promise((resolve, reject) => {
+    client[method](request, new grpc.Metadata(), options, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+function floats(values) {
+  const buffer = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => buffer.writeFloatLE(v, i * 4));
+  return buffer;
+}
+
+function identityRequest(values, id = '') {
+  return {
+    model_name: 'identity', id,
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 16] }],
+    raw_input_contents: [floats(values)],
+  };
+}
+
+before(async () => {
+  server = await startBraid(binary);
+  const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true });
+  const inference = grpc.loadPackageDefinition(definition).inference;
+  client = new inference.GRPCInferenceService(`127.0.0.1:${server.grpc}`, grpc.credentials.createInsecure());
+});
+
+after(async () => {
+  client.close();
+  assert.equal(await server.stop(), 0);
+});
+
+test('health and metadata', async () => {
+  assert.equal((await call('ServerLive', {})).live, true);
+  assert.equal((await call('ServerReady', {})).ready, true);
+  const meta = await call('ServerMetadata', {});
+  assert.equal(meta.name, 'braid');
+  assert.equal((await call('ModelReady', { name: 'clip-image' })).ready, true);
+  const model = await call('ModelMetadata', { name: 'clip-image' });
+  assert.equal(model.inputs[0].name, 'pixel_values');
+  assert.deepEqual(model.inputs[0].shape, [-1, 3, 224, 224]);
+  const config = await call('ModelConfig', { name: 'clip-text' });
+  assert.equal(config.config.max_batch_size, 64);
+  assert.equal(config.config.input[0].data_type, 'TYPE_INT64');
+  const index = await call('RepositoryIndex', {});
+  assert.equal(index.models.length, 4);
+});
+
+test('ModelInfer with raw tensors returns raw outputs', async () => {
+  const values = Array.from({ length: 16 }, (_, i) => i * 1.5);
+  const response = await call('ModelInfer', identityRequest(values, 'req-7'));
+  assert.equal(response.id, 'req-7');
+  assert.equal(response.outputs[0].name, 'output');
+  assert.deepEqual(response.outputs[0].shape, [1, 16]);
+  const out = response.raw_output_contents[0];
+  assert.equal(out.readFloatLE(15 * 4), 22.5);
+});
+
+test('ModelInfer with typed contents', async () => {
+  const ids = [49406, 320, 1929, 49407, ...new Array(73).fill(0)];
+  const response = await call('ModelInfer', {
+    model_name: 'clip-text',
+    inputs: [{ name: 'input_ids', datatype: 'INT64', shape: [1, 77], contents: { int64_contents: ids } }],
+    parameters: { priority: { int64_param: 1 } },
+  });
+  assert.deepEqual(response.outputs[0].shape, [1, 512]);
+  assert.equal(response.raw_output_contents[0].length, 512 * 4);
+});
+
+test('errors map to gRPC status codes', async () => {
+  await assert.rejects(call('ModelInfer', { ...identityRequest(new Array(16).fill(0)), model_name: 'nope' }),
+                       (e) => e.code === grpc.status.NOT_FOUND);
+  await assert.rejects(call('ModelInfer', { model_name: 'identity', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 16] }],
+                                           raw_input_contents: [floats([1, 2, 3])] }),
+                       (e) => e.code === grpc.status.INVALID_ARGUMENT && /needs 64/.test(e.details));
+  await assert.rejects(call('ModelMetadata', { name: 'identity', version: 'x' }),
+                       (e) => e.code === grpc.status.INVALID_ARGUMENT);
+});
+
+test('a deadline shorter than the queue wait is DEADLINE_EXCEEDED', async () => {
+  const pixels = Buffer.alloc(16 * 3 * 224 * 224 * 4);
+  const big = { model_name: 'clip-image', inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [16, 3, 224, 224] }],
+                raw_input_contents: [pixels] };
+  // Keep the model busy, then send a request that cannot make its 1 ms deadline.
+  const busy = [call('ModelInfer', big), call('ModelInfer', big)];
+  await assert.rejects(call('ModelInfer', { ...big, inputs: [{ ...big.inputs[0], shape: [1, 3, 224, 224] }],
+                                           raw_input_contents: [pixels.subarray(0, 3 * 224 * 224 * 4)] },
+                            { deadline: Date.now() + 1 }),
+                       (e) => e.code === grpc.status.DEADLINE_EXCEEDED);
+  await Promise.all(busy);
+});
+
+test('ModelStreamInfer answers every request on one stream', async () => {
+  const stream = client.ModelStreamInfer();
+  const responses = [];
+  const done = new Promise((resolve, reject) => {
+    stream.on('data', (r) => responses.push(r));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  for (let i = 0; i < 5; ++i) stream.write(identityRequest(new Array(16).fill(i), `s${i}`));
+  stream.write({ ...identityRequest(new Array(16).fill(0), 'bad'), model_name: 'nope' });
+  stream.end();
+  await done;
+  assert.equal(responses.length, 6);
+  const byId = Object.fromEntries(responses.map((r) => [r.infer_response.id, r]));
+  for (let i = 0; i < 5; ++i) {
+    assert.equal(byId[`s${i}`].error_message, '');
+    assert.equal(byId[`s${i}`].infer_response.raw_output_contents[0].readFloatLE(0), i);
+  }
+  assert.match(byId.bad.error_message, /unknown model/);
+});
+
+test('statistics count the requests', async () => {
+  const stats = await call('ModelStatistics', { name: 'identity' });
+  assert.ok(stats.model_stats[0].inference_count >= 6);
+});
