@@ -5,7 +5,7 @@
 // and serving behave as they would with real weights. The weights are seeded
 // pseudo-random numbers: the outputs are deterministic but mean nothing.
 //
-//   modelgen MODEL OUTPUT.onnx      MODEL: clip-image | clip-text | align | identity
+//   modelgen MODEL OUTPUT.onnx   MODEL: clip-image | clip-text | align | identity | identity-wide
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
@@ -122,11 +122,11 @@ class GraphBuilder {
     auto* tensor_type = info->mutable_type()->mutable_tensor_type();
     tensor_type->set_elem_type(type);
     auto* shape = tensor_type->mutable_shape();
-    for (auto d : dims) {
-      if (d < 0) {
-        shape->add_dim()->set_dim_param("batch");
+    for (std::size_t i = 0; i < dims.size(); ++i) {
+      if (dims[i] < 0) {
+        shape->add_dim()->set_dim_param(i == 0 ? "batch" : "dim" + std::to_string(i));
       } else {
-        shape->add_dim()->set_dim_value(d);
+        shape->add_dim()->set_dim_value(dims[i]);
       }
     }
   }
@@ -276,11 +276,12 @@ void BuildAlign(onnx::GraphProto* graph) {
   }
 }
 
-void BuildIdentity(onnx::GraphProto* graph) {
+// `width` -1 makes the second dimension variable too.
+void BuildIdentity(onnx::GraphProto* graph, std::int64_t width) {
   GraphBuilder g(graph, 4004);
-  g.Input("input", onnx::TensorProto::FLOAT, {-1, 16});
+  g.Input("input", onnx::TensorProto::FLOAT, {-1, width});
   g.Op("Identity", {"input"}, "output");
-  g.Output("output", onnx::TensorProto::FLOAT, {-1, 16});
+  g.Output("output", onnx::TensorProto::FLOAT, {-1, width});
 }
 
 }  // namespace
@@ -290,7 +291,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: modelgen MODEL OUTPUT.onnx\n"
                  "  writes a seeded ONNX stand-in model; MODEL is one of\n"
-                 "  clip-image, clip-text, align, identity\n");
+                 "  clip-image, clip-text, align, identity, identity-wide\n");
     return argc == 2 ? 0 : 2;
   }
   const std::string name = argv[1];
@@ -308,7 +309,9 @@ int main(int argc, char** argv) {
   } else if (name == "align") {
     BuildAlign(graph);
   } else if (name == "identity") {
-    BuildIdentity(graph);
+    BuildIdentity(graph, 16);
+  } else if (name == "identity-wide") {
+    BuildIdentity(graph, -1);
   } else {
     std::fprintf(stderr, "modelgen: unknown model '%s'\n", name.c_str());
     return 2;

@@ -117,6 +117,8 @@ class HttpServer::Impl {
 
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
+  static constexpr std::size_t kDirectBodyBytes = 64 << 10;
+
   Session(Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
     ++server_.connections_;
   }
@@ -224,9 +226,27 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
+    // A large body of known length is read straight into its final buffer:
+    // the parser's small reads cost far more per byte on big tensors.
+    auto length = parser_->content_length();
+    if (!parser_->chunked() && length && *length >= kDirectBodyBytes) {
+      if (*length > server_.options_.max_body_bytes) return OnReadError(http::error::body_limit);
+      auto body = std::make_shared<std::string>(*length, '\0');
+      std::size_t have = std::min<std::size_t>(buffer_.size(), *length);
+      net::buffer_copy(net::buffer(body->data(), have), buffer_.data());
+      buffer_.consume(have);
+      net::async_read(stream_, net::buffer(body->data() + have, *length - have),
+                      [self = shared_from_this(), body](beast::error_code ec, std::size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->Dispatch(std::move(*body));
+                      });
+      return;
+    }
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->OnReadError(ec);
+                       self->Dispatch(std::move(self->parser_->get().body()));
+                     });
   }
 
   void OnReadError(beast::error_code ec) {
@@ -248,12 +268,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     Write(Serialize(JsonError(status, message), false, false, false), true, false);
   }
 
-  void OnRead(beast::error_code ec) {
-    if (ec) return OnReadError(ec);
+  // The request's header is in parser_; `body` is its whole body.
+  void Dispatch(std::string body) {
     stream_.expires_never();
     answering_ = true;
     ++server_.unanswered_;
-    auto message = parser_->release();
+    const auto& message = parser_->get();
     HttpRequest request;
     request.method = std::string(message.method_string());
     request.target = std::string(message.target());
@@ -266,7 +286,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       ++count;
     }
     const bool keep_alive = message.keep_alive() && !server_.draining_;
-    request.body = std::make_shared<const std::string>(std::move(message.body()));
+    request.body = std::make_shared<const std::string>(std::move(body));
     std::string_view accept = request.Header("Accept-Encoding");
     const bool gzip_ok = accept.find("gzip") != std::string_view::npos;
     auto responder = std::make_shared<Responder>(shared_from_this(), keep_alive, gzip_ok);

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench/serving: serving overhead of braid over HTTP (JSON and binary) and
+# gRPC on the identity model, a 602 KB image tensor over each, and nginx
+# returning a static 200 as the HTTP ceiling, all measured in one run with
+# the same load generator (wrk for HTTP, bench_grpc_load for gRPC).
+#   bench/serving/run.sh [SECONDS]      (default 5 per measurement)
+# Needs: wrk, nginx, python3 (scripts/setup does not install the first two:
+# apt-get install wrk nginx).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${BRAID_BUILD_DIR:-$root/build}"
+seconds="${1:-5}"
+work="$(mktemp -d)"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+for tool in wrk nginx python3; do
+  command -v "$tool" >/dev/null || { echo "bench/serving needs $tool (apt-get install wrk nginx python3)" >&2; exit 1; }
+done
+
+nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+pids+=($!)
+sleep 0.5
+
+python3 - "$work" <<'PY'
+import json, struct, sys
+work = sys.argv[1]
+def write(name, text): open(f"{work}/{name}", "wb").write(text)
+write("identity.json", json.dumps({"inputs": [{"name": "input", "shape": [1, 16], "datatype": "FP32",
+                                               "data": [float(i) for i in range(16)]}]}).encode())
+def binary(name, model_input, shape, count):
+    header = json.dumps({"inputs": [{"name": model_input, "shape": shape, "datatype": "FP32",
+                                     "parameters": {"binary_data_size": count * 4}}],
+                         "outputs": [{"name": "output" if model_input == "input" else "image_embeds",
+                                      "parameters": {"binary_data": True}}]}).encode()
+    write(name, header + struct.pack(f"<{count}f", *([0.5] * count)))
+    write(name + ".len", str(len(header)).encode())
+binary("identity.bin", "input", [1, 16], 16)
+count = 3 * 224 * 224
+write("image.json", json.dumps({"inputs": [{"name": "input", "shape": [1, count], "datatype": "FP32",
+                                            "data": [0.5] * count}]}).encode())
+binary("image.bin", "input", [1, count], count)
+PY
+
+# The 602 KB image tensor goes to an identity model that takes [N,-1], so
+# that the figures measure moving the tensor, not computing on it.
+cp -r "$build/models" "$work/models"
+mkdir -p "$work/models/identity-wide/1"
+sed 's/dims: \[16\]/dims: [-1]/' "$work/models/identity/config.yaml" >"$work/models/identity-wide/config.yaml"
+"$build/tools/modelgen/modelgen" identity-wide "$work/models/identity-wide/1/model.onnx"
+
+"$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 -m "$work/models" \
+  >"$work/ready" 2>"$work/braid.log" &
+pids+=($!)
+for _ in $(seq 600); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
+http_port=$(sed -E 's/.*http=[^:]+:([0-9]+).*/\1/' "$work/ready")
+grpc_port=$(sed -E 's/.*grpc=[^:]+:([0-9]+).*/\1/' "$work/ready")
+
+# wrk → "p50_us rps"
+measure_http() {  # URL CONCURRENCY BODY_FILE [HEADER_LEN] [CONTENT_TYPE]
+  local url=$1 connections=$2 body=${3:-} header=${4:-} type=${5:-application/json} threads=2
+  [[ $connections == 1 ]] && threads=1
+  local out
+  if [[ -n $body ]]; then
+    out=$(BODY_FILE=$body HEADER_LEN=$header CONTENT_TYPE=$type wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$root/bench/serving/post_file.lua" "$url")
+  else
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url")
+  fi
+  echo "$out" | awk '
+    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
+    $1 == "50%" { p50 = us($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    $1 == "Non-2xx" { bad = $NF }
+    END { printf "%.1f %.1f %s\n", p50, rps, (bad == "" ? 0 : bad) }'
+}
+measure_grpc() {  # MODEL INPUT SHAPE... -- CONCURRENCY
+  "$build/bench/serving/bench_grpc_load" --target "127.0.0.1:$grpc_port" --seconds "$seconds" "$@" |
+    sed -E 's/.*rps=([0-9.]+) p50_us=([0-9.]+).*errors=([0-9]+).*/\2 \1 \3/'
+}
+
+echo "| what | concurrency | p50 µs | req/s | errors |"
+echo "|---|---:|---:|---:|---:|"
+declare -A result
+row() { result["$1/$2"]="$3"; read -r p50 rps errors <<<"$3"; echo "| $1 | $2 | $p50 | $rps | $errors |"; }
+for c in 1 16 64; do row "nginx static 200" $c "$(measure_http "http://127.0.0.1:$nginx_port/" $c)"; done
+for c in 1 16 64; do row "braid HTTP JSON identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.json")"; done
+for c in 1 16 64; do row "braid HTTP binary identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.bin" "$(cat "$work/identity.bin.len")" application/octet-stream)"; done
+for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc --model identity --input input --shape 1 16 --concurrency $c)"; done
+for c in 4; do
+  row "602 KB tensor, HTTP JSON" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.json")"
+  row "602 KB tensor, HTTP binary" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.bin" "$(cat "$work/image.bin.len")" application/octet-stream)"
+  row "602 KB tensor, gRPC raw" $c "$(measure_grpc --model identity-wide --input input --shape 1 150528 --concurrency $c)"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+field() { read -r p50 rps errors <<<"${result[$1]}"; [[ $2 == p50 ]] && echo "$p50" || echo "$rps"; }
+echo
+echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goal ≤ 150 µs; Triton's published no-op 173 µs)"
+echo "- braid HTTP JSON identity throughput at 64 / nginx static at 64: **$(ratio "$(field 'braid HTTP JSON identity/64' rps)" "$(field 'nginx static 200/64' rps)")** (goal ≥ 0.5)"
+echo "- 602 KB tensor, binary / JSON throughput: **$(ratio "$(field '602 KB tensor, HTTP binary/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")** (goal ≥ 3); gRPC raw / JSON: $(ratio "$(field '602 KB tensor, gRPC raw/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")"
