@@ -130,3 +130,15 @@ test('statistics count the requests', async () => {
   const stats = await call('ModelStatistics', { name: 'identity' });
   assert.ok(stats.model_stats[0].inference_count >= 6);
 });
+
+test('gzip-compressed requests are accepted', async () => {
+  const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true });
+  const inference = grpc.loadPackageDefinition(definition).inference;
+  const gzipClient = new inference.GRPCInferenceService(`127.0.0.1:${server.grpc}`, grpc.credentials.createInsecure(),
+                                                        { 'grpc.default_compression_algorithm': 2 });
+  const response = await new Promise((resolve, reject) => {
+    gzipClient.ModelInfer(identityRequest(new Array(16).fill(3)), (e, r) => (e ? reject(e) : resolve(r)));
+  });
+  gzipClient.close();
+  assert.equal(response.raw_output_contents[0].readFloatLE(0), 3);
+});
