@@ -17,6 +17,10 @@ apt_packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev rapidjson-dev libxxhash-dev
   libboost-dev libgrpc++-dev protobuf-compiler-grpc zlib1g-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
+  libsndfile1-dev libsoxr-dev libfftw3-dev
+  libtesseract-dev tesseract-ocr-eng libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
+  flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
   curl prometheus
 )

@@ -1,11 +1,23 @@
 #include "backends/backends.h"
 
 #include "backends/onnxruntime/onnxruntime_backend.h"
+#if BRAID_WITH_TESSERACT
+#include "backends/tesseract/tesseract_backend.h"
+#endif
+#if BRAID_WITH_POCKETSPHINX
+#include "backends/pocketsphinx/pocketsphinx_backend.h"
+#endif
 
 namespace braid {
 
 void RegisterBuiltinBackends(BackendRegistry& registry) {
   registry.Register(kOnnxRuntimeBackend, MakeOnnxRuntimeBackend());
+#if BRAID_WITH_TESSERACT
+  registry.Register(kTesseractBackend, MakeTesseractBackend());
+#endif
+#if BRAID_WITH_POCKETSPHINX
+  registry.Register(kPocketSphinxBackend, MakePocketSphinxBackend());
+#endif
 }
 
 }  // namespace braid

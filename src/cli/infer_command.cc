@@ -76,6 +76,13 @@ Result<Tensor> ReadInput(const ModelConfig& config, const std::string& name,
   if (source == "random") return RandomTensor(config, *spec, batch, random);
   const std::filesystem::path path(source);
   if (path.extension() == ".npy") return ReadNpy(path);
+  if (spec->datatype == DataType::kBytes && path.extension() != ".json") {
+    // A media file (image, audio) is one BYTES element holding its bytes.
+    BRAID_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, kMaxInputFileBytes));
+    Shape shape = ExpectedShape(config, *spec, 1);
+    for (auto& dim : shape) dim = dim < 0 ? 1 : dim;
+    return Tensor::FromStrings({std::move(bytes)}, shape);
+  }
   if (path.extension() == ".json") {
     BRAID_ASSIGN_OR_RETURN(std::string text, ReadFile(path, kMaxInputFileBytes));
     auto tensor = ParseTensorJson(text, spec->datatype);

@@ -333,10 +333,9 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
           r.Int(group, "inter_op_threads", path, 1, 1024, &config.instance_group.inter_op_threads));
     }
 
+    // With max_batch_size 0 the section still sets priorities and queue
+    // policies; requests then run one at a time.
     if (const YAML::Node batching = root["dynamic_batching"]) {
-      if (config.max_batch_size == 0) {
-        return r.Error(batching, "dynamic_batching", "needs max_batch_size above 0");
-      }
       BRAID_RETURN_IF_ERROR(
           ParseDynamicBatching(r, batching, config.max_batch_size, &config.dynamic_batching));
     }

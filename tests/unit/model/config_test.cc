@@ -163,12 +163,14 @@ TEST(ConfigTest, ContradictorySettings) {
   EXPECT_THAT(ErrorWith("dynamic_batching: {priority_levels: 2, offpeak: {priorities: [3]}}\n"),
               HasSubstr("past priority_levels 2"));
   EXPECT_THAT(ErrorWith("version_policy: {latest: 1, specific: [1]}\n"), HasSubstr("not both"));
-  auto unbatched = Parse(
-      "backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {}\n"
-      "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: "
-      "[1]}]\n");
+  const std::string tensors =
+      "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: [1]}]\n";
+  auto unbatched = Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {preferred_batch_size: [2]}\n" +
+                         tensors);
   ASSERT_FALSE(unbatched.ok());
-  EXPECT_THAT(unbatched.status().message(), HasSubstr("needs max_batch_size above 0"));
+  EXPECT_THAT(unbatched.status().message(), HasSubstr("above max_batch_size 0"));
+  EXPECT_TRUE(Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {priority_levels: 3}\n" + tensors).ok())
+      << "priorities and queue policies apply without batching";
 }
 
 TEST(ConfigTest, MissingBackend) {

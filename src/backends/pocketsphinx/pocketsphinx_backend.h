@@ -1,0 +1,19 @@
+// The speech recognition backend (`backend: pocketsphinx`): libpocketsphinx
+// with Debian's US English acoustic model, language model and dictionary.
+// One decoder per instance.
+//
+// Input: one BYTES element holding encoded audio (WAV, FLAC, OGG, MP3),
+// decoded and resampled to 16 kHz mono. Outputs, in config order: text
+// BYTES [1], words BYTES [n], timings FP32 [n,2] (start, end in seconds).
+// Parameters: model_dir (/usr/share/pocketsphinx/model/en-us), max_seconds.
+#pragma once
+
+#include "model/backend.h"
+
+namespace braid {
+
+inline constexpr char kPocketSphinxBackend[] = "pocketsphinx";
+
+BackendFactory MakePocketSphinxBackend();
+
+}  // namespace braid

@@ -1,0 +1,19 @@
+// The OCR backend (`backend: tesseract`): libtesseract with Debian's
+// English model. One engine per instance.
+//
+// Input: one BYTES element holding an encoded image (JPEG, PNG, WebP, BMP).
+// Outputs, in config order: text BYTES [1], words BYTES [n], boxes INT32
+// [n,4] (left, top, right, bottom in pixels), confidences FP32 [n] (0–100).
+// Parameters: language (eng), page_segmentation_mode (3, fully automatic),
+// tessdata_dir (the system's), max_pixels (40000000).
+#pragma once
+
+#include "model/backend.h"
+
+namespace braid {
+
+inline constexpr char kTesseractBackend[] = "tesseract";
+
+BackendFactory MakeTesseractBackend();
+
+}  // namespace braid
