@@ -121,16 +121,19 @@ Status ClipPreprocess(const cv::Mat& rgb, float* out, int size) {
   const int height =
       rgb.rows < rgb.cols ? size : static_cast<int>(double(size) * rgb.rows / rgb.cols);
   cv::Mat source = rgb;
-  cv::Mat shrunk;
   if (scale < 0.5) {
+    cv::Mat shrunk;
     cv::resize(rgb, shrunk, cv::Size(width * 2, height * 2), 0, 0, cv::INTER_AREA);
     source = shrunk;
   }
+  // Bicubic in float (no rounding back to 8 bits between the steps).
+  cv::Mat floats;
+  source.convertTo(floats, CV_32FC3);
   cv::Mat resized;
-  if (source.cols == width && source.rows == height) {
-    resized = source;
+  if (floats.cols == width && floats.rows == height) {
+    resized = floats;
   } else {
-    cv::resize(source, resized, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
+    cv::resize(floats, resized, cv::Size(width, height), 0, 0, cv::INTER_CUBIC);
   }
   const int top = static_cast<int>(std::lround((height - size) / 2.0));
   const int left = static_cast<int>(std::lround((width - size) / 2.0));
@@ -141,7 +144,7 @@ Status ClipPreprocess(const cv::Mat& rgb, float* out, int size) {
     shift_c[c] = -kClipMean[c] / kClipStd[c];
   }
   for (int y = 0; y < size; ++y) {
-    const unsigned char* row = resized.ptr<unsigned char>(top + y) + 3 * left;
+    const float* row = resized.ptr<float>(top + y) + 3 * left;
     for (int x = 0; x < size; ++x) {
       for (int c = 0; c < 3; ++c)
         out[c * plane + std::size_t(y) * size + x] = row[3 * x + c] * scale_c[c] + shift_c[c];

@@ -35,8 +35,10 @@ Result<cv::Mat> DecodeImage(std::span<const std::byte> bytes, const ImageLimits&
                             bool gray = false);
 
 // CLIP's preprocessing: resize the shorter side to `size` with bicubic
-// interpolation (an area pre-shrink to twice the target first when
-// downscaling by more than 2×, approximating PIL's antialiased bicubic),
+// interpolation (OpenCV's kernel, a = −0.75, pixel centres at +0.5, edges
+// replicated; computed in float; when downscaling by more than 2× an area
+// pre-shrink to twice the target comes first, approximating PIL's
+// antialiased bicubic),
 // centre crop size×size, scale to [0,1], normalise with CLIP's mean and std,
 // and write NCHW float32 to `out` (3·size·size floats), e.g. straight into a
 // batch buffer.

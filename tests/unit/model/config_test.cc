@@ -164,12 +164,17 @@ TEST(ConfigTest, ContradictorySettings) {
               HasSubstr("past priority_levels 2"));
   EXPECT_THAT(ErrorWith("version_policy: {latest: 1, specific: [1]}\n"), HasSubstr("not both"));
   const std::string tensors =
-      "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: [1]}]\n";
-  auto unbatched = Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {preferred_batch_size: [2]}\n" +
-                         tensors);
+      "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: "
+      "[1]}]\n";
+  auto unbatched = Parse(
+      "backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {preferred_batch_size: [2]}\n" +
+      tensors);
   ASSERT_FALSE(unbatched.ok());
   EXPECT_THAT(unbatched.status().message(), HasSubstr("above max_batch_size 0"));
-  EXPECT_TRUE(Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {priority_levels: 3}\n" + tensors).ok())
+  EXPECT_TRUE(
+      Parse("backend: onnxruntime\nmax_batch_size: 0\ndynamic_batching: {priority_levels: 3}\n" +
+            tensors)
+          .ok())
       << "priorities and queue policies apply without batching";
 }
 
