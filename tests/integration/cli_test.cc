@@ -71,13 +71,17 @@ TEST(CliTest, InferFromNpyAndJsonToNpy) {
 }
 
 // Every bad input: exit code non-zero, one clear line on stderr, nothing on stdout.
-void ExpectCleanError(const std::string& arguments, const std::string& expected) {
-  auto result = RunCommand(kBraid + " " + arguments);
-  EXPECT_NE(result.exit_code, 0) << arguments;
-  EXPECT_LT(result.exit_code, 128) << "crashed: " << arguments;
-  EXPECT_THAT(result.err, HasSubstr(expected)) << arguments;
+void ExpectCleanErrorIn(const std::string& command, const std::string& expected) {
+  auto result = RunCommand(command);
+  EXPECT_NE(result.exit_code, 0) << command;
+  EXPECT_LT(result.exit_code, 128) << "crashed: " << command;
+  EXPECT_THAT(result.err, HasSubstr(expected)) << command;
   EXPECT_EQ(Lines(result.err), 1) << result.err;
   EXPECT_TRUE(result.out.empty()) << result.out;
+}
+
+void ExpectCleanError(const std::string& arguments, const std::string& expected) {
+  ExpectCleanErrorIn(kBraid + " " + arguments, expected);
 }
 
 TEST(CliTest, BadInputsGiveOneClearError) {
@@ -101,6 +105,19 @@ TEST(CliTest, BadInputsGiveOneClearError) {
   ExpectCleanError("infer nope -i input=random", "no model 'nope'");
   ExpectCleanError("infer identity -i input=random -m " + d + "/no-such-repo",
                    "no model 'identity'");
+}
+
+TEST(CliTest, InferOcrAndAsrOnMediaFiles) {
+  const std::string fixtures = BRAID_TEST_FIXTURES;
+  auto ocr = RunCommand(kBraid + " infer ocr --input image=" + fixtures +
+                        "/images/text_1_DejaVu-Sans_40.png");
+  ASSERT_EQ(ocr.exit_code, 0) << ocr.err;
+  EXPECT_THAT(ocr.out, HasSubstr("Invoice number 4821"));
+  auto asr = RunCommand(kBraid + " infer asr --input audio=" + fixtures + "/speech/say_0.wav");
+  ASSERT_EQ(asr.exit_code, 0) << asr.err;
+  EXPECT_THAT(asr.out, HasSubstr("the weather is nice today"));
+  ExpectCleanErrorIn(kBraid + " infer ocr --input image=" + fixtures + "/bad/bomb.png",
+                     "pixel limit");
 }
 
 TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
