@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/modelgen/tokenizer_gen.h"
+
 namespace {
 
 constexpr std::int64_t kOpset = 17;  // LayerNormalization needs 17
@@ -291,10 +293,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: modelgen MODEL OUTPUT.onnx\n"
                  "  writes a seeded ONNX stand-in model; MODEL is one of\n"
-                 "  clip-image, clip-text, align, identity, identity-wide\n");
+                 "  clip-image, clip-text, align, identity, identity-wide, or clip-tokenizer\n"
+                 "  (the clip-text stand-in's tokenizer.json)\n");
     return argc == 2 ? 0 : 2;
   }
   const std::string name = argv[1];
+  if (name == "clip-tokenizer") {
+    if (braid::modelgen::WriteClipTokenizer(argv[2])) return 0;
+    std::fprintf(stderr, "modelgen: cannot write %s\n", argv[2]);
+    return 1;
+  }
   onnx::ModelProto model;
   model.set_ir_version(8);
   model.set_producer_name("braid-modelgen");

@@ -1,0 +1,58 @@
+// Text tokenizers loaded from a Hugging Face `tokenizer.json`.
+//
+// Two models are supported:
+//  - BPE over bytes (CLIP, GPT-2 family). With CLIP's conventions when the
+//    vocabulary has an end-of-word suffix ("</w>"): whitespace collapsed,
+//    lower-cased, CLIP's pre-tokenisation pattern, <|startoftext|> and
+//    <|endoftext|> around the tokens, padded or truncated to the context
+//    length (77).
+//  - WordPiece (BERT family): BERT's normalisation (lower-case, accents of
+//    Latin letters stripped, control characters dropped), split on
+//    whitespace and punctuation, greedy longest match with "##"
+//    continuations, [CLS] … [SEP].
+// Non-ASCII text: letters outside ASCII count as letters for
+// pre-tokenisation and are kept as bytes; Unicode case folding applies to
+// ASCII only.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace braid {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Token ids of `text` with the model's special tokens; for CLIP-style BPE
+  // padded/truncated to context_length(). InvalidArgument for text that is
+  // not valid UTF-8.
+  virtual Result<std::vector<std::int64_t>> Encode(std::string_view text) const = 0;
+
+  // Tokens an Encode() fills before padding (for usage counts).
+  virtual std::size_t CountTokens(std::string_view text) const = 0;
+
+  virtual std::size_t vocab_size() const = 0;
+};
+using TokenizerPtr = std::unique_ptr<Tokenizer>;
+
+// Parses the contents of a tokenizer.json. `context_length` applies to
+// CLIP-style BPE (0: no padding or truncation).
+Result<TokenizerPtr> ParseTokenizer(std::string_view json, std::size_t context_length = 77);
+Result<TokenizerPtr> LoadTokenizer(const std::filesystem::path& path,
+                                   std::size_t context_length = 77);
+
+// GPT-2's reversible map from bytes to printable code points (UTF-8):
+// printable Latin-1 bytes map to themselves, the others to 256 upwards.
+const std::vector<std::string>& ByteSymbols();
+
+// True when `text` is well-formed UTF-8.
+bool IsValidUtf8(std::string_view text);
+
+}  // namespace braid
