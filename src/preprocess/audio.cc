@@ -188,6 +188,18 @@ std::vector<float> WhisperLogMel(std::span<const float> samples) {
     return w;
   }();
   const auto& filters = WhisperMelFilters();
+  // Each triangular filter is non-zero over a short run of FFT bins.
+  static const std::vector<std::pair<int, int>> spans = [&filters] {
+    std::vector<std::pair<int, int>> out(kMelBins, {0, 0});
+    for (int m = 0; m < kMelBins; ++m) {
+      const float* filter = filters.data() + std::size_t(m) * kBins;
+      int first = 0, last = kBins;
+      while (first < kBins && filter[first] == 0.0f) ++first;
+      while (last > first && filter[last - 1] == 0.0f) --last;
+      out[m] = {first, last};
+    }
+    return out;
+  }();
   const fftwf_plan plan = Plan();
   std::vector<float> mel(std::size_t(kMelBins) * kMelFrames);
   std::vector<float> frame(kFft), power(kBins);
@@ -201,7 +213,7 @@ std::vector<float> WhisperLogMel(std::span<const float> samples) {
     for (int m = 0; m < kMelBins; ++m) {
       const float* filter = filters.data() + std::size_t(m) * kBins;
       float energy = 0;
-      for (int k = 0; k < kBins; ++k) energy += filter[k] * power[k];
+      for (int k = spans[m].first; k < spans[m].second; ++k) energy += filter[k] * power[k];
       mel[std::size_t(m) * kMelFrames + t] = std::log10(std::max(energy, 1e-10f));
     }
   }

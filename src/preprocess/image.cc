@@ -85,8 +85,8 @@ Result<ImageInfo> ProbeImage(std::span<const std::byte> bytes) {
   return InvalidArgument("unsupported image format (JPEG, PNG, WebP and BMP are)");
 }
 
-Result<cv::Mat> DecodeImage(std::span<const std::byte> bytes, const ImageLimits& limits,
-                            bool gray) {
+Result<cv::Mat> DecodeImage(std::span<const std::byte> bytes, const ImageLimits& limits, bool gray,
+                            int min_short_side) {
   BRAID_ASSIGN_OR_RETURN(ImageInfo info, ProbeImage(bytes));
   if (info.width <= 0 || info.height <= 0) {
     return InvalidArgument("{} header declares {}x{} pixels", info.format, info.width, info.height);
@@ -99,7 +99,23 @@ Result<cv::Mat> DecodeImage(std::span<const std::byte> bytes, const ImageLimits&
   cv::Mat decoded;
   try {
     cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::byte*>(bytes.data()));
-    decoded = cv::imdecode(raw, gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+    int flags = gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+    if (info.format == "jpeg" && min_short_side > 0) {
+      const std::int64_t short_side = std::min(info.width, info.height);
+      for (int factor : {8, 4, 2}) {
+        if (short_side / factor >= min_short_side) {
+          const int reduced_gray[] = {cv::IMREAD_REDUCED_GRAYSCALE_2,
+                                      cv::IMREAD_REDUCED_GRAYSCALE_4,
+                                      cv::IMREAD_REDUCED_GRAYSCALE_8};
+          const int reduced_color[] = {cv::IMREAD_REDUCED_COLOR_2, cv::IMREAD_REDUCED_COLOR_4,
+                                       cv::IMREAD_REDUCED_COLOR_8};
+          const int index = factor == 2 ? 0 : factor == 4 ? 1 : 2;
+          flags = gray ? reduced_gray[index] : reduced_color[index];
+          break;
+        }
+      }
+    }
+    decoded = cv::imdecode(raw, flags);
   } catch (const cv::Exception& e) {
     return InvalidArgument("cannot decode {} image: {}", info.format, e.what());
   }
