@@ -321,6 +321,7 @@ class ApiHandler {
           if (!result.ok()) {
             HttpResponse error = ErrorResponse(result.status());
             metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
+            spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status, result.status().message());
             responder->Send(std::move(error));
             return;
           }
@@ -339,6 +340,8 @@ class ApiHandler {
               http.body = std::move(encoded->body);
             }
             metrics_.ObserveRequest("http", name, http.status, clock_.Now() - received);
+            spdlog::debug("POST /v2/models/{}/infer -> {} ({:.0f} us)", name, http.status,
+                          ToMicros(clock_.Now() - received));
             return http;
           });
         });
