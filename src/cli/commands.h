@@ -16,5 +16,8 @@ void AddServeCommand(CLI::App& app, int* exit_code);
 // beside the braid binary (where the build writes it), else the path
 // compiled in at build time.
 std::filesystem::path ModelRepositoryOrDefault(const std::string& flag);
+// `flag` when given, else the embedded default workflows: `workflows/`
+// beside the braid binary, else the path compiled in at build time.
+std::filesystem::path WorkflowsOrDefault(const std::string& flag);
 
 }  // namespace braid::cli

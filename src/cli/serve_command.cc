@@ -10,6 +10,7 @@
 #include "api/http/http_server.h"
 #include "api/http/routes.h"
 #include "api/inference_service.h"
+#include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
 #include "metrics/metrics.h"
@@ -19,6 +20,7 @@ namespace {
 
 struct ServeOptions {
   std::string repository;
+  std::string workflows;
   std::string host = "0.0.0.0";
   std::uint16_t http_port = 8000;
   std::uint16_t grpc_port = 8001;
@@ -56,10 +58,22 @@ int RunServe(const ServeOptions& options) {
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  // Workflows: their model nodes go through the same schedulers.
+  ServiceModelRunner runner(service);
+  ThreadPool workflow_pool(std::max(2u, std::thread::hardware_concurrency()));
+  WorkflowExecutor executor(runner, workflow_pool, SteadyClock());
+  WorkflowRegistry workflows;
+  const auto workflow_dir = WorkflowsOrDefault(options.workflows);
+  if (Status status = workflows.Load(workflow_dir, MakeModelCatalog(service)); !status.ok()) {
+    spdlog::warn("no workflows: {}", status.message());
+  }
+  WorkflowApi workflow_api(workflows, executor, SteadyClock());
+
   ApiOptions api_options;
   api_options.api_key = options.api_key;
   api_options.admin_key = options.admin_key;
-  HttpServer http(http_options, MakeApiHandler(service, metrics, SteadyClock(), api_options));
+  HttpServer http(http_options,
+                  MakeApiHandler(service, metrics, SteadyClock(), api_options, &workflow_api));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
   HttpServer metrics_http(metrics_options, MakeMetricsHandler(service, metrics));
@@ -117,6 +131,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "accepting, finishes in-flight requests (up to --drain-timeout) and exits 0.");
   serve->add_option("-m,--model-repository", options->repository,
                     "Model repository (default: the embedded one)");
+  serve->add_option("--workflows", options->workflows,
+                    "Workflow folder (default: the embedded one)");
   serve->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   serve->add_option("--http-port", options->http_port, "HTTP port (0: pick a free one)")
       ->capture_default_str();

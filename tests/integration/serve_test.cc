@@ -165,7 +165,8 @@ TEST_F(ServeTest, InferBinaryTensorsBothWays) {
 }
 
 TEST_F(ServeTest, OcrOverTheBinaryExtension) {
-  std::ifstream in(std::string(BRAID_TEST_FIXTURES) + "/images/text_2_DejaVu-Serif_40.jpg", std::ios::binary);
+  std::ifstream in(std::string(BRAID_TEST_FIXTURES) + "/images/text_2_DejaVu-Serif_40.jpg",
+                   std::ios::binary);
   std::string image((std::istreambuf_iterator<char>(in)), {});
   ASSERT_FALSE(image.empty());
   // A BYTES element on the wire: 4-byte little-endian length, then the bytes.
@@ -173,16 +174,19 @@ TEST_F(ServeTest, OcrOverTheBinaryExtension) {
   const auto length = static_cast<std::uint32_t>(image.size());
   std::memcpy(element.data(), &length, sizeof(length));
   element += image;
-  std::string header = R"({"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":)" +
-                       std::to_string(element.size()) + R"(}}],"outputs":[{"name":"text"},{"name":"words"}]})";
+  std::string header =
+      R"({"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":)" +
+      std::to_string(element.size()) + R"(}}],"outputs":[{"name":"text"},{"name":"words"}]})";
   testing::TempDir dir;
   auto file = dir.Write("ocr.bin", header + element);
-  Reply reply = Curl(*server_, "/v2/models/ocr/infer",
-                     "-X POST -H 'Inference-Header-Content-Length: " + std::to_string(header.size()) +
-                         "' --data-binary @" + file.string());
+  Reply reply =
+      Curl(*server_, "/v2/models/ocr/infer",
+           "-X POST -H 'Inference-Header-Content-Length: " + std::to_string(header.size()) +
+               "' --data-binary @" + file.string());
   ASSERT_EQ(reply.code, 200) << reply.body;
   auto doc = Parse(reply.body);
-  EXPECT_THAT(std::string(doc["outputs"][0]["data"][0].GetString()), HasSubstr("Please call customer service"));
+  EXPECT_THAT(std::string(doc["outputs"][0]["data"][0].GetString()),
+              HasSubstr("Please call customer service"));
   EXPECT_EQ(doc["outputs"].Size(), 2u) << "only the requested outputs";
 }
 

@@ -9,6 +9,7 @@
 
 #include "api/kserve.h"
 #include "api/status_mapping.h"
+#include "api/workflow_api.h"
 
 namespace braid {
 namespace {
@@ -166,8 +167,13 @@ Result<std::int64_t> ParseVersion(const std::string& text) {
 
 class ApiHandler {
  public:
-  ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options)
-      : service_(service), metrics_(metrics), clock_(clock), options_(std::move(options)) {}
+  ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
+             WorkflowApi* workflows)
+      : service_(service),
+        metrics_(metrics),
+        clock_(clock),
+        options_(std::move(options)),
+        workflows_(workflows) {}
 
   void operator()(HttpRequest& request, HttpResponderPtr responder) {
     const std::string& path = request.path;
@@ -180,6 +186,10 @@ class ApiHandler {
     const bool admin = path.starts_with("/v2/repository/models/");
     if (Status auth = Authorize(request, admin); !auth.ok())
       return Reply(responder, request, ErrorResponse(auth));
+    if (workflows_ != nullptr && path.starts_with("/v1/workflows") &&
+        workflows_->Handle(request, responder)) {
+      return;
+    }
 
     static const std::regex kModelPath(
         R"(^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/config|/stats|/infer)?$)");
@@ -321,7 +331,8 @@ class ApiHandler {
           if (!result.ok()) {
             HttpResponse error = ErrorResponse(result.status());
             metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
-            spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status, result.status().message());
+            spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status,
+                          result.status().message());
             responder->Send(std::move(error));
             return;
           }
@@ -351,6 +362,7 @@ class ApiHandler {
   Metrics& metrics_;
   Clock& clock_;
   const ApiOptions options_;
+  WorkflowApi* workflows_;
 };
 
 }  // namespace
@@ -368,9 +380,10 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
 }
 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options) {
+                           ApiOptions options, WorkflowApi* workflows) {
   // Shared, so that callbacks may keep pointing at it however the function is moved.
-  auto handler = std::make_shared<ApiHandler>(service, metrics, clock, std::move(options));
+  auto handler =
+      std::make_shared<ApiHandler>(service, metrics, clock, std::move(options), workflows);
   return [handler](HttpRequest& request, HttpResponderPtr responder) {
     (*handler)(request, std::move(responder));
   };

@@ -18,9 +18,12 @@ struct ApiOptions {
   KserveLimits limits;
 };
 
-// `service`, `metrics` and `clock` must outlive the handler.
+class WorkflowApi;
+
+// `service`, `metrics`, `clock` and `workflows` (may be null: no workflow
+// endpoints) must outlive the handler.
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options);
+                           ApiOptions options, WorkflowApi* workflows = nullptr);
 HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics);
 
 // Scheduler statistics and instance counts in the form Metrics::Render takes.

@@ -1,0 +1,56 @@
+// The Dify-shaped workflow API over HTTP: GET /v1/workflows and
+// POST /v1/workflows/{name}/run with response_mode blocking or streaming
+// (Server-Sent Events: workflow_started, node_started, node_finished,
+// text_chunk, workflow_finished, error).
+#pragma once
+
+#include <memory>
+
+#include "api/http/http_server.h"
+#include "api/inference_service.h"
+#include "core/thread_pool.h"
+#include "workflow/executor.h"
+#include "workflow/registry.h"
+
+namespace braid {
+
+// ModelRunner over the server's schedulers: workflow model nodes batch with
+// every other request.
+class ServiceModelRunner : public ModelRunner {
+ public:
+  explicit ServiceModelRunner(InferenceService& service) : service_(service) {}
+
+  // ModelRunner
+  void Run(const std::string& model, NamedTensors inputs, int priority, TimePoint deadline,
+           std::shared_ptr<CancellationToken> cancellation,
+           std::function<void(Result<NamedTensors>)> done) override;
+  Result<std::filesystem::path> ModelDirectory(const std::string& model) override;
+
+ private:
+  InferenceService& service_;
+};
+
+// Checks workflow model nodes against the loaded models.
+ModelCatalog MakeModelCatalog(InferenceService& service);
+
+class WorkflowApi {
+ public:
+  // Everything passed must outlive the API.
+  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, Clock& clock);
+
+  // Answers the request if its path is a workflow endpoint; false otherwise.
+  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+
+ private:
+  void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
+
+  const WorkflowRegistry& registry_;
+  WorkflowExecutor& executor_;
+  Clock& clock_;
+};
+
+// A tensor as a JSON value: a string for one BYTES element, a number for one
+// number, a flat list otherwise, {"datatype","shape"} past 4096 elements.
+void AppendTensorJson(std::string& out, const Tensor& tensor);
+
+}  // namespace braid

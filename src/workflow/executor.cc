@@ -1,0 +1,418 @@
+#include "workflow/executor.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <regex>
+
+#include "preprocess/audio.h"
+#include "preprocess/image.h"
+
+namespace braid {
+namespace {
+
+std::string_view FirstString(const Tensor& tensor) {
+  auto strings = tensor.Strings();
+  return strings.ok() && !strings->empty() ? (*strings)[0] : std::string_view();
+}
+
+Result<Tensor> Scalar(float value) {
+  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kFp32, {1}));
+  tensor.mutable_span<float>()[0] = value;
+  return tensor;
+}
+
+Result<NamedTensors> Similarity(const NamedTensors& in) {
+  const Tensor& a = in.at("a");
+  const Tensor& b = in.at("b");
+  if (a.dtype() != DataType::kFp32 || b.dtype() != DataType::kFp32 ||
+      a.element_count() != b.element_count() || a.element_count() == 0) {
+    return InvalidArgument("similarity needs two FP32 vectors of one length, not {} and {}",
+                           ShapeToString(a.shape()), ShapeToString(b.shape()));
+  }
+  double dot = 0, na = 0, nb = 0;
+  auto x = a.span<float>(), y = b.span<float>();
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    dot += double(x[i]) * y[i];
+    na += double(x[i]) * x[i];
+    nb += double(y[i]) * y[i];
+  }
+  const double cosine = na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
+  BRAID_ASSIGN_OR_RETURN(Tensor out, Scalar(static_cast<float>(cosine)));
+  return NamedTensors{{"similarity", out}};
+}
+
+Result<NamedTensors> Fuse(const NodeSpec& node, const NamedTensors& in) {
+  const std::string mode = node.params.count("mode") ? node.params.at("mode") : "concat";
+  std::vector<const Tensor*> parts;
+  for (const auto& [name, tensor] : in) {
+    if (tensor.dtype() != DataType::kFp32)
+      return InvalidArgument("fuse takes FP32 inputs; '{}' is {}", name,
+                             DataTypeName(tensor.dtype()));
+    parts.push_back(&tensor);
+  }
+  if (parts.empty()) return InvalidArgument("fuse got no inputs");
+  if (mode == "mean") {
+    const auto count = parts[0]->element_count();
+    BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DataType::kFp32, {1, count}));
+    auto sum = out.mutable_span<float>();
+    for (const Tensor* part : parts) {
+      if (part->element_count() != count)
+        return InvalidArgument("fuse mean needs inputs of one length");
+      for (std::int64_t i = 0; i < count; ++i) sum[i] += part->span<float>()[i] / parts.size();
+    }
+    return NamedTensors{{"vector", out}};
+  }
+  if (mode != "concat") return InvalidArgument("fuse mode '{}' is not concat or mean", mode);
+  std::int64_t total = 0;
+  for (const Tensor* part : parts) total += part->element_count();
+  BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DataType::kFp32, {1, total}));
+  std::size_t offset = 0;
+  for (const Tensor* part : parts) {
+    std::memcpy(out.mutable_data() + offset, part->data(), part->byte_size());
+    offset += part->byte_size();
+  }
+  return NamedTensors{{"vector", out}};
+}
+
+std::string RenderTemplate(const std::string& text, const NamedTensors& values) {
+  static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
+  std::string out;
+  auto begin = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
+  std::size_t last = 0;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    out += text.substr(last, it->position() - last);
+    std::string key = (*it)[1];
+    auto value = values.find(key);
+    if (value != values.end()) {
+      std::string rendered = RenderTensor(value->second);
+      while (!rendered.empty() && std::isspace(static_cast<unsigned char>(rendered.back())))
+        rendered.pop_back();
+      out += rendered;
+    }
+    last = it->position() + it->length();
+  }
+  out += text.substr(last);
+  return out;
+}
+
+}  // namespace
+
+std::string RenderTensor(const Tensor& tensor) {
+  if (tensor.dtype() == DataType::kBytes) {
+    auto strings = tensor.Strings();
+    if (!strings.ok()) return "";
+    std::string out;
+    for (std::size_t i = 0; i < strings->size(); ++i)
+      out += (i ? " " : "") + std::string((*strings)[i]);
+    return out;
+  }
+  if (tensor.dtype() == DataType::kBool) return tensor.span<std::uint8_t>()[0] ? "true" : "false";
+  if (tensor.dtype() == DataType::kFp32) {
+    auto values = tensor.span<float>();
+    if (values.size() == 1) return fmt::format("{:.4f}", values[0]);
+    if (values.size() <= 8) return fmt::format("[{:.4f}]", fmt::join(values, ", "));
+    return fmt::format("[{} values]", values.size());
+  }
+  return fmt::format("[{} {} values]", tensor.element_count(), DataTypeName(tensor.dtype()));
+}
+
+// One run's state. Shared by the callbacks of its nodes; the last holder frees it.
+class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
+ public:
+  WorkflowRun(WorkflowExecutor& executor, WorkflowPtr workflow, NamedTensors inputs,
+              RunOptions options, EventSink sink)
+      : executor_(executor),
+        workflow_(std::move(workflow)),
+        inputs_(std::move(inputs)),
+        options_(std::move(options)),
+        sink_(std::move(sink)),
+        start_(executor.clock_.Now()) {
+    if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
+    for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
+  }
+
+  void Start() {
+    WorkflowEvent started;
+    started.type = WorkflowEvent::Type::kWorkflowStarted;
+    Emit(started);
+    std::unique_lock lock(mutex_);
+    Advance(lock);
+  }
+
+ private:
+  enum class State { kPending, kRunning, kDone, kSkipped };
+
+  // Starts (or skips) every node whose dependencies are resolved. Called
+  // with the lock held; releases it around emitting and starting.
+  void Advance(std::unique_lock<std::mutex>& lock) {
+    while (!finished_) {
+      const NodeSpec* ready = nullptr;
+      for (const auto& node : workflow_->nodes) {
+        if (state_[node.id] != State::kPending) continue;
+        bool resolved =
+            std::all_of(node.depends_on.begin(), node.depends_on.end(), [&](const std::string& d) {
+              return state_[d] == State::kDone || state_[d] == State::kSkipped;
+            });
+        if (resolved) {
+          ready = &node;
+          break;
+        }
+      }
+      if (ready == nullptr) break;
+      if (options_.serial && running_ > 0) break;
+      NamedTensors inputs;
+      if (!Gather(*ready, &inputs)) {
+        state_[ready->id] = State::kSkipped;
+        WorkflowEvent skipped;
+        skipped.type = WorkflowEvent::Type::kNodeFinished;
+        skipped.node_id = ready->id;
+        skipped.node_kind = ready->kind;
+        skipped.status = "skipped";
+        lock.unlock();
+        Emit(skipped);
+        lock.lock();
+        continue;
+      }
+      state_[ready->id] = State::kRunning;
+      ++running_;
+      WorkflowEvent started;
+      started.type = WorkflowEvent::Type::kNodeStarted;
+      started.node_id = ready->id;
+      started.node_kind = ready->kind;
+      started.index = ++started_count_;
+      const TimePoint node_start = executor_.clock_.Now();
+      lock.unlock();
+      Emit(started);
+      Execute(*ready, std::move(inputs), node_start);
+      lock.lock();
+    }
+    const bool all_resolved = std::all_of(state_.begin(), state_.end(), [](const auto& entry) {
+      return entry.second == State::kDone || entry.second == State::kSkipped;
+    });
+    if (all_resolved && !finished_) {
+      finished_ = true;
+      WorkflowEvent done;
+      done.type = WorkflowEvent::Type::kWorkflowFinished;
+      done.status = "succeeded";
+      done.elapsed = executor_.clock_.Now() - start_;
+      for (const auto& [name, ref] : workflow_->outputs) {
+        if (auto value = Lookup(ref)) done.outputs[name] = *value;
+      }
+      lock.unlock();
+      Emit(done);
+      lock.lock();
+    }
+  }
+
+  // The tensor a reference points at, if present.
+  std::optional<Tensor> Lookup(const Reference& ref) const {
+    if (ref.node == "inputs") {
+      auto it = inputs_.find(ref.output);
+      if (it == inputs_.end()) return std::nullopt;
+      return it->second;
+    }
+    auto node = outputs_.find(ref.node);
+    if (node == outputs_.end()) return std::nullopt;
+    auto value = node->second.find(ref.output);
+    if (value == node->second.end()) return std::nullopt;
+    return value->second;
+  }
+
+  // Collects a node's inputs; false when the node must be skipped.
+  bool Gather(const NodeSpec& node, NamedTensors* inputs) {
+    auto condition = [&](const std::string& id) {
+      auto value = Lookup({id, "result", true});
+      return value && value->span<std::uint8_t>()[0] != 0;
+    };
+    if (!node.run_if.empty() && !condition(node.run_if)) return false;
+    if (!node.run_unless.empty() && condition(node.run_unless)) return false;
+    if (node.kind == "condition") {
+      bool any = std::any_of(node.any_of.begin(), node.any_of.end(),
+                             [&](const Reference& ref) { return Lookup(ref).has_value(); });
+      auto flag = *Tensor::Allocate(DataType::kBool, {1});
+      flag.mutable_span<std::uint8_t>()[0] = any;
+      (*inputs)["result"] = flag;
+      return true;
+    }
+    for (const auto& [field, ref] : node.from) {
+      auto value = Lookup(ref);
+      if (!value) {
+        if (ref.optional) continue;
+        return false;
+      }
+      (*inputs)[field] = *value;
+    }
+    return true;
+  }
+
+  void Execute(const NodeSpec& node, NamedTensors inputs, TimePoint node_start) {
+    auto self = shared_from_this();
+    auto done = [self, &node, node_start](Result<NamedTensors> result) {
+      self->Finish(node, std::move(result), node_start);
+    };
+    if (node.kind == "model" || node.kind == "project") {
+      NamedTensors model_inputs;
+      std::string model = node.params.count("model") ? node.params.at("model") : "align";
+      if (node.kind == "project") {
+        model_inputs["image_embeds"] = inputs["image"];
+        model_inputs["text_embeds"] = inputs["text"];
+      } else {
+        model_inputs = std::move(inputs);
+      }
+      int priority = options_.priority;
+      if (node.params.count("priority")) priority = std::atoi(node.params.at("priority").c_str());
+      const bool project = node.kind == "project";
+      executor_.runner_.Run(model, std::move(model_inputs), priority, options_.deadline,
+                            options_.cancellation, [done, project](Result<NamedTensors> result) {
+                              if (project && result.ok()) {
+                                NamedTensors renamed = {{"image", (*result)["image_aligned"]},
+                                                        {"text", (*result)["text_aligned"]}};
+                                done(std::move(renamed));
+                                return;
+                              }
+                              done(std::move(result));
+                            });
+      return;
+    }
+    executor_.pool_.Submit(
+        [self, &node, inputs = std::move(inputs), done] { done(self->Compute(node, inputs)); });
+  }
+
+  // CPU node kinds.
+  Result<NamedTensors> Compute(const NodeSpec& node, const NamedTensors& in) {
+    if (node.kind == "condition") return in;
+    if (node.kind == "similarity") return Similarity(in);
+    if (node.kind == "fuse") return Fuse(node, in);
+    if (node.kind == "template") {
+      std::string text = RenderTemplate(node.params.at("template"), in);
+      // Stream the report word by word, as a model's tokens would arrive.
+      std::size_t start = 0;
+      while (start < text.size()) {
+        std::size_t end = text.find(' ', start);
+        end = end == std::string::npos ? text.size() : end + 1;
+        WorkflowEvent chunk;
+        chunk.type = WorkflowEvent::Type::kTextChunk;
+        chunk.node_id = node.id;
+        chunk.node_kind = node.kind;
+        chunk.text = text.substr(start, end - start);
+        Emit(chunk);
+        start = end;
+      }
+      BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({text}, {1}));
+      return NamedTensors{{"text", out}};
+    }
+    const std::string_view media = FirstString(in.begin()->second);
+    auto bytes = std::as_bytes(std::span(media.data(), media.size()));
+    if (node.kind == "preprocess.image") {
+      BRAID_ASSIGN_OR_RETURN(cv::Mat rgb, DecodeImage(bytes, {}, false, 224));
+      BRAID_ASSIGN_OR_RETURN(Tensor pixels, Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224}));
+      BRAID_RETURN_IF_ERROR(ClipPreprocess(rgb, pixels.mutable_span<float>().data()));
+      return NamedTensors{{"pixel_values", pixels}};
+    }
+    if (node.kind == "preprocess.audio") {
+      BRAID_ASSIGN_OR_RETURN(Audio audio, DecodeAudio(bytes));
+      BRAID_ASSIGN_OR_RETURN(
+          Tensor samples,
+          Tensor::Allocate(DataType::kFp32, {1, static_cast<std::int64_t>(audio.samples.size())}));
+      std::copy(audio.samples.begin(), audio.samples.end(), samples.mutable_span<float>().begin());
+      auto mel = WhisperLogMel(audio.samples);
+      BRAID_ASSIGN_OR_RETURN(Tensor log_mel,
+                             Tensor::Allocate(DataType::kFp32, {1, kMelBins, kMelFrames}));
+      std::copy(mel.begin(), mel.end(), log_mel.mutable_span<float>().begin());
+      return NamedTensors{{"samples", samples}, {"log_mel", log_mel}};
+    }
+    if (node.kind == "preprocess.text") {
+      BRAID_ASSIGN_OR_RETURN(auto tokenizer, executor_.TokenizerFor(node.params.at("tokenizer")));
+      BRAID_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(media));
+      BRAID_ASSIGN_OR_RETURN(
+          Tensor tensor,
+          Tensor::Allocate(DataType::kInt64, {1, static_cast<std::int64_t>(ids.size())}));
+      std::copy(ids.begin(), ids.end(), tensor.mutable_span<std::int64_t>().begin());
+      return NamedTensors{{"input_ids", tensor}};
+    }
+    return Internal("node kind '{}' has no implementation", node.kind);
+  }
+
+  void Finish(const NodeSpec& node, Result<NamedTensors> result, TimePoint node_start) {
+    std::unique_lock lock(mutex_);
+    --running_;
+    if (finished_) return;
+    if (!result.ok()) {
+      finished_ = true;
+      options_.cancellation->Cancel();
+      WorkflowEvent error;
+      error.type = WorkflowEvent::Type::kError;
+      error.node_id = node.id;
+      error.node_kind = node.kind;
+      error.status = "failed";
+      error.error_code = result.status().code();
+      error.text =
+          fmt::format("node '{}' ({}) failed: {}", node.id, node.kind, result.status().message());
+      error.elapsed = executor_.clock_.Now() - start_;
+      lock.unlock();
+      Emit(error);
+      return;
+    }
+    outputs_[node.id] = *result;
+    state_[node.id] = State::kDone;
+    WorkflowEvent finished;
+    finished.type = WorkflowEvent::Type::kNodeFinished;
+    finished.node_id = node.id;
+    finished.node_kind = node.kind;
+    finished.status = "succeeded";
+    finished.outputs = std::move(result).value();
+    finished.elapsed = executor_.clock_.Now() - node_start;
+    lock.unlock();
+    Emit(finished);
+    lock.lock();
+    Advance(lock);
+  }
+
+  void Emit(const WorkflowEvent& event) {
+    std::lock_guard lock(emit_mutex_);
+    sink_(event);
+  }
+
+  WorkflowExecutor& executor_;
+  const WorkflowPtr workflow_;
+  const NamedTensors inputs_;
+  RunOptions options_;
+  const EventSink sink_;
+  const TimePoint start_;
+  std::mutex emit_mutex_;  // one event at a time to the sink; taken after mutex_ is released
+  std::mutex mutex_;
+  std::map<std::string, State> state_;           // guarded by mutex_
+  std::map<std::string, NamedTensors> outputs_;  // guarded by mutex_
+  int running_ = 0;                              // guarded by mutex_
+  int started_count_ = 0;                        // guarded by mutex_
+  bool finished_ = false;                        // guarded by mutex_
+};
+
+WorkflowExecutor::WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock)
+    : runner_(runner), pool_(pool), clock_(clock) {}
+
+void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options,
+                             EventSink sink) {
+  auto run = std::make_shared<WorkflowRun>(*this, std::move(workflow), std::move(inputs),
+                                           std::move(options), std::move(sink));
+  run->Start();
+}
+
+Result<std::shared_ptr<const Tokenizer>> WorkflowExecutor::TokenizerFor(const std::string& model) {
+  {
+    std::lock_guard lock(tokenizers_mutex_);
+    auto it = tokenizers_.find(model);
+    if (it != tokenizers_.end()) return it->second;
+  }
+  BRAID_ASSIGN_OR_RETURN(auto directory, runner_.ModelDirectory(model));
+  BRAID_ASSIGN_OR_RETURN(TokenizerPtr tokenizer, LoadTokenizer(directory / "tokenizer.json"));
+  std::shared_ptr<const Tokenizer> shared = std::move(tokenizer);
+  std::lock_guard lock(tokenizers_mutex_);
+  tokenizers_[model] = shared;
+  return shared;
+}
+
+}  // namespace braid

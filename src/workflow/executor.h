@@ -1,0 +1,101 @@
+// WorkflowExecutor: runs a Workflow as a DAG. A node starts as soon as the
+// nodes it depends on have finished; independent nodes run at the same time.
+// Model nodes go through the model's scheduler (via ModelRunner), so they
+// batch with every other request and run; CPU nodes (preprocessing,
+// templates, similarity) run on a shared thread pool. Nothing blocks a
+// thread while waiting for another node.
+//
+// Events, in order per node: node_started, then text_chunk (templates), then
+// node_finished; the run ends with exactly one workflow_finished or error.
+// A failing node fails the run: its error event comes at once, the run's
+// queued model requests are cancelled, and later completions are dropped.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/clock.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "preprocess/tokenizer.h"
+#include "scheduler/request.h"
+#include "workflow/workflow.h"
+
+namespace braid {
+
+using NamedTensors = std::map<std::string, Tensor>;
+
+// How the executor reaches models. Implemented over the schedulers by the
+// server and by `braid run`. Thread-safe.
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  // Runs `model` on `inputs`; `done` gets its named outputs. May call `done`
+  // on any thread, including before returning.
+  virtual void Run(const std::string& model, NamedTensors inputs, int priority, TimePoint deadline,
+                   std::shared_ptr<CancellationToken> cancellation,
+                   std::function<void(Result<NamedTensors>)> done) = 0;
+  // The folder of the model's served version (for its tokenizer.json).
+  virtual Result<std::filesystem::path> ModelDirectory(const std::string& model) = 0;
+};
+
+struct WorkflowEvent {
+  enum class Type {
+    kWorkflowStarted,
+    kNodeStarted,
+    kNodeFinished,
+    kTextChunk,
+    kWorkflowFinished,
+    kError
+  };
+  Type type = Type::kWorkflowStarted;
+  std::string node_id;
+  std::string node_kind;
+  std::string status;    // node_finished / workflow_finished: succeeded, skipped, failed
+  NamedTensors outputs;  // node_finished: the node's; workflow_finished: the workflow's
+  std::string text;      // text_chunk: the chunk; error: the message
+  Duration elapsed{};    // node_finished, workflow_finished
+  int index = 0;         // order in which the node started (1-based)
+  StatusCode error_code = StatusCode::kOk;  // error: the failing node's status code
+};
+using EventSink = std::function<void(const WorkflowEvent&)>;
+
+struct RunOptions {
+  bool serial = false;  // one node at a time, in topological order: the benchmark's baseline
+  int priority = 0;
+  TimePoint deadline = TimePoint::max();
+  std::shared_ptr<CancellationToken> cancellation;  // also cancels the run's queued model work
+};
+
+class WorkflowExecutor {
+ public:
+  // `runner`, `pool` and `clock` must outlive the executor and its runs.
+  WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock);
+
+  // Starts a run; returns at once. `inputs` holds the workflow's inputs
+  // present in the request, each a BYTES [1] tensor (UTF-8 text, or the
+  // encoded image or audio). `sink` receives the events, one at a time.
+  void Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options, EventSink sink);
+
+  // The tokenizer of `model`, loaded once. Thread-safe.
+  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
+
+ private:
+  friend class WorkflowRun;
+  ModelRunner& runner_;
+  ThreadPool& pool_;
+  Clock& clock_;
+  std::mutex tokenizers_mutex_;
+  std::map<std::string, std::shared_ptr<const Tokenizer>>
+      tokenizers_;  // guarded by tokenizers_mutex_
+};
+
+// Renders a tensor for templates and reports: text for BYTES, numbers with
+// four decimals, "[N values]" for long vectors.
+std::string RenderTensor(const Tensor& tensor);
+
+}  // namespace braid

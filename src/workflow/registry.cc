@@ -1,0 +1,40 @@
+#include "workflow/registry.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/file_util.h"
+
+namespace braid {
+
+Status WorkflowRegistry::Load(const std::filesystem::path& directory, const ModelCatalog& catalog) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(directory, error)) {
+    return NotFound("workflow folder {} does not exist", directory.string());
+  }
+  for (const auto& file : std::filesystem::directory_iterator(directory, error)) {
+    if (file.path().extension() != ".yaml" && file.path().extension() != ".yml") continue;
+    const std::string name = file.path().stem().string();
+    WorkflowEntry entry{name, nullptr, ""};
+    auto text = ReadFile(file.path(), 1 << 20);
+    auto workflow = text.ok() ? ParseWorkflow(*text, name, file.path(), catalog)
+                              : Result<WorkflowPtr>(text.status());
+    if (workflow.ok()) {
+      entry.workflow = *workflow;
+    } else {
+      entry.reason = workflow.status().message();
+      spdlog::warn("workflow {} is unavailable: {}", name, entry.reason);
+    }
+    entries_[name] = std::move(entry);
+  }
+  return Status::Ok();
+}
+
+Result<WorkflowPtr> WorkflowRegistry::Get(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return NotFound("unknown workflow '{}'", name);
+  if (!it->second.workflow)
+    return Unavailable("workflow '{}' is unavailable: {}", name, it->second.reason);
+  return it->second.workflow;
+}
+
+}  // namespace braid

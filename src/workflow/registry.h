@@ -1,0 +1,33 @@
+// WorkflowRegistry: the workflows of one folder (<dir>/<name>.yaml). A bad
+// workflow is kept as unavailable with its reason and never stops the others.
+// Read-only after Load; thread-safe to read.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "workflow/workflow.h"
+
+namespace braid {
+
+struct WorkflowEntry {
+  std::string name;
+  WorkflowPtr workflow;  // null when unavailable
+  std::string reason;    // why it is unavailable
+};
+
+class WorkflowRegistry {
+ public:
+  // Loads every *.yaml under `directory`; an unreadable folder is an error.
+  Status Load(const std::filesystem::path& directory, const ModelCatalog& catalog);
+
+  const std::map<std::string, WorkflowEntry>& entries() const { return entries_; }
+  // The workflow, NotFound for an unknown name, Unavailable for a bad one.
+  Result<WorkflowPtr> Get(const std::string& name) const;
+
+ private:
+  std::map<std::string, WorkflowEntry> entries_;
+};
+
+}  // namespace braid

@@ -1,0 +1,88 @@
+// Workflow: a multimodal DAG loaded from workflows/<name>.yaml.
+//
+//   description: ...
+//   inputs:  {image: {type: image, optional: true}, text: {type: text}}
+//   nodes:
+//     - {id: pixels, kind: preprocess.image, from: {image: inputs.image}}
+//     - {id: embed, kind: model, model: clip-image, from: {pixel_values: pixels.pixel_values}}
+//     - {id: report, kind: template, template: "score {{match.similarity}}"}
+//   outputs: {report: report.text}
+//
+// A reference is "inputs.NAME" or "NODE.OUTPUT"; a trailing "?" makes it
+// optional. A node whose required reference is missing (an absent input, a
+// skipped node) is skipped, and so are the nodes that need it. `if: NODE`
+// runs a node only when that condition node's result is true (`unless:` the
+// opposite). Templates reference {{NODE.OUTPUT}} (or {{NODE.OUTPUT?}}),
+// which also become edges.
+//
+// Loading validates everything a run could trip on: unknown keys and kinds,
+// references to missing nodes, inputs or model outputs, cycles, type
+// mismatches between an input and what the node accepts. Errors name the
+// file, the node and the field.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace braid {
+
+enum class InputType { kText, kImage, kAudio };
+
+struct WorkflowInput {
+  std::string name;
+  InputType type = InputType::kText;
+  bool optional = false;
+};
+
+struct Reference {
+  std::string node;    // "inputs" for workflow inputs
+  std::string output;  // input or output name
+  bool optional = false;
+
+  std::string ToString() const { return node + "." + output + (optional ? "?" : ""); }
+};
+
+struct NodeSpec {
+  std::string id;
+  std::string
+      kind;  // preprocess.image|audio|text, model, project, condition, similarity, fuse, template
+  std::map<std::string, Reference> from;      // node input name → reference
+  std::map<std::string, std::string> params;  // model, tokenizer, template, mode, ...
+  std::vector<Reference> any_of;              // condition: true when any is present
+  std::string run_if;                         // condition node that must be true
+  std::string run_unless;                     // condition node that must be false
+  std::vector<std::string> depends_on;        // every node this one waits for
+};
+
+struct Workflow {
+  std::string name;
+  std::string description;
+  std::filesystem::path file;
+  std::vector<WorkflowInput> inputs;
+  std::vector<NodeSpec> nodes;  // topological order
+  std::map<std::string, Reference> outputs;
+
+  const NodeSpec* FindNode(const std::string& id) const;
+  const WorkflowInput* FindInput(const std::string& name) const;
+};
+using WorkflowPtr = std::shared_ptr<const Workflow>;
+
+// Checks a model reference during validation: the model exists and has the
+// named inputs/outputs. Returns the model's output names, or an error.
+using ModelCatalog = std::function<Result<std::vector<std::string>>(
+    const std::string& model, const std::vector<std::string>& inputs)>;
+
+// Parses and validates a workflow. `catalog` checks model nodes.
+Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name,
+                                  const std::filesystem::path& file, const ModelCatalog& catalog);
+
+// The node kinds braid knows, for messages.
+const std::vector<std::string>& NodeKinds();
+
+}  // namespace braid
