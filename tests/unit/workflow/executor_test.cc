@@ -1,0 +1,232 @@
+// The executor with a ModelRunner whose models the test controls: each call
+// is held until the test releases it, so parallelism, ordering, skipping,
+// failure and serial mode are observed deterministically.
+#include "workflow/executor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <condition_variable>
+
+namespace braid {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr auto kPatience = std::chrono::seconds(10);
+
+class HeldRunner : public ModelRunner {
+ public:
+  // ModelRunner: "double" returns x·2 as y; "broken" fails.
+  void Run(const std::string& model, NamedTensors inputs, int, TimePoint,
+           std::shared_ptr<CancellationToken>,
+           std::function<void(Result<NamedTensors>)> done) override {
+    std::unique_lock lock(mutex_);
+    calls_.push_back(model);
+    ++in_flight_;
+    peak_ = std::max(peak_, in_flight_);
+    pending_.push_back([model, inputs = std::move(inputs), done = std::move(done)]() mutable {
+      if (model == "broken") return done(InvalidArgument("the model refused"));
+      Tensor y = *Tensor::Allocate(DataType::kFp32, {1, 2});
+      float x = inputs.at("x").span<float>()[0];
+      y.mutable_span<float>()[0] = 2 * x;
+      y.mutable_span<float>()[1] = 1;
+      done(NamedTensors{{"y", y}});
+    });
+    changed_.notify_all();
+  }
+  Result<std::filesystem::path> ModelDirectory(const std::string& model) override {
+    return NotFound("no {}", model);
+  }
+
+  // Waits until `count` calls are held, then completes them all.
+  void ReleaseWhenHeld(std::size_t count) {
+    std::vector<std::function<void()>> ready;
+    {
+      std::unique_lock lock(mutex_);
+      EXPECT_TRUE(changed_.wait_for(lock, kPatience, [&] { return pending_.size() >= count; }))
+          << pending_.size() << " calls held, waiting for " << count;
+      ready.swap(pending_);
+      in_flight_ -= static_cast<int>(ready.size());
+    }
+    for (auto& call : ready) call();
+  }
+  int peak() {
+    std::lock_guard lock(mutex_);
+    return peak_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::string> calls_;
+  std::vector<std::function<void()>> pending_;
+  int in_flight_ = 0;
+  int peak_ = 0;
+};
+
+Result<std::vector<std::string>> Catalog(const std::string& model,
+                                         const std::vector<std::string>&) {
+  if (model == "double" || model == "broken") return std::vector<std::string>{"y"};
+  return NotFound("no {}", model);
+}
+
+// Collects events until the run ends.
+struct Recorder {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  std::vector<WorkflowEvent> events;
+  bool done = false;
+
+  EventSink Sink() {
+    return [this](const WorkflowEvent& event) {
+      std::lock_guard lock(mutex);
+      events.push_back(event);
+      if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
+          event.type == WorkflowEvent::Type::kError) {
+        done = true;
+        done_cv.notify_all();
+      }
+    };
+  }
+  void Wait() {
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(done_cv.wait_for(lock, kPatience, [&] { return done; }));
+  }
+  std::vector<std::string> Names(WorkflowEvent::Type type) {
+    std::lock_guard lock(mutex);
+    std::vector<std::string> names;
+    for (const auto& e : events) {
+      if (e.type == type) names.push_back(e.node_id + (e.status.empty() ? "" : ":" + e.status));
+    }
+    return names;
+  }
+};
+
+Tensor Text(const std::string& text) { return *Tensor::FromStrings({text}, {1}); }
+Tensor Number(float value) {
+  Tensor t = *Tensor::Allocate(DataType::kFp32, {1});
+  t.mutable_span<float>()[0] = value;
+  return t;
+}
+
+// Two independent model nodes, a similarity of their outputs, a template.
+constexpr char kDiamond[] = R"(
+inputs: {a: {type: text}, b: {type: text, optional: true}}
+nodes:
+  - {id: left, kind: model, model: double, from: {x: inputs.a}}
+  - {id: right, kind: model, model: double, from: {x: inputs.b}}
+  - {id: compare, kind: similarity, from: {a: left.y, b: right.y}}
+  - {id: report, kind: template, template: "left {{left.y}} similarity {{compare.similarity?}}"}
+outputs: {report: report.text, score: "compare.similarity?"}
+)";
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  WorkflowPtr Load(const std::string& yaml) {
+    auto workflow = ParseWorkflow(yaml, "t", "t.yaml", Catalog);
+    EXPECT_TRUE(workflow.ok()) << workflow.status().ToString();
+    return *workflow;
+  }
+  HeldRunner runner_;
+  ThreadPool pool_{2};
+  WorkflowExecutor executor_{runner_, pool_, SteadyClock()};
+};
+
+TEST_F(ExecutorTest, IndependentModelNodesRunAtTheSameTime) {
+  Recorder recorder;
+  executor_.Start(Load(kDiamond), {{"a", Number(1)}, {"b", Number(3)}}, {}, recorder.Sink());
+  runner_.ReleaseWhenHeld(2);  // both branches are in flight before either is released
+  recorder.Wait();
+  EXPECT_EQ(runner_.peak(), 2);
+  auto finished = recorder.Names(WorkflowEvent::Type::kNodeFinished);
+  EXPECT_EQ(finished.size(), 4u);
+  EXPECT_EQ(finished[2], "compare:succeeded");
+  EXPECT_EQ(finished[3], "report:succeeded");
+  const WorkflowEvent& last = recorder.events.back();
+  ASSERT_EQ(last.type, WorkflowEvent::Type::kWorkflowFinished);
+  EXPECT_EQ(RenderTensor(last.outputs.at("report")), "left [2.0000, 1.0000] similarity 0.9558");
+  EXPECT_NEAR(last.outputs.at("score").span<float>()[0], 13 / std::sqrt(185.0), 1e-5);
+  // The template streamed its text before its node_finished.
+  std::string streamed;
+  for (const auto& e : recorder.events) {
+    if (e.type == WorkflowEvent::Type::kTextChunk) streamed += e.text;
+  }
+  EXPECT_EQ(streamed, "left [2.0000, 1.0000] similarity 0.9558");
+}
+
+TEST_F(ExecutorTest, MissingOptionalInputSkipsItsBranch) {
+  Recorder recorder;
+  executor_.Start(Load(kDiamond), {{"a", Number(1)}}, {}, recorder.Sink());
+  runner_.ReleaseWhenHeld(1);
+  recorder.Wait();
+  auto finished = recorder.Names(WorkflowEvent::Type::kNodeFinished);
+  EXPECT_THAT(finished, ::testing::UnorderedElementsAre("right:skipped", "left:succeeded",
+                                                        "compare:skipped", "report:succeeded"));
+  const WorkflowEvent& last = recorder.events.back();
+  ASSERT_EQ(last.type, WorkflowEvent::Type::kWorkflowFinished);
+  EXPECT_EQ(RenderTensor(last.outputs.at("report")), "left [2.0000, 1.0000] similarity ");
+  EXPECT_FALSE(last.outputs.count("score"));
+}
+
+TEST_F(ExecutorTest, AFailingNodeFailsTheRunWithOneErrorEvent) {
+  Recorder recorder;
+  executor_.Start(Load(R"(
+inputs: {a: {type: text}}
+nodes:
+  - {id: bad, kind: model, model: broken, from: {x: inputs.a}}
+  - {id: good, kind: model, model: double, from: {x: inputs.a}}
+  - {id: after, kind: template, template: "{{bad.y}}"}
+)"),
+                  {{"a", Number(1)}}, {}, recorder.Sink());
+  runner_.ReleaseWhenHeld(2);
+  recorder.Wait();
+  int errors = 0, finishes = 0;
+  for (const auto& e : recorder.events) {
+    errors += e.type == WorkflowEvent::Type::kError;
+    finishes += e.type == WorkflowEvent::Type::kWorkflowFinished;
+  }
+  EXPECT_EQ(errors, 1);
+  EXPECT_EQ(finishes, 0);
+  const WorkflowEvent& error = recorder.events.back();
+  EXPECT_EQ(error.node_id, "bad");
+  EXPECT_THAT(error.text, HasSubstr("the model refused"));
+  EXPECT_EQ(error.error_code, StatusCode::kInvalidArgument);
+}
+
+TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {
+  Recorder recorder;
+  RunOptions options;
+  options.serial = true;
+  executor_.Start(Load(kDiamond), {{"a", Number(1)}, {"b", Number(3)}}, options, recorder.Sink());
+  runner_.ReleaseWhenHeld(1);
+  runner_.ReleaseWhenHeld(1);
+  recorder.Wait();
+  EXPECT_EQ(runner_.peak(), 1);
+  EXPECT_EQ(recorder.events.back().type, WorkflowEvent::Type::kWorkflowFinished);
+}
+
+TEST_F(ExecutorTest, ConditionRoutesBranches) {
+  const std::string yaml = R"(
+inputs: {a: {type: text, optional: true}, b: {type: text, optional: true}}
+nodes:
+  - {id: route, kind: condition, any_of: [inputs.b]}
+  - {id: with_b, kind: template, if: route, template: "has b"}
+  - {id: without_b, kind: template, unless: route, template: "no b"}
+outputs: {with: "with_b.text?", without: "without_b.text?"}
+)";
+  for (bool give_b : {true, false}) {
+    Recorder recorder;
+    NamedTensors inputs = {{"a", Text("x")}};
+    if (give_b) inputs["b"] = Text("y");
+    executor_.Start(Load(yaml), inputs, {}, recorder.Sink());
+    recorder.Wait();
+    const auto& outputs = recorder.events.back().outputs;
+    EXPECT_EQ(outputs.count("with"), give_b ? 1u : 0u);
+    EXPECT_EQ(outputs.count("without"), give_b ? 0u : 1u);
+  }
+}
+
+}  // namespace
+}  // namespace braid
