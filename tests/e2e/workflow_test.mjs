@@ -1,0 +1,118 @@
+// The workflow API from a client's side: fetch, and Server-Sent Events read
+// by eventsource-parser (a parser nobody here wrote).
+//   node --test tests/e2e/workflow_test.mjs   (BRAID_BINARY and BRAID_FIXTURES set by CTest)
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { createParser } from 'eventsource-parser';
+import { startBraid } from './serve.mjs';
+
+const fixtures = process.env.BRAID_FIXTURES;
+let server;
+let base;
+
+const dataUrl = (file, type) => `data:${type};base64,${readFileSync(`${fixtures}/${file}`).toString('base64')}`;
+const image = () => dataUrl('images/text_1_DejaVu-Sans_40.png', 'image/png');
+const audio = () => dataUrl('speech/say_0.wav', 'audio/wav');
+
+async function run(name, inputs, mode = 'blocking') {
+  return fetch(`${base}/v1/workflows/${name}/run`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ inputs, response_mode: mode, user: 'e2e' }),
+  });
+}
+
+// Every event of a streaming run, in arrival order.
+async function stream(name, inputs) {
+  const response = await run(name, inputs, 'streaming');
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /text\/event-stream/);
+  const events = [];
+  const parser = createParser({ onEvent: (message) => events.push(JSON.parse(message.data)) });
+  const decoder = new TextDecoder();
+  for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }));
+  return events;
+}
+
+before(async () => {
+  server = await startBraid(process.env.BRAID_BINARY);
+  base = `http://127.0.0.1:${server.http}`;
+});
+
+after(async () => {
+  assert.equal(await server.stop(), 0);
+});
+
+test('lists the default workflows', async () => {
+  const body = await (await fetch(`${base}/v1/workflows`)).json();
+  const names = body.data.map((w) => w.name).sort();
+  assert.deepEqual(names, ['image-text-match', 'multimodal-assist', 'speech-report']);
+  assert.ok(body.data.every((w) => w.status === 'available'));
+});
+
+test('speech-report streams node by node, its branches in parallel', async () => {
+  const events = await stream('speech-report', { audio: audio(), image: image() });
+  assert.equal(events[0].event, 'workflow_started');
+  assert.equal(events.at(-1).event, 'workflow_finished');
+  const position = (event, node) => events.findIndex((e) => e.event === event && e.data.node_id === node);
+  // Both recognisers start before either finishes: they run at the same time.
+  for (const a of ['ocr', 'transcript']) {
+    for (const b of ['ocr', 'transcript']) assert.ok(position('node_started', a) < position('node_finished', b));
+  }
+  const transcript = events[position('node_finished', 'transcript')];
+  assert.equal(transcript.data.outputs.text, 'the weather is nice today');
+  assert.ok(position('node_finished', 'transcript') < events.length - 1, 'node results arrive before the run ends');
+  const chunks = events.filter((e) => e.event === 'text_chunk').map((e) => e.data.text).join('');
+  assert.ok(position('node_finished', 'report') > events.findLastIndex((e) => e.event === 'text_chunk'));
+  const final = events.at(-1).data;
+  assert.equal(final.outputs.report, chunks);
+  assert.match(final.outputs.report, /the weather is nice today/);
+  assert.match(final.outputs.image_text, /Invoice number 4821/);
+});
+
+test('image-text-match blocking returns outputs and per-node timings', async () => {
+  const response = await run('image-text-match', { image: image(), text: 'an invoice' });
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.equal(body.data.status, 'succeeded');
+  assert.equal(typeof body.data.outputs.similarity, 'number');
+  assert.ok(Math.abs(body.data.outputs.similarity) <= 1);
+  assert.equal(body.data.nodes.length, 7);
+  assert.ok(body.data.nodes.every((n) => n.status === 'succeeded' && n.elapsed_time >= 0 && n.cached === false));
+  assert.equal(body.workflow_run_id, body.data.id);
+});
+
+test('multimodal-assist routes text-only requests to the text path', async () => {
+  const body = await (await run('multimodal-assist', { text: 'what is the weather like?' })).json();
+  assert.equal(body.data.status, 'succeeded');
+  assert.match(body.data.outputs.text_answer, /what is the weather like\?/);
+  const skipped = body.data.nodes.filter((n) => n.status === 'skipped').map((n) => n.id).sort();
+  assert.deepEqual(skipped, ['aligned', 'answer', 'ocr', 'pixels', 'relevance', 'speech', 'vision']);
+
+  const full = await (await run('multimodal-assist', { text: 'what is this?', image: image(), audio: audio() })).json();
+  assert.equal(full.data.status, 'succeeded');
+  assert.match(full.data.outputs.answer, /Heard: the weather is nice today/);
+  assert.match(full.data.outputs.answer, /Read in the image: Invoice number 4821/);
+});
+
+test('bad requests get clear 4xx errors', async () => {
+  let response = await run('no-such-flow', {});
+  assert.equal(response.status, 404);
+  response = await run('speech-report', {});
+  assert.equal(response.status, 400);
+  assert.match((await response.json()).error, /needs input 'audio'/);
+  response = await run('speech-report', { audio: image() });
+  assert.equal(response.status, 400);
+  assert.match((await response.json()).error, /expects audio but the data URL holds image\/png/);
+  response = await run('speech-report', { audio: 'data:audio/wav;base64,@@@' });
+  assert.equal(response.status, 400);
+  response = await run('image-text-match', { image: 'data:image/png;base64,AAAA', text: 'x' });
+  assert.equal(response.status, 400, 'a corrupt image fails its node with the node\'s status');
+  const body = await response.json();
+  assert.equal(body.data.status, 'failed');
+  assert.match(body.data.error, /node 'pixels'/);
+  const events = await stream('image-text-match', { image: 'data:image/png;base64,AAAA', text: 'x' });
+  assert.equal(events.at(-1).event, 'error');
+  assert.equal(events.at(-1).status, 400);
+});
