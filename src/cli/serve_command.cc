@@ -10,6 +10,7 @@
 #include "api/http/http_server.h"
 #include "api/http/routes.h"
 #include "api/inference_service.h"
+#include "api/openai_api.h"
 #include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
@@ -72,8 +73,13 @@ int RunServe(const ServeOptions& options) {
   ApiOptions api_options;
   api_options.api_key = options.api_key;
   api_options.admin_key = options.admin_key;
-  HttpServer http(http_options,
-                  MakeApiHandler(service, metrics, SteadyClock(), api_options, &workflow_api));
+  OpenAiApi openai_api(service, workflows, executor, workflow_pool, SteadyClock());
+  HttpServer http(
+      http_options,
+      MakeApiHandler(
+          service, metrics, SteadyClock(), api_options,
+          {[&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
+           [&](HttpRequest& r, HttpResponderPtr& p) { return openai_api.Handle(r, p); }}));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
   HttpServer metrics_http(metrics_options, MakeMetricsHandler(service, metrics));

@@ -9,7 +9,6 @@
 
 #include "api/kserve.h"
 #include "api/status_mapping.h"
-#include "api/workflow_api.h"
 
 namespace braid {
 namespace {
@@ -168,12 +167,12 @@ Result<std::int64_t> ParseVersion(const std::string& text) {
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
-             WorkflowApi* workflows)
+             std::vector<RouteHandler> extra)
       : service_(service),
         metrics_(metrics),
         clock_(clock),
         options_(std::move(options)),
-        workflows_(workflows) {}
+        extra_(std::move(extra)) {}
 
   void operator()(HttpRequest& request, HttpResponderPtr responder) {
     const std::string& path = request.path;
@@ -186,9 +185,8 @@ class ApiHandler {
     const bool admin = path.starts_with("/v2/repository/models/");
     if (Status auth = Authorize(request, admin); !auth.ok())
       return Reply(responder, request, ErrorResponse(auth));
-    if (workflows_ != nullptr && path.starts_with("/v1/workflows") &&
-        workflows_->Handle(request, responder)) {
-      return;
+    for (auto& route : extra_) {
+      if (route(request, responder)) return;
     }
 
     static const std::regex kModelPath(
@@ -362,7 +360,7 @@ class ApiHandler {
   Metrics& metrics_;
   Clock& clock_;
   const ApiOptions options_;
-  WorkflowApi* workflows_;
+  std::vector<RouteHandler> extra_;
 };
 
 }  // namespace
@@ -380,10 +378,10 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
 }
 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, WorkflowApi* workflows) {
+                           ApiOptions options, std::vector<RouteHandler> extra) {
   // Shared, so that callbacks may keep pointing at it however the function is moved.
   auto handler =
-      std::make_shared<ApiHandler>(service, metrics, clock, std::move(options), workflows);
+      std::make_shared<ApiHandler>(service, metrics, clock, std::move(options), std::move(extra));
   return [handler](HttpRequest& request, HttpResponderPtr responder) {
     (*handler)(request, std::move(responder));
   };

@@ -18,12 +18,14 @@ struct ApiOptions {
   KserveLimits limits;
 };
 
-class WorkflowApi;
+// A further set of endpoints: answers and returns true when the request is
+// one of its own. Called after authentication.
+using RouteHandler = std::function<bool(HttpRequest& request, HttpResponderPtr& responder)>;
 
-// `service`, `metrics`, `clock` and `workflows` (may be null: no workflow
-// endpoints) must outlive the handler.
+// `service`, `metrics` and `clock` must outlive the handler; `extra` routes
+// (workflows, OpenAI-compatible) are tried before the KServe ones.
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, WorkflowApi* workflows = nullptr);
+                           ApiOptions options, std::vector<RouteHandler> extra = {});
 HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics);
 
 // Scheduler statistics and instance counts in the form Metrics::Render takes.

@@ -1,0 +1,57 @@
+// OpenAI-compatible endpoints, as Dify's "OpenAI-API-compatible" provider and
+// the official client libraries call them:
+//   GET  /v1/models                 the models and the workflows
+//   POST /v1/embeddings             text → clip-text, images → clip-image
+//                                   (audio data URLs → asr → clip-text);
+//                                   dimensions 128 goes through the align
+//                                   heads; float or base64; usage counted
+//   POST /v1/audio/transcriptions   multipart `file` → asr (json, text,
+//                                   verbose_json with segments and words)
+//   POST /v1/chat/completions       `model` names a workflow; text,
+//                                   image_url and input_audio parts become its
+//                                   inputs (data URLs routed by media type);
+//                                   stream: true answers with
+//                                   chat.completion.chunk events and [DONE]
+// Embeddings are L2-normalised, as OpenAI's are.
+#pragma once
+
+#include "api/http/http_server.h"
+#include "api/inference_service.h"
+#include "core/thread_pool.h"
+#include "workflow/executor.h"
+#include "workflow/registry.h"
+
+namespace braid {
+
+class OpenAiApi {
+ public:
+  // Everything passed must outlive the API. `pool` runs media decoding off
+  // the network threads.
+  OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
+            WorkflowExecutor& executor, ThreadPool& pool, Clock& clock);
+
+  // Answers the request if its path is one of the endpoints above.
+  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+
+ private:
+  struct Item;
+  void Models(HttpResponderPtr responder);
+  void Embeddings(HttpRequest& request, HttpResponderPtr responder);
+  void Transcriptions(HttpRequest& request, HttpResponderPtr responder);
+  void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);
+  // One embedding of `item` with `dimensions` (512 or 128).
+  void Embed(const Item& item, int dimensions,
+             std::function<void(Result<std::vector<float>>)> done);
+  void EmbedText(const std::string& text, int dimensions,
+                 std::function<void(Result<std::vector<float>>)> done);
+  void Project(std::vector<float> vector, bool image,
+               std::function<void(Result<std::vector<float>>)> done);
+
+  InferenceService& service_;
+  const WorkflowRegistry& workflows_;
+  WorkflowExecutor& executor_;
+  ThreadPool& pool_;
+  Clock& clock_;
+};
+
+}  // namespace braid

@@ -1,0 +1,115 @@
+// braid's OpenAI-compatible endpoints through the official `openai` npm
+// client, as Dify's OpenAI-API-compatible provider would call them.
+//   node --test tests/e2e/openai_test.mjs   (BRAID_BINARY and BRAID_FIXTURES set by CTest)
+import assert from 'node:assert/strict';
+import { createReadStream, readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import OpenAI from 'openai';
+import { startBraid } from './serve.mjs';
+
+const fixtures = process.env.BRAID_FIXTURES;
+let server;
+let client;
+
+const imageUrl = () => `data:image/png;base64,${readFileSync(`${fixtures}/images/text_1_DejaVu-Sans_40.png`).toString('base64')}`;
+const wavBase64 = () => readFileSync(`${fixtures}/speech/say_0.wav`).toString('base64');
+const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+
+before(async () => {
+  server = await startBraid(process.env.BRAID_BINARY);
+  client = new OpenAI({ apiKey: 'not-needed', baseURL: `http://127.0.0.1:${server.http}/v1` });
+});
+
+after(async () => {
+  assert.equal(await server.stop(), 0);
+});
+
+test('models lists models and workflows', async () => {
+  const ids = [];
+  for await (const model of client.models.list()) ids.push(model.id);
+  for (const id of ['clip', 'clip-text', 'asr', 'multimodal-assist', 'speech-report']) assert.ok(ids.includes(id), id);
+});
+
+test('text embeddings, with usage', async () => {
+  const response = await client.embeddings.create({ model: 'clip', input: ['a photo of a cat', 'a photo of a cat', 'a dog'] });
+  assert.equal(response.data.length, 3);
+  const [a, b, c] = response.data.map((d) => d.embedding);
+  assert.equal(a.length, 512);
+  assert.ok(Math.abs(norm(a) - 1) < 1e-4, 'normalised');
+  assert.deepEqual(a, b, 'same text, same embedding');
+  assert.notDeepEqual(a, c);
+  assert.ok(response.usage.prompt_tokens > 0);
+  assert.equal(response.usage.total_tokens, response.usage.prompt_tokens);
+});
+
+test('image and audio content parts, float format, 128 dimensions', async () => {
+  const image = await client.embeddings.create({
+    model: 'clip', encoding_format: 'float',
+    input: [{ type: 'image_url', image_url: { url: imageUrl() } }],
+  });
+  assert.equal(image.data[0].embedding.length, 512);
+  const aligned = await client.embeddings.create({ model: 'clip', dimensions: 128, input: 'an invoice' });
+  assert.equal(aligned.data[0].embedding.length, 128);
+  // Dify sends audio as an image_url data URL: it is transcribed, then embedded.
+  const audio = await client.embeddings.create({
+    model: 'clip', input: [{ type: 'image_url', image_url: { url: `data:audio/wav;base64,${wavBase64()}` } }],
+  });
+  const text = await client.embeddings.create({ model: 'clip', input: 'the weather is nice today' });
+  assert.deepEqual(audio.data[0].embedding, text.data[0].embedding);
+});
+
+test('transcriptions in every response format', async () => {
+  const file = () => createReadStream(`${fixtures}/speech/say_2.wav`);
+  const json = await client.audio.transcriptions.create({ file: file(), model: 'asr' });
+  assert.equal(json.text, 'i would like to order a pizza');
+  const text = await client.audio.transcriptions.create({ file: file(), model: 'asr', response_format: 'text' });
+  assert.equal(String(text).trim(), 'i would like to order a pizza');
+  const verbose = await client.audio.transcriptions.create({ file: file(), model: 'asr', response_format: 'verbose_json' });
+  assert.equal(verbose.segments.length, 1);
+  assert.ok(verbose.duration > 1);
+  assert.equal(verbose.words.length, 7);
+});
+
+test('chat completions run a workflow, blocking and streaming', async () => {
+  const reply = await client.chat.completions.create({
+    model: 'multimodal-assist', messages: [{ role: 'user', content: 'what is the weather like?' }],
+  });
+  assert.match(reply.choices[0].message.content, /what is the weather like\?/);
+  assert.equal(reply.choices[0].finish_reason, 'stop');
+  assert.ok(reply.usage.total_tokens > 0);
+
+  const stream = await client.chat.completions.create({
+    model: 'multimodal-assist', stream: true, stream_options: { include_usage: true },
+    messages: [{ role: 'user', content: [
+      { type: 'text', text: 'what does the picture say?' },
+      { type: 'image_url', image_url: { url: imageUrl() } },
+      { type: 'input_audio', input_audio: { data: wavBase64(), format: 'wav' } },
+    ] }],
+  });
+  let content = '';
+  let chunks = 0;
+  let usage = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const choice of chunk.choices) {
+      content += choice.delta.content ?? '';
+      finish = choice.finish_reason ?? finish;
+      chunks += 1;
+    }
+  }
+  assert.ok(chunks > 5, 'the answer streams in pieces');
+  assert.equal(finish, 'stop');
+  assert.ok(usage && usage.total_tokens > 0);
+  assert.match(content, /Heard: the weather is nice today/);
+  assert.match(content, /Invoice number 4821/);
+});
+
+test('errors come back as API errors', async () => {
+  await assert.rejects(client.embeddings.create({ model: 'gpt-9', input: 'x' }), (e) => e.status === 404);
+  await assert.rejects(client.embeddings.create({ model: 'clip', input: [] }), (e) => e.status === 400);
+  await assert.rejects(client.chat.completions.create({ model: 'no-such-workflow', messages: [{ role: 'user', content: 'x' }] }),
+                       (e) => e.status === 404);
+  await assert.rejects(client.chat.completions.create({ model: 'speech-report', messages: [{ role: 'user', content: 'x' }] }),
+                       (e) => e.status === 400 && /takes no text input/.test(e.message));
+});
