@@ -60,9 +60,10 @@ const char* EventName(WorkflowEvent::Type type) {
   return "unknown";
 }
 
-// One event as Dify's workflow API shapes it.
-std::string EventJson(const WorkflowEvent& event, const std::string& run_id,
-                      const std::string& workflow) {
+}  // namespace
+
+std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run_id,
+                              const std::string& workflow) {
   std::string head = fmt::format(R"({{"event":"{}","workflow_run_id":"{}","task_id":"{}")",
                                  EventName(event.type), run_id, run_id);
   std::string node;
@@ -108,6 +109,8 @@ std::string EventJson(const WorkflowEvent& event, const std::string& run_id,
   }
   return head + "}";
 }
+
+namespace {
 
 // The request's inputs as BYTES tensors: text as UTF-8, media from data URLs.
 Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Value& inputs) {
@@ -336,7 +339,7 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
     executor_.Start(
         *workflow, std::move(*inputs), options,
         [responder, run_id, name, cancellation = options.cancellation](const WorkflowEvent& event) {
-          if (!responder->WriteChunk("data: " + EventJson(event, run_id, name) + "\n\n"))
+          if (!responder->WriteChunk("data: " + WorkflowEventJson(event, run_id, name) + "\n\n"))
             cancellation->Cancel();
           if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
               event.type == WorkflowEvent::Type::kError) {

@@ -49,6 +49,10 @@ class WorkflowApi {
   Clock& clock_;
 };
 
+// One workflow event as Dify's workflow API shapes it (the SSE `data:`).
+std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run_id,
+                              const std::string& workflow);
+
 // A tensor as a JSON value: a string for one BYTES element, a number for one
 // number, a flat list otherwise, {"datatype","shape"} past 4096 elements.
 void AppendTensorJson(std::string& out, const Tensor& tensor);

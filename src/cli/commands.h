@@ -11,6 +11,7 @@ namespace braid::cli {
 void AddModelsCommand(CLI::App& app, int* exit_code);
 void AddInferCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
+void AddRunCommand(CLI::App& app, int* exit_code);
 
 // `flag` when given, else the embedded default model repository: `models/`
 // beside the braid binary (where the build writes it), else the path

@@ -2,6 +2,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "core/npy.h"
 #include "support/command.h"
 #include "support/temp_dir.h"
@@ -118,6 +120,25 @@ TEST(CliTest, InferOcrAndAsrOnMediaFiles) {
   EXPECT_THAT(asr.out, HasSubstr("the weather is nice today"));
   ExpectCleanErrorIn(kBraid + " infer ocr --input image=" + fixtures + "/bad/bomb.png",
                      "pixel limit");
+}
+
+TEST(CliTest, RunPrintsWorkflowEventsAsTheyHappen) {
+  const std::string fixtures = BRAID_TEST_FIXTURES;
+  auto run =
+      RunCommand(kBraid + " run speech-report --audio " + fixtures + "/speech/say_0.wav --image " +
+                 fixtures + "/images/text_1_DejaVu-Sans_40.png");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::vector<std::string> lines;
+  std::istringstream out(run.out);
+  for (std::string line; std::getline(out, line);) lines.push_back(line);
+  ASSERT_GE(lines.size(), 6u);
+  EXPECT_THAT(lines.front(), HasSubstr(R"("event":"workflow_started")"));
+  EXPECT_THAT(lines.back(),
+              AllOf(HasSubstr(R"("event":"workflow_finished")"),
+                    HasSubstr("the weather is nice today"), HasSubstr("Invoice number 4821")));
+  ExpectCleanErrorIn(kBraid + " run speech-report --text hello", "takes no text input");
+  ExpectCleanErrorIn(kBraid + " run speech-report", "needs --audio");
+  ExpectCleanErrorIn(kBraid + " run no-such-workflow --text x", "unknown workflow");
 }
 
 TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
