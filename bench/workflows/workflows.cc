@@ -1,0 +1,216 @@
+// bench_workflows: what running a workflow as a parallel DAG buys, in
+// process (no HTTP). For speech-report and image-text-match: one run in
+// parallel vs --serial mode, against the slowest branch alone (the critical
+// path), the time to the first node_finished event, and throughput of 16
+// concurrent runs against the slowest branch alone at the same concurrency.
+// All measured in the same run.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+#include "api/inference_service.h"
+#include "api/workflow_api.h"
+#include "backends/backends.h"
+#include "core/file_util.h"
+
+namespace braid {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Timing {
+  double total_ms = 0;
+  double first_node_ms = 0;
+};
+
+// Runs `workflow` once and waits; returns the wall time and the time to the
+// first node_finished.
+Timing RunOnce(WorkflowExecutor& executor, const WorkflowPtr& workflow, const NamedTensors& inputs,
+               bool serial) {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  Timing timing;
+  const auto start = Clock::now();
+  RunOptions options;
+  options.serial = serial;
+  executor.Start(workflow, inputs, options, [&](const WorkflowEvent& event) {
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    std::lock_guard lock(mutex);
+    if (event.type == WorkflowEvent::Type::kNodeFinished && timing.first_node_ms == 0 &&
+        event.status == "succeeded") {
+      timing.first_node_ms = ms;
+    }
+    if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
+        event.type == WorkflowEvent::Type::kError) {
+      if (event.type == WorkflowEvent::Type::kError)
+        fmt::print(stderr, "run failed: {}\n", event.text);
+      timing.total_ms = ms;
+      done = true;
+      done_cv.notify_all();
+    }
+  });
+  std::unique_lock lock(mutex);
+  done_cv.wait(lock, [&] { return done; });
+  return timing;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+Timing MedianRun(WorkflowExecutor& executor, const WorkflowPtr& workflow,
+                 const NamedTensors& inputs, bool serial, int runs) {
+  RunOnce(executor, workflow, inputs, serial);  // warm-up
+  std::vector<double> totals, firsts;
+  for (int i = 0; i < runs; ++i) {
+    Timing t = RunOnce(executor, workflow, inputs, serial);
+    totals.push_back(t.total_ms);
+    firsts.push_back(t.first_node_ms);
+  }
+  return {Median(totals), Median(firsts)};
+}
+
+// Completed runs per second with `concurrency` runs always in flight.
+double Throughput(WorkflowExecutor& executor, const WorkflowPtr& workflow,
+                  const NamedTensors& inputs, int concurrency, double seconds) {
+  std::atomic<bool> stop{false};
+  std::atomic<long> completed{0};
+  std::vector<std::thread> clients;
+  const auto start = Clock::now();
+  for (int c = 0; c < concurrency; ++c) {
+    clients.emplace_back([&] {
+      while (!stop) {
+        RunOnce(executor, workflow, inputs, false);
+        if (!stop) ++completed;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  for (auto& client : clients) client.join();
+  return completed / elapsed;
+}
+
+}  // namespace
+}  // namespace braid
+
+int main(int argc, char** argv) {
+  using namespace braid;
+  CLI::App app{"bench_workflows: parallel DAG vs serial vs the critical path"};
+  std::string repository = BRAID_DEFAULT_MODEL_REPOSITORY;
+  std::string workflows_dir = BRAID_DEFAULT_WORKFLOWS;
+  std::string fixtures = BRAID_FIXTURES;
+  int runs = 10;
+  double seconds = 5;
+  app.add_option("-m,--model-repository", repository, "Model repository");
+  app.add_option("--workflows", workflows_dir, "Workflow folder");
+  app.add_option("--fixtures", fixtures, "Fixture folder (tests/fixtures/generate.sh output)");
+  app.add_option("--runs", runs, "Timed single runs per mode");
+  app.add_option("--seconds", seconds, "Seconds per throughput measurement");
+  CLI11_PARSE(app, argc, argv);
+
+  BackendRegistry backends;
+  RegisterBuiltinBackends(backends);
+  ModelRepository models(repository, backends);
+  InferenceService service(models, SteadyClock());
+  if (Status s = service.LoadAll(); !s.ok()) {
+    fmt::print(stderr, "bench_workflows: {}\n", s.message());
+    return 1;
+  }
+  WorkflowRegistry registry;
+  if (Status s = registry.Load(workflows_dir, MakeModelCatalog(service)); !s.ok()) {
+    fmt::print(stderr, "bench_workflows: {}\n", s.message());
+    return 1;
+  }
+  ServiceModelRunner runner(service);
+  ThreadPool pool(2);
+  WorkflowExecutor executor(runner, pool, SteadyClock());
+  auto media = [&](const std::string& file) {
+    return *Tensor::FromStrings({*ReadFile(fixtures + "/" + file)}, {1});
+  };
+  const Tensor image = media("images/text_1_DejaVu-Sans_40.png");
+  const Tensor audio = media("speech/say_0.wav");
+  const Tensor text = *Tensor::FromStrings({"an invoice with a table of items"}, {1});
+  auto parse = [&](const std::string& yaml, const std::string& name) {
+    auto workflow = ParseWorkflow(yaml, name, name, MakeModelCatalog(service));
+    if (!workflow.ok()) fmt::print(stderr, "{}\n", workflow.status().message());
+    return *workflow;
+  };
+
+  struct Case {
+    std::string name;
+    NamedTensors inputs;
+    // Each branch alone, as its own workflow.
+    std::vector<std::pair<std::string, WorkflowPtr>> branches;
+  };
+  std::vector<Case> cases = {
+      {"speech-report",
+       {{"audio", audio}, {"image", image}},
+       {{"asr", parse("inputs: {audio: {type: audio}}\nnodes: [{id: t, kind: model, model: asr, "
+                      "from: {audio: inputs.audio}}]\n",
+                      "asr-only")},
+        {"ocr", parse("inputs: {image: {type: image}}\nnodes: [{id: o, kind: model, model: ocr, "
+                      "from: {image: inputs.image}}]\n",
+                      "ocr-only")}}},
+      {"image-text-match",
+       {{"image", image}, {"text", text}},
+       {{"image branch",
+         parse(
+             "inputs: {image: {type: image}}\nnodes:\n"
+             "  - {id: p, kind: preprocess.image, from: {image: inputs.image}}\n"
+             "  - {id: e, kind: model, model: clip-image, from: {pixel_values: p.pixel_values}}\n",
+             "image-only")},
+        {"text branch",
+         parse(
+             "inputs: {text: {type: text}}\nnodes:\n"
+             "  - {id: t, kind: preprocess.text, tokenizer: clip-text, from: {text: inputs.text}}\n"
+             "  - {id: e, kind: model, model: clip-text, from: {input_ids: t.input_ids}}\n",
+             "text-only")}}},
+  };
+
+  for (auto& c : cases) {
+    WorkflowPtr workflow = *registry.Get(c.name);
+    fmt::print(stderr, "{}: single runs\n", c.name);
+    Timing parallel = MedianRun(executor, workflow, c.inputs, false, runs);
+    Timing serial = MedianRun(executor, workflow, c.inputs, true, runs);
+    double slowest = 0;
+    std::string slowest_name;
+    WorkflowPtr slowest_branch;
+    NamedTensors branch_inputs;
+    for (auto& [name, branch] : c.branches) {
+      NamedTensors inputs;
+      for (const auto& input : branch->inputs) inputs[input.name] = c.inputs.at(input.name);
+      double ms = MedianRun(executor, branch, inputs, false, runs).total_ms;
+      if (ms > slowest) {
+        slowest = ms;
+        slowest_name = name;
+        slowest_branch = branch;
+        branch_inputs = inputs;
+      }
+    }
+    fmt::print(stderr, "{}: throughput at concurrency 16\n", c.name);
+    double workflow_rps = Throughput(executor, workflow, c.inputs, 16, seconds);
+    double branch_rps = Throughput(executor, slowest_branch, branch_inputs, 16, seconds);
+    fmt::print("\n### {}\n\n", c.name);
+    fmt::print("| measure | value |\n|---|---:|\n");
+    fmt::print("| one run, parallel DAG (median of {}) | {:.1f} ms |\n", runs, parallel.total_ms);
+    fmt::print("| one run, --serial | {:.1f} ms |\n", serial.total_ms);
+    fmt::print("| slowest branch alone ({}) | {:.1f} ms |\n", slowest_name, slowest);
+    fmt::print("| first node_finished | {:.1f} ms |\n", parallel.first_node_ms);
+    fmt::print("| runs/s at concurrency 16 | {:.1f} |\n", workflow_rps);
+    fmt::print("| slowest branch alone, runs/s at concurrency 16 | {:.1f} |\n\n", branch_rps);
+    fmt::print("- serial / parallel: **{:.2f}×**\n", serial.total_ms / parallel.total_ms);
+    fmt::print("- parallel / slowest branch: **{:.2f}×** (goal ≤ 1.1)\n",
+               parallel.total_ms / slowest);
+    fmt::print("- throughput / slowest branch's at concurrency 16: **{:.2f}×** (goal ≥ 0.9)\n",
+               workflow_rps / branch_rps);
+  }
+  return 0;
+}
