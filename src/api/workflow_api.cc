@@ -8,6 +8,7 @@
 #include <random>
 
 #include "api/kserve.h"
+#include "api/multipart.h"
 #include "api/status_mapping.h"
 #include "core/base64.h"
 
@@ -112,10 +113,23 @@ std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run
 
 namespace {
 
-// The request's inputs as BYTES tensors: text as UTF-8, media from data URLs.
-Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Value& inputs) {
+// Checks that `media_type` fits input `spec` (an image or audio input).
+Status CheckMedia(const WorkflowInput& spec, const std::string& media_type) {
+  const bool image = spec.type == InputType::kImage;
+  if (media_type.empty() || media_type == "application/octet-stream" ||
+      media_type.starts_with(image ? "image/" : "audio/")) {
+    return Status::Ok();
+  }
+  return InvalidArgument("input '{}' expects {} but the data holds {}", spec.name,
+                         image ? "an image" : "audio", media_type);
+}
+
+// The request's inputs as BYTES tensors: text as UTF-8, media from data URLs
+// or uploaded files ({"transfer_method": "local_file", "upload_file_id": ID},
+// as Dify sends them). `out` may already hold inputs given as multipart files.
+Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Value& inputs,
+                                 FileStore& files, NamedTensors out) {
   if (!inputs.IsObject()) return InvalidArgument("'inputs' must be an object");
-  NamedTensors out;
   for (const auto& member : inputs.GetObject()) {
     const std::string name = member.name.GetString();
     const WorkflowInput* spec = workflow.FindInput(name);
@@ -126,8 +140,24 @@ Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Valu
                              name, fmt::join(known, ", "));
     }
     if (member.value.IsNull()) continue;
-    if (!member.value.IsString())
-      return InvalidArgument("input '{}' must be a string (text or a data: URL)", name);
+    if (member.value.IsObject()) {
+      const auto& ref = member.value;
+      if (!ref.HasMember("upload_file_id") || !ref["upload_file_id"].IsString()) {
+        return InvalidArgument(
+            "input '{}': only uploaded files (upload_file_id) can be referenced; remote URLs are "
+            "not fetched",
+            name);
+      }
+      BRAID_ASSIGN_OR_RETURN(StoredFile file, files.Get(ref["upload_file_id"].GetString()));
+      if (spec->type != InputType::kText) BRAID_RETURN_IF_ERROR(CheckMedia(*spec, file.media_type));
+      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings({file.bytes}, {1}));
+      out[name] = tensor;
+      continue;
+    }
+    if (!member.value.IsString()) {
+      return InvalidArgument(
+          "input '{}' must be a string (text or a data: URL) or a file reference", name);
+    }
     std::string value(member.value.GetString(), member.value.GetStringLength());
     if (spec->type == InputType::kText) {
       if (value.starts_with("data:")) {
@@ -138,17 +168,12 @@ Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Valu
       if (value.empty()) continue;
     } else {
       auto url = ParseDataUrl(value);
-      if (!url.ok())
+      if (!url.ok()) {
         return InvalidArgument("input '{}' must be a data: URL with base64 {} data", name,
                                spec->type == InputType::kImage ? "image" : "audio");
-      const bool image = spec->type == InputType::kImage;
-      const std::string& media = url->media_type;
-      // Dify sends audio as image_url too: route by the media type.
-      if (!(media.starts_with(image ? "image/" : "audio/") ||
-            media == "application/octet-stream")) {
-        return InvalidArgument("input '{}' expects {} but the data URL holds {}", name,
-                               image ? "an image" : "audio", media);
       }
+      // Dify sends audio as image_url too: inputs are checked by media type.
+      BRAID_RETURN_IF_ERROR(CheckMedia(*spec, url->media_type));
       value = std::move(url->data);
     }
     BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings({value}, {1}));
@@ -254,10 +279,53 @@ ModelCatalog MakeModelCatalog(InferenceService& service) {
   };
 }
 
-WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, Clock& clock)
-    : registry_(registry), executor_(executor), clock_(clock) {}
+WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
+                         FileStore& files, Clock& clock)
+    : registry_(registry), executor_(executor), files_(files), clock_(clock) {}
+
+void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
+  auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);
+  if (!parts.ok()) {
+    return responder->Send(
+        JsonError(HttpStatusFor(parts.status().code()), parts.status().message()));
+  }
+  const FormPart* file = nullptr;
+  std::string user;
+  for (const auto& part : *parts) {
+    if (part.name == "file") file = &part;
+    if (part.name == "user") user = std::string(part.data);
+  }
+  if (file == nullptr || file->data.empty()) {
+    return responder->Send(JsonError(400, "the multipart 'file' part is required"));
+  }
+  auto stored = files_.Put(file->filename, file->content_type, std::string(file->data));
+  if (!stored.ok()) {
+    return responder->Send(
+        JsonError(HttpStatusFor(stored.status().code()), stored.status().message()));
+  }
+  const auto dot = stored->name.rfind('.');
+  std::string name, extension, media, by;
+  AppendJsonString(name, stored->name);
+  AppendJsonString(extension, dot == std::string::npos ? "" : stored->name.substr(dot + 1));
+  AppendJsonString(media, stored->media_type);
+  AppendJsonString(by, user);
+  HttpResponse response;
+  response.status = 201;
+  response.body = fmt::format(
+      R"({{"id":"{}","name":{},"size":{},"extension":{},"mime_type":{},"created_by":{},"created_at":{}}})",
+      stored->id, name, stored->bytes.size(), extension, media, by, stored->created_at);
+  responder->Send(std::move(response));
+}
 
 bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
+  if (request.path == "/v1/files/upload") {
+    if (request.method != "POST") {
+      responder->Send(JsonError(405, "/v1/files/upload takes POST"));
+    } else {
+      Upload(request, responder);
+    }
+    return true;
+  }
   if (request.path == "/v1/workflows") {
     if (request.method != "GET") {
       responder->Send(JsonError(405, "/v1/workflows takes GET"));
@@ -308,28 +376,53 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
 }
 
 void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder) {
+  auto fail = [&](const Status& status) {
+    responder->Send(JsonError(HttpStatusFor(status.code()), status.message()));
+  };
   auto workflow = registry_.Get(name);
-  if (!workflow.ok())
-    return responder->Send(
-        JsonError(HttpStatusFor(workflow.status().code()), workflow.status().message()));
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return responder->Send(JsonError(400, "the body must be a JSON object"));
+  if (!workflow.ok()) return fail(workflow.status());
+  // JSON, or multipart/form-data with an `inputs` JSON field, an optional
+  // `response_mode` field and file parts named after the workflow's inputs.
+  std::string json = *request.body;
+  NamedTensors file_inputs;
   std::string mode = "blocking";
-  if (doc.HasMember("response_mode")) {
-    if (!doc["response_mode"].IsString())
-      return responder->Send(JsonError(400, "'response_mode' must be a string"));
-    mode = doc["response_mode"].GetString();
-    if (mode != "blocking" && mode != "streaming") {
-      return responder->Send(JsonError(400, "response_mode must be 'blocking' or 'streaming'"));
+  const std::string_view content_type = request.Header("Content-Type");
+  if (content_type.starts_with("multipart/")) {
+    auto parts = ParseMultipart(content_type, *request.body);
+    if (!parts.ok()) return fail(parts.status());
+    json = "{}";
+    for (const auto& part : *parts) {
+      const WorkflowInput* spec = (*workflow)->FindInput(part.name);
+      if (part.name == "inputs") {
+        json = fmt::format(R"({{"inputs":{}}})", part.data);
+      } else if (part.name == "response_mode") {
+        mode = std::string(part.data);
+      } else if (spec != nullptr && !part.filename.empty()) {
+        if (spec->type != InputType::kText) {
+          if (Status s = CheckMedia(*spec, part.content_type); !s.ok()) return fail(s);
+        }
+        file_inputs[part.name] = *Tensor::FromStrings({std::string(part.data)}, {1});
+      } else if (part.name != "user") {
+        return fail(InvalidArgument("unexpected multipart part '{}'", part.name));
+      }
     }
   }
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return fail(InvalidArgument("the body must be a JSON object"));
+  if (doc.HasMember("response_mode")) {
+    if (!doc["response_mode"].IsString())
+      return fail(InvalidArgument("'response_mode' must be a string"));
+    mode = doc["response_mode"].GetString();
+  }
+  if (mode != "blocking" && mode != "streaming") {
+    return fail(InvalidArgument("response_mode must be 'blocking' or 'streaming'"));
+  }
   static const rapidjson::Value kEmpty(rapidjson::kObjectType);
-  auto inputs = ParseInputs(**workflow, doc.HasMember("inputs") ? doc["inputs"] : kEmpty);
-  if (!inputs.ok())
-    return responder->Send(
-        JsonError(HttpStatusFor(inputs.status().code()), inputs.status().message()));
+  auto inputs = ParseInputs(**workflow, doc.HasMember("inputs") ? doc["inputs"] : kEmpty, files_,
+                            std::move(file_inputs));
+  if (!inputs.ok()) return fail(inputs.status());
 
   const std::string run_id = NewRunId();
   RunOptions options;

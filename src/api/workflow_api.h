@@ -6,6 +6,7 @@
 
 #include <memory>
 
+#include "api/file_store.h"
 #include "api/http/http_server.h"
 #include "api/inference_service.h"
 #include "core/thread_pool.h"
@@ -36,16 +37,20 @@ ModelCatalog MakeModelCatalog(InferenceService& service);
 class WorkflowApi {
  public:
   // Everything passed must outlive the API.
-  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, Clock& clock);
+  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
+              Clock& clock);
 
-  // Answers the request if its path is a workflow endpoint; false otherwise.
+  // Answers the request if its path is a workflow endpoint (or
+  // /v1/files/upload); false otherwise.
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
 
  private:
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
+  void Upload(HttpRequest& request, HttpResponderPtr responder);
 
   const WorkflowRegistry& registry_;
   WorkflowExecutor& executor_;
+  FileStore& files_;
   Clock& clock_;
 };
 

@@ -68,7 +68,8 @@ int RunServe(const ServeOptions& options) {
   if (Status status = workflows.Load(workflow_dir, MakeModelCatalog(service)); !status.ok()) {
     spdlog::warn("no workflows: {}", status.message());
   }
-  WorkflowApi workflow_api(workflows, executor, SteadyClock());
+  FileStore files(SteadyClock());
+  WorkflowApi workflow_api(workflows, executor, files, SteadyClock());
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;

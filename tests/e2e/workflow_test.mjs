@@ -104,7 +104,7 @@ test('bad requests get clear 4xx errors', async () => {
   assert.match((await response.json()).error, /needs input 'audio'/);
   response = await run('speech-report', { audio: image() });
   assert.equal(response.status, 400);
-  assert.match((await response.json()).error, /expects audio but the data URL holds image\/png/);
+  assert.match((await response.json()).error, /expects audio but the data holds image\/png/);
   response = await run('speech-report', { audio: 'data:audio/wav;base64,@@@' });
   assert.equal(response.status, 400);
   response = await run('image-text-match', { image: 'data:image/png;base64,AAAA', text: 'x' });
@@ -115,4 +115,34 @@ test('bad requests get clear 4xx errors', async () => {
   const events = await stream('image-text-match', { image: 'data:image/png;base64,AAAA', text: 'x' });
   assert.equal(events.at(-1).event, 'error');
   assert.equal(events.at(-1).status, 400);
+});
+
+test('uploaded files and multipart runs', async () => {
+  const wav = readFileSync(`${fixtures}/speech/say_5.wav`);
+  const form = new FormData();
+  form.append('file', new Blob([wav], { type: 'audio/wav' }), 'thanks.wav');
+  form.append('user', 'e2e');
+  const uploaded = await fetch(`${base}/v1/files/upload`, { method: 'POST', body: form });
+  assert.equal(uploaded.status, 201);
+  const file = await uploaded.json();
+  assert.equal(file.size, wav.length);
+  assert.equal(file.mime_type, 'audio/wav');
+  assert.equal(file.extension, 'wav');
+
+  const byId = await (await run('speech-report', {
+    audio: { type: 'audio', transfer_method: 'local_file', upload_file_id: file.id },
+  })).json();
+  assert.equal(byId.data.status, 'succeeded');
+  assert.match(byId.data.outputs.transcript, /thank you/);
+
+  const missing = await run('speech-report', { audio: { transfer_method: 'local_file', upload_file_id: 'nope' } });
+  assert.equal(missing.status, 404);
+
+  const multipart = new FormData();
+  multipart.append('inputs', JSON.stringify({}));
+  multipart.append('response_mode', 'blocking');
+  multipart.append('audio', new Blob([wav], { type: 'audio/wav' }), 'thanks.wav');
+  const direct = await (await fetch(`${base}/v1/workflows/speech-report/run`, { method: 'POST', body: multipart })).json();
+  assert.equal(direct.data.status, 'succeeded');
+  assert.match(direct.data.outputs.transcript, /thank you/);
 });
