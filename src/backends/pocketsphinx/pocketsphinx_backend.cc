@@ -105,9 +105,11 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   }
   std::vector<ModelInstancePtr> instances;
   for (int i = 0; i < config.instance_group.count; ++i) {
+    // Batch cepstral mean normalisation over each whole clip: a clip's
+    // transcript then does not depend on what the decoder heard before.
     cmd_ln_t* ps_config =
         cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", hmm.c_str(), "-lm", lm.c_str(), "-dict",
-                    dict.c_str(), "-logfn", "/dev/null", nullptr);
+                    dict.c_str(), "-logfn", "/dev/null", "-cmn", "batch", nullptr);
     if (ps_config == nullptr)
       return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
     ps_decoder_t* decoder = ps_init(ps_config);
