@@ -22,6 +22,9 @@ namespace {
 struct ServeOptions {
   std::string repository;
   std::string workflows;
+  std::string upstream_chat;
+  std::string upstream_key;
+  std::string upstream_model = "default";
   std::string host = "0.0.0.0";
   std::uint16_t http_port = 8000;
   std::uint16_t grpc_port = 8001;
@@ -63,6 +66,9 @@ int RunServe(const ServeOptions& options) {
   ServiceModelRunner runner(service);
   ThreadPool workflow_pool(std::max(2u, std::thread::hardware_concurrency()));
   WorkflowExecutor executor(runner, workflow_pool, SteadyClock());
+  if (!options.upstream_chat.empty()) {
+    executor.SetUpstreamChat({options.upstream_chat, options.upstream_key, options.upstream_model});
+  }
   WorkflowRegistry workflows;
   const auto workflow_dir = WorkflowsOrDefault(options.workflows);
   if (Status status = workflows.Load(workflow_dir, MakeModelCatalog(service)); !status.ok()) {
@@ -140,6 +146,16 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                     "Model repository (default: the embedded one)");
   serve->add_option("--workflows", options->workflows,
                     "Workflow folder (default: the embedded one)");
+  serve->add_option(
+      "--upstream-chat", options->upstream_chat,
+      "Base URL of an OpenAI-compatible chat API (http://host:port/v1) that writes the answers of "
+      "workflows with remote.chat nodes; without it they answer from templates");
+  serve->add_option("--upstream-key", options->upstream_key, "API key for --upstream-chat")
+      ->envname("BRAID_UPSTREAM_KEY");
+  serve
+      ->add_option("--upstream-model", options->upstream_model,
+                   "Model name to ask --upstream-chat for")
+      ->capture_default_str();
   serve->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   serve->add_option("--http-port", options->http_port, "HTTP port (0: pick a free one)")
       ->capture_default_str();

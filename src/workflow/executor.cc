@@ -209,6 +209,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
   // The tensor a reference points at, if present.
   std::optional<Tensor> Lookup(const Reference& ref) const {
+    if (ref.node == "config") {
+      if (!executor_.upstream_) return std::nullopt;
+      auto flag = *Tensor::Allocate(DataType::kBool, {1});
+      flag.mutable_span<std::uint8_t>()[0] = 1;
+      return flag;
+    }
     if (ref.node == "inputs") {
       auto it = inputs_.find(ref.output);
       if (it == inputs_.end()) return std::nullopt;
@@ -227,8 +233,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       auto value = Lookup({id, "result", true});
       return value && value->span<std::uint8_t>()[0] != 0;
     };
-    if (!node.run_if.empty() && !condition(node.run_if)) return false;
-    if (!node.run_unless.empty() && condition(node.run_unless)) return false;
+    for (const auto& gate : node.run_if) {
+      if (!condition(gate)) return false;
+    }
+    for (const auto& gate : node.run_unless) {
+      if (condition(gate)) return false;
+    }
     if (node.kind == "condition") {
       bool any = std::any_of(node.any_of.begin(), node.any_of.end(),
                              [&](const Reference& ref) { return Lookup(ref).has_value(); });
@@ -275,6 +285,11 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
                               }
                               done(std::move(result));
                             });
+      return;
+    }
+    if (node.kind == "remote.chat") {
+      executor_.remote_pool_.Submit(
+          [self, &node, inputs = std::move(inputs), done] { done(self->Chat(node, inputs)); });
       return;
     }
     executor_.pool_.Submit(
@@ -336,6 +351,28 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     return Internal("node kind '{}' has no implementation", node.kind);
   }
 
+  // remote.chat: the rendered prompt to the upstream, its tokens streamed as text chunks.
+  Result<NamedTensors> Chat(const NodeSpec& node, const NamedTensors& in) {
+    if (!executor_.upstream_)
+      return Unavailable("no upstream chat model is configured (braid serve --upstream-chat URL)");
+    UpstreamChat upstream = *executor_.upstream_;
+    if (node.params.count("model")) upstream.model = node.params.at("model");
+    const std::string system = node.params.count("system") ? node.params.at("system") : "";
+    BRAID_ASSIGN_OR_RETURN(
+        std::string reply,
+        StreamChat(upstream, system, RenderTemplate(node.params.at("prompt"), in),
+                   [&](const std::string& token) {
+                     WorkflowEvent chunk;
+                     chunk.type = WorkflowEvent::Type::kTextChunk;
+                     chunk.node_id = node.id;
+                     chunk.node_kind = node.kind;
+                     chunk.text = token;
+                     Emit(chunk);
+                   }));
+    BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({reply}, {1}));
+    return NamedTensors{{"text", out}};
+  }
+
   void Finish(const NodeSpec& node, Result<NamedTensors> result, TimePoint node_start) {
     std::unique_lock lock(mutex_);
     --running_;
@@ -393,6 +430,8 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
 WorkflowExecutor::WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock)
     : runner_(runner), pool_(pool), clock_(clock) {}
+
+void WorkflowExecutor::SetUpstreamChat(UpstreamChat upstream) { upstream_ = std::move(upstream); }
 
 void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options,
                              EventSink sink) {

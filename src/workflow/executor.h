@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "core/clock.h"
@@ -23,6 +24,7 @@
 #include "core/thread_pool.h"
 #include "preprocess/tokenizer.h"
 #include "scheduler/request.h"
+#include "workflow/remote_chat.h"
 #include "workflow/workflow.h"
 
 namespace braid {
@@ -81,6 +83,10 @@ class WorkflowExecutor {
   // encoded image or audio). `sink` receives the events, one at a time.
   void Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options, EventSink sink);
 
+  // Gives remote.chat nodes an upstream and makes config.upstream_chat
+  // present. Call before the first run.
+  void SetUpstreamChat(UpstreamChat upstream);
+
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
 
@@ -89,6 +95,9 @@ class WorkflowExecutor {
   ModelRunner& runner_;
   ThreadPool& pool_;
   Clock& clock_;
+  std::optional<UpstreamChat> upstream_;
+  // remote.chat calls block on the network: their own threads.
+  ThreadPool remote_pool_{4};
   std::mutex tokenizers_mutex_;
   std::map<std::string, std::shared_ptr<const Tokenizer>>
       tokenizers_;  // guarded by tokenizers_mutex_

@@ -27,6 +27,7 @@ const std::map<std::string, KindInfo>& Kinds() {
       {"similarity", {{"a", "b"}, {"similarity"}, {}}},
       {"fuse", {{}, {"vector"}, {"mode"}}},
       {"template", {{}, {"text"}, {"template"}}},
+      {"remote.chat", {{}, {"text"}, {"prompt", "system", "model"}}},
   };
   return kinds;
 }
@@ -127,8 +128,9 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       NodeSpec node;
       node.id = item["id"].as<std::string>();
       node.kind = item["kind"].as<std::string>();
-      if (node.id == "inputs" || std::any_of(nodes.begin(), nodes.end(),
-                                             [&](const NodeSpec& n) { return n.id == node.id; })) {
+      if (node.id == "inputs" || node.id == "config" ||
+          std::any_of(nodes.begin(), nodes.end(),
+                      [&](const NodeSpec& n) { return n.id == node.id; })) {
         return InvalidArgument("{}: node id '{}' is reserved or used twice", source, node.id);
       }
       auto kind = Kinds().find(node.kind);
@@ -159,10 +161,13 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
             reference->optional = true;
             node.any_of.push_back(*reference);
           }
-        } else if (key == "if") {
-          node.run_if = field.second.as<std::string>();
-        } else if (key == "unless") {
-          node.run_unless = field.second.as<std::string>();
+        } else if (key == "if" || key == "unless") {
+          auto& gates = key == "if" ? node.run_if : node.run_unless;
+          if (field.second.IsSequence()) {
+            for (const auto& gate : field.second) gates.push_back(gate.as<std::string>());
+          } else {
+            gates.push_back(field.second.as<std::string>());
+          }
         } else if (std::find(kind->second.params.begin(), kind->second.params.end(), key) !=
                    kind->second.params.end()) {
           node.params[key] = field.second.as<std::string>();
@@ -180,11 +185,13 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       if (node.kind == "condition" && node.any_of.empty()) {
         return InvalidArgument("{}: condition node '{}' needs 'any_of'", source, node.id);
       }
-      if (node.kind == "template") {
-        if (!node.params.count("template"))
-          return InvalidArgument("{}: template node '{}' needs 'template'", source, node.id);
+      if (node.kind == "template" || node.kind == "remote.chat") {
+        const std::string param = node.kind == "template" ? "template" : "prompt";
+        if (!node.params.count(param)) {
+          return InvalidArgument("{}: {} node '{}' needs '{}'", source, node.kind, node.id, param);
+        }
         static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
-        const std::string& text = node.params["template"];
+        const std::string& text = node.params[param];
         for (auto it = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
              it != std::sregex_iterator(); ++it) {
           auto reference = ParseReference((*it)[1]);
@@ -225,6 +232,13 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
                                const Reference& ref) -> Status {
       const std::string where = node ? fmt::format("node '{}' field '{}'", node->id, field)
                                      : fmt::format("output '{}'", field);
+      if (ref.node == "config") {
+        if (ref.output != "upstream_chat") {
+          return InvalidArgument("{}: {} refers to '{}'; config offers only upstream_chat", source,
+                                 where, ref.ToString());
+        }
+        return Status::Ok();
+      }
       if (ref.node == "inputs") {
         if (!workflow->FindInput(ref.output))
           return InvalidArgument("{}: {} refers to missing input '{}'", source, where, ref.output);
@@ -244,7 +258,7 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       std::set<std::string> deps;
       for (const auto& [field, ref] : node.from) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, field, ref));
-        if (ref.node != "inputs") deps.insert(ref.node);
+        if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
         // Type check: preprocessing nodes read inputs of their own media type.
         if (ref.node == "inputs" && node.kind.starts_with("preprocess.")) {
           const WorkflowInput* input = workflow->FindInput(ref.output);
@@ -261,17 +275,18 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       }
       for (const auto& ref : node.any_of) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, "any_of", ref));
-        if (ref.node != "inputs") deps.insert(ref.node);
+        if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
       }
-      for (const std::string* gate : {&node.run_if, &node.run_unless}) {
-        if (gate->empty()) continue;
-        auto it = std::find_if(nodes.begin(), nodes.end(),
-                               [&](const NodeSpec& n) { return n.id == *gate; });
-        if (it == nodes.end() || it->kind != "condition") {
-          return InvalidArgument("{}: node '{}' field '{}' must name a condition node, not '{}'",
-                                 source, node.id, gate == &node.run_if ? "if" : "unless", *gate);
+      for (const auto* gates : {&node.run_if, &node.run_unless}) {
+        for (const auto& gate : *gates) {
+          auto it = std::find_if(nodes.begin(), nodes.end(),
+                                 [&](const NodeSpec& n) { return n.id == gate; });
+          if (it == nodes.end() || it->kind != "condition") {
+            return InvalidArgument("{}: node '{}' field '{}' must name a condition node, not '{}'",
+                                   source, node.id, gates == &node.run_if ? "if" : "unless", gate);
+          }
+          deps.insert(gate);
         }
-        deps.insert(*gate);
       }
       node.depends_on.assign(deps.begin(), deps.end());
     }

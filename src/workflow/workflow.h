@@ -55,8 +55,8 @@ struct NodeSpec {
   std::map<std::string, Reference> from;      // node input name → reference
   std::map<std::string, std::string> params;  // model, tokenizer, template, mode, ...
   std::vector<Reference> any_of;              // condition: true when any is present
-  std::string run_if;                         // condition node that must be true
-  std::string run_unless;                     // condition node that must be false
+  std::vector<std::string> run_if;            // condition nodes that must all be true
+  std::vector<std::string> run_unless;        // condition nodes that must all be false
   std::vector<std::string> depends_on;        // every node this one waits for
 };
 

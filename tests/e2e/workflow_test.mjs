@@ -88,7 +88,7 @@ test('multimodal-assist routes text-only requests to the text path', async () =>
   assert.equal(body.data.status, 'succeeded');
   assert.match(body.data.outputs.text_answer, /what is the weather like\?/);
   const skipped = body.data.nodes.filter((n) => n.status === 'skipped').map((n) => n.id).sort();
-  assert.deepEqual(skipped, ['aligned', 'answer', 'ocr', 'pixels', 'relevance', 'speech', 'vision']);
+  assert.deepEqual(skipped, ['aligned', 'answer', 'chat', 'ocr', 'pixels', 'relevance', 'speech', 'vision']);
 
   const full = await (await run('multimodal-assist', { text: 'what is this?', image: image(), audio: audio() })).json();
   assert.equal(full.data.status, 'succeeded');

@@ -1,0 +1,130 @@
+#include "workflow/remote_chat.h"
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <regex>
+
+namespace braid {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& system,
+                               const std::string& prompt,
+                               const std::function<void(const std::string&)>& on_token) {
+  static const std::regex kUrl(R"(^http://([^/:]+)(?::(\d+))?(/.*)?$)");
+  std::smatch match;
+  if (!std::regex_match(upstream.base_url, match, kUrl)) {
+    return InvalidArgument("upstream chat URL '{}' must be http://host[:port][/path]",
+                           upstream.base_url);
+  }
+  const std::string host = match[1];
+  const std::string port = match[2].matched ? std::string(match[2]) : "80";
+  std::string path = match[3].matched ? std::string(match[3]) : "";
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  path += "/chat/completions";
+
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> json(buffer);
+  json.StartObject();
+  json.Key("model");
+  json.String(upstream.model.c_str());
+  json.Key("stream");
+  json.Bool(true);
+  json.Key("messages");
+  json.StartArray();
+  if (!system.empty()) {
+    json.StartObject();
+    json.Key("role");
+    json.String("system");
+    json.Key("content");
+    json.String(system.c_str());
+    json.EndObject();
+  }
+  json.StartObject();
+  json.Key("role");
+  json.String("user");
+  json.Key("content");
+  json.String(prompt.c_str());
+  json.EndObject();
+  json.EndArray();
+  json.EndObject();
+
+  try {
+    net::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(upstream.timeout_s));
+    net::ip::tcp::resolver resolver(io);
+    stream.connect(resolver.resolve(host, port));
+    http::request<http::string_body> request(http::verb::post, path, 11);
+    request.set(http::field::host, host);
+    request.set(http::field::content_type, "application/json");
+    request.set(http::field::accept, "text/event-stream");
+    if (!upstream.api_key.empty())
+      request.set(http::field::authorization, "Bearer " + upstream.api_key);
+    request.body() = buffer.GetString();
+    request.prepare_payload();
+    http::write(stream, request);
+
+    beast::flat_buffer read_buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+    http::read_header(stream, read_buffer, parser);
+    const int status = static_cast<int>(parser.get().result_int());
+    std::string reply, pending;
+    char chunk[8192];
+    bool done = false;
+    while (!parser.is_done() && !done) {
+      parser.get().body().data = chunk;
+      parser.get().body().size = sizeof(chunk);
+      beast::error_code ec;
+      http::read(stream, read_buffer, parser, ec);
+      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+      pending.append(chunk, sizeof(chunk) - parser.get().body().size);
+      if (status != 200) continue;
+      // Server-Sent Events: complete lines "data: {...}".
+      std::size_t newline;
+      while ((newline = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, newline);
+        pending.erase(0, newline + 1);
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (!line.starts_with("data:")) continue;
+        std::string data = line.substr(line.size() > 5 && line[5] == ' ' ? 6 : 5);
+        if (data == "[DONE]") {
+          done = true;
+          break;
+        }
+        rapidjson::Document event;
+        event.Parse(data.c_str());
+        if (event.HasParseError() || !event.IsObject()) continue;
+        if (event.HasMember("error")) return Unavailable("upstream chat error: {}", data);
+        if (!event.HasMember("choices") || !event["choices"].IsArray() || event["choices"].Empty())
+          continue;
+        const auto& choice = event["choices"][0];
+        if (choice.HasMember("delta") && choice["delta"].IsObject() &&
+            choice["delta"].HasMember("content") && choice["delta"]["content"].IsString()) {
+          std::string token = choice["delta"]["content"].GetString();
+          if (token.empty()) continue;
+          reply += token;
+          on_token(token);
+        }
+      }
+    }
+    if (status != 200)
+      return Unavailable("upstream chat answered {}: {}", status, pending.substr(0, 300));
+    beast::error_code ignored;
+    stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+    return reply;
+  } catch (const std::exception& e) {
+    return Unavailable("upstream chat at {} failed: {}", upstream.base_url, e.what());
+  }
+}
+
+}  // namespace braid

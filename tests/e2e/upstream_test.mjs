@@ -1,0 +1,70 @@
+// remote.chat: a braid whose multimodal-assist answers through an upstream
+// OpenAI-compatible chat API — here a second braid serve — with the
+// upstream's tokens streaming through.
+//   node --test tests/e2e/upstream_test.mjs   (BRAID_BINARY set by CTest)
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createParser } from 'eventsource-parser';
+import OpenAI from 'openai';
+import { startBraid } from './serve.mjs';
+
+let upstream;
+let front;
+
+before(async () => {
+  upstream = await startBraid(process.env.BRAID_BINARY);
+  front = await startBraid(process.env.BRAID_BINARY, [
+    '--upstream-chat', `http://127.0.0.1:${upstream.http}/v1`, '--upstream-model', 'multimodal-assist',
+  ]);
+});
+
+after(async () => {
+  assert.equal(await front.stop(), 0);
+  assert.equal(await upstream.stop(), 0);
+});
+
+test('remote.chat streams the upstream answer through the workflow', async () => {
+  const response = await fetch(`http://127.0.0.1:${front.http}/v1/workflows/multimodal-assist/run`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ inputs: { text: 'hello there' }, response_mode: 'streaming' }),
+  });
+  const events = [];
+  const parser = createParser({ onEvent: (m) => events.push(JSON.parse(m.data)) });
+  const decoder = new TextDecoder();
+  for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }));
+  const chunks = events.filter((e) => e.event === 'text_chunk');
+  assert.ok(chunks.length > 3, 'the upstream tokens arrive one by one');
+  assert.ok(chunks.every((e) => e.data.from_variable_selector[0] === 'chat'));
+  const final = events.at(-1);
+  assert.equal(final.event, 'workflow_finished');
+  // The upstream ran its own multimodal-assist (template path) on the prompt.
+  assert.match(final.data.outputs.chat_answer, /You asked: Question: hello there/);
+  assert.equal(final.data.outputs.chat_answer, chunks.map((e) => e.data.text).join(''));
+  assert.equal(final.data.outputs.text_answer, undefined, 'the template path is skipped');
+});
+
+test('chat completions on the front answer from the upstream', async () => {
+  const client = new OpenAI({ apiKey: 'x', baseURL: `http://127.0.0.1:${front.http}/v1` });
+  const reply = await client.chat.completions.create({
+    model: 'multimodal-assist', messages: [{ role: 'user', content: 'what time is it?' }],
+  });
+  assert.match(reply.choices[0].message.content, /You asked: Question: what time is it\?/);
+});
+
+test('an unreachable upstream fails the run with an error event', async () => {
+  const lonely = await startBraid(process.env.BRAID_BINARY, ['--upstream-chat', 'http://127.0.0.1:1/v1']);
+  try {
+    const response = await fetch(`http://127.0.0.1:${lonely.http}/v1/workflows/multimodal-assist/run`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
+    });
+    assert.equal(response.status, 503);
+    const body = await response.json();
+    assert.equal(body.data.status, 'failed');
+    assert.match(body.data.error, /node 'chat'.*upstream chat/);
+  } finally {
+    assert.equal(await lonely.stop(), 0);
+  }
+});
