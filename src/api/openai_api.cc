@@ -466,6 +466,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
                           "\n\n");
   RunOptions options;
   options.cancellation = std::make_shared<CancellationToken>();
+  responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
   executor_.Start(
       *workflow, std::move(inputs), options,
       [=, cancellation = options.cancellation](const WorkflowEvent& event) {

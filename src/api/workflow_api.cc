@@ -427,6 +427,8 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   const std::string run_id = NewRunId();
   RunOptions options;
   options.cancellation = std::make_shared<CancellationToken>();
+  // A client that disconnects cancels the run's queued model work.
+  responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
   if (mode == "streaming") {
     responder->StartStream(200, "text/event-stream", {{"X-Workflow-Run-Id", run_id}});
     executor_.Start(

@@ -341,6 +341,52 @@ TEST_F(ServeTest, AbandonedAndOversizedConnectionsDoNotHurtOthers) {
   close(stalled);
 }
 
+TEST(ServeCancelTest, ClientThatLeavesHasItsQueuedWorkDropped) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  testing::TempDir dir;
+  auto body = [](int images) {
+    const std::size_t bytes = std::size_t(images) * 3 * 224 * 224 * sizeof(float);
+    std::string header = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
+                         R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
+                         std::to_string(bytes) + "}}]}";
+    return std::make_pair(header, header + std::string(bytes, '\0'));
+  };
+  // Keep clip-image busy with six large batches...
+  auto [big_header, big] = body(16);
+  auto file = dir.Write("big.bin", big);
+  std::string busy =
+      "for i in 1 2 3 4 5 6; do curl -s -o /dev/null -X POST -H "
+      "'Inference-Header-Content-Length: " +
+      std::to_string(big_header.size()) + "' --data-binary @" + file.string() + " " + server.url() +
+      "/v2/models/clip-image/infer & done; wait";
+  std::thread load([&] { RunCommand(busy); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // ...then queue one more request and hang up before it is answered.
+  auto [small_header, small] = body(1);
+  int fd = Connect(server.http_port());
+  std::string request =
+      "POST /v2/models/clip-image/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: " +
+      std::to_string(small_header.size()) + "\r\nContent-Length: " + std::to_string(small.size()) +
+      "\r\n\r\n" + small;
+  ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  close(fd);
+  load.join();
+  // The abandoned request is dropped from the queue, never computed.
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::uint64_t cancelled = 0, inferences = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    auto stats = Parse(Curl(server, "/v2/models/clip-image/stats").body);
+    cancelled = stats["model_stats"][0]["cancelled"].GetUint64();
+    inferences = stats["model_stats"][0]["inference_count"].GetUint64();
+    if (cancelled > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(cancelled, 1u);
+  EXPECT_EQ(inferences, 96u) << "only the six batches of 16 ran";
+}
+
 TEST(ServeLimitsTest, BodyLimitGives413) {
   ServerProcess server({"--max-body-bytes", "2000"});
   ASSERT_TRUE(server.ready());

@@ -171,6 +171,24 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                   session->Write(std::move(bytes), false, true);
                 });
     }
+    void OnDisconnect(std::function<void()> callback) override {
+      std::lock_guard lock(disconnect_mutex_);
+      if (gone_) {
+        callback();
+        return;
+      }
+      on_disconnect_ = std::move(callback);
+    }
+    // Runs on the strand when the watcher finds the client gone.
+    void Disconnected() {
+      std::function<void()> callback;
+      {
+        std::lock_guard lock(disconnect_mutex_);
+        gone_ = true;
+        callback = std::move(on_disconnect_);
+      }
+      if (callback) callback();
+    }
     bool WriteChunk(std::string data) override {
       if (session_->closed_) return false;
       if (data.empty()) return true;
@@ -195,6 +213,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     bool keep_alive_;
     bool gzip_ok_;
     std::atomic<bool> answered_{false};
+    std::mutex disconnect_mutex_;
+    std::function<void()> on_disconnect_;  // guarded by disconnect_mutex_
+    bool gone_ = false;                    // guarded by disconnect_mutex_
   };
 
  private:
@@ -295,7 +316,34 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                                                  server_.options_.max_header_count)));
       return;
     }
-    server_.handler_(request, std::move(responder));
+    server_.handler_(request, responder);
+    Watch(std::move(responder));
+  }
+
+  // While a request is being answered, a read on the socket tells whether
+  // the client has gone (end of stream or an error): the responder's
+  // disconnect callback then cancels the request's queued work. Bytes that
+  // arrive instead (a pipelined request) are kept for the next read.
+  void Watch(std::shared_ptr<Responder> responder) {
+    // With a pipelined request already buffered the client is evidently
+    // there, and that request must be read next: no watch.
+    if (!answering_ || buffer_.size() > 0) return;
+    watching_ = true;
+    std::weak_ptr<Responder> weak = responder;
+    stream_.socket().async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
+          self->watching_ = false;
+          if (ec) {
+            if (auto responder = weak.lock()) responder->Disconnected();
+            return self->Close();
+          }
+          self->buffer_.commit(n);
+          if (self->read_after_watch_) {
+            self->read_after_watch_ = false;
+            self->ReadNext();
+          }
+        });
   }
 
   std::string Serialize(const HttpResponse& response, bool keep_alive, bool gzip_ok, bool chunked) {
@@ -349,7 +397,14 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         --server_.unanswered_;
       }
       if (!done.keep_alive || server_.draining_) return Close();
-      ReadNext();
+      if (watching_) {
+        // The watcher's read is still pending: it resumes reading when
+        // bytes come (they are the next request) or closes on end of stream.
+        read_after_watch_ = true;
+        stream_.expires_after(server_.options_.idle_timeout);
+      } else {
+        ReadNext();
+      }
     }
     if (!writes_.empty()) WriteFront();
   }
@@ -373,6 +428,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<PendingWrite> writes_;  // touched only on the strand
   bool answering_ = false;           // touched only on the strand
+  bool watching_ = false;            // touched only on the strand
+  bool read_after_watch_ = false;    // touched only on the strand
   std::atomic<bool> closed_{false};
 };
 

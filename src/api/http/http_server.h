@@ -60,6 +60,9 @@ class HttpResponder {
   // Queues a chunk; false once the client has gone.
   virtual bool WriteChunk(std::string data) = 0;
   virtual void EndStream() = 0;
+  // `callback` runs (once, on a network thread) if the client disconnects
+  // before the answer is written; at once if it already has.
+  virtual void OnDisconnect(std::function<void()> callback) = 0;
 };
 using HttpResponderPtr = std::shared_ptr<HttpResponder>;
 

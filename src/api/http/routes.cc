@@ -322,6 +322,9 @@ class ApiHandler {
     auto parsed = ParseInferRequest(request.body, header_length, options_.limits);
     if (!parsed.ok()) return Reply(responder, request, ErrorResponse(parsed.status()));
     auto shared = std::make_shared<KserveInferRequest>(std::move(parsed).value());
+    // A client that disconnects cancels its queued request.
+    shared->options.cancellation = std::make_shared<CancellationToken>();
+    responder->OnDisconnect([token = shared->options.cancellation] { token->Cancel(); });
     auto inputs = std::move(shared->inputs);
     service_.Infer(
         name, version, std::move(inputs), shared->options,
