@@ -71,6 +71,41 @@ test('speech-report streams node by node, its branches in parallel', async () =>
   assert.match(final.outputs.image_text, /Invoice number 4821/);
 });
 
+// Checks the event grammar of a streaming run: started first, finished (or
+// error) last, every executed node started before it finished, chunks inside
+// their node.
+function checkOrder(events) {
+  assert.equal(events[0].event, 'workflow_started');
+  assert.equal(events.at(-1).event, 'workflow_finished');
+  const started = new Map();
+  events.forEach((e, i) => {
+    if (e.event === 'node_started') started.set(e.data.node_id, i);
+    if (e.event === 'node_finished' && e.data.status === 'succeeded') {
+      assert.ok(started.get(e.data.node_id) < i, `${e.data.node_id} started before it finished`);
+    }
+    if (e.event === 'text_chunk') {
+      const node = e.data.from_variable_selector[0];
+      assert.ok(started.get(node) < i, `chunk of ${node} after its start`);
+    }
+  });
+}
+
+test('every default workflow streams a well-formed event sequence', async () => {
+  const match = await stream('image-text-match', { image: image(), text: 'an invoice' });
+  checkOrder(match);
+  const finishedNodes = match.filter((e) => e.event === 'node_finished').map((e) => e.data.node_id);
+  assert.deepEqual(finishedNodes.slice(-3), ['aligned', 'match', 'report']);
+  const embedding = match.find((e) => e.event === 'node_finished' && e.data.node_id === 'image_embedding');
+  assert.equal(embedding.data.outputs.image_embeds.length, 512);
+  assert.equal(typeof match.at(-1).data.outputs.similarity, 'number');
+
+  const assist = await stream('multimodal-assist', { text: 'what is this?', image: image(), audio: audio() });
+  checkOrder(assist);
+  const position = (node) => assist.findIndex((e) => e.event === 'node_finished' && e.data.node_id === node);
+  assert.ok(position('speech') < position('answer') && position('ocr') < position('answer'));
+  assert.match(assist.at(-1).data.outputs.answer, /Heard: the weather is nice today/);
+});
+
 test('image-text-match blocking returns outputs and per-node timings', async () => {
   const response = await run('image-text-match', { image: image(), text: 'an invoice' });
   assert.equal(response.status, 200);
