@@ -278,6 +278,10 @@ const TensorSpec* ModelConfig::FindInput(std::string_view name) const {
   return nullptr;
 }
 
+std::string ModelPlatform(const ModelConfig& config) {
+  return config.backend == "onnxruntime" ? "onnxruntime_onnx" : config.backend;
+}
+
 bool IsValidModelName(std::string_view name) {
   if (name.empty() || name.size() > 128 || name.front() == '.') return false;
   return std::all_of(name.begin(), name.end(), [](char c) {

@@ -115,6 +115,10 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
 // Reads and parses `<directory>/config.yaml`; the model is named after the folder.
 Result<ModelConfig> LoadModelConfig(const std::filesystem::path& directory);
 
+// The Triton-style platform name: "onnxruntime_onnx" for ONNX Runtime,
+// else the backend's name.
+std::string ModelPlatform(const ModelConfig& config);
+
 // True for names safe to use as a folder: [A-Za-z0-9._-], not starting with '.'.
 bool IsValidModelName(std::string_view name);
 

@@ -120,6 +120,14 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
   return Status::Ok();
 }
 
+void ModelScheduler::CompleteUnlocked(std::unique_lock<std::mutex>& lock,
+                                      std::vector<Completion>* done) {
+  lock.unlock();
+  for (auto& [request, result] : *done) request->on_complete(std::move(result));
+  done->clear();
+  lock.lock();
+}
+
 void ModelScheduler::Poke() {
   std::lock_guard lock(mutex_);  // orders the flag reads after the caller's Cancel()
   expiry_.notify_one();
@@ -400,10 +408,7 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     const TimePoint now = clock_.Now();
     ExpireLocked(now, &done);
     if (!done.empty()) {
-      lock.unlock();
-      for (auto& [request, result] : done) request->on_complete(std::move(result));
-      done.clear();
-      lock.lock();
+      CompleteUnlocked(lock, &done);
       continue;
     }
     if (stopping_ && (!drain_ || QueuesEmptyLocked())) break;
@@ -439,10 +444,7 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     stats_.compute_time.Add(compute);
     if (items <= max_batch_) ++stats_.batch_sizes[items];
     adaptive_.OnBatch(static_cast<int>(items), compute);
-    lock.unlock();
-    for (auto& [request, result] : done) request->on_complete(std::move(result));
-    done.clear();
-    lock.lock();
+    CompleteUnlocked(lock, &done);
   }
 }
 
@@ -463,10 +465,7 @@ void ModelScheduler::ExpiryLoop() {
   while (!expiry_stop_) {
     ExpireLocked(clock_.Now(), &done);
     if (!done.empty()) {
-      lock.unlock();
-      for (auto& [request, result] : done) request->on_complete(std::move(result));
-      done.clear();
-      lock.lock();
+      CompleteUnlocked(lock, &done);
       continue;
     }
     expiry_sleeps_until_ = NextExpiryLocked();

@@ -157,6 +157,9 @@ class ModelScheduler {
   void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
                 std::vector<Completion>* done, Duration* compute);
   bool QueuesEmptyLocked() const;
+  // Runs the callbacks of `done` with the lock released (callbacks may
+  // enqueue again), then clears it and re-takes the lock.
+  void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done);
   std::size_t QueuedItemsLocked(bool include_offpeak) const;
 
   const ModelPtr model_;

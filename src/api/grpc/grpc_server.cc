@@ -231,13 +231,11 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                                           const inference::ModelMetadataRequest* request,
                                           inference::ModelMetadataResponse* response) override {
     if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
-    auto version = ParseVersion(request->version());
-    if (!version.ok()) return Done(context, ToGrpc(version.status()));
-    auto model = service_.GetModel(request->name(), *version);
+    auto model = ResolveModel(request->name(), request->version());
     if (!model.ok()) return Done(context, ToGrpc(model.status()));
     const braid::ModelConfig& config = (*model)->config();
     response->set_name(config.name);
-    response->set_platform(config.backend == "onnxruntime" ? "onnxruntime_onnx" : config.backend);
+    response->set_platform(ModelPlatform(config));
     for (const auto& status : service_.Index()) {
       if (status.name == config.name && status.state == ModelState::kReady)
         response->add_versions(std::to_string(status.version));
@@ -258,14 +256,12 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override {
     if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
-    auto version = ParseVersion(request->version());
-    if (!version.ok()) return Done(context, ToGrpc(version.status()));
-    auto model = service_.GetModel(request->name(), *version);
+    auto model = ResolveModel(request->name(), request->version());
     if (!model.ok()) return Done(context, ToGrpc(model.status()));
     const braid::ModelConfig& config = (*model)->config();
     auto* out = response->mutable_config();
     out->set_name(config.name);
-    out->set_platform(config.backend == "onnxruntime" ? "onnxruntime_onnx" : config.backend);
+    out->set_platform(ModelPlatform(config));
     out->set_backend(config.backend);
     out->set_max_batch_size(config.max_batch_size);
     for (const auto& spec : config.inputs) {
@@ -394,6 +390,12 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     }
     service_.Infer(request.model_name(), *version, std::move(inputs).value(), options,
                    std::move(done));
+  }
+
+  // The model a request names (name and version string), or the gRPC error.
+  Result<ModelPtr> ResolveModel(const std::string& name, const std::string& version) const {
+    BRAID_ASSIGN_OR_RETURN(std::int64_t number, ParseVersion(version));
+    return service_.GetModel(name, number);
   }
 
   grpc::Status Authorize(grpc::CallbackServerContext* context, bool admin) const {

@@ -53,10 +53,6 @@ std::string_view TritonType(DataType type) {
   return "TYPE_INVALID";
 }
 
-std::string Platform(const ModelConfig& config) {
-  return config.backend == "onnxruntime" ? "onnxruntime_onnx" : config.backend;
-}
-
 std::string TensorList(const ModelConfig& config, const std::vector<TensorSpec>& specs) {
   std::vector<std::string> items;
   for (const auto& spec : specs) {
@@ -73,7 +69,7 @@ std::string MetadataJson(const Model& model, const std::vector<std::int64_t>& ve
   for (auto v : versions) version_strings.push_back(fmt::format("\"{}\"", v));
   return fmt::format(
       "{{\"name\":{},\"versions\":[{}],\"platform\":{},\"inputs\":{},\"outputs\":{}}}",
-      Quote(config.name), fmt::join(version_strings, ","), Quote(Platform(config)),
+      Quote(config.name), fmt::join(version_strings, ","), Quote(ModelPlatform(config)),
       TensorList(config, config.inputs), TensorList(config, config.outputs));
 }
 
@@ -109,8 +105,9 @@ std::string ConfigJson(const ModelConfig& config) {
       "},"
       "\"instance_group\":[{{\"count\":{},\"kind\":\"{}\"}}],\"dynamic_batching\":{},"
       "\"response_cache\":{{\"enable\":{}}}}}",
-      Quote(config.name), Quote(Platform(config)), Quote(config.backend), config.max_batch_size,
-      tensors(config.inputs), tensors(config.outputs), config.instance_group.count,
+      Quote(config.name), Quote(ModelPlatform(config)), Quote(config.backend),
+      config.max_batch_size, tensors(config.inputs), tensors(config.outputs),
+      config.instance_group.count,
       config.instance_group.kind == InstanceGroup::Kind::kGpu ? "KIND_GPU" : "KIND_CPU", dynamic,
       config.response_cache.enable);
 }
