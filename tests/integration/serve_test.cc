@@ -361,7 +361,14 @@ TEST(ServeCancelTest, ClientThatLeavesHasItsQueuedWorkDropped) {
       std::to_string(big_header.size()) + "' --data-binary @" + file.string() + " " + server.url() +
       "/v2/models/clip-image/infer & done; wait";
   std::thread load([&] { RunCommand(busy); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Wait until at least three of them are in flight (one running, the rest queued).
+  auto busy_until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < busy_until) {
+    auto metrics = RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) +
+                              "/metrics | sed -n 's/^braid_inflight_requests //p'");
+    if (std::atoi(metrics.out.c_str()) >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   // ...then queue one more request and hang up before it is answered.
   auto [small_header, small] = body(1);
   int fd = Connect(server.http_port());
