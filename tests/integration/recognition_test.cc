@@ -141,7 +141,7 @@ TEST_F(RecognitionTest, AsrWordErrorRate) {
     ASSERT_TRUE(outputs.ok()) << file << ": " << outputs.status().ToString();
     auto got = Words(Normalise((*(*outputs)[0].Strings())[0]));
     auto want = Words(Normalise(expected));
-    std::printf("  %s: \"%s\"\n", file.c_str(), (*(*outputs)[0].Strings())[0].data());
+    std::printf("  %s: \"%s\"\n", file.c_str(), std::string((*(*outputs)[0].Strings())[0]).c_str());
     errors += EditDistance(got, want);
     words += want.size();
     // Word timings are ordered and inside the clip.

@@ -52,7 +52,9 @@ TEST(ImageTest, DecodesToRgb) {
 
 TEST(ImageTest, RefusesBombsBeforeDecoding) {
   // A PNG whose IHDR claims 100000 x 100000 pixels and has no real data.
-  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0", 33);
+  static const char kBomb[] =
+      "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0";
+  std::string png(kBomb, sizeof(kBomb) - 1);
   auto bytes = std::as_bytes(std::span(png.data(), png.size()));
   auto result = DecodeImage(bytes);
   ASSERT_FALSE(result.ok());
