@@ -5,8 +5,13 @@
 namespace braid {
 
 InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
-                                   SchedulerOptions options)
-    : repository_(repository), clock_(clock), options_(options) {}
+                                   SchedulerOptions options, MemoryCache* cache)
+    : repository_(repository), clock_(clock), cache_(cache), options_(options) {}
+
+std::optional<CacheStats> InferenceService::cache_stats() const {
+  if (cache_ == nullptr) return std::nullopt;
+  return cache_->Stats();
+}
 
 InferenceService::~InferenceService() {
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
@@ -108,6 +113,25 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     done(ordered.status());
     return;
   }
+  // The result cache: a hit answers at once, without the scheduler.
+  std::optional<Hash128> key;
+  const auto& cache_config = model->config().response_cache;
+  if (cache_ != nullptr && cache_config.enable && options.use_cache) {
+    Hasher hasher;
+    hasher.Add(model->name()).Add(model->version());
+    for (const Tensor& tensor : *ordered) {
+      hasher.Add(DataTypeName(tensor.dtype()));
+      for (auto dim : tensor.shape()) hasher.Add(dim);
+      hasher.Add(std::span<const std::byte>(tensor.data(), tensor.byte_size()));
+    }
+    key = hasher.Finish();
+    if (auto hit = cache_->Get(*key)) {
+      InferResponse response{model, std::move(*hit), Duration{}, Duration{}};
+      response.cached = true;
+      done(std::move(response));
+      return;
+    }
+  }
   auto request = std::make_unique<InferenceRequest>();
   request->inputs = std::move(ordered).value();
   request->priority = options.priority;
@@ -115,7 +139,9 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   request->deadline = options.deadline;
   request->cancellation = options.cancellation;
   ++in_flight_;
-  request->on_complete = [this, model, done](InferenceResult result) {
+  const Duration ttl = std::chrono::seconds(cache_config.ttl_s);
+  request->on_complete = [this, model, done, key, ttl](InferenceResult result) {
+    if (result.status.ok() && key) cache_->Put(*key, result.outputs, ttl);
     if (result.status.ok()) {
       done(InferResponse{model, std::move(result.outputs), result.queue_time, result.compute_time});
     } else {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/memory_cache.h"
 #include "core/clock.h"
 #include "core/thread_pool.h"
 #include "model/repository.h"
@@ -30,6 +31,7 @@ struct InferOptions {
   std::int64_t timeout_us = -1;  // -1: the queue policy's
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;
+  bool use_cache = true;  // false: neither read nor fill the result cache
 };
 
 struct InferResponse {
@@ -37,14 +39,18 @@ struct InferResponse {
   std::vector<Tensor> outputs;  // config order
   Duration queue_time{};
   Duration compute_time{};
+  bool cached = false;  // answered from the result cache
 };
 
 using InferCallback = std::function<void(Result<InferResponse>)>;
 
 class InferenceService {
  public:
-  // `repository` and `clock` must outlive the service.
-  InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {});
+  // `repository`, `clock` and `cache` (may be null: no result cache) must
+  // outlive the service. Models with response_cache.enable read and fill
+  // `cache`, keyed by model, version and the inputs' types, shapes and bytes.
+  InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {},
+                   MemoryCache* cache = nullptr);
   ~InferenceService();
 
   // Loads every model in the repository and starts their schedulers.
@@ -75,6 +81,8 @@ class InferenceService {
   // Blocks until no request is in flight or `timeout` passes; true if idle.
   bool WaitIdle(Duration timeout);
   std::size_t in_flight() const { return in_flight_.load(); }
+  // The result cache's figures; empty without a cache.
+  std::optional<CacheStats> cache_stats() const;
 
  private:
   using SchedulerPtr = std::shared_ptr<ModelScheduler>;
@@ -86,6 +94,7 @@ class InferenceService {
 
   ModelRepository& repository_;
   Clock& clock_;
+  MemoryCache* cache_;
   const SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>

@@ -248,6 +248,8 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
         BRAID_ASSIGN_OR_RETURN(std::int64_t timeout, IntParameter(member.value, key));
         if (timeout < 0) return InvalidArgument("parameter 'timeout' must not be negative");
         request.options.timeout_us = timeout;
+      } else if (key == "cache") {
+        BRAID_ASSIGN_OR_RETURN(request.options.use_cache, BoolParameter(member.value, key));
       } else if (key == "binary_data_output") {
         BRAID_ASSIGN_OR_RETURN(request.binary_data_output, BoolParameter(member.value, key));
       }

@@ -33,6 +33,7 @@ struct ServeOptions {
   std::string admin_key;
   double drain_timeout_s = 30;
   std::size_t max_body_bytes = std::size_t{64} << 20;
+  std::size_t cache_bytes = std::size_t{256} << 20;
   int http_threads = 0;
   bool debug = false;
 };
@@ -49,7 +50,10 @@ int RunServe(const ServeOptions& options) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
   ModelRepository repository(ModelRepositoryOrDefault(options.repository), backends);
-  InferenceService service(repository, SteadyClock());
+  std::unique_ptr<MemoryCache> cache;
+  if (options.cache_bytes > 0)
+    cache = std::make_unique<MemoryCache>(options.cache_bytes, SteadyClock());
+  InferenceService service(repository, SteadyClock(), {}, cache.get());
   spdlog::info("loading models from {}", repository.root().string());
   if (Status status = service.LoadAll(); !status.ok()) {
     fmt::print(stderr, "braid serve: {}\n", status.message());
@@ -182,6 +186,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   serve
       ->add_option("--max-body-bytes", options->max_body_bytes,
                    "Largest request body (HTTP) or message (gRPC)")
+      ->capture_default_str();
+  serve
+      ->add_option("--cache-bytes", options->cache_bytes,
+                   "Result cache size in bytes for models with response_cache.enable (0: no cache)")
       ->capture_default_str();
   serve->add_option("--http-threads", options->http_threads,
                     "Network threads (default: one per core, at least 2)");

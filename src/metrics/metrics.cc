@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 namespace braid {
 namespace {
@@ -69,7 +70,7 @@ void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, 
 
 std::string Metrics::Render(
     const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
-    std::size_t in_flight) const {
+    std::size_t in_flight, const std::optional<CacheStats>& cache) const {
   std::string out;
   {
     std::lock_guard lock(mutex_);
@@ -195,6 +196,24 @@ std::string Metrics::Render(
   Header(out, "braid_inflight_requests", "gauge",
          "Inference requests admitted and not yet answered.");
   fmt::format_to(std::back_inserter(out), "braid_inflight_requests {}\n", in_flight);
+  if (cache) {
+    for (auto [name, help, value] :
+         {std::tuple{"braid_cache_hits_total", "Result cache hits.", cache->hits},
+          {"braid_cache_misses_total", "Result cache misses.", cache->misses},
+          {"braid_cache_evictions_total", "Entries evicted from the result cache.",
+           cache->evictions},
+          {"braid_cache_rejections_total", "Entries the frequency filter kept out.",
+           cache->rejections}}) {
+      Header(out, name, "counter", help);
+      fmt::format_to(std::back_inserter(out), "{}{{tier=\"memory\"}} {}\n", name, value);
+    }
+    Header(out, "braid_cache_bytes", "gauge", "Bytes held by the result cache.");
+    fmt::format_to(std::back_inserter(out), "braid_cache_bytes{{tier=\"memory\"}} {}\n",
+                   cache->bytes);
+    Header(out, "braid_cache_entries", "gauge", "Entries held by the result cache.");
+    fmt::format_to(std::back_inserter(out), "braid_cache_entries{{tier=\"memory\"}} {}\n",
+                   cache->entries);
+  }
   auto [cpu, rss] = ProcessUsage();
   Header(out, "braid_process_cpu_seconds_total", "counter", "CPU time used by the process.");
   fmt::format_to(std::back_inserter(out), "braid_process_cpu_seconds_total {}\n", cpu);

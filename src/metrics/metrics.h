@@ -11,10 +11,12 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
 
+#include "cache/memory_cache.h"
 #include "core/clock.h"
 #include "scheduler/model_scheduler.h"
 
@@ -33,8 +35,10 @@ class Metrics {
                       Duration duration);
 
   // Everything, as Prometheus text. `models` maps name → version → input.
+  // `cache` holds the result cache's figures when there is one.
   std::string Render(const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
-                     std::size_t in_flight) const;
+                     std::size_t in_flight,
+                     const std::optional<CacheStats>& cache = std::nullopt) const;
 
  private:
   static constexpr std::array<double, 16> kBucketsS = {

@@ -349,7 +349,7 @@ TEST(ServeCancelTest, ClientThatLeavesHasItsQueuedWorkDropped) {
     const std::size_t bytes = std::size_t(images) * 3 * 224 * 224 * sizeof(float);
     std::string header = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
                          R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
-                         std::to_string(bytes) + "}}]}";
+                         std::to_string(bytes) + R"(}}],"parameters":{"cache":false}})";
     return std::make_pair(header, header + std::string(bytes, '\0'));
   };
   // Keep clip-image busy with six large batches...
@@ -392,6 +392,30 @@ TEST(ServeCancelTest, ClientThatLeavesHasItsQueuedWorkDropped) {
   }
   EXPECT_EQ(cancelled, 1u);
   EXPECT_EQ(inferences, 96u) << "only the six batches of 16 ran";
+}
+
+TEST(ServeCacheTest, RepeatedInputsAreAnsweredFromTheCache) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  std::string ids = "[49406";
+  for (int i = 1; i < 77; ++i) ids += i == 3 ? ",49407" : i < 3 ? ",320" : ",0";
+  ids += "]";
+  const std::string request =
+      R"({"inputs":[{"name":"input_ids","shape":[1,77],"datatype":"INT64","data":)" + ids + "}]";
+  Reply first = Post(server, "/v2/models/clip-text/infer", request + "}");
+  Reply second = Post(server, "/v2/models/clip-text/infer", request + "}");
+  Reply bypass =
+      Post(server, "/v2/models/clip-text/infer", request + R"(,"parameters":{"cache":false}})");
+  ASSERT_EQ(first.code, 200) << first.body;
+  EXPECT_EQ(second.body, first.body) << "a hit returns the same embedding";
+  EXPECT_EQ(bypass.body, first.body);
+  auto stats = Parse(Curl(server, "/v2/models/clip-text/stats").body);
+  EXPECT_EQ(stats["model_stats"][0]["inference_count"].GetUint64(), 2u)
+      << "the hit did not run the model";
+  auto metrics =
+      RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) + "/metrics");
+  EXPECT_THAT(metrics.out, HasSubstr("braid_cache_hits_total{tier=\"memory\"} 1"));
+  EXPECT_THAT(metrics.out, HasSubstr("braid_cache_misses_total{tier=\"memory\"} 1"));
 }
 
 TEST(ServeLimitsTest, BodyLimitGives413) {
@@ -486,7 +510,7 @@ TEST(ServeDrainTest, SigtermDuringLoadFailsNoInFlightRequest) {
   const std::size_t bytes = 8ull * 3 * 224 * 224 * sizeof(float);
   std::string header =
       R"({"inputs":[{"name":"pixel_values","shape":[8,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
-      std::to_string(bytes) + "}}]}";
+      std::to_string(bytes) + R"(}}],"parameters":{"cache":false}})";
   auto file = dir.Write("batch.bin", header + std::string(bytes, '\0'));
   const int kClients = 12;
   std::string script = "for i in $(seq " + std::to_string(kClients) +

@@ -393,7 +393,8 @@ HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics) {
       return responder->Send(JsonError(404, "metrics are at /metrics"));
     HttpResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    response.body = metrics.Render(CollectModelMetrics(service), service.in_flight());
+    response.body =
+        metrics.Render(CollectModelMetrics(service), service.in_flight(), service.cache_stats());
     responder->Send(std::move(response));
   };
 }
