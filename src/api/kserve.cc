@@ -120,7 +120,9 @@ Result<Tensor> JsonTensor(const Value& data, DataType type, const Shape& shape, 
   return tensor;
 }
 
-void AppendData(std::string& out, const Tensor& tensor) {
+}  // namespace
+
+void AppendTensorData(std::string& out, const Tensor& tensor) {
   auto append = [&](auto values) {
     for (std::size_t i = 0; i < values.size(); ++i) {
       if (i > 0) out += ',';
@@ -175,8 +177,6 @@ void AppendData(std::string& out, const Tensor& tensor) {
     }
   }
 }
-
-}  // namespace
 
 void AppendJsonString(std::string& out, std::string_view text) {
   out += '"';
@@ -400,7 +400,7 @@ Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
       binary.append(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
     } else {
       json += ",\"data\":[";
-      AppendData(json, tensor);
+      AppendTensorData(json, tensor);
       json += "]}";
     }
   }

@@ -54,6 +54,10 @@ struct EncodedResponse {
 Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
                                             const InferResponse& response);
 
+// Appends the tensor's elements, comma-separated, as JSON values (numbers,
+// true/false, strings; non-finite floats as null), without brackets.
+void AppendTensorData(std::string& out, const Tensor& tensor);
+
 // Appends a JSON string literal (quoted, escaped) to `out`.
 void AppendJsonString(std::string& out, std::string_view text);
 

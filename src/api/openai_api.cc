@@ -51,11 +51,6 @@ void Normalise(std::vector<float>& v) {
   }
 }
 
-std::string_view FirstString(const Tensor& tensor) {
-  auto strings = tensor.Strings();
-  return strings.ok() && !strings->empty() ? (*strings)[0] : std::string_view();
-}
-
 }  // namespace
 
 struct OpenAiApi::Item {

@@ -195,50 +195,9 @@ void AppendTensorJson(std::string& out, const Tensor& tensor) {
                        fmt::join(tensor.shape(), ","));
     return;
   }
-  if (tensor.dtype() == DataType::kBytes) {
-    auto strings = tensor.Strings();
-    if (!strings.ok()) {
-      out += "null";
-      return;
-    }
-    if (strings->size() == 1) {
-      AppendJsonString(out, (*strings)[0]);
-      return;
-    }
-    out += '[';
-    for (std::size_t i = 0; i < strings->size(); ++i) {
-      if (i) out += ',';
-      AppendJsonString(out, (*strings)[i]);
-    }
-    out += ']';
-    return;
-  }
-  if (tensor.dtype() == DataType::kFp32 && tensor.element_count() == 1) {
-    float v = tensor.span<float>()[0];
-    out += std::isfinite(v) ? fmt::format("{}", v) : "null";
-    return;
-  }
-  if (tensor.dtype() == DataType::kBool && tensor.element_count() == 1) {
-    out += tensor.span<std::uint8_t>()[0] ? "true" : "false";
-    return;
-  }
+  if (tensor.element_count() == 1) return AppendTensorData(out, tensor);
   out += '[';
-  switch (tensor.dtype()) {
-    case DataType::kFp32: {
-      auto values = tensor.span<float>();
-      for (std::size_t i = 0; i < values.size(); ++i)
-        out += fmt::format("{}{}", i ? "," : "", std::isfinite(values[i]) ? values[i] : 0.0f);
-      break;
-    }
-    case DataType::kInt64:
-      out += fmt::format("{}", fmt::join(tensor.span<std::int64_t>(), ","));
-      break;
-    case DataType::kInt32:
-      out += fmt::format("{}", fmt::join(tensor.span<std::int32_t>(), ","));
-      break;
-    default:
-      break;
-  }
+  AppendTensorData(out, tensor);
   out += ']';
 }
 

@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 
+#include "api/kserve.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
 #include "cli/tensor_json.h"
@@ -134,15 +135,10 @@ Status RunInfer(const InferOptions& options) {
     }
     return Status::Ok();
   }
-  std::vector<std::string> parts;
-  for (std::size_t o = 0; o < outputs.size(); ++o) {
-    BRAID_ASSIGN_OR_RETURN(std::string json,
-                           TensorToJson(model->config().outputs[o].name, outputs[o]));
-    parts.push_back(std::move(json));
-  }
-  fmt::print(R"({{"model_name":"{}","model_version":"{}","outputs":[{}]}})"
-             "\n",
-             model->name(), model->version(), fmt::join(parts, ","));
+  BRAID_ASSIGN_OR_RETURN(
+      EncodedResponse encoded,
+      EncodeInferResponse(KserveInferRequest{}, InferResponse{model, std::move(outputs)}));
+  fmt::print("{}\n", encoded.body);
   return Status::Ok();
 }
 

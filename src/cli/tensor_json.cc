@@ -1,11 +1,9 @@
 #include "cli/tensor_json.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
-#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -128,71 +126,6 @@ Result<Tensor> ParseTensorJson(std::string_view text, DataType type) {
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(type, shape));
   BRAID_RETURN_IF_ERROR(StoreLeaves(leaves, &tensor));
   return tensor;
-}
-
-Result<std::string> TensorToJson(const std::string& name, const Tensor& tensor) {
-  std::string data;
-  auto append_all = [&](auto values) {
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (i > 0) data += ',';
-      data += fmt::format("{}", values[i]);
-    }
-  };
-  switch (tensor.dtype()) {
-    case DataType::kFp32: {
-      auto values = tensor.span<float>();
-      for (std::size_t i = 0; i < values.size(); ++i) {
-        if (i > 0) data += ',';
-        data += std::isfinite(values[i]) ? fmt::format("{}", values[i]) : "null";
-      }
-      break;
-    }
-    case DataType::kFp16: {
-      auto values = tensor.span<std::uint16_t>();
-      for (std::size_t i = 0; i < values.size(); ++i) {
-        if (i > 0) data += ',';
-        float v = braid::HalfToFloat(values[i]);
-        data += std::isfinite(v) ? fmt::format("{}", v) : "null";
-      }
-      break;
-    }
-    case DataType::kInt64:
-      append_all(tensor.span<std::int64_t>());
-      break;
-    case DataType::kInt32:
-      append_all(tensor.span<std::int32_t>());
-      break;
-    case DataType::kUint8:
-      append_all(tensor.span<std::uint8_t>());
-      break;
-    case DataType::kBool: {
-      auto values = tensor.span<std::uint8_t>();
-      for (std::size_t i = 0; i < values.size(); ++i)
-        data += fmt::format("{}{}", i ? "," : "", values[i] != 0);
-      break;
-    }
-    case DataType::kBytes: {
-      BRAID_ASSIGN_OR_RETURN(auto strings, tensor.Strings());
-      for (std::size_t i = 0; i < strings.size(); ++i) {
-        if (i > 0) data += ',';
-        data += '"';
-        for (char c : strings[i]) {
-          if (c == '"' || c == '\\') {
-            data += '\\';
-            data += c;
-          } else if (static_cast<unsigned char>(c) < 0x20) {
-            data += fmt::format("\\u{:04x}", static_cast<int>(c));
-          } else {
-            data += c;
-          }
-        }
-        data += '"';
-      }
-      break;
-    }
-  }
-  return fmt::format(R"({{"name":"{}","datatype":"{}","shape":[{}],"data":[{}]}})", name,
-                     DataTypeName(tensor.dtype()), fmt::join(tensor.shape(), ","), data);
 }
 
 }  // namespace braid::cli

@@ -1,6 +1,5 @@
-// Tensors as JSON for `braid infer`: reading a file of nested arrays or
-// {"shape": [...], "data": [...]}, and printing outputs in the KServe v2
-// response shape.
+// Tensors from JSON files for `braid infer`: nested arrays or
+// {"shape": [...], "data": [...]}.
 #pragma once
 
 #include <string>
@@ -15,8 +14,5 @@ namespace braid::cli {
 // their nesting (and must be rectangular); an object gives it explicitly
 // with a flat "data" list.
 Result<Tensor> ParseTensorJson(std::string_view text, DataType type);
-
-// {"name":..., "datatype":..., "shape":[...], "data":[...]}
-Result<std::string> TensorToJson(const std::string& name, const Tensor& tensor);
 
 }  // namespace braid::cli

@@ -49,6 +49,11 @@ Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count, std::size_t li
 
 std::string ShapeToString(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
 
+std::string_view FirstString(const Tensor& tensor) {
+  auto strings = tensor.Strings();
+  return strings.ok() && !strings->empty() ? (*strings)[0] : std::string_view();
+}
+
 Result<Tensor> Tensor::Allocate(DataType type, Shape shape) {
   BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
   BRAID_ASSIGN_OR_RETURN(std::size_t size, ByteSizeOf(type, count));

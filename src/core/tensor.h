@@ -35,6 +35,11 @@ Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count, std::size_t li
 // "[1,3,224,224]".
 std::string ShapeToString(const Shape& shape);
 
+class Tensor;
+// The first element of a BYTES tensor; empty if there is none or the tensor
+// is malformed.
+std::string_view FirstString(const Tensor& tensor);
+
 class Tensor {
  public:
   Tensor() = default;

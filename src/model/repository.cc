@@ -19,6 +19,16 @@ std::string_view ModelStateName(ModelState state) {
   return "UNKNOWN";
 }
 
+Result<std::int64_t> ParseModelVersion(std::string_view text) {
+  if (text.empty()) return std::int64_t{0};
+  std::int64_t version = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), version);
+  if (error != std::errc() || end != text.data() + text.size() || version < 1) {
+    return InvalidArgument("'{}' is not a model version (a positive integer)", text);
+  }
+  return version;
+}
+
 std::vector<std::int64_t> ListVersions(const std::filesystem::path& model_dir) {
   std::vector<std::int64_t> versions;
   std::error_code error;

@@ -81,6 +81,10 @@ class ModelRepository {
   std::map<std::string, Entry, std::less<>> entries_;  // guarded by mutex_
 };
 
+// A version as requests name it: "" → 0 (the newest), "3" → 3;
+// InvalidArgument for anything but a positive integer.
+Result<std::int64_t> ParseModelVersion(std::string_view text);
+
 // The numeric version folders under `model_dir`, ascending.
 std::vector<std::int64_t> ListVersions(const std::filesystem::path& model_dir);
 

@@ -5,18 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
-#include <regex>
 
 #include "preprocess/audio.h"
 #include "preprocess/image.h"
 
 namespace braid {
 namespace {
-
-std::string_view FirstString(const Tensor& tensor) {
-  auto strings = tensor.Strings();
-  return strings.ok() && !strings->empty() ? (*strings)[0] : std::string_view();
-}
 
 Result<Tensor> Scalar(float value) {
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kFp32, {1}));
@@ -78,21 +72,17 @@ Result<NamedTensors> Fuse(const NodeSpec& node, const NamedTensors& in) {
 }
 
 std::string RenderTemplate(const std::string& text, const NamedTensors& values) {
-  static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
   std::string out;
-  auto begin = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
   std::size_t last = 0;
-  for (auto it = begin; it != std::sregex_iterator(); ++it) {
-    out += text.substr(last, it->position() - last);
-    std::string key = (*it)[1];
-    auto value = values.find(key);
-    if (value != values.end()) {
+  for (const auto& placeholder : FindPlaceholders(text)) {
+    out += text.substr(last, placeholder.position - last);
+    if (auto value = values.find(placeholder.reference); value != values.end()) {
       std::string rendered = RenderTensor(value->second);
       while (!rendered.empty() && std::isspace(static_cast<unsigned char>(rendered.back())))
         rendered.pop_back();
       out += rendered;
     }
-    last = it->position() + it->length();
+    last = placeholder.position + placeholder.length;
   }
   out += text.substr(last);
   return out;

@@ -44,6 +44,17 @@ Result<Reference> ParseReference(const std::string& text) {
 
 }  // namespace
 
+std::vector<Placeholder> FindPlaceholders(const std::string& text) {
+  static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
+  std::vector<Placeholder> found;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
+       it != std::sregex_iterator(); ++it) {
+    found.push_back({static_cast<std::size_t>(it->position()),
+                     static_cast<std::size_t>(it->length()), (*it)[1]});
+  }
+  return found;
+}
+
 const std::vector<std::string>& NodeKinds() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> out;
@@ -190,14 +201,12 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
         if (!node.params.count(param)) {
           return InvalidArgument("{}: {} node '{}' needs '{}'", source, node.kind, node.id, param);
         }
-        static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
-        const std::string& text = node.params[param];
-        for (auto it = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
-             it != std::sregex_iterator(); ++it) {
-          auto reference = ParseReference((*it)[1]);
-          if (!reference.ok())
+        for (const auto& placeholder : FindPlaceholders(node.params[param])) {
+          auto reference = ParseReference(placeholder.reference);
+          if (!reference.ok()) {
             return reference.status().WithContext(
-                fmt::format("{}: node '{}' field 'template'", source, node.id));
+                fmt::format("{}: node '{}' field '{}'", source, node.id, param));
+          }
           node.from[reference->ToString()] = *reference;
         }
       }

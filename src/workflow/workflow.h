@@ -82,6 +82,14 @@ using ModelCatalog = std::function<Result<std::vector<std::string>>(
 Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name,
                                   const std::filesystem::path& file, const ModelCatalog& catalog);
 
+// A {{reference}} in a template or prompt: where it stands and what it names.
+struct Placeholder {
+  std::size_t position = 0;
+  std::size_t length = 0;
+  std::string reference;  // "node.output" or "node.output?"
+};
+std::vector<Placeholder> FindPlaceholders(const std::string& text);
+
 // The node kinds braid knows, for messages.
 const std::vector<std::string>& NodeKinds();
 

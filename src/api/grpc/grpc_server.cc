@@ -20,17 +20,6 @@ grpc::Status ToGrpc(const Status& status) {
                       status.message());
 }
 
-Result<std::int64_t> ParseVersion(const std::string& text) {
-  if (text.empty()) return std::int64_t{0};
-  try {
-    std::size_t used = 0;
-    std::int64_t version = std::stoll(text, &used);
-    if (used == text.size() && version > 0) return version;
-  } catch (const std::exception&) {
-  }
-  return InvalidArgument("'{}' is not a model version (a positive integer)", text);
-}
-
 template <typename T, typename Repeated>
 Result<Tensor> FromRepeated(DataType type, const Shape& shape, std::int64_t count,
                             const Repeated& values, const std::string& name) {
@@ -207,7 +196,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                                        const inference::ModelReadyRequest* request,
                                        inference::ModelReadyResponse* response) override {
     if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
-    auto version = ParseVersion(request->version());
+    auto version = ParseModelVersion(request->version());
     if (!version.ok()) return Done(context, ToGrpc(version.status()));
     auto model = service_.GetModel(request->name(), *version);
     if (!model.ok() && model.status().code() == StatusCode::kNotFound)
@@ -377,7 +366,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   // Validates and schedules one request; `done` gets the result.
   void RunInfer(const inference::ModelInferRequest& request, std::shared_ptr<const void> owner,
                 grpc::CallbackServerContext* context, InferCallback done) {
-    auto version = ParseVersion(request.model_version());
+    auto version = ParseModelVersion(request.model_version());
     if (!version.ok()) return done(version.status());
     auto inputs = InputsFromProto(request, std::move(owner));
     if (!inputs.ok()) return done(inputs.status());
@@ -394,7 +383,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
 
   // The model a request names (name and version string), or the gRPC error.
   Result<ModelPtr> ResolveModel(const std::string& name, const std::string& version) const {
-    BRAID_ASSIGN_OR_RETURN(std::int64_t number, ParseVersion(version));
+    BRAID_ASSIGN_OR_RETURN(std::int64_t number, ParseModelVersion(version));
     return service_.GetModel(name, number);
   }
 

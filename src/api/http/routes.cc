@@ -151,16 +151,6 @@ bool KeyMatches(std::string_view given, const std::string& expected) {
   return difference == 0;
 }
 
-Result<std::int64_t> ParseVersion(const std::string& text) {
-  if (text.empty()) return std::int64_t{0};
-  std::int64_t version = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), version);
-  if (error != std::errc() || end != text.data() + text.size() || version < 1) {
-    return InvalidArgument("'{}' is not a model version (a positive integer)", text);
-  }
-  return version;
-}
-
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
@@ -220,7 +210,7 @@ class ApiHandler {
       const std::string action = match[3];
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
-      auto version = ParseVersion(match[2]);
+      auto version = ParseModelVersion(match[2].str());
       if (!version.ok()) return Reply(responder, request, ErrorResponse(version.status()));
       if (action == "/infer") {
         if (!Method(request, responder, "POST")) return;
