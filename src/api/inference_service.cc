@@ -5,10 +5,10 @@
 namespace braid {
 
 InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
-                                   SchedulerOptions options, MemoryCache* cache)
+                                   SchedulerOptions options, ResultCache* cache)
     : repository_(repository), clock_(clock), cache_(cache), options_(options) {}
 
-std::optional<CacheStats> InferenceService::cache_stats() const {
+std::optional<ResultCacheStats> InferenceService::cache_stats() const {
   if (cache_ == nullptr) return std::nullopt;
   return cache_->Stats();
 }
@@ -113,35 +113,63 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     done(ordered.status());
     return;
   }
-  // The result cache: a hit answers at once, without the scheduler.
-  std::optional<Hash128> key;
+  // The result cache: a hit answers at once, without the scheduler; a miss
+  // that an identical request is already computing waits for that result.
   const auto& cache_config = model->config().response_cache;
-  if (cache_ != nullptr && cache_config.enable && options.use_cache) {
-    Hasher hasher;
-    hasher.Add(model->name()).Add(model->version());
-    for (const Tensor& tensor : *ordered) {
-      hasher.Add(DataTypeName(tensor.dtype()));
-      for (auto dim : tensor.shape()) hasher.Add(dim);
-      hasher.Add(std::span<const std::byte>(tensor.data(), tensor.byte_size()));
-    }
-    key = hasher.Finish();
-    if (auto hit = cache_->Get(*key)) {
-      InferResponse response{model, std::move(*hit), Duration{}, Duration{}};
+  if (cache_ == nullptr || !cache_config.enable || !options.use_cache) {
+    Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
+    return;
+  }
+  Hasher hasher;
+  hasher.Add(model->name()).Add(model->version());
+  for (const Tensor& tensor : *ordered) hasher.Add(tensor);
+  const Hash128 key = hasher.Finish();
+  if (auto hit = cache_->Get(key)) {
+    InferResponse response{model, std::move(hit->value), Duration{}, Duration{}};
+    response.cached = true;
+    done(std::move(response));
+    return;
+  }
+  ++in_flight_;
+  auto waiter = [this, scheduler, model, inputs = *ordered, options,
+                 done](const Result<std::vector<Tensor>>& result) {
+    if (result.ok()) {
+      InferResponse response{model, *result, Duration{}, Duration{}};
       response.cached = true;
       done(std::move(response));
-      return;
+    } else {
+      // The leader failed (its client may have gone): compute this one itself.
+      Schedule(scheduler, inputs, options, std::nullopt, done);
     }
+    FinishOne();
+  };
+  if (cache_->Lead(key, std::move(waiter))) {
+    Schedule(scheduler, std::move(ordered).value(), options, key, std::move(done));
+    FinishOne();  // the waiter was not kept
   }
+}
+
+void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                                const InferOptions& options, std::optional<Hash128> lead,
+                                InferCallback done) {
+  ModelPtr model = scheduler->shared_model();
   auto request = std::make_unique<InferenceRequest>();
-  request->inputs = std::move(ordered).value();
+  request->inputs = std::move(inputs);
   request->priority = options.priority;
   request->timeout_us = options.timeout_us;
   request->deadline = options.deadline;
   request->cancellation = options.cancellation;
   ++in_flight_;
-  const Duration ttl = std::chrono::seconds(cache_config.ttl_s);
-  request->on_complete = [this, model, done, key, ttl](InferenceResult result) {
-    if (result.status.ok() && key) cache_->Put(*key, result.outputs, ttl);
+  const Duration ttl = std::chrono::seconds(model->config().response_cache.ttl_s);
+  request->on_complete = [this, model, done, lead, ttl](InferenceResult result) {
+    if (lead) {
+      if (result.status.ok()) {
+        cache_->Put(*lead, result.outputs, ttl);
+        cache_->Land(*lead, result.outputs);
+      } else {
+        cache_->Land(*lead, result.status);
+      }
+    }
     if (result.status.ok()) {
       done(InferResponse{model, std::move(result.outputs), result.queue_time, result.compute_time});
     } else {
@@ -151,6 +179,7 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   };
   Status status = scheduler->Enqueue(request);
   if (!status.ok()) {
+    if (lead) cache_->Land(*lead, status);
     FinishOne();
     done(std::move(status));
   }

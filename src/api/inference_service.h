@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "cache/memory_cache.h"
+#include "cache/result_cache.h"
 #include "core/clock.h"
 #include "core/thread_pool.h"
 #include "model/repository.h"
@@ -27,7 +27,7 @@
 namespace braid {
 
 struct InferOptions {
-  int priority = 0;              // 0: the model's default
+  int priority = 0;  // 0: the model's default; kLowestPriority: its lowest (off-peak) level
   std::int64_t timeout_us = -1;  // -1: the queue policy's
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;
@@ -39,7 +39,7 @@ struct InferResponse {
   std::vector<Tensor> outputs;  // config order
   Duration queue_time{};
   Duration compute_time{};
-  bool cached = false;  // answered from the result cache
+  bool cached = false;  // answered from the result cache or by an identical request's run
 };
 
 using InferCallback = std::function<void(Result<InferResponse>)>;
@@ -48,9 +48,10 @@ class InferenceService {
  public:
   // `repository`, `clock` and `cache` (may be null: no result cache) must
   // outlive the service. Models with response_cache.enable read and fill
-  // `cache`, keyed by model, version and the inputs' types, shapes and bytes.
+  // `cache`, keyed by model, version and the inputs' types, shapes and
+  // bytes; concurrent identical requests to them run once.
   InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {},
-                   MemoryCache* cache = nullptr);
+                   ResultCache* cache = nullptr);
   ~InferenceService();
 
   // Loads every model in the repository and starts their schedulers.
@@ -82,7 +83,7 @@ class InferenceService {
   bool WaitIdle(Duration timeout);
   std::size_t in_flight() const { return in_flight_.load(); }
   // The result cache's figures; empty without a cache.
-  std::optional<CacheStats> cache_stats() const;
+  std::optional<ResultCacheStats> cache_stats() const;
 
  private:
   using SchedulerPtr = std::shared_ptr<ModelScheduler>;
@@ -90,11 +91,15 @@ class InferenceService {
   // Makes the schedulers match the repository's loaded versions of `name`.
   void SyncSchedulers(const std::string& name);
   void Retire(SchedulerPtr scheduler);
+  // Enqueues `inputs` on `scheduler`. With `lead`, the result fills the
+  // cache under that key and answers the requests that waited for it.
+  void Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                const InferOptions& options, std::optional<Hash128> lead, InferCallback done);
   void FinishOne();
 
   ModelRepository& repository_;
   Clock& clock_;
-  MemoryCache* cache_;
+  ResultCache* cache_;
   const SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <rapidjson/document.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <random>
@@ -11,6 +12,7 @@
 #include "api/multipart.h"
 #include "api/status_mapping.h"
 #include "core/base64.h"
+#include "preprocess/image.h"
 
 namespace braid {
 namespace {
@@ -87,9 +89,9 @@ std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run
     case WorkflowEvent::Type::kNodeFinished:
       return head +
              fmt::format(
-                 R"(,"data":{{"node_id":{},"node_type":"{}","title":{},"status":"{}","outputs":{},"elapsed_time":{:.6f},"cached":false}}}})",
+                 R"(,"data":{{"node_id":{},"node_type":"{}","title":{},"status":"{}","outputs":{},"elapsed_time":{:.6f},"cached":{}}}}})",
                  node, event.node_kind, node, event.status, OutputsJson(event.outputs),
-                 Seconds(event.elapsed));
+                 Seconds(event.elapsed), event.cached);
     case WorkflowEvent::Type::kTextChunk: {
       std::string text;
       AppendJsonString(text, event.text);
@@ -219,6 +221,14 @@ void ServiceModelRunner::Run(const std::string& model, NamedTensors inputs, int 
                  });
 }
 
+std::optional<ModelRunner::CachePolicy> ServiceModelRunner::CachePolicyFor(
+    const std::string& model) {
+  auto loaded = service_.GetModel(model);
+  if (!loaded.ok() || !(*loaded)->config().response_cache.enable) return std::nullopt;
+  return CachePolicy{(*loaded)->version(),
+                     std::chrono::seconds((*loaded)->config().response_cache.ttl_s)};
+}
+
 Result<std::filesystem::path> ServiceModelRunner::ModelDirectory(const std::string& model) {
   BRAID_ASSIGN_OR_RETURN(ModelPtr loaded, service_.GetModel(model));
   return loaded->config().directory / std::to_string(loaded->version());
@@ -262,6 +272,7 @@ void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
     return responder->Send(
         JsonError(HttpStatusFor(stored.status().code()), stored.status().message()));
   }
+  Precompute(*stored);
   const auto dot = stored->name.rfind('.');
   std::string name, extension, media, by;
   AppendJsonString(name, stored->name);
@@ -274,6 +285,44 @@ void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
       R"({{"id":"{}","name":{},"size":{},"extension":{},"mime_type":{},"created_by":{},"created_at":{}}})",
       stored->id, name, stored->bytes.size(), extension, media, by, stored->created_at);
   responder->Send(std::move(response));
+}
+
+namespace {
+
+// What an uploaded file holds, from its declared type or its first bytes.
+std::optional<InputType> MediaKind(const StoredFile& file) {
+  auto bytes = std::as_bytes(std::span(file.bytes.data(), file.bytes.size()));
+  if (file.media_type.starts_with("image/") || ProbeImage(bytes).ok()) return InputType::kImage;
+  const std::string_view head(file.bytes.data(), std::min<std::size_t>(file.bytes.size(), 12));
+  const bool audio_magic = (head.starts_with("RIFF") && head.substr(8) == "WAVE") ||
+                           head.starts_with("fLaC") || head.starts_with("OggS") ||
+                           head.starts_with("ID3");
+  if (file.media_type.starts_with("audio/") || audio_magic) return InputType::kAudio;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void WorkflowApi::Precompute(const StoredFile& file) {
+  if (!executor_.caching()) return;
+  const auto kind = MediaKind(file);
+  if (!kind) return;
+  auto tensor = Tensor::FromStrings({file.bytes}, {1});
+  if (!tensor.ok()) return;
+  for (const auto& [name, entry] : registry_.entries()) {
+    if (!entry.workflow) continue;
+    for (const auto& input : entry.workflow->inputs) {
+      if (input.type != *kind) continue;
+      RunOptions options;
+      options.precompute = true;
+      options.priority = kLowestPriority;
+      executor_.Start(entry.workflow, {{input.name, *tensor}}, options,
+                      [workflow = name, id = file.id](const WorkflowEvent& event) {
+                        if (event.type == WorkflowEvent::Type::kError)
+                          spdlog::debug("precompute of {} for {}: {}", id, workflow, event.text);
+                      });
+    }
+  }
 }
 
 bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
@@ -415,8 +464,8 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
           std::string id;
           AppendJsonString(id, event.node_id);
           collected->nodes.push_back(fmt::format(
-              R"({{"id":{},"node_type":"{}","status":"{}","elapsed_time":{:.6f},"cached":false}})",
-              id, event.node_kind, event.status, Seconds(event.elapsed)));
+              R"({{"id":{},"node_type":"{}","status":"{}","elapsed_time":{:.6f},"cached":{}}})", id,
+              event.node_kind, event.status, Seconds(event.elapsed), event.cached));
           if (event.status == "succeeded") ++collected->steps;
           return;
         }

@@ -1,7 +1,8 @@
 // The Dify-shaped workflow API over HTTP: GET /v1/workflows and
 // POST /v1/workflows/{name}/run with response_mode blocking or streaming
 // (Server-Sent Events: workflow_started, node_started, node_finished,
-// text_chunk, workflow_finished, error).
+// text_chunk, workflow_finished, error). An upload to /v1/files/upload
+// starts the predictive precompute of the file's node results.
 #pragma once
 
 #include <memory>
@@ -26,6 +27,7 @@ class ServiceModelRunner : public ModelRunner {
            std::shared_ptr<CancellationToken> cancellation,
            std::function<void(Result<NamedTensors>)> done) override;
   Result<std::filesystem::path> ModelDirectory(const std::string& model) override;
+  std::optional<CachePolicy> CachePolicyFor(const std::string& model) override;
 
  private:
   InferenceService& service_;
@@ -47,6 +49,10 @@ class WorkflowApi {
  private:
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
   void Upload(HttpRequest& request, HttpResponderPtr responder);
+  // Predictive precompute: runs, at the models' lowest priority and for
+  // the cache only, what every workflow taking this kind of file would
+  // compute from it, so that a later run with the file hits the cache.
+  void Precompute(const StoredFile& file);
 
   const WorkflowRegistry& registry_;
   WorkflowExecutor& executor_;

@@ -34,6 +34,8 @@ struct ServeOptions {
   double drain_timeout_s = 30;
   std::size_t max_body_bytes = std::size_t{64} << 20;
   std::size_t cache_bytes = std::size_t{256} << 20;
+  std::string redis;
+  double redis_timeout_ms = 5;
   int http_threads = 0;
   bool debug = false;
 };
@@ -50,9 +52,22 @@ int RunServe(const ServeOptions& options) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
   ModelRepository repository(ModelRepositoryOrDefault(options.repository), backends);
-  std::unique_ptr<MemoryCache> cache;
+  std::unique_ptr<MemoryCache> memory_cache;
   if (options.cache_bytes > 0)
-    cache = std::make_unique<MemoryCache>(options.cache_bytes, SteadyClock());
+    memory_cache = std::make_unique<MemoryCache>(options.cache_bytes, SteadyClock());
+  std::unique_ptr<RedisTier> redis;
+  if (!options.redis.empty()) {
+    auto redis_options = ParseRedisUrl(options.redis);
+    if (!redis_options.ok()) {
+      fmt::print(stderr, "braid serve: {}\n", redis_options.status().message());
+      return 1;
+    }
+    redis_options->timeout = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::milli>(options.redis_timeout_ms));
+    redis = std::make_unique<RedisTier>(std::move(*redis_options), SteadyClock());
+  }
+  std::unique_ptr<ResultCache> cache;
+  if (memory_cache || redis) cache = std::make_unique<ResultCache>(memory_cache.get(), redis.get());
   InferenceService service(repository, SteadyClock(), {}, cache.get());
   spdlog::info("loading models from {}", repository.root().string());
   if (Status status = service.LoadAll(); !status.ok()) {
@@ -70,6 +85,7 @@ int RunServe(const ServeOptions& options) {
   ServiceModelRunner runner(service);
   ThreadPool workflow_pool(std::max(2u, std::thread::hardware_concurrency()));
   WorkflowExecutor executor(runner, workflow_pool, SteadyClock());
+  executor.SetCache(cache.get());
   if (!options.upstream_chat.empty()) {
     executor.SetUpstreamChat({options.upstream_chat, options.upstream_key, options.upstream_model});
   }
@@ -189,8 +205,16 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   serve
       ->add_option("--cache-bytes", options->cache_bytes,
-                   "Result cache size in bytes for models with response_cache.enable (0: no cache)")
+                   "In-process result cache size in bytes (0: none). Caches models with "
+                   "response_cache.enable and workflow nodes")
       ->capture_default_str();
+  serve->add_option("--redis", options->redis,
+                    "Shared result cache tier, redis://host:port[/db]; an outage only costs hits");
+  serve
+      ->add_option("--redis-timeout-ms", options->redis_timeout_ms,
+                   "Timeout of each Redis call; past it the tier is marked down and retried")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve->add_option("--http-threads", options->http_threads,
                     "Network threads (default: one per core, at least 2)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <xxhash.h>
 
+#include "core/tensor.h"
+
 namespace braid {
 
 std::string Hash128::ToHex() const { return fmt::format("{:016x}{:016x}", high, low); }
@@ -30,6 +32,16 @@ Hasher& Hasher::Add(std::string_view text) { return Add(std::as_bytes(std::span(
 
 Hasher& Hasher::Add(std::int64_t value) {
   return Add(std::as_bytes(std::span<const std::int64_t>(&value, 1)));
+}
+
+Hasher& Hasher::Add(const Hash128& key) {
+  return Add(static_cast<std::int64_t>(key.low)).Add(static_cast<std::int64_t>(key.high));
+}
+
+Hasher& Hasher::Add(const Tensor& tensor) {
+  Add(DataTypeName(tensor.dtype()));
+  for (auto dim : tensor.shape()) Add(dim);
+  return Add(std::span<const std::byte>(tensor.data(), tensor.byte_size()));
 }
 
 Hash128 Hasher::Finish() const {

@@ -11,6 +11,8 @@
 
 namespace braid {
 
+class Tensor;
+
 struct Hash128 {
   std::uint64_t low = 0;
   std::uint64_t high = 0;
@@ -34,6 +36,9 @@ class Hasher {
   Hasher& Add(std::span<const std::byte> bytes);
   Hasher& Add(std::string_view text);
   Hasher& Add(std::int64_t value);
+  Hasher& Add(const Hash128& key);
+  // The tensor's data type, shape and bytes.
+  Hasher& Add(const Tensor& tensor);
   Hash128 Finish() const;
 
  private:

@@ -70,7 +70,7 @@ void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, 
 
 std::string Metrics::Render(
     const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
-    std::size_t in_flight, const std::optional<CacheStats>& cache) const {
+    std::size_t in_flight, const std::optional<ResultCacheStats>& cache) const {
   std::string out;
   {
     std::lock_guard lock(mutex_);
@@ -197,22 +197,55 @@ std::string Metrics::Render(
          "Inference requests admitted and not yet answered.");
   fmt::format_to(std::back_inserter(out), "braid_inflight_requests {}\n", in_flight);
   if (cache) {
-    for (auto [name, help, value] :
-         {std::tuple{"braid_cache_hits_total", "Result cache hits.", cache->hits},
-          {"braid_cache_misses_total", "Result cache misses.", cache->misses},
-          {"braid_cache_evictions_total", "Entries evicted from the result cache.",
-           cache->evictions},
-          {"braid_cache_rejections_total", "Entries the frequency filter kept out.",
-           cache->rejections}}) {
-      Header(out, name, "counter", help);
-      fmt::format_to(std::back_inserter(out), "{}{{tier=\"memory\"}} {}\n", name, value);
+    // Per tier: {tier="memory"} and {tier="redis"} for the tiers configured.
+    using Tiered = std::vector<std::pair<const char*, std::uint64_t>>;
+    auto tiered = [&](const char* name, const char* type, const char* help, const Tiered& values) {
+      if (values.empty()) return;
+      Header(out, name, type, help);
+      for (const auto& [tier, value] : values)
+        fmt::format_to(std::back_inserter(out), "{}{{tier=\"{}\"}} {}\n", name, tier, value);
+    };
+    Tiered hits, misses, memory_evictions, memory_rejections, memory_bytes, memory_entries;
+    if (cache->memory) {
+      hits.emplace_back("memory", cache->memory->hits);
+      misses.emplace_back("memory", cache->memory->misses);
+      memory_evictions.emplace_back("memory", cache->memory->evictions);
+      memory_rejections.emplace_back("memory", cache->memory->rejections);
+      memory_bytes.emplace_back("memory", cache->memory->bytes);
+      memory_entries.emplace_back("memory", cache->memory->entries);
     }
-    Header(out, "braid_cache_bytes", "gauge", "Bytes held by the result cache.");
-    fmt::format_to(std::back_inserter(out), "braid_cache_bytes{{tier=\"memory\"}} {}\n",
-                   cache->bytes);
-    Header(out, "braid_cache_entries", "gauge", "Entries held by the result cache.");
-    fmt::format_to(std::back_inserter(out), "braid_cache_entries{{tier=\"memory\"}} {}\n",
-                   cache->entries);
+    if (cache->redis) {
+      hits.emplace_back("redis", cache->redis->hits);
+      misses.emplace_back("redis", cache->redis->misses);
+    }
+    tiered("braid_cache_hits_total", "counter", "Result cache hits.", hits);
+    tiered("braid_cache_misses_total", "counter", "Result cache misses.", misses);
+    tiered("braid_cache_evictions_total", "counter", "Entries evicted from the result cache.",
+           memory_evictions);
+    tiered("braid_cache_rejections_total", "counter", "Entries the frequency filter kept out.",
+           memory_rejections);
+    tiered("braid_cache_bytes", "gauge", "Bytes held by the result cache.", memory_bytes);
+    tiered("braid_cache_entries", "gauge", "Entries held by the result cache.", memory_entries);
+    Header(out, "braid_cache_coalesced_total", "counter",
+           "Misses that waited for an identical computation already under way (single-flight).");
+    fmt::format_to(std::back_inserter(out), "braid_cache_coalesced_total {}\n", cache->coalesced);
+    if (cache->redis) {
+      const RedisStats& redis = *cache->redis;
+      for (auto [name, type, help, value] :
+           {std::tuple{"braid_cache_redis_up", "gauge",
+                       "1 while the Redis tier answers, 0 while it is marked down.",
+                       std::uint64_t{redis.up}},
+            {"braid_cache_redis_errors_total", "counter",
+             "Failed or timed-out Redis calls and undecodable values.", redis.errors},
+            {"braid_cache_redis_writes_total", "counter", "Values written to Redis.", redis.writes},
+            {"braid_cache_redis_dropped_writes_total", "counter",
+             "Values not written: tier down, queue full or value too large.", redis.dropped_writes},
+            {"braid_cache_redis_reconnects_total", "counter",
+             "Times the Redis tier came back after being down.", redis.reconnects}}) {
+        Header(out, name, type, help);
+        fmt::format_to(std::back_inserter(out), "{} {}\n", name, value);
+      }
+    }
   }
   auto [cpu, rss] = ProcessUsage();
   Header(out, "braid_process_cpu_seconds_total", "counter", "CPU time used by the process.");

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <tuple>
 
-#include "cache/memory_cache.h"
+#include "cache/result_cache.h"
 #include "core/clock.h"
 #include "scheduler/model_scheduler.h"
 
@@ -38,7 +38,7 @@ class Metrics {
   // `cache` holds the result cache's figures when there is one.
   std::string Render(const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
                      std::size_t in_flight,
-                     const std::optional<CacheStats>& cache = std::nullopt) const;
+                     const std::optional<ResultCacheStats>& cache = std::nullopt) const;
 
  private:
   static constexpr std::array<double, 16> kBucketsS = {

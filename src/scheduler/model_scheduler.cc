@@ -85,7 +85,9 @@ ModelScheduler::~ModelScheduler() { Shutdown(true); }
 
 Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
   const DynamicBatching& batching = model_->config().dynamic_batching;
-  int priority = request->priority == 0 ? batching.default_priority : request->priority;
+  int priority = request->priority;
+  if (priority == 0) priority = batching.default_priority;
+  if (priority == kLowestPriority) priority = batching.priority_levels;
   if (priority < 1 || priority > batching.priority_levels) {
     return InvalidArgument("priority {} is outside 1..{} for model '{}'", request->priority,
                            batching.priority_levels, model_->name());

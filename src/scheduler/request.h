@@ -26,6 +26,10 @@ class CancellationToken {
   std::atomic<bool> cancelled_{false};
 };
 
+// InferenceRequest::priority for background work (precompute): the model's
+// lowest level, which its offpeak policy may defer while the model is busy.
+inline constexpr int kLowestPriority = -1;
+
 struct InferenceResult {
   Status status;
   std::vector<Tensor> outputs;  // config order; views into the batch's outputs
@@ -37,7 +41,8 @@ struct InferenceResult {
 struct InferenceRequest {
   // Validated inputs in config order (see Model::OrderInputs).
   std::vector<Tensor> inputs;
-  // 1 is the highest; 0 means the model's default_priority.
+  // 1 is the highest; 0 means the model's default_priority, kLowestPriority
+  // its priority_levels.
   int priority = 0;
   // Queue timeout in microseconds replacing the priority level's timeout_us
   // when the level allows overrides; -1 keeps the level's. What happens at

@@ -88,6 +88,37 @@ std::string RenderTemplate(const std::string& text, const NamedTensors& values) 
   return out;
 }
 
+// The model a model or project node runs.
+std::string ModelOf(const NodeSpec& node) {
+  auto model = node.params.find("model");
+  return model != node.params.end() ? model->second : "align";
+}
+
+// Node results in the cache: their names as a BYTES tensor, then the tensors.
+std::vector<Tensor> PackOutputs(const NamedTensors& outputs) {
+  std::vector<std::string> names;
+  std::vector<Tensor> packed(1);
+  for (const auto& [name, tensor] : outputs) {
+    names.push_back(name);
+    packed.push_back(tensor);
+  }
+  packed[0] = *Tensor::FromStrings(names, {static_cast<std::int64_t>(names.size())});
+  return packed;
+}
+
+Result<NamedTensors> UnpackOutputs(const std::vector<Tensor>& packed) {
+  if (packed.empty() || packed[0].dtype() != DataType::kBytes)
+    return Internal("cached node result has no names");
+  BRAID_ASSIGN_OR_RETURN(auto names, packed[0].Strings());
+  if (names.size() + 1 != packed.size()) return Internal("cached node result is inconsistent");
+  NamedTensors outputs;
+  for (std::size_t i = 0; i < names.size(); ++i) outputs[std::string(names[i])] = packed[i + 1];
+  return outputs;
+}
+
+// How long cached preprocessing results live.
+constexpr Duration kPreprocessTtl = std::chrono::minutes(10);
+
 }  // namespace
 
 std::string RenderTensor(const Tensor& tensor) {
@@ -122,6 +153,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         start_(executor.clock_.Now()) {
     if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
+    if (executor_.cache_ != nullptr) {
+      for (const auto& [name, tensor] : inputs_)
+        input_keys_[name] = Hasher().Add("input").Add(tensor).Finish();
+    }
   }
 
   void Start() {
@@ -134,6 +169,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
  private:
   enum class State { kPending, kRunning, kDone, kSkipped };
+
+  // A node's Merkle key; `ttl` is set when its result is worth caching.
+  struct NodeKey {
+    Hash128 key;
+    std::optional<Duration> ttl;
+  };
 
   // Starts (or skips) every node whose dependencies are resolved. Called
   // with the lock held; releases it around emitting and starting.
@@ -154,7 +195,8 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       if (ready == nullptr) break;
       if (options_.serial && running_ > 0) break;
       NamedTensors inputs;
-      if (!Gather(*ready, &inputs)) {
+      const bool presentational = ready->kind == "template" || ready->kind == "remote.chat";
+      if (!Gather(*ready, &inputs) || (options_.precompute && presentational)) {
         state_[ready->id] = State::kSkipped;
         WorkflowEvent skipped;
         skipped.type = WorkflowEvent::Type::kNodeFinished;
@@ -174,9 +216,11 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       started.node_kind = ready->kind;
       started.index = ++started_count_;
       const TimePoint node_start = executor_.clock_.Now();
+      const std::optional<NodeKey> key = KeyOf(*ready);
+      if (key) node_keys_[ready->id] = key->key;
       lock.unlock();
       Emit(started);
-      Execute(*ready, std::move(inputs), node_start);
+      Execute(*ready, std::move(inputs), node_start, key);
       lock.lock();
     }
     const bool all_resolved = std::all_of(state_.begin(), state_.end(), [](const auto& entry) {
@@ -217,6 +261,60 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     return value->second;
   }
 
+  // The key of the value a reference points at; nullopt when absent.
+  // Called with the lock held.
+  std::optional<Hash128> ValueKey(const Reference& ref) const {
+    if (ref.node == "config")
+      return Hasher()
+          .Add("config")
+          .Add(ref.output)
+          .Add(std::int64_t{executor_.upstream_.has_value()})
+          .Finish();
+    if (ref.node == "inputs") {
+      auto it = input_keys_.find(ref.output);
+      if (it == input_keys_.end()) return std::nullopt;
+      return it->second;
+    }
+    auto node = output_keys_.find(ref.node);
+    if (node == output_keys_.end()) return std::nullopt;
+    auto value = node->second.find(ref.output);
+    if (value == node->second.end()) return std::nullopt;
+    return value->second;
+  }
+
+  // The node's key from its kind, parameters, model version and its
+  // inputs' keys; nullopt without a cache and for nodes whose result may
+  // differ between runs (remote.chat, models without response_cache).
+  // Called with the lock held.
+  std::optional<NodeKey> KeyOf(const NodeSpec& node) const {
+    if (executor_.cache_ == nullptr || node.kind == "remote.chat") return std::nullopt;
+    Hasher hasher;
+    hasher.Add("node").Add(node.kind);
+    for (const auto& [name, value] : node.params) hasher.Add(name).Add(value);
+    std::optional<Duration> ttl;
+    if (node.kind == "model" || node.kind == "project") {
+      auto policy = executor_.runner_.CachePolicyFor(ModelOf(node));
+      if (!policy) return std::nullopt;
+      hasher.Add(policy->version);
+      ttl = policy->ttl;
+    } else if (node.kind == "preprocess.image" || node.kind == "preprocess.audio") {
+      ttl = kPreprocessTtl;
+    }
+    auto add = [&](const Reference& ref) {
+      if (auto key = ValueKey(ref)) {
+        hasher.Add(*key);
+      } else {
+        hasher.Add("absent");
+      }
+    };
+    for (const auto& [field, ref] : node.from) {
+      hasher.Add(field);
+      add(ref);
+    }
+    for (const auto& ref : node.any_of) add(ref);
+    return NodeKey{hasher.Finish(), ttl};
+  }
+
   // Collects a node's inputs; false when the node must be skipped.
   bool Gather(const NodeSpec& node, NamedTensors* inputs) {
     auto condition = [&](const std::string& id) {
@@ -248,14 +346,52 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     return true;
   }
 
-  void Execute(const NodeSpec& node, NamedTensors inputs, TimePoint node_start) {
+  // Runs the node, or answers it from the cache (or from an identical
+  // node of another run that is computing it right now).
+  void Execute(const NodeSpec& node, NamedTensors inputs, TimePoint node_start,
+               std::optional<NodeKey> key) {
     auto self = shared_from_this();
-    auto done = [self, &node, node_start](Result<NamedTensors> result) {
-      self->Finish(node, std::move(result), node_start);
+    auto finish = [self, &node, node_start](Result<NamedTensors> result) {
+      self->Finish(node, std::move(result), node_start, false);
     };
+    if (!key || !key->ttl) {
+      Run(node, std::move(inputs), std::move(finish));
+      return;
+    }
+    ResultCache& cache = *executor_.cache_;
+    if (auto hit = cache.Get(key->key)) {
+      Finish(node, UnpackOutputs(hit->value), node_start, true);
+      return;
+    }
+    auto waiter = [self, &node, node_start, inputs,
+                   finish](const Result<std::vector<Tensor>>& result) {
+      if (result.ok()) {
+        self->Finish(node, UnpackOutputs(*result), node_start, true);
+      } else {
+        self->Run(node, inputs, finish);  // the leader failed: compute it here
+      }
+    };
+    if (!cache.Lead(key->key, std::move(waiter))) return;
+    Run(node, std::move(inputs), [self, finish, key = *key](Result<NamedTensors> result) {
+      ResultCache& cache = *self->executor_.cache_;
+      if (result.ok()) {
+        auto packed = PackOutputs(*result);
+        cache.Put(key.key, packed, *key.ttl);
+        cache.Land(key.key, packed);
+      } else {
+        cache.Land(key.key, result.status());
+      }
+      finish(std::move(result));
+    });
+  }
+
+  // Computes the node; `done` gets its outputs.
+  void Run(const NodeSpec& node, NamedTensors inputs,
+           std::function<void(Result<NamedTensors>)> done) {
+    auto self = shared_from_this();
     if (node.kind == "model" || node.kind == "project") {
       NamedTensors model_inputs;
-      std::string model = node.params.count("model") ? node.params.at("model") : "align";
+      const std::string model = ModelOf(node);
       if (node.kind == "project") {
         model_inputs["image_embeds"] = inputs["image"];
         model_inputs["text_embeds"] = inputs["text"];
@@ -363,7 +499,8 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     return NamedTensors{{"text", out}};
   }
 
-  void Finish(const NodeSpec& node, Result<NamedTensors> result, TimePoint node_start) {
+  void Finish(const NodeSpec& node, Result<NamedTensors> result, TimePoint node_start,
+              bool cached) {
     std::unique_lock lock(mutex_);
     --running_;
     if (finished_) return;
@@ -385,11 +522,21 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     }
     outputs_[node.id] = *result;
     state_[node.id] = State::kDone;
+    if (executor_.cache_ != nullptr) {
+      // A deterministic node's outputs are keyed by its key; others by content.
+      auto node_key = node_keys_.find(node.id);
+      for (const auto& [name, tensor] : *result) {
+        output_keys_[node.id][name] = node_key != node_keys_.end()
+                                          ? Hasher().Add(node_key->second).Add(name).Finish()
+                                          : Hasher().Add("content").Add(tensor).Finish();
+      }
+    }
     WorkflowEvent finished;
     finished.type = WorkflowEvent::Type::kNodeFinished;
     finished.node_id = node.id;
     finished.node_kind = node.kind;
     finished.status = "succeeded";
+    finished.cached = cached;
     finished.outputs = std::move(result).value();
     finished.elapsed = executor_.clock_.Now() - node_start;
     lock.unlock();
@@ -411,11 +558,14 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   const TimePoint start_;
   std::mutex emit_mutex_;  // one event at a time to the sink; taken after mutex_ is released
   std::mutex mutex_;
-  std::map<std::string, State> state_;           // guarded by mutex_
-  std::map<std::string, NamedTensors> outputs_;  // guarded by mutex_
-  int running_ = 0;                              // guarded by mutex_
-  int started_count_ = 0;                        // guarded by mutex_
-  bool finished_ = false;                        // guarded by mutex_
+  std::map<std::string, State> state_;                                 // guarded by mutex_
+  std::map<std::string, NamedTensors> outputs_;                        // guarded by mutex_
+  std::map<std::string, Hash128> input_keys_;                          // set before the run starts
+  std::map<std::string, Hash128> node_keys_;                           // guarded by mutex_
+  std::map<std::string, std::map<std::string, Hash128>> output_keys_;  // guarded by mutex_
+  int running_ = 0;                                                    // guarded by mutex_
+  int started_count_ = 0;                                              // guarded by mutex_
+  bool finished_ = false;                                              // guarded by mutex_
 };
 
 WorkflowExecutor::WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock)

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "cache/result_cache.h"
 #include "core/clock.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -43,6 +44,16 @@ class ModelRunner {
                    std::function<void(Result<NamedTensors>)> done) = 0;
   // The folder of the model's served version (for its tokenizer.json).
   virtual Result<std::filesystem::path> ModelDirectory(const std::string& model) = 0;
+
+  // Whether the model's results may be cached (response_cache.enable): its
+  // served version, which is part of the key, and how long results live.
+  struct CachePolicy {
+    std::int64_t version = 0;
+    Duration ttl{};
+  };
+  virtual std::optional<CachePolicy> CachePolicyFor(const std::string& model) {
+    return std::nullopt;
+  }
 };
 
 struct WorkflowEvent {
@@ -62,6 +73,7 @@ struct WorkflowEvent {
   std::string text;      // text_chunk: the chunk; error: the message
   Duration elapsed{};    // node_finished, workflow_finished
   int index = 0;         // order in which the node started (1-based)
+  bool cached = false;   // node_finished: the result came from the cache, not this run
   StatusCode error_code = StatusCode::kOk;  // error: the failing node's status code
 };
 using EventSink = std::function<void(const WorkflowEvent&)>;
@@ -69,6 +81,9 @@ using EventSink = std::function<void(const WorkflowEvent&)>;
 struct RunOptions {
   bool serial = false;  // one node at a time, in topological order: the benchmark's baseline
   int priority = 0;
+  // Fill the cache only: nodes that just present results (template,
+  // remote.chat) are skipped. For predictive precompute on upload.
+  bool precompute = false;
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;  // also cancels the run's queued model work
 };
@@ -87,6 +102,16 @@ class WorkflowExecutor {
   // present. Call before the first run.
   void SetUpstreamChat(UpstreamChat upstream);
 
+  // Caches node results in `cache` (must outlive the executor). Each node
+  // is keyed Merkle-style from its kind, parameters, model version and the
+  // keys of its inputs (a workflow input's key is its content hash), so a
+  // repeated image reuses its preprocessing, embedding and OCR even when
+  // the other inputs differ. Cached: preprocess.image/audio, and model and
+  // project nodes whose model has response_cache.enable. Call before the
+  // first run.
+  void SetCache(ResultCache* cache) { cache_ = cache; }
+  bool caching() const { return cache_ != nullptr; }
+
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
 
@@ -96,6 +121,7 @@ class WorkflowExecutor {
   ThreadPool& pool_;
   Clock& clock_;
   std::optional<UpstreamChat> upstream_;
+  ResultCache* cache_ = nullptr;
   // remote.chat calls block on the network: their own threads.
   ThreadPool remote_pool_{4};
   std::mutex tokenizers_mutex_;

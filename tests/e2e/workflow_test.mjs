@@ -14,6 +14,11 @@ let base;
 const dataUrl = (file, type) => `data:${type};base64,${readFileSync(`${fixtures}/${file}`).toString('base64')}`;
 const image = () => dataUrl('images/text_1_DejaVu-Sans_40.png', 'image/png');
 const audio = () => dataUrl('speech/say_0.wav', 'audio/wav');
+// The fixture image with random bytes after its end: a picture no earlier
+// test has sent, so nothing of it is cached yet.
+const freshImage = () => Buffer.concat([readFileSync(`${fixtures}/images/text_1_DejaVu-Sans_40.png`),
+  Buffer.from(`${Math.random()}`)]);
+const cachedNodes = (body) => Object.fromEntries(body.data.nodes.filter((n) => n.status === 'succeeded').map((n) => [n.id, n.cached]));
 
 async function run(name, inputs, mode = 'blocking') {
   return fetch(`${base}/v1/workflows/${name}/run`, {
@@ -114,7 +119,7 @@ test('image-text-match blocking returns outputs and per-node timings', async () 
   assert.equal(typeof body.data.outputs.similarity, 'number');
   assert.ok(Math.abs(body.data.outputs.similarity) <= 1);
   assert.equal(body.data.nodes.length, 7);
-  assert.ok(body.data.nodes.every((n) => n.status === 'succeeded' && n.elapsed_time >= 0 && n.cached === false));
+  assert.ok(body.data.nodes.every((n) => n.status === 'succeeded' && n.elapsed_time >= 0 && typeof n.cached === 'boolean'));
   assert.equal(body.workflow_run_id, body.data.id);
 });
 
@@ -180,4 +185,43 @@ test('uploaded files and multipart runs', async () => {
   const direct = await (await fetch(`${base}/v1/workflows/speech-report/run`, { method: 'POST', body: multipart })).json();
   assert.equal(direct.data.status, 'succeeded');
   assert.match(direct.data.outputs.transcript, /thank you/);
+});
+
+test('a repeated image reuses its node results even when the question differs', async () => {
+  const picture = `data:image/png;base64,${freshImage().toString('base64')}`;
+  const first = await (await run('image-text-match', { image: picture, text: `invoice ${Math.random()}` })).json();
+  assert.equal(first.data.status, 'succeeded');
+  assert.ok(Object.values(cachedNodes(first)).every((cached) => cached === false));
+
+  const question = `receipt ${Math.random()}`;
+  const second = await (await run('image-text-match', { image: picture, text: question })).json();
+  const cached = cachedNodes(second);
+  assert.equal(cached.pixels, true);
+  assert.equal(cached.image_embedding, true);
+  assert.equal(cached.text_embedding, false, 'the new question is computed');
+  assert.equal(cached.aligned, false);
+  assert.notEqual(second.data.outputs.similarity, first.data.outputs.similarity);
+
+  const events = await stream('image-text-match', { image: picture, text: question });
+  const finished = events.filter((e) => e.event === 'node_finished');
+  // The third run repeats the second: every node whose result is cached hits
+  // (tokenising, comparing and templating are cheaper than a lookup).
+  const computed = new Set(['tokens', 'match', 'report']);
+  assert.ok(finished.every((e) => e.data.cached === !computed.has(e.data.node_id)),
+    JSON.stringify(finished.map((e) => [e.data.node_id, e.data.cached])));
+});
+
+test('an upload starts the precompute that a later run hits', async () => {
+  const form = new FormData();
+  form.append('file', new Blob([freshImage()], { type: 'image/png' }), 'invoice.png');
+  const file = await (await fetch(`${base}/v1/files/upload`, { method: 'POST', body: form })).json();
+  const byId = { type: 'image', transfer_method: 'local_file', upload_file_id: file.id };
+  // The precompute of `pixels` and `ocr` is under way (or done) when the
+  // upload answers: the runs reuse it instead of computing again.
+  const match = await (await run('image-text-match', { image: byId, text: 'an invoice' })).json();
+  assert.equal(cachedNodes(match).pixels, true);
+  const report = await (await run('speech-report', { audio: audio(), image: byId })).json();
+  assert.equal(report.data.status, 'succeeded');
+  assert.equal(cachedNodes(report).ocr, true);
+  assert.match(report.data.outputs.image_text, /Invoice number 4821/);
 });

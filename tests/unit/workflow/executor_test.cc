@@ -39,6 +39,9 @@ class HeldRunner : public ModelRunner {
   Result<std::filesystem::path> ModelDirectory(const std::string& model) override {
     return NotFound("no {}", model);
   }
+  std::optional<CachePolicy> CachePolicyFor(const std::string& model) override {
+    return CachePolicy{1, std::chrono::minutes(1)};
+  }
 
   // Waits until `count` calls are held, then completes them all.
   void ReleaseWhenHeld(std::size_t count) {
@@ -55,6 +58,10 @@ class HeldRunner : public ModelRunner {
   int peak() {
     std::lock_guard lock(mutex_);
     return peak_;
+  }
+  std::size_t calls() {
+    std::lock_guard lock(mutex_);
+    return calls_.size();
   }
 
  private:
@@ -93,6 +100,16 @@ struct Recorder {
   void Wait() {
     std::unique_lock lock(mutex);
     EXPECT_TRUE(done_cv.wait_for(lock, kPatience, [&] { return done; }));
+  }
+  // node id → whether its node_finished said cached.
+  std::map<std::string, bool> Cached() {
+    std::lock_guard lock(mutex);
+    std::map<std::string, bool> cached;
+    for (const auto& e : events) {
+      if (e.type == WorkflowEvent::Type::kNodeFinished && e.status == "succeeded")
+        cached[e.node_id] = e.cached;
+    }
+    return cached;
   }
   std::vector<std::string> Names(WorkflowEvent::Type type) {
     std::lock_guard lock(mutex);
@@ -226,6 +243,72 @@ outputs: {with: "with_b.text?", without: "without_b.text?"}
     EXPECT_EQ(outputs.count("with"), give_b ? 1u : 0u);
     EXPECT_EQ(outputs.count("without"), give_b ? 0u : 1u);
   }
+}
+
+}  // namespace
+}  // namespace braid
+
+namespace braid {
+namespace {
+
+class CachingExecutorTest : public ExecutorTest {
+ protected:
+  CachingExecutorTest() { executor_.SetCache(&cache_); }
+  MemoryCache memory_{1 << 20, SteadyClock()};
+  ResultCache cache_{&memory_, nullptr};
+};
+
+TEST_F(CachingExecutorTest, ARepeatedInputReusesItsBranchWhenTheOtherInputDiffers) {
+  const WorkflowPtr workflow = Load(kDiamond);
+  Recorder first;
+  executor_.Start(workflow, {{"a", Number(1)}, {"b", Number(3)}}, {}, first.Sink());
+  runner_.ReleaseWhenHeld(2);
+  first.Wait();
+  EXPECT_THAT(first.Cached(), ::testing::Each(::testing::Pair(::testing::_, false)));
+
+  Recorder second;
+  executor_.Start(workflow, {{"a", Number(1)}, {"b", Number(5)}}, {}, second.Sink());
+  runner_.ReleaseWhenHeld(1);
+  second.Wait();
+  auto cached = second.Cached();
+  EXPECT_TRUE(cached["left"]) << "same input a: the model node's result is reused";
+  EXPECT_FALSE(cached["right"]);
+  EXPECT_FALSE(cached["compare"]);
+  EXPECT_EQ(runner_.calls(), 3u);
+  ASSERT_EQ(second.events.back().type, WorkflowEvent::Type::kWorkflowFinished);
+  EXPECT_EQ(RenderTensor(second.events.back().outputs.at("report")),
+            "left [2.0000, 1.0000] similarity 0.9345");
+}
+
+TEST_F(CachingExecutorTest, ConcurrentRunsComputeASharedNodeOnce) {
+  const WorkflowPtr workflow = Load(kDiamond);
+  Recorder one, two;
+  executor_.Start(workflow, {{"a", Number(7)}}, {}, one.Sink());
+  executor_.Start(workflow, {{"a", Number(7)}}, {}, two.Sink());
+  runner_.ReleaseWhenHeld(1);
+  one.Wait();
+  two.Wait();
+  EXPECT_EQ(runner_.calls(), 1u) << "the second run waited for the first one's model call";
+  EXPECT_TRUE(two.Cached()["left"]);
+  EXPECT_EQ(cache_.Stats().coalesced, 1u);
+}
+
+TEST_F(CachingExecutorTest, PrecomputeFillsTheCacheWithoutPresentingResults) {
+  const WorkflowPtr workflow = Load(kDiamond);
+  Recorder precompute;
+  RunOptions options;
+  options.precompute = true;
+  executor_.Start(workflow, {{"a", Number(2)}}, options, precompute.Sink());
+  runner_.ReleaseWhenHeld(1);
+  precompute.Wait();
+  EXPECT_THAT(precompute.Names(WorkflowEvent::Type::kNodeFinished),
+              ::testing::Contains("report:skipped"));
+
+  Recorder run;
+  executor_.Start(workflow, {{"a", Number(2)}}, {}, run.Sink());
+  run.Wait();
+  EXPECT_TRUE(run.Cached()["left"]);
+  EXPECT_EQ(runner_.calls(), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,125 @@
+// The Redis tier against a real redis-server: values shared between two
+// tiers (as between two replicas), an outage that fails nothing and costs
+// only hits, and the tier coming back by itself.
+#include "cache/redis_tier.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "support/redis_process.h"
+
+namespace braid {
+namespace {
+
+constexpr auto kPatience = std::chrono::seconds(15);
+
+std::vector<Tensor> Value(float fill) {
+  Tensor t = *Tensor::Allocate(DataType::kFp32, {512});
+  for (auto& v : t.mutable_span<float>()) v = fill;
+  return {t, *Tensor::FromStrings({"text"}, {1})};
+}
+
+bool WaitFor(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return condition();
+}
+
+RedisOptions OptionsFor(const testing::RedisProcess& redis) {
+  auto options = ParseRedisUrl(redis.url());
+  EXPECT_TRUE(options.ok());
+  options->timeout = std::chrono::milliseconds(50);
+  return *options;
+}
+
+TEST(RedisUrlTest, ParsesAndRefuses) {
+  auto options = ParseRedisUrl("redis://cache.internal:6380/2");
+  ASSERT_TRUE(options.ok());
+  EXPECT_EQ(options->host, "cache.internal");
+  EXPECT_EQ(options->port, 6380);
+  EXPECT_EQ(options->database, 2);
+  EXPECT_EQ(ParseRedisUrl("redis://localhost")->port, 6379);
+  for (const char* bad : {"http://x:1", "redis://", "redis://h:0", "redis://h:99999",
+                          "redis://h:12ab", "redis://h:1/x"})
+    EXPECT_FALSE(ParseRedisUrl(bad).ok()) << bad;
+}
+
+TEST(RedisTierTest, ValuesWrittenByOneTierAreReadByAnother) {
+  testing::RedisProcess redis;
+  RedisTier writer(OptionsFor(redis), SteadyClock());
+  RedisTier reader(OptionsFor(redis), SteadyClock());
+  ASSERT_TRUE(WaitFor([&] { return writer.up() && reader.up(); }));
+  EXPECT_FALSE(reader.Get({1, 1}).has_value());
+  writer.Put({1, 1}, Value(0.25f), std::chrono::seconds(30));
+  ASSERT_TRUE(writer.Flush(kPatience));
+  auto hit = reader.Get({1, 1});
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->first[0].span<float>()[511], 0.25f);
+  EXPECT_EQ(FirstString(hit->first[1]), "text");
+  EXPECT_GT(hit->second, std::chrono::seconds(25));
+  EXPECT_LE(hit->second, std::chrono::seconds(30));
+  auto stats = reader.Stats();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(writer.Stats().writes, 1u);
+}
+
+TEST(RedisTierTest, ExpiredValuesAreMisses) {
+  testing::RedisProcess redis;
+  RedisTier tier(OptionsFor(redis), SteadyClock());
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
+  tier.Put({2, 2}, Value(1), std::chrono::milliseconds(30));
+  ASSERT_TRUE(tier.Flush(kPatience));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_FALSE(tier.Get({2, 2}).has_value());
+}
+
+TEST(RedisTierTest, AnOutageCostsHitsAndTheTierComesBackByItself) {
+  testing::RedisProcess redis;
+  RedisTier tier(OptionsFor(redis), SteadyClock());
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
+  tier.Put({3, 3}, Value(3), std::chrono::seconds(30));
+  ASSERT_TRUE(tier.Flush(kPatience));
+  ASSERT_TRUE(tier.Get({3, 3}).has_value());
+
+  redis.Kill();
+  // The first call notices; after that lookups answer "miss" without trying.
+  EXPECT_FALSE(tier.Get({3, 3}).has_value());
+  EXPECT_FALSE(tier.up());
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_FALSE(tier.Get({3, 3}).has_value());
+    tier.Put({4, std::uint64_t(i)}, Value(4), std::chrono::seconds(30));
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1))
+      << "a down tier must not make callers wait";
+  EXPECT_GE(tier.Stats().dropped_writes, 1000u);
+  EXPECT_GE(tier.Stats().errors, 1u);
+
+  ASSERT_TRUE(redis.Start());
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); })) << "the writer thread reconnects";
+  EXPECT_EQ(tier.Stats().reconnects, 1u);
+  tier.Put({5, 5}, Value(5), std::chrono::seconds(30));
+  ASSERT_TRUE(tier.Flush(kPatience));
+  auto hit = tier.Get({5, 5});
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->first[0].span<float>()[0], 5);
+}
+
+TEST(RedisTierTest, StartsWhileRedisIsDown) {
+  testing::RedisProcess redis;
+  redis.Kill();
+  RedisTier tier(OptionsFor(redis), SteadyClock());
+  EXPECT_FALSE(tier.Get({6, 6}).has_value());
+  EXPECT_FALSE(tier.up());
+  ASSERT_TRUE(redis.Start());
+  EXPECT_TRUE(WaitFor([&] { return tier.up(); }));
+  EXPECT_EQ(tier.Stats().reconnects, 0u) << "the first connection is not a reconnect";
+}
+
+}  // namespace
+}  // namespace braid
