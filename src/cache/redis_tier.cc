@@ -97,20 +97,21 @@ redisContext* RedisTier::Connect() {
   return context;
 }
 
-redisContext* RedisTier::Acquire() {
-  if (!up()) return nullptr;
+RedisTier::Lent RedisTier::Acquire() {
+  if (!up()) return {};
+  Lent lent{nullptr, outages_.load()};
   {
     std::lock_guard lock(pool_mutex_);
     if (!idle_.empty()) {
-      redisContext* context = idle_.back();
+      lent.context = idle_.back();
       idle_.pop_back();
-      return context;
+      return lent;
     }
-    if (open_ >= options_.connections) return nullptr;  // all busy: a miss, never a wait
+    if (open_ >= options_.connections) return {};  // all busy: a miss, never a wait
     ++open_;
   }
-  redisContext* context = Connect();
-  if (context == nullptr) {
+  lent.context = Connect();
+  if (lent.context == nullptr) {
     {
       std::lock_guard lock(pool_mutex_);
       --open_;
@@ -118,22 +119,23 @@ redisContext* RedisTier::Acquire() {
     ++errors_;
     MarkDown("cannot connect");
   }
-  return context;
+  return lent;
 }
 
-void RedisTier::Release(redisContext* context, bool healthy) {
-  if (healthy && up()) {
+void RedisTier::Release(Lent lent, bool healthy) {
+  if (healthy && up() && lent.outages == outages_.load()) {
     std::lock_guard lock(pool_mutex_);
-    idle_.push_back(context);
+    idle_.push_back(lent.context);
     return;
   }
-  redisFree(context);
+  redisFree(lent.context);
   std::lock_guard lock(pool_mutex_);
   --open_;
 }
 
 void RedisTier::MarkDown(std::string_view why) {
   if (!up_.exchange(false)) return;
+  ++outages_;
   spdlog::warn("redis tier {}:{} is down ({}): serving from memory and computation, retrying",
                options_.host, options_.port, why);
   {
@@ -155,18 +157,19 @@ void RedisTier::MarkDown(std::string_view why) {
 }
 
 std::optional<std::pair<std::vector<Tensor>, Duration>> RedisTier::Get(const Hash128& key) {
-  redisContext* context = Acquire();
-  if (context == nullptr) return std::nullopt;
+  Lent lent = Acquire();
+  if (lent.context == nullptr) return std::nullopt;
   const std::string name = KeyFor(key);
-  Reply reply(static_cast<redisReply*>(redisCommand(context, "GET %b", name.data(), name.size())));
+  Reply reply(
+      static_cast<redisReply*>(redisCommand(lent.context, "GET %b", name.data(), name.size())));
   if (!reply) {
-    const std::string why = context->errstr;
+    const std::string why = lent.context->errstr;
     ++errors_;
-    Release(context, false);
+    Release(lent, false);
     MarkDown(why);
     return std::nullopt;
   }
-  Release(context, true);
+  Release(lent, true);
   if (reply->type != REDIS_REPLY_STRING) {
     if (reply->type == REDIS_REPLY_NIL) {
       ++misses_;

@@ -83,9 +83,15 @@ class RedisTier {
     std::int64_t ttl_ms = 0;
   };
 
+  // A pooled connection and the outage count when it was lent: one lent
+  // before an outage is not pooled again after it.
+  struct Lent {
+    redisContext* context = nullptr;
+    std::uint64_t outages = 0;
+  };
   redisContext* Connect();
-  redisContext* Acquire();
-  void Release(redisContext* context, bool healthy);
+  Lent Acquire();
+  void Release(Lent lent, bool healthy);
   void MarkDown(std::string_view why);
   void WriterLoop();
   bool Probe();
@@ -95,6 +101,7 @@ class RedisTier {
   const RedisOptions options_;
   Clock& clock_;
   std::atomic<bool> up_{false};
+  std::atomic<std::uint64_t> outages_{0};
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, errors_{0}, writes_{0}, dropped_{0},
       reconnects_{0};
 

@@ -233,7 +233,7 @@ std::string Metrics::Render(
       const RedisStats& redis = *cache->redis;
       for (auto [name, type, help, value] :
            {std::tuple{"braid_cache_redis_up", "gauge",
-                       "1 while the Redis tier answers, 0 while it is marked down.",
+                       "Whether the Redis tier answers (1) or is marked down (0).",
                        std::uint64_t{redis.up}},
             {"braid_cache_redis_errors_total", "counter",
              "Failed or timed-out Redis calls and undecodable values.", redis.errors},

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "support/command.h"
+#include "support/redis_process.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
 
@@ -416,6 +417,102 @@ TEST(ServeCacheTest, RepeatedInputsAreAnsweredFromTheCache) {
       RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) + "/metrics");
   EXPECT_THAT(metrics.out, HasSubstr("braid_cache_hits_total{tier=\"memory\"} 1"));
   EXPECT_THAT(metrics.out, HasSubstr("braid_cache_misses_total{tier=\"memory\"} 1"));
+}
+
+// A clip-text request for a short prompt; `token` varies the prompt.
+std::string ClipTextRequest(int token) {
+  std::string ids = "[49406," + std::to_string(token) + ",49407";
+  for (int i = 3; i < 77; ++i) ids += ",0";
+  return R"({"inputs":[{"name":"input_ids","shape":[1,77],"datatype":"INT64","data":)" + ids +
+         "]}]}";
+}
+
+std::string MetricsOf(const ServerProcess& server) {
+  return RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) +
+                    "/metrics")
+      .out;
+}
+
+// Polls `condition` for up to 20 s.
+bool Eventually(const std::function<bool()>& condition) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < until) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+TEST(ServeRedisTest, TwoServersShareResultsThroughRedis) {
+  testing::RedisProcess redis;
+  ServerProcess first({"--redis", redis.url()}), second({"--redis", redis.url()});
+  ASSERT_TRUE(first.ready() && second.ready());
+  Reply computed = Post(first, "/v2/models/clip-text/infer", ClipTextRequest(1000));
+  ASSERT_EQ(computed.code, 200) << computed.body;
+  // The fill is written in the background: wait until Redis holds it.
+  const std::string dbsize = "redis-cli -p " + std::to_string(redis.port()) + " dbsize";
+  ASSERT_TRUE(Eventually([&] { return std::atoi(RunCommand(dbsize).out.c_str()) >= 1; }));
+  Reply shared = Post(second, "/v2/models/clip-text/infer", ClipTextRequest(1000));
+  ASSERT_EQ(shared.code, 200);
+  EXPECT_EQ(shared.body, computed.body);
+  auto stats = Parse(Curl(second, "/v2/models/clip-text/stats").body);
+  EXPECT_EQ(stats["model_stats"][0]["inference_count"].GetUint64(), 0u)
+      << "the second server answered from Redis without running the model";
+  const std::string metrics = MetricsOf(second);
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_hits_total{tier=\"redis\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("\nbraid_cache_redis_up 1"));
+  // The redis hit filled the second server's memory tier.
+  Post(second, "/v2/models/clip-text/infer", ClipTextRequest(1000));
+  EXPECT_THAT(MetricsOf(second), HasSubstr("braid_cache_hits_total{tier=\"memory\"} 1"));
+}
+
+TEST(ServeRedisTest, ARedisOutageDuringLoadFailsNoRequestAndTheTierComesBack) {
+  testing::RedisProcess redis;
+  ServerProcess server({"--redis", redis.url()});
+  ASSERT_TRUE(server.ready());
+  ASSERT_TRUE(Eventually([&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") !=
+                                      std::string::npos; }));
+  testing::TempDir dir;
+  // 4 clients × 60 requests over 30 prompts: misses, fills and hits mixed.
+  std::string script;
+  for (int client = 0; client < 4; ++client) {
+    script += "( for i in $(seq 0 59); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST "
+              "-H 'Content-Type: application/json' --data-binary @" +
+              (dir.path() / "r").string() + "$(( (i * 7 + " + std::to_string(client) +
+              ") % 30 )).json " + server.url() + "/v2/models/clip-text/infer >> " +
+              (dir.path() / "codes").string() + "; done ) & ";
+  }
+  script += "wait";
+  for (int r = 0; r < 30; ++r) dir.Write("r" + std::to_string(r) + ".json", ClipTextRequest(2000 + r));
+  std::thread clients([&] { RunCommand(script); });
+  // Kill Redis once the load is under way.
+  ASSERT_TRUE(Eventually([&] {
+    std::ifstream codes(dir.path() / "codes");
+    return std::count(std::istreambuf_iterator<char>(codes), {}, '\n') >= 40;
+  }));
+  redis.Kill();
+  clients.join();
+  std::ifstream codes(dir.path() / "codes");
+  std::string code;
+  int answered = 0;
+  while (codes >> code) {
+    EXPECT_EQ(code, "200");
+    ++answered;
+  }
+  EXPECT_EQ(answered, 240) << "zero failed requests";
+  std::string metrics = MetricsOf(server);
+  EXPECT_THAT(metrics, HasSubstr("\nbraid_cache_redis_up 0"));
+
+  ASSERT_TRUE(redis.Start());
+  EXPECT_TRUE(Eventually([&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") !=
+                                      std::string::npos; }))
+      << "the tier reconnects by itself";
+  EXPECT_THAT(MetricsOf(server), HasSubstr("braid_cache_redis_reconnects_total 1"));
+  Reply after = Post(server, "/v2/models/clip-text/infer", ClipTextRequest(3000));
+  EXPECT_EQ(after.code, 200);
+  const std::string dbsize = "redis-cli -p " + std::to_string(redis.port()) + " dbsize";
+  EXPECT_TRUE(Eventually([&] { return std::atoi(RunCommand(dbsize).out.c_str()) >= 1; }))
+      << "fills reach the restarted Redis";
 }
 
 TEST(ServeLimitsTest, BodyLimitGives413) {
