@@ -116,11 +116,11 @@ int main(int argc, char** argv) {
   constexpr int kKeys = 10000;
   MemoryCache memory(std::size_t{256} << 20, SteadyClock());
   for (int i = 0; i < kKeys; ++i) memory.Put(Key(i), Embedding(i), std::chrono::hours(1));
-  const double memory_us = HitMedianMicros(kKeys, 200000, [&](const Hash128& key) {
-    return memory.Get(key).has_value();
-  });
-  fmt::print("- memory tier hit, 2 KB embedding among {} entries: p50 **{:.2f} µs** (goal ≤ 5 µs)\n",
-             kKeys, memory_us);
+  const double memory_us = HitMedianMicros(
+      kKeys, 200000, [&](const Hash128& key) { return memory.Get(key).has_value(); });
+  fmt::print(
+      "- memory tier hit, 2 KB embedding among {} entries: p50 **{:.2f} µs** (goal ≤ 5 µs)\n",
+      kKeys, memory_us);
 
   if (!redis_url.empty()) {
     auto options = ParseRedisUrl(redis_url);
@@ -135,9 +135,8 @@ int main(int argc, char** argv) {
     constexpr int kRedisKeys = 2000;
     for (int i = 0; i < kRedisKeys; ++i) redis.Put(Key(i), Embedding(i), std::chrono::hours(1));
     redis.Flush(std::chrono::seconds(30));
-    const double redis_us = HitMedianMicros(kRedisKeys, 20000, [&](const Hash128& key) {
-      return redis.Get(key).has_value();
-    });
+    const double redis_us = HitMedianMicros(
+        kRedisKeys, 20000, [&](const Hash128& key) { return redis.Get(key).has_value(); });
     fmt::print("redis_hit_p50_us={:.1f}\n", redis_us);
   }
 

@@ -110,6 +110,29 @@ TEST(RedisTierTest, AnOutageCostsHitsAndTheTierComesBackByItself) {
   EXPECT_EQ(hit->first[0].span<float>()[0], 5);
 }
 
+TEST(RedisTierTest, AHangingRedisCostsOneTimeoutThenNothing) {
+  testing::RedisProcess redis;
+  RedisTier tier(OptionsFor(redis), SteadyClock());  // 50 ms timeout
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
+  tier.Put({7, 7}, Value(7), std::chrono::seconds(30));
+  ASSERT_TRUE(tier.Flush(kPatience));
+  ASSERT_TRUE(tier.Get({7, 7}).has_value());
+
+  redis.Pause();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(tier.Get({7, 7}).has_value()) << "times out";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_FALSE(tier.up());
+  start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(tier.Get({7, 7}).has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50))
+      << "while down, lookups do not wait";
+
+  redis.Resume();
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
+  EXPECT_TRUE(tier.Get({7, 7}).has_value()) << "the value survived the hang";
+}
+
 TEST(RedisTierTest, StartsWhileRedisIsDown) {
   testing::RedisProcess redis;
   redis.Kill();

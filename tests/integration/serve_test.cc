@@ -470,20 +470,22 @@ TEST(ServeRedisTest, ARedisOutageDuringLoadFailsNoRequestAndTheTierComesBack) {
   testing::RedisProcess redis;
   ServerProcess server({"--redis", redis.url()});
   ASSERT_TRUE(server.ready());
-  ASSERT_TRUE(Eventually([&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") !=
-                                      std::string::npos; }));
+  ASSERT_TRUE(Eventually(
+      [&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") != std::string::npos; }));
   testing::TempDir dir;
   // 4 clients × 60 requests over 30 prompts: misses, fills and hits mixed.
   std::string script;
   for (int client = 0; client < 4; ++client) {
-    script += "( for i in $(seq 0 59); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST "
-              "-H 'Content-Type: application/json' --data-binary @" +
-              (dir.path() / "r").string() + "$(( (i * 7 + " + std::to_string(client) +
-              ") % 30 )).json " + server.url() + "/v2/models/clip-text/infer >> " +
-              (dir.path() / "codes").string() + "; done ) & ";
+    script +=
+        "( for i in $(seq 0 59); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST "
+        "-H 'Content-Type: application/json' --data-binary @" +
+        (dir.path() / "r").string() + "$(( (i * 7 + " + std::to_string(client) + ") % 30 )).json " +
+        server.url() + "/v2/models/clip-text/infer >> " + (dir.path() / "codes").string() +
+        "; done ) & ";
   }
   script += "wait";
-  for (int r = 0; r < 30; ++r) dir.Write("r" + std::to_string(r) + ".json", ClipTextRequest(2000 + r));
+  for (int r = 0; r < 30; ++r)
+    dir.Write("r" + std::to_string(r) + ".json", ClipTextRequest(2000 + r));
   std::thread clients([&] { RunCommand(script); });
   // Kill Redis once the load is under way.
   ASSERT_TRUE(Eventually([&] {
@@ -504,9 +506,9 @@ TEST(ServeRedisTest, ARedisOutageDuringLoadFailsNoRequestAndTheTierComesBack) {
   EXPECT_THAT(metrics, HasSubstr("\nbraid_cache_redis_up 0"));
 
   ASSERT_TRUE(redis.Start());
-  EXPECT_TRUE(Eventually([&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") !=
-                                      std::string::npos; }))
-      << "the tier reconnects by itself";
+  EXPECT_TRUE(Eventually([&] {
+    return MetricsOf(server).find("\nbraid_cache_redis_up 1") != std::string::npos;
+  })) << "the tier reconnects by itself";
   EXPECT_THAT(MetricsOf(server), HasSubstr("braid_cache_redis_reconnects_total 1"));
   Reply after = Post(server, "/v2/models/clip-text/infer", ClipTextRequest(3000));
   EXPECT_EQ(after.code, 200);

@@ -1,6 +1,6 @@
 // RedisProcess: a real redis-server (Debian's) on a free loopback port, with
 // no persistence. Kill() ends it as a crash would; Start() brings it back on
-// the same port.
+// the same port; Pause() makes it hang.
 #pragma once
 
 #include <arpa/inet.h>
@@ -43,10 +43,15 @@ class RedisProcess {
   // SIGKILL, as a crash: no shutdown handshake with clients.
   void Kill() {
     if (pid_ <= 0) return;
+    kill(pid_, SIGCONT);
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+
+  // SIGSTOP / SIGCONT: a Redis that hangs (connections stay open, nothing answers).
+  void Pause() { kill(pid_, SIGSTOP); }
+  void Resume() { kill(pid_, SIGCONT); }
 
   int port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
