@@ -22,7 +22,7 @@ apt_packages=(
   libtesseract-dev tesseract-ocr-eng libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
   flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhiredis-dev redis-server redis-tools
+  libhiredis-dev redis-server redis-tools gnuplot-nox
   curl prometheus
 )
 command -v npm >/dev/null || apt_packages+=(npm)

@@ -2,7 +2,7 @@
 # bench/serving: serving overhead of braid over HTTP (JSON and binary) and
 # gRPC on the identity model, a 602 KB image tensor over each, and nginx
 # returning a static 200 as the HTTP ceiling, all measured in one run with
-# the same load generator (wrk for HTTP, bench_grpc_load for gRPC).
+# the same load generator (wrk for HTTP, braid bench for gRPC).
 #   bench/serving/run.sh [SECONDS]      (default 5 per measurement)
 # Needs: wrk, nginx, python3 (scripts/setup does not install the first two:
 # apt-get install wrk nginx).
@@ -95,9 +95,13 @@ measure_http() {  # URL CONCURRENCY BODY_FILE [HEADER_LEN] [CONTENT_TYPE]
     $1 == "Non-2xx" { bad = $NF }
     END { printf "%.1f %.1f %s\n", p50, rps, (bad == "" ? 0 : bad) }'
 }
-measure_grpc() {  # MODEL INPUT SHAPE... -- CONCURRENCY
-  "$build/bench/serving/bench_grpc_load" --target "127.0.0.1:$grpc_port" --seconds "$seconds" "$@" |
-    sed -E 's/.*rps=([0-9.]+) p50_us=([0-9.]+).*errors=([0-9]+).*/\2 \1 \3/'
+measure_grpc() {  # MODEL CONCURRENCY [braid bench flags...] → "p50_us rps errors"
+  local model=$1 concurrency=$2
+  shift 2
+  "$build/braid" bench --endpoint grpc --grpc "127.0.0.1:$grpc_port" --url "http://127.0.0.1:$http_port" \
+    -m "$model" -c "$concurrency" --warmup 0.5 --window "$(awk -v s="$seconds" 'BEGIN { print s / 3 }')" \
+    --max-windows 3 --input-data zero --csv "$work/grpc.csv" "$@" >/dev/null
+  awk -F, 'NR == 2 { printf "%.1f %.1f %s\n", $7, $6, $4 }' "$work/grpc.csv"
 }
 
 echo "| what | concurrency | p50 µs | req/s | errors |"
@@ -107,11 +111,11 @@ row() { result["$1/$2"]="$3"; read -r p50 rps errors <<<"$3"; echo "| $1 | $2 | 
 for c in 1 16 64; do row "nginx static 200" $c "$(measure_http "http://127.0.0.1:$nginx_port/" $c)"; done
 for c in 1 16 64; do row "braid HTTP JSON identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.json")"; done
 for c in 1 16 64; do row "braid HTTP binary identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.bin" "$(cat "$work/identity.bin.len")" application/octet-stream)"; done
-for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc --model identity --input input --shape 1 16 --concurrency $c)"; done
+for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc identity $c)"; done
 for c in 4; do
   row "602 KB tensor, HTTP JSON" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.json")"
   row "602 KB tensor, HTTP binary" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.bin" "$(cat "$work/image.bin.len")" application/octet-stream)"
-  row "602 KB tensor, gRPC raw" $c "$(measure_grpc --model identity-wide --input input --shape 1 150528 --concurrency $c)"
+  row "602 KB tensor, gRPC raw" $c "$(measure_grpc identity-wide $c --shape input=1,150528)"
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }

@@ -30,39 +30,15 @@ struct InferOptions {
 
 // A tensor of the shape `spec` needs (variable dims become 1) with values
 // drawn from a seeded generator.
-Result<Tensor> RandomTensor(const ModelConfig& config, const TensorSpec& spec, std::int64_t batch,
-                            std::mt19937& random) {
+Result<Tensor> RandomInput(const ModelConfig& config, const TensorSpec& spec, std::int64_t batch,
+                           std::mt19937& random) {
   Shape shape = ExpectedShape(config, spec, batch);
   for (auto& dim : shape) dim = dim < 0 ? 1 : dim;
   if (spec.datatype == DataType::kBytes) {
     return InvalidArgument("input '{}' is BYTES; 'random' cannot invent it, give a .json file",
                            spec.name);
   }
-  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(spec.datatype, shape));
-  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
-  std::uniform_int_distribution<int> small(0, 99);
-  switch (spec.datatype) {
-    case DataType::kFp32:
-      for (auto& v : tensor.mutable_span<float>()) v = real(random);
-      break;
-    case DataType::kInt64:
-      for (auto& v : tensor.mutable_span<std::int64_t>()) v = small(random);
-      break;
-    case DataType::kInt32:
-      for (auto& v : tensor.mutable_span<std::int32_t>()) v = small(random);
-      break;
-    case DataType::kFp16:
-      for (auto& v : tensor.mutable_span<std::uint16_t>()) v = FloatToHalf(real(random));
-      break;
-    case DataType::kUint8:
-    case DataType::kBool:
-      for (auto& v : tensor.mutable_span<std::uint8_t>())
-        v = static_cast<std::uint8_t>(small(random) % 2);
-      break;
-    case DataType::kBytes:
-      break;
-  }
-  return tensor;
+  return RandomTensor(spec.datatype, std::move(shape), random);
 }
 
 Result<Tensor> ReadInput(const ModelConfig& config, const std::string& name,
@@ -74,7 +50,7 @@ Result<Tensor> ReadInput(const ModelConfig& config, const std::string& name,
     return InvalidArgument("model '{}' has no input '{}' (its inputs: {})", config.name, name,
                            fmt::join(known, ", "));
   }
-  if (source == "random") return RandomTensor(config, *spec, batch, random);
+  if (source == "random") return RandomInput(config, *spec, batch, random);
   const std::filesystem::path path(source);
   if (path.extension() == ".npy") return ReadNpy(path);
   if (spec->datatype == DataType::kBytes && path.extension() != ".json") {

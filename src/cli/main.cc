@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   braid::cli::AddInferCommand(app, &exit_code);
   braid::cli::AddServeCommand(app, &exit_code);
   braid::cli::AddRunCommand(app, &exit_code);
+  braid::cli::AddBenchCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -160,3 +160,36 @@ Result<Tensor> Tensor::Reshape(Shape shape) const {
 }
 
 }  // namespace braid
+
+namespace braid {
+
+Result<Tensor> RandomTensor(DataType type, Shape shape, std::mt19937& random) {
+  if (type == DataType::kBytes) return InvalidArgument("random BYTES tensors are not defined");
+  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(type, std::move(shape)));
+  std::uniform_real_distribution<float> real(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> small(0, 99);
+  switch (type) {
+    case DataType::kFp32:
+      for (auto& v : tensor.mutable_span<float>()) v = real(random);
+      break;
+    case DataType::kInt64:
+      for (auto& v : tensor.mutable_span<std::int64_t>()) v = small(random);
+      break;
+    case DataType::kInt32:
+      for (auto& v : tensor.mutable_span<std::int32_t>()) v = small(random);
+      break;
+    case DataType::kFp16:
+      for (auto& v : tensor.mutable_span<std::uint16_t>()) v = FloatToHalf(real(random));
+      break;
+    case DataType::kUint8:
+    case DataType::kBool:
+      for (auto& v : tensor.mutable_span<std::uint8_t>())
+        v = static_cast<std::uint8_t>(small(random) % 2);
+      break;
+    case DataType::kBytes:
+      break;
+  }
+  return tensor;
+}
+
+}  // namespace braid

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +37,9 @@ Result<std::size_t> ByteSizeOf(DataType type, std::int64_t count, std::size_t li
 std::string ShapeToString(const Shape& shape);
 
 class Tensor;
+// A tensor of `shape` with seeded random values: floats in [-1, 1),
+// integers in [0, 100), booleans and bytes 0 or 1. Not for kBytes.
+Result<Tensor> RandomTensor(DataType type, Shape shape, std::mt19937& random);
 // The first element of a BYTES tensor; empty if there is none or the tensor
 // is malformed.
 std::string_view FirstString(const Tensor& tensor);

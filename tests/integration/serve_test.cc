@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "support/command.h"
@@ -515,6 +516,69 @@ TEST(ServeRedisTest, ARedisOutageDuringLoadFailsNoRequestAndTheTierComesBack) {
   const std::string dbsize = "redis-cli -p " + std::to_string(redis.port()) + " dbsize";
   EXPECT_TRUE(Eventually([&] { return std::atoi(RunCommand(dbsize).out.c_str()) >= 1; }))
       << "fills reach the restarted Redis";
+}
+
+// The value of a metric line `name` (with its labels), 0 when absent.
+double MetricValue(const std::string& metrics, const std::string& name) {
+  auto at = metrics.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::atof(metrics.c_str() + at + name.size() + 2);
+}
+
+TEST(ServeBenchTest, BraidBenchCountsAddUpOverHttpAndGrpc) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  testing::TempDir dir;
+  const std::string out = dir.path().string();
+  const std::string common = std::string(BRAID_BINARY) + " bench --url " + server.url() +
+                             " --grpc 127.0.0.1:" + std::to_string(server.grpc_port()) +
+                             " -m identity --warmup 0.3 --window 0.4 --max-windows 3";
+  auto http = RunCommand(common + " -c 1,4 --csv " + out + "/http.csv --json " + out +
+                         "/http.json --plot " + out + "/http.png");
+  ASSERT_EQ(http.exit_code, 0) << http.err;
+  EXPECT_THAT(http.out, HasSubstr("| concurrency | req/s | p50 ms |"));
+  auto grpc = RunCommand(common + " --endpoint grpc -r 200 --csv " + out + "/grpc.csv");
+  ASSERT_EQ(grpc.exit_code, 0) << grpc.err;
+
+  // Every request the bench saw answered, the server counted: no more, no fewer.
+  auto completed = [](const std::string& csv_path) {
+    std::ifstream csv(csv_path);
+    std::string line;
+    std::getline(csv, line);
+    EXPECT_EQ(line.substr(line.rfind(',') + 1), "completed");
+    std::uint64_t total = 0, measured = 0;
+    while (std::getline(csv, line)) {
+      std::vector<std::string> fields;
+      std::stringstream row(line);
+      for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
+      EXPECT_EQ(fields.size(), 13u) << line;
+      EXPECT_EQ(fields[3], "0") << "no errors: " << line;
+      measured += std::stoull(fields[2]);
+      total += std::stoull(fields[12]);
+    }
+    EXPECT_GT(measured, 0u);
+    EXPECT_GE(total, measured) << "the warm-up comes on top of the measured windows";
+    return total;
+  };
+  const std::string metrics = MetricsOf(server);
+  EXPECT_EQ(
+      completed(out + "/http.csv"),
+      MetricValue(metrics, R"(braid_requests_total{protocol="http",model="identity",code="200"})"));
+  EXPECT_EQ(
+      completed(out + "/grpc.csv"),
+      MetricValue(metrics, R"(braid_requests_total{protocol="grpc",model="identity",code="200"})"));
+
+  auto json = Parse(RunCommand("cat " + out + "/http.json").out);
+  ASSERT_TRUE(json.HasMember("points"));
+  EXPECT_EQ(json["points"].Size(), 2u);
+  EXPECT_EQ(json["points"][1]["load"].GetDouble(), 4);
+  std::ifstream png(out + "/http.png", std::ios::binary);
+  char magic[4] = {};
+  png.read(magic, 4);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG") << "gnuplot drew the plot";
+
+  auto bad = RunCommand(std::string(BRAID_BINARY) + " bench --url " + server.url() + " -m nope");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("braid bench:"));
 }
 
 TEST(ServeLimitsTest, BodyLimitGives413) {

@@ -110,6 +110,10 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
 
 Status OptionsFromProto(const inference::ModelInferRequest& request, InferOptions* options) {
   for (const auto& [key, value] : request.parameters()) {
+    if (key == "cache") {
+      if (!value.has_bool_param()) return InvalidArgument("parameter 'cache' must be a boolean");
+      options->use_cache = value.bool_param();
+    }
     if (key == "priority" || key == "timeout") {
       std::int64_t number = 0;
       if (value.has_int64_param()) {

@@ -1,0 +1,203 @@
+#include "loadgen/load.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "loadgen/arrivals.h"
+
+namespace braid {
+namespace {
+
+using Wall = std::chrono::steady_clock;
+
+double Micros(Wall::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// Collects outcomes; Take() hands over what arrived since the last Take.
+class Recorder {
+ public:
+  void Add(double latency_us, bool ok) {
+    std::lock_guard lock(mutex_);
+    ++total_;
+    if (ok) {
+      latencies_.push_back(latency_us);
+    } else {
+      ++errors_;
+    }
+  }
+  std::pair<std::vector<double>, std::uint64_t> Take() {
+    std::lock_guard lock(mutex_);
+    std::pair<std::vector<double>, std::uint64_t> taken{std::move(latencies_), errors_};
+    latencies_.clear();
+    errors_ = 0;
+    return taken;
+  }
+  std::uint64_t total() {
+    std::lock_guard lock(mutex_);
+    return total_;
+  }
+  LoadProgress Peek() {
+    std::lock_guard lock(mutex_);
+    LoadProgress progress;
+    progress.requests = latencies_.size();
+    progress.errors = errors_;
+    if (!latencies_.empty()) {
+      std::vector<double> sample(latencies_.end() - std::min<std::size_t>(latencies_.size(), 4096),
+                                 latencies_.end());
+      std::sort(sample.begin(), sample.end());
+      progress.p50_us = Percentile(sample, 50);
+    }
+    return progress;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<double> latencies_;
+  std::uint64_t errors_ = 0;
+  std::uint64_t total_ = 0;  // never reset
+};
+
+// The requests in flight, so that the run can wait for them to end.
+class Outstanding {
+ public:
+  std::size_t Begin() { return ++count_; }
+  void End() {
+    if (--count_ == 0) {
+      std::lock_guard lock(mutex_);
+      idle_.notify_all();
+    }
+  }
+  std::size_t count() const { return count_; }
+  bool WaitIdle(Wall::duration timeout) {
+    std::unique_lock lock(mutex_);
+    return idle_.wait_for(lock, timeout, [&] { return count_ == 0; });
+  }
+
+ private:
+  std::atomic<std::size_t> count_{0};
+  std::mutex mutex_;
+  std::condition_variable idle_;
+};
+
+struct Shared {
+  Target& target;
+  Recorder recorder;
+  Outstanding outstanding;
+  std::atomic<bool> stop{false};
+  std::atomic<std::size_t> next_index{0};
+};
+
+// A closed-loop client: sends, and sends again when answered.
+void Client(const std::shared_ptr<Shared>& shared) {
+  if (shared->stop) return;
+  shared->outstanding.Begin();
+  const auto start = Wall::now();
+  shared->target.Send(shared->next_index++, [shared, start](bool ok) {
+    shared->recorder.Add(Micros(Wall::now() - start), ok);
+    shared->outstanding.End();
+    Client(shared);
+  });
+}
+
+bool Stable(const std::vector<LatencySummary>& windows, double spread) {
+  if (windows.size() < 3) return false;
+  auto agree = [&](auto field) {
+    double mean = 0;
+    for (std::size_t i = windows.size() - 3; i < windows.size(); ++i) mean += field(windows[i]);
+    mean /= 3;
+    for (std::size_t i = windows.size() - 3; i < windows.size(); ++i) {
+      if (std::abs(field(windows[i]) - mean) > spread * mean) return false;
+    }
+    return true;
+  };
+  return agree([](const LatencySummary& s) { return s.throughput; }) &&
+         agree([](const LatencySummary& s) { return s.p50_us; });
+}
+
+}  // namespace
+
+BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& progress) {
+  auto shared = std::shared_ptr<Shared>(new Shared{target});
+  std::thread arrivals;
+  if (spec.open_loop) {
+    arrivals = std::thread([shared, spec] {
+      PoissonArrivals gaps(spec.load, spec.seed);
+      auto next = Wall::now();
+      while (!shared->stop) {
+        next += gaps.Next();
+        std::this_thread::sleep_until(next);
+        if (shared->outstanding.count() >= spec.max_outstanding) {
+          shared->recorder.Add(0, false);
+          continue;
+        }
+        shared->outstanding.Begin();
+        const auto scheduled = next;
+        shared->target.Send(shared->next_index++, [shared, scheduled](bool ok) {
+          shared->recorder.Add(Micros(Wall::now() - scheduled), ok);
+          shared->outstanding.End();
+        });
+      }
+    });
+  } else {
+    for (int c = 0; c < static_cast<int>(spec.load); ++c) Client(shared);
+  }
+
+  // Runs one phase, reporting progress each second; returns its outcomes.
+  auto phase = [&](const std::string& name, Wall::duration length) {
+    const auto start = Wall::now();
+    shared->recorder.Take();
+    for (auto now = start; now - start < length; now = Wall::now()) {
+      std::this_thread::sleep_for(
+          std::min<Wall::duration>(std::chrono::seconds(1), length - (now - start)));
+      if (progress) {
+        LoadProgress update = shared->recorder.Peek();
+        update.phase = name;
+        update.elapsed_s = Micros(Wall::now() - start) / 1e6;
+        update.throughput = update.elapsed_s > 0 ? update.requests / update.elapsed_s : 0;
+        progress(update);
+      }
+    }
+    auto [latencies, errors] = shared->recorder.Take();
+    return std::tuple{std::move(latencies), errors, Micros(Wall::now() - start) / 1e6};
+  };
+
+  phase("warm-up", spec.warmup);
+  std::vector<LatencySummary> windows;
+  std::vector<std::vector<double>> kept;
+  std::vector<std::uint64_t> kept_errors;
+  std::vector<double> kept_seconds;
+  const int max_windows = std::max(3, spec.max_windows);
+  while (static_cast<int>(windows.size()) < max_windows) {
+    auto [latencies, errors, seconds] =
+        phase("window " + std::to_string(windows.size() + 1), spec.window);
+    windows.push_back(Summarize(latencies, errors, seconds));
+    kept.push_back(std::move(latencies));
+    kept_errors.push_back(errors);
+    kept_seconds.push_back(seconds);
+    if (Stable(windows, spec.stability)) break;
+  }
+  shared->stop = true;
+  if (arrivals.joinable()) arrivals.join();
+  shared->outstanding.WaitIdle(std::chrono::seconds(60));
+
+  std::vector<double> latencies;
+  std::uint64_t errors = 0;
+  double seconds = 0;
+  for (std::size_t i = kept.size() - 3; i < kept.size(); ++i) {
+    latencies.insert(latencies.end(), kept[i].begin(), kept[i].end());
+    errors += kept_errors[i];
+    seconds += kept_seconds[i];
+  }
+  BenchPoint point;
+  point.mode = spec.open_loop ? "rate" : "concurrency";
+  point.load = spec.load;
+  point.summary = Summarize(std::move(latencies), errors, seconds);
+  point.stable = Stable(windows, spec.stability);
+  point.completed = shared->recorder.total();
+  return point;
+}
+
+}  // namespace braid

@@ -1,0 +1,39 @@
+// What a load run measured, and the arithmetic behind it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace braid {
+
+// Nearest-rank percentile of ascending `sorted` (p in [0, 100]): the
+// smallest value with at least p% of the values at or below it. 0 when
+// empty.
+double Percentile(const std::vector<double>& sorted, double p);
+
+struct LatencySummary {
+  std::uint64_t requests = 0;  // answered successfully
+  std::uint64_t errors = 0;    // failed, non-2xx, or dropped by the open loop
+  double seconds = 0;          // measurement time
+  double throughput = 0;       // successful requests per second
+  double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+};
+
+// Summarises successful requests' latencies (microseconds, any order).
+LatencySummary Summarize(std::vector<double> latencies_us, std::uint64_t errors, double seconds);
+
+// One point of a sweep: the load offered and what it got.
+struct BenchPoint {
+  std::string mode;  // "concurrency" or "rate"
+  double load = 0;   // clients, or requests per second offered
+  LatencySummary summary;
+  bool stable = true;           // the last windows agreed (see LoadSpec::stability)
+  std::uint64_t completed = 0;  // every request answered at this level, warm-up included
+};
+
+// CSV with a header row; JSON as {"points":[...]}.
+std::string PointsToCsv(const std::vector<BenchPoint>& points);
+std::string PointsToJson(const std::vector<BenchPoint>& points, const std::string& target);
+
+}  // namespace braid
