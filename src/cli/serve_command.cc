@@ -37,6 +37,7 @@ struct ServeOptions {
   std::string redis;
   double redis_timeout_ms = 5;
   int http_threads = 0;
+  bool no_batching = false;
   bool debug = false;
 };
 
@@ -68,7 +69,9 @@ int RunServe(const ServeOptions& options) {
   }
   std::unique_ptr<ResultCache> cache;
   if (memory_cache || redis) cache = std::make_unique<ResultCache>(memory_cache.get(), redis.get());
-  InferenceService service(repository, SteadyClock(), {}, cache.get());
+  SchedulerOptions scheduler_options;
+  if (options.no_batching) scheduler_options.batching = false;
+  InferenceService service(repository, SteadyClock(), scheduler_options, cache.get());
   spdlog::info("loading models from {}", repository.root().string());
   if (Status status = service.LoadAll(); !status.ok()) {
     fmt::print(stderr, "braid serve: {}\n", status.message());
@@ -217,6 +220,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::PositiveNumber);
   serve->add_option("--http-threads", options->http_threads,
                     "Network threads (default: one per core, at least 2)");
+  serve->add_flag("--no-batching", options->no_batching,
+                  "Run every request alone, whatever the configs say (a benchmark baseline)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");
   serve->set_config("--config", "", "Read these options from a TOML/INI file");
   serve->callback([options, exit_code] { *exit_code = RunServe(*options); });
