@@ -207,6 +207,16 @@ bool InferenceService::Ready() const {
   return !schedulers_.empty();
 }
 
+double InferenceService::Load() const {
+  double load = 0;
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, versions] : schedulers_) {
+    for (const auto& [version, scheduler] : versions)
+      load = std::max(load, scheduler->CurrentUtilization());
+  }
+  return std::min(load, 1.0);
+}
+
 void InferenceService::BeginDrain() { draining_ = true; }
 
 bool InferenceService::WaitIdle(Duration timeout) {

@@ -76,6 +76,9 @@ class InferenceService {
 
   // Ready to serve: not draining and at least one model ready.
   bool Ready() const;
+  // How busy the server is, in [0, 1]: the utilisation of its busiest
+  // model. Reported to `braid router` with each readiness check.
+  double Load() const;
   // Stops admitting new requests (they get UNAVAILABLE).
   void BeginDrain();
   bool draining() const { return draining_.load(); }

@@ -13,6 +13,7 @@ void AddInferCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddRunCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddRouterCommand(CLI::App& app, int* exit_code);
 
 // `flag` when given, else the embedded default model repository: `models/`
 // beside the braid binary (where the build writes it), else the path

@@ -187,10 +187,17 @@ std::string Metrics::Render(
               fmt::format_to(std::back_inserter(out), "braid_model_utilization{{{}}} {}\n", labels,
                              input.stats.utilization);
             });
-  per_model("braid_model_instances", "gauge", "Instances serving the model.",
+  per_model("braid_model_instances", "gauge", "Instances taking work (autoscaled or fixed).",
             [&](const std::string& labels, const ModelMetricsInput& input) {
               fmt::format_to(std::back_inserter(out), "braid_model_instances{{{}}} {}\n", labels,
-                             input.instances);
+                             input.stats.active_instances);
+            });
+  per_model("braid_autoscale_events_total", "counter", "Autoscaler changes of the instance count.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              fmt::format_to(std::back_inserter(out),
+                             "braid_autoscale_events_total{{{},direction=\"up\"}} {}\n"
+                             "braid_autoscale_events_total{{{},direction=\"down\"}} {}\n",
+                             labels, input.stats.scale_ups, labels, input.stats.scale_downs);
             });
 
   Header(out, "braid_inflight_requests", "gauge",

@@ -24,7 +24,6 @@ namespace braid {
 
 struct ModelMetricsInput {
   SchedulerStats stats;
-  std::size_t instances = 0;
 };
 
 class Metrics {

@@ -384,7 +384,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
       const std::string path = "autoscale";
       BRAID_RETURN_IF_ERROR(r.CheckKeys(scale, path,
                                         {"min_instances", "max_instances", "scale_up_utilization",
-                                         "scale_down_utilization", "window_s"}));
+                                         "scale_down_utilization", "window_s", "cooldown_s"}));
       auto& a = config.autoscale;
       a.enabled = true;
       a.min_instances = config.instance_group.count;
@@ -403,6 +403,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
                        "must be below scale_up_utilization");
       }
       BRAID_RETURN_IF_ERROR(r.Int(scale, "window_s", path, 1, 3600, &a.window_s));
+      BRAID_RETURN_IF_ERROR(r.Int(scale, "cooldown_s", path, 0, 86400, &a.cooldown_s));
     }
 
     if (const YAML::Node policy = root["version_policy"]) {

@@ -78,6 +78,7 @@ struct AutoscaleConfig {
   double scale_up_utilization = 0.8;
   double scale_down_utilization = 0.3;
   std::int64_t window_s = 10;
+  std::int64_t cooldown_s = 30;  // least time between a change and a scale-down
 };
 
 struct VersionPolicy {
@@ -97,6 +98,11 @@ struct ModelConfig {
   ResponseCacheConfig response_cache;
   Optimization optimization;
   AutoscaleConfig autoscale;
+  // Instances a backend loads: max_instances with autoscale, else
+  // instance_group.count.
+  int InstancesToLoad() const {
+    return autoscale.enabled ? autoscale.max_instances : instance_group.count;
+  }
   VersionPolicy version_policy;
   std::string default_model_filename;             // empty: the backend's default
   std::map<std::string, std::string> parameters;  // backend-specific settings

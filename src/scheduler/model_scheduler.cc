@@ -1,5 +1,7 @@
 #include "scheduler/model_scheduler.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -75,6 +77,23 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
     levels_[level - 1].offpeak = std::find(offpeak.begin(), offpeak.end(), level) != offpeak.end();
   }
   stats_.batch_sizes.assign(max_batch_ + 1, 0);
+  active_instances_ = model_->instance_count();
+  if (const AutoscaleConfig& scale = model_->config().autoscale; scale.enabled) {
+    AutoscalePolicy policy;
+    policy.min_instances = scale.min_instances;
+    policy.max_instances = std::min<int>(scale.max_instances, model_->instance_count());
+    policy.scale_up_utilization = scale.scale_up_utilization;
+    policy.scale_down_utilization = scale.scale_down_utilization;
+    policy.window = std::chrono::seconds(scale.window_s);
+    policy.cooldown = std::chrono::seconds(scale.cooldown_s);
+    const TimePoint now = clock_.Now();
+    autoscaler_.emplace(policy, model_->config().instance_group.count, now);
+    active_instances_ = autoscaler_->instances();
+    last_tick_ = now;
+    next_tick_ = now + std::chrono::seconds(1);
+  }
+  utilization_window_.set_instances(static_cast<int>(active_instances_));
+  stats_.active_instances = active_instances_;
   for (std::size_t i = 0; i < model_->instance_count(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
@@ -114,6 +133,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     TimePoint queue_deadline =
         timeout_us > 0 ? now + std::chrono::microseconds(timeout_us) : TimePoint::max();
     adaptive_.OnArrival(now);
+    ++arrivals_since_tick_;
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
@@ -414,6 +434,10 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
       continue;
     }
     if (stopping_ && (!drain_ || QueuesEmptyLocked())) break;
+    if (instance >= active_instances_ && !stopping_) {  // parked by the autoscaler
+      clock_.WaitUntil(lock, work_, TimePoint::max());
+      continue;
+    }
     Decision decision = DecideLocked(now);
     if (!decision.dispatch) {
       clock_.WaitUntil(lock, work_, decision.wake_at);
@@ -470,10 +494,39 @@ void ModelScheduler::ExpiryLoop() {
       CompleteUnlocked(lock, &done);
       continue;
     }
-    expiry_sleeps_until_ = NextExpiryLocked();
+    if (clock_.Now() >= next_tick_) AutoscaleTickLocked(clock_.Now());
+    expiry_sleeps_until_ = std::min(NextExpiryLocked(), next_tick_);
     clock_.WaitUntil(lock, expiry_, expiry_sleeps_until_);
     expiry_sleeps_until_ = TimePoint::min();
   }
+}
+
+void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
+  const double seconds = std::chrono::duration<double>(now - last_tick_).count();
+  const double rate = seconds > 0 ? arrivals_since_tick_ / seconds : 0;
+  arrivals_since_tick_ = 0;
+  last_tick_ = now;
+  next_tick_ = now + std::chrono::seconds(1);
+  const double utilization = utilization_window_.Compute(now, running_since_);
+  utilization_.store(utilization, std::memory_order_relaxed);
+  const auto target = static_cast<std::size_t>(autoscaler_->Observe(now, utilization, rate));
+  if (target == active_instances_) return;
+  spdlog::info(
+      "model {} v{}: {} → {} instances (utilisation {:.2f}, predicted {:.2f}, {:.1f} req/s)",
+      model_->name(), model_->version(), active_instances_, target, utilization,
+      autoscaler_->predicted_utilization(), rate);
+  ++(target > active_instances_ ? stats_.scale_ups : stats_.scale_downs);
+  active_instances_ = target;
+  stats_.active_instances = target;
+  utilization_window_.set_instances(static_cast<int>(target));
+  work_.notify_all();
+}
+
+double ModelScheduler::CurrentUtilization() {
+  std::lock_guard lock(mutex_);
+  const double utilization = utilization_window_.Compute(clock_.Now(), running_since_);
+  utilization_.store(utilization, std::memory_order_relaxed);
+  return utilization;
 }
 
 SchedulerStats ModelScheduler::Stats() const {

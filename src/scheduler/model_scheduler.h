@@ -34,6 +34,12 @@
 // behind every level. A request's hard deadline always drops it. Requests of
 // the `offpeak` levels are held while utilisation exceeds the threshold and
 // released when it falls, still bounded by their timeouts.
+//
+// Autoscaling (when the config has `autoscale`): the model loads
+// max_instances instances; only the first `active` take work, the others
+// wait. Once a second the expiry thread feeds the active instances'
+// utilisation and the arrival rate to an Autoscaler (autoscaler.h) and
+// wakes or parks instances to match its answer.
 #pragma once
 
 #include <atomic>
@@ -48,6 +54,7 @@
 #include "core/clock.h"
 #include "model/model.h"
 #include "scheduler/adaptive_window.h"
+#include "scheduler/autoscaler.h"
 #include "scheduler/request.h"
 #include "scheduler/utilization.h"
 
@@ -90,7 +97,10 @@ struct SchedulerStats {
   std::vector<std::uint64_t> batch_sizes;  // [b] = batches of b items
   std::vector<std::size_t> queue_depth;    // [level-1] = requests queued now
   std::size_t delayed_depth = 0;
-  double utilization = 0;  // busy fraction over the utilisation window
+  double utilization = 0;            // busy fraction over the utilisation window
+  std::size_t active_instances = 0;  // instances taking work now
+  std::uint64_t scale_ups = 0;       // autoscaler decisions
+  std::uint64_t scale_downs = 0;
 };
 
 class ModelScheduler {
@@ -122,6 +132,8 @@ class ModelScheduler {
   SchedulerStats Stats() const;
   // Last published utilisation in [0, 1]; lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
+  // Utilisation computed now (and published). Takes the lock.
+  double CurrentUtilization();
   const Model& model() const { return *model_; }
   ModelPtr shared_model() const { return model_; }
   bool batching() const { return batching_; }
@@ -161,6 +173,8 @@ class ModelScheduler {
   // enqueue again), then clears it and re-takes the lock.
   void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done);
   std::size_t QueuedItemsLocked(bool include_offpeak) const;
+  // The autoscaler's once-a-second decision.
+  void AutoscaleTickLocked(TimePoint now);
 
   const ModelPtr model_;
   Clock& clock_;
@@ -181,6 +195,11 @@ class ModelScheduler {
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
   std::deque<TimePoint> running_since_;               // guarded by mutex_
   SchedulerStats stats_;                              // guarded by mutex_
+  std::size_t active_instances_ = 0;                  // guarded by mutex_
+  std::optional<Autoscaler> autoscaler_;              // guarded by mutex_
+  TimePoint next_tick_ = TimePoint::max();            // guarded by mutex_
+  TimePoint last_tick_{};                             // guarded by mutex_
+  std::uint64_t arrivals_since_tick_ = 0;             // guarded by mutex_
   std::atomic<double> utilization_{0.0};
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers

@@ -581,6 +581,42 @@ TEST(ServeBenchTest, BraidBenchCountsAddUpOverHttpAndGrpc) {
   EXPECT_THAT(bad.err, HasSubstr("braid bench:"));
 }
 
+TEST(ServeAutoscaleTest, InstancesFollowTheLoad) {
+  testing::TempDir dir;
+  const auto models = dir.path() / "models";
+  ASSERT_EQ(RunCommand("cp -r " + std::string(BRAID_TEST_MODELS) + " " + models.string()).exit_code,
+            0);
+  {
+    std::ofstream config(models / "clip-text" / "config.yaml", std::ios::app);
+    config << "autoscale: {min_instances: 1, max_instances: 2, scale_up_utilization: 0.7,\n"
+              "            scale_down_utilization: 0.2, window_s: 3, cooldown_s: 2}\n";
+  }
+  ServerProcess server({"--model-repository", models.string()});
+  ASSERT_TRUE(server.ready()) << server.ready_line();
+  auto instances = [&] {
+    return MetricValue(MetricsOf(server),
+                       R"(braid_model_instances{model="clip-text",version="1"})");
+  };
+  EXPECT_EQ(instances(), 1);
+  // Saturate the one instance with braid bench until a second one is taken on.
+  std::thread load([&] {
+    RunCommand(std::string(BRAID_BINARY) + " bench --url " + server.url() +
+               " -m clip-text -c 8 --warmup 0 --window 3 --max-windows 3");
+  });
+  EXPECT_TRUE(Eventually([&] { return instances() == 2; })) << "scaled up under load";
+  load.join();
+  EXPECT_TRUE(Eventually([&] { return instances() == 1; })) << "scaled down when idle";
+  const std::string metrics = MetricsOf(server);
+  EXPECT_GE(
+      MetricValue(metrics,
+                  R"(braid_autoscale_events_total{model="clip-text",version="1",direction="up"})"),
+      1);
+  EXPECT_GE(MetricValue(
+                metrics,
+                R"(braid_autoscale_events_total{model="clip-text",version="1",direction="down"})"),
+            1);
+}
+
 TEST(ServeLimitsTest, BodyLimitGives413) {
   ServerProcess server({"--max-body-bytes", "2000"});
   ASSERT_TRUE(server.ready());

@@ -165,9 +165,10 @@ class ApiHandler {
     const std::string& path = request.path;
     if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
     if (path == "/v2/health/ready") {
-      return Reply(
-          responder, request,
-          service_.Ready() ? Json("{\"ready\":true}") : JsonError(503, "the server is not ready"));
+      HttpResponse ready =
+          service_.Ready() ? Json("{\"ready\":true}") : JsonError(503, "the server is not ready");
+      ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
+      return Reply(responder, request, std::move(ready));
     }
     const bool admin = path.starts_with("/v2/repository/models/");
     if (Status auth = Authorize(request, admin); !auth.ok())
@@ -359,10 +360,7 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
     InferenceService& service) {
   std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> models;
   for (auto& [name, versions] : service.Stats()) {
-    for (auto& [version, stats] : versions) {
-      auto model = service.GetModel(name, version);
-      models[name][version] = {std::move(stats), model.ok() ? (*model)->instance_count() : 0};
-    }
+    for (auto& [version, stats] : versions) models[name][version] = {std::move(stats)};
   }
   return models;
 }

@@ -325,7 +325,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
     options.SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
     BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options));
 
-    for (int i = 0; i < config.instance_group.count; ++i) {
+    for (int i = 0; i < config.InstancesToLoad(); ++i) {
       Ort::Session session(Environment(), file.c_str(), options);
       if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
       auto instance = std::make_unique<OnnxRuntimeInstance>(config, std::move(session));

@@ -104,7 +104,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
                            config.config_path().string());
   }
   std::vector<ModelInstancePtr> instances;
-  for (int i = 0; i < config.instance_group.count; ++i) {
+  for (int i = 0; i < config.InstancesToLoad(); ++i) {
     // Batch cepstral mean normalisation over each whole clip: a clip's
     // transcript then does not depend on what the decoder heard before.
     cmd_ln_t* ps_config =

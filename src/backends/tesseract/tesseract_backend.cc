@@ -103,7 +103,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
         config.config_path().string(), mode, tesseract::PSM_COUNT - 1);
   }
   std::vector<ModelInstancePtr> instances;
-  for (int i = 0; i < config.instance_group.count; ++i) {
+  for (int i = 0; i < config.InstancesToLoad(); ++i) {
     auto api = std::make_unique<tesseract::TessBaseAPI>();
     if (api->Init(tessdata.c_str(), language.c_str(), tesseract::OEM_LSTM_ONLY) != 0) {
       return NotFound("{}: tesseract cannot load language '{}' from {} (install tesseract-ocr-{})",

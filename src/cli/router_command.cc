@@ -1,0 +1,120 @@
+// `braid router --replica URL ...`: the HTTP front of several `braid serve`
+// replicas (see routing/router.h).
+#include <fmt/core.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "api/http/http_server.h"
+#include "cli/commands.h"
+#include "routing/router.h"
+
+namespace braid::cli {
+namespace {
+
+struct RouterCommandOptions {
+  std::vector<std::string> replicas;
+  std::string policy = "round_robin";
+  std::string host = "0.0.0.0";
+  std::uint16_t http_port = 8000;
+  double health_interval_ms = 500;
+  int eject_after = 3;
+  double eject_s = 5;
+  std::size_t max_inflight = 256;
+  int retries = 2;
+  int threads = 64;
+};
+
+int RunRouter(const RouterCommandOptions& flags) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto policy = ParsePolicy(flags.policy);
+  if (!policy.ok()) {
+    fmt::print(stderr, "braid router: {}\n", policy.status().message());
+    return 1;
+  }
+  auto milliseconds = [](double ms) {
+    return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
+  };
+  RouterOptions options;
+  options.replicas = flags.replicas;
+  options.policy = *policy;
+  options.health_interval = milliseconds(flags.health_interval_ms);
+  options.eject_after_failures = flags.eject_after;
+  options.eject_time = milliseconds(flags.eject_s * 1000);
+  options.max_inflight_per_replica = flags.max_inflight;
+  options.retries = flags.retries;
+  options.threads = flags.threads;
+  auto router = Router::Create(options, SteadyClock());
+  if (!router.ok()) {
+    fmt::print(stderr, "braid router: {}\n", router.status().message());
+    return 1;
+  }
+  HttpServerOptions http_options;
+  http_options.max_body_bytes = std::size_t{1} << 30;
+  HttpServer http(http_options, [&](HttpRequest& request, HttpResponderPtr responder) {
+    (*router)->Handle(request, std::move(responder));
+  });
+  auto port = http.Listen(flags.host, flags.http_port);
+  if (!port.ok()) {
+    fmt::print(stderr, "braid router: {}\n", port.status().message());
+    return 1;
+  }
+  http.Start();
+  fmt::print("braid router ready http={}:{} policy={} replicas={}\n", flags.host, *port,
+             flags.policy, flags.replicas.size());
+  std::fflush(stdout);
+  int signal = 0;
+  sigwait(&signals, &signal);
+  http.StopAccepting();
+  http.WaitAnswered(std::chrono::seconds(30));
+  http.Stop();
+  return 0;
+}
+
+}  // namespace
+
+void AddRouterCommand(CLI::App& app, int* exit_code) {
+  auto options = std::make_shared<RouterCommandOptions>();
+  auto* router = app.add_subcommand(
+      "router",
+      "Balance HTTP requests over several braid serve replicas: policies, health checks, "
+      "ejection, retries, drain");
+  router->add_option("--replica", options->replicas, "A replica's URL, http://host:port (repeat)")
+      ->required();
+  router
+      ->add_option("--policy", options->policy,
+                   "round_robin, least_outstanding, load_weighted or cache_affinity")
+      ->capture_default_str();
+  router->add_option("--host", options->host, "Address to listen on")->capture_default_str();
+  router->add_option("--http-port", options->http_port, "Port (0: a free one)")
+      ->capture_default_str();
+  router
+      ->add_option("--health-interval-ms", options->health_interval_ms,
+                   "Active readiness check period per replica")
+      ->capture_default_str();
+  router
+      ->add_option("--eject-after", options->eject_after,
+                   "Consecutive failures that take a replica out")
+      ->capture_default_str();
+  router
+      ->add_option("--eject-seconds", options->eject_s,
+                   "Least time out before a passing check re-admits it")
+      ->capture_default_str();
+  router
+      ->add_option("--max-inflight", options->max_inflight,
+                   "Requests in flight per replica at most (503 when all are full)")
+      ->capture_default_str();
+  router
+      ->add_option("--retries", options->retries,
+                   "Other replicas tried for an idempotent request after a failure or 503")
+      ->capture_default_str();
+  router->add_option("--threads", options->threads, "Forwarding threads")->capture_default_str();
+  router->callback([options, exit_code] { *exit_code = RunRouter(*options); });
+}
+
+}  // namespace braid::cli

@@ -1,0 +1,63 @@
+// Router: `braid router`, the HTTP front of several `braid serve` replicas.
+// It loads no models; it picks a replica per request (see policy.h),
+// forwards the request over a pooled keep-alive connection and relays the
+// answer (streamed answers, such as workflow events, chunk by chunk).
+//
+// Health: an active check of GET /v2/health/ready on every replica each
+// `health_interval` (its X-Braid-Load header feeds load_weighted), and
+// passive ejection after `eject_after_failures` consecutive failures
+// (connection errors, 502/503/504), re-admitted by the next passing check
+// after `eject_time`. Idempotent requests (GET, and POSTs to inference,
+// embeddings, blocking workflow runs) are retried on another replica after
+// a connection failure or a 503. A replica takes at most
+// `max_inflight_per_replica` requests at once; with every replica at its
+// cap the router answers 503. A drained replica gets no new requests while
+// its in-flight ones finish.
+//
+// Admin endpoints: GET /router/replicas (state as JSON),
+// POST /router/drain?replica=URL and /router/undrain?replica=URL.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/http/http_server.h"
+#include "core/clock.h"
+#include "routing/policy.h"
+
+namespace braid {
+
+struct RouterOptions {
+  std::vector<std::string> replicas;  // http://host:port
+  Policy policy = Policy::kRoundRobin;
+  Duration health_interval = std::chrono::milliseconds(500);
+  int eject_after_failures = 3;
+  Duration eject_time = std::chrono::seconds(5);
+  std::size_t max_inflight_per_replica = 256;
+  int retries = 2;  // further replicas tried for an idempotent request
+  Duration connect_timeout = std::chrono::seconds(1);
+  Duration upstream_timeout = std::chrono::seconds(120);
+  int threads = 64;  // forwarding threads (each forward blocks one)
+};
+
+class Router {
+ public:
+  // Parses the replica URLs and starts the health checks.
+  static Result<std::unique_ptr<Router>> Create(RouterOptions options, Clock& clock);
+  ~Router();
+
+  // The HttpHandler of the router's server.
+  void Handle(HttpRequest& request, HttpResponderPtr responder);
+
+  // Any replica healthy.
+  bool Ready() const;
+  std::string StatusJson() const;
+
+ private:
+  class Impl;
+  explicit Router(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace braid

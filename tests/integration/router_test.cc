@@ -1,0 +1,230 @@
+// `braid router` in front of three real `braid serve` replicas on loopback,
+// driven by curl: the spread under each policy, ejection of a killed
+// replica without losing a request, and drain.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "support/command.h"
+#include "support/server_process.h"
+#include "support/temp_dir.h"
+
+namespace braid {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RunCommand;
+using testing::ServerProcess;
+
+constexpr char kIdentity[] =
+    R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+
+// `braid router` as a child process, its port read from its ready line.
+class RouterProcess {
+ public:
+  explicit RouterProcess(const std::vector<const ServerProcess*>& replicas,
+                         std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {
+        BRAID_BINARY,           "router", "--host", "127.0.0.1", "--http-port", "0",
+        "--health-interval-ms", "100"};
+    for (const auto* replica : replicas) {
+      args.push_back("--replica");
+      args.push_back(replica->url());
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    int out[2];
+    if (pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      close(out[1]);
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    stdout_ = fdopen(out[0], "r");
+    char line[512] = {};
+    if (stdout_ && std::fgets(line, sizeof(line), stdout_)) {
+      std::smatch match;
+      std::string text = line;
+      if (std::regex_search(text, match, std::regex(R"(http=[^:]+:(\d+))")))
+        port_ = std::stoi(match[1]);
+    }
+  }
+  ~RouterProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (stdout_) std::fclose(stdout_);
+  }
+  bool ready() const { return port_ > 0; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* stdout_ = nullptr;
+  int port_ = 0;
+};
+
+// Identity requests the replica answered with 200, from its metrics.
+int Served(const ServerProcess& replica, const std::string& model = "identity") {
+  auto metrics =
+      RunCommand("curl -s http://127.0.0.1:" + std::to_string(replica.metrics_port()) + "/metrics");
+  std::smatch match;
+  std::regex line("braid_requests_total\\{protocol=\"http\",model=\"" + model +
+                  "\",code=\"200\"\\} (\\d+)");
+  return std::regex_search(metrics.out, match, line) ? std::stoi(match[1]) : 0;
+}
+
+// Sends `count` copies of `body` to `url` from `clients` parallel curl loops;
+// returns the HTTP codes, one per request.
+std::vector<std::string> Load(const std::string& url, const std::string& body, int count,
+                              int clients = 1) {
+  testing::TempDir dir;
+  auto file = dir.Write("body.json", body);
+  std::string script;
+  for (int c = 0; c < clients; ++c) {
+    script += "( for i in $(seq " + std::to_string(count / clients) +
+              "); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST -H 'Content-Type: "
+              "application/json' --data-binary @" +
+              file.string() + " " + url + " >> " + (dir.path() / "codes").string() + "; done ) & ";
+  }
+  RunCommand(script + "wait");
+  std::ifstream in(dir.path() / "codes");
+  std::vector<std::string> codes;
+  for (std::string code; in >> code;) codes.push_back(code);
+  return codes;
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (auto& replica : replicas_) ASSERT_TRUE(replica.ready()) << replica.ready_line();
+  }
+  std::vector<const ServerProcess*> All() const {
+    return {&replicas_[0], &replicas_[1], &replicas_[2]};
+  }
+  ServerProcess replicas_[3];
+};
+
+TEST_F(RouterTest, RoundRobinSpreadsEvenly) {
+  RouterProcess router(All());
+  ASSERT_TRUE(router.ready());
+  auto codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 30);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 30);
+  for (const auto& replica : replicas_) EXPECT_EQ(Served(replica), 10);
+  auto status = RunCommand("curl -s " + router.url() + "/router/replicas");
+  EXPECT_THAT(status.out, HasSubstr("\"policy\":\"round_robin\""));
+  EXPECT_EQ(
+      RunCommand("curl -s -o /dev/null -w '%{http_code}' " + router.url() + "/v2/health/ready").out,
+      "200");
+}
+
+TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
+  RouterProcess router(All(), {"--policy", "load_weighted"});
+  ASSERT_TRUE(router.ready());
+  // Keep replica 2's clip-image model busy with requests sent to it directly.
+  testing::TempDir dir;
+  std::string batch =
+      R"({"inputs":[{"name":"pixel_values","shape":[4,3,224,224],"datatype":"FP32","data":[)";
+  for (int i = 0; i < 4 * 3 * 224 * 224; ++i) batch += i ? ",0.5" : "0.5";
+  batch += R"(]}],"parameters":{"cache":false}})";
+  auto file = dir.Write("batch.json", batch);
+  std::atomic<bool> stop{false};
+  std::thread busy([&] {
+    while (!stop) {
+      RunCommand(
+          "for i in 1 2 3 4; do curl -s -o /dev/null -X POST -H 'Content-Type: "
+          "application/json' --data-binary @" +
+          file.string() + " " + replicas_[2].url() + "/v2/models/clip-image/infer & done; wait");
+    }
+  });
+  // Wait until the router sees the load (reported with each readiness check).
+  for (int i = 0; i < 200; ++i) {
+    auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
+    std::smatch match;
+    std::string::const_iterator start = status.begin();
+    int seen = 0;
+    double third = 0;
+    std::regex load(R"("load":([0-9.]+))");
+    for (; std::regex_search(start, status.cend(), match, load); start = match.suffix().first)
+      if (seen++ == 2) third = std::stod(match[1]);
+    if (third > 0.5) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 60);
+  stop = true;
+  busy.join();
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 60);
+  const int busy_share = Served(replicas_[2]);
+  EXPECT_LT(busy_share * 3, std::min(Served(replicas_[0]), Served(replicas_[1])))
+      << "shares: " << Served(replicas_[0]) << " " << Served(replicas_[1]) << " " << busy_share;
+}
+
+TEST_F(RouterTest, CacheAffinitySendsRepeatedInputsToOneReplica) {
+  RouterProcess router(All(), {"--policy", "cache_affinity"});
+  ASSERT_TRUE(router.ready());
+  auto codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 12);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 12);
+  std::vector<int> served = {Served(replicas_[0]), Served(replicas_[1]), Served(replicas_[2])};
+  std::sort(served.begin(), served.end());
+  EXPECT_EQ(served, (std::vector<int>{0, 0, 12}));
+}
+
+TEST_F(RouterTest, AKilledReplicaLosesNoIdempotentRequest) {
+  RouterProcess router(All(), {"--policy", "least_outstanding"});
+  ASSERT_TRUE(router.ready());
+  std::vector<std::string> codes;
+  std::thread load(
+      [&] { codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 300, 6); });
+  // Kill replica 1 once it has served some of the load.
+  for (int i = 0; i < 400 && Served(replicas_[1]) < 10; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(replicas_[1].pid(), SIGKILL);
+  load.join();
+  EXPECT_EQ(codes.size(), 300u);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 300) << "every request answered";
+  auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
+  EXPECT_THAT(status, HasSubstr(replicas_[1].url() + "\",\"healthy\":false"));
+}
+
+TEST_F(RouterTest, ADrainedReplicaFinishesItsWorkAndGetsNoMore) {
+  RouterProcess router(All());
+  ASSERT_TRUE(router.ready());
+  // Slow requests (a batch of 8 images each) spread over the replicas.
+  testing::TempDir dir;
+  std::string batch =
+      R"({"inputs":[{"name":"pixel_values","shape":[8,3,224,224],"datatype":"FP32","data":[)";
+  for (int i = 0; i < 8 * 3 * 224 * 224; ++i) batch += i ? ",0.25" : "0.25";
+  batch += R"(]}],"parameters":{"cache":false}})";
+  std::vector<std::string> slow;
+  std::thread load([&] { slow = Load(router.url() + "/v2/models/clip-image/infer", batch, 6, 6); });
+  // Drain replica 0 while its requests are in flight.
+  for (int i = 0; i < 400; ++i) {
+    auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
+    if (status.find("\"outstanding\":0") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto drained = RunCommand("curl -s -X POST '" + router.url() +
+                            "/router/drain?replica=" + replicas_[0].url() + "'");
+  EXPECT_THAT(drained.out, HasSubstr("\"draining\":true"));
+  load.join();
+  EXPECT_EQ(std::count(slow.begin(), slow.end(), "200"), 6) << "in-flight work finished";
+  const int before = Served(replicas_[0]);
+  auto codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 20);
+  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 20);
+  EXPECT_EQ(Served(replicas_[0]), before) << "no new work for the drained replica";
+  EXPECT_EQ(Served(replicas_[1]) + Served(replicas_[2]), 20);
+}
+
+}  // namespace
+}  // namespace braid
