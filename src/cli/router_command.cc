@@ -1,6 +1,7 @@
 // `braid router --replica URL ...`: the HTTP front of several `braid serve`
 // replicas (see routing/router.h).
 #include <fmt/core.h>
+#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -14,6 +15,8 @@ namespace {
 
 struct RouterCommandOptions {
   std::vector<std::string> replicas;
+  std::vector<std::string> grpc_replicas;
+  std::uint16_t grpc_port = 8001;
   std::string policy = "round_robin";
   std::string host = "0.0.0.0";
   std::uint16_t http_port = 8000;
@@ -42,6 +45,7 @@ int RunRouter(const RouterCommandOptions& flags) {
   };
   RouterOptions options;
   options.replicas = flags.replicas;
+  options.grpc_replicas = flags.grpc_replicas;
   options.policy = *policy;
   options.health_interval = milliseconds(flags.health_interval_ms);
   options.eject_after_failures = flags.eject_after;
@@ -64,13 +68,32 @@ int RunRouter(const RouterCommandOptions& flags) {
     fmt::print(stderr, "braid router: {}\n", port.status().message());
     return 1;
   }
+  std::unique_ptr<grpc::Server> grpc_server;
+  int grpc_port = 0;
+  if (auto* service = (*router)->GrpcService()) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(flags.host + ":" + std::to_string(flags.grpc_port),
+                             grpc::InsecureServerCredentials(), &grpc_port);
+    builder.SetMaxReceiveMessageSize(-1);
+    builder.SetMaxSendMessageSize(-1);
+    builder.RegisterCallbackGenericService(service);
+    grpc_server = builder.BuildAndStart();
+    if (!grpc_server || grpc_port == 0) {
+      fmt::print(stderr, "braid router: cannot listen for gRPC on {}:{}\n", flags.host,
+                 flags.grpc_port);
+      return 1;
+    }
+  }
   http.Start();
-  fmt::print("braid router ready http={}:{} policy={} replicas={}\n", flags.host, *port,
-             flags.policy, flags.replicas.size());
+  fmt::print("braid router ready http={}:{}{} policy={} replicas={}\n", flags.host, *port,
+             grpc_server ? fmt::format(" grpc={}:{}", flags.host, grpc_port) : "", flags.policy,
+             flags.replicas.size());
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
   http.StopAccepting();
+  if (grpc_server)
+    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
   http.WaitAnswered(std::chrono::seconds(30));
   http.Stop();
   return 0;
@@ -86,6 +109,11 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
       "ejection, retries, drain");
   router->add_option("--replica", options->replicas, "A replica's URL, http://host:port (repeat)")
       ->required();
+  router->add_option("--grpc-replica", options->grpc_replicas,
+                     "A replica's gRPC host:port, one per --replica in the same order (repeat); "
+                     "enables the gRPC proxy");
+  router->add_option("--grpc-port", options->grpc_port, "gRPC port with --grpc-replica (0: free)")
+      ->capture_default_str();
   router
       ->add_option("--policy", options->policy,
                    "round_robin, least_outstanding, load_weighted or cache_affinity")

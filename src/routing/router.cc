@@ -1,6 +1,9 @@
 #include "routing/router.h"
 
 #include <fmt/format.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -90,13 +93,14 @@ struct Replica {
   int consecutive_failures = 0;                          // guarded by mutex
   TimePoint ejected_until{};                             // guarded by mutex
   std::vector<std::unique_ptr<beast::tcp_stream>> idle;  // guarded by mutex
+  std::unique_ptr<grpc::GenericStub> grpc;               // set when the router proxies gRPC
 };
 
 enum class Outcome { kAnswered, kUnavailable, kFailed };
 
 }  // namespace
 
-class Router::Impl {
+class Router::Impl : public grpc::CallbackGenericService {
  public:
   Impl(RouterOptions options, Clock& clock)
       : options_(std::move(options)),
@@ -134,6 +138,18 @@ class Router::Impl {
       replica->address = resolved.begin()->endpoint();
       replicas_.push_back(std::move(replica));
     }
+    if (!options_.grpc_replicas.empty()) {
+      if (options_.grpc_replicas.size() != replicas_.size())
+        return InvalidArgument("give one --grpc-replica per --replica ({} and {})",
+                               options_.grpc_replicas.size(), replicas_.size());
+      for (std::size_t i = 0; i < replicas_.size(); ++i) {
+        grpc::ChannelArguments args;
+        args.SetMaxReceiveMessageSize(-1);
+        args.SetMaxSendMessageSize(-1);
+        replicas_[i]->grpc = std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
+            options_.grpc_replicas[i], grpc::InsecureChannelCredentials(), args));
+      }
+    }
     CheckAll();
     health_thread_ = std::thread([this] { HealthLoop(); });
     return Status::Ok();
@@ -163,6 +179,12 @@ class Router::Impl {
     pool_.Submit([this, request, responder] { Forward(request, responder); });
   }
 
+  bool proxies_grpc() const { return !options_.grpc_replicas.empty(); }
+
+  // grpc::CallbackGenericService: one reactor per call.
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override;
+
   bool Ready() const {
     return std::any_of(replicas_.begin(), replicas_.end(),
                        [](const auto& r) { return r->healthy && !r->ejected; });
@@ -182,7 +204,7 @@ class Router::Impl {
     return out + "]}";
   }
 
- private:
+  // Used by the HTTP forwarding here and by GrpcCall.
   std::optional<std::size_t> Choose(std::uint64_t key, const std::vector<bool>& tried) {
     std::vector<ReplicaView> views;
     for (std::size_t i = 0; i < replicas_.size(); ++i) {
@@ -412,6 +434,7 @@ class Router::Impl {
     }
   }
 
+ private:
   const RouterOptions options_;
   Clock& clock_;
   asio::io_context io_;  // for the blocking sockets; never run
@@ -424,6 +447,95 @@ class Router::Impl {
   std::thread health_thread_;
   ThreadPool pool_;
 };
+
+namespace {
+
+// One proxied unary call: read the request, call a replica, write back its
+// answer (or try another replica on UNAVAILABLE).
+class GrpcCall : public grpc::ServerGenericBidiReactor {
+ public:
+  GrpcCall(Router::Impl& router, grpc::GenericCallbackServerContext* context,
+           std::vector<Replica*> replicas, int retries, bool hash)
+      : router_(router),
+        context_(context),
+        replicas_(std::move(replicas)),
+        tried_(replicas_.size(), false),
+        attempts_left_(1 + retries),
+        hash_(hash) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no request message"));
+    if (hash_) {
+      std::vector<grpc::Slice> slices;
+      request_.Dump(&slices);
+      Hasher hasher;
+      hasher.Add(context_->method());
+      for (const auto& slice : slices)
+        hasher.Add(std::span(reinterpret_cast<const std::byte*>(slice.begin()), slice.size()));
+      key_ = hasher.Finish().low;
+    }
+    Attempt();
+  }
+  void OnWriteDone(bool ok) override {
+    Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Attempt();
+
+  Router::Impl& router_;
+  grpc::GenericCallbackServerContext* context_;
+  std::vector<Replica*> replicas_;
+  std::vector<bool> tried_;
+  int attempts_left_;
+  bool hash_;
+  std::uint64_t key_ = 0;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  std::unique_ptr<grpc::ClientContext> client_;
+};
+
+}  // namespace
+
+grpc::ServerGenericBidiReactor* Router::Impl::CreateReactor(
+    grpc::GenericCallbackServerContext* context) {
+  std::vector<Replica*> replicas;
+  for (auto& replica : replicas_) replicas.push_back(replica.get());
+  return new GrpcCall(*this, context, std::move(replicas), options_.retries,
+                      options_.policy == Policy::kCacheAffinity);
+}
+
+void GrpcCall::Attempt() {
+  auto index = router_.Choose(key_, tried_);
+  if (!index || attempts_left_-- <= 0)
+    return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no replica is available"));
+  tried_[*index] = true;
+  Replica& replica = *replicas_[*index];
+  ++replica.outstanding;
+  ++replica.requests;
+  client_ = std::make_unique<grpc::ClientContext>();
+  client_->set_deadline(context_->deadline());
+  for (const auto& [name, value] : context_->client_metadata()) {
+    const std::string key(name.data(), name.size());
+    if (key == "authorization" || key.starts_with("x-"))
+      client_->AddMetadata(key, std::string(value.data(), value.size()));
+  }
+  response_.Clear();
+  replica.grpc->UnaryCall(client_.get(), context_->method(), grpc::StubOptions(), &request_,
+                          &response_, [this, &replica](grpc::Status status) {
+                            --replica.outstanding;
+                            if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+                              router_.Failed(replica);
+                              return Attempt();
+                            }
+                            router_.Succeeded(replica);
+                            if (!status.ok()) return Finish(status);
+                            StartWrite(&response_);
+                          });
+}
 
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Router::~Router() = default;
@@ -439,6 +551,9 @@ void Router::Handle(HttpRequest& request, HttpResponderPtr responder) {
 }
 
 bool Router::Ready() const { return impl_->Ready(); }
+grpc::CallbackGenericService* Router::GrpcService() {
+  return impl_->proxies_grpc() ? impl_.get() : nullptr;
+}
 std::string Router::StatusJson() const { return impl_->StatusJson(); }
 
 }  // namespace braid

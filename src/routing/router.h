@@ -16,6 +16,12 @@
 //
 // Admin endpoints: GET /router/replicas (state as JSON),
 // POST /router/drain?replica=URL and /router/undrain?replica=URL.
+//
+// gRPC: with `grpc_replicas` (host:port of each replica's gRPC port, in the
+// order of `replicas`), GrpcService() forwards every unary call by method
+// name, as raw bytes, to the replica the policy picks (the same health,
+// caps, drain and retries of UNAVAILABLE; cache_affinity hashes the
+// request message).
 #pragma once
 
 #include <memory>
@@ -26,10 +32,15 @@
 #include "core/clock.h"
 #include "routing/policy.h"
 
+namespace grpc {
+class CallbackGenericService;
+}
+
 namespace braid {
 
 struct RouterOptions {
-  std::vector<std::string> replicas;  // http://host:port
+  std::vector<std::string> replicas;       // http://host:port
+  std::vector<std::string> grpc_replicas;  // host:port, empty or one per replica
   Policy policy = Policy::kRoundRobin;
   Duration health_interval = std::chrono::milliseconds(500);
   int eject_after_failures = 3;
@@ -52,10 +63,13 @@ class Router {
 
   // Any replica healthy.
   bool Ready() const;
+  // The gRPC proxy to register on a grpc::Server; null without grpc_replicas.
+  grpc::CallbackGenericService* GrpcService();
   std::string StatusJson() const;
 
+  class Impl;  // in router.cc
+
  private:
-  class Impl;
   explicit Router(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -57,6 +57,8 @@ class RouterProcess {
       std::string text = line;
       if (std::regex_search(text, match, std::regex(R"(http=[^:]+:(\d+))")))
         port_ = std::stoi(match[1]);
+      if (std::regex_search(text, match, std::regex(R"(grpc=[^:]+:(\d+))")))
+        grpc_port_ = std::stoi(match[1]);
     }
   }
   ~RouterProcess() {
@@ -68,19 +70,22 @@ class RouterProcess {
   }
   bool ready() const { return port_ > 0; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string grpc() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
 
  private:
   pid_t pid_ = -1;
   FILE* stdout_ = nullptr;
   int port_ = 0;
+  int grpc_port_ = 0;
 };
 
 // Identity requests the replica answered with 200, from its metrics.
-int Served(const ServerProcess& replica, const std::string& model = "identity") {
+int Served(const ServerProcess& replica, const std::string& model = "identity",
+           const std::string& protocol = "http") {
   auto metrics =
       RunCommand("curl -s http://127.0.0.1:" + std::to_string(replica.metrics_port()) + "/metrics");
   std::smatch match;
-  std::regex line("braid_requests_total\\{protocol=\"http\",model=\"" + model +
+  std::regex line("braid_requests_total\\{protocol=\"" + protocol + "\",model=\"" + model +
                   "\",code=\"200\"\\} (\\d+)");
   return std::regex_search(metrics.out, match, line) ? std::stoi(match[1]) : 0;
 }
@@ -224,6 +229,35 @@ TEST_F(RouterTest, ADrainedReplicaFinishesItsWorkAndGetsNoMore) {
   EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 20);
   EXPECT_EQ(Served(replicas_[0]), before) << "no new work for the drained replica";
   EXPECT_EQ(Served(replicas_[1]) + Served(replicas_[2]), 20);
+}
+
+TEST_F(RouterTest, GrpcIsProxiedToo) {
+  std::vector<std::string> extra = {"--grpc-port", "0"};
+  for (const auto& replica : replicas_) {
+    extra.push_back("--grpc-replica");
+    extra.push_back("127.0.0.1:" + std::to_string(replica.grpc_port()));
+  }
+  RouterProcess router(All(), extra);
+  ASSERT_TRUE(router.ready());
+  testing::TempDir dir;
+  auto bench = RunCommand(std::string(BRAID_BINARY) + " bench --endpoint grpc --url " +
+                          replicas_[0].url() + " --grpc " + router.grpc() +
+                          " -m identity -c 3 --warmup 0.2 --window 0.3 --max-windows 3 --csv " +
+                          (dir.path() / "out.csv").string());
+  ASSERT_EQ(bench.exit_code, 0) << bench.err;
+  std::ifstream csv(dir.path() / "out.csv");
+  std::string header, row;
+  std::getline(csv, header);
+  std::getline(csv, row);
+  const auto completed = std::stoi(row.substr(row.rfind(',') + 1));
+  const auto errors = row.substr(row.find(',', row.find(',', row.find(',') + 1) + 1) + 1);
+  EXPECT_EQ(errors.substr(0, errors.find(',')), "0") << row;
+  int served = 0;
+  for (const auto& replica : replicas_) {
+    EXPECT_GT(Served(replica, "identity", "grpc"), 0) << "round robin reaches every replica";
+    served += Served(replica, "identity", "grpc");
+  }
+  EXPECT_EQ(served, completed);
 }
 
 }  // namespace
