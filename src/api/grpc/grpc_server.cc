@@ -33,8 +33,74 @@ Result<Tensor> FromRepeated(DataType type, const Shape& shape, std::int64_t coun
   return tensor;
 }
 
-// The request's inputs as tensors. Raw contents are wrapped, not copied:
-// `owner` keeps the message that holds them alive.
+Status OptionsFromProto(const inference::ModelInferRequest& request, InferOptions* options) {
+  for (const auto& [key, value] : request.parameters()) {
+    if (key == "cache") {
+      if (!value.has_bool_param()) return InvalidArgument("parameter 'cache' must be a boolean");
+      options->use_cache = value.bool_param();
+    }
+    if (key == "priority" || key == "timeout") {
+      std::int64_t number = 0;
+      if (value.has_int64_param()) {
+        number = value.int64_param();
+      } else if (value.has_uint64_param()) {
+        number = static_cast<std::int64_t>(value.uint64_param());
+      } else {
+        return InvalidArgument("parameter '{}' must be an integer", key);
+      }
+      if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
+      if (key == "priority")
+        options->priority = static_cast<int>(std::min<std::int64_t>(number, 1000));
+      if (key == "timeout") options->timeout_us = number;
+    }
+  }
+  return Status::Ok();
+}
+
+void FillResponse(const inference::ModelInferRequest& request, const InferResponse& response,
+                  inference::ModelInferResponse* out) {
+  const ModelConfig& config = response.model->config();
+  out->set_model_name(config.name);
+  out->set_model_version(std::to_string(response.model->version()));
+  out->set_id(request.id());
+  for (std::size_t o = 0; o < config.outputs.size(); ++o) {
+    if (request.outputs_size() > 0) {
+      bool wanted = false;
+      for (const auto& requested : request.outputs())
+        wanted |= requested.name() == config.outputs[o].name;
+      if (!wanted) continue;
+    }
+    const Tensor& tensor = response.outputs[o];
+    auto* output = out->add_outputs();
+    output->set_name(config.outputs[o].name);
+    output->set_datatype(std::string(DataTypeName(tensor.dtype())));
+    for (auto dim : tensor.shape()) output->add_shape(dim);
+    out->add_raw_output_contents(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+  }
+}
+
+inference::DataType ProtoType(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return inference::TYPE_BOOL;
+    case DataType::kUint8:
+      return inference::TYPE_UINT8;
+    case DataType::kInt32:
+      return inference::TYPE_INT32;
+    case DataType::kInt64:
+      return inference::TYPE_INT64;
+    case DataType::kFp16:
+      return inference::TYPE_FP16;
+    case DataType::kFp32:
+      return inference::TYPE_FP32;
+    case DataType::kBytes:
+      return inference::TYPE_STRING;
+  }
+  return inference::TYPE_INVALID;
+}
+
+}  // namespace
+
 Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInferRequest& request,
                                                       std::shared_ptr<const void> owner) {
   std::map<std::string, Tensor> inputs;
@@ -107,74 +173,6 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
   }
   return inputs;
 }
-
-Status OptionsFromProto(const inference::ModelInferRequest& request, InferOptions* options) {
-  for (const auto& [key, value] : request.parameters()) {
-    if (key == "cache") {
-      if (!value.has_bool_param()) return InvalidArgument("parameter 'cache' must be a boolean");
-      options->use_cache = value.bool_param();
-    }
-    if (key == "priority" || key == "timeout") {
-      std::int64_t number = 0;
-      if (value.has_int64_param()) {
-        number = value.int64_param();
-      } else if (value.has_uint64_param()) {
-        number = static_cast<std::int64_t>(value.uint64_param());
-      } else {
-        return InvalidArgument("parameter '{}' must be an integer", key);
-      }
-      if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
-      if (key == "priority")
-        options->priority = static_cast<int>(std::min<std::int64_t>(number, 1000));
-      if (key == "timeout") options->timeout_us = number;
-    }
-  }
-  return Status::Ok();
-}
-
-void FillResponse(const inference::ModelInferRequest& request, const InferResponse& response,
-                  inference::ModelInferResponse* out) {
-  const ModelConfig& config = response.model->config();
-  out->set_model_name(config.name);
-  out->set_model_version(std::to_string(response.model->version()));
-  out->set_id(request.id());
-  for (std::size_t o = 0; o < config.outputs.size(); ++o) {
-    if (request.outputs_size() > 0) {
-      bool wanted = false;
-      for (const auto& requested : request.outputs())
-        wanted |= requested.name() == config.outputs[o].name;
-      if (!wanted) continue;
-    }
-    const Tensor& tensor = response.outputs[o];
-    auto* output = out->add_outputs();
-    output->set_name(config.outputs[o].name);
-    output->set_datatype(std::string(DataTypeName(tensor.dtype())));
-    for (auto dim : tensor.shape()) output->add_shape(dim);
-    out->add_raw_output_contents(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
-  }
-}
-
-inference::DataType ProtoType(DataType type) {
-  switch (type) {
-    case DataType::kBool:
-      return inference::TYPE_BOOL;
-    case DataType::kUint8:
-      return inference::TYPE_UINT8;
-    case DataType::kInt32:
-      return inference::TYPE_INT32;
-    case DataType::kInt64:
-      return inference::TYPE_INT64;
-    case DataType::kFp16:
-      return inference::TYPE_FP16;
-    case DataType::kFp32:
-      return inference::TYPE_FP32;
-    case DataType::kBytes:
-      return inference::TYPE_STRING;
-  }
-  return inference::TYPE_INVALID;
-}
-
-}  // namespace
 
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
  public:

@@ -11,7 +11,17 @@
 #include "core/status.h"
 #include "metrics/metrics.h"
 
+namespace inference {
+class ModelInferRequest;
+}
+
 namespace braid {
+
+// The request's inputs as tensors. Raw contents are wrapped, not copied:
+// `owner` keeps the message that holds them alive. Errors are
+// InvalidArgument with a message for the client. (Public for fuzzing.)
+Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInferRequest& request,
+                                                      std::shared_ptr<const void> owner);
 
 struct GrpcServerOptions {
   std::string api_key;  // when set, calls need metadata "authorization: Bearer KEY"

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -151,6 +152,30 @@ bool KeyMatches(std::string_view given, const std::string& expected) {
   return difference == 0;
 }
 
+// The body of a repository load or unload: empty, or {"parameters": {...}}
+// as Triton takes it. Overriding the config or the files is not supported:
+// the repository on disk is the source.
+Status CheckRepositoryBody(const std::string& body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return Status::Ok();
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return InvalidArgument("the body must be empty or a JSON object");
+  for (const auto& member : doc.GetObject()) {
+    const std::string_view name(member.name.GetString(), member.name.GetStringLength());
+    if (name != "parameters" || !member.value.IsObject())
+      return InvalidArgument("unknown field '{}' (only an object 'parameters' is taken)", name);
+    for (const auto& parameter : member.value.GetObject()) {
+      const std::string_view key(parameter.name.GetString(), parameter.name.GetStringLength());
+      if (key == "config" || key.starts_with("file:"))
+        return InvalidArgument(
+            "parameter '{}' is not supported: change the model's files in the repository", key);
+      if (key != "unload_dependents") return InvalidArgument("unknown parameter '{}'", key);
+    }
+  }
+  return Status::Ok();
+}
+
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
@@ -203,6 +228,8 @@ class ApiHandler {
       const std::string name = match[1];
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
+      if (Status body = CheckRepositoryBody(*request.body); !body.ok())
+        return Reply(responder, request, ErrorResponse(body));
       Status status = match[2] == "load" ? service_.Load(name) : service_.Unload(name);
       return Reply(responder, request, status.ok() ? Json("{}") : ErrorResponse(status));
     }

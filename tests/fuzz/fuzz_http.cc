@@ -1,0 +1,67 @@
+// HTTP/1.1 request parsing by the real server: each input is written as
+// raw bytes to a braid HttpServer on loopback (request lines, headers,
+// Content-Length and chunked bodies, pipelining, Expect: 100-continue), then
+// the write side is closed and the answer read to the end. The server must
+// answer or close, never crash, and keep serving.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "api/http/http_server.h"
+
+namespace {
+
+std::unique_ptr<braid::HttpServer> server;
+std::uint16_t port = 0;
+
+void Handle(braid::HttpRequest& request, braid::HttpResponderPtr responder) {
+  if (request.path == "/stream") {
+    responder->StartStream(200, "text/event-stream");
+    responder->WriteChunk("data: " + std::to_string(request.body->size()) + "\n\n");
+    responder->EndStream();
+    return;
+  }
+  responder->Send(
+      {200, "application/json", "{\"bytes\":" + std::to_string(request.body->size()) + "}"});
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  braid::HttpServerOptions options;
+  options.max_body_bytes = 1 << 20;
+  options.request_timeout = std::chrono::seconds(2);
+  options.idle_timeout = std::chrono::seconds(2);
+  server = std::make_unique<braid::HttpServer>(options, Handle);
+  auto bound = server->Listen("127.0.0.1", 0);
+  if (!bound.ok()) std::abort();
+  port = *bound;
+  server->Start();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) std::abort();
+  for (std::size_t sent = 0; sent < size;) {
+    const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may close early on a bad request
+    sent += static_cast<std::size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  char buffer[4096];
+  pollfd poll_fd{fd, POLLIN, 0};
+  while (poll(&poll_fd, 1, 5000) > 0) {
+    if (recv(fd, buffer, sizeof(buffer), 0) <= 0) break;
+  }
+  close(fd);
+  return 0;
+}

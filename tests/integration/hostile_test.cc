@@ -1,0 +1,296 @@
+// Hostile and malformed requests against a real `braid serve`, over raw
+// sockets: every one must get a 4xx answer with a JSON error, or a closed
+// connection, and the server must stay up, keep serving others, and keep
+// its memory bounded.
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+#include <thread>
+
+#include "support/command.h"
+#include "support/server_process.h"
+
+namespace braid {
+namespace {
+
+using testing::RunCommand;
+using testing::ServerProcess;
+
+struct Answer {
+  int status = 0;  // 0: the connection closed without an answer
+  std::string head;
+  std::string body;
+};
+
+int Connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `raw` and reads what comes back (up to 10 s). With `half_close`
+// the write side is closed after sending, so that a request that lies
+// about its length ends at once (the server may then answer or close: it
+// takes the end of input for a client that left).
+Answer Exchange(int port, const std::string& raw, bool half_close = true) {
+  Answer answer;
+  int fd = Connect(port);
+  if (fd < 0) return answer;
+  for (std::size_t sent = 0; sent < raw.size();) {
+    const ssize_t n = send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  if (half_close) shutdown(fd, SHUT_WR);
+  std::string reply;
+  char buffer[65536];
+  pollfd poll_fd{fd, POLLIN, 0};
+  while (poll(&poll_fd, 1, 10000) > 0) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    reply.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  std::smatch match;
+  if (std::regex_search(reply, match, std::regex(R"(^HTTP/1\.1 (\d{3}))"))) {
+    answer.status = std::stoi(match[1]);
+    const auto end = reply.find("\r\n\r\n");
+    answer.head = reply.substr(0, end);
+    if (end != std::string::npos) answer.body = reply.substr(end + 4);
+  }
+  return answer;
+}
+
+std::string Request(const std::string& method, const std::string& path, const std::string& body,
+                    const std::string& headers = "Content-Type: application/json\r\n") {
+  return method + " " + path + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+struct Case {
+  std::string name;
+  std::string raw;
+};
+
+// At least 200 malformed or abusive requests over every endpoint.
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  const std::string identity =
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+  const std::vector<std::string> json_endpoints = {"/v2/models/identity/infer",
+                                                   "/v2/models/clip-text/versions/1/infer",
+                                                   "/v1/embeddings",
+                                                   "/v1/chat/completions",
+                                                   "/v1/workflows/speech-report/run",
+                                                   "/v1/workflows/image-text-match/run",
+                                                   "/v2/repository/models/identity/load"};
+  // Truncated bodies: a valid request cut at ten places, to each endpoint.
+  for (const auto& path : json_endpoints) {
+    for (std::size_t cut = 1; cut < identity.size(); cut += identity.size() / 10)
+      cases.push_back({"truncated " + path, Request("POST", path, identity.substr(0, cut))});
+  }
+  // Bodies of the wrong shape or type, to each JSON endpoint.
+  const std::vector<std::string> bodies = {
+      "",
+      "null",
+      "[]",
+      "{\"inputs\":7}",
+      "{\"inputs\":[{}]}",
+      "{\"model\":[],\"input\":{}}",
+      "{\"inputs\":{\"text\":{\"transfer_method\":\"local_file\",\"upload_file_id\":\"../../etc/"
+      "passwd\"}}}",
+      std::string(100000, '[') + std::string(100000, ']'),
+      "{\"a\":" + std::string(50000, '{') + std::string(50000, '}') + "}",
+      R"({"inputs":[{"name":"input","shape":[9223372036854775807,2],"datatype":"FP32","data":[1]}]})",
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP64","data":[1]}]})",
+      R"({"inputs":[{"name":"input","shape":[-4,-4],"datatype":"FP32","data":[]}]})",
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":["a","b"]}]})",
+      R"({"model":"clip-text","input":[[[[1]]]],"encoding_format":"base65"})",
+      R"({"model":"clip-text","messages":"hi","stream":"yes"})",
+      R"({"inputs":{"audio":"data:audio/wav;base64,@@@@"},"response_mode":"streaming"})",
+      R"({"inputs":{"image":"data:image/png;base64,iVBORw0KGgo="},"response_mode":"blocking"})",
+      "\xff\xfe\x00\x01 not utf-8",
+  };
+  for (const auto& path : json_endpoints) {
+    for (std::size_t b = path.starts_with("/v2/repository") ? 1 : 0; b < bodies.size(); ++b)
+      cases.push_back(
+          {"body " + std::to_string(b) + " to " + path, Request("POST", path, bodies[b])});
+  }
+  // Thousands of inputs.
+  std::string many = "{\"inputs\":[";
+  for (int i = 0; i < 5000; ++i)
+    many += (i ? "," : "") + std::string(R"({"name":"i)") + std::to_string(i) +
+            R"(","shape":[1],"datatype":"FP32","data":[1]})";
+  cases.push_back({"5000 inputs", Request("POST", "/v2/models/identity/infer", many + "]}")});
+  // Path traversal and odd names in models and workflows.
+  for (const std::string path : std::vector<std::string>{
+           "/v2/models/..%2F..%2Fetc%2Fpasswd/infer", "/v2/models/../../etc/passwd/infer",
+           "/v2/models/%00/infer", "/v1/workflows/..%2Fspeech-report/run",
+           "/v1/workflows/../../etc/passwd/run", "/v2/repository/models/..%2Fidentity/load",
+           "/v2/repository/models/%2Fetc%2Fpasswd/load", "/v2/models/identity/versions/-1/infer",
+           "/v2/models/identity/versions/99999999999999999999/infer",
+           "/v2/models/" + std::string(5000, 'a') + "/infer"})
+    cases.push_back({"name " + path.substr(0, 60), Request("POST", path, identity)});
+  // Wrong methods and media types.
+  for (const std::string path :
+       std::vector<std::string>{"/v2/models/identity/infer", "/v1/files/upload",
+                                "/v1/audio/transcriptions", "/v1/embeddings"}) {
+    cases.push_back({"DELETE " + path, Request("DELETE", path, "")});
+    cases.push_back({"PUT " + path, Request("PUT", path, identity)});
+    cases.push_back(
+        {"text/plain " + path, Request("POST", path, "hello", "Content-Type: text/plain\r\n")});
+  }
+  // Uploads: empty, no file part, broken multipart, absurd declared sizes.
+  const std::string form = "Content-Type: multipart/form-data; boundary=B\r\n";
+  for (const std::string path : std::vector<std::string>{
+           "/v1/files/upload", "/v1/audio/transcriptions", "/v1/workflows/speech-report/run"}) {
+    cases.push_back({"0-byte " + path, Request("POST", path, "", form)});
+    cases.push_back({"no boundary " + path, Request("POST", path, "--B\r\n\r\n",
+                                                    "Content-Type: multipart/form-data\r\n")});
+    cases.push_back(
+        {"unterminated " + path,
+         Request("POST", path,
+                 "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nabc",
+                 form)});
+    cases.push_back(
+        {"empty file " + path, Request("POST", path,
+                                       "--B\r\nContent-Disposition: form-data; name=\"file\"; "
+                                       "filename=\"a.wav\"\r\n\r\n\r\n--B--\r\n",
+                                       form)});
+    if (path != "/v1/files/upload")  // storing any bytes is what an upload does
+      cases.push_back({"garbage file " + path,
+                       Request("POST", path,
+                               "--B\r\nContent-Disposition: form-data; name=\"file\"; "
+                               "filename=\"a.wav\"\r\nContent-Type: "
+                               "audio/wav\r\n\r\nRIFF\xff\xff\xff\x7fWAVEfmt \r\n--B--\r\n",
+                               form)});
+    cases.push_back({"gigantic " + path, "POST " + path + " HTTP/1.1\r\nHost: t\r\n" + form +
+                                             "Content-Length: 99999999999\r\n\r\n--B\r\n"});
+  }
+  // The binary extension with lying lengths.
+  for (const std::string length :
+       std::vector<std::string>{"-1", "abc", "999999999", "0", "18446744073709551617"}) {
+    cases.push_back(
+        {"header length " + length,
+         Request("POST", "/v2/models/identity/infer", identity,
+                 "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: " +
+                     length + "\r\n")});
+  }
+  cases.push_back(
+      {"binary_data_size lies",
+       Request(
+           "POST", "/v2/models/identity/infer",
+           R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":1099511627776}}]})" +
+               std::string(64, '\0'),
+           "Inference-Header-Content-Length: 108\r\n")});
+  // HTTP framing: chunked abuse, lying Content-Length, header floods, junk.
+  const std::string post = "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\n";
+  cases.push_back(
+      {"huge chunk size",
+       post + "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n"});
+  cases.push_back(
+      {"chunk size overflow", post + "Transfer-Encoding: chunked\r\n\r\n10000000000000000000\r\n"});
+  cases.push_back(
+      {"chunks past the body limit",
+       post + "Transfer-Encoding: chunked\r\n\r\n4000000\r\n" + std::string(1000, 'x')});
+  cases.push_back({"bad chunk", post + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"});
+  cases.push_back(
+      {"CL and TE", post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"});
+  cases.push_back({"negative length", post + "Content-Length: -1\r\n\r\n"});
+  cases.push_back({"two lengths", post + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"});
+  cases.push_back({"length lies short", post + "Content-Length: 100000\r\n\r\n{\"inputs\":[]}"});
+  cases.push_back({"body past the limit", post + "Content-Length: 68719476736\r\n\r\nxx"});
+  std::string flood = "GET /v2/health/ready HTTP/1.1\r\nHost: t\r\n";
+  for (int i = 0; i < 300; ++i) flood += "X-" + std::to_string(i) + ": v\r\n";
+  cases.push_back({"300 headers", flood + "\r\n"});
+  cases.push_back({"huge header", "GET /v2/health/ready HTTP/1.1\r\nHost: t\r\nX: " +
+                                      std::string(100000, 'h') + "\r\n\r\n"});
+  cases.push_back(
+      {"huge request line", "GET /" + std::string(200000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n"});
+  cases.push_back({"HTTP/0.9", "GET /\r\n\r\n"});
+  cases.push_back({"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"});
+  cases.push_back({"binary junk", std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11)});
+  cases.push_back({"bare newlines", "GET / HTTP/1.1\nHost: t\n\n"});
+  cases.push_back({"no host, bad version", "GET / HTTP/7.5\r\n\r\n"});
+  cases.push_back({"absolute URI with userinfo",
+                   "GET http://user:pw@evil/v2/models HTTP/1.1\r\nHost: t\r\n\r\n"});
+  cases.push_back({"CR in header", "GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n"});
+  return cases;
+}
+
+int ResidentMb(const ServerProcess& server) {
+  auto metrics = RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) +
+                            "/metrics | sed -n 's/^braid_process_resident_memory_bytes //p'");
+  return static_cast<int>(std::atof(metrics.out.c_str()) / (1 << 20));
+}
+
+TEST(HostileTest, EveryMalformedRequestGetsA4xxJsonErrorOrAClosedConnection) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  const auto cases = Cases();
+  ASSERT_GE(cases.size(), 200u);
+  // Warm up the paths once so that the RSS comparison sees growth, not first use.
+  for (const auto& c : cases) Exchange(server.http_port(), c.raw);
+  const int rss_before = ResidentMb(server);
+  int answered = 0, closed = 0;
+  for (const auto& c : cases) {
+    Answer answer = Exchange(server.http_port(), c.raw);
+    if (answer.status == 0) {
+      ++closed;
+      continue;
+    }
+    ++answered;
+    EXPECT_GE(answer.status, 400) << c.name;
+    EXPECT_LT(answer.status, 500) << c.name << ": " << answer.body.substr(0, 200);
+    EXPECT_THAT(answer.body, ::testing::StartsWith("{\"error\":")) << c.name;
+  }
+  std::printf("%zu hostile requests: %d answered 4xx, %d closed\n", cases.size(), answered, closed);
+  ASSERT_TRUE(server.alive());
+  // Still serving, and memory bounded after a second full pass.
+  const std::string identity =
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+  EXPECT_EQ(
+      Exchange(server.http_port(), Request("POST", "/v2/models/identity/infer", identity), false)
+          .status,
+      200);
+  EXPECT_LT(ResidentMb(server) - rss_before, 64) << "MB of resident memory gained";
+}
+
+TEST(HostileTest, SlowClientsDoNotStopOthersFromBeingServed) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  // 200 connections that send half a request line and stall.
+  std::vector<int> stalled;
+  for (int i = 0; i < 200; ++i) {
+    int fd = Connect(server.http_port());
+    ASSERT_GE(fd, 0);
+    const std::string partial = "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\nContent-Le";
+    send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+    stalled.push_back(fd);
+  }
+  const std::string identity =
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+  for (int i = 0; i < 20; ++i)
+    EXPECT_EQ(
+        Exchange(server.http_port(), Request("POST", "/v2/models/identity/infer", identity), false)
+            .status,
+        200);
+  for (int fd : stalled) close(fd);
+  EXPECT_TRUE(server.alive());
+}
+
+}  // namespace
+}  // namespace braid
