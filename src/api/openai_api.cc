@@ -59,8 +59,8 @@ struct OpenAiApi::Item {
 };
 
 OpenAiApi::OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-                     WorkflowExecutor& executor, ThreadPool& pool, Clock& clock)
-    : service_(service), workflows_(workflows), executor_(executor), pool_(pool), clock_(clock) {}
+                     WorkflowExecutor& executor, ThreadPool& pool)
+    : service_(service), workflows_(workflows), executor_(executor), pool_(pool) {}
 
 bool OpenAiApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   const std::string& path = request.path;

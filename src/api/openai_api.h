@@ -28,7 +28,7 @@ class OpenAiApi {
   // Everything passed must outlive the API. `pool` runs media decoding off
   // the network threads.
   OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-            WorkflowExecutor& executor, ThreadPool& pool, Clock& clock);
+            WorkflowExecutor& executor, ThreadPool& pool);
 
   // Answers the request if its path is one of the endpoints above.
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
@@ -51,7 +51,6 @@ class OpenAiApi {
   const WorkflowRegistry& workflows_;
   WorkflowExecutor& executor_;
   ThreadPool& pool_;
-  Clock& clock_;
 };
 
 }  // namespace braid

@@ -249,8 +249,8 @@ ModelCatalog MakeModelCatalog(InferenceService& service) {
 }
 
 WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
-                         FileStore& files, Clock& clock)
-    : registry_(registry), executor_(executor), files_(files), clock_(clock) {}
+                         FileStore& files)
+    : registry_(registry), executor_(executor), files_(files) {}
 
 void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
   auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);

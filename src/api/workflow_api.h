@@ -39,8 +39,7 @@ ModelCatalog MakeModelCatalog(InferenceService& service);
 class WorkflowApi {
  public:
   // Everything passed must outlive the API.
-  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
-              Clock& clock);
+  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files);
 
   // Answers the request if its path is a workflow endpoint (or
   // /v1/files/upload); false otherwise.
@@ -57,7 +56,6 @@ class WorkflowApi {
   const WorkflowRegistry& registry_;
   WorkflowExecutor& executor_;
   FileStore& files_;
-  Clock& clock_;
 };
 
 // One workflow event as Dify's workflow API shapes it (the SSE `data:`).

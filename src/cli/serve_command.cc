@@ -98,12 +98,12 @@ int RunServe(const ServeOptions& options) {
     spdlog::warn("no workflows: {}", status.message());
   }
   FileStore files(SteadyClock());
-  WorkflowApi workflow_api(workflows, executor, files, SteadyClock());
+  WorkflowApi workflow_api(workflows, executor, files);
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;
   api_options.admin_key = options.admin_key;
-  OpenAiApi openai_api(service, workflows, executor, workflow_pool, SteadyClock());
+  OpenAiApi openai_api(service, workflows, executor, workflow_pool);
   HttpServer http(
       http_options,
       MakeApiHandler(

@@ -91,7 +91,9 @@ Result<cv::Mat> DecodeImage(std::span<const std::byte> bytes, const ImageLimits&
   if (info.width <= 0 || info.height <= 0) {
     return InvalidArgument("{} header declares {}x{} pixels", info.format, info.width, info.height);
   }
-  if (info.width * info.height > limits.max_pixels) {
+  // Divided, not multiplied: two 32-bit dimensions overflow a 64-bit
+  // product (found by fuzz_image).
+  if (info.width > limits.max_pixels / info.height) {
     return Status(StatusCode::kTooLarge,
                   fmt::format("{} image of {}x{} pixels is over the {} pixel limit", info.format,
                               info.width, info.height, limits.max_pixels));

@@ -161,7 +161,8 @@ Status CheckRepositoryBody(const std::string& body) {
   doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (doc.HasParseError() || !doc.IsObject())
     return InvalidArgument("the body must be empty or a JSON object");
-  for (const auto& member : doc.GetObject()) {
+  const rapidjson::Value& root = doc;
+  for (const auto& member : root.GetObject()) {
     const std::string_view name(member.name.GetString(), member.name.GetStringLength());
     if (name != "parameters" || !member.value.IsObject())
       return InvalidArgument("unknown field '{}' (only an object 'parameters' is taken)", name);
