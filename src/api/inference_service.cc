@@ -132,15 +132,15 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   }
   ++in_flight_;
   auto waiter = [this, scheduler, model, inputs = *ordered, options,
-                 done](const Result<std::vector<Tensor>>& result) {
+                 done](const Result<std::vector<Tensor>>& result) mutable {
     if (result.ok()) {
       InferResponse response{model, *result, Duration{}, Duration{}};
       response.cached = true;
-      done(std::move(response));
-    } else {
-      // The leader failed (its client may have gone): compute this one itself.
-      Schedule(scheduler, inputs, options, std::nullopt, done);
+      Answer(done, std::move(response));
+      return;
     }
+    // The leader failed (its client may have gone): compute this one itself.
+    Schedule(scheduler, inputs, options, std::nullopt, std::move(done));
     FinishOne();
   };
   if (cache_->Lead(key, std::move(waiter))) {
@@ -161,7 +161,7 @@ void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tenso
   request->cancellation = options.cancellation;
   ++in_flight_;
   const Duration ttl = std::chrono::seconds(model->config().response_cache.ttl_s);
-  request->on_complete = [this, model, done, lead, ttl](InferenceResult result) {
+  request->on_complete = [this, model, done, lead, ttl](InferenceResult result) mutable {
     if (lead) {
       if (result.status.ok()) {
         cache_->Put(*lead, result.outputs, ttl);
@@ -171,18 +171,26 @@ void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tenso
       }
     }
     if (result.status.ok()) {
-      done(InferResponse{model, std::move(result.outputs), result.queue_time, result.compute_time});
+      Answer(done, InferResponse{model, std::move(result.outputs), result.queue_time,
+                                 result.compute_time});
     } else {
-      done(std::move(result.status));
+      Answer(done, std::move(result.status));
     }
-    FinishOne();
   };
   Status status = scheduler->Enqueue(request);
   if (!status.ok()) {
     if (lead) cache_->Land(*lead, status);
-    FinishOne();
-    done(std::move(status));
+    request.reset();  // drops the callback's copy of `done`
+    Answer(done, std::move(status));
   }
+}
+
+void InferenceService::Answer(InferCallback& done, Result<InferResponse> result) {
+  InferCallback callback = std::move(done);
+  done = nullptr;
+  callback(std::move(result));
+  callback = nullptr;
+  FinishOne();
 }
 
 void InferenceService::FinishOne() {

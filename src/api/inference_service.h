@@ -94,6 +94,10 @@ class InferenceService {
   // Makes the schedulers match the repository's loaded versions of `name`.
   void SyncSchedulers(const std::string& name);
   void Retire(SchedulerPtr scheduler);
+  // Calls `done` with `result`, destroys it (and what it holds, such as a
+  // client connection's responder), then counts the request finished: so
+  // WaitIdle() never returns while a callback is still alive somewhere.
+  void Answer(InferCallback& done, Result<InferResponse> result);
   // Enqueues `inputs` on `scheduler`. With `lead`, the result fills the
   // cache under that key and answers the requests that waited for it.
   void Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,

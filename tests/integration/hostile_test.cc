@@ -266,7 +266,9 @@ TEST(HostileTest, EveryMalformedRequestGetsA4xxJsonErrorOrAClosedConnection) {
       Exchange(server.http_port(), Request("POST", "/v2/models/identity/infer", identity), false)
           .status,
       200);
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine holds freed memory on purpose
   EXPECT_LT(ResidentMb(server) - rss_before, 64) << "MB of resident memory gained";
+#endif
 }
 
 TEST(HostileTest, SlowClientsDoNotStopOthersFromBeingServed) {
