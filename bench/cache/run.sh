@@ -11,18 +11,9 @@
 # Needs: redis-server and redis-benchmark (installed by scripts/setup), wrk
 # and python3 (apt-get install wrk).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${BRAID_BUILD_DIR:-$root/build}"
+source "$(dirname "$0")/../lib.sh"
 seconds="${1:-5}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-for tool in redis-server redis-benchmark wrk python3; do
-  command -v "$tool" >/dev/null || { echo "bench/cache needs $tool (apt-get install redis-server redis-tools wrk python3)" >&2; exit 1; }
-done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+needs redis-server redis-benchmark wrk python3
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >"$work/redis.log" &
@@ -62,24 +53,13 @@ binary("text-hit.bin", "clip-text", "input_ids", "text_embeds", [1, 77], "q", id
 binary("identity.bin", "identity", "input", "output", [1, 16], "f", [float(i) for i in range(16)])
 PY
 
-"$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
-  --redis "redis://127.0.0.1:$redis_port" >"$work/ready" 2>"$work/braid.log" &
-pids+=($!)
-for _ in $(seq 600); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
-http_port=$(sed -E 's/.*http=[^:]+:([0-9]+).*/\1/' "$work/ready")
+start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
+  --redis "redis://127.0.0.1:$redis_port"
+http="http://$(address braid http)"
 
-# wrk → "p50_us rps non2xx"
-measure() {  # MODEL BODY_FILE CONCURRENCY
-  local out
-  out=$(BODY_FILE="$work/$2" HEADER_LEN="$(cat "$work/$2.len")" CONTENT_TYPE=application/octet-stream \
-    wrk -t2 -c"$3" -d"${seconds}s" --latency -s "$root/bench/serving/post_file.lua" \
-    "http://127.0.0.1:$http_port/v2/models/$1/infer")
-  echo "$out" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
-    $1 == "50%" { p50 = us($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    $1 == "Non-2xx" { bad = $NF }
-    END { printf "%.1f %.1f %s\n", p50, rps, (bad == "" ? 0 : bad) }'
+measure() {  # MODEL BODY_FILE CONCURRENCY → "p50_us rps non2xx"
+  wrk_measure "$http/v2/models/$1/infer" "$3" "$seconds" "$work/$2" "$(cat "$work/$2.len")" \
+    application/octet-stream
 }
 echo
 echo "| HTTP, binary KServe, concurrency 16 | p50 µs | req/s | non-2xx |"
@@ -92,7 +72,6 @@ for case in "clip-image hits:clip-image:image-hit.bin" "clip-image computed (cac
   rps[$label]=$r
   echo "| $label | $p50 | $r | $bad |"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 echo "- clip-image over HTTP, hits / computed: **$(ratio "${rps[clip-image hits]}" "${rps[clip-image computed (cache=false)]}")×** throughput (the seed design: 1,200 → 18,000 QPS, 15×)"
 echo "- clip-text hits / identity model over HTTP: **$(ratio "${rps[clip-text hits]}" "${rps[identity model]}")×** (goal ≥ 0.8: a hit costs no more than serving)"

@@ -7,36 +7,19 @@
 # that opt out of braid's result cache) in one run.
 #   bench/peer/run.sh [WINDOW_SECONDS]      (default 2; three windows per level)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${BRAID_BUILD_DIR:-$root/build}"
+source "$(dirname "$0")/../lib.sh"
 window="${1:-2}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
-start() {  # NAME COMMAND... : waits for the ready line, sets $url
-  local name=$1
-  shift
-  "$@" >"$work/$name.ready" 2>"$work/$name.log" &
-  pids+=($!)
-  for _ in $(seq 600); do [[ -s "$work/$name.ready" ]] && break; sleep 0.1; done
-  url="http://$(sed -E 's/.*http=([^ ]+).*/\1/' "$work/$name.ready" | head -1)"
-}
 start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0
-braid_url=$url
 start naive "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
   --no-batching --cache-bytes 0
-naive_url=$url
 start peer node "$root/bench/peer/server.mjs" --models "$build/models" --port 0 --threads 2
-peer_url=$url
 
 echo "| model | server | concurrency | req/s | p50 ms | p99 ms | errors |"
 echo "|---|---|---:|---:|---:|---:|---:|"
 for model in clip-image clip-text; do
   for server in peer naive braid; do
-    url_var="${server}_url"
-    "$build/braid" bench --url "${!url_var}" -m "$model" -c 1,16,64 --unique-inputs 4 \
+    "$build/braid" bench --url "http://$(address "$server" http)" -m "$model" -c 1,16,64 --unique-inputs 4 \
       --warmup 1 --window "$window" --max-windows 3 --csv "$work/$model-$server.csv" >/dev/null
     awk -F, -v m="$model" -v s="$server" 'NR > 1 {
       printf "| %s | %s | %s | %.1f | %.1f | %.1f | %s |\n", m, s, $2, $6, $7 / 1000, $9 / 1000, $4 }' \

@@ -10,30 +10,21 @@
 #     under each policy: each replica's share of the requests and the p99.
 #   bench/routing/run.sh [WINDOW_SECONDS]      (default 2; three windows per level)
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${BRAID_BUILD_DIR:-$root/build}"
+source "$(dirname "$0")/../lib.sh"
 window="${1:-2}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
 # A repository whose clip-text uses one intra-op thread.
 cp -r "$build/models" "$work/one-thread"
 sed -i 's/intra_op_threads: 2/intra_op_threads: 1/' "$work/one-thread/clip-text/config.yaml"
 
 declare -A http metrics
-start() {  # NAME ARGS...: a braid process; sets http[NAME] (and metrics[NAME] for serve)
-  local name=$1
-  shift
-  "$build/braid" "$@" >"$work/$name.ready" 2>"$work/$name.log" &
-  pids+=($!)
-  for _ in $(seq 600); do [[ -s "$work/$name.ready" ]] && break; sleep 0.1; done
-  http[$name]="http://$(sed -E 's/.*http=([^ ]+).*/\1/' "$work/$name.ready")"
-  metrics[$name]="http://$(sed -nE 's/.*metrics=([^ ]+).*/\1/p' "$work/$name.ready")"
+braid() {  # NAME ARGS...: a braid process; sets http[NAME] (and metrics[NAME] for serve)
+  start "$1" "$build/braid" "${@:2}"
+  http[$1]="http://$(address "$1" http)"
+  metrics[$1]="http://$(address "$1" metrics)"
 }
-serve() { start "$1" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 "${@:2}"; }
-router() { start "$1" router --host 127.0.0.1 --http-port 0 "${@:2}"; }
+serve() { braid "$1" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 "${@:2}"; }
+router() { braid "$1" router --host 127.0.0.1 --http-port 0 "${@:2}"; }
 bench() {  # URL MODEL CONCURRENCY → "rps p50_us p99_us errors"
   "$build/braid" bench --url "$1" -m "$2" -c "$3" --unique-inputs 64 --warmup 1 --window "$window" \
     --max-windows 3 --csv "$work/bench.csv" >/dev/null
@@ -45,7 +36,6 @@ served() {  # NAME → clip-text requests answered so far
     sed -n 's/^braid_requests_total{protocol="http",model="clip-text",code="200"} //p' | head -1)
   echo "${count:-0}"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 serve two-threads
 read -r one_rps _ _ _ <<<"$(bench "${http[two-threads]}" clip-text 16)"

@@ -7,19 +7,11 @@
 # Needs: wrk, nginx, python3 (scripts/setup does not install the first two:
 # apt-get install wrk nginx).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/../.." && pwd)"
-build="${BRAID_BUILD_DIR:-$root/build}"
+source "$(dirname "$0")/../lib.sh"
 seconds="${1:-5}"
-work="$(mktemp -d)"
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+needs wrk nginx python3
 
-for tool in wrk nginx python3; do
-  command -v "$tool" >/dev/null || { echo "bench/serving needs $tool (apt-get install wrk nginx python3)" >&2; exit 1; }
-done
-
-nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+nginx_port=$(free_port)
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 2;
@@ -71,30 +63,12 @@ mkdir -p "$work/models/identity-wide/1"
 sed 's/dims: \[16\]/dims: [-1]/' "$work/models/identity/config.yaml" >"$work/models/identity-wide/config.yaml"
 "$build/tools/modelgen/modelgen" identity-wide "$work/models/identity-wide/1/model.onnx"
 
-"$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 -m "$work/models" \
-  >"$work/ready" 2>"$work/braid.log" &
-pids+=($!)
-for _ in $(seq 600); do [[ -s "$work/ready" ]] && break; sleep 0.1; done
-http_port=$(sed -E 's/.*http=[^:]+:([0-9]+).*/\1/' "$work/ready")
-grpc_port=$(sed -E 's/.*grpc=[^:]+:([0-9]+).*/\1/' "$work/ready")
+start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
+  -m "$work/models"
+http_port=$(address braid http | cut -d: -f2)
+grpc_port=$(address braid grpc | cut -d: -f2)
 
-# wrk → "p50_us rps"
-measure_http() {  # URL CONCURRENCY BODY_FILE [HEADER_LEN] [CONTENT_TYPE]
-  local url=$1 connections=$2 body=${3:-} header=${4:-} type=${5:-application/json} threads=2
-  [[ $connections == 1 ]] && threads=1
-  local out
-  if [[ -n $body ]]; then
-    out=$(BODY_FILE=$body HEADER_LEN=$header CONTENT_TYPE=$type wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$root/bench/serving/post_file.lua" "$url")
-  else
-    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url")
-  fi
-  echo "$out" | awk '
-    function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1000000; return v }
-    $1 == "50%" { p50 = us($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    $1 == "Non-2xx" { bad = $NF }
-    END { printf "%.1f %.1f %s\n", p50, rps, (bad == "" ? 0 : bad) }'
-}
+measure_http() { wrk_measure "$1" "$2" "$seconds" "${@:3}"; }  # URL CONCURRENCY [BODY [HEADER_LEN [TYPE]]]
 measure_grpc() {  # MODEL CONCURRENCY [braid bench flags...] → "p50_us rps errors"
   local model=$1 concurrency=$2
   shift 2
@@ -118,7 +92,6 @@ for c in 4; do
   row "602 KB tensor, gRPC raw" $c "$(measure_grpc identity-wide $c --shape input=1,150528)"
 done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 field() { read -r p50 rps errors <<<"${result[$1]}"; [[ $2 == p50 ]] && echo "$p50" || echo "$rps"; }
 echo
 echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goal ≤ 150 µs; Triton's published no-op 173 µs)"

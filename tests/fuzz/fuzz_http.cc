@@ -3,8 +3,6 @@
 // Content-Length and chunked bodies, pipelining, Expect: 100-continue), then
 // the write side is closed and the answer read to the end. The server must
 // answer or close, never crash, and keep serving.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +10,7 @@
 #include <memory>
 
 #include "api/http/http_server.h"
+#include "support/loopback.h"
 
 namespace {
 
@@ -45,12 +44,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) std::abort();
+  const int fd = braid::testing::ConnectLoopback(port);
+  if (fd < 0) std::abort();
   for (std::size_t sent = 0; sent < size;) {
     const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
     if (n <= 0) break;  // the server may close early on a bad request

@@ -2,10 +2,8 @@
 // sockets: every one must get a 4xx answer with a JSON error, or a closed
 // connection, and the server must stay up, keep serving others, and keep
 // its memory bounded.
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +12,7 @@
 #include <thread>
 
 #include "support/command.h"
+#include "support/loopback.h"
 #include "support/server_process.h"
 
 namespace braid {
@@ -28,26 +27,13 @@ struct Answer {
   std::string body;
 };
 
-int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Sends `raw` and reads what comes back (up to 10 s). With `half_close`
 // the write side is closed after sending, so that a request that lies
 // about its length ends at once (the server may then answer or close: it
 // takes the end of input for a client that left).
 Answer Exchange(int port, const std::string& raw, bool half_close = true) {
   Answer answer;
-  int fd = Connect(port);
+  int fd = testing::ConnectLoopback(port);
   if (fd < 0) return answer;
   for (std::size_t sent = 0; sent < raw.size();) {
     const ssize_t n = send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
@@ -277,7 +263,7 @@ TEST(HostileTest, SlowClientsDoNotStopOthersFromBeingServed) {
   // 200 connections that send half a request line and stall.
   std::vector<int> stalled;
   for (int i = 0; i < 200; ++i) {
-    int fd = Connect(server.http_port());
+    int fd = testing::ConnectLoopback(server.http_port());
     ASSERT_GE(fd, 0);
     const std::string partial = "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\nContent-Le";
     send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);

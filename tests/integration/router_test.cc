@@ -9,6 +9,7 @@
 #include <regex>
 #include <thread>
 
+#include "support/child_process.h"
 #include "support/command.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
@@ -23,11 +24,26 @@ using testing::ServerProcess;
 constexpr char kIdentity[] =
     R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
 
-// `braid router` as a child process, its port read from its ready line.
+// `braid router` as a child process, its ports read from its ready line.
 class RouterProcess {
  public:
   explicit RouterProcess(const std::vector<const ServerProcess*>& replicas,
-                         std::vector<std::string> extra = {}) {
+                         std::vector<std::string> extra = {})
+      : process_(Args(replicas, std::move(extra))) {
+    std::smatch match;
+    const std::string& line = process_.first_line();
+    if (std::regex_search(line, match, std::regex(R"(http=[^:]+:(\d+))")))
+      port_ = std::stoi(match[1]);
+    if (std::regex_search(line, match, std::regex(R"(grpc=[^:]+:(\d+))")))
+      grpc_port_ = std::stoi(match[1]);
+  }
+  bool ready() const { return port_ > 0; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string grpc() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+
+ private:
+  static std::vector<std::string> Args(const std::vector<const ServerProcess*>& replicas,
+                                       std::vector<std::string> extra) {
     std::vector<std::string> args = {
         BRAID_BINARY,           "router", "--host", "127.0.0.1", "--http-port", "0",
         "--health-interval-ms", "100"};
@@ -36,45 +52,10 @@ class RouterProcess {
       args.push_back(replica->url());
     }
     args.insert(args.end(), extra.begin(), extra.end());
-    int out[2];
-    if (pipe(out) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], STDOUT_FILENO);
-      close(out[0]);
-      close(out[1]);
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    stdout_ = fdopen(out[0], "r");
-    char line[512] = {};
-    if (stdout_ && std::fgets(line, sizeof(line), stdout_)) {
-      std::smatch match;
-      std::string text = line;
-      if (std::regex_search(text, match, std::regex(R"(http=[^:]+:(\d+))")))
-        port_ = std::stoi(match[1]);
-      if (std::regex_search(text, match, std::regex(R"(grpc=[^:]+:(\d+))")))
-        grpc_port_ = std::stoi(match[1]);
-    }
+    return args;
   }
-  ~RouterProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (stdout_) std::fclose(stdout_);
-  }
-  bool ready() const { return port_ > 0; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string grpc() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
 
- private:
-  pid_t pid_ = -1;
-  FILE* stdout_ = nullptr;
+  testing::ChildProcess process_;
   int port_ = 0;
   int grpc_port_ = 0;
 };
@@ -110,6 +91,15 @@ std::vector<std::string> Load(const std::string& url, const std::string& body, i
   return codes;
 }
 
+// A clip-image request for `images` images of one colour, computed every
+// time (parameters.cache=false): a slow request.
+std::string ClipImageBatch(int images, const std::string& value) {
+  std::string batch = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
+                      R"(,3,224,224],"datatype":"FP32","data":[)";
+  for (int i = 0; i < images * 3 * 224 * 224; ++i) batch += (i ? "," : "") + value;
+  return batch + R"(]}],"parameters":{"cache":false}})";
+}
+
 class RouterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -139,11 +129,7 @@ TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
   ASSERT_TRUE(router.ready());
   // Keep replica 2's clip-image model busy with requests sent to it directly.
   testing::TempDir dir;
-  std::string batch =
-      R"({"inputs":[{"name":"pixel_values","shape":[4,3,224,224],"datatype":"FP32","data":[)";
-  for (int i = 0; i < 4 * 3 * 224 * 224; ++i) batch += i ? ",0.5" : "0.5";
-  batch += R"(]}],"parameters":{"cache":false}})";
-  auto file = dir.Write("batch.json", batch);
+  auto file = dir.Write("batch.json", ClipImageBatch(4, "0.5"));
   std::atomic<bool> stop{false};
   std::thread busy([&] {
     while (!stop) {
@@ -207,10 +193,7 @@ TEST_F(RouterTest, ADrainedReplicaFinishesItsWorkAndGetsNoMore) {
   ASSERT_TRUE(router.ready());
   // Slow requests (a batch of 8 images each) spread over the replicas.
   testing::TempDir dir;
-  std::string batch =
-      R"({"inputs":[{"name":"pixel_values","shape":[8,3,224,224],"datatype":"FP32","data":[)";
-  for (int i = 0; i < 8 * 3 * 224 * 224; ++i) batch += i ? ",0.25" : "0.25";
-  batch += R"(]}],"parameters":{"cache":false}})";
+  const std::string batch = ClipImageBatch(8, "0.25");
   std::vector<std::string> slow;
   std::thread load([&] { slow = Load(router.url() + "/v2/models/clip-image/infer", batch, 6, 6); });
   // Drain replica 0 while its requests are in flight.

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "support/command.h"
+#include "support/loopback.h"
 #include "support/redis_process.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
@@ -274,14 +275,8 @@ TEST_F(ServeTest, BadInputGetsTheRightError) {
 
 // Opens a TCP connection to the server's HTTP port.
 int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  const int fd = testing::ConnectLoopback(port);
+  EXPECT_GE(fd, 0);
   return fd;
 }
 

@@ -3,10 +3,7 @@
 // the same port; Pause() makes it hang.
 #pragma once
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,11 +11,13 @@
 #include <string>
 #include <thread>
 
+#include "support/loopback.h"
+
 namespace braid::testing {
 
 class RedisProcess {
  public:
-  RedisProcess() : port_(FreePort()) { Start(); }
+  RedisProcess() : port_(FreeLoopbackPort()) { Start(); }
   ~RedisProcess() { Kill(); }
   RedisProcess(const RedisProcess&) = delete;
   RedisProcess& operator=(const RedisProcess&) = delete;
@@ -57,26 +56,10 @@ class RedisProcess {
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
 
  private:
-  static int FreePort() {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    socklen_t length = sizeof(address);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    close(fd);
-    return ntohs(address.sin_port);
-  }
   bool Accepts() const {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port_));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-    close(fd);
-    return ok;
+    const int fd = ConnectLoopback(port_);
+    if (fd >= 0) close(fd);
+    return fd >= 0;
   }
 
   int port_;
