@@ -23,7 +23,7 @@ apt_packages=(
   flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server redis-tools gnuplot-nox
-  curl prometheus
+  curl prometheus chromium
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 

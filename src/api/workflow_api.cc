@@ -356,6 +356,20 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
                                                                 : "audio",
                               input.optional);
         }
+        item += "],\"nodes\":[";
+        for (std::size_t i = 0; i < entry.workflow->nodes.size(); ++i) {
+          const NodeSpec& node = entry.workflow->nodes[i];
+          item += i ? ",{\"id\":" : "{\"id\":";
+          AppendJsonString(item, node.id);
+          item += ",\"kind\":";
+          AppendJsonString(item, node.kind);
+          item += ",\"depends_on\":[";
+          for (std::size_t d = 0; d < node.depends_on.size(); ++d) {
+            if (d) item += ',';
+            AppendJsonString(item, node.depends_on[d]);
+          }
+          item += "]}";
+        }
         item += "]}";
       } else {
         item += ",\"status\":\"unavailable\",\"reason\":";

@@ -11,6 +11,7 @@
 #include "api/http/routes.h"
 #include "api/inference_service.h"
 #include "api/openai_api.h"
+#include "api/web.h"
 #include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
@@ -31,6 +32,8 @@ struct ServeOptions {
   std::uint16_t metrics_port = 8002;
   std::string api_key;
   std::string admin_key;
+  bool protect_health = false;
+  bool protect_metrics = false;
   double drain_timeout_s = 30;
   std::size_t max_body_bytes = std::size_t{64} << 20;
   std::size_t cache_bytes = std::size_t{256} << 20;
@@ -103,16 +106,20 @@ int RunServe(const ServeOptions& options) {
   ApiOptions api_options;
   api_options.api_key = options.api_key;
   api_options.admin_key = options.admin_key;
+  api_options.protect_health = options.protect_health;
   OpenAiApi openai_api(service, workflows, executor, workflow_pool);
-  HttpServer http(
-      http_options,
-      MakeApiHandler(
-          service, metrics, SteadyClock(), api_options,
-          {[&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
-           [&](HttpRequest& r, HttpResponderPtr& p) { return openai_api.Handle(r, p); }}));
+  std::vector<RouteHandler> keyed = {
+      [&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
+      [&](HttpRequest& r, HttpResponderPtr& p) { return openai_api.Handle(r, p); }};
+  std::vector<RouteHandler> open = {MakeWebPages()};
+  (options.protect_metrics ? keyed : open).push_back(MakeDashboardStats(service, metrics));
+  HttpServer http(http_options, MakeApiHandler(service, metrics, SteadyClock(), api_options,
+                                               std::move(keyed), std::move(open)));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
-  HttpServer metrics_http(metrics_options, MakeMetricsHandler(service, metrics));
+  HttpServer metrics_http(
+      metrics_options,
+      MakeMetricsHandler(service, metrics, options.protect_metrics ? options.api_key : ""));
   GrpcServerOptions grpc_options;
   grpc_options.api_key = options.api_key;
   grpc_options.admin_key = options.admin_key;
@@ -191,8 +198,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   serve
       ->add_option(
           "--api-key", options->api_key,
-          "Require 'Authorization: Bearer KEY' on every endpoint except health and metrics")
+          "Require 'Authorization: Bearer KEY' on every endpoint except health, metrics and "
+          "the web pages")
       ->envname("BRAID_API_KEY");
+  serve->add_flag("--protect-health", options->protect_health,
+                  "Health endpoints need the API key too (open by default, for probes)");
+  serve->add_flag("--protect-metrics", options->protect_metrics,
+                  "/metrics and /dashboard/stats need the API key too (open by default)");
   serve
       ->add_option("--admin-key", options->admin_key,
                    "Separate key required for repository load/unload")

@@ -68,6 +68,21 @@ void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, 
   h.sum += seconds;
 }
 
+Metrics::Latency Metrics::ModelRequestLatency() const {
+  Latency latency;
+  latency.bounds_s.assign(kBucketsS.begin(), kBucketsS.end());
+  latency.cumulative.assign(kBucketsS.size(), 0);
+  std::lock_guard lock(mutex_);
+  for (const auto& [key, histogram] : durations_) {
+    if (key.second.empty()) continue;
+    for (std::size_t b = 0; b < kBucketsS.size(); ++b)
+      latency.cumulative[b] += histogram.buckets[b];
+    latency.count += histogram.count;
+    latency.sum_s += histogram.sum;
+  }
+  return latency;
+}
+
 std::string Metrics::Render(
     const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
     std::size_t in_flight, const std::optional<ResultCacheStats>& cache) const {

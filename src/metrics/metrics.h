@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "cache/result_cache.h"
 #include "core/clock.h"
@@ -38,6 +39,16 @@ class Metrics {
   std::string Render(const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
                      std::size_t in_flight,
                      const std::optional<ResultCacheStats>& cache = std::nullopt) const;
+
+  // The latency of model requests over every protocol, merged: counts at or
+  // under each bound, cumulative as in Prometheus. For the dashboard.
+  struct Latency {
+    std::vector<double> bounds_s;
+    std::vector<std::uint64_t> cumulative;
+    std::uint64_t count = 0;
+    double sum_s = 0;
+  };
+  Latency ModelRequestLatency() const;
 
  private:
   static constexpr std::array<double, 16> kBucketsS = {

@@ -646,10 +646,61 @@ TEST(ServeAuthTest, ApiKeyAndAdminKey) {
       Post(server, "/v2/repository/models/identity/load", "{}", "-H 'Authorization: Bearer root'")
           .code,
       200);
-  testing::TempDir dir;
   auto metrics = RunCommand("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
                             std::to_string(server.metrics_port()) + "/metrics");
   EXPECT_EQ(metrics.out, "200") << "metrics stay open";
+  EXPECT_EQ(Curl(server, "/dashboard/stats").code, 200) << "so do the dashboard's figures";
+  EXPECT_EQ(Curl(server, "/").code, 200) << "the pages hold no data";
+  EXPECT_EQ(Curl(server, "/v1/workflows").code, 401) << "what they show needs the key";
+}
+
+TEST(ServeAuthTest, HealthAndMetricsCanBeProtected) {
+  ServerProcess server({"--api-key", "s3cret", "--protect-health", "--protect-metrics"});
+  ASSERT_TRUE(server.ready());
+  const std::string key = "-H 'Authorization: Bearer s3cret'";
+  for (const char* path : {"/v2/health/live", "/v2/health/ready", "/dashboard/stats"}) {
+    EXPECT_EQ(Curl(server, path).code, 401) << path;
+    EXPECT_EQ(Curl(server, path, key).code, 200) << path;
+  }
+  const std::string metrics = "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                              std::to_string(server.metrics_port()) + "/metrics ";
+  EXPECT_EQ(RunCommand(metrics).out, "401");
+  EXPECT_EQ(RunCommand(metrics + key).out, "200");
+  EXPECT_EQ(Curl(server, "/dashboard").code, 200);
+}
+
+TEST(ServeWebTest, PagesAndDashboardFigures) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  Reply page = Curl(server, "/");
+  ASSERT_EQ(page.code, 200);
+  EXPECT_THAT(page.body, HasSubstr("/web/playground.js"));
+  EXPECT_THAT(Curl(server, "/dashboard").body, HasSubstr("/web/dashboard.js"));
+  EXPECT_EQ(Curl(server, "/web/missing.js").code, 404);
+  EXPECT_EQ(Curl(server, "/web/../README.md", "--path-as-is").code, 404);
+  EXPECT_EQ(Post(server, "/", "{}").code, 405);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+  Reply stats = Curl(server, "/dashboard/stats");
+  ASSERT_EQ(stats.code, 200);
+  auto doc = Parse(stats.body);
+  ASSERT_TRUE(doc.IsObject()) << stats.body;
+  EXPECT_EQ(doc["latency"]["count"].GetUint64(), 3u);
+  const auto& bounds = doc["latency"]["bounds_s"];
+  const auto& cumulative = doc["latency"]["cumulative"];
+  ASSERT_EQ(bounds.Size(), cumulative.Size());
+  EXPECT_EQ(cumulative[cumulative.Size() - 1].GetUint64(), 3u);
+  bool found = false;
+  for (const auto& model : doc["models"].GetArray()) {
+    if (std::string_view(model["name"].GetString()) != "identity") continue;
+    found = true;
+    EXPECT_EQ(model["success"].GetUint64(), 3u);
+    EXPECT_GE(model["instances"].GetUint64(), 1u);
+    EXPECT_TRUE(model["queue_depth"].IsArray());
+    EXPECT_TRUE(model["batch_sizes"].IsArray());
+  }
+  EXPECT_TRUE(found);
+  EXPECT_TRUE(doc["cache"].IsObject()) << "the memory tier is on by default";
 }
 
 TEST(ServeRepositoryTest, IndexUnloadAndLoad) {

@@ -180,15 +180,25 @@ Status CheckRepositoryBody(const std::string& body) {
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
-             std::vector<RouteHandler> extra)
+             std::vector<RouteHandler> extra, std::vector<RouteHandler> open)
       : service_(service),
         metrics_(metrics),
         clock_(clock),
         options_(std::move(options)),
-        extra_(std::move(extra)) {}
+        extra_(std::move(extra)),
+        open_(std::move(open)) {}
 
   void operator()(HttpRequest& request, HttpResponderPtr responder) {
     const std::string& path = request.path;
+    for (auto& route : open_) {
+      if (route(request, responder)) return;
+    }
+    const bool health = path == "/v2/health/live" || path == "/v2/health/ready";
+    const bool admin = path.starts_with("/v2/repository/models/");
+    if (!health || options_.protect_health) {
+      if (Status auth = Authorize(request, admin); !auth.ok())
+        return Reply(responder, request, ErrorResponse(auth));
+    }
     if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
     if (path == "/v2/health/ready") {
       HttpResponse ready =
@@ -196,9 +206,6 @@ class ApiHandler {
       ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
       return Reply(responder, request, std::move(ready));
     }
-    const bool admin = path.starts_with("/v2/repository/models/");
-    if (Status auth = Authorize(request, admin); !auth.ok())
-      return Reply(responder, request, ErrorResponse(auth));
     for (auto& route : extra_) {
       if (route(request, responder)) return;
     }
@@ -380,6 +387,7 @@ class ApiHandler {
   Clock& clock_;
   const ApiOptions options_;
   std::vector<RouteHandler> extra_;
+  std::vector<RouteHandler> open_;
 };
 
 }  // namespace
@@ -394,19 +402,23 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
 }
 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, std::vector<RouteHandler> extra) {
+                           ApiOptions options, std::vector<RouteHandler> extra,
+                           std::vector<RouteHandler> open) {
   // Shared, so that callbacks may keep pointing at it however the function is moved.
-  auto handler =
-      std::make_shared<ApiHandler>(service, metrics, clock, std::move(options), std::move(extra));
+  auto handler = std::make_shared<ApiHandler>(service, metrics, clock, std::move(options),
+                                              std::move(extra), std::move(open));
   return [handler](HttpRequest& request, HttpResponderPtr responder) {
     (*handler)(request, std::move(responder));
   };
 }
 
-HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics) {
-  return [&service, &metrics](HttpRequest& request, HttpResponderPtr responder) {
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std::string api_key) {
+  return [&service, &metrics, api_key](HttpRequest& request, HttpResponderPtr responder) {
     if (request.path != "/metrics")
       return responder->Send(JsonError(404, "metrics are at /metrics"));
+    if (!api_key.empty() && !KeyMatches(BearerToken(request), api_key))
+      return responder->Send(
+          JsonError(401, "an API key required: send 'Authorization: Bearer KEY'"));
     HttpResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     response.body =

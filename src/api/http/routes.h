@@ -15,6 +15,7 @@ namespace braid {
 struct ApiOptions {
   std::string api_key;    // when set, every endpoint but health needs "Authorization: Bearer KEY"
   std::string admin_key;  // when set, repository load/unload need it instead of api_key
+  bool protect_health = false;  // health endpoints need the API key too
   KserveLimits limits;
 };
 
@@ -23,10 +24,14 @@ struct ApiOptions {
 using RouteHandler = std::function<bool(HttpRequest& request, HttpResponderPtr& responder)>;
 
 // `service`, `metrics` and `clock` must outlive the handler; `extra` routes
-// (workflows, OpenAI-compatible) are tried before the KServe ones.
+// (workflows, OpenAI-compatible) are tried before the KServe ones, `open`
+// routes (the web pages) before authentication.
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, std::vector<RouteHandler> extra = {});
-HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics);
+                           ApiOptions options, std::vector<RouteHandler> extra = {},
+                           std::vector<RouteHandler> open = {});
+// GET /metrics; when `api_key` is set a scrape must send it as a bearer token.
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics,
+                               std::string api_key = {});
 
 // Scheduler statistics and instance counts in the form Metrics::Render takes.
 std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMetrics(
