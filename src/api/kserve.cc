@@ -178,6 +178,29 @@ void AppendTensorData(std::string& out, const Tensor& tensor) {
   }
 }
 
+Status CheckJsonDepth(std::string_view json, std::size_t max_depth) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth)
+        return InvalidArgument("JSON nests deeper than the {} levels allowed", max_depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return Status::Ok();
+}
+
 void AppendJsonString(std::string& out, std::string_view text) {
   out += '"';
   for (char c : text) {
@@ -222,6 +245,8 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
     json_length = *header_length;
   }
   rapidjson::Document doc;
+  BRAID_RETURN_IF_ERROR(
+      CheckJsonDepth(std::string_view(bytes.data(), json_length), limits.max_json_depth));
   doc.Parse<kParseFlags>(bytes.data(), json_length);
   if (doc.HasParseError()) {
     return InvalidArgument("malformed JSON at offset {}: {}", doc.GetErrorOffset(),

@@ -36,6 +36,7 @@ struct KserveInferRequest {
 struct KserveLimits {
   std::size_t max_inputs = 256;
   std::size_t max_tensor_bytes = std::size_t{1} << 30;
+  std::size_t max_json_depth = 64;
 };
 
 // Parses a request body. `header_length` is the Inference-Header-Content-Length
@@ -60,5 +61,10 @@ void AppendTensorData(std::string& out, const Tensor& tensor);
 
 // Appends a JSON string literal (quoted, escaped) to `out`.
 void AppendJsonString(std::string& out, std::string_view text);
+
+// InvalidArgument when arrays and objects in `json` nest deeper than
+// `max_depth`. A linear scan that never recurses; malformed text is left
+// for the parser to refuse.
+Status CheckJsonDepth(std::string_view json, std::size_t max_depth);
 
 }  // namespace braid

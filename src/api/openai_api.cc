@@ -149,7 +149,8 @@ void OpenAiApi::Embed(const Item& item, int dimensions,
   }
   // Decoding runs on the pool, not on the network thread.
   pool_.Submit([this, data = item.data, dimensions, done = std::move(done)]() mutable {
-    auto rgb = DecodeImage(std::as_bytes(std::span(data.data(), data.size())), {}, false, 224);
+    auto rgb = DecodeImage(std::as_bytes(std::span(data.data(), data.size())),
+                           executor_.image_limits(), false, 224);
     if (!rgb.ok()) return done(rgb.status());
     Tensor pixels = *Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224});
     if (Status s = ClipPreprocess(*rgb, pixels.mutable_span<float>().data()); !s.ok())

@@ -249,8 +249,11 @@ ModelCatalog MakeModelCatalog(InferenceService& service) {
 }
 
 WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
-                         FileStore& files)
-    : registry_(registry), executor_(executor), files_(files) {}
+                         FileStore& files, std::size_t max_upload_bytes)
+    : registry_(registry),
+      executor_(executor),
+      files_(files),
+      max_upload_bytes_(max_upload_bytes) {}
 
 void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
   auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);
@@ -266,6 +269,10 @@ void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
   }
   if (file == nullptr || file->data.empty()) {
     return responder->Send(JsonError(400, "the multipart 'file' part is required"));
+  }
+  if (file->data.size() > max_upload_bytes_) {
+    return responder->Send(JsonError(413, fmt::format("the file's {} bytes are over the {} allowed",
+                                                      file->data.size(), max_upload_bytes_)));
   }
   auto stored = files_.Put(file->filename, file->content_type, std::string(file->data));
   if (!stored.ok()) {
@@ -422,6 +429,11 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
       } else if (spec != nullptr && !part.filename.empty()) {
         if (spec->type != InputType::kText) {
           if (Status s = CheckMedia(*spec, part.content_type); !s.ok()) return fail(s);
+        }
+        if (part.data.size() > max_upload_bytes_) {
+          return fail(MakeStatus(StatusCode::kTooLarge,
+                                 "file '{}' has {} bytes, over the {} allowed", part.name,
+                                 part.data.size(), max_upload_bytes_));
         }
         file_inputs[part.name] = *Tensor::FromStrings({std::string(part.data)}, {1});
       } else if (part.name != "user") {

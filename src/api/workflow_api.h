@@ -38,8 +38,10 @@ ModelCatalog MakeModelCatalog(InferenceService& service);
 
 class WorkflowApi {
  public:
-  // Everything passed must outlive the API.
-  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files);
+  // Everything passed must outlive the API. An uploaded file may hold up to
+  // `max_upload_bytes`.
+  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
+              std::size_t max_upload_bytes = std::size_t{64} << 20);
 
   // Answers the request if its path is a workflow endpoint (or
   // /v1/files/upload); false otherwise.
@@ -56,6 +58,7 @@ class WorkflowApi {
   const WorkflowRegistry& registry_;
   WorkflowExecutor& executor_;
   FileStore& files_;
+  const std::size_t max_upload_bytes_;
 };
 
 // One workflow event as Dify's workflow API shapes it (the SSE `data:`).

@@ -10,13 +10,14 @@
 
 namespace braid {
 
-void RegisterBuiltinBackends(BackendRegistry& registry) {
+void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image,
+                             const AudioLimits& audio) {
   registry.Register(kOnnxRuntimeBackend, MakeOnnxRuntimeBackend());
 #if BRAID_WITH_TESSERACT
-  registry.Register(kTesseractBackend, MakeTesseractBackend());
+  registry.Register(kTesseractBackend, MakeTesseractBackend(image));
 #endif
 #if BRAID_WITH_POCKETSPHINX
-  registry.Register(kPocketSphinxBackend, MakePocketSphinxBackend());
+  registry.Register(kPocketSphinxBackend, MakePocketSphinxBackend(audio));
 #endif
 }
 

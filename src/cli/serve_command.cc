@@ -36,6 +36,11 @@ struct ServeOptions {
   bool protect_metrics = false;
   double drain_timeout_s = 30;
   std::size_t max_body_bytes = std::size_t{64} << 20;
+  std::size_t max_header_count = 100;
+  std::size_t max_json_depth = 64;
+  std::size_t max_upload_bytes = std::size_t{64} << 20;
+  std::int64_t max_image_pixels = 40'000'000;
+  double max_audio_seconds = 600;
   std::size_t cache_bytes = std::size_t{256} << 20;
   std::string redis;
   double redis_timeout_ms = 5;
@@ -53,8 +58,12 @@ int RunServe(const ServeOptions& options) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  ImageLimits image_limits;
+  image_limits.max_pixels = options.max_image_pixels;
+  AudioLimits audio_limits;
+  audio_limits.max_seconds = options.max_audio_seconds;
   BackendRegistry backends;
-  RegisterBuiltinBackends(backends);
+  RegisterBuiltinBackends(backends, image_limits, audio_limits);
   ModelRepository repository(ModelRepositoryOrDefault(options.repository), backends);
   std::unique_ptr<MemoryCache> memory_cache;
   if (options.cache_bytes > 0)
@@ -84,6 +93,7 @@ int RunServe(const ServeOptions& options) {
 
   HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
+  http_options.max_header_count = options.max_header_count;
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
@@ -92,6 +102,7 @@ int RunServe(const ServeOptions& options) {
   ThreadPool workflow_pool(std::max(2u, std::thread::hardware_concurrency()));
   WorkflowExecutor executor(runner, workflow_pool, SteadyClock());
   executor.SetCache(cache.get());
+  executor.SetMediaLimits(image_limits, audio_limits);
   if (!options.upstream_chat.empty()) {
     executor.SetUpstreamChat({options.upstream_chat, options.upstream_key, options.upstream_model});
   }
@@ -101,12 +112,13 @@ int RunServe(const ServeOptions& options) {
     spdlog::warn("no workflows: {}", status.message());
   }
   FileStore files(SteadyClock());
-  WorkflowApi workflow_api(workflows, executor, files);
+  WorkflowApi workflow_api(workflows, executor, files, options.max_upload_bytes);
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;
   api_options.admin_key = options.admin_key;
   api_options.protect_health = options.protect_health;
+  api_options.limits.max_json_depth = options.max_json_depth;
   OpenAiApi openai_api(service, workflows, executor, workflow_pool);
   std::vector<RouteHandler> keyed = {
       [&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
@@ -218,6 +230,29 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->add_option("--max-body-bytes", options->max_body_bytes,
                    "Largest request body (HTTP) or message (gRPC)")
       ->capture_default_str();
+  serve->add_option("--max-header-count", options->max_header_count, "Most HTTP header fields")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--max-json-depth", options->max_json_depth,
+                   "Deepest nesting of arrays and objects in a JSON body")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--max-upload-bytes", options->max_upload_bytes,
+                   "Largest file for /v1/files/upload and workflow file parts")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-image-pixels", options->max_image_pixels,
+                   "Largest image (width × height) braid decodes; a model's max_pixels "
+                   "parameter may lower it")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--max-audio-seconds", options->max_audio_seconds,
+                   "Longest audio braid decodes; a model's max_seconds parameter may lower it")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve
       ->add_option("--cache-bytes", options->cache_bytes,
                    "In-process result cache size in bytes (0: none). Caches models with "

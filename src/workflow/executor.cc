@@ -448,13 +448,13 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     const std::string_view media = FirstString(in.begin()->second);
     auto bytes = std::as_bytes(std::span(media.data(), media.size()));
     if (node.kind == "preprocess.image") {
-      BRAID_ASSIGN_OR_RETURN(cv::Mat rgb, DecodeImage(bytes, {}, false, 224));
+      BRAID_ASSIGN_OR_RETURN(cv::Mat rgb, DecodeImage(bytes, executor_.image_limits_, false, 224));
       BRAID_ASSIGN_OR_RETURN(Tensor pixels, Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224}));
       BRAID_RETURN_IF_ERROR(ClipPreprocess(rgb, pixels.mutable_span<float>().data()));
       return NamedTensors{{"pixel_values", pixels}};
     }
     if (node.kind == "preprocess.audio") {
-      BRAID_ASSIGN_OR_RETURN(Audio audio, DecodeAudio(bytes));
+      BRAID_ASSIGN_OR_RETURN(Audio audio, DecodeAudio(bytes, executor_.audio_limits_));
       BRAID_ASSIGN_OR_RETURN(
           Tensor samples,
           Tensor::Allocate(DataType::kFp32, {1, static_cast<std::int64_t>(audio.samples.size())}));

@@ -23,6 +23,8 @@
 #include "core/clock.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
+#include "preprocess/audio.h"
+#include "preprocess/image.h"
 #include "preprocess/tokenizer.h"
 #include "scheduler/request.h"
 #include "workflow/remote_chat.h"
@@ -112,6 +114,13 @@ class WorkflowExecutor {
   void SetCache(ResultCache* cache) { cache_ = cache; }
   bool caching() const { return cache_ != nullptr; }
 
+  // Caps for preprocess.image and preprocess.audio. Call before the first run.
+  void SetMediaLimits(ImageLimits image, AudioLimits audio) {
+    image_limits_ = image;
+    audio_limits_ = audio;
+  }
+  const ImageLimits& image_limits() const { return image_limits_; }
+
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
 
@@ -122,6 +131,8 @@ class WorkflowExecutor {
   Clock& clock_;
   std::optional<UpstreamChat> upstream_;
   ResultCache* cache_ = nullptr;
+  ImageLimits image_limits_;
+  AudioLimits audio_limits_;
   // remote.chat calls block on the network: their own threads.
   ThreadPool remote_pool_{4};
   std::mutex tokenizers_mutex_;

@@ -623,6 +623,42 @@ TEST(ServeLimitsTest, BodyLimitGives413) {
   EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
 }
 
+TEST(ServeLimitsTest, CapsAreConfigurable) {
+  ServerProcess server({"--max-json-depth", "4", "--max-header-count", "12", "--max-upload-bytes",
+                        "100000", "--max-image-pixels", "10000", "--max-audio-seconds", "0.5"});
+  ASSERT_TRUE(server.ready());
+  const std::string fixtures = BRAID_TEST_FIXTURES;
+  Reply deep = Post(server, "/v1/workflows/image-text-match/run",
+                    R"({"inputs":{"text":"x"},"user":[[[[["deep"]]]]]})");
+  EXPECT_EQ(deep.code, 400);
+  EXPECT_THAT(deep.body, HasSubstr("4 levels"));
+  EXPECT_EQ(
+      Post(server, "/v2/models/identity/infer",
+           R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[[[[[0]]]]]}]})")
+          .code,
+      400);
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+
+  std::string headers;
+  for (int i = 0; i < 12; ++i) headers += " -H 'X-Extra-" + std::to_string(i) + ": 1'";
+  EXPECT_EQ(Curl(server, "/v2/health/ready", headers).code, 431);
+
+  testing::TempDir dir;
+  auto big = dir.Write("big.bin", std::string(150000, 'x'));
+  Reply upload = Curl(server, "/v1/files/upload", "-F file=@" + big.string());
+  EXPECT_EQ(upload.code, 413);
+  EXPECT_THAT(upload.body, HasSubstr("100000"));
+
+  Reply picture = Curl(server, "/v1/workflows/image-text-match/run",
+                       "-F 'inputs={\"text\":\"a cat\"}' -F image=@" + fixtures +
+                           "/images/text_1_DejaVu-Sans_40.png");
+  EXPECT_EQ(picture.code, 413) << picture.body;
+  Reply speech = Curl(server, "/v1/workflows/speech-report/run",
+                      "-F audio=@" + fixtures + "/speech/say_0.wav");
+  EXPECT_EQ(speech.code, 413) << speech.body;
+  EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 200);
+}
+
 TEST(ServeAuthTest, ApiKeyAndAdminKey) {
   ServerProcess server({"--api-key", "s3cret", "--admin-key", "root"});
   ASSERT_TRUE(server.ready());

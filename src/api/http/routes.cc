@@ -206,6 +206,14 @@ class ApiHandler {
       ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
       return Reply(responder, request, std::move(ready));
     }
+    // KServe infer bodies are checked by their parser, which knows where
+    // the JSON ends; any other JSON body is checked here.
+    if (const std::string_view type = request.Header("Content-Type");
+        !request.body->empty() && !path.ends_with("/infer") &&
+        (type.empty() || type.find("json") != std::string_view::npos)) {
+      if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())
+        return Reply(responder, request, ErrorResponse(depth));
+    }
     for (auto& route : extra_) {
       if (route(request, responder)) return;
     }

@@ -68,8 +68,7 @@ class PocketSphinxInstance : public ModelInstance {
   AudioLimits limits_;
 };
 
-Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
-                                           const std::filesystem::path&) {
+Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const AudioLimits& server) {
   const auto& in = config.inputs;
   const auto& out = config.outputs;
   if (!(in.size() == 1 && in[0].datatype == DataType::kBytes && out.size() == 3 &&
@@ -98,7 +97,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   }
   AudioLimits limits;
   try {
-    limits.max_seconds = std::stod(parameter("max_seconds", "600"));
+    limits.max_seconds = std::min(server.max_seconds, std::stod(parameter("max_seconds", "600")));
   } catch (const std::exception&) {
     return InvalidArgument("{}: parameters.max_seconds must be a number",
                            config.config_path().string());
@@ -125,6 +124,10 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
 
 }  // namespace
 
-BackendFactory MakePocketSphinxBackend() { return Load; }
+BackendFactory MakePocketSphinxBackend(AudioLimits limits) {
+  return [limits](const ModelConfig& config, const std::filesystem::path&) {
+    return Load(config, limits);
+  };
+}
 
 }  // namespace braid

@@ -5,15 +5,17 @@
 // Input: one BYTES element holding encoded audio (WAV, FLAC, OGG, MP3),
 // decoded and resampled to 16 kHz mono. Outputs, in config order: text
 // BYTES [1], words BYTES [n], timings FP32 [n,2] (start, end in seconds).
-// Parameters: model_dir (/usr/share/pocketsphinx/model/en-us), max_seconds.
+// Parameters: model_dir (/usr/share/pocketsphinx/model/en-us), max_seconds
+// (600; the server's cap, when lower, wins).
 #pragma once
 
 #include "model/backend.h"
+#include "preprocess/audio.h"
 
 namespace braid {
 
 inline constexpr char kPocketSphinxBackend[] = "pocketsphinx";
 
-BackendFactory MakePocketSphinxBackend();
+BackendFactory MakePocketSphinxBackend(AudioLimits limits = {});
 
 }  // namespace braid

@@ -83,8 +83,7 @@ Status CheckInterface(const ModelConfig& config) {
       config.config_path().string());
 }
 
-Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
-                                           const std::filesystem::path&) {
+Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const ImageLimits& server) {
   BRAID_RETURN_IF_ERROR(CheckInterface(config));
   const std::string tessdata = Parameter(config, "tessdata_dir", kDefaultTessdata);
   const std::string language = Parameter(config, "language", "eng");
@@ -92,7 +91,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   ImageLimits limits;
   try {
     mode = std::stoi(Parameter(config, "page_segmentation_mode", "3"));
-    limits.max_pixels = std::stoll(Parameter(config, "max_pixels", "40000000"));
+    limits.max_pixels = std::min<std::int64_t>(
+        server.max_pixels, std::stoll(Parameter(config, "max_pixels", "40000000")));
   } catch (const std::exception&) {
     return InvalidArgument("{}: parameters.page_segmentation_mode and max_pixels must be integers",
                            config.config_path().string());
@@ -120,6 +120,10 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
 
 }  // namespace
 
-BackendFactory MakeTesseractBackend() { return Load; }
+BackendFactory MakeTesseractBackend(ImageLimits limits) {
+  return [limits](const ModelConfig& config, const std::filesystem::path&) {
+    return Load(config, limits);
+  };
+}
 
 }  // namespace braid

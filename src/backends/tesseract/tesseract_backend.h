@@ -5,15 +5,17 @@
 // Outputs, in config order: text BYTES [1], words BYTES [n], boxes INT32
 // [n,4] (left, top, right, bottom in pixels), confidences FP32 [n] (0–100).
 // Parameters: language (eng), page_segmentation_mode (3, fully automatic),
-// tessdata_dir (the system's), max_pixels (40000000).
+// tessdata_dir (the system's), max_pixels (40000000; the server's cap, when
+// lower, wins).
 #pragma once
 
 #include "model/backend.h"
+#include "preprocess/image.h"
 
 namespace braid {
 
 inline constexpr char kTesseractBackend[] = "tesseract";
 
-BackendFactory MakeTesseractBackend();
+BackendFactory MakeTesseractBackend(ImageLimits limits = {});
 
 }  // namespace braid
