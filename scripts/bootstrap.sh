@@ -23,7 +23,7 @@ apt_packages=(
   flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server redis-tools gnuplot-nox
-  curl prometheus chromium
+  curl prometheus chromium ccache flite1-dev libmp3lame-dev
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 
@@ -53,6 +53,9 @@ if [[ ! -f "$root/node_modules/.package-lock.json" || "$root/package-lock.json" 
 else
   echo "npm: node_modules is up to date"
 fi
+
+# One compiler cache for every clone of the project on this machine.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-8G}"
 
 step "configuring ($preset) in $build_dir"
 cmake -S "$root" -B "$build_dir" --preset "$preset" -DONNXRUNTIME_ROOT="$ort_prefix" >/dev/null

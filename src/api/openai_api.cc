@@ -17,9 +17,8 @@
 namespace braid {
 namespace {
 
-constexpr std::size_t kMaxEmbeddingInputs = 256;
-constexpr char kTextModel[] = "clip-text";
-constexpr char kImageModel[] = "clip-image";
+constexpr const char* kTextModel = Embedder::kTextModel;
+constexpr const char* kImageModel = Embedder::kImageModel;
 
 HttpResponse Error(const Status& status) {
   return JsonError(HttpStatusFor(status.code()), status.message());
@@ -42,25 +41,11 @@ std::string RandomId(std::string_view prefix) {
   return fmt::format("{}{:016x}", prefix, random());
 }
 
-void Normalise(std::vector<float>& v) {
-  double norm = 0;
-  for (float x : v) norm += double(x) * x;
-  norm = std::sqrt(norm);
-  if (norm > 0) {
-    for (float& x : v) x = static_cast<float>(x / norm);
-  }
-}
-
 }  // namespace
 
-struct OpenAiApi::Item {
-  enum class Kind { kText, kImage, kAudio } kind = Kind::kText;
-  std::string data;
-};
-
 OpenAiApi::OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-                     WorkflowExecutor& executor, ThreadPool& pool)
-    : service_(service), workflows_(workflows), executor_(executor), pool_(pool) {}
+                     WorkflowExecutor& executor, Embedder& embedder)
+    : service_(service), workflows_(workflows), executor_(executor), embedder_(embedder) {}
 
 bool OpenAiApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   const std::string& path = request.path;
@@ -88,6 +73,7 @@ void OpenAiApi::Models(HttpResponderPtr responder) {
                                 Quote(status.name)));
   }
   items.push_back(R"({"id":"clip","object":"model","created":0,"owned_by":"braid"})");
+  items.push_back(R"({"id":"clip-aligned","object":"model","created":0,"owned_by":"braid"})");
   for (const auto& [name, entry] : workflows_.entries()) {
     if (entry.workflow)
       items.push_back(fmt::format(
@@ -98,83 +84,15 @@ void OpenAiApi::Models(HttpResponderPtr responder) {
   responder->Send(std::move(response));
 }
 
-void OpenAiApi::Project(std::vector<float> vector, bool image,
-                        std::function<void(Result<std::vector<float>>)> done) {
-  // The align model takes both towers; the other slot gets zeros.
-  NamedTensors inputs;
-  for (const char* name : {"image_embeds", "text_embeds"}) {
-    Tensor t = *Tensor::Allocate(DataType::kFp32, {1, static_cast<std::int64_t>(vector.size())});
-    if ((image && name[0] == 'i') || (!image && name[0] == 't'))
-      std::copy(vector.begin(), vector.end(), t.mutable_span<float>().begin());
-    inputs[name] = t;
-  }
-  service_.Infer("align", 0, std::move(inputs), {},
-                 [image, done = std::move(done)](Result<InferResponse> result) {
-                   if (!result.ok()) return done(result.status());
-                   const Tensor& out = result->outputs[image ? 0 : 1];
-                   done(std::vector<float>(out.span<float>().begin(), out.span<float>().end()));
-                 });
-}
-
-void OpenAiApi::EmbedText(const std::string& text, int dimensions,
-                          std::function<void(Result<std::vector<float>>)> done) {
-  auto tokenizer = executor_.TokenizerFor(kTextModel);
-  if (!tokenizer.ok()) return done(tokenizer.status());
-  auto ids = (*tokenizer)->Encode(text);
-  if (!ids.ok()) return done(ids.status());
-  Tensor tensor = *Tensor::Allocate(DataType::kInt64, {1, static_cast<std::int64_t>(ids->size())});
-  std::copy(ids->begin(), ids->end(), tensor.mutable_span<std::int64_t>().begin());
-  service_.Infer(kTextModel, 0, {{"input_ids", tensor}}, {},
-                 [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-                   if (!result.ok()) return done(result.status());
-                   std::vector<float> v(result->outputs[0].span<float>().begin(),
-                                        result->outputs[0].span<float>().end());
-                   if (dimensions == 128) return Project(std::move(v), false, std::move(done));
-                   done(std::move(v));
-                 });
-}
-
-void OpenAiApi::Embed(const Item& item, int dimensions,
-                      std::function<void(Result<std::vector<float>>)> done) {
-  if (item.kind == Item::Kind::kText) return EmbedText(item.data, dimensions, std::move(done));
-  if (item.kind == Item::Kind::kAudio) {
-    auto clip = *Tensor::FromStrings({item.data}, {1});
-    service_.Infer(
-        "asr", 0, {{"audio", clip}}, {},
-        [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-          if (!result.ok()) return done(result.status());
-          EmbedText(std::string(FirstString(result->outputs[0])), dimensions, std::move(done));
-        });
-    return;
-  }
-  // Decoding runs on the pool, not on the network thread.
-  pool_.Submit([this, data = item.data, dimensions, done = std::move(done)]() mutable {
-    auto rgb = DecodeImage(std::as_bytes(std::span(data.data(), data.size())),
-                           executor_.image_limits(), false, 224);
-    if (!rgb.ok()) return done(rgb.status());
-    Tensor pixels = *Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224});
-    if (Status s = ClipPreprocess(*rgb, pixels.mutable_span<float>().data()); !s.ok())
-      return done(s);
-    service_.Infer(
-        kImageModel, 0, {{"pixel_values", pixels}}, {},
-        [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-          if (!result.ok()) return done(result.status());
-          std::vector<float> v(result->outputs[0].span<float>().begin(),
-                               result->outputs[0].span<float>().end());
-          if (dimensions == 128) return Project(std::move(v), true, std::move(done));
-          done(std::move(v));
-        });
-  });
-}
-
 void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
   if (doc.HasParseError() || !doc.IsObject())
     return responder->Send(JsonError(400, "the body must be a JSON object"));
-  if (!doc.HasMember("model") || !doc["model"].IsString())
-    return responder->Send(JsonError(400, "'model' is required"));
-  const std::string model = doc["model"].GetString();
+  // Without a model (as Dify's TEI provider sends it): clip.
+  if (doc.HasMember("model") && !doc["model"].IsString())
+    return responder->Send(JsonError(400, "'model' must be a string"));
+  const std::string model = doc.HasMember("model") ? doc["model"].GetString() : "clip";
   if (model != "clip" && model != kTextModel && model != kImageModel) {
     return responder->Send(JsonError(
         404, fmt::format("unknown embedding model '{}' (available: clip, clip-text, clip-image)",
@@ -197,109 +115,35 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
     base64 = format == "base64";
   }
   if (!doc.HasMember("input")) return responder->Send(JsonError(400, "'input' is required"));
-  std::vector<Item> items;
-  auto add_part = [&](const rapidjson::Value& part) -> Status {
-    if (part.IsString()) {
-      items.push_back({Item::Kind::kText, part.GetString()});
-      return Status::Ok();
-    }
-    if (!part.IsObject() || !part.HasMember("type") || !part["type"].IsString()) {
-      return InvalidArgument("each input must be a string or a content part {{type, ...}}");
-    }
-    std::string type = part["type"].GetString();
-    if (type == "text" && part.HasMember("text") && part["text"].IsString()) {
-      items.push_back({Item::Kind::kText, part["text"].GetString()});
-      return Status::Ok();
-    }
-    if (type == "image_url" && part.HasMember("image_url")) {
-      const auto& image = part["image_url"];
-      const rapidjson::Value* url = image.IsString()                             ? &image
-                                    : image.IsObject() && image.HasMember("url") ? &image["url"]
-                                                                                 : nullptr;
-      if (url == nullptr || !url->IsString()) return InvalidArgument("image_url needs a url");
-      BRAID_ASSIGN_OR_RETURN(DataUrl data, ParseDataUrl(url->GetString()));
-      // Dify sends audio (and video) as image_url: route by media type.
-      if (data.media_type.starts_with("audio/")) {
-        items.push_back({Item::Kind::kAudio, std::move(data.data)});
-      } else if (data.media_type.starts_with("image/")) {
-        items.push_back({Item::Kind::kImage, std::move(data.data)});
-      } else {
-        return InvalidArgument("cannot embed a data URL of type {}", data.media_type);
-      }
-      return Status::Ok();
-    }
-    return InvalidArgument("unsupported content part type '{}'", type);
-  };
-  const auto& input = doc["input"];
-  Status parsed = Status::Ok();
-  if (input.IsArray()) {
-    for (const auto& part : input.GetArray()) {
-      parsed = add_part(part);
-      if (!parsed.ok()) break;
-    }
-  } else {
-    parsed = add_part(input);
-  }
-  if (!parsed.ok()) return responder->Send(Error(parsed));
-  if (items.empty()) return responder->Send(JsonError(400, "'input' is empty"));
-  if (items.size() > kMaxEmbeddingInputs)
-    return responder->Send(JsonError(400, fmt::format("at most {} inputs", kMaxEmbeddingInputs)));
-  for (const auto& item : items) {
-    if (item.kind == Item::Kind::kText && (item.data.empty() || !IsValidUtf8(item.data))) {
-      return responder->Send(JsonError(400, "text inputs must be non-empty UTF-8"));
-    }
-  }
-
-  std::size_t tokens = 0;
-  if (auto tokenizer = executor_.TokenizerFor(kTextModel); tokenizer.ok()) {
-    for (const auto& item : items)
-      tokens += item.kind == Item::Kind::kText ? (*tokenizer)->CountTokens(item.data) : 1;
-  }
-  struct Gather {
-    std::mutex mutex;
-    std::vector<std::vector<float>> vectors;
-    std::size_t remaining;
-    Status error;
-  };
-  auto gather = std::make_shared<Gather>();
-  gather->vectors.resize(items.size());
-  gather->remaining = items.size();
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    Embed(
-        items[i], dimensions,
-        [gather, i, responder, model, base64, tokens](Result<std::vector<float>> result) {
-          std::unique_lock lock(gather->mutex);
-          if (result.ok()) {
-            gather->vectors[i] = std::move(result).value();
-          } else if (gather->error.ok()) {
-            gather->error = result.status();
-          }
-          if (--gather->remaining > 0) return;
-          lock.unlock();
-          if (!gather->error.ok()) return responder->Send(Error(gather->error));
-          responder->SendFrom([gather, model, base64, tokens] {
-            std::string data;
-            for (std::size_t k = 0; k < gather->vectors.size(); ++k) {
-              auto& v = gather->vectors[k];
-              Normalise(v);
-              if (k) data += ',';
-              data += fmt::format(R"({{"object":"embedding","index":{},"embedding":)", k);
-              if (base64) {
-                data += Quote(Base64Encode(std::string_view(reinterpret_cast<const char*>(v.data()),
-                                                            v.size() * sizeof(float))));
-              } else {
-                data += fmt::format("[{}]", fmt::join(v, ","));
-              }
-              data += '}';
+  auto items = ParseEmbedItems(doc["input"]);
+  if (!items.ok()) return responder->Send(Error(items.status()));
+  if (items->empty()) return responder->Send(JsonError(400, "'input' is empty"));
+  const std::size_t tokens = embedder_.CountTokens(*items);
+  embedder_.EmbedAll(
+      std::move(items).value(), dimensions,
+      [responder, model, base64, tokens](Result<std::vector<std::vector<float>>> vectors) {
+        if (!vectors.ok()) return responder->Send(Error(vectors.status()));
+        responder->SendFrom([vectors = std::move(vectors).value(), model, base64, tokens] {
+          std::string data;
+          for (std::size_t k = 0; k < vectors.size(); ++k) {
+            const auto& v = vectors[k];
+            if (k) data += ',';
+            data += fmt::format(R"({{"object":"embedding","index":{},"embedding":)", k);
+            if (base64) {
+              data += Quote(Base64Encode(std::string_view(reinterpret_cast<const char*>(v.data()),
+                                                          v.size() * sizeof(float))));
+            } else {
+              data += fmt::format("[{}]", fmt::join(v, ","));
             }
-            HttpResponse response;
-            response.body = fmt::format(
-                R"({{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
-                data, Quote(model), tokens, tokens);
-            return response;
-          });
+            data += '}';
+          }
+          HttpResponse response;
+          response.body = fmt::format(
+              R"({{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
+              data, Quote(model), tokens, tokens);
+          return response;
         });
-  }
+      });
 }
 
 void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder) {

@@ -15,9 +15,9 @@
 // Embeddings are L2-normalised, as OpenAI's are.
 #pragma once
 
+#include "api/embedder.h"
 #include "api/http/http_server.h"
 #include "api/inference_service.h"
-#include "core/thread_pool.h"
 #include "workflow/executor.h"
 #include "workflow/registry.h"
 
@@ -25,32 +25,22 @@ namespace braid {
 
 class OpenAiApi {
  public:
-  // Everything passed must outlive the API. `pool` runs media decoding off
-  // the network threads.
+  // Everything passed must outlive the API.
   OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-            WorkflowExecutor& executor, ThreadPool& pool);
+            WorkflowExecutor& executor, Embedder& embedder);
 
   // Answers the request if its path is one of the endpoints above.
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
 
  private:
-  struct Item;
   void Models(HttpResponderPtr responder);
   void Embeddings(HttpRequest& request, HttpResponderPtr responder);
   void Transcriptions(HttpRequest& request, HttpResponderPtr responder);
   void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);
-  // One embedding of `item` with `dimensions` (512 or 128).
-  void Embed(const Item& item, int dimensions,
-             std::function<void(Result<std::vector<float>>)> done);
-  void EmbedText(const std::string& text, int dimensions,
-                 std::function<void(Result<std::vector<float>>)> done);
-  void Project(std::vector<float> vector, bool image,
-               std::function<void(Result<std::vector<float>>)> done);
-
   InferenceService& service_;
   const WorkflowRegistry& workflows_;
   WorkflowExecutor& executor_;
-  ThreadPool& pool_;
+  Embedder& embedder_;
 };
 
 }  // namespace braid

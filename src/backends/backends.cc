@@ -7,6 +7,9 @@
 #if BRAID_WITH_POCKETSPHINX
 #include "backends/pocketsphinx/pocketsphinx_backend.h"
 #endif
+#if BRAID_WITH_FLITE
+#include "backends/flite/flite_backend.h"
+#endif
 
 namespace braid {
 
@@ -18,6 +21,9 @@ void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image
 #endif
 #if BRAID_WITH_POCKETSPHINX
   registry.Register(kPocketSphinxBackend, MakePocketSphinxBackend(audio));
+#endif
+#if BRAID_WITH_FLITE
+  registry.Register(kFliteBackend, MakeFliteBackend());
 #endif
 }
 

@@ -6,11 +6,14 @@
 #include <csignal>
 #include <thread>
 
+#include "api/embedder.h"
 #include "api/grpc/grpc_server.h"
 #include "api/http/http_server.h"
 #include "api/http/routes.h"
 #include "api/inference_service.h"
 #include "api/openai_api.h"
+#include "api/retrieval_api.h"
+#include "api/speech_api.h"
 #include "api/web.h"
 #include "api/workflow_api.h"
 #include "backends/backends.h"
@@ -119,9 +122,14 @@ int RunServe(const ServeOptions& options) {
   api_options.admin_key = options.admin_key;
   api_options.protect_health = options.protect_health;
   api_options.limits.max_json_depth = options.max_json_depth;
-  OpenAiApi openai_api(service, workflows, executor, workflow_pool);
+  Embedder embedder(service, executor, workflow_pool);
+  OpenAiApi openai_api(service, workflows, executor, embedder);
+  RetrievalApi retrieval_api(embedder, executor, openai_api);
+  SpeechApi speech_api(service);
   std::vector<RouteHandler> keyed = {
       [&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
+      [&](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api.Handle(r, p); },
+      [&](HttpRequest& r, HttpResponderPtr& p) { return speech_api.Handle(r, p); },
       [&](HttpRequest& r, HttpResponderPtr& p) { return openai_api.Handle(r, p); }};
   std::vector<RouteHandler> open = {MakeWebPages()};
   (options.protect_metrics ? keyed : open).push_back(MakeDashboardStats(service, metrics));

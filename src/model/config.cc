@@ -29,7 +29,11 @@ class Reader {
                    std::initializer_list<std::string_view> allowed) const {
     if (!map.IsMap()) return Error(map, path.empty() ? "(top level)" : path, "must be a mapping");
     for (const auto& entry : map) {
-      auto key = entry.first.as<std::string>();
+      if (!entry.first.IsScalar()) {
+        return InvalidArgument("{}: a key at line {} of {} is not a plain name", source_,
+                               entry.first.Mark().line + 1, path.empty() ? "the top level" : path);
+      }
+      const std::string& key = entry.first.Scalar();
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         return InvalidArgument("{}: unknown key '{}' (line {}); expected one of: {}", source_,
                                Join(path, key), entry.first.Mark().line + 1,

@@ -106,6 +106,11 @@ struct ModelConfig {
   VersionPolicy version_policy;
   std::string default_model_filename;             // empty: the backend's default
   std::map<std::string, std::string> parameters;  // backend-specific settings
+  // parameters[key], or `fallback` when it is not set.
+  std::string Parameter(const std::string& key, const std::string& fallback) const {
+    auto it = parameters.find(key);
+    return it == parameters.end() ? fallback : it->second;
+  }
 
   std::filesystem::path config_path() const { return directory / "config.yaml"; }
   // The spec of input `name`, or nullptr.

@@ -111,6 +111,17 @@ std::vector<std::string> Characters(std::string_view text) {
   return out;
 }
 
+// id → string of a vocabulary.
+std::vector<std::string> Strings(const std::unordered_map<std::string, std::int64_t>& vocab) {
+  std::int64_t largest = -1;
+  for (const auto& [token, id] : vocab) largest = std::max(largest, id);
+  std::vector<std::string> strings(static_cast<std::size_t>(largest + 1));
+  for (const auto& [token, id] : vocab) {
+    if (id >= 0) strings[static_cast<std::size_t>(id)] = token;
+  }
+  return strings;
+}
+
 class BpeTokenizer : public Tokenizer {
  public:
   BpeTokenizer(std::unordered_map<std::string, std::int64_t> vocab,
@@ -118,6 +129,7 @@ class BpeTokenizer : public Tokenizer {
                std::int64_t unk, std::int64_t bos, std::int64_t eos, std::int64_t pad,
                std::size_t context_length)
       : vocab_(std::move(vocab)),
+        strings_(Strings(vocab_)),
         ranks_(std::move(ranks)),
         suffix_(std::move(suffix)),
         unk_(unk),
@@ -170,6 +182,28 @@ class BpeTokenizer : public Tokenizer {
 
   std::size_t vocab_size() const override { return vocab_.size(); }
 
+ protected:
+  std::string TokenString(std::int64_t id) const override {
+    return id >= 0 && static_cast<std::size_t>(id) < strings_.size() ? strings_[id] : "";
+  }
+  bool IsSpecial(std::int64_t id) const override { return id == bos_ || id == eos_ || id == unk_; }
+  // The byte symbols back to bytes, without the end-of-word suffix.
+  std::string Surface(const std::string& token) const override {
+    static const std::unordered_map<std::string, char> kBytes = [] {
+      std::unordered_map<std::string, char> bytes;
+      for (int b = 0; b < 256; ++b) bytes[ByteSymbols()[b]] = static_cast<char>(b);
+      return bytes;
+    }();
+    std::string_view rest = token;
+    if (!suffix_.empty() && rest.ends_with(suffix_)) rest.remove_suffix(suffix_.size());
+    std::string out;
+    for (const auto& symbol : Characters(rest)) {
+      auto it = kBytes.find(symbol);
+      if (it != kBytes.end()) out += it->second;
+    }
+    return out;
+  }
+
  private:
   // CLIP: whitespace collapsed and trimmed, lower-case (ASCII).
   std::string Normalise(std::string_view text) const {
@@ -219,6 +253,7 @@ class BpeTokenizer : public Tokenizer {
   }
 
   std::unordered_map<std::string, std::int64_t> vocab_;
+  std::vector<std::string> strings_;
   std::map<std::pair<std::string, std::string>, int> ranks_;
   std::string suffix_;
   std::int64_t unk_, bos_, eos_, pad_;
@@ -230,6 +265,7 @@ class WordPieceTokenizer : public Tokenizer {
   WordPieceTokenizer(std::unordered_map<std::string, std::int64_t> vocab, std::string prefix,
                      std::int64_t unk, std::int64_t cls, std::int64_t sep, bool lowercase)
       : vocab_(std::move(vocab)),
+        strings_(Strings(vocab_)),
         prefix_(std::move(prefix)),
         unk_(unk),
         cls_(cls),
@@ -253,6 +289,15 @@ class WordPieceTokenizer : public Tokenizer {
     return ids.ok() ? ids->size() : 0;
   }
   std::size_t vocab_size() const override { return vocab_.size(); }
+
+ protected:
+  std::string TokenString(std::int64_t id) const override {
+    return id >= 0 && static_cast<std::size_t>(id) < strings_.size() ? strings_[id] : "";
+  }
+  bool IsSpecial(std::int64_t id) const override { return id == cls_ || id == sep_ || id == unk_; }
+  std::string Surface(const std::string& token) const override {
+    return token.starts_with(prefix_) ? token.substr(prefix_.size()) : token;
+  }
 
  private:
   // BERT's basic tokenisation: clean, lower-case, split on whitespace and punctuation.
@@ -306,6 +351,7 @@ class WordPieceTokenizer : public Tokenizer {
   }
 
   std::unordered_map<std::string, std::int64_t> vocab_;
+  std::vector<std::string> strings_;
   std::string prefix_;
   std::int64_t unk_, cls_, sep_;
   bool lowercase_;
@@ -318,6 +364,28 @@ std::int64_t IdOf(const std::unordered_map<std::string, std::int64_t>& vocab,
 }
 
 }  // namespace
+
+Result<std::vector<Token>> Tokenizer::Tokenize(std::string_view text) const {
+  BRAID_ASSIGN_OR_RETURN(std::vector<std::int64_t> ids, Encode(text));
+  ids.resize(std::min(ids.size(), CountTokens(text)));
+  std::string lower(text);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::vector<Token> tokens;
+  std::size_t cursor = 0;
+  for (std::int64_t id : ids) {
+    Token token{id, TokenString(id), IsSpecial(id), std::nullopt, std::nullopt};
+    if (!token.special) {
+      const std::string surface = Surface(token.text);
+      const std::size_t at = surface.empty() ? std::string::npos : lower.find(surface, cursor);
+      if (at != std::string::npos) {
+        token.start = at;
+        token.stop = cursor = at + surface.size();
+      }
+    }
+    tokens.push_back(std::move(token));
+  }
+  return tokens;
+}
 
 bool IsValidUtf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {

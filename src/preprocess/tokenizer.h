@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,9 +27,22 @@
 
 namespace braid {
 
+struct Token {
+  std::int64_t id = 0;
+  std::string text;  // the vocabulary's string for it
+  bool special = false;
+  // Byte offsets of the text it covers in the input; none for special
+  // tokens and where normalisation changed the text beyond finding.
+  std::optional<std::size_t> start, stop;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
+
+  // The tokens Encode() gives before padding, with their strings and
+  // offsets (for TEI's /tokenize).
+  Result<std::vector<Token>> Tokenize(std::string_view text) const;
 
   // Token ids of `text` with the model's special tokens; for CLIP-style BPE
   // padded/truncated to context_length(). InvalidArgument for text that is
@@ -39,6 +53,13 @@ class Tokenizer {
   virtual std::size_t CountTokens(std::string_view text) const = 0;
 
   virtual std::size_t vocab_size() const = 0;
+
+ protected:
+  // The vocabulary string of `id`, whether it is a special token, and the
+  // (lower-case) text a non-special token string stands for.
+  virtual std::string TokenString(std::int64_t id) const = 0;
+  virtual bool IsSpecial(std::int64_t id) const = 0;
+  virtual std::string Surface(const std::string& token) const = 0;
 };
 using TokenizerPtr = std::unique_ptr<Tokenizer>;
 

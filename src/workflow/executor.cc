@@ -6,7 +6,9 @@
 #include <cstring>
 #include <deque>
 
+#include "core/base64.h"
 #include "preprocess/audio.h"
+#include "preprocess/audio_encoder.h"
 #include "preprocess/image.h"
 
 namespace braid {
@@ -89,9 +91,11 @@ std::string RenderTemplate(const std::string& text, const NamedTensors& values) 
 }
 
 // The model a model or project node runs.
+// The model a model, project or tts node runs.
 std::string ModelOf(const NodeSpec& node) {
   auto model = node.params.find("model");
-  return model != node.params.end() ? model->second : "align";
+  if (model != node.params.end()) return model->second;
+  return node.kind == "tts" ? "tts" : "align";
 }
 
 // Node results in the cache: their names as a BYTES tensor, then the tensors.
@@ -292,7 +296,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     hasher.Add("node").Add(node.kind);
     for (const auto& [name, value] : node.params) hasher.Add(name).Add(value);
     std::optional<Duration> ttl;
-    if (node.kind == "model" || node.kind == "project") {
+    if (node.kind == "model" || node.kind == "project" || node.kind == "tts") {
       auto policy = executor_.runner_.CachePolicyFor(ModelOf(node));
       if (!policy) return std::nullopt;
       hasher.Add(policy->version);
@@ -411,6 +415,24 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
                               }
                               done(std::move(result));
                             });
+      return;
+    }
+    if (node.kind == "tts") {
+      // Speech, answered as a WAV data URL (a workflow's outputs are JSON).
+      auto voice = node.params.find("voice");
+      NamedTensors model_inputs = {
+          {"text", inputs["text"]},
+          {"voice", *Tensor::FromStrings({voice == node.params.end() ? "" : voice->second}, {1})}};
+      executor_.runner_.Run(
+          ModelOf(node), std::move(model_inputs), options_.priority, options_.deadline,
+          options_.cancellation, [done](Result<NamedTensors> result) {
+            if (!result.ok()) return done(result.status());
+            const Tensor& audio = (*result)["audio"];
+            const int rate = (*result)["sample_rate"].span<std::int32_t>()[0];
+            const std::string url =
+                "data:audio/wav;base64," + Base64Encode(EncodeWav(audio.span<float>(), rate));
+            done(NamedTensors{{"audio", *Tensor::FromStrings({url}, {1})}});
+          });
       return;
     }
     if (node.kind == "remote.chat") {

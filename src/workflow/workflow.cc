@@ -28,6 +28,7 @@ const std::map<std::string, KindInfo>& Kinds() {
       {"fuse", {{}, {"vector"}, {"mode"}}},
       {"template", {{}, {"text"}, {"template"}}},
       {"remote.chat", {{}, {"text"}, {"prompt", "system", "model"}}},
+      {"tts", {{"text"}, {"audio"}, {"voice", "model"}}},
   };
   return kinds;
 }
@@ -226,11 +227,15 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
               fmt::format("{}: node '{}' field 'model'", source, node.id));
         outputs = *model_outputs;
       }
-      if (node.kind == "project") {
-        auto head = catalog(node.params.count("model") ? node.params["model"] : "align",
-                            {"image_embeds", "text_embeds"});
-        if (!head.ok())
-          return head.status().WithContext(
+      if (node.kind == "project" || node.kind == "tts") {
+        const bool project = node.kind == "project";
+        auto model = catalog(node.params.count("model") ? node.params["model"]
+                             : project                  ? "align"
+                                                        : "tts",
+                             project ? std::vector<std::string>{"image_embeds", "text_embeds"}
+                                     : std::vector<std::string>{"text", "voice"});
+        if (!model.ok())
+          return model.status().WithContext(
               fmt::format("{}: node '{}' field 'model'", source, node.id));
       }
       produced[node.id] = outputs;

@@ -57,6 +57,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   while (poll(&poll_fd, 1, 5000) > 0) {
     if (recv(fd, buffer, sizeof(buffer), 0) <= 0) break;
   }
+  // Close with a reset: hundreds of connections a second would otherwise
+  // fill the ephemeral ports with TIME_WAIT and make connect() fail.
+  const linger reset{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
   close(fd);
   return 0;
 }

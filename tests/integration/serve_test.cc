@@ -746,7 +746,7 @@ TEST(ServeRepositoryTest, IndexUnloadAndLoad) {
   ASSERT_EQ(index.code, 200);
   auto doc = Parse(index.body);
   ASSERT_TRUE(doc.IsArray());
-  EXPECT_EQ(doc.Size(), 6u) << "clip-image, clip-text, align, identity, ocr, asr";
+  EXPECT_EQ(doc.Size(), 7u) << "clip-image, clip-text, align, identity, ocr, asr, tts";
   EXPECT_EQ(Post(server, "/v2/repository/models/identity/unload", "{}").code, 200);
   EXPECT_EQ(Curl(server, "/v2/models/identity/ready").code, 503);
   EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 503);

@@ -80,11 +80,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
         "BYTES, words BYTES, timings FP32",
         config.config_path().string());
   }
-  auto parameter = [&](const std::string& key, const std::string& fallback) {
-    auto it = config.parameters.find(key);
-    return it == config.parameters.end() ? fallback : it->second;
-  };
-  const std::filesystem::path model_dir = parameter("model_dir", kDefaultModelDir);
+  const std::filesystem::path model_dir = config.Parameter("model_dir", kDefaultModelDir);
   const std::string hmm = (model_dir / "en-us").string();
   const std::string lm = (model_dir / "en-us.lm.bin").string();
   const std::string dict = (model_dir / "cmudict-en-us.dict").string();
@@ -97,7 +93,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
   }
   AudioLimits limits;
   try {
-    limits.max_seconds = std::min(server.max_seconds, std::stod(parameter("max_seconds", "600")));
+    limits.max_seconds =
+        std::min(server.max_seconds, std::stod(config.Parameter("max_seconds", "600")));
   } catch (const std::exception&) {
     return InvalidArgument("{}: parameters.max_seconds must be a number",
                            config.config_path().string());

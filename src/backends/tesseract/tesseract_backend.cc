@@ -12,12 +12,6 @@ namespace {
 
 constexpr char kDefaultTessdata[] = "/usr/share/tesseract-ocr/5/tessdata";
 
-std::string Parameter(const ModelConfig& config, const std::string& key,
-                      const std::string& fallback) {
-  auto it = config.parameters.find(key);
-  return it == config.parameters.end() ? fallback : it->second;
-}
-
 class TesseractInstance : public ModelInstance {
  public:
   TesseractInstance(std::unique_ptr<tesseract::TessBaseAPI> api, ImageLimits limits)
@@ -85,14 +79,14 @@ Status CheckInterface(const ModelConfig& config) {
 
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const ImageLimits& server) {
   BRAID_RETURN_IF_ERROR(CheckInterface(config));
-  const std::string tessdata = Parameter(config, "tessdata_dir", kDefaultTessdata);
-  const std::string language = Parameter(config, "language", "eng");
+  const std::string tessdata = config.Parameter("tessdata_dir", kDefaultTessdata);
+  const std::string language = config.Parameter("language", "eng");
   int mode = 0;
   ImageLimits limits;
   try {
-    mode = std::stoi(Parameter(config, "page_segmentation_mode", "3"));
+    mode = std::stoi(config.Parameter("page_segmentation_mode", "3"));
     limits.max_pixels = std::min<std::int64_t>(
-        server.max_pixels, std::stoll(Parameter(config, "max_pixels", "40000000")));
+        server.max_pixels, std::stoll(config.Parameter("max_pixels", "40000000")));
   } catch (const std::exception&) {
     return InvalidArgument("{}: parameters.page_segmentation_mode and max_pixels must be integers",
                            config.config_path().string());

@@ -92,6 +92,42 @@ TEST(WordPieceTokenizerTest, GreedyLongestMatchWithContinuations) {
               ElementsAre(2, 7, 4, 5, 6, 8, 9, 1, 3));
 }
 
+TEST(BpeTokenizerTest, TokenizeGivesStringsAndOffsetsIntoTheInput) {
+  auto tokenizer = ParseTokenizer(ClipStyleJson(), 8);
+  ASSERT_TRUE(tokenizer.ok());
+  auto tokens = (*tokenizer)->Tokenize("  HELLO   hi!");
+  ASSERT_TRUE(tokens.ok());
+  ASSERT_EQ(tokens->size(), 6u) << "no padding";
+  EXPECT_TRUE((*tokens)[0].special);
+  EXPECT_EQ((*tokens)[0].text, "<|startoftext|>");
+  EXPECT_FALSE((*tokens)[0].start.has_value());
+  EXPECT_EQ((*tokens)[1].text, "hello</w>");
+  EXPECT_EQ((*tokens)[1].start, 2u);
+  EXPECT_EQ((*tokens)[1].stop, 7u);
+  EXPECT_EQ((*tokens)[2].text, "h");
+  EXPECT_EQ((*tokens)[2].start, 10u);
+  EXPECT_EQ((*tokens)[3].text, "i</w>");
+  EXPECT_EQ((*tokens)[3].stop, 12u);
+  EXPECT_EQ((*tokens)[4].start, 12u);
+  EXPECT_EQ((*tokens)[4].stop, 13u);
+  EXPECT_TRUE((*tokens)[5].special);
+  EXPECT_FALSE((*tokenizer)->Tokenize("\xff").ok());
+}
+
+TEST(WordPieceTokenizerTest, TokenizeFindsContinuationsInTheText) {
+  auto tokenizer = ParseTokenizer(
+      R"({"model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",
+                   "vocab":{"[UNK]":1,"[CLS]":2,"[SEP]":3,"un":4,"##aff":5,"##able":6}}})");
+  ASSERT_TRUE(tokenizer.ok());
+  auto tokens = (*tokenizer)->Tokenize("Unaffable");
+  ASSERT_TRUE(tokens.ok());
+  ASSERT_EQ(tokens->size(), 5u);
+  EXPECT_EQ((*tokens)[2].text, "##aff");
+  EXPECT_EQ((*tokens)[2].start, 2u);
+  EXPECT_EQ((*tokens)[2].stop, 5u);
+  EXPECT_TRUE((*tokens)[4].special);
+}
+
 TEST(ByteLevelTest, EveryByteHasAPrintableSymbol) {
   const auto& symbols = ByteSymbols();
   ASSERT_EQ(symbols.size(), 256u);
