@@ -35,6 +35,8 @@ struct BenchOptions {
   std::int64_t batch_size = 1;
   int unique = 16;
   bool cache = false;
+  int priority = 0;
+  std::int64_t timeout_us = -1;
   std::vector<double> concurrency;
   std::vector<double> rates;
   double warmup_s = 1;
@@ -94,17 +96,18 @@ Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
       auto sets, MakeInputSets(specs, files,
                                options.input_data == "zero" ? InputData::kZero : InputData::kRandom,
                                options.unique));
+  const RequestParameters parameters{options.cache, options.priority, options.timeout_us};
   if (options.endpoint == "grpc") {
     std::vector<inference::ModelInferRequest> requests;
     for (const auto& set : sets)
-      requests.push_back(KserveGrpcRequest(options.model, specs, set, options.cache));
+      requests.push_back(KserveGrpcRequest(options.model, specs, set, parameters));
     return MakeGrpcTarget(options.grpc, std::move(requests), options.api_key);
   }
   std::vector<HttpRequestSpec> requests;
   for (const auto& set : sets) {
     requests.push_back(options.endpoint == "kserve-binary"
-                           ? KserveBinaryRequest(options.model, specs, set, options.cache)
-                           : KserveJsonRequest(options.model, specs, set, options.cache));
+                           ? KserveBinaryRequest(options.model, specs, set, parameters)
+                           : KserveJsonRequest(options.model, specs, set, parameters));
   }
   return MakeHttpTarget(options.url, std::move(requests), options.threads);
 }
@@ -198,9 +201,10 @@ int RunBench(const BenchOptions& options) {
   const bool live = isatty(STDERR_FILENO);
   fmt::print("# braid bench: {} ({})\n", (*target)->Describe(),
              open_loop ? "open loop, Poisson arrivals" : "closed loop");
-  fmt::print("| {} | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | stable |\n",
-             open_loop ? "offered req/s" : "concurrency");
-  fmt::print("|---:|---:|---:|---:|---:|---:|---:|---|\n");
+  fmt::print(
+      "| {} | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | stable | error p99 ms |\n",
+      open_loop ? "offered req/s" : "concurrency");
+  fmt::print("|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
   std::fflush(stdout);
   std::vector<BenchPoint> points;
   for (double level : levels) {
@@ -220,9 +224,9 @@ int RunBench(const BenchOptions& options) {
     });
     if (live) fmt::print(stderr, "\r\033[K");
     const auto& s = point.summary;
-    fmt::print("| {:g} | {:.1f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {} | {} |\n", level,
+    fmt::print("| {:g} | {:.1f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {:.2f} |\n", level,
                s.throughput, s.p50_us / 1000, s.p90_us / 1000, s.p99_us / 1000, s.max_us / 1000,
-               s.errors, point.stable ? "yes" : "no");
+               s.errors, point.stable ? "yes" : "no", s.error_p99_us / 1000);
     std::fflush(stdout);
     points.push_back(point);
   }
@@ -281,6 +285,10 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::PositiveNumber);
   bench->add_flag("--cache", options->cache,
                   "Let the server answer from its result cache (off: parameters.cache=false)");
+  bench->add_option("--priority", options->priority,
+                    "parameters.priority of every request (KServe endpoints; 1 is the highest)");
+  bench->add_option("--timeout-us", options->timeout_us,
+                    "parameters.timeout of every request in microseconds (KServe endpoints)");
   bench
       ->add_option("-c,--concurrency", options->concurrency,
                    "Closed loop: clients, e.g. -c 1,16,64 (default 1)")

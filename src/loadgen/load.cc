@@ -25,13 +25,25 @@ class Recorder {
     if (ok) {
       latencies_.push_back(latency_us);
     } else {
+      error_latencies_.push_back(latency_us);
       ++errors_;
     }
   }
-  std::pair<std::vector<double>, std::uint64_t> Take() {
+  // A request the open loop did not send: an error with no answer.
+  void Drop() {
     std::lock_guard lock(mutex_);
-    std::pair<std::vector<double>, std::uint64_t> taken{std::move(latencies_), errors_};
+    ++total_;
+    ++errors_;
+  }
+  struct Outcomes {
+    std::vector<double> latencies, error_latencies;
+    std::uint64_t errors = 0;
+  };
+  Outcomes Take() {
+    std::lock_guard lock(mutex_);
+    Outcomes taken{std::move(latencies_), std::move(error_latencies_), errors_};
     latencies_.clear();
+    error_latencies_.clear();
     errors_ = 0;
     return taken;
   }
@@ -55,7 +67,7 @@ class Recorder {
 
  private:
   std::mutex mutex_;
-  std::vector<double> latencies_;
+  std::vector<double> latencies_, error_latencies_;
   std::uint64_t errors_ = 0;
   std::uint64_t total_ = 0;  // never reset
 };
@@ -130,7 +142,7 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
         next += gaps.Next();
         std::this_thread::sleep_until(next);
         if (shared->outstanding.count() >= spec.max_outstanding) {
-          shared->recorder.Add(0, false);
+          shared->recorder.Drop();
           continue;
         }
         shared->outstanding.Begin();
@@ -160,22 +172,19 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
         progress(update);
       }
     }
-    auto [latencies, errors] = shared->recorder.Take();
-    return std::tuple{std::move(latencies), errors, Micros(Wall::now() - start) / 1e6};
+    return std::pair{shared->recorder.Take(), Micros(Wall::now() - start) / 1e6};
   };
 
   phase("warm-up", spec.warmup);
   std::vector<LatencySummary> windows;
-  std::vector<std::vector<double>> kept;
-  std::vector<std::uint64_t> kept_errors;
+  std::vector<Recorder::Outcomes> kept;
   std::vector<double> kept_seconds;
   const int max_windows = std::max(3, spec.max_windows);
   while (static_cast<int>(windows.size()) < max_windows) {
-    auto [latencies, errors, seconds] =
-        phase("window " + std::to_string(windows.size() + 1), spec.window);
-    windows.push_back(Summarize(latencies, errors, seconds));
-    kept.push_back(std::move(latencies));
-    kept_errors.push_back(errors);
+    auto [outcomes, seconds] = phase("window " + std::to_string(windows.size() + 1), spec.window);
+    windows.push_back(
+        Summarize(outcomes.latencies, outcomes.error_latencies, outcomes.errors, seconds));
+    kept.push_back(std::move(outcomes));
     kept_seconds.push_back(seconds);
     if (Stable(windows, spec.stability)) break;
   }
@@ -183,18 +192,20 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
   if (arrivals.joinable()) arrivals.join();
   shared->outstanding.WaitIdle(std::chrono::seconds(60));
 
-  std::vector<double> latencies;
+  std::vector<double> latencies, error_latencies;
   std::uint64_t errors = 0;
   double seconds = 0;
   for (std::size_t i = kept.size() - 3; i < kept.size(); ++i) {
-    latencies.insert(latencies.end(), kept[i].begin(), kept[i].end());
-    errors += kept_errors[i];
+    latencies.insert(latencies.end(), kept[i].latencies.begin(), kept[i].latencies.end());
+    error_latencies.insert(error_latencies.end(), kept[i].error_latencies.begin(),
+                           kept[i].error_latencies.end());
+    errors += kept[i].errors;
     seconds += kept_seconds[i];
   }
   BenchPoint point;
   point.mode = spec.open_loop ? "rate" : "concurrency";
   point.load = spec.load;
-  point.summary = Summarize(std::move(latencies), errors, seconds);
+  point.summary = Summarize(std::move(latencies), std::move(error_latencies), errors, seconds);
   point.stable = Stable(windows, spec.stability);
   point.completed = shared->recorder.total();
   return point;

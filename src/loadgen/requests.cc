@@ -103,10 +103,20 @@ void AppendInputHead(std::string& out, const InputSpec& spec, const Tensor& tens
                  fmt::join(tensor.shape(), ","), DataTypeName(tensor.dtype()));
 }
 
+// The members of the request's "parameters" object, each with a leading comma.
+std::string ParameterMembers(const RequestParameters& parameters) {
+  std::string out;
+  if (!parameters.cache) out += ",\"cache\":false";
+  if (parameters.priority != 0) out += fmt::format(",\"priority\":{}", parameters.priority);
+  if (parameters.timeout_us >= 0) out += fmt::format(",\"timeout\":{}", parameters.timeout_us);
+  return out;
+}
+
 }  // namespace
 
 HttpRequestSpec KserveJsonRequest(const std::string& model, const std::vector<InputSpec>& specs,
-                                  const std::vector<Tensor>& tensors, bool cache) {
+                                  const std::vector<Tensor>& tensors,
+                                  const RequestParameters& parameters) {
   std::string body = "{\"inputs\":[";
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (i) body += ',';
@@ -116,13 +126,15 @@ HttpRequestSpec KserveJsonRequest(const std::string& model, const std::vector<In
     body += "]}";
   }
   body += "]";
-  if (!cache) body += ",\"parameters\":{\"cache\":false}";
+  if (std::string members = ParameterMembers(parameters); !members.empty())
+    body += ",\"parameters\":{" + members.substr(1) + "}";
   body += "}";
   return {"POST", ModelPath(model), "application/json", {}, std::move(body)};
 }
 
 HttpRequestSpec KserveBinaryRequest(const std::string& model, const std::vector<InputSpec>& specs,
-                                    const std::vector<Tensor>& tensors, bool cache) {
+                                    const std::vector<Tensor>& tensors,
+                                    const RequestParameters& parameters) {
   std::string header = "{\"inputs\":[";
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (i) header += ',';
@@ -130,9 +142,7 @@ HttpRequestSpec KserveBinaryRequest(const std::string& model, const std::vector<
     fmt::format_to(std::back_inserter(header), ",\"parameters\":{{\"binary_data_size\":{}}}}}",
                    tensors[i].byte_size());
   }
-  header += "],\"parameters\":{\"binary_data_output\":true";
-  if (!cache) header += ",\"cache\":false";
-  header += "}}";
+  header += "],\"parameters\":{\"binary_data_output\":true" + ParameterMembers(parameters) + "}}";
   std::string body = header;
   for (const Tensor& tensor : tensors)
     body.append(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
@@ -145,7 +155,8 @@ HttpRequestSpec KserveBinaryRequest(const std::string& model, const std::vector<
 
 inference::ModelInferRequest KserveGrpcRequest(const std::string& model,
                                                const std::vector<InputSpec>& specs,
-                                               const std::vector<Tensor>& tensors, bool cache) {
+                                               const std::vector<Tensor>& tensors,
+                                               const RequestParameters& parameters) {
   inference::ModelInferRequest request;
   request.set_model_name(model);
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -156,7 +167,10 @@ inference::ModelInferRequest KserveGrpcRequest(const std::string& model,
     request.add_raw_input_contents(reinterpret_cast<const char*>(tensors[i].data()),
                                    tensors[i].byte_size());
   }
-  if (!cache) (*request.mutable_parameters())["cache"].set_bool_param(false);
+  auto& fields = *request.mutable_parameters();
+  if (!parameters.cache) fields["cache"].set_bool_param(false);
+  if (parameters.priority != 0) fields["priority"].set_int64_param(parameters.priority);
+  if (parameters.timeout_us >= 0) fields["timeout"].set_int64_param(parameters.timeout_us);
   return request;
 }
 

@@ -35,14 +35,24 @@ Result<std::vector<std::vector<Tensor>>> MakeInputSets(const std::vector<InputSp
                                                        const std::map<std::string, Tensor>& files,
                                                        InputData data, int count);
 
-// Request bodies. Without `cache`, the request asks the server not to
-// answer from its result cache (parameters.cache = false).
+// The request's parameters. Without `cache` it asks the server not to
+// answer from its result cache (parameters.cache = false); `priority` 0 and
+// `timeout_us` -1 leave the model's defaults.
+struct RequestParameters {
+  bool cache = false;
+  int priority = 0;
+  std::int64_t timeout_us = -1;
+};
+
 HttpRequestSpec KserveJsonRequest(const std::string& model, const std::vector<InputSpec>& specs,
-                                  const std::vector<Tensor>& tensors, bool cache);
+                                  const std::vector<Tensor>& tensors,
+                                  const RequestParameters& parameters);
 HttpRequestSpec KserveBinaryRequest(const std::string& model, const std::vector<InputSpec>& specs,
-                                    const std::vector<Tensor>& tensors, bool cache);
+                                    const std::vector<Tensor>& tensors,
+                                    const RequestParameters& parameters);
 inference::ModelInferRequest KserveGrpcRequest(const std::string& model,
                                                const std::vector<InputSpec>& specs,
-                                               const std::vector<Tensor>& tensors, bool cache);
+                                               const std::vector<Tensor>& tensors,
+                                               const RequestParameters& parameters);
 
 }  // namespace braid

@@ -15,8 +15,10 @@ double Percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::min(index, sorted.size() - 1)];
 }
 
-LatencySummary Summarize(std::vector<double> latencies_us, std::uint64_t errors, double seconds) {
+LatencySummary Summarize(std::vector<double> latencies_us, std::vector<double> error_latencies_us,
+                         std::uint64_t errors, double seconds) {
   std::sort(latencies_us.begin(), latencies_us.end());
+  std::sort(error_latencies_us.begin(), error_latencies_us.end());
   LatencySummary summary;
   summary.requests = latencies_us.size();
   summary.errors = errors;
@@ -26,6 +28,7 @@ LatencySummary Summarize(std::vector<double> latencies_us, std::uint64_t errors,
   summary.p90_us = Percentile(latencies_us, 90);
   summary.p99_us = Percentile(latencies_us, 99);
   summary.max_us = latencies_us.empty() ? 0 : latencies_us.back();
+  summary.error_p99_us = Percentile(error_latencies_us, 99);
   summary.mean_us =
       latencies_us.empty()
           ? 0
@@ -36,14 +39,14 @@ LatencySummary Summarize(std::vector<double> latencies_us, std::uint64_t errors,
 std::string PointsToCsv(const std::vector<BenchPoint>& points) {
   std::string out =
       "mode,load,requests,errors,seconds,throughput,p50_us,p90_us,p99_us,max_us,mean_us,stable,"
-      "completed\n";
+      "completed,error_p99_us\n";
   for (const auto& point : points) {
     const auto& s = point.summary;
     fmt::format_to(std::back_inserter(out),
-                   "{},{},{},{},{:.3f},{:.2f},{:.1f},{:.1f},{:.1f},{:.1f},{:.1f},{},{}\n",
+                   "{},{},{},{},{:.3f},{:.2f},{:.1f},{:.1f},{:.1f},{:.1f},{:.1f},{},{},{:.1f}\n",
                    point.mode, point.load, s.requests, s.errors, s.seconds, s.throughput, s.p50_us,
                    s.p90_us, s.p99_us, s.max_us, s.mean_us, point.stable ? "true" : "false",
-                   point.completed);
+                   point.completed, s.error_p99_us);
   }
   return out;
 }
@@ -61,9 +64,11 @@ std::string PointsToJson(const std::vector<BenchPoint>& points, const std::strin
         std::back_inserter(out),
         "{}{{\"mode\":\"{}\",\"load\":{},\"requests\":{},\"errors\":{},\"seconds\":{:.3f},"
         "\"throughput\":{:.2f},\"p50_us\":{:.1f},\"p90_us\":{:.1f},\"p99_us\":{:.1f},"
-        "\"max_us\":{:.1f},\"mean_us\":{:.1f},\"stable\":{},\"completed\":{}}}",
+        "\"max_us\":{:.1f},\"mean_us\":{:.1f},\"stable\":{},\"completed\":{},"
+        "\"error_p99_us\":{:.1f}}}",
         i ? "," : "", points[i].mode, points[i].load, s.requests, s.errors, s.seconds, s.throughput,
-        s.p50_us, s.p90_us, s.p99_us, s.max_us, s.mean_us, points[i].stable, points[i].completed);
+        s.p50_us, s.p90_us, s.p99_us, s.max_us, s.mean_us, points[i].stable, points[i].completed,
+        s.error_p99_us);
   }
   out += "]}\n";
   return out;

@@ -18,10 +18,15 @@ struct LatencySummary {
   double seconds = 0;          // measurement time
   double throughput = 0;       // successful requests per second
   double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+  // How long the server took to refuse: p99 over the answered errors (429,
+  // 503, 504...; not the open loop's own drops).
+  double error_p99_us = 0;
 };
 
-// Summarises successful requests' latencies (microseconds, any order).
-LatencySummary Summarize(std::vector<double> latencies_us, std::uint64_t errors, double seconds);
+// Summarises successful requests' latencies and answered errors'
+// latencies (microseconds, any order); `errors` counts every error.
+LatencySummary Summarize(std::vector<double> latencies_us, std::vector<double> error_latencies_us,
+                         std::uint64_t errors, double seconds);
 
 // One point of a sweep: the load offered and what it got.
 struct BenchPoint {

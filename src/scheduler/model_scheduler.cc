@@ -445,6 +445,10 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     }
     std::vector<Pending> batch = TakeBatchLocked(now);
     if (batch.empty()) continue;
+    for (const auto& pending : batch) {
+      if (now >= std::min(pending.request->deadline, pending.queue_deadline))
+        ++stats_.computed_late;
+    }
     running_since_.push_back(now);
     lock.unlock();
 

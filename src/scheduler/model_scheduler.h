@@ -90,6 +90,7 @@ struct SchedulerStats {
   std::uint64_t timed_out = 0;             // dropped at a timeout or deadline
   std::uint64_t cancelled = 0;             // dropped because cancelled
   std::uint64_t delayed = 0;               // moved behind every level at their timeout
+  std::uint64_t computed_late = 0;         // started past their deadline (should stay 0)
   std::uint64_t executions = 0;            // batches run
   std::uint64_t inferences = 0;            // items run (sum of batch sizes)
   DurationHistogram queue_time;            // per request

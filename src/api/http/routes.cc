@@ -128,12 +128,13 @@ std::string StatsJson(const std::string& name, std::int64_t version, const Sched
   return fmt::format(
       "{{\"name\":{},\"version\":\"{}\",\"inference_count\":{},\"execution_count\":{},"
       "\"inference_stats\":{{\"success\":{},\"fail\":{},\"queue\":{},\"compute_infer\":{}}},"
-      "\"batch_stats\":[{}],\"rejected\":{},\"timed_out\":{},\"cancelled\":{},\"queue_depth\":[{}],"
-      "\"utilization\":{}}}",
+      "\"batch_stats\":[{}],\"rejected\":{},\"timed_out\":{},\"cancelled\":{},\"computed_late\":{},"
+      "\"queue_depth\":[{}],\"utilization\":{}}}",
       Quote(name), version, s.inferences, s.executions, DurationJson(s.success, 0),
       DurationJson(s.failure, 0), DurationJson(s.queue_time.count, s.queue_time.sum_us),
       DurationJson(s.compute_time.count, s.compute_time.sum_us), fmt::join(batches, ","),
-      s.rejected, s.timed_out, s.cancelled, fmt::join(s.queue_depth, ","), s.utilization);
+      s.rejected, s.timed_out, s.cancelled, s.computed_late, fmt::join(s.queue_depth, ","),
+      s.utilization);
 }
 
 // Pulls "Bearer KEY" apart; empty if absent or malformed.

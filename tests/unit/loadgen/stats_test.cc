@@ -22,14 +22,15 @@ TEST(PercentileTest, NearestRank) {
 }
 
 TEST(SummarizeTest, CountsThroughputAndOrder) {
-  auto s = Summarize({30, 10, 20, 40}, 2, 2.0);
+  auto s = Summarize({30, 10, 20, 40}, {900, 5}, 3, 2.0);
   EXPECT_EQ(s.requests, 4u);
-  EXPECT_EQ(s.errors, 2u);
+  EXPECT_EQ(s.errors, 3u) << "one error was never answered";
+  EXPECT_EQ(s.error_p99_us, 900);
   EXPECT_DOUBLE_EQ(s.throughput, 2.0);
   EXPECT_EQ(s.p50_us, 20);
   EXPECT_EQ(s.max_us, 40);
   EXPECT_DOUBLE_EQ(s.mean_us, 25);
-  EXPECT_EQ(Summarize({}, 0, 1).throughput, 0);
+  EXPECT_EQ(Summarize({}, {}, 0, 1).throughput, 0);
 }
 
 TEST(PoissonArrivalsTest, MeanRateAndExponentialSpread) {
@@ -55,20 +56,20 @@ TEST(PoissonArrivalsTest, MeanRateAndExponentialSpread) {
 }
 
 TEST(ReportTest, CsvAndJsonCarryEveryPoint) {
-  BenchPoint a{"concurrency", 1, Summarize({100, 200, 300}, 0, 1.5), true, 10};
-  BenchPoint b{"concurrency", 16, Summarize({1000, 2000}, 3, 1.0), false, 20};
+  BenchPoint a{"concurrency", 1, Summarize({100, 200, 300}, {}, 0, 1.5), true, 10};
+  BenchPoint b{"concurrency", 16, Summarize({1000, 2000}, {50, 70, 60}, 3, 1.0), false, 20};
   const std::string csv = PointsToCsv({a, b});
   EXPECT_EQ(csv,
             "mode,load,requests,errors,seconds,throughput,p50_us,p90_us,p99_us,max_us,mean_us,"
-            "stable,completed\n"
-            "concurrency,1,3,0,1.500,2.00,200.0,300.0,300.0,300.0,200.0,true,10\n"
-            "concurrency,16,2,3,1.000,2.00,1000.0,2000.0,2000.0,2000.0,1500.0,false,20\n");
+            "stable,completed,error_p99_us\n"
+            "concurrency,1,3,0,1.500,2.00,200.0,300.0,300.0,300.0,200.0,true,10,0.0\n"
+            "concurrency,16,2,3,1.000,2.00,1000.0,2000.0,2000.0,2000.0,1500.0,false,20,70.0\n");
   const std::string json = PointsToJson({a, b}, "http://h:1/v2/models/\"m\"/infer");
   EXPECT_NE(json.find(R"("target":"http://h:1/v2/models/\"m\"/infer")"), std::string::npos) << json;
   EXPECT_NE(json.find(R"({"mode":"concurrency","load":16,"requests":2,"errors":3,)"),
             std::string::npos)
       << json;
-  EXPECT_NE(json.find(R"("stable":false,"completed":20})"), std::string::npos);
+  EXPECT_NE(json.find(R"("stable":false,"completed":20,"error_p99_us":70.0})"), std::string::npos);
 }
 
 }  // namespace
