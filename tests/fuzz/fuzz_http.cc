@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "api/http/http_server.h"
 #include "support/loopback.h"
@@ -44,8 +47,18 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const int fd = braid::testing::ConnectLoopback(port);
-  if (fd < 0) std::abort();
+  // A refused connect is retried for a while (the harness shares the
+  // machine's sockets with the server it drives); a server that stops
+  // accepting for good still ends the run.
+  int fd = braid::testing::ConnectLoopback(port);
+  for (int attempt = 0; fd < 0 && attempt < 200; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    fd = braid::testing::ConnectLoopback(port);
+  }
+  if (fd < 0) {
+    std::perror("fuzz_http: connect to the server under test");
+    std::abort();
+  }
   for (std::size_t sent = 0; sent < size;) {
     const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
     if (n <= 0) break;  // the server may close early on a bad request
