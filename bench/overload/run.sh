@@ -34,7 +34,7 @@ bench alone -r "$trickle" --priority 1 --timeout-us 10000000
 base_p99=$(field alone 9)
 rss_before=$(rss_mb)
 
-echo "## overload (clip-text, $(nproc) cores): saturation $peak req/s, priority-1 trickle $trickle req/s"
+echo "clip-text on $(nproc) cores: saturation $peak req/s (closed loop, best of concurrency 4, 8, 16); priority-1 trickle $trickle req/s."
 echo
 echo "| offered | goodput req/s | goodput / peak | P1 p99 ms | P1 p99 / unloaded | P1 errors | flood refused | flood p99 to refuse ms | started late | RSS MB |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
