@@ -28,6 +28,18 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// The canvas sized to its box at the screen's pixel ratio; its 2D context
+// (in CSS pixels) and size.
+export function prepareCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth, height = canvas.clientHeight;
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
+  const g = canvas.getContext('2d');
+  g.scale(ratio, ratio);
+  return { g, width, height };
+}
+
 // A line chart over time on a canvas: series of [x, y] points sharing one
 // x range (seconds) and a y axis from 0.
 export class LineChart {
@@ -38,13 +50,7 @@ export class LineChart {
   }
 
   draw(series, xMin, xMax) {
-    const ratio = window.devicePixelRatio || 1;
-    const width = this.canvas.clientWidth, height = this.canvas.clientHeight;
-    this.canvas.width = width * ratio;
-    this.canvas.height = height * ratio;
-    const g = this.canvas.getContext('2d');
-    g.scale(ratio, ratio);
-    g.clearRect(0, 0, width, height);
+    const { g, width, height } = prepareCanvas(this.canvas);
     const left = 46, right = 8, top = 8, bottom = 18;
     let yMax = 0;
     for (const s of series) for (const [, y] of s.points) yMax = Math.max(yMax, y);

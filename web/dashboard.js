@@ -1,7 +1,7 @@
 // The dashboard: polls /dashboard/stats every second and charts what changed
 // between polls over the last minute. The server's figures are cumulative;
 // rates, percentiles and ratios are computed here from their differences.
-import { api, el, formatMs, formatNumber, LineChart, palette } from './common.js';
+import { api, el, formatMs, formatNumber, LineChart, palette, prepareCanvas } from './common.js';
 
 const kHistorySeconds = 60;
 const samples = [];  // {stats, at}
@@ -118,12 +118,7 @@ function drawBatches(models) {
     const before = old.get(key(m))?.batch_sizes ?? [];
     m.batch_sizes.forEach((n, size) => { counts[size] = (counts[size] ?? 0) + n - (before[size] ?? 0); });
   }
-  const ratio = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth, height = canvas.clientHeight;
-  canvas.width = width * ratio;
-  canvas.height = height * ratio;
-  const g = canvas.getContext('2d');
-  g.scale(ratio, ratio);
+  const { g, width, height } = prepareCanvas(canvas);
   const sizes = Math.max(2, counts.length);
   const most = Math.max(1, ...counts.filter(Boolean));
   const slot = (width - 20) / (sizes - 1);

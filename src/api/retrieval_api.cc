@@ -11,6 +11,7 @@
 
 #include "api/kserve.h"
 #include "api/status_mapping.h"
+#include "preprocess/tokenizer.h"
 
 namespace braid {
 namespace {
@@ -57,7 +58,7 @@ std::vector<std::size_t> Ranking(const std::vector<float>& scores) {
   return order;
 }
 
-// TEI's "inputs": a string or an array of strings.
+// TEI's "inputs": a non-empty UTF-8 string or an array of them.
 Result<std::vector<std::string>> Texts(const rapidjson::Value& doc, const char* name) {
   if (!doc.HasMember(name)) return InvalidArgument("'{}' is required", name);
   const auto& value = doc[name];
@@ -65,6 +66,8 @@ Result<std::vector<std::string>> Texts(const rapidjson::Value& doc, const char* 
   auto add = [&](const rapidjson::Value& text) -> Status {
     if (!text.IsString() || text.GetStringLength() == 0)
       return InvalidArgument("'{}' must hold non-empty strings", name);
+    if (!IsValidUtf8({text.GetString(), text.GetStringLength()}))
+      return InvalidArgument("'{}' must be UTF-8", name);
     texts.emplace_back(text.GetString(), text.GetStringLength());
     return Status::Ok();
   };
@@ -161,14 +164,13 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
     auto item = ParseEmbedItem(text_object ? document["text"] : document);
     if (!item.ok())
       return responder->Send(Error(item.status().WithContext(fmt::format("documents[{}]", d))));
-    echoes.push_back(item->kind == EmbedItem::Kind::kText
-                         ? fmt::format("{{\"text\":{}}}",
-                                       [&] {
-                                         std::string quoted;
-                                         AppendJsonString(quoted, item->data);
-                                         return quoted;
-                                       }())
-                         : Serialise(document));
+    if (item->kind == EmbedItem::Kind::kText) {
+      std::string echo = "{\"text\":";
+      AppendJsonString(echo, item->data);
+      echoes.push_back(echo + "}");
+    } else {
+      echoes.push_back(Serialise(document));
+    }
     items.push_back(std::move(item).value());
   }
   std::size_t top_n = items.size();
@@ -223,9 +225,6 @@ void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr respond
   if (!texts.ok()) return responder->Send(Error(texts.status()));
   auto normalize = OptionalBool(*doc, "normalize", true);
   if (!normalize.ok()) return responder->Send(Error(normalize.status()));
-  for (const auto& text : *texts) {
-    if (!IsValidUtf8(text)) return responder->Send(JsonError(400, "inputs must be UTF-8"));
-  }
   embedder_.EmbedAll(
       TextItems(*texts), 512,
       [responder](Result<std::vector<std::vector<float>>> vectors) {
@@ -249,9 +248,6 @@ void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr respon
   auto return_text = OptionalBool(*doc, "return_text", false);
   for (const auto* flag : {&raw, &return_text}) {
     if (!flag->ok()) return responder->Send(Error(flag->status()));
-  }
-  for (const auto& text : *texts) {
-    if (!IsValidUtf8(text)) return responder->Send(JsonError(400, "texts must be UTF-8"));
   }
   EmbedItem query{EmbedItem::Kind::kText, (*doc)["query"].GetString()};
   if (!IsValidUtf8(query.data)) return responder->Send(JsonError(400, "query must be UTF-8"));

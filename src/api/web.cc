@@ -21,15 +21,15 @@ std::string_view ContentType(std::string_view name) {
   return "application/octet-stream";
 }
 
+// An embedded file and its ETag, hashed once.
 struct Page {
-  std::string_view data;
-  std::string content_type;
+  const EmbeddedFile* file;
   std::string etag;
 };
 
-// The file behind a request path, or null: "/" is the playground,
+// The page behind a request path, or null: "/" is the playground,
 // "/dashboard" the dashboard, "/web/NAME" any file by name.
-const EmbeddedFile* Lookup(std::string_view path) {
+const Page* Lookup(const std::vector<Page>& pages, std::string_view path) {
   std::string_view name;
   if (path == "/" || path == "/index.html") {
     name = "index.html";
@@ -40,8 +40,8 @@ const EmbeddedFile* Lookup(std::string_view path) {
   } else {
     return nullptr;
   }
-  for (const auto& file : WebAssets()) {
-    if (file.name == name) return &file;
+  for (const auto& page : pages) {
+    if (page.file->name == name) return &page;
   }
   return nullptr;
 }
@@ -81,25 +81,28 @@ std::string CacheJson(const std::optional<ResultCacheStats>& cache) {
 }  // namespace
 
 RouteHandler MakeWebPages() {
-  return [](HttpRequest& request, HttpResponderPtr& responder) {
-    const EmbeddedFile* file = Lookup(request.path);
-    if (file == nullptr) return false;
+  auto pages = std::make_shared<std::vector<Page>>();
+  for (const auto& file : WebAssets()) {
+    pages->push_back(
+        {&file, fmt::format("\"{}\"", HashBytes(std::as_bytes(std::span(file.data))).ToHex())});
+  }
+  return [pages](HttpRequest& request, HttpResponderPtr& responder) {
+    const Page* page = Lookup(*pages, request.path);
+    if (page == nullptr) return false;
     if (request.method != "GET") {
       HttpResponse refused = JsonError(405, fmt::format("{} takes GET", request.path));
       refused.headers.emplace_back("Allow", "GET");
       responder->Send(std::move(refused));
       return true;
     }
-    const std::string etag =
-        fmt::format("\"{}\"", HashBytes(std::as_bytes(std::span(file->data))).ToHex());
     HttpResponse response;
-    response.content_type = ContentType(file->name);
-    response.headers.emplace_back("ETag", etag);
+    response.content_type = ContentType(page->file->name);
+    response.headers.emplace_back("ETag", page->etag);
     response.headers.emplace_back("Cache-Control", "no-cache");
-    if (request.Header("If-None-Match") == etag) {
+    if (request.Header("If-None-Match") == page->etag) {
       response.status = 304;
     } else {
-      response.body = file->data;
+      response.body = page->file->data;
     }
     responder->Send(std::move(response));
     return true;

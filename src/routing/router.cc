@@ -26,28 +26,13 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-std::string PercentDecode(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    int value = 0;
-    if (text[i] == '%' && i + 2 < text.size() &&
-        std::from_chars(text.data() + i + 1, text.data() + i + 3, value, 16).ec == std::errc()) {
-      out += static_cast<char>(value);
-      i += 2;
-    } else {
-      out += text[i] == '+' ? ' ' : text[i];
-    }
-  }
-  return out;
-}
-
 // The value of `name` in a query string, decoded; empty if absent.
 std::string QueryValue(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     auto amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     if (pair.starts_with(name) && pair.size() > name.size() && pair[name.size()] == '=')
-      return PercentDecode(pair.substr(name.size() + 1));
+      return PercentDecode(pair.substr(name.size() + 1), /*plus_is_space=*/true);
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }

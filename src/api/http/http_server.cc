@@ -25,21 +25,6 @@ bool IEquals(std::string_view a, std::string_view b) {
          });
 }
 
-std::string PercentDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
-        std::isxdigit(text[i + 2])) {
-      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 // gzip (RFC 1952) of `data`; empty on failure.
 std::string Gzip(std::string_view data) {
   z_stream stream{};
@@ -73,6 +58,21 @@ std::string_view HttpRequest::Header(std::string_view name) const {
     if (IEquals(key, name)) return value;
   }
   return {};
+}
+
+std::string PercentDecode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
+        std::isxdigit(text[i + 2])) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += plus_is_space && text[i] == '+' ? ' ' : text[i];
+    }
+  }
+  return out;
 }
 
 HttpResponse JsonError(int status, std::string_view message) {

@@ -109,4 +109,7 @@ class HttpServer {
 // An {"error": message} response.
 HttpResponse JsonError(int status, std::string_view message);
 
+// %XX escapes decoded; with `plus_is_space` (query strings) '+' becomes ' '.
+std::string PercentDecode(std::string_view text, bool plus_is_space = false);
+
 }  // namespace braid

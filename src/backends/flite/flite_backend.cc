@@ -119,15 +119,6 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
 
 }  // namespace
 
-const std::vector<std::string>& FliteVoices() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> out;
-    for (const auto& [name, voice] : Voices()) out.push_back(name);
-    return out;
-  }();
-  return names;
-}
-
 BackendFactory MakeFliteBackend() { return Load; }
 
 }  // namespace braid

@@ -8,9 +8,6 @@
 // Parameters: voice (slt, the default voice), max_chars (4096 per request).
 #pragma once
 
-#include <string>
-#include <vector>
-
 #include "model/backend.h"
 
 namespace braid {
@@ -18,8 +15,5 @@ namespace braid {
 inline constexpr char kFliteBackend[] = "flite";
 
 BackendFactory MakeFliteBackend();
-
-// The voices this build can speak with.
-const std::vector<std::string>& FliteVoices();
 
 }  // namespace braid
