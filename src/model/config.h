@@ -55,6 +55,11 @@ struct DynamicBatching {
   QueuePolicy default_queue_policy;
   std::map<int, QueuePolicy> priority_queue_policy;  // level → override
   OffpeakPolicy offpeak;
+  // While a level has had arrivals in the last second, batches of the levels
+  // below it are cut so that their expected compute stays within this (at
+  // least one item each): the longest a higher-priority request should wait
+  // for a lower-priority batch already running. 0: no cut.
+  std::int64_t priority_blocking_us = 0;
 };
 
 struct ResponseCacheConfig {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace braid {
 namespace {
@@ -77,6 +78,7 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
     levels_[level - 1].offpeak = std::find(offpeak.begin(), offpeak.end(), level) != offpeak.end();
   }
   stats_.batch_sizes.assign(max_batch_ + 1, 0);
+  batch_us_.assign(max_batch_ + 1, 0.0);
   active_instances_ = model_->instance_count();
   if (const AutoscaleConfig& scale = model_->config().autoscale; scale.enabled) {
     AutoscalePolicy policy;
@@ -132,14 +134,34 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
       timeout_us = request->timeout_us;
     TimePoint queue_deadline =
         timeout_us > 0 ? now + std::chrono::microseconds(timeout_us) : TimePoint::max();
+    level.last_arrival = now;
+    ++arrivals_since_tick_;  // demand, for the autoscaler, whether admitted or not
+    TimePoint start_by = request->deadline;
+    if (level.policy.timeout_action == QueuePolicy::TimeoutAction::kReject)
+      start_by = std::min(start_by, queue_deadline);
+    if (start_by != TimePoint::max()) {
+      auto wait = ExpectedWaitLocked(priority - 1, now);
+      if (wait &&
+          now + std::chrono::duration_cast<Duration>(*wait * admission_margin_) >= start_by) {
+        ++stats_.rejected;
+        return MakeStatus(
+            StatusCode::kResourceExhausted,
+            "model '{}' would start the request after its timeout: about {:.1f} ms "
+            "of work is ahead of it at priority {} and above, and it allows {:.1f} ms",
+            model_->name(), ToMicros(*wait) / 1000, priority, ToMicros(start_by - now) / 1000);
+      }
+    }
     adaptive_.OnArrival(now);
-    ++arrivals_since_tick_;
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
   }
   work_.notify_one();
   return Status::Ok();
+}
+
+void ModelScheduler::WidenAdmissionMarginLocked() {
+  admission_margin_ = std::min(kMaxAdmissionMargin, admission_margin_ * 1.2);
 }
 
 void ModelScheduler::CompleteUnlocked(std::unique_lock<std::mutex>& lock,
@@ -229,6 +251,7 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
                         model_->name()),
              &stats_.cancelled);
       } else if (now >= request.deadline) {
+        if (policy != nullptr) WidenAdmissionMarginLocked();
         drop(*it,
              MakeStatus(StatusCode::kDeadlineExceeded,
                         "request to model '{}' passed its deadline after {:.0f} us queued",
@@ -240,6 +263,7 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
           it->queue_deadline = TimePoint::max();
           delayed_.push_back(std::move(*it));
         } else {
+          WidenAdmissionMarginLocked();
           drop(*it,
                MakeStatus(StatusCode::kDeadlineExceeded,
                           "request to model '{}' timed out after {:.0f} us queued", model_->name(),
@@ -320,17 +344,81 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
   return decision;
 }
 
+double ModelScheduler::ExpectedBatchUsLocked(std::int64_t items) const {
+  if (batch_us_[items] > 0) return batch_us_[items];
+  for (std::int64_t step = 1; step <= max_batch_; ++step) {
+    for (std::int64_t size : {items - step, items + step}) {
+      if (size >= 1 && size <= max_batch_ && batch_us_[size] > 0)
+        return batch_us_[size] * static_cast<double>(items) / static_cast<double>(size);
+    }
+  }
+  return 0;
+}
+
+std::int64_t ModelScheduler::BlockingCapLocked(std::size_t level, TimePoint now,
+                                               std::int64_t target) const {
+  const std::int64_t budget_us = model_->config().dynamic_batching.priority_blocking_us;
+  if (budget_us <= 0 || target <= 1) return target;
+  const bool urgent = std::any_of(
+      levels_.begin(), levels_.begin() + std::min(level, levels_.size()), [&](const Level& above) {
+        return above.last_arrival && now - *above.last_arrival < std::chrono::seconds(1);
+      });
+  if (!urgent) return target;
+  while (target > 1) {
+    const double expected = ExpectedBatchUsLocked(target);
+    if (expected == 0 || expected <= static_cast<double>(budget_us)) break;
+    --target;
+  }
+  return target;
+}
+
+std::int64_t ModelScheduler::FullBatchLocked(std::size_t level, TimePoint now) const {
+  if (!batching_) return 1;
+  const auto& preferred = model_->config().dynamic_batching.preferred_batch_size;
+  const std::int64_t target = preferred.empty() ? max_batch_ : preferred.back();
+  return BlockingCapLocked(level, now, target);
+}
+
+std::optional<Duration> ModelScheduler::ExpectedWaitLocked(std::size_t level, TimePoint now) const {
+  if (stats_.executions == 0) return std::nullopt;
+  double wait_us = 0;
+  // When every active instance is busy: the rest of the batch that ends
+  // first, and at least a quarter of it (one that overran may not be about
+  // to end).
+  if (!running_.empty() && running_.size() >= active_instances_) {
+    double rest_us = std::numeric_limits<double>::max();
+    for (const auto& batch : running_) {
+      rest_us = std::min(rest_us, std::max(batch.expected_us - ToMicros(now - batch.start),
+                                           batch.expected_us / 4));
+    }
+    wait_us = rest_us;
+  }
+  // The levels above run first, in batches of up to `full` items; at its own
+  // level the request joins the first batch that is not yet full.
+  const std::int64_t full = FullBatchLocked(level, now);
+  double queued_us = 0;
+  for (std::size_t i = 0; i <= level; ++i) {
+    std::int64_t items = 0;
+    for (const auto& pending : levels_[i].queue) items += pending.items;
+    queued_us += static_cast<double>(items / full) * ExpectedBatchUsLocked(full);
+    if (i < level && items % full > 0) queued_us += ExpectedBatchUsLocked(items % full);
+  }
+  wait_us += queued_us / static_cast<double>(std::max<std::size_t>(1, active_instances_));
+  return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::micro>(wait_us));
+}
+
 std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint now) {
   const bool deferred = OffpeakDeferredLocked(now);
   // The first non-empty eligible queue, highest priority first.
-  std::deque<Pending>* queue = nullptr;
-  for (auto& level : levels_) {
-    if (!level.queue.empty() && !(level.offpeak && deferred)) {
-      queue = &level.queue;
+  std::deque<Pending>* queue = &delayed_;
+  std::size_t level = levels_.size();
+  for (std::size_t i = 0; i < levels_.size(); ++i) {
+    if (!levels_[i].queue.empty() && !(levels_[i].offpeak && deferred)) {
+      queue = &levels_[i].queue;
+      level = i;
       break;
     }
   }
-  if (queue == nullptr) queue = &delayed_;
   std::vector<Pending> batch;
   if (queue->empty()) return batch;
 
@@ -346,6 +434,7 @@ std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint n
         break;
       }
     }
+    target = BlockingCapLocked(level, now, target);
   }
   std::int64_t items = 0;
   while (!queue->empty()) {
@@ -445,11 +534,18 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     }
     std::vector<Pending> batch = TakeBatchLocked(now);
     if (batch.empty()) continue;
+    std::int64_t batch_items = 0;
     for (const auto& pending : batch) {
-      if (now >= std::min(pending.request->deadline, pending.queue_deadline))
-        ++stats_.computed_late;
+      const TimePoint start_by = std::min(pending.request->deadline, pending.queue_deadline);
+      if (now >= start_by) ++stats_.computed_late;
+      if (start_by != TimePoint::max())
+        admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
+      batch_items += pending.items;
     }
     running_since_.push_back(now);
+    const RunningBatch running{
+        now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_))};
+    running_.push_back(running);
     lock.unlock();
 
     Duration compute{};
@@ -458,6 +554,7 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
 
     lock.lock();
     running_since_.erase(std::find(running_since_.begin(), running_since_.end(), now));
+    running_.erase(std::find(running_.begin(), running_.end(), running));
     utilization_window_.AddBusy(now, end);
     std::int64_t items = 0;
     for (const auto& [request, result] : done) {
@@ -472,7 +569,11 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     ++stats_.executions;
     stats_.inferences += items;
     stats_.compute_time.Add(compute);
-    if (items <= max_batch_) ++stats_.batch_sizes[items];
+    if (items <= max_batch_) {
+      ++stats_.batch_sizes[items];
+      double& expected = batch_us_[items];
+      expected = expected == 0 ? ToMicros(compute) : 0.8 * expected + 0.2 * ToMicros(compute);
+    }
     adaptive_.OnBatch(static_cast<int>(items), compute);
     CompleteUnlocked(lock, &done);
   }

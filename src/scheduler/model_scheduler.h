@@ -29,7 +29,14 @@
 //   request runs on its own buffers; outputs are split back as views.
 //
 // Priorities and queue policy: each level has its own queue and policy.
-// A full level rejects at once (RESOURCE_EXHAUSTED). At a request's queue
+// A full level rejects at once (RESOURCE_EXHAUSTED), and so does admission
+// when the work queued at the request's level and above, at the measured
+// cost per item, cannot finish before the request's timeout or deadline:
+// a request the server would only time out is refused in microseconds, not
+// held until its timeout. While a level has traffic (arrivals in the last
+// second), the batches of the levels below it are cut to
+// priority_blocking_us of expected compute, so that an urgent request waits
+// for a short batch, not a long one. At a request's queue
 // timeout, `reject` completes it with DEADLINE_EXCEEDED and `delay` moves it
 // behind every level. A request's hard deadline always drops it. Requests of
 // the `offpeak` levels are held while utilisation exceeds the threshold and
@@ -86,7 +93,7 @@ struct DurationHistogram {
 struct SchedulerStats {
   std::uint64_t success = 0;               // requests completed OK
   std::uint64_t failure = 0;               // requests whose batch failed
-  std::uint64_t rejected = 0;              // refused at admission (queue full)
+  std::uint64_t rejected = 0;              // refused at admission (queue full, or too late)
   std::uint64_t timed_out = 0;             // dropped at a timeout or deadline
   std::uint64_t cancelled = 0;             // dropped because cancelled
   std::uint64_t delayed = 0;               // moved behind every level at their timeout
@@ -117,7 +124,8 @@ class ModelScheduler {
   // On OK the scheduler owns the request and calls its on_complete exactly
   // once. On error the caller keeps it and on_complete is not called:
   // INVALID_ARGUMENT for a priority outside 1..priority_levels,
-  // RESOURCE_EXHAUSTED when its level's queue is full, UNAVAILABLE after
+  // RESOURCE_EXHAUSTED when its level's queue is full or the work ahead of
+  // it would not let it start before its timeout or deadline, UNAVAILABLE after
   // Shutdown began. Thread-safe.
   Status Enqueue(InferenceRequestPtr& request);
 
@@ -150,6 +158,12 @@ class ModelScheduler {
     QueuePolicy policy;
     bool offpeak = false;
     std::deque<Pending> queue;
+    std::optional<TimePoint> last_arrival;
+  };
+  struct RunningBatch {
+    TimePoint start;
+    double expected_us = 0;  // its expected compute when it started; 0 unknown
+    bool operator==(const RunningBatch&) const = default;
   };
   struct Decision {
     bool dispatch = false;
@@ -174,6 +188,28 @@ class ModelScheduler {
   // enqueue again), then clears it and re-takes the lock.
   void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done);
   std::size_t QueuedItemsLocked(bool include_offpeak) const;
+  // The time until a request admitted now at `level` (0-based) would start:
+  // the rest of the batch running now (none when an instance is idle), the
+  // batches that the levels above have queued, and the full batches ahead
+  // of it at its own level, shared by the active instances. nullopt until a
+  // batch has been measured.
+  std::optional<Duration> ExpectedWaitLocked(std::size_t level, TimePoint now) const;
+  // Admission refuses when the expected wait times the margin passes the
+  // request's timeout. The margin learns the estimate's error: it grows by a
+  // fifth at each admitted request that times out in the queue and shrinks
+  // by a thousandth at each that starts in time (so about one in 180
+  // admitted requests may still time out), within these bounds.
+  static constexpr double kMinAdmissionMargin = 1.1;
+  static constexpr double kMaxAdmissionMargin = 4.0;
+  void WidenAdmissionMarginLocked();
+  // The batch TakeBatchLocked forms at `level` when plenty is queued.
+  std::int64_t FullBatchLocked(std::size_t level, TimePoint now) const;
+  // Expected compute of a batch of `items`: measured at that size, else
+  // scaled from the nearest size measured; 0 when none has been.
+  double ExpectedBatchUsLocked(std::int64_t items) const;
+  // `target` cut by priority_blocking_us when a level above `level` had
+  // arrivals in the last second.
+  std::int64_t BlockingCapLocked(std::size_t level, TimePoint now, std::int64_t target) const;
   // The autoscaler's once-a-second decision.
   void AutoscaleTickLocked(TimePoint now);
 
@@ -195,12 +231,15 @@ class ModelScheduler {
   AdaptiveWindow adaptive_;                           // guarded by mutex_
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
   std::deque<TimePoint> running_since_;               // guarded by mutex_
-  SchedulerStats stats_;                              // guarded by mutex_
-  std::size_t active_instances_ = 0;                  // guarded by mutex_
-  std::optional<Autoscaler> autoscaler_;              // guarded by mutex_
-  TimePoint next_tick_ = TimePoint::max();            // guarded by mutex_
-  TimePoint last_tick_{};                             // guarded by mutex_
-  std::uint64_t arrivals_since_tick_ = 0;             // guarded by mutex_
+  std::vector<RunningBatch> running_;                 // guarded by mutex_
+  double admission_margin_ = kMinAdmissionMargin;     // guarded by mutex_
+  std::vector<double> batch_us_;      // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen
+  SchedulerStats stats_;              // guarded by mutex_
+  std::size_t active_instances_ = 0;  // guarded by mutex_
+  std::optional<Autoscaler> autoscaler_;    // guarded by mutex_
+  TimePoint next_tick_ = TimePoint::max();  // guarded by mutex_
+  TimePoint last_tick_{};                   // guarded by mutex_
+  std::uint64_t arrivals_since_tick_ = 0;   // guarded by mutex_
   std::atomic<double> utilization_{0.0};
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers

@@ -37,6 +37,7 @@ instance_group: {count: 2, kind: cpu, intra_op_threads: 1}
 dynamic_batching:
   preferred_batch_size: [16, 8]
   max_queue_delay_us: 2000
+  priority_blocking_us: 30000
   adaptive: true
   priority_levels: 3
   default_priority: 2
@@ -60,6 +61,7 @@ parameters: {psm: 6}
   EXPECT_TRUE(batching.enabled);
   EXPECT_EQ(batching.preferred_batch_size, (std::vector<int>{8, 16}));
   EXPECT_EQ(batching.max_queue_delay_us, 2000);
+  EXPECT_EQ(batching.priority_blocking_us, 30000);
   EXPECT_TRUE(batching.adaptive);
   EXPECT_EQ(batching.priority_levels, 3);
   EXPECT_EQ(batching.default_priority, 2);

@@ -387,6 +387,66 @@ TEST_F(SchedulerTest, FullQueueRejectsAtOnce) {
   EXPECT_TRUE(b->Wait().status.ok());
 }
 
+TEST_F(SchedulerTest, AdmissionRefusesWhatCouldNotStartBeforeItsTimeout) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.default_queue_policy.timeout_us = 25'000;
+  Start(config);
+  backend_.SetCost(Duration{}, milliseconds(10));
+  EXPECT_TRUE(Submit(100)->Wait().status.ok()) << "measures a batch of one: 10 ms";
+  backend_.Hold();
+  auto blocker = Submit(0);  // expected to end 10 ms from now
+  backend_.WaitForBatches(2);
+  std::vector<OutcomePtr> admitted;
+  for (int id = 1; id <= 4; ++id) admitted.push_back(Submit(id));  // one batch of 4, after it
+  Status refused;
+  EXPECT_EQ(Submit(5, 0, -1, TimePoint::max(), nullptr, &refused), nullptr)
+      << "behind a full batch of 4 (about 40 ms) it could not start within 25 ms";
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("would start the request after its timeout"));
+  EXPECT_EQ(scheduler_->Stats().rejected, 1u);
+  admitted.push_back(Submit(6, 1));     // priority 1 has nothing queued ahead of it
+  admitted.push_back(Submit(7, 0, 0));  // no timeout: nothing to miss
+  for (const auto& outcome : admitted) ASSERT_NE(outcome, nullptr);
+  backend_.ReleaseAll();
+  for (const auto& outcome : admitted) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_EQ(scheduler_->Stats().timed_out, 0u);
+}
+
+TEST_F(SchedulerTest, LowerLevelBatchesAreCutWhileAHigherLevelHasTraffic) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 8;
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.priority_blocking_us = 25'000;
+  Start(config);
+  backend_.SetCost(Duration{}, milliseconds(10));
+  EXPECT_TRUE(Submit(100, 1)->Wait().status.ok()) << "priority-1 traffic; a batch of one: 10 ms";
+  backend_.Hold();
+  auto blocker = Submit(0);
+  backend_.WaitForBatches(2);
+  std::vector<OutcomePtr> all;
+  for (int id = 1; id <= 5; ++id) all.push_back(Submit(id));
+  backend_.ReleaseAll();
+  for (const auto& outcome : all) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(100), ElementsAre(0), ElementsAre(1, 2),
+                                              ElementsAre(3, 4), ElementsAre(5)))
+      << "batches of 2 (20 ms) keep within 25 ms";
+
+  clock_.Advance(std::chrono::seconds(1));  // a second without priority-1 arrivals
+  backend_.Hold();
+  blocker = Submit(10);
+  backend_.WaitForBatches(6);
+  all.clear();
+  for (int id = 11; id <= 15; ++id) all.push_back(Submit(id));
+  backend_.ReleaseAll();
+  for (const auto& outcome : all) EXPECT_TRUE(outcome->Wait().status.ok());
+  EXPECT_THAT(backend_.batches().back(), ElementsAre(11, 12, 13, 14, 15));
+}
+
 TEST_F(SchedulerTest, InvalidPriorityIsRefused) {
   Start(BaseConfig());
   Status refused;
