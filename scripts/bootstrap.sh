@@ -23,7 +23,8 @@ apt_packages=(
   flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server redis-tools gnuplot-nox
-  curl prometheus chromium ccache flite1-dev libmp3lame-dev
+  curl prometheus chromium ccache flite1-dev libmp3lame-dev libeigen3-dev
+  libfaiss-dev libopenblas-dev
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 

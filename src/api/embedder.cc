@@ -21,6 +21,14 @@ void Normalise(std::vector<float>& v) {
 
 }  // namespace
 
+Result<rapidjson::Document> ParseJsonObject(std::string_view body) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return InvalidArgument("the body must be a JSON object");
+  return doc;
+}
+
 Result<EmbedItem> ParseEmbedItem(const rapidjson::Value& part) {
   auto text = [](std::string value) -> Result<EmbedItem> {
     if (value.empty() || !IsValidUtf8(value))

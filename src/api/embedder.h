@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api/inference_service.h"
@@ -23,6 +24,10 @@ struct EmbedItem {
   enum class Kind { kText, kImage, kAudio } kind = Kind::kText;
   std::string data;  // UTF-8 text, or the encoded image or audio
 };
+
+// A request body that must be a JSON object (parsed iteratively, so deep
+// nesting cannot exhaust the stack).
+Result<rapidjson::Document> ParseJsonObject(std::string_view body);
 
 // A string, or a content part {type: "text", text} or {type: "image_url",
 // image_url: {url: "data:..."}} (an audio data URL is audio, as Dify sends

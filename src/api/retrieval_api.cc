@@ -28,14 +28,6 @@ HttpResponse Error(const Status& status) {
   return JsonError(HttpStatusFor(status.code()), status.message());
 }
 
-Result<rapidjson::Document> ParseObject(const HttpRequest& request) {
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return InvalidArgument("the body must be a JSON object");
-  return doc;
-}
-
 Result<bool> OptionalBool(const rapidjson::Value& doc, const char* name, bool fallback) {
   if (!doc.HasMember(name) || doc[name].IsNull()) return fallback;
   if (!doc[name].IsBool()) return InvalidArgument("'{}' must be true or false", name);
@@ -133,7 +125,7 @@ bool RetrievalApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
 }
 
 void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder) {
-  auto doc = ParseObject(request);
+  auto doc = ParseJsonObject(*request.body);
   if (!doc.ok()) return responder->Send(Error(doc.status()));
   std::string model = "clip";
   if (doc->HasMember("model")) {
@@ -219,7 +211,7 @@ void RetrievalApi::TeiInfo(bool reranker, HttpResponderPtr responder) {
 }
 
 void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr responder) {
-  auto doc = ParseObject(request);
+  auto doc = ParseJsonObject(*request.body);
   if (!doc.ok()) return responder->Send(Error(doc.status()));
   auto texts = Texts(*doc, "inputs");
   if (!texts.ok()) return responder->Send(Error(texts.status()));
@@ -237,7 +229,7 @@ void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr respond
 }
 
 void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr responder) {
-  auto doc = ParseObject(request);
+  auto doc = ParseJsonObject(*request.body);
   if (!doc.ok()) return responder->Send(Error(doc.status()));
   if (!doc->HasMember("query") || !(*doc)["query"].IsString() ||
       (*doc)["query"].GetStringLength() == 0)
@@ -270,7 +262,7 @@ void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr respon
 }
 
 void RetrievalApi::TeiTokenize(const HttpRequest& request, HttpResponderPtr responder) {
-  auto doc = ParseObject(request);
+  auto doc = ParseJsonObject(*request.body);
   if (!doc.ok()) return responder->Send(Error(doc.status()));
   auto texts = Texts(*doc, "inputs");
   if (!texts.ok()) return responder->Send(Error(texts.status()));

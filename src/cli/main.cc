@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   braid::cli::AddRunCommand(app, &exit_code);
   braid::cli::AddBenchCommand(app, &exit_code);
   braid::cli::AddRouterCommand(app, &exit_code);
+  braid::cli::AddAlignCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

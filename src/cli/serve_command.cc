@@ -4,8 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdlib>
+#include <filesystem>
 #include <thread>
 
+#include "api/collections_api.h"
 #include "api/embedder.h"
 #include "api/grpc/grpc_server.h"
 #include "api/http/http_server.h"
@@ -47,10 +50,23 @@ struct ServeOptions {
   std::size_t cache_bytes = std::size_t{256} << 20;
   std::string redis;
   double redis_timeout_ms = 5;
+  std::string data_dir;
+  std::size_t max_collections = 256;
+  std::size_t max_collection_items = 2'000'000;
   int http_threads = 0;
   bool no_batching = false;
   bool debug = false;
 };
+
+// Where collections persist without --data-dir: $XDG_DATA_HOME/braid, else
+// ~/.local/share/braid (the XDG default), else ./braid-data.
+std::filesystem::path DefaultDataDirectory() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && xdg[0] == '/')
+    return std::filesystem::path(xdg) / "braid";
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/')
+    return std::filesystem::path(home) / ".local/share/braid";
+  return "braid-data";
+}
 
 int RunServe(const ServeOptions& options) {
   if (options.debug) spdlog::set_level(spdlog::level::debug);
@@ -100,6 +116,16 @@ int RunServe(const ServeOptions& options) {
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  // Collections outlive the pool whose tasks use them.
+  CollectionStoreOptions collection_options;
+  collection_options.directory =
+      (options.data_dir.empty() ? DefaultDataDirectory()
+                                : std::filesystem::path(options.data_dir)) /
+      "collections";
+  collection_options.max_collections = options.max_collections;
+  collection_options.max_items = options.max_collection_items;
+  CollectionStore collections(collection_options);
+  collections.Load();
   // Workflows: their model nodes go through the same schedulers.
   ServiceModelRunner runner(service);
   ThreadPool workflow_pool(std::max(2u, std::thread::hardware_concurrency()));
@@ -125,10 +151,23 @@ int RunServe(const ServeOptions& options) {
   Embedder embedder(service, executor, workflow_pool);
   OpenAiApi openai_api(service, workflows, executor, embedder);
   RetrievalApi retrieval_api(embedder, executor, openai_api);
+  CollectionsApi collections_api(collections, embedder, files, workflow_pool);
+  executor.SetCollections(
+      &collections, [&embedder](InputType type, std::string data, int dimensions, auto done) {
+        const auto kind = type == InputType::kText    ? EmbedItem::Kind::kText
+                          : type == InputType::kImage ? EmbedItem::Kind::kImage
+                                                      : EmbedItem::Kind::kAudio;
+        embedder.EmbedAll({EmbedItem{kind, std::move(data)}}, dimensions,
+                          [done](Result<std::vector<std::vector<float>>> vectors) {
+                            if (!vectors.ok()) return done(vectors.status());
+                            done(std::move((*vectors)[0]));
+                          });
+      });
   SpeechApi speech_api(service);
   std::vector<RouteHandler> keyed = {
       [&](HttpRequest& r, HttpResponderPtr& p) { return workflow_api.Handle(r, p); },
       [&](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api.Handle(r, p); },
+      [&](HttpRequest& r, HttpResponderPtr& p) { return collections_api.Handle(r, p); },
       [&](HttpRequest& r, HttpResponderPtr& p) { return speech_api.Handle(r, p); },
       [&](HttpRequest& r, HttpResponderPtr& p) { return openai_api.Handle(r, p); }};
   std::vector<RouteHandler> open = {MakeWebPages()};
@@ -273,6 +312,19 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "Timeout of each Redis call; past it the tier is marked down and retried")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--data-dir", options->data_dir,
+                   "Folder where collections persist, in collections/ (default: "
+                   "$XDG_DATA_HOME/braid, else ~/.local/share/braid, else ./braid-data)")
+      ->envname("BRAID_DATA_DIR");
+  serve
+      ->add_option("--max-collections", options->max_collections,
+                   "Most collections (POST /v1/collections/{c}/items creates one)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-collection-items", options->max_collection_items,
+                   "Most items in all collections together")
+      ->capture_default_str();
   serve->add_option("--http-threads", options->http_threads,
                     "Network threads (default: one per core, at least 2)");
   serve->add_flag("--no-batching", options->no_batching,

@@ -120,6 +120,26 @@ Result<NamedTensors> UnpackOutputs(const std::vector<Tensor>& packed) {
   return outputs;
 }
 
+// A retrieve node's outputs: ids, scores and texts of the matches, best first.
+Result<NamedTensors> RetrieveOutputs(const Collection& collection, std::span<const float> query,
+                                     std::size_t top_k) {
+  BRAID_ASSIGN_OR_RETURN(auto matches, collection.Search(query, top_k));
+  std::vector<std::string> ids, texts;
+  const auto count = static_cast<std::int64_t>(matches.size());
+  BRAID_ASSIGN_OR_RETURN(Tensor scores, Tensor::Allocate(DataType::kFp32, {count}));
+  for (std::size_t i = 0; i < matches.size(); ++i) {
+    ids.push_back(matches[i].item.id);
+    texts.push_back(matches[i].item.text);
+    scores.mutable_span<float>()[i] = matches[i].score;
+  }
+  BRAID_ASSIGN_OR_RETURN(Tensor id_tensor, Tensor::FromStrings(ids, {count}));
+  BRAID_ASSIGN_OR_RETURN(Tensor text_tensor, Tensor::FromStrings(texts, {count}));
+  return NamedTensors{{"ids", id_tensor}, {"scores", scores}, {"texts", text_tensor}};
+}
+
+// Matches a retrieve node returns unless its top_k says otherwise.
+constexpr std::size_t kDefaultTopK = 5;
+
 // How long cached preprocessing results live.
 constexpr Duration kPreprocessTtl = std::chrono::minutes(10);
 
@@ -199,8 +219,9 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       if (ready == nullptr) break;
       if (options_.serial && running_ > 0) break;
       NamedTensors inputs;
-      const bool presentational = ready->kind == "template" || ready->kind == "remote.chat";
-      if (!Gather(*ready, &inputs) || (options_.precompute && presentational)) {
+      const bool uncached =
+          ready->kind == "template" || ready->kind == "remote.chat" || ready->kind == "retrieve";
+      if (!Gather(*ready, &inputs) || (options_.precompute && uncached)) {
         state_[ready->id] = State::kSkipped;
         WorkflowEvent skipped;
         skipped.type = WorkflowEvent::Type::kNodeFinished;
@@ -291,7 +312,9 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   // differ between runs (remote.chat, models without response_cache).
   // Called with the lock held.
   std::optional<NodeKey> KeyOf(const NodeSpec& node) const {
-    if (executor_.cache_ == nullptr || node.kind == "remote.chat") return std::nullopt;
+    // A retrieve node's result changes with its collection.
+    if (executor_.cache_ == nullptr || node.kind == "remote.chat" || node.kind == "retrieve")
+      return std::nullopt;
     Hasher hasher;
     hasher.Add("node").Add(node.kind);
     for (const auto& [name, value] : node.params) hasher.Add(name).Add(value);
@@ -435,6 +458,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
           });
       return;
     }
+    if (node.kind == "retrieve") {
+      Retrieve(node, std::move(inputs), std::move(done));
+      return;
+    }
     if (node.kind == "remote.chat") {
       executor_.remote_pool_.Submit(
           [self, &node, inputs = std::move(inputs), done] { done(self->Chat(node, inputs)); });
@@ -442,6 +469,40 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     }
     executor_.pool_.Submit(
         [self, &node, inputs = std::move(inputs), done] { done(self->Compute(node, inputs)); });
+  }
+
+  // retrieve: the query (a vector, or a text or image embedded in the
+  // collection's space) searched in the collection, on the pool.
+  void Retrieve(const NodeSpec& node, NamedTensors inputs,
+                std::function<void(Result<NamedTensors>)> done) {
+    if (executor_.collections_ == nullptr)
+      return done(Unavailable("retrieve nodes need collections (braid serve has them)"));
+    auto collection = executor_.collections_->Get(node.params.at("collection"));
+    if (!collection.ok()) return done(collection.status());
+    const std::size_t top_k =
+        node.params.count("top_k") ? std::stoul(node.params.at("top_k")) : kDefaultTopK;
+    auto search = [self = shared_from_this(), collection = *collection, top_k,
+                   done](std::vector<float> query) {
+      self->executor_.pool_.Submit([collection, top_k, done, query = std::move(query)] {
+        done(RetrieveOutputs(*collection, query, top_k));
+      });
+    };
+    if (auto vector = inputs.find("vector"); vector != inputs.end()) {
+      if (vector->second.dtype() != DataType::kFp32)
+        return done(InvalidArgument("retrieve's vector must be FP32, not {}",
+                                    DataTypeName(vector->second.dtype())));
+      auto values = vector->second.span<float>();
+      return search(std::vector<float>(values.begin(), values.end()));
+    }
+    const bool image = inputs.count("image") > 0;
+    if (!image && !inputs.count("text")) return done(InvalidArgument("retrieve got no query"));
+    executor_.embed_query_(image ? InputType::kImage : InputType::kText,
+                           std::string(FirstString(inputs[image ? "image" : "text"])),
+                           (*collection)->dimension(),
+                           [search, done](Result<std::vector<float>> query) {
+                             if (!query.ok()) return done(query.status());
+                             search(std::move(query).value());
+                           });
   }
 
   // CPU node kinds.

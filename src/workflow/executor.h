@@ -20,6 +20,7 @@
 #include <string>
 
 #include "cache/result_cache.h"
+#include "collections/collection_store.h"
 #include "core/clock.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -83,8 +84,8 @@ using EventSink = std::function<void(const WorkflowEvent&)>;
 struct RunOptions {
   bool serial = false;  // one node at a time, in topological order: the benchmark's baseline
   int priority = 0;
-  // Fill the cache only: nodes that just present results (template,
-  // remote.chat) are skipped. For predictive precompute on upload.
+  // Fill the cache only: nodes whose results are not cached (template,
+  // remote.chat, retrieve) are skipped. For predictive precompute on upload.
   bool precompute = false;
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;  // also cancels the run's queued model work
@@ -121,6 +122,19 @@ class WorkflowExecutor {
   }
   const ImageLimits& image_limits() const { return image_limits_; }
 
+  // Turns a retrieve node's text or image query (UTF-8 text, or the encoded
+  // image) into a vector of `dimensions` values; `done` may run on any
+  // thread.
+  using QueryEmbedder = std::function<void(InputType type, std::string data, int dimensions,
+                                           std::function<void(Result<std::vector<float>>)> done)>;
+  // Gives retrieve nodes their collections and the embedder of their
+  // queries; both must outlive the executor. Without it retrieve nodes fail
+  // (Unavailable). Call before the first run.
+  void SetCollections(CollectionStore* store, QueryEmbedder embed) {
+    collections_ = store;
+    embed_query_ = std::move(embed);
+  }
+
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
 
@@ -133,6 +147,8 @@ class WorkflowExecutor {
   ResultCache* cache_ = nullptr;
   ImageLimits image_limits_;
   AudioLimits audio_limits_;
+  CollectionStore* collections_ = nullptr;
+  QueryEmbedder embed_query_;
   // remote.chat calls block on the network: their own threads.
   ThreadPool remote_pool_{4};
   std::mutex tokenizers_mutex_;

@@ -7,6 +7,8 @@
 #include <regex>
 #include <set>
 
+#include "collections/collection.h"
+
 namespace braid {
 namespace {
 
@@ -29,6 +31,7 @@ const std::map<std::string, KindInfo>& Kinds() {
       {"template", {{}, {"text"}, {"template"}}},
       {"remote.chat", {{}, {"text"}, {"prompt", "system", "model"}}},
       {"tts", {{"text"}, {"audio"}, {"voice", "model"}}},
+      {"retrieve", {{}, {"ids", "scores", "texts"}, {"collection", "top_k"}}},
   };
   return kinds;
 }
@@ -41,6 +44,26 @@ Result<Reference> ParseReference(const std::string& text) {
                            text);
   }
   return Reference{match[1], match[2], match[3].matched};
+}
+
+// A retrieve node searches `collection` with one query: a vector, a text or
+// an image; top_k matches (1-1000).
+Status ValidateRetrieve(const NodeSpec& node) {
+  if (!node.params.count("collection")) return InvalidArgument("needs 'collection'");
+  BRAID_RETURN_IF_ERROR(ValidateCollectionName(node.params.at("collection")));
+  if (auto top_k = node.params.find("top_k"); top_k != node.params.end()) {
+    static const std::regex kNumber("[0-9]{1,4}");
+    if (!std::regex_match(top_k->second, kNumber) || std::stoi(top_k->second) < 1 ||
+        std::stoi(top_k->second) > 1000)
+      return InvalidArgument("'top_k' must be an integer from 1 to 1000");
+  }
+  if (node.from.empty()) return InvalidArgument("needs 'from.vector', 'from.text' or 'from.image'");
+  for (const auto& [field, ref] : node.from) {
+    if (field != "vector" && field != "text" && field != "image")
+      return InvalidArgument("takes 'from.vector', 'from.text' or 'from.image', not 'from.{}'",
+                             field);
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -211,6 +234,10 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
           node.from[reference->ToString()] = *reference;
         }
       }
+      if (node.kind == "retrieve") {
+        BRAID_RETURN_IF_ERROR(ValidateRetrieve(node).WithContext(
+            fmt::format("{}: retrieve node '{}'", source, node.id)));
+      }
       if ((node.kind == "model" || node.kind == "preprocess.text") &&
           !node.params.count(node.kind == "model" ? "model" : "tokenizer")) {
         return InvalidArgument("{}: node '{}' ({}) needs '{}'", source, node.id, node.kind,
@@ -273,10 +300,14 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       for (const auto& [field, ref] : node.from) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, field, ref));
         if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
-        // Type check: preprocessing nodes read inputs of their own media type.
-        if (ref.node == "inputs" && node.kind.starts_with("preprocess.")) {
+        // Type check: preprocessing nodes read inputs of their own media
+        // type, retrieve nodes a text or an image input by its field name.
+        const bool typed =
+            node.kind.starts_with("preprocess.") || (node.kind == "retrieve" && field != "vector");
+        if (ref.node == "inputs" && typed) {
           const WorkflowInput* input = workflow->FindInput(ref.output);
-          const std::string want = node.kind.substr(std::string("preprocess.").size());
+          const std::string want =
+              node.kind == "retrieve" ? field : node.kind.substr(std::string("preprocess.").size());
           const char* have = input->type == InputType::kText    ? "text"
                              : input->type == InputType::kImage ? "image"
                                                                 : "audio";

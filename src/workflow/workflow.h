@@ -50,10 +50,10 @@ struct Reference {
 
 struct NodeSpec {
   std::string id;
-  std::string
-      kind;  // preprocess.image|audio|text, model, project, condition, similarity, fuse, template
+  std::string kind;  // preprocess.image|audio|text, model, project, condition, similarity, fuse,
+                     // template, remote.chat, tts, retrieve
   std::map<std::string, Reference> from;      // node input name → reference
-  std::map<std::string, std::string> params;  // model, tokenizer, template, mode, ...
+  std::map<std::string, std::string> params;  // model, tokenizer, template, collection, ...
   std::vector<Reference> any_of;              // condition: true when any is present
   std::vector<std::string> run_if;            // condition nodes that must all be true
   std::vector<std::string> run_unless;        // condition nodes that must all be false

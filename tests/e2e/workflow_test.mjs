@@ -52,7 +52,7 @@ after(async () => {
 test('lists the default workflows', async () => {
   const body = await (await fetch(`${base}/v1/workflows`)).json();
   const names = body.data.map((w) => w.name).sort();
-  assert.deepEqual(names, ['image-text-match', 'multimodal-assist', 'read-aloud', 'speech-report']);
+  assert.deepEqual(names, ['image-search', 'image-text-match', 'multimodal-assist', 'read-aloud', 'speech-report']);
   assert.ok(body.data.every((w) => w.status === 'available'));
 });
 

@@ -6,137 +6,28 @@
 // pseudo-random numbers: the outputs are deterministic but mean nothing.
 //
 //   modelgen MODEL OUTPUT.onnx   MODEL: clip-image | clip-text | align | identity | identity-wide
-#include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "onnxgen/align_graph.h"
+#include "onnxgen/graph_builder.h"
 #include "tools/modelgen/tokenizer_gen.h"
 
 namespace {
 
-constexpr std::int64_t kOpset = 17;  // LayerNormalization needs 17
+using braid::onnxgen::GraphBuilder;
+
 constexpr std::int64_t kEmbedDim = 512;
 constexpr std::int64_t kImageSize = 224;
 constexpr std::int64_t kPatch = 32;
 constexpr std::int64_t kContextLength = 77;
 constexpr std::int64_t kVocabSize = 49408;
 constexpr std::int64_t kAlignDim = 128;
-
-// Builds one ONNX graph. Weights come from a seeded mt19937, whose output
-// sequence the C++ standard fixes, so every build writes identical files.
-class GraphBuilder {
- public:
-  GraphBuilder(onnx::GraphProto* graph, std::uint32_t seed) : graph_(graph), random_(seed) {}
-
-  void Input(const std::string& name, int type, const std::vector<std::int64_t>& dims) {
-    AddValueInfo(graph_->add_input(), name, type, dims);
-  }
-  void Output(const std::string& name, int type, const std::vector<std::int64_t>& dims) {
-    AddValueInfo(graph_->add_output(), name, type, dims);
-  }
-
-  // A weight drawn uniformly from [-scale*sqrt(3), scale*sqrt(3)] (std `scale`).
-  std::string Weight(const std::string& name, const std::vector<std::int64_t>& dims, float scale) {
-    std::int64_t count = 1;
-    for (auto d : dims) count *= d;
-    std::vector<float> values(count);
-    const double bound = scale * std::sqrt(3.0);
-    for (auto& v : values) v = static_cast<float>((random_() / 4294967296.0 * 2.0 - 1.0) * bound);
-    return Floats(name, dims, values);
-  }
-  // A weight matrix [fan_in, fan_out] scaled to keep activations near unit variance.
-  std::string Linear(const std::string& name, std::int64_t fan_in, std::int64_t fan_out) {
-    return Weight(name, {fan_in, fan_out}, 1.0f / std::sqrt(static_cast<float>(fan_in)));
-  }
-  std::string Filled(const std::string& name, const std::vector<std::int64_t>& dims, float value) {
-    std::int64_t count = 1;
-    for (auto d : dims) count *= d;
-    return Floats(name, dims, std::vector<float>(count, value));
-  }
-  std::string Floats(const std::string& name, const std::vector<std::int64_t>& dims,
-                     const std::vector<float>& values) {
-    auto* tensor = graph_->add_initializer();
-    tensor->set_name(name);
-    tensor->set_data_type(onnx::TensorProto::FLOAT);
-    for (auto d : dims) tensor->add_dims(d);
-    tensor->set_raw_data(values.data(), values.size() * sizeof(float));
-    return name;
-  }
-  std::string Ints(const std::string& name, const std::vector<std::int64_t>& values) {
-    auto* tensor = graph_->add_initializer();
-    tensor->set_name(name);
-    tensor->set_data_type(onnx::TensorProto::INT64);
-    tensor->add_dims(static_cast<std::int64_t>(values.size()));
-    tensor->set_raw_data(values.data(), values.size() * sizeof(std::int64_t));
-    return name;
-  }
-
-  // Adds a node; returns the name of its (first) output. `output` names it,
-  // otherwise a fresh name is made.
-  onnx::NodeProto* Node(const std::string& op, const std::vector<std::string>& inputs,
-                        const std::string& output = "") {
-    auto* node = graph_->add_node();
-    node->set_op_type(op);
-    node->set_name(op + "_" + std::to_string(next_id_));
-    for (const auto& in : inputs) node->add_input(in);
-    node->add_output(output.empty() ? "t" + std::to_string(next_id_) : output);
-    ++next_id_;
-    return node;
-  }
-  std::string Op(const std::string& op, const std::vector<std::string>& inputs,
-                 const std::string& output = "") {
-    return Node(op, inputs, output)->output(0);
-  }
-
-  static void SetInt(onnx::NodeProto* node, const std::string& name, std::int64_t value) {
-    auto* attr = node->add_attribute();
-    attr->set_name(name);
-    attr->set_type(onnx::AttributeProto::INT);
-    attr->set_i(value);
-  }
-  static void SetInts(onnx::NodeProto* node, const std::string& name,
-                      const std::vector<std::int64_t>& values) {
-    auto* attr = node->add_attribute();
-    attr->set_name(name);
-    attr->set_type(onnx::AttributeProto::INTS);
-    for (auto v : values) attr->add_ints(v);
-  }
-  static void SetFloat(onnx::NodeProto* node, const std::string& name, float value) {
-    auto* attr = node->add_attribute();
-    attr->set_name(name);
-    attr->set_type(onnx::AttributeProto::FLOAT);
-    attr->set_f(value);
-  }
-
-  std::string Scalar(const std::string& name, float value) { return Floats(name, {}, {value}); }
-
- private:
-  static void AddValueInfo(onnx::ValueInfoProto* info, const std::string& name, int type,
-                           const std::vector<std::int64_t>& dims) {
-    info->set_name(name);
-    auto* tensor_type = info->mutable_type()->mutable_tensor_type();
-    tensor_type->set_elem_type(type);
-    auto* shape = tensor_type->mutable_shape();
-    for (std::size_t i = 0; i < dims.size(); ++i) {
-      if (dims[i] < 0) {
-        shape->add_dim()->set_dim_param(i == 0 ? "batch" : "dim" + std::to_string(i));
-      } else {
-        shape->add_dim()->set_dim_value(dims[i]);
-      }
-    }
-  }
-
-  onnx::GraphProto* graph_;
-  std::mt19937 random_;
-  int next_id_ = 0;
-};
 
 // Pre-LayerNorm transformer encoder blocks as CLIP uses them: multi-head
 // self-attention and a QuickGELU MLP, each with a residual connection.
@@ -266,16 +157,12 @@ void BuildClipText(onnx::GraphProto* graph) {
 
 void BuildAlign(onnx::GraphProto* graph) {
   GraphBuilder g(graph, 3003);
-  for (const std::string modality : {"image", "text"}) {
-    g.Input(modality + "_embeds", onnx::TensorProto::FLOAT, {-1, kEmbedDim});
-    auto y = g.Op("MatMul", {modality + "_embeds",
-                             g.Linear(modality + "_head.weight", kEmbedDim, kAlignDim)});
-    y = g.Op("Add", {y, g.Weight(modality + "_head.bias", {kAlignDim}, 0.02f)});
-    auto* norm = g.Node("LpNormalization", {y}, modality + "_aligned");
-    GraphBuilder::SetInt(norm, "axis", -1);
-    GraphBuilder::SetInt(norm, "p", 2);
-    g.Output(modality + "_aligned", onnx::TensorProto::FLOAT, {-1, kAlignDim});
-  }
+  braid::onnxgen::BuildAlignGraph(
+      g, kEmbedDim, kAlignDim,
+      [](GraphBuilder& g, const std::string&, const std::string& weight, const std::string& bias) {
+        g.Linear(weight, kEmbedDim, kAlignDim);
+        g.Weight(bias, {kAlignDim}, 0.02f);
+      });
 }
 
 // `width` -1 makes the second dimension variable too.
@@ -303,13 +190,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "modelgen: cannot write %s\n", argv[2]);
     return 1;
   }
-  onnx::ModelProto model;
-  model.set_ir_version(8);
-  model.set_producer_name("braid-modelgen");
-  model.set_model_version(1);
-  model.add_opset_import()->set_version(kOpset);
+  onnx::ModelProto model = braid::onnxgen::NewModel(name);
   auto* graph = model.mutable_graph();
-  graph->set_name(name);
   if (name == "clip-image") {
     BuildClipImage(graph);
   } else if (name == "clip-text") {
@@ -324,15 +206,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "modelgen: unknown model '%s'\n", name.c_str());
     return 2;
   }
-  try {
-    onnx::checker::check_model(model);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "modelgen: %s fails the ONNX checker: %s\n", name.c_str(), e.what());
-    return 1;
-  }
-  std::ofstream out(argv[2], std::ios::binary | std::ios::trunc);
-  if (!out || !model.SerializeToOstream(&out)) {
-    std::fprintf(stderr, "modelgen: cannot write %s\n", argv[2]);
+  if (auto status = braid::onnxgen::CheckAndWriteModel(model, argv[2]); !status.ok()) {
+    std::fprintf(stderr, "modelgen: %s\n", status.message().c_str());
     return 1;
   }
   return 0;

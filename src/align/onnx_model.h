@@ -1,0 +1,26 @@
+// The alignment heads as the served `align` ONNX model
+// (onnxgen/align_graph.h): writing trained heads, and running any model with
+// that interface through ONNX Runtime, as braid serves it.
+#pragma once
+
+#include <filesystem>
+
+#include "align/heads.h"
+#include "align/pairs.h"
+#include "core/status.h"
+
+namespace braid::align {
+
+// Writes `heads` as an ONNX model that takes image_embeds and text_embeds
+// [N, D] and gives image_aligned and text_aligned [N, K]; the temperature
+// goes into the model's metadata (braid.align.temperature).
+Status ExportAlignModel(const AlignHeads& heads, const std::filesystem::path& path);
+
+// Runs the align model in `path` with ONNX Runtime (one session, batches of
+// up to 1024 rows) on both sides of `pairs`; returns the aligned rows.
+// InvalidArgument, naming the file, when it cannot be loaded or its inputs
+// do not take pairs.dim()-wide embeddings. Blocks.
+Result<EmbeddingPairs> RunAlignModel(const std::filesystem::path& path,
+                                     const EmbeddingPairs& pairs);
+
+}  // namespace braid::align
