@@ -132,6 +132,17 @@ Status WriteAtomically(const std::filesystem::path& path, std::string_view bytes
   return Status::Ok();
 }
 
+// Flushes the file at `path` to disk.
+Status SyncFile(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Internal("cannot sync {}: {}", path.string(), std::strerror(errno));
+  const bool synced = ::fsync(fd) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!synced) return Internal("cannot sync {}: {}", path.string(), std::strerror(error));
+  return Status::Ok();
+}
+
 std::unique_ptr<faiss::Index> NewIndex(IndexKind kind, int dimension,
                                        const CollectionOptions& options) {
   if (kind == IndexKind::kFlat) return std::make_unique<faiss::IndexFlatIP>(dimension);
@@ -514,6 +525,7 @@ Status Collection::WriteSnapshot() {
   } catch (const std::exception& e) {
     return Internal("cannot write {}: {}", temporary, e.what());
   }
+  BRAID_RETURN_IF_ERROR(SyncFile(temporary));
   if (std::rename(temporary.c_str(), index_path.c_str()) != 0)
     return Internal("cannot write {}: {}", index_path.string(), std::strerror(errno));
   rapidjson::StringBuffer buffer;
