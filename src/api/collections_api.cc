@@ -17,20 +17,10 @@ constexpr std::size_t kMaxTopK = 1000;
 constexpr std::size_t kMaxTextBytes = 64 << 10;
 constexpr std::size_t kMaxMetadataBytes = 16 << 10;
 
-HttpResponse Error(const Status& status) {
-  return JsonError(HttpStatusFor(status.code()), status.message());
-}
-
 HttpResponse Json(std::string body) {
   HttpResponse response;
   response.body = std::move(body);
   return response;
-}
-
-std::string Quoted(std::string_view text) {
-  std::string out;
-  AppendJsonString(out, text);
-  return out;
 }
 
 std::string Serialise(const rapidjson::Value& value) {
@@ -42,8 +32,8 @@ std::string Serialise(const rapidjson::Value& value) {
 
 std::string InfoJson(const CollectionInfo& info) {
   return fmt::format(R"({{"name":{},"space":"{}","dimensions":{},"count":{},"index":"{}"}})",
-                     Quoted(info.name), SpaceName(info.space), Dimensions(info.space), info.count,
-                     IndexKindName(info.index));
+                     JsonQuoted(info.name), SpaceName(info.space), Dimensions(info.space),
+                     info.count, IndexKindName(info.index));
 }
 
 // What an item or a query holds: content to embed, or the client's vector.
@@ -175,7 +165,7 @@ bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   const std::string name(path.substr(0, slash));
   const std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash);
   if (Status valid = ValidateCollectionName(name); !valid.ok()) {
-    responder->Send(Error(valid));
+    responder->Send(JsonError(valid));
     return true;
   }
   if (rest.empty()) {
@@ -183,8 +173,8 @@ bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
       Describe(name, responder);
     } else if (request.method == "DELETE") {
       Answer(responder, [this, name] {
-        if (Status status = store_.Drop(name); !status.ok()) return Error(status);
-        return Json(fmt::format(R"({{"name":{},"deleted":true}})", Quoted(name)));
+        if (Status status = store_.Drop(name); !status.ok()) return JsonError(status);
+        return Json(fmt::format(R"({{"name":{},"deleted":true}})", JsonQuoted(name)));
       });
     } else {
       return wrong_method("GET or DELETE");
@@ -204,8 +194,8 @@ bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (rest.starts_with("/items/") && rest.size() > 7) {
     if (request.method != "DELETE") return wrong_method("DELETE");
     Answer(responder, [this, name, id = std::string(rest.substr(7))] {
-      if (Status status = store_.Remove(name, id); !status.ok()) return Error(status);
-      return Json(fmt::format(R"({{"id":{},"deleted":true}})", Quoted(id)));
+      if (Status status = store_.Remove(name, id); !status.ok()) return JsonError(status);
+      return Json(fmt::format(R"({{"id":{},"deleted":true}})", JsonQuoted(id)));
     });
     return true;
   }
@@ -229,7 +219,7 @@ void CollectionsApi::List(HttpResponderPtr responder) {
 void CollectionsApi::Describe(const std::string& name, HttpResponderPtr responder) {
   Answer(responder, [this, name] {
     auto collection = store_.Get(name);
-    if (!collection.ok()) return Error(collection.status());
+    if (!collection.ok()) return JsonError(collection.status());
     return Json(InfoJson((*collection)->Info()));
   });
 }
@@ -237,7 +227,7 @@ void CollectionsApi::Describe(const std::string& name, HttpResponderPtr responde
 void CollectionsApi::AddItems(const std::string& name, const HttpRequest& request,
                               HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   auto existing = store_.Get(name);
   std::optional<EmbeddingSpace> space;
   if (existing.ok()) space = (*existing)->space();
@@ -245,7 +235,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     if (!(*doc)["space"].IsString())
       return responder->Send(JsonError(400, "'space' must be clip or clip-aligned"));
     auto asked = ParseSpace((*doc)["space"].GetString());
-    if (!asked.ok()) return responder->Send(Error(asked.status()));
+    if (!asked.ok()) return responder->Send(JsonError(asked.status()));
     if (space && *space != *asked) {
       return responder->Send(JsonError(
           400, fmt::format("collection '{}' holds {} vectors ({} dimensions), not {}", name,
@@ -270,7 +260,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     Status status =
         parsed.ok() && parsed->vector ? CheckLength(*parsed->vector, *space) : parsed.status();
     if (!status.ok())
-      return responder->Send(Error(status.WithContext(fmt::format("items[{}]", i))));
+      return responder->Send(JsonError(status.WithContext(fmt::format("items[{}]", i))));
     if (parsed->vector) {
       (*vectors)[i] = std::move(*parsed->vector);
     } else {
@@ -282,17 +272,17 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
   auto store = [this, name, space = *space, items, vectors, responder] {
     Answer(responder, [this, name, space, items, vectors] {
       auto added = store_.Add(name, space, std::move(*items), std::move(*vectors));
-      if (!added.ok()) return Error(added.status());
+      if (!added.ok()) return JsonError(added.status());
       std::vector<std::string> ids;
-      for (const auto& id : added->ids) ids.push_back(Quoted(id));
+      for (const auto& id : added->ids) ids.push_back(JsonQuoted(id));
       return Json(fmt::format(R"({{"collection":{},"ids":[{}],"created":{},"count":{}}})",
-                              Quoted(name), fmt::join(ids, ","), added->created, added->count));
+                              JsonQuoted(name), fmt::join(ids, ","), added->created, added->count));
     });
   };
   embedder_.EmbedAll(std::move(contents), Dimensions(*space),
                      [store, vectors, embedded = std::move(embedded),
                       responder](Result<std::vector<std::vector<float>>> result) {
-                       if (!result.ok()) return responder->Send(Error(result.status()));
+                       if (!result.ok()) return responder->Send(JsonError(result.status()));
                        for (std::size_t i = 0; i < embedded.size(); ++i)
                          (*vectors)[embedded[i]] = std::move((*result)[i]);
                        store();
@@ -302,14 +292,14 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
 void CollectionsApi::Search(const std::string& name, const HttpRequest& request,
                             HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   auto collection = store_.Get(name);
-  if (!collection.ok()) return responder->Send(Error(collection.status()));
+  if (!collection.ok()) return responder->Send(JsonError(collection.status()));
   if (!doc->HasMember("query")) return responder->Send(JsonError(400, "'query' is required"));
   auto query = ParseContent((*doc)["query"], files_, false);
   Status status = query.ok() && query->vector ? CheckLength(*query->vector, (*collection)->space())
                                               : query.status();
-  if (!status.ok()) return responder->Send(Error(status.WithContext("query")));
+  if (!status.ok()) return responder->Send(JsonError(status.WithContext("query")));
   std::size_t top_k = 10;
   if (doc->HasMember("top_k")) {
     const auto& value = (*doc)["top_k"];
@@ -323,27 +313,27 @@ void CollectionsApi::Search(const std::string& name, const HttpRequest& request,
                  responder](std::vector<float> vector) {
     Answer(responder, [name, collection, top_k, vector = std::move(vector)] {
       auto matches = collection->Search(vector, top_k);
-      if (!matches.ok()) return Error(matches.status());
+      if (!matches.ok()) return JsonError(matches.status());
       std::vector<std::string> results;
       for (const auto& match : *matches) {
         std::string result =
-            fmt::format(R"({{"id":{},"score":{})", Quoted(match.item.id), match.score);
+            fmt::format(R"({{"id":{},"score":{})", JsonQuoted(match.item.id), match.score);
         for (auto [key, value] : {std::pair{"text", &match.item.text},
                                   {"media_type", &match.item.media_type},
                                   {"name", &match.item.name}}) {
-          if (!value->empty()) result += fmt::format(R"(,"{}":{})", key, Quoted(*value));
+          if (!value->empty()) result += fmt::format(R"(,"{}":{})", key, JsonQuoted(*value));
         }
         if (!match.item.metadata.empty()) result += ",\"metadata\":" + match.item.metadata;
         results.push_back(result + "}");
       }
-      return Json(fmt::format(R"({{"collection":{},"results":[{}]}})", Quoted(name),
+      return Json(fmt::format(R"({{"collection":{},"results":[{}]}})", JsonQuoted(name),
                               fmt::join(results, ",")));
     });
   };
   if (query->vector) return search(std::move(*query->vector));
   embedder_.EmbedAll({std::move(*query->content)}, (*collection)->dimension(),
                      [search, responder](Result<std::vector<std::vector<float>>> result) {
-                       if (!result.ok()) return responder->Send(Error(result.status()));
+                       if (!result.ok()) return responder->Send(JsonError(result.status()));
                        search(std::move((*result)[0]));
                      });
 }

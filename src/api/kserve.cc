@@ -231,6 +231,12 @@ void AppendJsonString(std::string& out, std::string_view text) {
   out += '"';
 }
 
+std::string JsonQuoted(std::string_view text) {
+  std::string out;
+  AppendJsonString(out, text);
+  return out;
+}
+
 Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> body,
                                              std::optional<std::size_t> header_length,
                                              const KserveLimits& limits) {

@@ -61,6 +61,8 @@ void AppendTensorData(std::string& out, const Tensor& tensor);
 
 // Appends a JSON string literal (quoted, escaped) to `out`.
 void AppendJsonString(std::string& out, std::string_view text);
+// `text` as a quoted, escaped JSON string.
+std::string JsonQuoted(std::string_view text);
 
 // InvalidArgument when arrays and objects in `json` nest deeper than
 // `max_depth`. A linear scan that never recurses; malformed text is left

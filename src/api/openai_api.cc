@@ -20,20 +20,10 @@ namespace {
 constexpr const char* kTextModel = Embedder::kTextModel;
 constexpr const char* kImageModel = Embedder::kImageModel;
 
-HttpResponse Error(const Status& status) {
-  return JsonError(HttpStatusFor(status.code()), status.message());
-}
-
 std::int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Quote(std::string_view text) {
-  std::string out;
-  AppendJsonString(out, text);
-  return out;
 }
 
 std::string RandomId(std::string_view prefix) {
@@ -70,14 +60,15 @@ void OpenAiApi::Models(HttpResponderPtr responder) {
   for (const auto& status : service_.Index()) {
     if (status.state != ModelState::kReady) continue;
     items.push_back(fmt::format(R"({{"id":{},"object":"model","created":0,"owned_by":"braid"}})",
-                                Quote(status.name)));
+                                JsonQuoted(status.name)));
   }
   items.push_back(R"({"id":"clip","object":"model","created":0,"owned_by":"braid"})");
   items.push_back(R"({"id":"clip-aligned","object":"model","created":0,"owned_by":"braid"})");
   for (const auto& [name, entry] : workflows_.entries()) {
     if (entry.workflow)
-      items.push_back(fmt::format(
-          R"({{"id":{},"object":"model","created":0,"owned_by":"braid-workflow"}})", Quote(name)));
+      items.push_back(
+          fmt::format(R"({{"id":{},"object":"model","created":0,"owned_by":"braid-workflow"}})",
+                      JsonQuoted(name)));
   }
   HttpResponse response;
   response.body = fmt::format(R"({{"object":"list","data":[{}]}})", fmt::join(items, ","));
@@ -116,13 +107,13 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   }
   if (!doc.HasMember("input")) return responder->Send(JsonError(400, "'input' is required"));
   auto items = ParseEmbedItems(doc["input"]);
-  if (!items.ok()) return responder->Send(Error(items.status()));
+  if (!items.ok()) return responder->Send(JsonError(items.status()));
   if (items->empty()) return responder->Send(JsonError(400, "'input' is empty"));
   const std::size_t tokens = embedder_.CountTokens(*items);
   embedder_.EmbedAll(
       std::move(items).value(), dimensions,
       [responder, model, base64, tokens](Result<std::vector<std::vector<float>>> vectors) {
-        if (!vectors.ok()) return responder->Send(Error(vectors.status()));
+        if (!vectors.ok()) return responder->Send(JsonError(vectors.status()));
         responder->SendFrom([vectors = std::move(vectors).value(), model, base64, tokens] {
           std::string data;
           for (std::size_t k = 0; k < vectors.size(); ++k) {
@@ -130,8 +121,8 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
             if (k) data += ',';
             data += fmt::format(R"({{"object":"embedding","index":{},"embedding":)", k);
             if (base64) {
-              data += Quote(Base64Encode(std::string_view(reinterpret_cast<const char*>(v.data()),
-                                                          v.size() * sizeof(float))));
+              data += JsonQuoted(Base64Encode(std::string_view(
+                  reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float))));
             } else {
               data += fmt::format("[{}]", fmt::join(v, ","));
             }
@@ -140,7 +131,7 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
           HttpResponse response;
           response.body = fmt::format(
               R"({{"object":"list","data":[{}],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
-              data, Quote(model), tokens, tokens);
+              data, JsonQuoted(model), tokens, tokens);
           return response;
         });
       });
@@ -148,7 +139,7 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
 
 void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder) {
   auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);
-  if (!parts.ok()) return responder->Send(Error(parts.status()));
+  if (!parts.ok()) return responder->Send(JsonError(parts.status()));
   std::string_view file;
   std::string format = "json", model;
   for (const auto& part : *parts) {
@@ -168,27 +159,27 @@ void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder)
   auto clip = *Tensor::FromStrings({std::string(file)}, {1});
   // Keep the body alive: the tensor above copied the file already.
   service_.Infer("asr", 0, {{"audio", clip}}, {}, [responder, format](Result<InferResponse> result) {
-    if (!result.ok()) return responder->Send(Error(result.status()));
+    if (!result.ok()) return responder->Send(JsonError(result.status()));
     const std::string text(FirstString(result->outputs[0]));
     HttpResponse response;
     if (format == "text") {
       response.content_type = "text/plain; charset=utf-8";
       response.body = text + "\n";
     } else if (format == "json") {
-      response.body = fmt::format(R"({{"text":{}}})", Quote(text));
+      response.body = fmt::format(R"({{"text":{}}})", JsonQuoted(text));
     } else {
       auto words = result->outputs[1].Strings();
       auto timings = result->outputs[2].span<float>();
       std::vector<std::string> items;
       for (std::size_t w = 0; words.ok() && w < words->size(); ++w) {
         items.push_back(fmt::format(R"({{"word":{},"start":{:.2f},"end":{:.2f}}})",
-                                    Quote((*words)[w]), timings[2 * w], timings[2 * w + 1]));
+                                    JsonQuoted((*words)[w]), timings[2 * w], timings[2 * w + 1]));
       }
       const float start = timings.empty() ? 0 : timings.front();
       const float end = timings.empty() ? 0 : timings.back();
       response.body = fmt::format(
           R"({{"task":"transcribe","language":"english","duration":{:.2f},"text":{},"segments":[{{"id":0,"seek":0,"start":{:.2f},"end":{:.2f},"text":{}}}],"words":[{}]}})",
-          end, Quote(text), start, end, Quote(text), fmt::join(items, ","));
+          end, JsonQuoted(text), start, end, JsonQuoted(text), fmt::join(items, ","));
     }
     responder->Send(std::move(response));
   });
@@ -203,7 +194,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
     return responder->Send(JsonError(400, "'model' (a workflow) is required"));
   const std::string model = doc["model"].GetString();
   auto workflow = workflows_.Get(model);
-  if (!workflow.ok()) return responder->Send(Error(workflow.status()));
+  if (!workflow.ok()) return responder->Send(JsonError(workflow.status()));
   if (!doc.HasMember("messages") || !doc["messages"].IsArray() || doc["messages"].Empty()) {
     return responder->Send(JsonError(400, "'messages' must be a non-empty list"));
   }
@@ -268,7 +259,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   } else {
     parsed = InvalidArgument("'content' must be a string or a list of parts");
   }
-  if (!parsed.ok()) return responder->Send(Error(parsed));
+  if (!parsed.ok()) return responder->Send(JsonError(parsed));
   if (!text.empty()) {
     if (!(*workflow)->FindInput("text"))
       return responder->Send(
@@ -298,7 +289,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   auto chunk_json = [id, created, model](const std::string& delta, const char* finish) {
     return fmt::format(
         R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":{},"finish_reason":{}}}]}})",
-        id, created, Quote(model), delta, finish ? Quote(finish) : "null");
+        id, created, JsonQuoted(model), delta, finish ? JsonQuoted(finish) : "null");
   };
   if (stream) responder->StartStream(200, "text/event-stream");
   if (stream)
@@ -317,7 +308,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
           if (stream &&
               !responder->WriteChunk(
                   "data: " +
-                  chunk_json(fmt::format(R"({{"content":{}}})", Quote(event.text)), nullptr) +
+                  chunk_json(fmt::format(R"({{"content":{}}})", JsonQuoted(event.text)), nullptr) +
                   "\n\n")) {
             cancellation->Cancel();
           }
@@ -329,7 +320,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
           responder->WriteChunk(
               "data: " +
               fmt::format(R"({{"error":{{"message":{},"type":"workflow_error"}}}})",
-                          Quote(event.text)) +
+                          JsonQuoted(event.text)) +
               "\n\n");
           responder->WriteChunk("data: [DONE]\n\n");
           return responder->EndStream();
@@ -351,7 +342,8 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
         if (stream) {
           if (answer->chunks == 0 && !content.empty()) {
             responder->WriteChunk(
-                "data: " + chunk_json(fmt::format(R"({{"content":{}}})", Quote(content)), nullptr) +
+                "data: " +
+                chunk_json(fmt::format(R"({{"content":{}}})", JsonQuoted(content)), nullptr) +
                 "\n\n");
           }
           responder->WriteChunk("data: " + chunk_json("{}", "stop") + "\n\n");
@@ -360,7 +352,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
                 "data: " +
                 fmt::format(
                     R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{}}})",
-                    id, created, Quote(model), usage) +
+                    id, created, JsonQuoted(model), usage) +
                 "\n\n");
           }
           responder->WriteChunk("data: [DONE]\n\n");
@@ -369,7 +361,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
         HttpResponse response;
         response.body = fmt::format(
             R"({{"id":"{}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"stop"}}],"usage":{}}})",
-            id, created, Quote(model), Quote(content), usage);
+            id, created, JsonQuoted(model), JsonQuoted(content), usage);
         responder->Send(std::move(response));
       });
 }

@@ -24,10 +24,6 @@ HttpResponse Json(std::string body) {
   return response;
 }
 
-HttpResponse Error(const Status& status) {
-  return JsonError(HttpStatusFor(status.code()), status.message());
-}
-
 Result<bool> OptionalBool(const rapidjson::Value& doc, const char* name, bool fallback) {
   if (!doc.HasMember(name) || doc[name].IsNull()) return fallback;
   if (!doc[name].IsBool()) return InvalidArgument("'{}' must be true or false", name);
@@ -126,7 +122,7 @@ bool RetrievalApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
 
 void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   std::string model = "clip";
   if (doc->HasMember("model")) {
     if (!(*doc)["model"].IsString())
@@ -139,7 +135,7 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
   }
   if (!doc->HasMember("query")) return responder->Send(JsonError(400, "'query' is required"));
   auto query = ParseEmbedItem((*doc)["query"]);
-  if (!query.ok()) return responder->Send(Error(query.status().WithContext("query")));
+  if (!query.ok()) return responder->Send(JsonError(query.status().WithContext("query")));
   if (!doc->HasMember("documents") || !(*doc)["documents"].IsArray())
     return responder->Send(JsonError(400, "'documents' must be an array"));
   const auto& documents = (*doc)["documents"];
@@ -155,7 +151,7 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
         document.IsObject() && !document.HasMember("type") && document.HasMember("text");
     auto item = ParseEmbedItem(text_object ? document["text"] : document);
     if (!item.ok())
-      return responder->Send(Error(item.status().WithContext(fmt::format("documents[{}]", d))));
+      return responder->Send(JsonError(item.status().WithContext(fmt::format("documents[{}]", d))));
     if (item->kind == EmbedItem::Kind::kText) {
       std::string echo = "{\"text\":";
       AppendJsonString(echo, item->data);
@@ -172,7 +168,7 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
     top_n = std::min<std::size_t>(top_n, (*doc)["top_n"].GetInt());
   }
   auto return_documents = OptionalBool(*doc, "return_documents", true);
-  if (!return_documents.ok()) return responder->Send(Error(return_documents.status()));
+  if (!return_documents.ok()) return responder->Send(JsonError(return_documents.status()));
   std::vector<EmbedItem> counted = items;
   counted.push_back(*query);
   const std::size_t tokens = embedder_.CountTokens(counted);
@@ -180,7 +176,7 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
       std::move(*query), std::move(items), model == "clip" ? 512 : 128,
       [responder, model, top_n, echoes = std::move(echoes), documents = *return_documents,
        tokens](Result<std::vector<float>> scores) {
-        if (!scores.ok()) return responder->Send(Error(scores.status()));
+        if (!scores.ok()) return responder->Send(JsonError(scores.status()));
         std::vector<std::string> results;
         for (std::size_t index : Ranking(*scores)) {
           if (results.size() == top_n) break;
@@ -212,15 +208,15 @@ void RetrievalApi::TeiInfo(bool reranker, HttpResponderPtr responder) {
 
 void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   auto texts = Texts(*doc, "inputs");
-  if (!texts.ok()) return responder->Send(Error(texts.status()));
+  if (!texts.ok()) return responder->Send(JsonError(texts.status()));
   auto normalize = OptionalBool(*doc, "normalize", true);
-  if (!normalize.ok()) return responder->Send(Error(normalize.status()));
+  if (!normalize.ok()) return responder->Send(JsonError(normalize.status()));
   embedder_.EmbedAll(
       TextItems(*texts), 512,
       [responder](Result<std::vector<std::vector<float>>> vectors) {
-        if (!vectors.ok()) return responder->Send(Error(vectors.status()));
+        if (!vectors.ok()) return responder->Send(JsonError(vectors.status()));
         std::vector<std::string> rows;
         for (const auto& v : *vectors) rows.push_back(fmt::format("[{}]", fmt::join(v, ",")));
         responder->Send(Json(fmt::format("[{}]", fmt::join(rows, ","))));
@@ -230,23 +226,23 @@ void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr respond
 
 void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   if (!doc->HasMember("query") || !(*doc)["query"].IsString() ||
       (*doc)["query"].GetStringLength() == 0)
     return responder->Send(JsonError(400, "'query' must be a non-empty string"));
   auto texts = Texts(*doc, "texts");
-  if (!texts.ok()) return responder->Send(Error(texts.status()));
+  if (!texts.ok()) return responder->Send(JsonError(texts.status()));
   auto raw = OptionalBool(*doc, "raw_scores", false);
   auto return_text = OptionalBool(*doc, "return_text", false);
   for (const auto* flag : {&raw, &return_text}) {
-    if (!flag->ok()) return responder->Send(Error(flag->status()));
+    if (!flag->ok()) return responder->Send(JsonError(flag->status()));
   }
   EmbedItem query{EmbedItem::Kind::kText, (*doc)["query"].GetString()};
   if (!IsValidUtf8(query.data)) return responder->Send(JsonError(400, "query must be UTF-8"));
   embedder_.Score(std::move(query), TextItems(*texts), 512,
                   [responder, texts = *texts, raw = *raw,
                    with_text = *return_text](Result<std::vector<float>> scores) {
-                    if (!scores.ok()) return responder->Send(Error(scores.status()));
+                    if (!scores.ok()) return responder->Send(JsonError(scores.status()));
                     std::vector<std::string> results;
                     for (std::size_t index : Ranking(*scores)) {
                       const float score = raw ? (*scores)[index] : (1 + (*scores)[index]) / 2;
@@ -263,17 +259,17 @@ void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr respon
 
 void RetrievalApi::TeiTokenize(const HttpRequest& request, HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
-  if (!doc.ok()) return responder->Send(Error(doc.status()));
+  if (!doc.ok()) return responder->Send(JsonError(doc.status()));
   auto texts = Texts(*doc, "inputs");
-  if (!texts.ok()) return responder->Send(Error(texts.status()));
+  if (!texts.ok()) return responder->Send(JsonError(texts.status()));
   auto special = OptionalBool(*doc, "add_special_tokens", true);
-  if (!special.ok()) return responder->Send(Error(special.status()));
+  if (!special.ok()) return responder->Send(JsonError(special.status()));
   auto tokenizer = executor_.TokenizerFor(Embedder::kTextModel);
-  if (!tokenizer.ok()) return responder->Send(Error(tokenizer.status()));
+  if (!tokenizer.ok()) return responder->Send(JsonError(tokenizer.status()));
   std::vector<std::string> lists;
   for (const auto& text : *texts) {
     auto tokens = (*tokenizer)->Tokenize(text);
-    if (!tokens.ok()) return responder->Send(Error(tokens.status()));
+    if (!tokens.ok()) return responder->Send(JsonError(tokens.status()));
     std::vector<std::string> items;
     for (const auto& token : *tokens) {
       if (token.special && !*special) continue;

@@ -131,7 +131,7 @@ class SpeechStream : public std::enable_shared_from_this<SpeechStream> {
     done_ = true;
     cancellation_->Cancel();
     if (!started_) {
-      responder_->Send(JsonError(HttpStatusFor(status.code()), status.message()));
+      responder_->Send(JsonError(status));
       return;
     }
     spdlog::warn("speech stream cut short: {}", status.message());

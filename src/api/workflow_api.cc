@@ -405,9 +405,7 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
 }
 
 void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder) {
-  auto fail = [&](const Status& status) {
-    responder->Send(JsonError(HttpStatusFor(status.code()), status.message()));
-  };
+  auto fail = [&](const Status& status) { responder->Send(JsonError(status)); };
   auto workflow = registry_.Get(name);
   if (!workflow.ok()) return fail(workflow.status());
   // JSON, or multipart/form-data with an `inputs` JSON field, an optional

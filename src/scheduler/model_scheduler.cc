@@ -282,7 +282,7 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
 }
 
 bool ModelScheduler::OffpeakDeferredLocked(TimePoint now) {
-  double utilization = utilization_window_.Compute(now, running_since_);
+  double utilization = utilization_window_.Compute(now, running_);
   utilization_.store(utilization, std::memory_order_relaxed);
   if (stopping_) return false;  // draining: run everything
   return utilization > model_->config().dynamic_batching.offpeak.defer_above_utilization;
@@ -542,7 +542,6 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
         admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
       batch_items += pending.items;
     }
-    running_since_.push_back(now);
     const RunningBatch running{
         now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_))};
     running_.push_back(running);
@@ -553,7 +552,6 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     const TimePoint end = clock_.Now();
 
     lock.lock();
-    running_since_.erase(std::find(running_since_.begin(), running_since_.end(), now));
     running_.erase(std::find(running_.begin(), running_.end(), running));
     utilization_window_.AddBusy(now, end);
     std::int64_t items = 0;
@@ -612,7 +610,7 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   arrivals_since_tick_ = 0;
   last_tick_ = now;
   next_tick_ = now + std::chrono::seconds(1);
-  const double utilization = utilization_window_.Compute(now, running_since_);
+  const double utilization = utilization_window_.Compute(now, running_);
   utilization_.store(utilization, std::memory_order_relaxed);
   const auto target = static_cast<std::size_t>(autoscaler_->Observe(now, utilization, rate));
   if (target == active_instances_) return;
@@ -629,7 +627,7 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
 
 double ModelScheduler::CurrentUtilization() {
   std::lock_guard lock(mutex_);
-  const double utilization = utilization_window_.Compute(clock_.Now(), running_since_);
+  const double utilization = utilization_window_.Compute(clock_.Now(), running_);
   utilization_.store(utilization, std::memory_order_relaxed);
   return utilization;
 }
@@ -640,7 +638,7 @@ SchedulerStats ModelScheduler::Stats() const {
   stats.queue_depth.clear();
   for (const auto& level : levels_) stats.queue_depth.push_back(level.queue.size());
   stats.delayed_depth = delayed_.size();
-  stats.utilization = utilization_window_.Compute(clock_.Now(), running_since_);
+  stats.utilization = utilization_window_.Compute(clock_.Now(), running_);
   return stats;
 }
 

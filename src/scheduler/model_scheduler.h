@@ -30,8 +30,8 @@
 //
 // Priorities and queue policy: each level has its own queue and policy.
 // A full level rejects at once (RESOURCE_EXHAUSTED), and so does admission
-// when the work queued at the request's level and above, at the measured
-// cost per item, cannot finish before the request's timeout or deadline:
+// when the work ahead of a request, at the batch times measured so far,
+// would not let it start before its timeout or deadline:
 // a request the server would only time out is refused in microseconds, not
 // held until its timeout. While a level has traffic (arrivals in the last
 // second), the batches of the levels below it are cut to
@@ -160,11 +160,6 @@ class ModelScheduler {
     std::deque<Pending> queue;
     std::optional<TimePoint> last_arrival;
   };
-  struct RunningBatch {
-    TimePoint start;
-    double expected_us = 0;  // its expected compute when it started; 0 unknown
-    bool operator==(const RunningBatch&) const = default;
-  };
   struct Decision {
     bool dispatch = false;
     TimePoint wake_at = TimePoint::max();
@@ -230,7 +225,6 @@ class ModelScheduler {
   bool drain_ = true;                                 // guarded by mutex_
   AdaptiveWindow adaptive_;                           // guarded by mutex_
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
-  std::deque<TimePoint> running_since_;               // guarded by mutex_
   std::vector<RunningBatch> running_;                 // guarded by mutex_
   double admission_margin_ = kMinAdmissionMargin;     // guarded by mutex_
   std::vector<double> batch_us_;      // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen

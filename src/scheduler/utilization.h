@@ -7,10 +7,19 @@
 
 #include <deque>
 #include <utility>
+#include <vector>
 
 #include "core/clock.h"
 
 namespace braid {
+
+// A batch running now: when it started, and its expected compute then (0
+// when unknown).
+struct RunningBatch {
+  TimePoint start;
+  double expected_us = 0;
+  bool operator==(const RunningBatch&) const = default;
+};
 
 class UtilizationWindow {
  public:
@@ -21,9 +30,9 @@ class UtilizationWindow {
   // A batch ran on one instance from `start` to `end`.
   void AddBusy(TimePoint start, TimePoint end);
 
-  // Busy fraction in [now - window, now], in [0, 1]. `running_since` lists
-  // the start times of batches still running at `now`.
-  double Compute(TimePoint now, const std::deque<TimePoint>& running_since);
+  // Busy fraction in [now - window, now], in [0, 1], counting the batches
+  // still `running` at `now`.
+  double Compute(TimePoint now, const std::vector<RunningBatch>& running);
 
  private:
   Duration window_;

@@ -90,7 +90,6 @@ std::string RenderTemplate(const std::string& text, const NamedTensors& values) 
   return out;
 }
 
-// The model a model or project node runs.
 // The model a model, project or tts node runs.
 std::string ModelOf(const NodeSpec& node) {
   auto model = node.params.find("model");

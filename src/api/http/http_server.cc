@@ -10,6 +10,8 @@
 #include <deque>
 #include <mutex>
 
+#include "api/status_mapping.h"
+
 namespace braid {
 
 namespace net = boost::asio;
@@ -91,6 +93,10 @@ HttpResponse JsonError(int status, std::string_view message) {
   }
   response.body += "\"}";
   return response;
+}
+
+HttpResponse JsonError(const Status& status) {
+  return JsonError(HttpStatusFor(status.code()), status.message());
 }
 
 class HttpServer::Impl {

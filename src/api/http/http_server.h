@@ -108,6 +108,8 @@ class HttpServer {
 
 // An {"error": message} response.
 HttpResponse JsonError(int status, std::string_view message);
+// The JSON error for a failed `status`, with its HTTP status (status_mapping.h).
+HttpResponse JsonError(const Status& status);
 
 // %XX escapes decoded; with `plus_is_space` (query strings) '+' becomes ' '.
 std::string PercentDecode(std::string_view text, bool plus_is_space = false);

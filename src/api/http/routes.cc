@@ -24,16 +24,6 @@ HttpResponse Json(std::string body, int status = 200) {
   return response;
 }
 
-HttpResponse ErrorResponse(const Status& status) {
-  return JsonError(HttpStatusFor(status.code()), status.message());
-}
-
-std::string Quote(std::string_view text) {
-  std::string out;
-  AppendJsonString(out, text);
-  return out;
-}
-
 std::string_view TritonType(DataType type) {
   switch (type) {
     case DataType::kBool:
@@ -58,7 +48,7 @@ std::string TensorList(const ModelConfig& config, const std::vector<TensorSpec>&
   std::vector<std::string> items;
   for (const auto& spec : specs) {
     items.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
-                                Quote(spec.name), DataTypeName(spec.datatype),
+                                JsonQuoted(spec.name), DataTypeName(spec.datatype),
                                 fmt::join(ExpectedShape(config, spec, -1), ",")));
   }
   return fmt::format("[{}]", fmt::join(items, ","));
@@ -70,7 +60,7 @@ std::string MetadataJson(const Model& model, const std::vector<std::int64_t>& ve
   for (auto v : versions) version_strings.push_back(fmt::format("\"{}\"", v));
   return fmt::format(
       "{{\"name\":{},\"versions\":[{}],\"platform\":{},\"inputs\":{},\"outputs\":{}}}",
-      Quote(config.name), fmt::join(version_strings, ","), Quote(ModelPlatform(config)),
+      JsonQuoted(config.name), fmt::join(version_strings, ","), JsonQuoted(ModelPlatform(config)),
       TensorList(config, config.inputs), TensorList(config, config.outputs));
 }
 
@@ -79,7 +69,7 @@ std::string ConfigJson(const ModelConfig& config) {
     std::vector<std::string> items;
     for (const auto& spec : specs) {
       items.push_back(fmt::format("{{\"name\":{},\"data_type\":\"{}\",\"dims\":[{}]}}",
-                                  Quote(spec.name), TritonType(spec.datatype),
+                                  JsonQuoted(spec.name), TritonType(spec.datatype),
                                   fmt::join(spec.dims, ",")));
     }
     return fmt::format("[{}]", fmt::join(items, ","));
@@ -106,7 +96,7 @@ std::string ConfigJson(const ModelConfig& config) {
       "},"
       "\"instance_group\":[{{\"count\":{},\"kind\":\"{}\"}}],\"dynamic_batching\":{},"
       "\"response_cache\":{{\"enable\":{}}}}}",
-      Quote(config.name), Quote(ModelPlatform(config)), Quote(config.backend),
+      JsonQuoted(config.name), JsonQuoted(ModelPlatform(config)), JsonQuoted(config.backend),
       config.max_batch_size, tensors(config.inputs), tensors(config.outputs),
       config.instance_group.count,
       config.instance_group.kind == InstanceGroup::Kind::kGpu ? "KIND_GPU" : "KIND_CPU", dynamic,
@@ -130,7 +120,7 @@ std::string StatsJson(const std::string& name, std::int64_t version, const Sched
       "\"inference_stats\":{{\"success\":{},\"fail\":{},\"queue\":{},\"compute_infer\":{}}},"
       "\"batch_stats\":[{}],\"rejected\":{},\"timed_out\":{},\"cancelled\":{},\"computed_late\":{},"
       "\"queue_depth\":[{}],\"utilization\":{}}}",
-      Quote(name), version, s.inferences, s.executions, DurationJson(s.success, 0),
+      JsonQuoted(name), version, s.inferences, s.executions, DurationJson(s.success, 0),
       DurationJson(s.failure, 0), DurationJson(s.queue_time.count, s.queue_time.sum_us),
       DurationJson(s.compute_time.count, s.compute_time.sum_us), fmt::join(batches, ","),
       s.rejected, s.timed_out, s.cancelled, s.computed_late, fmt::join(s.queue_depth, ","),
@@ -198,7 +188,7 @@ class ApiHandler {
     const bool admin = path.starts_with("/v2/repository/models/");
     if (!health || options_.protect_health) {
       if (Status auth = Authorize(request, admin); !auth.ok())
-        return Reply(responder, request, ErrorResponse(auth));
+        return Reply(responder, request, JsonError(auth));
     }
     if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
     if (path == "/v2/health/ready") {
@@ -213,7 +203,7 @@ class ApiHandler {
         !request.body->empty() && !path.ends_with("/infer") &&
         (type.empty() || type.find("json") != std::string_view::npos)) {
       if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())
-        return Reply(responder, request, ErrorResponse(depth));
+        return Reply(responder, request, JsonError(depth));
     }
     for (auto& route : extra_) {
       if (route(request, responder)) return;
@@ -246,9 +236,9 @@ class ApiHandler {
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
       if (Status body = CheckRepositoryBody(*request.body); !body.ok())
-        return Reply(responder, request, ErrorResponse(body));
+        return Reply(responder, request, JsonError(body));
       Status status = match[2] == "load" ? service_.Load(name) : service_.Unload(name);
-      return Reply(responder, request, status.ok() ? Json("{}") : ErrorResponse(status));
+      return Reply(responder, request, status.ok() ? Json("{}") : JsonError(status));
     }
     if (std::regex_match(path, match, kModelPath)) {
       const std::string name = match[1];
@@ -256,7 +246,7 @@ class ApiHandler {
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
       auto version = ParseModelVersion(match[2].str());
-      if (!version.ok()) return Reply(responder, request, ErrorResponse(version.status()));
+      if (!version.ok()) return Reply(responder, request, JsonError(version.status()));
       if (action == "/infer") {
         if (!Method(request, responder, "POST")) return;
         return Infer(request, std::move(responder), name, *version);
@@ -267,10 +257,10 @@ class ApiHandler {
       if (action == "/ready") {
         if (model.ok())
           return Reply(responder, request,
-                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", Quote(name))));
-        return Reply(responder, request, ErrorResponse(model.status()));
+                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
+        return Reply(responder, request, JsonError(model.status()));
       }
-      if (!model.ok()) return Reply(responder, request, ErrorResponse(model.status()));
+      if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
       if (action == "/config")
         return Reply(responder, request, Json(ConfigJson((*model)->config())));
       return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
@@ -318,10 +308,10 @@ class ApiHandler {
   std::string Index() const {
     std::vector<std::string> items;
     for (const auto& status : service_.Index()) {
-      std::string item = fmt::format("{{\"name\":{},", Quote(status.name));
+      std::string item = fmt::format("{{\"name\":{},", JsonQuoted(status.name));
       if (status.version > 0) item += fmt::format("\"version\":\"{}\",", status.version);
       item += fmt::format("\"state\":\"{}\",\"reason\":{}}}", ModelStateName(status.state),
-                          Quote(status.reason));
+                          JsonQuoted(status.reason));
       items.push_back(std::move(item));
     }
     return fmt::format("[{}]", fmt::join(items, ","));
@@ -352,7 +342,7 @@ class ApiHandler {
       header_length = length;
     }
     auto parsed = ParseInferRequest(request.body, header_length, options_.limits);
-    if (!parsed.ok()) return Reply(responder, request, ErrorResponse(parsed.status()));
+    if (!parsed.ok()) return Reply(responder, request, JsonError(parsed.status()));
     auto shared = std::make_shared<KserveInferRequest>(std::move(parsed).value());
     // A client that disconnects cancels its queued request.
     shared->options.cancellation = std::make_shared<CancellationToken>();
@@ -362,7 +352,7 @@ class ApiHandler {
         name, version, std::move(inputs), shared->options,
         [this, responder, shared, name, received](Result<InferResponse> result) {
           if (!result.ok()) {
-            HttpResponse error = ErrorResponse(result.status());
+            HttpResponse error = JsonError(result.status());
             metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
             spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status,
                           result.status().message());
@@ -374,7 +364,7 @@ class ApiHandler {
             auto encoded = EncodeInferResponse(*shared, response);
             HttpResponse http;
             if (!encoded.ok()) {
-              http = ErrorResponse(encoded.status());
+              http = JsonError(encoded.status());
             } else if (encoded->header_length) {
               http.content_type = "application/octet-stream";
               http.headers.emplace_back("Inference-Header-Content-Length",

@@ -60,7 +60,7 @@ TEST(UtilizationWindowTest, CountsCompletedAndRunningBatches) {
   UtilizationWindow window(milliseconds(100), 2);
   window.AddBusy(kStart, kStart + milliseconds(50));
   EXPECT_NEAR(window.Compute(kStart + milliseconds(100), {}), 0.25, 1e-9);
-  std::deque<TimePoint> running = {kStart + milliseconds(80)};
+  std::vector<RunningBatch> running = {{kStart + milliseconds(80)}};
   EXPECT_NEAR(window.Compute(kStart + milliseconds(100), running), 0.35, 1e-9);
   // Half of the completed interval has slid out of the window.
   EXPECT_NEAR(window.Compute(kStart + milliseconds(125), {}), 0.125, 1e-9);
