@@ -220,7 +220,7 @@ double InferenceService::Load() const {
   std::shared_lock lock(mutex_);
   for (const auto& [name, versions] : schedulers_) {
     for (const auto& [version, scheduler] : versions)
-      load = std::max(load, scheduler->CurrentUtilization());
+      load = std::max(load, scheduler->CurrentLoad());
   }
   return std::min(load, 1.0);
 }

@@ -76,8 +76,8 @@ class InferenceService {
 
   // Ready to serve: not draining and at least one model ready.
   bool Ready() const;
-  // How busy the server is, in [0, 1]: the utilisation of its busiest
-  // model. Reported to `braid router` with each readiness check.
+  // How busy the server is, in [0, 1]: the load of its busiest model
+  // (ModelScheduler::CurrentLoad). Reported to `braid router` with each readiness check.
   double Load() const;
   // Stops admitting new requests (they get UNAVAILABLE).
   void BeginDrain();

@@ -625,8 +625,9 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   work_.notify_all();
 }
 
-double ModelScheduler::CurrentUtilization() {
+double ModelScheduler::CurrentLoad() {
   std::lock_guard lock(mutex_);
+  if (running_.size() >= active_instances_ && QueuedItemsLocked(false) > 0) return 1.0;
   const double utilization = utilization_window_.Compute(clock_.Now(), running_);
   utilization_.store(utilization, std::memory_order_relaxed);
   return utilization;

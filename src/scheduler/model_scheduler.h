@@ -141,8 +141,11 @@ class ModelScheduler {
   SchedulerStats Stats() const;
   // Last published utilisation in [0, 1]; lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
-  // Utilisation computed now (and published). Takes the lock.
-  double CurrentUtilization();
+  // How loaded the model is now, in [0, 1], for load reports to a router:
+  // 1 while requests wait with every active instance busy (a backlog is
+  // full load whatever the window says), else the utilisation computed now
+  // (and published). Takes the lock.
+  double CurrentLoad();
   const Model& model() const { return *model_; }
   ModelPtr shared_model() const { return model_; }
   bool batching() const { return batching_; }

@@ -125,40 +125,71 @@ TEST_F(RouterTest, RoundRobinSpreadsEvenly) {
       "200");
 }
 
+// Decided from events and counts, not from how fast the machine is: replica
+// 2 gets a backlog of large clip-image batches (each must wait for the one
+// before it), so it reports load 1 for as long as a request waits in its
+// queue; the router is seen to hold that load before the identity requests
+// go out, and the backlog is seen to be still queued after they all came
+// back. Over that span the router's weights are fixed (0.02 for replica 2,
+// 1 for the others) and the requests go one at a time.
 TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
   RouterProcess router(All(), {"--policy", "load_weighted"});
   ASSERT_TRUE(router.ready());
-  // Keep replica 2's clip-image model busy with requests sent to it directly.
   testing::TempDir dir;
-  auto file = dir.Write("batch.json", ClipImageBatch(4, "0.5"));
-  std::atomic<bool> stop{false};
-  std::thread busy([&] {
-    while (!stop) {
-      RunCommand(
-          "for i in 1 2 3 4; do curl -s -o /dev/null -X POST -H 'Content-Type: "
-          "application/json' --data-binary @" +
-          file.string() + " " + replicas_[2].url() + "/v2/models/clip-image/infer & done; wait");
-    }
-  });
-  // Wait until the router sees the load (reported with each readiness check).
-  for (int i = 0; i < 200; ++i) {
-    auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
-    std::smatch match;
-    std::string::const_iterator start = status.begin();
-    int seen = 0;
-    double third = 0;
-    std::regex load(R"("load":([0-9.]+))");
-    for (; std::regex_search(start, status.cend(), match, load); start = match.suffix().first)
-      if (seen++ == 2) third = std::stod(match[1]);
-    if (third > 0.5) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  constexpr int kImages = 32;
+  const std::size_t bytes = std::size_t{kImages} * 3 * 224 * 224 * sizeof(float);
+  const std::string header =
+      R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(kImages) +
+      R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" + std::to_string(bytes) +
+      R"(}}],"parameters":{"cache":false,"timeout":30000000}})";
+  auto file = dir.Write("batch.bin", header + std::string(bytes, '\0'));
+  std::string backlog;
+  for (int i = 0; i < 6; ++i) {
+    backlog += "curl -s -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
+               std::to_string(header.size()) + "' --data-binary @" + file.string() + " " +
+               replicas_[2].url() + "/v2/models/clip-image/infer & ";
   }
-  auto codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 60);
-  stop = true;
+  std::thread busy([&] { RunCommand(backlog + "wait"); });
+  auto router_load = [&] {
+    auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
+    std::regex load(R"("load":([0-9.]+))");
+    std::vector<double> loads;
+    for (std::sregex_iterator it(status.begin(), status.end(), load), end; it != end; ++it)
+      loads.push_back(std::stod((*it)[1]));
+    return loads.size() == 3 ? loads[2] : 0.0;
+  };
+  auto queued = [&] {
+    auto metrics =
+        RunCommand("curl -s http://127.0.0.1:" + std::to_string(replicas_[2].metrics_port()) +
+                   "/metrics")
+            .out;
+    std::regex depth(R"(braid_queue_depth\{model="clip-image",version="1",priority="\d"\} (\d+))");
+    int total = 0;
+    for (std::sregex_iterator it(metrics.begin(), metrics.end(), depth), end; it != end; ++it)
+      total += std::stoi((*it)[1]);
+    return total;
+  };
+  bool loaded = false;
+  for (int i = 0; i < 600 && !loaded; ++i) {
+    loaded = router_load() >= 0.999;
+    if (!loaded) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(loaded) << "the router never saw replica 2's backlog";
+  // One curl process, one keep-alive connection, one request at a time.
+  std::string urls;
+  for (int i = 0; i < 60; ++i)
+    urls += " -o /dev/null " + router.url() + "/v2/models/identity/infer";
+  auto codes = RunCommand(
+      "curl -s -w '%{http_code}\\n' -X POST -H 'Content-Type: application/json' "
+      "-d '" +
+      std::string(kIdentity) + "'" + urls);
+  const int still_queued = queued();
   busy.join();
-  EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 60);
+  ASSERT_GT(still_queued, 0) << "replica 2's backlog drained before the identity requests ended";
+  EXPECT_EQ(std::count(codes.out.begin(), codes.out.end(), '\n'), 60) << codes.out;
+  EXPECT_EQ(codes.out.find_first_not_of("200\n"), std::string::npos) << codes.out;
   const int busy_share = Served(replicas_[2]);
-  EXPECT_LT(busy_share * 2, std::min(Served(replicas_[0]), Served(replicas_[1])))
+  EXPECT_LT(busy_share * 4, std::min(Served(replicas_[0]), Served(replicas_[1])))
       << "shares: " << Served(replicas_[0]) << " " << Served(replicas_[1]) << " " << busy_share;
 }
 
