@@ -6,7 +6,9 @@ namespace braid {
 
 InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
                                    SchedulerOptions options, ResultCache* cache)
-    : repository_(repository), clock_(clock), cache_(cache), options_(options) {}
+    : repository_(repository), clock_(clock), cache_(cache), options_(options) {
+  if (options_.completions == nullptr) options_.completions = &completions_;
+}
 
 std::optional<ResultCacheStats> InferenceService::cache_stats() const {
   if (cache_ == nullptr) return std::nullopt;
@@ -23,6 +25,7 @@ InferenceService::~InferenceService() {
     for (auto& [version, scheduler] : versions) scheduler->Shutdown(true);
   }
   retirements_.WaitIdle();
+  completions_.WaitIdle();
 }
 
 Status InferenceService::LoadAll() {

@@ -4,7 +4,7 @@
 // in-flight requests for readiness and graceful drain.
 //
 // Thread-safe. Infer() never blocks on inference: it validates, enqueues and
-// returns; the callback runs later on a scheduler thread (or at once, on the
+// returns; the callback runs later on the completion pool (or at once, on the
 // caller's thread, when the request is refused).
 #pragma once
 
@@ -47,7 +47,9 @@ using InferCallback = std::function<void(Result<InferResponse>)>;
 class InferenceService {
  public:
   // `repository`, `clock` and `cache` (may be null: no result cache) must
-  // outlive the service. Models with response_cache.enable read and fill
+  // outlive the service, and so must options.budget and options.completions
+  // when set (without completions, the service runs the callbacks on a pool
+  // of its own). Models with response_cache.enable read and fill
   // `cache`, keyed by model, version and the inputs' types, shapes and
   // bytes; concurrent identical requests to them run once.
   InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {},
@@ -107,7 +109,11 @@ class InferenceService {
   ModelRepository& repository_;
   Clock& clock_;
   ResultCache* cache_;
-  const SchedulerOptions options_;
+  // Runs the schedulers' completion callbacks (cache fills, answers, the
+  // next workflow node) off the models' workers, unless the options name
+  // another pool. Drained in the destructor once every scheduler stopped.
+  ThreadPool completions_{2};
+  SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
       schedulers_;  // guarded by mutex_

@@ -12,6 +12,7 @@
 #include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
+#include "core/compute_budget.h"
 #include "core/file_util.h"
 
 namespace braid::cli {
@@ -30,7 +31,9 @@ int RunWorkflow(const RunCliOptions& options) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
   ModelRepository repository(ModelRepositoryOrDefault(options.repository), backends);
-  InferenceService service(repository, SteadyClock());
+  SchedulerOptions scheduler_options;
+  scheduler_options.budget = &ProcessComputeBudget();
+  InferenceService service(repository, SteadyClock(), scheduler_options);
   if (Status status = service.LoadAll(); !status.ok()) {
     fmt::print(stderr, "braid run: {}\n", status.message());
     return 1;

@@ -21,6 +21,7 @@
 #include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
+#include "core/compute_budget.h"
 #include "metrics/metrics.h"
 
 namespace braid::cli {
@@ -54,6 +55,7 @@ struct ServeOptions {
   std::size_t max_collections = 256;
   std::size_t max_collection_items = 2'000'000;
   int http_threads = 0;
+  int compute_threads = 0;
   bool no_batching = false;
   bool debug = false;
 };
@@ -100,7 +102,10 @@ int RunServe(const ServeOptions& options) {
   }
   std::unique_ptr<ResultCache> cache;
   if (memory_cache || redis) cache = std::make_unique<ResultCache>(memory_cache.get(), redis.get());
+  if (options.compute_threads > 0) SetProcessComputeThreads(options.compute_threads);
   SchedulerOptions scheduler_options;
+  scheduler_options.budget = &ProcessComputeBudget();
+  spdlog::info("compute budget: {} threads", scheduler_options.budget->threads());
   if (options.no_batching) scheduler_options.batching = false;
   InferenceService service(repository, SteadyClock(), scheduler_options, cache.get());
   spdlog::info("loading models from {}", repository.root().string());
@@ -327,6 +332,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   serve->add_option("--http-threads", options->http_threads,
                     "Network threads (default: one per core, at least 2)");
+  serve
+      ->add_option("--compute-threads", options->compute_threads,
+                   "Threads that compute, shared by every model and engine (default: the cores "
+                   "the process may use, from its CPU affinity and cgroup quota)")
+      ->check(CLI::NonNegativeNumber);
   serve->add_flag("--no-batching", options->no_batching,
                   "Run every request alone, whatever the configs say (a benchmark baseline)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");

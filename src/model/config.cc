@@ -330,17 +330,20 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
 
     if (const YAML::Node group = root["instance_group"]) {
       const std::string path = "instance_group";
-      BRAID_RETURN_IF_ERROR(
-          r.CheckKeys(group, path, {"count", "kind", "intra_op_threads", "inter_op_threads"}));
+      BRAID_RETURN_IF_ERROR(r.CheckKeys(
+          group, path,
+          {"count", "kind", "intra_op_threads", "inter_op_threads", "priority_instances"}));
       BRAID_RETURN_IF_ERROR(r.Int(group, "count", path, 1, 256, &config.instance_group.count));
       BRAID_RETURN_IF_ERROR(r.Choice<InstanceGroup::Kind>(
           group, "kind", path,
           {{"cpu", InstanceGroup::Kind::kCpu}, {"gpu", InstanceGroup::Kind::kGpu}},
           &config.instance_group.kind));
       BRAID_RETURN_IF_ERROR(
-          r.Int(group, "intra_op_threads", path, 1, 1024, &config.instance_group.intra_op_threads));
+          r.Int(group, "intra_op_threads", path, 0, 1024, &config.instance_group.intra_op_threads));
       BRAID_RETURN_IF_ERROR(
           r.Int(group, "inter_op_threads", path, 1, 1024, &config.instance_group.inter_op_threads));
+      BRAID_RETURN_IF_ERROR(r.Int(group, "priority_instances", path, 0, 16,
+                                  &config.instance_group.priority_instances));
     }
 
     // With max_batch_size 0 the section still sets priorities and queue

@@ -28,8 +28,15 @@ struct InstanceGroup {
   enum class Kind { kCpu, kGpu };
   int count = 1;
   Kind kind = Kind::kCpu;
+  // Upper bound on the threads one run may use; 0: the whole compute
+  // budget (core/compute_budget.h), which the run shares with whatever
+  // else computes at the time.
   int intra_op_threads = 1;
   int inter_op_threads = 1;
+  // Instances beyond `count` that take only a batch of a higher priority
+  // level than every batch the others are running, so that an urgent
+  // request starts beside a long lower-priority batch instead of behind it.
+  int priority_instances = 0;
 };
 
 struct QueuePolicy {
@@ -104,9 +111,10 @@ struct ModelConfig {
   Optimization optimization;
   AutoscaleConfig autoscale;
   // Instances a backend loads: max_instances with autoscale, else
-  // instance_group.count.
+  // instance_group.count; then the priority instances.
   int InstancesToLoad() const {
-    return autoscale.enabled ? autoscale.max_instances : instance_group.count;
+    return (autoscale.enabled ? autoscale.max_instances : instance_group.count) +
+           instance_group.priority_instances;
   }
   VersionPolicy version_policy;
   std::string default_model_filename;             // empty: the backend's default

@@ -66,8 +66,11 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
       batching_(options.batching.value_or(model_->config().dynamic_batching.enabled) &&
                 model_->config().max_batch_size > 0),
       max_batch_(std::max(1, model_->config().max_batch_size)),
+      regular_instances_(model_->instance_count() -
+                         std::min<std::size_t>(model_->config().instance_group.priority_instances,
+                                               model_->instance_count())),
       levels_(model_->config().dynamic_batching.priority_levels),
-      utilization_window_(options.utilization_window, static_cast<int>(model_->instance_count())) {
+      utilization_window_(options.utilization_window, static_cast<int>(regular_instances_)) {
   const DynamicBatching& batching = model_->config().dynamic_batching;
   for (int level = 1; level <= batching.priority_levels; ++level) {
     auto custom = batching.priority_queue_policy.find(level);
@@ -79,11 +82,11 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
   }
   stats_.batch_sizes.assign(max_batch_ + 1, 0);
   batch_us_.assign(max_batch_ + 1, 0.0);
-  active_instances_ = model_->instance_count();
+  active_instances_ = regular_instances_;
   if (const AutoscaleConfig& scale = model_->config().autoscale; scale.enabled) {
     AutoscalePolicy policy;
     policy.min_instances = scale.min_instances;
-    policy.max_instances = std::min<int>(scale.max_instances, model_->instance_count());
+    policy.max_instances = std::min<int>(scale.max_instances, regular_instances_);
     policy.scale_up_utilization = scale.scale_up_utilization;
     policy.scale_down_utilization = scale.scale_down_utilization;
     policy.window = std::chrono::seconds(scale.window_s);
@@ -157,6 +160,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
   }
   work_.notify_one();
+  if (regular_instances_ < model_->instance_count()) standby_.notify_all();
   return Status::Ok();
 }
 
@@ -167,8 +171,12 @@ void ModelScheduler::WidenAdmissionMarginLocked() {
 void ModelScheduler::CompleteUnlocked(std::unique_lock<std::mutex>& lock,
                                       std::vector<Completion>* done) {
   lock.unlock();
-  for (auto& [request, result] : *done) request->on_complete(std::move(result));
+  auto batch = std::make_shared<std::vector<Completion>>(std::move(*done));
   done->clear();
+  auto run = [batch] {
+    for (auto& [request, result] : *batch) request->on_complete(std::move(result));
+  };
+  if (options_.completions == nullptr || !options_.completions->Submit(run)) run();
   lock.lock();
 }
 
@@ -207,6 +215,7 @@ void ModelScheduler::Shutdown(bool drain) {
   }
   if (!drain) fail_queued();
   work_.notify_all();
+  standby_.notify_all();
   for (auto& worker : workers_) worker.join();
   workers_.clear();
   {
@@ -407,18 +416,31 @@ std::optional<Duration> ModelScheduler::ExpectedWaitLocked(std::size_t level, Ti
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::micro>(wait_us));
 }
 
-std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint now) {
+std::size_t ModelScheduler::NextLevelLocked(TimePoint now) {
   const bool deferred = OffpeakDeferredLocked(now);
-  // The first non-empty eligible queue, highest priority first.
-  std::deque<Pending>* queue = &delayed_;
-  std::size_t level = levels_.size();
   for (std::size_t i = 0; i < levels_.size(); ++i) {
-    if (!levels_[i].queue.empty() && !(levels_[i].offpeak && deferred)) {
-      queue = &levels_[i].queue;
-      level = i;
-      break;
-    }
+    if (!levels_[i].queue.empty() && !(levels_[i].offpeak && deferred)) return i;
   }
+  return levels_.size();
+}
+
+std::optional<std::size_t> ModelScheduler::UrgentLevelLocked(TimePoint now) {
+  if (running_.empty() || running_.size() < active_instances_) return std::nullopt;
+  std::size_t running_level = levels_.size();
+  for (const auto& batch : running_) running_level = std::min(running_level, batch.level);
+  const std::size_t level = NextLevelLocked(now);
+  if (level >= levels_.size() || level >= running_level) return std::nullopt;
+  return level;
+}
+
+ComputeClass ModelScheduler::ClassOfLevel(std::size_t level) const {
+  return level < levels_.size() && levels_[level].offpeak ? ComputeClass::kBackground
+                                                          : ComputeClass::kInteractive;
+}
+
+std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint now,
+                                                                     std::size_t level) {
+  std::deque<Pending>* queue = level < levels_.size() ? &levels_[level].queue : &delayed_;
   std::vector<Pending> batch;
   if (queue->empty()) return batch;
 
@@ -513,26 +535,46 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
 }
 
 void ModelScheduler::WorkerLoop(std::size_t instance) {
+  const bool priority_instance = instance >= regular_instances_;
   std::unique_lock lock(mutex_);
   std::vector<Completion> done;
   while (true) {
-    const TimePoint now = clock_.Now();
+    TimePoint now = clock_.Now();
     ExpireLocked(now, &done);
     if (!done.empty()) {
       CompleteUnlocked(lock, &done);
       continue;
     }
-    if (stopping_ && (!drain_ || QueuesEmptyLocked())) break;
-    if (instance >= active_instances_ && !stopping_) {  // parked by the autoscaler
-      clock_.WaitUntil(lock, work_, TimePoint::max());
+    if (stopping_ && (priority_instance || !drain_ || QueuesEmptyLocked())) break;
+    std::optional<std::size_t> urgent;
+    if (priority_instance) {
+      urgent = UrgentLevelLocked(now);
+      if (!urgent) {
+        clock_.WaitUntil(lock, standby_, TimePoint::max());
+        continue;
+      }
+    } else if (instance >= active_instances_ && !stopping_) {  // parked by the autoscaler
+      clock_.WaitUntil(lock, standby_, TimePoint::max());
       continue;
-    }
-    Decision decision = DecideLocked(now);
-    if (!decision.dispatch) {
+    } else if (Decision decision = DecideLocked(now); !decision.dispatch) {
       clock_.WaitUntil(lock, work_, decision.wake_at);
       continue;
     }
-    std::vector<Pending> batch = TakeBatchLocked(now);
+    ComputeBudget::Lease lease;
+    if (options_.budget != nullptr) {
+      const std::size_t level = urgent ? *urgent : NextLevelLocked(now);
+      lock.unlock();
+      lease = options_.budget->Acquire(model_->name(), ClassOfLevel(level),
+                                       static_cast<int>(level) + 1);
+      lock.lock();
+      // The queues moved meanwhile: decide on what is there now.
+      now = clock_.Now();
+      ExpireLocked(now, &done);
+      if (!done.empty()) continue;
+      if (priority_instance && !(urgent = UrgentLevelLocked(now))) continue;
+    }
+    const std::size_t batch_level = urgent ? *urgent : NextLevelLocked(now);
+    std::vector<Pending> batch = TakeBatchLocked(now, batch_level);
     if (batch.empty()) continue;
     std::int64_t batch_items = 0;
     for (const auto& pending : batch) {
@@ -542,18 +584,23 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
         admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
       batch_items += pending.items;
     }
+    // A priority instance's batches stay out of the running list, which
+    // describes the regular instances (utilisation, admission, urgency).
     const RunningBatch running{
-        now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_))};
-    running_.push_back(running);
+        now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)), batch_level};
+    if (!priority_instance) running_.push_back(running);
     lock.unlock();
 
     Duration compute{};
     RunBatch(instance, batch, now, &done, &compute);
+    lease = {};
     const TimePoint end = clock_.Now();
 
     lock.lock();
-    running_.erase(std::find(running_.begin(), running_.end(), running));
-    utilization_window_.AddBusy(now, end);
+    if (!priority_instance) {
+      running_.erase(std::find(running_.begin(), running_.end(), running));
+      utilization_window_.AddBusy(now, end);
+    }
     std::int64_t items = 0;
     for (const auto& [request, result] : done) {
       items = result.batch_size;
@@ -623,6 +670,7 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   stats_.active_instances = target;
   utilization_window_.set_instances(static_cast<int>(target));
   work_.notify_all();
+  standby_.notify_all();
 }
 
 double ModelScheduler::CurrentLoad() {

@@ -42,6 +42,19 @@
 // the `offpeak` levels are held while utilisation exceeds the threshold and
 // released when it falls, still bounded by their timeouts.
 //
+// Priority instances (instance_group.priority_instances): extra workers
+// that take a batch only from a level above every batch the other
+// instances are running while those are all busy, at once and without
+// waiting for it to fill. An urgent request starts beside a long
+// lower-priority batch instead of behind it.
+//
+// Compute budget (SchedulerOptions::budget): a worker that decided to
+// dispatch asks the budget for a lease at the priority of the level it is
+// about to serve (off-peak levels as background work) and forms its batch
+// only once granted, so that requests arriving meanwhile join it.
+// Completion callbacks run on SchedulerOptions::completions when given,
+// so that the model's worker goes back to the queue at once.
+//
 // Autoscaling (when the config has `autoscale`): the model loads
 // max_instances instances; only the first `active` take work, the others
 // wait. Once a second the expiry thread feeds the active instances'
@@ -59,6 +72,8 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/compute_budget.h"
+#include "core/thread_pool.h"
 #include "model/model.h"
 #include "scheduler/adaptive_window.h"
 #include "scheduler/autoscaler.h"
@@ -76,6 +91,12 @@ struct SchedulerOptions {
   // How often a worker re-checks utilisation while only deferred off-peak
   // requests are queued.
   Duration offpeak_recheck = std::chrono::milliseconds(5);
+  // The compute budget each batch takes a lease from; null: none (a batch
+  // starts as soon as an instance is free). Must outlive the scheduler.
+  ComputeBudget* budget = nullptr;
+  // Where completion callbacks run; null: on the worker that ran the batch.
+  // Must outlive the scheduler.
+  ThreadPool* completions = nullptr;
 };
 
 // A fixed-bucket histogram of durations in microseconds; buckets are upper
@@ -177,7 +198,16 @@ class ModelScheduler {
   void ExpireLocked(TimePoint now, std::vector<Completion>* done);
   bool OffpeakDeferredLocked(TimePoint now);
   Decision DecideLocked(TimePoint now);
-  std::vector<Pending> TakeBatchLocked(TimePoint now);
+  // The level the next batch comes from: the highest with eligible
+  // requests, levels_.size() for the delayed queue.
+  std::size_t NextLevelLocked(TimePoint now);
+  // A level above every batch running on the regular instances, which are
+  // all busy, with requests queued: what a priority instance may take.
+  std::optional<std::size_t> UrgentLevelLocked(TimePoint now);
+  // Takes a batch from `level` (levels_.size(): the delayed queue).
+  std::vector<Pending> TakeBatchLocked(TimePoint now, std::size_t level);
+  // The budget's view of a level: background for off-peak levels.
+  ComputeClass ClassOfLevel(std::size_t level) const;
   // Runs `batch` on `instance` and fills `done` (outside the lock).
   void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
                 std::vector<Completion>* done, Duration* compute);
@@ -216,11 +246,15 @@ class ModelScheduler {
   const SchedulerOptions options_;
   const bool batching_;
   const int max_batch_;
+  // Instances [0, regular_instances_) take any work; the rest are priority
+  // instances.
+  const std::size_t regular_instances_;
 
   mutable std::mutex mutex_;
-  std::condition_variable work_;
-  std::vector<Level> levels_;    // guarded by mutex_; [0] is priority 1
-  std::deque<Pending> delayed_;  // guarded by mutex_
+  std::condition_variable work_;     // active regular workers wait here
+  std::condition_variable standby_;  // parked and priority workers wait here
+  std::vector<Level> levels_;        // guarded by mutex_; [0] is priority 1
+  std::deque<Pending> delayed_;      // guarded by mutex_
   std::condition_variable expiry_;
   TimePoint expiry_sleeps_until_ = TimePoint::max();  // guarded by mutex_
   bool expiry_stop_ = false;                          // guarded by mutex_

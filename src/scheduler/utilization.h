@@ -5,6 +5,7 @@
 // the result through an atomic for readers elsewhere.
 #pragma once
 
+#include <cstddef>
 #include <deque>
 #include <utility>
 #include <vector>
@@ -13,11 +14,12 @@
 
 namespace braid {
 
-// A batch running now: when it started, and its expected compute then (0
-// when unknown).
+// A batch running now: when it started, its expected compute then (0 when
+// unknown), and its priority level (0-based).
 struct RunningBatch {
   TimePoint start;
   double expected_us = 0;
+  std::size_t level = 0;
   bool operator==(const RunningBatch&) const = default;
 };
 

@@ -4,8 +4,10 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
+#include "core/compute_budget.h"
 #include "model/model.h"
 
 namespace braid {
@@ -13,11 +15,43 @@ namespace {
 
 constexpr char kDefaultFilename[] = "model.onnx";
 
+std::atomic<bool> per_session_pools{false};
+
 // One Env for the process: ONNX Runtime wants exactly one, and it must
-// outlive every session.
+// outlive every session. It holds the global intra-op pool sized by the
+// process's compute budget; no thread of it spins while idle.
 Ort::Env& Environment() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "braid");
+  static Ort::Env env = [] {
+    Ort::ThreadingOptions threading;
+    threading.SetGlobalIntraOpNumThreads(ProcessComputeBudget().threads());
+    threading.SetGlobalInterOpNumThreads(1);
+    threading.SetGlobalSpinControl(0);
+    return Ort::Env(threading, ORT_LOGGING_LEVEL_ERROR, "braid");
+  }();
   return env;
+}
+
+// Sessions on the global pool, or with a pool of their own (see the header).
+void ConfigureThreads(const InstanceGroup& group, Ort::SessionOptions& options) {
+  if (per_session_pools) {
+    options.SetIntraOpNumThreads(group.intra_op_threads);
+    options.SetInterOpNumThreads(group.inter_op_threads);
+    options.SetExecutionMode(group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
+    return;
+  }
+  const int budget = ProcessComputeBudget().threads();
+  if ((group.intra_op_threads == 0 || group.intra_op_threads >= budget) &&
+      group.inter_op_threads == 1) {
+    options.DisablePerSessionThreads();
+    options.SetExecutionMode(ORT_SEQUENTIAL);
+    return;
+  }
+  // Below the budget, or with inter-op parallelism: a pool of its own.
+  options.SetIntraOpNumThreads(group.intra_op_threads);
+  options.SetInterOpNumThreads(group.inter_op_threads);
+  options.SetExecutionMode(group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
+  options.AddConfigEntry("session.intra_op.allow_spinning", "0");
+  options.AddConfigEntry("session.inter_op.allow_spinning", "0");
 }
 
 Result<ONNXTensorElementDataType> ToOnnx(DataType type) {
@@ -318,10 +352,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   std::vector<ModelInstancePtr> instances;
   try {
     Ort::SessionOptions options;
-    options.SetIntraOpNumThreads(config.instance_group.intra_op_threads);
-    options.SetInterOpNumThreads(config.instance_group.inter_op_threads);
-    options.SetExecutionMode(config.instance_group.inter_op_threads > 1 ? ORT_PARALLEL
-                                                                        : ORT_SEQUENTIAL);
+    ConfigureThreads(config.instance_group, options);
     options.SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
     BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options));
 
@@ -342,6 +373,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
 }  // namespace
 
 BackendFactory MakeOnnxRuntimeBackend() { return Load; }
+
+void UsePerSessionThreadPools() { per_session_pools = true; }
 
 std::string OnnxRuntimeVersion() { return Ort::GetVersionString(); }
 

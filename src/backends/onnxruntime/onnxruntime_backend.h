@@ -1,8 +1,16 @@
 // The ONNX Runtime backend (`backend: onnxruntime`).
 //
 // Each instance is one Ort::Session created from <version>/model.onnx (or
-// the config's default_model_filename) with the config's thread counts,
-// graph optimisation level and execution provider. At load the backend
+// the config's default_model_filename) with the config's graph
+// optimisation level and execution provider.
+//
+// Threads: every session whose intra_op_threads reaches the process's
+// compute budget (core/compute_budget.h) runs on ONNX Runtime's global
+// intra-op pool of that many threads, which does not spin: a lone run uses
+// all of them, concurrent runs share them. intra_op_threads stays an upper
+// bound: a session that asks for fewer (or for inter_op_threads above 1)
+// gets its own pool of that size, also without spinning; 1 means the
+// calling thread alone. At load the backend
 // checks the config's inputs and outputs against those the ONNX file
 // declares and runs one warm-up batch per instance. Inputs are bound to
 // ONNX Runtime without copying (the tensors' buffers are handed to it
@@ -16,6 +24,11 @@ namespace braid {
 inline constexpr char kOnnxRuntimeBackend[] = "onnxruntime";
 
 BackendFactory MakeOnnxRuntimeBackend();
+
+// For baselines (bench_workflows --per-model-pools): each session gets its
+// own pool sized by its config, spinning as ONNX Runtime does by default,
+// as braid did before the shared budget. Call before the first model loads.
+void UsePerSessionThreadPools();
 
 // The version of the ONNX Runtime library in use, e.g. "1.21.0".
 std::string OnnxRuntimeVersion();

@@ -1,0 +1,168 @@
+#include "core/compute_budget.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <tuple>
+#include <utility>
+
+namespace braid {
+namespace {
+
+// The CPU limit of the process's cgroup in cores (rounded up), or 0 when
+// there is none.
+int CgroupCores() {
+  std::ifstream v2("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (v2 >> quota >> period && quota != "max" && period > 0)
+    return static_cast<int>(std::ceil(std::stod(quota) / period));
+  std::ifstream v1_quota("/sys/fs/cgroup/cpu/cpu.cfs_quota_us");
+  std::ifstream v1_period("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+  double q = 0;
+  if (v1_quota >> q && v1_period >> period && q > 0 && period > 0)
+    return static_cast<int>(std::ceil(q / period));
+  return 0;
+}
+
+// Ordering of waiters: interactive first, then priority, then arrival.
+auto Rank(ComputeClass cls, int priority, std::uint64_t ticket) {
+  return std::tuple(static_cast<int>(cls), priority, ticket);
+}
+
+std::mutex process_mutex;
+int process_threads = 0;  // guarded by process_mutex; 0 until set or first used
+
+}  // namespace
+
+std::string_view ComputeClassName(ComputeClass cls) {
+  return cls == ComputeClass::kInteractive ? "interactive" : "background";
+}
+
+int AvailableCores() {
+  cpu_set_t set;
+  int cores = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores <= 0) cores = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  if (const int limit = CgroupCores(); limit > 0) cores = std::min(cores, limit);
+  return std::max(1, cores);
+}
+
+ComputeBudget::ComputeBudget(int threads) : threads_(std::max(1, threads)) {
+  stats_.threads = threads_;
+}
+
+ComputeBudget::Lease::Lease(Lease&& other) noexcept
+    : budget_(std::exchange(other.budget_, nullptr)),
+      model_(std::move(other.model_)),
+      class_(other.class_),
+      priority_(other.priority_) {}
+
+ComputeBudget::Lease& ComputeBudget::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    if (budget_ != nullptr) budget_->Release(*this);
+    budget_ = std::exchange(other.budget_, nullptr);
+    model_ = std::move(other.model_);
+    class_ = other.class_;
+    priority_ = other.priority_;
+  }
+  return *this;
+}
+
+ComputeBudget::Lease::~Lease() {
+  if (budget_ != nullptr) budget_->Release(*this);
+}
+
+bool ComputeBudget::EligibleLocked(const Waiter& waiter, bool* reserved) const {
+  const int total = stats_.in_use[0] + stats_.in_use[1];
+  *reserved = false;
+  if (waiter.cls == ComputeClass::kBackground)
+    return total < threads_ && stats_.in_use[1] < std::max(1, threads_ - 1);
+  if (total < threads_) return true;
+  // The reserved share: priority 1 beside lower-priority work.
+  const bool lower_running =
+      stats_.in_use[1] > 0 || (!interactive_priorities_.empty() &&
+                               interactive_priorities_.rbegin()->first > waiter.priority);
+  *reserved = waiter.priority == 1 && lower_running && total < threads_ + 1;
+  return *reserved;
+}
+
+bool ComputeBudget::BetterWaiterEligibleLocked(const Waiter& waiter) const {
+  bool reserved = false;
+  const auto rank = Rank(waiter.cls, waiter.priority, waiter.ticket);
+  return std::any_of(waiters_.begin(), waiters_.end(), [&](const Waiter& other) {
+    return Rank(other.cls, other.priority, other.ticket) < rank && EligibleLocked(other, &reserved);
+  });
+}
+
+ComputeBudget::Lease ComputeBudget::Acquire(std::string_view model, ComputeClass cls,
+                                            int priority) {
+  std::unique_lock lock(mutex_);
+  const Waiter waiter{cls, priority, next_ticket_++};
+  bool reserved = false;
+  auto may_start = [&] {
+    return EligibleLocked(waiter, &reserved) && !BetterWaiterEligibleLocked(waiter);
+  };
+  const int c = static_cast<int>(cls);
+  if (!may_start()) {
+    ++stats_.waited[c];
+    ++stats_.waiting[c];
+    waiters_.push_back(waiter);
+    changed_.wait(lock, may_start);
+    waiters_.erase(std::find_if(waiters_.begin(), waiters_.end(),
+                                [&](const Waiter& w) { return w.ticket == waiter.ticket; }));
+    --stats_.waiting[c];
+  }
+  if (reserved) ++stats_.preemptions;
+  ++stats_.in_use[c];
+  ++stats_.granted[c];
+  auto [held, inserted] = stats_.in_use_by_model.try_emplace(std::string(model));
+  ++held->second[c];
+  ++stats_.granted_by_model[held->first][c];
+  if (cls == ComputeClass::kInteractive) ++interactive_priorities_[priority];
+  // Another waiter may be eligible too (a background one behind this one).
+  if (!waiters_.empty()) changed_.notify_all();
+  return Lease(this, held->first, cls, priority);
+}
+
+void ComputeBudget::Release(const Lease& lease) {
+  {
+    std::lock_guard lock(mutex_);
+    const int c = static_cast<int>(lease.class_);
+    --stats_.in_use[c];
+    --stats_.in_use_by_model[lease.model_][c];
+    if (lease.class_ == ComputeClass::kInteractive) {
+      auto it = interactive_priorities_.find(lease.priority_);
+      if (--it->second == 0) interactive_priorities_.erase(it);
+    }
+    if (waiters_.empty()) return;
+  }
+  changed_.notify_all();
+}
+
+ComputeBudgetStats ComputeBudget::Stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+ComputeBudget& ProcessComputeBudget() {
+  static ComputeBudget& budget = []() -> ComputeBudget& {
+    std::lock_guard lock(process_mutex);
+    if (process_threads == 0) process_threads = AvailableCores();
+    static ComputeBudget instance(process_threads);
+    return instance;
+  }();
+  return budget;
+}
+
+bool SetProcessComputeThreads(int threads) {
+  std::lock_guard lock(process_mutex);
+  if (process_threads != 0) return false;
+  process_threads = std::max(1, threads);
+  return true;
+}
+
+}  // namespace braid

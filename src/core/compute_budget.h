@@ -1,0 +1,119 @@
+// ComputeBudget: the process's compute, shared by every model and engine.
+//
+// braid runs on the cores the process may use (its CPU affinity and cgroup
+// quota), and every batch of every model draws on the same budget: the
+// ONNX Runtime sessions share one process-wide intra-op thread pool of
+// `threads()` threads that does not spin (onnxruntime_backend.cc), so a lone
+// run gets every core and concurrent runs split them as their parallel loops
+// claim work; and a batch starts only with a lease from this budget, so the
+// runs in flight never outnumber the cores.
+//
+// Who gets the next lease when runs compete is decided here, at batch
+// boundaries:
+//   - interactive work before background work (off-peak levels and
+//     predictive precompute), then the higher priority (1 is highest), then
+//     the longest waiting;
+//   - background work never holds more than threads − 1 leases (at least 1),
+//     so a core stays free for an interactive request that arrives;
+//   - a priority-1 batch that would wait while lower-priority work holds
+//     every lease starts anyway on a reserved share: one lease above
+//     threads(). That is how an urgent request runs beside a long batch
+//     instead of behind it (counted as a preemption).
+//
+// Thread-safe. Acquire blocks; everything else does not.
+#pragma once
+
+#include <array>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace braid {
+
+enum class ComputeClass { kInteractive = 0, kBackground = 1 };
+std::string_view ComputeClassName(ComputeClass cls);
+
+// The cores this process may use: the CPU affinity mask, lowered by a
+// cgroup (v2 cpu.max or v1 cfs quota) CPU limit; at least 1.
+int AvailableCores();
+
+struct ComputeBudgetStats {
+  int threads = 0;
+  std::array<int, 2> in_use{};             // [class] leases held now
+  std::array<int, 2> waiting{};            // [class] runs waiting for a lease now
+  std::array<std::uint64_t, 2> granted{};  // [class] leases granted
+  std::array<std::uint64_t, 2> waited{};   // [class] leases that had to wait
+  std::uint64_t preemptions = 0;           // granted on the reserved share
+  std::map<std::string, std::array<int, 2>> in_use_by_model;  // [model][class]
+  std::map<std::string, std::array<std::uint64_t, 2>> granted_by_model;
+};
+
+class ComputeBudget {
+ public:
+  // `threads` ≥ 1: how many runs may compute at once (and the size of the
+  // shared ONNX Runtime pool for the process budget).
+  explicit ComputeBudget(int threads);
+  ComputeBudget(const ComputeBudget&) = delete;
+  ComputeBudget& operator=(const ComputeBudget&) = delete;
+
+  // One run's permission to compute; released when destroyed. Movable.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(Lease&& other) noexcept;
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease();
+    explicit operator bool() const { return budget_ != nullptr; }
+
+   private:
+    friend class ComputeBudget;
+    Lease(ComputeBudget* budget, std::string model, ComputeClass cls, int priority)
+        : budget_(budget), model_(std::move(model)), class_(cls), priority_(priority) {}
+    ComputeBudget* budget_ = nullptr;
+    std::string model_;
+    ComputeClass class_ = ComputeClass::kInteractive;
+    int priority_ = 0;
+  };
+
+  // Blocks until `model`'s batch of class `cls` at `priority` (1 highest)
+  // may compute, by the rules above.
+  Lease Acquire(std::string_view model, ComputeClass cls, int priority);
+
+  int threads() const { return threads_; }
+  ComputeBudgetStats Stats() const;
+
+ private:
+  struct Waiter {
+    ComputeClass cls;
+    int priority;
+    std::uint64_t ticket;
+  };
+  // Whether `waiter` may take a lease now, ignoring the other waiters;
+  // sets *reserved when only the reserved share lets it.
+  bool EligibleLocked(const Waiter& waiter, bool* reserved) const;
+  // Whether a waiter ordered before `waiter` is eligible now.
+  bool BetterWaiterEligibleLocked(const Waiter& waiter) const;
+  void Release(const Lease& lease);
+
+  const int threads_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Waiter> waiters_;                 // guarded by mutex_
+  std::uint64_t next_ticket_ = 0;              // guarded by mutex_
+  std::map<int, int> interactive_priorities_;  // priority → leases held; guarded by mutex_
+  ComputeBudgetStats stats_;                   // guarded by mutex_
+};
+
+// The process's budget: AvailableCores() unless SetProcessComputeThreads
+// ran first. Created on first use.
+ComputeBudget& ProcessComputeBudget();
+// Sizes the process budget (and with it the shared ONNX Runtime pool).
+// Call before the first model loads; later calls have no effect and return
+// false.
+bool SetProcessComputeThreads(int threads);
+
+}  // namespace braid
