@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "backends/backends.h"
+#include "core/compute_budget.h"
 #include "model/repository.h"
 #include "scheduler/model_scheduler.h"
 
@@ -227,6 +228,7 @@ LoadResult OpenLoop(ModelScheduler& scheduler, double rate, double high_share, d
 
 int main(int argc, char** argv) {
   using namespace braid;
+  KeepEnginesSingleThreaded(argv);
   CLI::App app{
       "bench_batching: dynamic batching vs none, in process, with closed- and open-loop load"};
   std::string repository = BRAID_DEFAULT_MODEL_REPOSITORY;

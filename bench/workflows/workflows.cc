@@ -108,6 +108,7 @@ double Throughput(WorkflowExecutor& executor, const WorkflowPtr& workflow,
 
 int main(int argc, char** argv) {
   using namespace braid;
+  KeepEnginesSingleThreaded(argv);
   CLI::App app{"bench_workflows: parallel DAG vs serial vs the critical path"};
   std::string repository = BRAID_DEFAULT_MODEL_REPOSITORY;
   std::string workflows_dir = BRAID_DEFAULT_WORKFLOWS;

@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "core/compute_budget.h"
 
 int main(int argc, char** argv) {
+  braid::KeepEnginesSingleThreaded(argv);
   // Logs go to stderr, so stdout carries only results (and later the ready line).
   spdlog::set_default_logger(spdlog::stderr_color_mt("braid"));
   spdlog::set_level(spdlog::level::warn);

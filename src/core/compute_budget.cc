@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <tuple>
 #include <utility>
 
@@ -82,11 +84,17 @@ bool ComputeBudget::EligibleLocked(const Waiter& waiter, bool* reserved) const {
   if (waiter.cls == ComputeClass::kBackground)
     return total < threads_ && stats_.in_use[1] < std::max(1, threads_ - 1);
   if (total < threads_) return true;
-  // The reserved share: priority 1 beside lower-priority work.
+  // The budget is full. Equals share it (their runs split the pool's
+  // threads); a level waits while more urgent work holds it; priority 1
+  // starts beside lower-priority work on the reserved share.
+  const int most_urgent = interactive_priorities_.empty() ? std::numeric_limits<int>::max()
+                                                          : interactive_priorities_.begin()->first;
+  if (most_urgent < waiter.priority) return false;
   const bool lower_running =
       stats_.in_use[1] > 0 || (!interactive_priorities_.empty() &&
                                interactive_priorities_.rbegin()->first > waiter.priority);
-  *reserved = waiter.priority == 1 && lower_running && total < threads_ + 1;
+  if (!lower_running) return true;
+  *reserved = waiter.priority == 1 && total < threads_ + 1;
   return *reserved;
 }
 
@@ -146,6 +154,14 @@ void ComputeBudget::Release(const Lease& lease) {
 ComputeBudgetStats ComputeBudget::Stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
+}
+
+void KeepEnginesSingleThreaded(char** argv) {
+  if (std::getenv("OMP_THREAD_LIMIT") != nullptr) return;
+  setenv("OMP_THREAD_LIMIT", "1", 1);
+  setenv("OMP_WAIT_POLICY", "passive", 0);
+  setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  execv("/proc/self/exe", argv);
 }
 
 ComputeBudget& ProcessComputeBudget() {

@@ -5,20 +5,24 @@
 // ONNX Runtime sessions share one process-wide intra-op thread pool of
 // `threads()` threads that does not spin (onnxruntime_backend.cc), so a lone
 // run gets every core and concurrent runs split them as their parallel loops
-// claim work; and a batch starts only with a lease from this budget, so the
-// runs in flight never outnumber the cores.
+// claim work; and a batch starts only with a lease from this budget, which
+// holds runs back when they would compete with more urgent ones.
 //
-// Who gets the next lease when runs compete is decided here, at batch
+// Who gets the next lease when the budget is full is decided here, at batch
 // boundaries:
 //   - interactive work before background work (off-peak levels and
 //     predictive precompute), then the higher priority (1 is highest), then
 //     the longest waiting;
+//   - runs of one priority level share a full budget (their parallel loops
+//     split the pool's threads, so holding one back would only idle a core
+//     when another finishes), but a level waits while a more urgent level
+//     holds it, and a level above the running work may start only on the
+//     reserved share: one lease above threads(), for priority 1 alone. That
+//     is how an urgent request runs beside a long batch instead of behind
+//     it (counted as a preemption);
 //   - background work never holds more than threads − 1 leases (at least 1),
-//     so a core stays free for an interactive request that arrives;
-//   - a priority-1 batch that would wait while lower-priority work holds
-//     every lease starts anyway on a reserved share: one lease above
-//     threads(). That is how an urgent request runs beside a long batch
-//     instead of behind it (counted as a preemption).
+//     so a core stays free for an interactive request that arrives, and it
+//     starts only while the budget has room.
 //
 // Thread-safe. Acquire blocks; everything else does not.
 #pragma once
@@ -107,6 +111,18 @@ class ComputeBudget {
   std::map<int, int> interactive_priorities_;  // priority → leases held; guarded by mutex_
   ComputeBudgetStats stats_;                   // guarded by mutex_
 };
+
+// Runs the process's OpenMP and OpenBLAS engines (Tesseract, FAISS) on the
+// calling thread alone, so that they draw on the budget through the
+// scheduler's leases instead of starting teams of spinning threads of
+// their own (Tesseract asks OpenMP for up to 10 per call). Both libraries
+// read their limits from the environment when they load, so when
+// OMP_THREAD_LIMIT is not set this sets OMP_THREAD_LIMIT=1,
+// OMP_WAIT_POLICY=passive and OPENBLAS_NUM_THREADS=1 and executes the
+// program again with `argv`; it returns when the limits are in place (or
+// when the re-execution failed). An operator who sets OMP_THREAD_LIMIT
+// keeps their own. Call first thing in main().
+void KeepEnginesSingleThreaded(char** argv);
 
 // The process's budget: AvailableCores() unless SetProcessComputeThreads
 // ran first. Created on first use.
