@@ -592,6 +592,77 @@ TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
   EXPECT_TRUE(b->Wait().status.ok());
 }
 
+// A parked worker must not swallow the wake-up meant for the active one.
+// Real time (SteadyClock) on purpose: ManualClock's waits poll, which would
+// hide a lost wake-up. Before parked workers waited on a condition of
+// their own, the first request after the active worker went back to sleep
+// woke the parked one instead (it had waited longer) and stayed queued.
+TEST_F(SchedulerTest, AParkedWorkerDoesNotStrandARequest) {
+  ModelConfig config = BaseConfig();
+  config.max_batch_size = 0;
+  config.autoscale.enabled = true;
+  config.autoscale.min_instances = 1;
+  config.autoscale.max_instances = 2;
+  std::vector<ModelInstancePtr> list;
+  for (int i = 0; i < 2; ++i) list.push_back(std::make_unique<TestBackend::Instance>(backend_));
+  scheduler_ = std::make_unique<ModelScheduler>(
+      std::make_shared<Model>(std::move(config), 1, std::move(list)), SteadyClock());
+  ASSERT_EQ(scheduler_->Stats().active_instances, 1u);
+  for (int i = 0; i < 50; ++i) {
+    auto outcome = Submit(i);
+    ASSERT_NE(outcome, nullptr);
+    ASSERT_EQ(ValueOf(outcome->Wait()), i + 1000) << "request " << i;
+  }
+}
+
+TEST_F(SchedulerTest, APriorityInstanceRunsUrgentWorkBesideALowerBatch) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.instance_group.priority_instances = 1;
+  Start(config, 2);
+  backend_.Hold();
+  auto low = Submit(1, 2);
+  backend_.WaitForBatches(1);
+  // Another priority-2 request waits for the regular instance...
+  auto queued = Submit(2, 2);
+  WaitForQueueDepth(2, 1);
+  // ...while a priority-1 one starts at once on the priority instance.
+  auto urgent = Submit(3, 1);
+  EXPECT_THAT(backend_.WaitForBatches(2), ElementsAre(ElementsAre(1), ElementsAre(3)));
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(urgent->Wait()), 1003);
+  EXPECT_EQ(ValueOf(queued->Wait()), 1002);
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(3), ElementsAre(2)));
+}
+
+TEST_F(SchedulerTest, BatchesTakeALeaseFromTheBudgetByPriority) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.priority_levels = 3;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.offpeak.priorities = {3};
+  config.dynamic_batching.offpeak.defer_above_utilization = 1.0;
+  ComputeBudget budget(1);
+  SchedulerOptions options;
+  options.budget = &budget;
+  Start(config, 1, options);
+  // A lease held elsewhere fills the budget: nothing runs until it goes.
+  std::optional<ComputeBudget::Lease> other;
+  other.emplace(budget.Acquire("other", ComputeClass::kInteractive, 1));
+  auto background = Submit(1, 3);
+  const auto until = std::chrono::steady_clock::now() + kPatience;
+  while (budget.Stats().waiting[1] != 1 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  ASSERT_EQ(budget.Stats().waiting[1], 1);
+  EXPECT_TRUE(backend_.batches().empty());
+  other.reset();
+  EXPECT_TRUE(background->Wait().status.ok());
+  auto stats = budget.Stats();
+  EXPECT_EQ(stats.granted_by_model["test"][1], 1u) << "an off-peak level draws as background";
+  EXPECT_EQ(stats.in_use[0] + stats.in_use[1], 0);
+}
+
 TEST_F(SchedulerTest, ShutdownDrainsQueuedWork) {
   ModelConfig config = BaseConfig();
   config.dynamic_batching.default_queue_policy.max_queue_size = 1 << 20;  // only shutdown refuses
