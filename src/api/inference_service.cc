@@ -146,9 +146,17 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     Schedule(scheduler, inputs, options, std::nullopt, std::move(done));
     FinishOne();
   };
-  if (cache_->Lead(key, std::move(waiter))) {
-    Schedule(scheduler, std::move(ordered).value(), options, key, std::move(done));
-    FinishOne();  // the waiter was not kept
+  switch (cache_->Lead(key, options.priority, std::move(waiter))) {
+    case ResultCache::Flight::kLead:
+      Schedule(scheduler, std::move(ordered).value(), options, key, std::move(done));
+      FinishOne();  // the waiter was not kept
+      break;
+    case ResultCache::Flight::kBypass:
+      Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
+      FinishOne();
+      break;
+    case ResultCache::Flight::kWait:
+      break;
   }
 }
 

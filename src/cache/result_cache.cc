@@ -1,5 +1,7 @@
 #include "cache/result_cache.h"
 
+#include <limits>
+
 namespace braid {
 
 ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis) : memory_(memory), redis_(redis) {}
@@ -23,13 +25,29 @@ void ResultCache::Put(const Hash128& key, const std::vector<Tensor>& value, Dura
   if (redis_ != nullptr) redis_->Put(key, value, ttl);
 }
 
-bool ResultCache::Lead(const Hash128& key, Waiter waiter) {
+namespace {
+
+// Orders priorities by urgency: explicit levels, then the default level
+// (0), then background work (negative).
+int Urgency(int priority) {
+  if (priority < 0) return std::numeric_limits<int>::max();
+  if (priority == 0) return std::numeric_limits<int>::max() - 1;
+  return priority;
+}
+
+}  // namespace
+
+ResultCache::Flight ResultCache::Lead(const Hash128& key, int priority, Waiter waiter) {
   std::lock_guard lock(flights_mutex_);
-  auto [flight, inserted] = flights_.try_emplace(key);
-  if (inserted) return true;
-  flight->second.push_back(std::move(waiter));
+  auto [flight, inserted] = flights_.try_emplace(key, InFlight{Urgency(priority), {}});
+  if (inserted) return Flight::kLead;
+  if (Urgency(priority) < flight->second.urgency) {
+    ++bypassed_;
+    return Flight::kBypass;
+  }
+  flight->second.waiters.push_back(std::move(waiter));
   ++coalesced_;
-  return false;
+  return Flight::kWait;
 }
 
 void ResultCache::Land(const Hash128& key, const Result<std::vector<Tensor>>& result) {
@@ -38,7 +56,7 @@ void ResultCache::Land(const Hash128& key, const Result<std::vector<Tensor>>& re
     std::lock_guard lock(flights_mutex_);
     auto flight = flights_.find(key);
     if (flight == flights_.end()) return;
-    waiters.swap(flight->second);
+    waiters.swap(flight->second.waiters);
     flights_.erase(flight);
   }
   for (auto& waiter : waiters) waiter(result);
@@ -50,6 +68,7 @@ ResultCacheStats ResultCache::Stats() const {
   if (redis_ != nullptr) stats.redis = redis_->Stats();
   std::lock_guard lock(flights_mutex_);
   stats.coalesced = coalesced_;
+  stats.bypassed = bypassed_;
   return stats;
 }
 

@@ -25,6 +25,7 @@ struct ResultCacheStats {
   std::optional<CacheStats> memory;
   std::optional<RedisStats> redis;
   std::uint64_t coalesced = 0;  // misses that waited for an identical computation
+  std::uint64_t bypassed = 0;   // misses that did not wait for a less urgent one
 };
 
 class ResultCache {
@@ -39,11 +40,18 @@ class ResultCache {
   std::optional<Hit> Get(const Hash128& key);
   void Put(const Hash128& key, const std::vector<Tensor>& value, Duration ttl);
 
-  // Single-flight. True: no computation of `key` is under way; the caller
-  // leads it and must call Land(key, ...) exactly once. False: one is under
+  // Single-flight. kLead: no computation of `key` is under way; the caller
+  // leads it and must call Land(key, ...) exactly once. kWait: one is under
   // way and `waiter` gets its result when it lands (on the leader's thread).
+  // kBypass: the one under way is less urgent than the caller (a predictive
+  // precompute, a lower priority level) and may be deferred or queued
+  // behind other work, so the caller computes its own result without
+  // leading; `waiter` is dropped. `priority` is InferenceRequest's: 1 is
+  // the highest, 0 the model's default level, kLowestPriority (-1)
+  // background work.
+  enum class Flight { kLead, kWait, kBypass };
   using Waiter = std::function<void(const Result<std::vector<Tensor>>&)>;
-  bool Lead(const Hash128& key, Waiter waiter);
+  Flight Lead(const Hash128& key, int priority, Waiter waiter);
   void Land(const Hash128& key, const Result<std::vector<Tensor>>& result);
 
   ResultCacheStats Stats() const;
@@ -51,10 +59,14 @@ class ResultCache {
  private:
   MemoryCache* memory_;
   RedisTier* redis_;
+  struct InFlight {
+    int urgency;  // the leader's: lower is more urgent
+    std::vector<Waiter> waiters;
+  };
   mutable std::mutex flights_mutex_;
-  std::unordered_map<Hash128, std::vector<Waiter>, Hash128Hasher>
-      flights_;                  // guarded by flights_mutex_
-  std::uint64_t coalesced_ = 0;  // guarded by flights_mutex_
+  std::unordered_map<Hash128, InFlight, Hash128Hasher> flights_;  // guarded by flights_mutex_
+  std::uint64_t coalesced_ = 0;                                   // guarded by flights_mutex_
+  std::uint64_t bypassed_ = 0;                                    // guarded by flights_mutex_
 };
 
 }  // namespace braid

@@ -397,7 +397,15 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         self->Run(node, inputs, finish);  // the leader failed: compute it here
       }
     };
-    if (!cache.Lead(key->key, std::move(waiter))) return;
+    switch (cache.Lead(key->key, options_.priority, std::move(waiter))) {
+      case ResultCache::Flight::kWait:
+        return;
+      case ResultCache::Flight::kBypass:
+        Run(node, std::move(inputs), std::move(finish));
+        return;
+      case ResultCache::Flight::kLead:
+        break;
+    }
     Run(node, std::move(inputs), [self, finish, key = *key](Result<NamedTensors> result) {
       ResultCache& cache = *self->executor_.cache_;
       if (result.ok()) {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <thread>
 
+#include "scheduler/request.h"
 #include "support/manual_clock.h"
 
 namespace braid {
@@ -46,7 +47,7 @@ TEST(ResultCacheTest, ConcurrentIdenticalMissesComputeOnce) {
         EXPECT_EQ((*result)[0].span<float>()[0], 3);
         ++answered;
       };
-      if (cache.Lead(key, waiter)) ++leaders;
+      if (cache.Lead(key, 0, waiter) == ResultCache::Flight::kLead) ++leaders;
     });
   }
   for (auto& thread : threads) thread.join();
@@ -56,20 +57,45 @@ TEST(ResultCacheTest, ConcurrentIdenticalMissesComputeOnce) {
   EXPECT_EQ(answered, 15);
   EXPECT_EQ(cache.Stats().coalesced, 15u);
   // The flight is over: the next miss leads a new one.
-  EXPECT_TRUE(cache.Lead(key, [](const Result<std::vector<Tensor>>&) {}));
+  EXPECT_EQ(cache.Lead(key, 0, [](const Result<std::vector<Tensor>>&) {}),
+            ResultCache::Flight::kLead);
   cache.Land(key, Value(0));
 }
 
 TEST(ResultCacheTest, FollowersLearnOfTheLeadersFailure) {
   ResultCache cache(nullptr, nullptr);
-  ASSERT_TRUE(cache.Lead({1, 1}, [](const Result<std::vector<Tensor>>&) {}));
+  ASSERT_EQ(cache.Lead({1, 1}, 0, [](const Result<std::vector<Tensor>>&) {}),
+            ResultCache::Flight::kLead);
   StatusCode seen = StatusCode::kOk;
-  EXPECT_FALSE(cache.Lead(
-      {1, 1}, [&](const Result<std::vector<Tensor>>& result) { seen = result.status().code(); }));
-  EXPECT_TRUE(cache.Lead({2, 2}, [](const Result<std::vector<Tensor>>&) {})) << "another key";
+  EXPECT_EQ(
+      cache.Lead({1, 1}, 0,
+                 [&](const Result<std::vector<Tensor>>& result) { seen = result.status().code(); }),
+      ResultCache::Flight::kWait);
+  EXPECT_EQ(cache.Lead({2, 2}, 0, [](const Result<std::vector<Tensor>>&) {}),
+            ResultCache::Flight::kLead)
+      << "another key";
   cache.Land({1, 1}, Status(StatusCode::kCancelled, "client left"));
   EXPECT_EQ(seen, StatusCode::kCancelled);
   cache.Land({2, 2}, Value(1));
+}
+
+// An interactive request never waits behind a less urgent computation of
+// the same key (a precompute the off-peak policy may defer, a lower level);
+// a less urgent one still waits for a more urgent leader.
+TEST(ResultCacheTest, AMoreUrgentMissDoesNotWaitForALessUrgentLeader) {
+  ResultCache cache(nullptr, nullptr);
+  auto ignore = [](const Result<std::vector<Tensor>>&) {};
+  ASSERT_EQ(cache.Lead({1, 1}, kLowestPriority, ignore), ResultCache::Flight::kLead);
+  EXPECT_EQ(cache.Lead({1, 1}, 0, ignore), ResultCache::Flight::kBypass) << "default vs background";
+  EXPECT_EQ(cache.Lead({1, 1}, 1, ignore), ResultCache::Flight::kBypass);
+  EXPECT_EQ(cache.Lead({1, 1}, kLowestPriority, ignore), ResultCache::Flight::kWait);
+  ASSERT_EQ(cache.Lead({2, 2}, 1, ignore), ResultCache::Flight::kLead);
+  EXPECT_EQ(cache.Lead({2, 2}, 2, ignore), ResultCache::Flight::kWait);
+  EXPECT_EQ(cache.Lead({2, 2}, 0, ignore), ResultCache::Flight::kWait);
+  EXPECT_EQ(cache.Stats().bypassed, 2u);
+  EXPECT_EQ(cache.Stats().coalesced, 3u);
+  cache.Land({1, 1}, Value(1));
+  cache.Land({2, 2}, Value(2));
 }
 
 }  // namespace
