@@ -13,6 +13,7 @@ const charts = {
   queue: chart('queue', ''),
   cache: chart('cache', '%'),
   instances: chart('instances', ''),
+  compute: chart('compute', ''),
 };
 
 const key = (m) => `${m.name}/${m.version}`;
@@ -105,8 +106,26 @@ function render() {
     name: m.name,
     points: samples.map((s) => [s.at, byModel(s.stats).get(key(m))?.instances ?? 0]),
   })), xMin, xMax);
+  drawCompute(now.stats.compute, xMin, xMax);
   drawBatches(models);
   renderTable(models, last);
+}
+
+// Leases of the compute budget in use per model and class, and how often
+// priority 1 started beside lower work instead of waiting.
+function drawCompute(compute, xMin, xMax) {
+  if (!compute) return;
+  document.getElementById('compute-summary').textContent =
+    `(${compute.threads} threads, ${compute.preemptions} preemptions)`;
+  const series = [];
+  for (const [cls, index] of [['interactive', 0], ['background', 1]]) {
+    const names = new Set(samples.flatMap((s) => Object.keys(s.stats.compute?.models ?? {})));
+    for (const name of names) {
+      const points = samples.map((s) => [s.at, s.stats.compute?.models?.[name]?.[index] ?? 0]);
+      if (points.some(([, v]) => v > 0)) series.push({ name: `${name} (${cls})`, points });
+    }
+  }
+  charts.compute.draw(series, xMin, xMax);
 }
 
 // Batches of each size over the last 10 s, summed over models; bars.

@@ -89,6 +89,11 @@ class InferenceService {
   std::size_t in_flight() const { return in_flight_.load(); }
   // The result cache's figures; empty without a cache.
   std::optional<ResultCacheStats> cache_stats() const;
+  // The compute budget's figures; empty without a budget.
+  std::optional<ComputeBudgetStats> budget_stats() const {
+    if (options_.budget == nullptr) return std::nullopt;
+    return options_.budget->Stats();
+  }
 
  private:
   using SchedulerPtr = std::shared_ptr<ModelScheduler>;

@@ -78,6 +78,23 @@ std::string CacheJson(const std::optional<ResultCacheStats>& cache) {
                      cache->coalesced);
 }
 
+// The compute budget: threads, leases held now and waiting by class
+// ([interactive, background]), preemptions, and leases held per model.
+std::string ComputeJson(const std::optional<ComputeBudgetStats>& budget) {
+  if (!budget) return "null";
+  std::vector<std::string> models;
+  for (const auto& [model, held] : budget->in_use_by_model) {
+    std::string quoted;
+    AppendJsonString(quoted, model);
+    models.push_back(fmt::format("{}:[{}]", quoted, fmt::join(held, ",")));
+  }
+  return fmt::format(
+      R"({{"threads":{},"in_use":[{}],"waiting":[{}],"waited":[{}],"preemptions":{},)"
+      R"("models":{{{}}}}})",
+      budget->threads, fmt::join(budget->in_use, ","), fmt::join(budget->waiting, ","),
+      fmt::join(budget->waited, ","), budget->preemptions, fmt::join(models, ","));
+}
+
 }  // namespace
 
 RouteHandler MakeWebPages() {
@@ -119,10 +136,11 @@ std::string DashboardStatsJson(InferenceService& service, const Metrics& metrics
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   return fmt::format(
       R"({{"time_s":{:.6f},"in_flight":{},"models":[{}],)"
-      R"("latency":{{"bounds_s":[{}],"cumulative":[{}],"count":{},"sum_s":{:.6f}}},"cache":{}}})",
+      R"("latency":{{"bounds_s":[{}],"cumulative":[{}],"count":{},"sum_s":{:.6f}}},"cache":{},)"
+      R"("compute":{}}})",
       now, service.in_flight(), fmt::join(models, ","), fmt::join(latency.bounds_s, ","),
       fmt::join(latency.cumulative, ","), latency.count, latency.sum_s,
-      CacheJson(service.cache_stats()));
+      CacheJson(service.cache_stats()), ComputeJson(service.budget_stats()));
 }
 
 RouteHandler MakeDashboardStats(InferenceService& service, const Metrics& metrics) {

@@ -83,9 +83,45 @@ Metrics::Latency Metrics::ModelRequestLatency() const {
   return latency;
 }
 
+void Metrics::RenderBudget(const ComputeBudgetStats& budget, std::string& out) {
+  auto append = std::back_inserter(out);
+  constexpr ComputeClass kClasses[] = {ComputeClass::kInteractive, ComputeClass::kBackground};
+  Header(out, "braid_compute_threads", "gauge",
+         "Threads of the compute budget that every model and engine shares.");
+  fmt::format_to(append, "braid_compute_threads {}\n", budget.threads);
+  Header(out, "braid_compute_leases", "gauge",
+         "Batches computing now on the budget, by model and class (interactive, background).");
+  for (const auto& [model, held] : budget.in_use_by_model) {
+    for (ComputeClass cls : kClasses)
+      fmt::format_to(append, "braid_compute_leases{{model=\"{}\",class=\"{}\"}} {}\n",
+                     Escape(model), ComputeClassName(cls), held[static_cast<int>(cls)]);
+  }
+  Header(out, "braid_compute_leases_total", "counter",
+         "Batches granted a lease on the budget, by model and class.");
+  for (const auto& [model, granted] : budget.granted_by_model) {
+    for (ComputeClass cls : kClasses)
+      fmt::format_to(append, "braid_compute_leases_total{{model=\"{}\",class=\"{}\"}} {}\n",
+                     Escape(model), ComputeClassName(cls), granted[static_cast<int>(cls)]);
+  }
+  Header(out, "braid_compute_waiting", "gauge", "Batches waiting for a lease now, by class.");
+  for (ComputeClass cls : kClasses)
+    fmt::format_to(append, "braid_compute_waiting{{class=\"{}\"}} {}\n", ComputeClassName(cls),
+                   budget.waiting[static_cast<int>(cls)]);
+  Header(out, "braid_compute_waited_total", "counter",
+         "Leases that were granted only after a wait, by class.");
+  for (ComputeClass cls : kClasses)
+    fmt::format_to(append, "braid_compute_waited_total{{class=\"{}\"}} {}\n", ComputeClassName(cls),
+                   budget.waited[static_cast<int>(cls)]);
+  Header(out, "braid_compute_preemptions_total", "counter",
+         "Priority-1 batches that started beside lower-priority work on the reserved share "
+         "instead of waiting for it.");
+  fmt::format_to(append, "braid_compute_preemptions_total {}\n", budget.preemptions);
+}
+
 std::string Metrics::Render(
     const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
-    std::size_t in_flight, const std::optional<ResultCacheStats>& cache) const {
+    std::size_t in_flight, const std::optional<ResultCacheStats>& cache,
+    const std::optional<ComputeBudgetStats>& budget) const {
   std::string out;
   {
     std::lock_guard lock(mutex_);
@@ -126,26 +162,38 @@ std::string Metrics::Render(
       }
     }
   };
+  auto histogram_lines = [&](std::string_view name, const std::string& labels,
+                             const DurationHistogram& h) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t b = 0; b < std::size(DurationHistogram::kBoundsUs); ++b) {
+      cumulative += h.counts[b];
+      fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels,
+                     DurationHistogram::kBoundsUs[b] / 1e6, cumulative);
+    }
+    fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels,
+                   h.count);
+    fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {}\n", name, labels, h.sum_us / 1e6);
+    fmt::format_to(std::back_inserter(out), "{}_count{{{}}} {}\n", name, labels, h.count);
+  };
   auto duration_histogram = [&](std::string_view name, std::string_view help, auto select) {
-    per_model(
-        name, "histogram", help, [&](const std::string& labels, const ModelMetricsInput& input) {
-          const DurationHistogram& h = select(input.stats);
-          std::uint64_t cumulative = 0;
-          for (std::size_t b = 0; b < std::size(DurationHistogram::kBoundsUs); ++b) {
-            cumulative += h.counts[b];
-            fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"{}\"}} {}\n", name, labels,
-                           DurationHistogram::kBoundsUs[b] / 1e6, cumulative);
-          }
-          fmt::format_to(std::back_inserter(out), "{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels,
-                         h.count);
-          fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {}\n", name, labels,
-                         h.sum_us / 1e6);
-          fmt::format_to(std::back_inserter(out), "{}_count{{{}}} {}\n", name, labels, h.count);
-        });
+    per_model(name, "histogram", help,
+              [&](const std::string& labels, const ModelMetricsInput& input) {
+                histogram_lines(name, labels, select(input.stats));
+              });
   };
   duration_histogram(
       "braid_queue_duration_seconds", "Time requests waited in the model's queue.",
       [](const SchedulerStats& s) -> const DurationHistogram& { return s.queue_time; });
+  per_model("braid_priority_queue_duration_seconds", "histogram",
+            "Time requests waited in the model's queue, by priority level.",
+            [&](const std::string& labels, const ModelMetricsInput& input) {
+              const auto& levels = input.stats.queue_time_by_level;
+              for (std::size_t level = 0; level < levels.size(); ++level) {
+                histogram_lines("braid_priority_queue_duration_seconds",
+                                fmt::format("{},priority=\"{}\"", labels, level + 1),
+                                levels[level]);
+              }
+            });
   duration_histogram(
       "braid_compute_duration_seconds", "Time a batch took to compute.",
       [](const SchedulerStats& s) -> const DurationHistogram& { return s.compute_time; });
@@ -218,6 +266,7 @@ std::string Metrics::Render(
   Header(out, "braid_inflight_requests", "gauge",
          "Inference requests admitted and not yet answered.");
   fmt::format_to(std::back_inserter(out), "braid_inflight_requests {}\n", in_flight);
+  if (budget) RenderBudget(*budget, out);
   if (cache) {
     // Per tier: {tier="memory"} and {tier="redis"} for the tiers configured.
     using Tiered = std::vector<std::pair<const char*, std::uint64_t>>;

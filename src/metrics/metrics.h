@@ -19,6 +19,7 @@
 
 #include "cache/result_cache.h"
 #include "core/clock.h"
+#include "core/compute_budget.h"
 #include "scheduler/model_scheduler.h"
 
 namespace braid {
@@ -35,10 +36,12 @@ class Metrics {
                       Duration duration);
 
   // Everything, as Prometheus text. `models` maps name → version → input.
-  // `cache` holds the result cache's figures when there is one.
+  // `cache` holds the result cache's figures when there is one, `budget`
+  // the compute budget's.
   std::string Render(const std::map<std::string, std::map<std::int64_t, ModelMetricsInput>>& models,
                      std::size_t in_flight,
-                     const std::optional<ResultCacheStats>& cache = std::nullopt) const;
+                     const std::optional<ResultCacheStats>& cache = std::nullopt,
+                     const std::optional<ComputeBudgetStats>& budget = std::nullopt) const;
 
   // The latency of model requests over every protocol, merged: counts at or
   // under each bound, cumulative as in Prometheus. For the dashboard.
@@ -51,6 +54,7 @@ class Metrics {
   Latency ModelRequestLatency() const;
 
  private:
+  static void RenderBudget(const ComputeBudgetStats& budget, std::string& out);
   static constexpr std::array<double, 16> kBucketsS = {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
       0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};

@@ -81,6 +81,7 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
     levels_[level - 1].offpeak = std::find(offpeak.begin(), offpeak.end(), level) != offpeak.end();
   }
   stats_.batch_sizes.assign(max_batch_ + 1, 0);
+  stats_.queue_time_by_level.resize(levels_.size());
   batch_us_.assign(max_batch_ + 1, 0.0);
   active_instances_ = regular_instances_;
   if (const AutoscaleConfig& scale = model_->config().autoscale; scale.enabled) {
@@ -605,6 +606,8 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     for (const auto& [request, result] : done) {
       items = result.batch_size;
       stats_.queue_time.Add(result.queue_time);
+      if (batch_level < levels_.size())
+        stats_.queue_time_by_level[batch_level].Add(result.queue_time);
       if (result.status.ok()) {
         ++stats_.success;
       } else {

@@ -112,19 +112,20 @@ struct DurationHistogram {
 };
 
 struct SchedulerStats {
-  std::uint64_t success = 0;               // requests completed OK
-  std::uint64_t failure = 0;               // requests whose batch failed
-  std::uint64_t rejected = 0;              // refused at admission (queue full, or too late)
-  std::uint64_t timed_out = 0;             // dropped at a timeout or deadline
-  std::uint64_t cancelled = 0;             // dropped because cancelled
-  std::uint64_t delayed = 0;               // moved behind every level at their timeout
-  std::uint64_t computed_late = 0;         // started past their deadline (should stay 0)
-  std::uint64_t executions = 0;            // batches run
-  std::uint64_t inferences = 0;            // items run (sum of batch sizes)
-  DurationHistogram queue_time;            // per request
-  DurationHistogram compute_time;          // per batch
-  std::vector<std::uint64_t> batch_sizes;  // [b] = batches of b items
-  std::vector<std::size_t> queue_depth;    // [level-1] = requests queued now
+  std::uint64_t success = 0;        // requests completed OK
+  std::uint64_t failure = 0;        // requests whose batch failed
+  std::uint64_t rejected = 0;       // refused at admission (queue full, or too late)
+  std::uint64_t timed_out = 0;      // dropped at a timeout or deadline
+  std::uint64_t cancelled = 0;      // dropped because cancelled
+  std::uint64_t delayed = 0;        // moved behind every level at their timeout
+  std::uint64_t computed_late = 0;  // started past their deadline (should stay 0)
+  std::uint64_t executions = 0;     // batches run
+  std::uint64_t inferences = 0;     // items run (sum of batch sizes)
+  DurationHistogram queue_time;     // per request
+  std::vector<DurationHistogram> queue_time_by_level;  // [level-1], per request
+  DurationHistogram compute_time;                      // per batch
+  std::vector<std::uint64_t> batch_sizes;              // [b] = batches of b items
+  std::vector<std::size_t> queue_depth;                // [level-1] = requests queued now
   std::size_t delayed_depth = 0;
   double utilization = 0;            // busy fraction over the utilisation window
   std::size_t active_instances = 0;  // instances taking work now

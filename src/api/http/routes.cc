@@ -420,8 +420,8 @@ HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std:
           JsonError(401, "an API key required: send 'Authorization: Bearer KEY'"));
     HttpResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    response.body =
-        metrics.Render(CollectModelMetrics(service), service.in_flight(), service.cache_stats());
+    response.body = metrics.Render(CollectModelMetrics(service), service.in_flight(),
+                                   service.cache_stats(), service.budget_stats());
     responder->Send(std::move(response));
   };
 }
