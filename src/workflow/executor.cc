@@ -397,7 +397,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         self->Run(node, inputs, finish);  // the leader failed: compute it here
       }
     };
-    switch (cache.Lead(key->key, options_.priority, std::move(waiter))) {
+    // A model node's computation may be held back by its priority (a
+    // precompute runs at the off-peak level), so a more urgent run does not
+    // wait for it; a preprocessing node runs at once whoever asked, so
+    // waiting for it is never slower than computing again.
+    const bool held_by_priority = node.kind == "model" || node.kind == "project";
+    switch (cache.Lead(key->key, held_by_priority ? options_.priority : 1, std::move(waiter))) {
       case ResultCache::Flight::kWait:
         return;
       case ResultCache::Flight::kBypass:
