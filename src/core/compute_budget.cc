@@ -59,7 +59,7 @@ ComputeBudget::ComputeBudget(int threads) : threads_(std::max(1, threads)) {
 
 ComputeBudget::Lease::Lease(Lease&& other) noexcept
     : budget_(std::exchange(other.budget_, nullptr)),
-      model_(std::move(other.model_)),
+      model_(other.model_),
       class_(other.class_),
       priority_(other.priority_) {}
 
@@ -67,7 +67,7 @@ ComputeBudget::Lease& ComputeBudget::Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
     if (budget_ != nullptr) budget_->Release(*this);
     budget_ = std::exchange(other.budget_, nullptr);
-    model_ = std::move(other.model_);
+    model_ = other.model_;
     class_ = other.class_;
     priority_ = other.priority_;
   }
@@ -127,13 +127,14 @@ ComputeBudget::Lease ComputeBudget::Acquire(std::string_view model, ComputeClass
   if (reserved) ++stats_.preemptions;
   ++stats_.in_use[c];
   ++stats_.granted[c];
-  auto [held, inserted] = stats_.in_use_by_model.try_emplace(std::string(model));
-  ++held->second[c];
-  ++stats_.granted_by_model[held->first][c];
+  auto usage = models_.find(model);
+  if (usage == models_.end()) usage = models_.emplace(std::string(model), ModelUsage{}).first;
+  ++usage->second.in_use[c];
+  ++usage->second.granted[c];
   if (cls == ComputeClass::kInteractive) ++interactive_priorities_[priority];
   // Another waiter may be eligible too (a background one behind this one).
   if (!waiters_.empty()) changed_.notify_all();
-  return Lease(this, held->first, cls, priority);
+  return Lease(this, &usage->second, cls, priority);
 }
 
 void ComputeBudget::Release(const Lease& lease) {
@@ -141,7 +142,7 @@ void ComputeBudget::Release(const Lease& lease) {
     std::lock_guard lock(mutex_);
     const int c = static_cast<int>(lease.class_);
     --stats_.in_use[c];
-    --stats_.in_use_by_model[lease.model_][c];
+    --lease.model_->in_use[c];
     if (lease.class_ == ComputeClass::kInteractive) {
       auto it = interactive_priorities_.find(lease.priority_);
       if (--it->second == 0) interactive_priorities_.erase(it);
@@ -153,7 +154,12 @@ void ComputeBudget::Release(const Lease& lease) {
 
 ComputeBudgetStats ComputeBudget::Stats() const {
   std::lock_guard lock(mutex_);
-  return stats_;
+  ComputeBudgetStats stats = stats_;
+  for (const auto& [model, usage] : models_) {
+    stats.in_use_by_model[model] = usage.in_use;
+    stats.granted_by_model[model] = usage.granted;
+  }
+  return stats;
 }
 
 void KeepEnginesSingleThreaded(char** argv) {

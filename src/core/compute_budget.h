@@ -57,6 +57,12 @@ struct ComputeBudgetStats {
 };
 
 class ComputeBudget {
+  // One model's leases: held now and granted, by class.
+  struct ModelUsage {
+    std::array<int, 2> in_use{};
+    std::array<std::uint64_t, 2> granted{};
+  };
+
  public:
   // `threads` ≥ 1: how many runs may compute at once (and the size of the
   // shared ONNX Runtime pool for the process budget).
@@ -75,10 +81,10 @@ class ComputeBudget {
 
    private:
     friend class ComputeBudget;
-    Lease(ComputeBudget* budget, std::string model, ComputeClass cls, int priority)
-        : budget_(budget), model_(std::move(model)), class_(cls), priority_(priority) {}
+    Lease(ComputeBudget* budget, ModelUsage* model, ComputeClass cls, int priority)
+        : budget_(budget), model_(model), class_(cls), priority_(priority) {}
     ComputeBudget* budget_ = nullptr;
-    std::string model_;
+    ModelUsage* model_ = nullptr;  // the budget's record of the lease's model
     ComputeClass class_ = ComputeClass::kInteractive;
     int priority_ = 0;
   };
@@ -109,7 +115,11 @@ class ComputeBudget {
   std::deque<Waiter> waiters_;                 // guarded by mutex_
   std::uint64_t next_ticket_ = 0;              // guarded by mutex_
   std::map<int, int> interactive_priorities_;  // priority → leases held; guarded by mutex_
-  ComputeBudgetStats stats_;                   // guarded by mutex_
+  // Per model, created at its first lease and never erased, so that a lease
+  // can point at its record (guarded by mutex_).
+  std::map<std::string, ModelUsage, std::less<>> models_;
+  // Guarded by mutex_; its per-model maps are filled from models_ by Stats().
+  ComputeBudgetStats stats_;
 };
 
 // Runs the process's OpenMP and OpenBLAS engines (Tesseract, FAISS) on the

@@ -122,6 +122,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
       !request->inputs[0].shape().empty()) {
     items = request->inputs[0].shape()[0];
   }
+  bool wake_priority_instances = false;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return Unavailable("model '{}' is shutting down", model_->name());
@@ -159,9 +160,12 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
+    // Only a priority instance can start it now when every regular one is busy.
+    wake_priority_instances =
+        regular_instances_ < model_->instance_count() && running_.size() >= active_instances_;
   }
   work_.notify_one();
-  if (regular_instances_ < model_->instance_count()) standby_.notify_all();
+  if (wake_priority_instances) standby_.notify_all();
   return Status::Ok();
 }
 
