@@ -15,14 +15,18 @@ std::optional<ResultCacheStats> InferenceService::cache_stats() const {
   return cache_->Stats();
 }
 
-InferenceService::~InferenceService() {
+InferenceService::~InferenceService() { Shutdown(true); }
+
+void InferenceService::Shutdown(bool drain) {
+  admitting_ = false;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
   {
     std::unique_lock lock(mutex_);
     schedulers.swap(schedulers_);
+    serving_ = false;
   }
   for (auto& [name, versions] : schedulers) {
-    for (auto& [version, scheduler] : versions) scheduler->Shutdown(true);
+    for (auto& [version, scheduler] : versions) scheduler->Shutdown(drain);
   }
   retirements_.WaitIdle();
   completions_.WaitIdle();
@@ -77,6 +81,7 @@ void InferenceService::SyncSchedulers(const std::string& name) {
         versions[version] = std::make_shared<ModelScheduler>(model, clock_, options_);
     }
     if (versions.empty()) schedulers_.erase(name);
+    serving_ = !schedulers_.empty();
   }
   for (auto& scheduler : retired) Retire(std::move(scheduler));
 }
@@ -92,7 +97,7 @@ Result<ModelPtr> InferenceService::GetModel(std::string_view name, std::int64_t 
 void InferenceService::Infer(std::string_view model_name, std::int64_t version,
                              std::map<std::string, Tensor> inputs, const InferOptions& options,
                              InferCallback done) {
-  if (draining_) {
+  if (!admitting_) {
     done(Unavailable("the server is shutting down"));
     return;
   }
@@ -220,11 +225,7 @@ std::map<std::string, std::map<std::int64_t, SchedulerStats>> InferenceService::
   return stats;
 }
 
-bool InferenceService::Ready() const {
-  if (draining_) return false;
-  std::shared_lock lock(mutex_);
-  return !schedulers_.empty();
-}
+bool InferenceService::Ready() const { return !draining_ && serving_; }
 
 double InferenceService::Load() const {
   double load = 0;
@@ -238,9 +239,11 @@ double InferenceService::Load() const {
 
 void InferenceService::BeginDrain() { draining_ = true; }
 
-bool InferenceService::WaitIdle(Duration timeout) {
+bool InferenceService::Drain(std::chrono::steady_clock::time_point deadline) {
+  draining_ = true;
+  admitting_ = false;
   std::unique_lock lock(idle_mutex_);
-  return idle_.wait_for(lock, timeout, [this] { return in_flight_.load() == 0; });
+  return idle_.wait_until(lock, deadline, [this] { return in_flight_.load() == 0; });
 }
 
 }  // namespace braid

@@ -76,16 +76,24 @@ class InferenceService {
   // Statistics of every scheduled model version, by name then version.
   std::map<std::string, std::map<std::int64_t, SchedulerStats>> Stats() const;
 
-  // Ready to serve: not draining and at least one model ready.
+  // Ready to serve: not draining and at least one model ready. Lock-free.
   bool Ready() const;
   // How busy the server is, in [0, 1]: the load of its busiest model
   // (ModelScheduler::CurrentLoad). Reported to `braid router` with each readiness check.
   double Load() const;
-  // Stops admitting new requests (they get UNAVAILABLE).
+  // Readiness turns false, so that load balancers and `braid router` send
+  // no more; requests are still admitted (those the front ends are
+  // finishing, and the later nodes of workflow runs in flight).
   void BeginDrain();
   bool draining() const { return draining_.load(); }
-  // Blocks until no request is in flight or `timeout` passes; true if idle.
-  bool WaitIdle(Duration timeout);
+  // Stops admitting (new requests get UNAVAILABLE) and blocks until no
+  // request is in flight or `deadline` passes; true if none is left.
+  bool Drain(std::chrono::steady_clock::time_point deadline);
+  // Stops admitting and shuts every scheduler down: with `drain` their
+  // queued requests run first, without they are answered UNAVAILABLE. Then
+  // waits for every completion callback. Blocks; idempotent. The destructor
+  // calls Shutdown(true).
+  void Shutdown(bool drain);
   std::size_t in_flight() const { return in_flight_.load(); }
   // The result cache's figures; empty without a cache.
   std::optional<ResultCacheStats> cache_stats() const;
@@ -103,7 +111,7 @@ class InferenceService {
   void Retire(SchedulerPtr scheduler);
   // Calls `done` with `result`, destroys it (and what it holds, such as a
   // client connection's responder), then counts the request finished: so
-  // WaitIdle() never returns while a callback is still alive somewhere.
+  // Drain() never returns while a callback is still alive somewhere.
   void Answer(InferCallback& done, Result<InferResponse> result);
   // Enqueues `inputs` on `scheduler`. With `lead`, the result fills the
   // cache under that key and answers the requests that waited for it.
@@ -121,8 +129,10 @@ class InferenceService {
   SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
-      schedulers_;  // guarded by mutex_
-  std::atomic<bool> draining_{false};
+      schedulers_;                     // guarded by mutex_
+  std::atomic<bool> serving_{false};   // some scheduler exists; written under mutex_
+  std::atomic<bool> draining_{false};  // not ready
+  std::atomic<bool> admitting_{true};  // false once Drain() or Shutdown() began
   std::atomic<std::size_t> in_flight_{0};
   std::mutex idle_mutex_;
   std::condition_variable idle_;

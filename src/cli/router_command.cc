@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <thread>
 
 #include "api/http/http_server.h"
 #include "cli/commands.h"
@@ -91,10 +92,11 @@ int RunRouter(const RouterCommandOptions& flags) {
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
-  http.StopAccepting();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  std::thread http_drain([&] { http.Drain(deadline); });
   if (grpc_server)
     grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
-  http.WaitAnswered(std::chrono::seconds(30));
+  http_drain.join();
   http.Stop();
   return 0;
 }

@@ -166,9 +166,10 @@ std::string RenderTensor(const Tensor& tensor) {
 // One run's state. Shared by the callbacks of its nodes; the last holder frees it.
 class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
  public:
-  WorkflowRun(WorkflowExecutor& executor, WorkflowPtr workflow, NamedTensors inputs,
-              RunOptions options, EventSink sink)
-      : executor_(executor),
+  WorkflowRun(Gate::Holder admitted, WorkflowExecutor& executor, WorkflowPtr workflow,
+              NamedTensors inputs, RunOptions options, EventSink sink)
+      : admitted_(std::move(admitted)),
+        executor_(executor),
         workflow_(std::move(workflow)),
         inputs_(std::move(inputs)),
         options_(std::move(options)),
@@ -645,6 +646,9 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     sink_(event);
   }
 
+  // First member, so destroyed last: the executor may be destroyed as soon
+  // as it is released.
+  Gate::Holder admitted_;
   WorkflowExecutor& executor_;
   const WorkflowPtr workflow_;
   const NamedTensors inputs_;
@@ -666,12 +670,31 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 WorkflowExecutor::WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock)
     : runner_(runner), pool_(pool), clock_(clock) {}
 
+WorkflowExecutor::~WorkflowExecutor() {
+  runs_.Close();
+  runs_.Wait();
+}
+
+bool WorkflowExecutor::Drain(std::chrono::steady_clock::time_point deadline) {
+  runs_.Close();
+  return runs_.Wait(deadline);
+}
+
 void WorkflowExecutor::SetUpstreamChat(UpstreamChat upstream) { upstream_ = std::move(upstream); }
 
 void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options,
                              EventSink sink) {
-  auto run = std::make_shared<WorkflowRun>(*this, std::move(workflow), std::move(inputs),
-                                           std::move(options), std::move(sink));
+  std::optional<Gate::Holder> admitted = runs_.TryEnter();
+  if (!admitted) {
+    WorkflowEvent refused;
+    refused.type = WorkflowEvent::Type::kError;
+    refused.text = "the server is shutting down and starts no new workflow runs";
+    refused.error_code = StatusCode::kUnavailable;
+    sink(refused);
+    return;
+  }
+  auto run = std::make_shared<WorkflowRun>(std::move(*admitted), *this, std::move(workflow),
+                                           std::move(inputs), std::move(options), std::move(sink));
   run->Start();
 }
 

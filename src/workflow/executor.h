@@ -22,6 +22,7 @@
 #include "cache/result_cache.h"
 #include "collections/collection_store.h"
 #include "core/clock.h"
+#include "core/gate.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "preprocess/audio.h"
@@ -95,11 +96,19 @@ class WorkflowExecutor {
  public:
   // `runner`, `pool` and `clock` must outlive the executor and its runs.
   WorkflowExecutor(ModelRunner& runner, ThreadPool& pool, Clock& clock);
+  // Starts no new run and blocks until every run has ended.
+  ~WorkflowExecutor();
 
   // Starts a run; returns at once. `inputs` holds the workflow's inputs
   // present in the request, each a BYTES [1] tensor (UTF-8 text, or the
   // encoded image or audio). `sink` receives the events, one at a time.
+  // Once Drain() has begun, `sink` gets one error event (Unavailable), at once.
   void Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options, EventSink sink);
+
+  // Starts no new run; blocks until every run has ended (true) or `deadline`
+  // passes (false).
+  bool Drain(std::chrono::steady_clock::time_point deadline);
+  std::size_t runs_in_flight() const { return runs_.in_flight(); }
 
   // Gives remote.chat nodes an upstream and makes config.upstream_chat
   // present. Call before the first run.
@@ -154,6 +163,8 @@ class WorkflowExecutor {
   std::mutex tokenizers_mutex_;
   std::map<std::string, std::shared_ptr<const Tokenizer>>
       tokenizers_;  // guarded by tokenizers_mutex_
+  // Every run holds it from Start until its last callback is gone.
+  Gate runs_;
 };
 
 // Renders a tensor for templates and reports: text for BYTES, numbers with

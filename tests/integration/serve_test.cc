@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <rapidjson/document.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/base64.h"
 #include "support/command.h"
 #include "support/loopback.h"
 #include "support/redis_process.h"
@@ -23,6 +25,7 @@ namespace braid {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::RunCommand;
 using testing::ServerProcess;
 using ::testing::StartsWith;
@@ -825,6 +828,100 @@ TEST(ServeDrainTest, SigtermDuringLoadFailsNoInFlightRequest) {
   }
   EXPECT_GE(ok, kClients / 2) << "every in-flight request finished";
   EXPECT_EQ(ok + unavailable + refused, kClients);
+}
+
+// Sends SIGTERM and returns once the listener is closed: the drain has begun.
+void BeginDrain(const ServerProcess& server) {
+  ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
+  for (int attempt = 0; attempt < 6000; ++attempt) {
+    const int fd = testing::ConnectLoopback(server.http_port());
+    if (fd < 0) return;
+    close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  FAIL() << "the listener stayed open after SIGTERM";
+}
+
+TEST(ServeDrainTest, ARequestArrivingAtSigtermIsReadToTheEndAndAnswered) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  // A keep-alive connection that has been answered and is idle.
+  int idle = Connect(server.http_port());
+  const std::string live = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(send(idle, live.data(), live.size(), 0), static_cast<ssize_t>(live.size()));
+  EXPECT_THAT(ReadUntil(idle, [](const std::string& d) { return d.ends_with("}"); }),
+              HasSubstr("Connection: keep-alive"));
+  // A request whose header has been read (the server asked for the body)
+  // and whose body is still coming when the drain begins.
+  int arriving = Connect(server.http_port());
+  const std::string body = IdentityRequest();
+  const std::string head =
+      "POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n";
+  ASSERT_EQ(send(arriving, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  EXPECT_THAT(ReadUntil(arriving, [](const std::string& d) { return d.ends_with("\r\n\r\n"); }),
+              StartsWith("HTTP/1.1 100"));
+  ASSERT_EQ(send(arriving, body.data(), 10, 0), 10);
+
+  BeginDrain(server);
+  char byte;
+  EXPECT_EQ(recv(idle, &byte, 1, 0), 0) << "the idle connection is closed at once";
+  close(idle);
+  ASSERT_EQ(send(arriving, body.data() + 10, body.size() - 10, MSG_NOSIGNAL),
+            static_cast<ssize_t>(body.size() - 10));
+  const std::string answer =
+      ReadUntil(arriving, [](const std::string& d) { return d.ends_with("}"); });
+  close(arriving);
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 200")) << answer;
+  EXPECT_THAT(answer, HasSubstr("Connection: close"));
+  EXPECT_THAT(answer, HasSubstr("\"outputs\""));
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+TEST(ServeDrainTest, WorkflowRunsInFlightAtSigtermFinish) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  // read-aloud: OCR, then speech synthesis of what it read. Different
+  // images, so that no run is answered from another's cache.
+  std::ifstream manifest(std::string(BRAID_TEST_FIXTURES) + "/images.tsv");
+  std::vector<std::string> images;
+  for (std::string line; images.size() < 6 && std::getline(manifest, line);)
+    images.push_back(line.substr(0, line.find('\t')));
+  ASSERT_EQ(images.size(), 6u);
+  testing::TempDir dir;
+  std::string script;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    std::ifstream file(std::string(BRAID_TEST_FIXTURES) + "/" + images[i], std::ios::binary);
+    const std::string bytes(std::istreambuf_iterator<char>(file), {});
+    const auto request = dir.Write("request" + std::to_string(i) + ".json",
+                                   R"({"inputs":{"image":"data:image/png;base64,)" +
+                                       Base64Encode(bytes) + R"("},"response_mode":"streaming"})");
+    script += "curl -s -N -X POST -H 'Content-Type: application/json' --data-binary @" +
+              request.string() + " " + server.url() + "/v1/workflows/read-aloud/run > " +
+              (dir.path() / ("events" + std::to_string(i))).string() + " & ";
+  }
+  std::thread clients([&] { RunCommand(script + "wait"); });
+  auto read = [&](std::size_t i) {
+    std::ifstream events(dir.path() / ("events" + std::to_string(i)));
+    return std::string(std::istreambuf_iterator<char>(events), {});
+  };
+  // Every run has started when the drain begins.
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    for (int attempt = 0; attempt < 3000 && read(i).find("workflow_started") == std::string::npos;
+         ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  BeginDrain(server);
+  EXPECT_EQ(server.Stop(), 0);
+  clients.join();
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const std::string events = read(i);
+    EXPECT_THAT(events, HasSubstr("\"event\":\"workflow_finished\"")) << events;
+    EXPECT_THAT(events, Not(HasSubstr("\"event\":\"error\""))) << events;
+  }
 }
 
 }  // namespace

@@ -9,8 +9,10 @@
 #include <boost/beast/http.hpp>
 #include <deque>
 #include <mutex>
+#include <unordered_map>
 
 #include "api/status_mapping.h"
+#include "core/gate.h"
 
 namespace braid {
 
@@ -112,7 +114,12 @@ class HttpServer::Impl {
   // still update them.
   std::atomic<bool> draining_{false};
   std::atomic<std::size_t> connections_{0};
-  std::atomic<std::size_t> unanswered_{0};  // requests read and not yet fully written
+  // Held by each connection from the first byte of a request until its
+  // answer is written: what the drain waits for. Never closed; the drain
+  // stops admission by closing the acceptor and the idle connections.
+  Gate requests_;
+  std::mutex sessions_mutex_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mutex_
   net::io_context io_{options_.threads};
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
@@ -124,17 +131,36 @@ class HttpServer::Impl {
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   static constexpr std::size_t kDirectBodyBytes = 64 << 10;
+  static constexpr std::size_t kFirstReadBytes = 4096;
 
   Session(Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
     ++server_.connections_;
   }
   ~Session() {
-    if (answering_) --server_.unanswered_;
+    {
+      std::lock_guard lock(server_.sessions_mutex_);
+      server_.sessions_.erase(this);
+    }
     --server_.connections_;
   }
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadNext(); });
+    {
+      std::lock_guard lock(server_.sessions_mutex_);
+      server_.sessions_.emplace(this, weak_from_this());
+    }
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->server_.draining_) return self->Close();
+      self->ReadNext();
+    });
+  }
+
+  // The drain closes a connection only while it is idle: no byte of a
+  // request read and no answer owed. Runs the check on the strand.
+  void CloseIfIdle() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->request_) self->Close();
+    });
   }
 
   // HttpResponder for the request being answered. Holds the session alive.
@@ -225,11 +251,24 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   };
 
  private:
+  // Waits for the first byte of the next request (the connection is idle
+  // until then), then reads its header.
   void ReadNext() {
+    stream_.expires_after(server_.options_.idle_timeout);
+    if (buffer_.size() > 0) return ReadHeader();
+    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (ec) return self->OnReadError(ec);
+                              self->buffer_.commit(n);
+                              self->ReadHeader();
+                            });
+  }
+
+  void ReadHeader() {
+    request_ = server_.requests_.TryEnter();
     parser_.emplace();
     parser_->body_limit(server_.options_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
-    stream_.expires_after(server_.options_.idle_timeout);
     http::async_read_header(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
@@ -299,7 +338,6 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void Dispatch(std::string body) {
     stream_.expires_never();
     answering_ = true;
-    ++server_.unanswered_;
     const auto& message = parser_->get();
     HttpRequest request;
     request.method = std::string(message.method_string());
@@ -398,10 +436,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     PendingWrite done = std::move(writes_.front());
     writes_.pop_front();
     if (done.last) {
-      if (answering_) {
-        answering_ = false;
-        --server_.unanswered_;
-      }
+      answering_ = false;
+      request_.reset();
       if (!done.keep_alive || server_.draining_) return Close();
       if (watching_) {
         // The watcher's read is still pending: it resumes reading when
@@ -433,9 +469,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<PendingWrite> writes_;  // touched only on the strand
-  bool answering_ = false;           // touched only on the strand
-  bool watching_ = false;            // touched only on the strand
-  bool read_after_watch_ = false;    // touched only on the strand
+  // From the first byte of a request until its answer is written.
+  std::optional<Gate::Holder> request_;  // touched only on the strand
+  bool answering_ = false;               // touched only on the strand
+  bool watching_ = false;                // touched only on the strand
+  bool read_after_watch_ = false;        // touched only on the strand
   std::atomic<bool> closed_{false};
 };
 
@@ -481,12 +519,22 @@ void HttpServer::Start() {
     impl_->threads_.emplace_back([this] { impl_->io_.run(); });
 }
 
-void HttpServer::StopAccepting() {
+bool HttpServer::Drain(std::chrono::steady_clock::time_point deadline) {
   impl_->draining_ = true;
   net::post(impl_->acceptor_.get_executor(), [this] {
     beast::error_code ignored;
     impl_->acceptor_.close(ignored);
   });
+  std::vector<std::shared_ptr<Impl::Session>> sessions;
+  {
+    std::lock_guard lock(impl_->sessions_mutex_);
+    for (const auto& [raw, weak] : impl_->sessions_) {
+      if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+  }
+  for (const auto& session : sessions) session->CloseIfIdle();
+  sessions.clear();
+  return impl_->requests_.Wait(deadline);
 }
 
 void HttpServer::Stop() {
@@ -499,13 +547,6 @@ void HttpServer::Stop() {
 
 std::size_t HttpServer::open_connections() const { return impl_->connections_.load(); }
 
-bool HttpServer::WaitAnswered(std::chrono::milliseconds timeout) {
-  auto until = std::chrono::steady_clock::now() + timeout;
-  while (impl_->unanswered_.load() > 0) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+std::size_t HttpServer::requests_in_flight() const { return impl_->requests_.in_flight(); }
 
 }  // namespace braid

@@ -90,16 +90,18 @@ class HttpServer {
   Result<std::uint16_t> Listen(const std::string& host, std::uint16_t port);
   // Starts the network threads. Non-blocking.
   void Start();
-  // Stops accepting; open connections get `Connection: close` on their next
-  // response and are closed after it.
-  void StopAccepting();
+  // Stops accepting and closes the idle connections. A request whose first
+  // byte has arrived is read to the end and handled; its answer carries
+  // `Connection: close` and the connection closes after it. Blocks until
+  // every such request is answered and written, or `deadline` passes; true
+  // if none is left.
+  bool Drain(std::chrono::steady_clock::time_point deadline);
   // Stops the network threads and closes every connection. Blocks.
   void Stop();
 
   std::size_t open_connections() const;
-  // Blocks until every request read so far has been answered and written,
-  // or `timeout` passes; true if none is left.
-  bool WaitAnswered(std::chrono::milliseconds timeout);
+  // Requests being read, handled or written.
+  std::size_t requests_in_flight() const;
 
  private:
   class Impl;

@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
-#include <regex>
 
 #include "api/kserve.h"
 #include "api/status_mapping.h"
@@ -168,6 +167,51 @@ Status CheckRepositoryBody(const std::string& body) {
   return Status::Ok();
 }
 
+// The parts of a /v2/models/NAME[/versions/V][/ACTION] path, as views into it.
+struct ModelPath {
+  std::string_view name;
+  std::string_view version;  // empty: none given
+  std::string_view action;   // empty, "ready", "config", "stats" or "infer"
+};
+
+// Splits `path` at '/' into at most `max` segments after `prefix`; nullopt
+// when it does not start with `prefix`, has an empty segment or too many.
+std::optional<std::vector<std::string_view>> Segments(std::string_view path,
+                                                      std::string_view prefix, std::size_t max) {
+  if (!path.starts_with(prefix)) return std::nullopt;
+  path.remove_prefix(prefix.size());
+  std::vector<std::string_view> segments;
+  while (segments.size() < max) {
+    const auto slash = path.find('/');
+    const std::string_view segment = path.substr(0, slash);
+    if (segment.empty()) return std::nullopt;
+    segments.push_back(segment);
+    if (slash == std::string_view::npos) return segments;
+    path.remove_prefix(slash + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<ModelPath> ParseModelPath(std::string_view path) {
+  auto segments = Segments(path, "/v2/models/", 4);
+  if (!segments) return std::nullopt;
+  const auto& parts = *segments;
+  ModelPath model{parts[0], {}, {}};
+  std::size_t next = 1;
+  if (parts.size() >= 3 && parts[1] == "versions") {
+    model.version = parts[2];
+    next = 3;
+  }
+  if (next < parts.size()) {
+    model.action = parts[next];
+    if (next + 1 != parts.size()) return std::nullopt;
+    if (model.action != "ready" && model.action != "config" && model.action != "stats" &&
+        model.action != "infer")
+      return std::nullopt;
+  }
+  return model;
+}
+
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
@@ -197,22 +241,54 @@ class ApiHandler {
       ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
       return Reply(responder, request, std::move(ready));
     }
-    // KServe infer bodies are checked by their parser, which knows where
-    // the JSON ends; any other JSON body is checked here.
+    // KServe first: its infer bodies are checked by their own parser, which
+    // knows where the JSON ends, and it is the hot path.
+    if (path.starts_with("/v2")) return Kserve(request, std::move(responder));
     if (const std::string_view type = request.Header("Content-Type");
-        !request.body->empty() && !path.ends_with("/infer") &&
-        (type.empty() || type.find("json") != std::string_view::npos)) {
+        !request.body->empty() && (type.empty() || type.find("json") != std::string_view::npos)) {
       if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())
         return Reply(responder, request, JsonError(depth));
     }
     for (auto& route : extra_) {
       if (route(request, responder)) return;
     }
+    NotFound(request, responder);
+  }
 
-    static const std::regex kModelPath(
-        R"(^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/config|/stats|/infer)?$)");
-    static const std::regex kRepositoryPath(R"(^/v2/repository/models/([^/]+)/(load|unload)$)");
-    std::smatch match;
+ private:
+  void NotFound(const HttpRequest& request, const HttpResponderPtr& responder) {
+    Reply(responder, request,
+          JsonError(404, fmt::format("no endpoint {} {}", request.method, request.path)));
+  }
+
+  // The KServe v2 endpoints under /v2.
+  void Kserve(HttpRequest& request, HttpResponderPtr responder) {
+    const std::string& path = request.path;
+    if (const auto model_path = ParseModelPath(path); model_path && path != "/v2/models/stats") {
+      const std::string name(model_path->name);
+      const std::string_view action = model_path->action;
+      if (!IsValidModelName(name))
+        return Reply(responder, request, JsonError(400, "invalid model name"));
+      auto version = ParseModelVersion(model_path->version);
+      if (!version.ok()) return Reply(responder, request, JsonError(version.status()));
+      if (action == "infer") {
+        if (!Method(request, responder, "POST")) return;
+        return Infer(request, std::move(responder), name, *version);
+      }
+      if (!Method(request, responder, "GET")) return;
+      if (action == "stats") return Reply(responder, request, Json(AllStats(name)));
+      auto model = service_.GetModel(name, *version);
+      if (action == "ready") {
+        if (model.ok())
+          return Reply(responder, request,
+                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
+        return Reply(responder, request, JsonError(model.status()));
+      }
+      if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+      if (action == "config")
+        return Reply(responder, request, Json(ConfigJson((*model)->config())));
+      return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
+    }
     if (path == "/v2" || path == "/v2/") {
       if (!Method(request, responder, "GET")) return;
       return Reply(
@@ -230,46 +306,21 @@ class ApiHandler {
       if (!Method(request, responder, "POST")) return;
       return Reply(responder, request, Json(Index()));
     }
-    if (std::regex_match(path, match, kRepositoryPath)) {
+    if (auto segments = Segments(path, "/v2/repository/models/", 2);
+        segments && segments->size() == 2 &&
+        ((*segments)[1] == "load" || (*segments)[1] == "unload")) {
       if (!Method(request, responder, "POST")) return;
-      const std::string name = match[1];
+      const std::string name((*segments)[0]);
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
       if (Status body = CheckRepositoryBody(*request.body); !body.ok())
         return Reply(responder, request, JsonError(body));
-      Status status = match[2] == "load" ? service_.Load(name) : service_.Unload(name);
+      Status status = (*segments)[1] == "load" ? service_.Load(name) : service_.Unload(name);
       return Reply(responder, request, status.ok() ? Json("{}") : JsonError(status));
     }
-    if (std::regex_match(path, match, kModelPath)) {
-      const std::string name = match[1];
-      const std::string action = match[3];
-      if (!IsValidModelName(name))
-        return Reply(responder, request, JsonError(400, "invalid model name"));
-      auto version = ParseModelVersion(match[2].str());
-      if (!version.ok()) return Reply(responder, request, JsonError(version.status()));
-      if (action == "/infer") {
-        if (!Method(request, responder, "POST")) return;
-        return Infer(request, std::move(responder), name, *version);
-      }
-      if (!Method(request, responder, "GET")) return;
-      if (action == "/stats") return Reply(responder, request, Json(AllStats(name)));
-      auto model = service_.GetModel(name, *version);
-      if (action == "/ready") {
-        if (model.ok())
-          return Reply(responder, request,
-                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
-        return Reply(responder, request, JsonError(model.status()));
-      }
-      if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
-      if (action == "/config")
-        return Reply(responder, request, Json(ConfigJson((*model)->config())));
-      return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
-    }
-    Reply(responder, request,
-          JsonError(404, fmt::format("no endpoint {} {}", request.method, path)));
+    NotFound(request, responder);
   }
 
- private:
   Status Authorize(const HttpRequest& request, bool admin) const {
     const std::string& key =
         admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;

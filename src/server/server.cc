@@ -1,0 +1,218 @@
+#include "server/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <thread>
+
+#include "api/collections_api.h"
+#include "api/embedder.h"
+#include "api/grpc/grpc_server.h"
+#include "api/http/http_server.h"
+#include "api/http/routes.h"
+#include "api/inference_service.h"
+#include "api/openai_api.h"
+#include "api/retrieval_api.h"
+#include "api/speech_api.h"
+#include "api/web.h"
+#include "api/workflow_api.h"
+#include "backends/backends.h"
+#include "core/compute_budget.h"
+#include "metrics/metrics.h"
+
+namespace braid {
+
+// Declared in construction order; destroyed in reverse. Each member may use
+// the ones above it, never one below.
+struct Server::Parts {
+  explicit Parts(ServerOptions server_options) : options(std::move(server_options)) {}
+
+  const ServerOptions options;
+  ImageLimits image_limits;
+  AudioLimits audio_limits;
+  BackendRegistry backends;
+  std::optional<ModelRepository> repository;
+  std::unique_ptr<MemoryCache> memory_cache;
+  std::unique_ptr<RedisTier> redis;
+  std::unique_ptr<ResultCache> cache;
+  std::optional<InferenceService> service;
+  Metrics metrics;
+  std::optional<CollectionStore> collections;
+  std::optional<ServiceModelRunner> runner;
+  // Runs workflow CPU nodes, image decoding for embeddings and collection
+  // work: waited on before anything below it is destroyed.
+  std::optional<ThreadPool> workflow_pool;
+  std::optional<WorkflowExecutor> executor;
+  WorkflowRegistry workflows;
+  std::optional<FileStore> files;
+  std::optional<WorkflowApi> workflow_api;
+  std::optional<Embedder> embedder;
+  std::optional<OpenAiApi> openai_api;
+  std::optional<RetrievalApi> retrieval_api;
+  std::optional<CollectionsApi> collections_api;
+  std::optional<SpeechApi> speech_api;
+  std::optional<HttpServer> http;
+  std::optional<HttpServer> metrics_http;
+  std::optional<GrpcServer> grpc;
+  ServerPorts ports;
+  bool stopped = false;
+
+  Status Build();
+  Status Listen();
+  DrainReport Stop(std::chrono::steady_clock::duration timeout);
+};
+
+Status Server::Parts::Build() {
+  image_limits.max_pixels = options.max_image_pixels;
+  audio_limits.max_seconds = options.max_audio_seconds;
+  RegisterBuiltinBackends(backends, image_limits, audio_limits);
+  repository.emplace(options.repository, backends);
+  if (options.cache_bytes > 0)
+    memory_cache = std::make_unique<MemoryCache>(options.cache_bytes, SteadyClock());
+  if (!options.redis.empty()) {
+    BRAID_ASSIGN_OR_RETURN(RedisOptions redis_options, ParseRedisUrl(options.redis));
+    redis_options.timeout = std::chrono::duration_cast<Duration>(
+        std::chrono::duration<double, std::milli>(options.redis_timeout_ms));
+    redis = std::make_unique<RedisTier>(std::move(redis_options), SteadyClock());
+  }
+  if (memory_cache || redis) cache = std::make_unique<ResultCache>(memory_cache.get(), redis.get());
+  if (options.compute_threads > 0) SetProcessComputeThreads(options.compute_threads);
+  SchedulerOptions scheduler_options;
+  scheduler_options.budget = &ProcessComputeBudget();
+  spdlog::info("compute budget: {} threads", scheduler_options.budget->threads());
+  if (options.no_batching) scheduler_options.batching = false;
+  service.emplace(*repository, SteadyClock(), scheduler_options, cache.get());
+  spdlog::info("loading models from {}", repository->root().string());
+  BRAID_RETURN_IF_ERROR(service->LoadAll());
+
+  CollectionStoreOptions collection_options;
+  collection_options.directory = options.collections;
+  collection_options.max_collections = options.max_collections;
+  collection_options.max_items = options.max_collection_items;
+  collections.emplace(collection_options);
+  collections->Load();
+
+  // Workflows: their model nodes go through the same schedulers.
+  runner.emplace(*service);
+  workflow_pool.emplace(std::max(2u, std::thread::hardware_concurrency()));
+  executor.emplace(*runner, *workflow_pool, SteadyClock());
+  executor->SetCache(cache.get());
+  executor->SetMediaLimits(image_limits, audio_limits);
+  if (!options.upstream_chat.empty()) {
+    executor->SetUpstreamChat(
+        {options.upstream_chat, options.upstream_key, options.upstream_model});
+  }
+  if (Status status = workflows.Load(options.workflows, MakeModelCatalog(*service)); !status.ok()) {
+    spdlog::warn("no workflows: {}", status.message());
+  }
+  files.emplace(SteadyClock());
+  workflow_api.emplace(workflows, *executor, *files, options.max_upload_bytes);
+  embedder.emplace(*service, *executor, *workflow_pool);
+  openai_api.emplace(*service, workflows, *executor, *embedder);
+  retrieval_api.emplace(*embedder, *executor, *openai_api);
+  collections_api.emplace(*collections, *embedder, *files, *workflow_pool);
+  executor->SetCollections(
+      &*collections, [this](InputType type, std::string data, int dimensions, auto done) {
+        const auto kind = type == InputType::kText    ? EmbedItem::Kind::kText
+                          : type == InputType::kImage ? EmbedItem::Kind::kImage
+                                                      : EmbedItem::Kind::kAudio;
+        embedder->EmbedAll({EmbedItem{kind, std::move(data)}}, dimensions,
+                           [done](Result<std::vector<std::vector<float>>> vectors) {
+                             if (!vectors.ok()) return done(vectors.status());
+                             done(std::move((*vectors)[0]));
+                           });
+      });
+  speech_api.emplace(*service);
+
+  ApiOptions api_options;
+  api_options.api_key = options.api_key;
+  api_options.admin_key = options.admin_key;
+  api_options.protect_health = options.protect_health;
+  api_options.limits.max_json_depth = options.max_json_depth;
+  std::vector<RouteHandler> keyed = {
+      [this](HttpRequest& r, HttpResponderPtr& p) { return workflow_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return collections_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return speech_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return openai_api->Handle(r, p); }};
+  std::vector<RouteHandler> open = {MakeWebPages()};
+  (options.protect_metrics ? keyed : open).push_back(MakeDashboardStats(*service, metrics));
+  HttpServerOptions http_options;
+  http_options.max_body_bytes = options.max_body_bytes;
+  http_options.max_header_count = options.max_header_count;
+  http_options.threads = options.http_threads > 0
+                             ? options.http_threads
+                             : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  http.emplace(http_options, MakeApiHandler(*service, metrics, SteadyClock(), api_options,
+                                            std::move(keyed), std::move(open)));
+  HttpServerOptions metrics_options;
+  metrics_options.threads = 1;
+  metrics_http.emplace(
+      metrics_options,
+      MakeMetricsHandler(*service, metrics, options.protect_metrics ? options.api_key : ""));
+  GrpcServerOptions grpc_options;
+  grpc_options.api_key = options.api_key;
+  grpc_options.admin_key = options.admin_key;
+  grpc_options.max_message_bytes = options.max_body_bytes;
+  grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
+  return Status::Ok();
+}
+
+Status Server::Parts::Listen() {
+  BRAID_ASSIGN_OR_RETURN(ports.http, http->Listen(options.host, options.http_port));
+  BRAID_ASSIGN_OR_RETURN(ports.metrics, metrics_http->Listen(options.host, options.metrics_port));
+  BRAID_ASSIGN_OR_RETURN(ports.grpc, grpc->Start(options.host, options.grpc_port));
+  http->Start();
+  metrics_http->Start();
+  return Status::Ok();
+}
+
+DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
+  DrainReport report;
+  if (stopped) return report;
+  stopped = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (service) service->BeginDrain();
+  // 1–2: the front ends finish what they admitted, within the deadline.
+  std::thread grpc_drain;
+  if (grpc) {
+    grpc_drain = std::thread(
+        [this, timeout] { grpc->Shutdown(std::chrono::duration_cast<Duration>(timeout)); });
+  }
+  if (http && !http->Drain(deadline)) report.http_requests = http->requests_in_flight();
+  if (grpc_drain.joinable()) grpc_drain.join();
+  if (executor && !executor->Drain(deadline)) report.workflow_runs = executor->runs_in_flight();
+  if (service && !service->Drain(deadline)) report.model_requests = service->in_flight();
+  // 3: past the deadline, what is left is cut short in order: no network
+  // thread runs, queued model requests are answered UNAVAILABLE (which ends
+  // the workflow runs waiting on them), then nothing is left in the pool.
+  if (http) http->Stop();
+  if (metrics_http) metrics_http->Stop();
+  if (service) service->Shutdown(false);
+  if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
+  if (workflow_pool) workflow_pool->WaitIdle();
+  return report;
+}
+
+Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
+  auto parts = std::make_unique<Parts>(std::move(options));
+  Status status = parts->Build();
+  if (status.ok()) status = parts->Listen();
+  if (!status.ok()) {
+    parts->Stop(std::chrono::seconds(0));
+    return status;
+  }
+  return std::unique_ptr<Server>(new Server(std::move(parts)));
+}
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Server::~Server() { parts_->Stop(std::chrono::seconds(0)); }
+
+const ServerPorts& Server::ports() const { return parts_->ports; }
+
+DrainReport Server::Shutdown(std::chrono::steady_clock::duration timeout) {
+  return parts_->Stop(timeout);
+}
+
+}  // namespace braid

@@ -1,0 +1,98 @@
+// Server: the owner of everything `braid serve` runs. It builds the
+// subsystems in dependency order (repository, caches, inference service,
+// collections, workflow executor, the API front ends, then the HTTP, metrics
+// and gRPC listeners) and stops them in reverse, each behind its gate:
+//
+//   1. readiness turns false, the listeners stop accepting, idle HTTP
+//      connections close; requests whose bytes are arriving are read to the
+//      end and served (with `Connection: close`), gRPC calls run on;
+//   2. it waits, up to the drain timeout in all, for the HTTP requests and
+//      gRPC calls in flight, then for workflow runs (predictive precompute
+//      included), then for model requests;
+//   3. it stops the network threads, waits for the workflow pool's tasks, and
+//      destroys the subsystems in reverse order of construction.
+//
+// Nothing outlives what it uses: every object that runs work for another
+// is destroyed before it, and every queue feeding it is drained first.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+
+namespace braid {
+
+struct ServerOptions {
+  std::filesystem::path repository;   // model repository
+  std::filesystem::path workflows;    // workflow folder
+  std::filesystem::path collections;  // where collections persist
+  std::string upstream_chat;
+  std::string upstream_key;
+  std::string upstream_model = "default";
+  std::string host = "0.0.0.0";
+  std::uint16_t http_port = 8000;
+  std::uint16_t grpc_port = 8001;
+  std::uint16_t metrics_port = 8002;
+  std::string api_key;
+  std::string admin_key;
+  bool protect_health = false;
+  bool protect_metrics = false;
+  std::size_t max_body_bytes = std::size_t{64} << 20;
+  std::size_t max_header_count = 100;
+  std::size_t max_json_depth = 64;
+  std::size_t max_upload_bytes = std::size_t{64} << 20;
+  std::int64_t max_image_pixels = 40'000'000;
+  double max_audio_seconds = 600;
+  std::size_t cache_bytes = std::size_t{256} << 20;
+  std::string redis;  // redis://host:port[/db]; empty: no shared tier
+  double redis_timeout_ms = 5;
+  std::size_t max_collections = 256;
+  std::size_t max_collection_items = 2'000'000;
+  int http_threads = 0;     // 0: one per core, at least 2
+  int compute_threads = 0;  // 0: the cores the process may use
+  bool no_batching = false;
+};
+
+// The ports actually bound (the options' 0 picks a free one).
+struct ServerPorts {
+  std::uint16_t http = 0;
+  std::uint16_t grpc = 0;
+  std::uint16_t metrics = 0;
+};
+
+// What a drain left unfinished when its deadline passed (all zero: clean).
+struct DrainReport {
+  std::size_t http_requests = 0;
+  std::size_t workflow_runs = 0;
+  std::size_t model_requests = 0;
+  bool clean() const { return http_requests + workflow_runs + model_requests == 0; }
+};
+
+class Server {
+ public:
+  // Loads the models and workflows and starts listening. Errors: a bad
+  // option (InvalidArgument), a repository that does not load, a port that
+  // cannot be bound (Unavailable).
+  static Result<std::unique_ptr<Server>> Start(ServerOptions options);
+  // Shuts down with no drain time if Shutdown() was not called.
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  const ServerPorts& ports() const;
+
+  // Drains (steps 1–3 above), giving in-flight work up to `timeout` in all,
+  // and stops every subsystem. Blocks. Call once.
+  DrainReport Shutdown(std::chrono::steady_clock::duration timeout);
+
+ private:
+  struct Parts;
+  explicit Server(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+}  // namespace braid
