@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <random>
+#include "core/random_id.h"
 
 namespace braid {
 
@@ -29,11 +29,8 @@ Result<StoredFile> FileStore::Put(std::string name, std::string media_type, std:
         StatusCode::kTooLarge,
         fmt::format("a file of {} bytes is over the store's {} bytes", bytes.size(), max_bytes_));
   }
-  static thread_local std::mt19937_64 random(std::random_device{}());
   StoredFile file;
-  file.id =
-      fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", random() & 0xffffffff, random() & 0xffff,
-                  random() & 0xffff, random() & 0xffff, random() & 0xffffffffffff);
+  file.id = RandomUuid();
   file.name = std::move(name);
   file.media_type = std::move(media_type);
   file.bytes = std::move(bytes);

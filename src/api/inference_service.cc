@@ -2,7 +2,40 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
+
 namespace braid {
+
+Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
+                           InferOptions* options) {
+  if (key == "cache") {
+    const bool* flag = std::get_if<bool>(&value);
+    if (flag == nullptr) return InvalidArgument("parameter 'cache' must be true or false");
+    options->use_cache = *flag;
+    return Status::Ok();
+  }
+  if (key != "priority" && key != "timeout") return Status::Ok();
+  std::int64_t number = 0;
+  if (const auto* signed_value = std::get_if<std::int64_t>(&value)) {
+    number = *signed_value;
+  } else if (const auto* unsigned_value = std::get_if<std::uint64_t>(&value)) {
+    if (*unsigned_value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return InvalidArgument("parameter '{}' {} is out of range", key, *unsigned_value);
+    number = static_cast<std::int64_t>(*unsigned_value);
+  } else {
+    return InvalidArgument("parameter '{}' must be an integer", key);
+  }
+  if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
+  if (key == "priority") {
+    if (number > kMaxRequestPriority)
+      return InvalidArgument("parameter 'priority' {} is out of range (0..{})", number,
+                             kMaxRequestPriority);
+    options->priority = static_cast<int>(number);
+  } else {
+    options->timeout_us = number;
+  }
+  return Status::Ok();
+}
 
 InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
                                    SchedulerOptions options, ResultCache* cache)

@@ -16,6 +16,8 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "cache/result_cache.h"
@@ -43,6 +45,22 @@ struct InferResponse {
 };
 
 using InferCallback = std::function<void(Result<InferResponse>)>;
+
+// The largest priority a request may ask for; the model's levels bound it
+// further (ModelScheduler refuses a level it does not have).
+inline constexpr int kMaxRequestPriority = 1000;
+
+// A request parameter's value as a front end decoded it (a KServe JSON
+// value or a protobuf InferParameter); std::monostate for any other kind.
+using ParameterValue = std::variant<std::monostate, bool, std::int64_t, std::uint64_t>;
+
+// The one parser of the request parameters every front end honours, so that
+// HTTP and gRPC take the same values: priority (0..1000, 0 the model's
+// default), timeout (microseconds, 0..2^63) and cache (a boolean). Other
+// keys are ignored. InvalidArgument, with a message for the client, for a
+// value of the wrong kind or out of range.
+Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
+                           InferOptions* options);
 
 class InferenceService {
  public:

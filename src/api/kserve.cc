@@ -16,11 +16,6 @@ using rapidjson::Value;
 
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag | rapidjson::kParseStopWhenDoneFlag;
 
-Result<std::int64_t> IntParameter(const Value& value, std::string_view name) {
-  if (value.IsInt64()) return value.GetInt64();
-  return InvalidArgument("parameter '{}' must be an integer", name);
-}
-
 Result<bool> BoolParameter(const Value& value, std::string_view name) {
   if (value.IsBool()) return value.GetBool();
   return InvalidArgument("parameter '{}' must be true or false", name);
@@ -270,20 +265,19 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
     if (!params.IsObject()) return InvalidArgument("'parameters' must be an object");
     for (const auto& member : params.GetObject()) {
       std::string_view key(member.name.GetString(), member.name.GetStringLength());
-      if (key == "priority") {
-        BRAID_ASSIGN_OR_RETURN(std::int64_t priority, IntParameter(member.value, key));
-        if (priority < 0 || priority > 1000)
-          return InvalidArgument("parameter 'priority' {} is out of range", priority);
-        request.options.priority = static_cast<int>(priority);
-      } else if (key == "timeout") {
-        BRAID_ASSIGN_OR_RETURN(std::int64_t timeout, IntParameter(member.value, key));
-        if (timeout < 0) return InvalidArgument("parameter 'timeout' must not be negative");
-        request.options.timeout_us = timeout;
-      } else if (key == "cache") {
-        BRAID_ASSIGN_OR_RETURN(request.options.use_cache, BoolParameter(member.value, key));
-      } else if (key == "binary_data_output") {
+      if (key == "binary_data_output") {
         BRAID_ASSIGN_OR_RETURN(request.binary_data_output, BoolParameter(member.value, key));
+        continue;
       }
+      ParameterValue value;
+      if (member.value.IsBool()) {
+        value = member.value.GetBool();
+      } else if (member.value.IsInt64()) {
+        value = member.value.GetInt64();
+      } else if (member.value.IsUint64()) {
+        value = member.value.GetUint64();
+      }
+      BRAID_RETURN_IF_ERROR(ApplyInferParameter(key, value, &request.options));
     }
   }
   if (!doc.HasMember("inputs") || !doc["inputs"].IsArray())

@@ -6,12 +6,12 @@
 
 #include <chrono>
 #include <cmath>
-#include <random>
 
 #include "api/kserve.h"
 #include "api/multipart.h"
 #include "api/status_mapping.h"
 #include "core/base64.h"
+#include "core/random_id.h"
 #include "preprocess/image.h"
 
 namespace braid {
@@ -24,11 +24,6 @@ std::int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string RandomId(std::string_view prefix) {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  return fmt::format("{}{:016x}", prefix, random());
 }
 
 }  // namespace

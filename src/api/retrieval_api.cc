@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <numeric>
-#include <random>
 
 #include "api/kserve.h"
 #include "api/status_mapping.h"
+#include "core/random_id.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
@@ -185,12 +185,11 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
           if (documents) result.insert(result.size() - 1, ",\"document\":" + echoes[index]);
           results.push_back(std::move(result));
         }
-        static thread_local std::mt19937_64 random(std::random_device{}());
         std::string quoted;
         AppendJsonString(quoted, model);
         responder->Send(Json(fmt::format(
-            R"({{"id":"rerank-{:016x}","model":{},"results":[{}],"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
-            random(), quoted, fmt::join(results, ","), tokens, tokens)));
+            R"({{"id":"{}","model":{},"results":[{}],"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})",
+            RandomId("rerank-"), quoted, fmt::join(results, ","), tokens, tokens)));
       });
 }
 

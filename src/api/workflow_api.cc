@@ -6,12 +6,12 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <random>
 
 #include "api/kserve.h"
 #include "api/multipart.h"
 #include "api/status_mapping.h"
 #include "core/base64.h"
+#include "core/random_id.h"
 #include "preprocess/image.h"
 
 namespace braid {
@@ -19,10 +19,7 @@ namespace {
 
 constexpr std::int64_t kMaxJsonElements = 4096;
 
-std::string NewRunId() {
-  static thread_local std::mt19937_64 random(std::random_device{}());
-  return fmt::format("{:016x}{:016x}", random(), random());
-}
+std::string NewRunId() { return RandomId({}, 2); }
 
 std::int64_t UnixSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(

@@ -16,10 +16,10 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
-#include <random>
 
 #include "core/base64.h"
 #include "core/file_util.h"
+#include "core/random_id.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
@@ -70,9 +70,8 @@ Status Normalise(std::vector<float>& vector, int dimension) {
 }
 
 std::string NewId(const std::unordered_map<std::string, Label>& taken) {
-  static thread_local std::mt19937_64 random(std::random_device{}());
   while (true) {
-    std::string id = fmt::format("{:016x}", random());
+    std::string id = RandomId();
     if (!taken.count(id)) return id;
   }
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -55,12 +56,48 @@ std::pair<double, double> ProcessUsage() {
 
 }  // namespace
 
+Metrics::Metrics()
+    : id_([] {
+        static std::atomic<std::uint64_t> next{1};
+        return next.fetch_add(1);
+      }()) {}
+
+Metrics::Shard& Metrics::LocalShard() {
+  // Entries of destroyed Metrics objects stay behind, unmatched: ids are
+  // never reused.
+  thread_local std::vector<std::pair<std::uint64_t, Shard*>> shards;
+  for (const auto& [id, shard] : shards) {
+    if (id == id_) return *shard;
+  }
+  auto shard = std::make_unique<Shard>();
+  Shard* raw = shard.get();
+  {
+    std::lock_guard lock(shards_mutex_);
+    shards_.push_back(std::move(shard));
+  }
+  shards.emplace_back(id_, raw);
+  return *raw;
+}
+
 void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, int code,
                              Duration duration) {
   const double seconds = ToMicros(duration) / 1e6;
-  std::lock_guard lock(mutex_);
-  ++requests_[{std::string(protocol), std::string(model), code}];
-  Histogram& h = durations_[{std::string(protocol), std::string(model)}];
+  Shard& shard = LocalShard();
+  std::lock_guard lock(shard.mutex);
+  const auto request_key = std::make_tuple(protocol, model, code);
+  auto count = shard.requests.find(request_key);
+  if (count == shard.requests.end())
+    count =
+        shard.requests.emplace(std::make_tuple(std::string(protocol), std::string(model), code), 0)
+            .first;
+  ++count->second;
+  const auto series_key = std::make_pair(protocol, model);
+  auto series = shard.durations.find(series_key);
+  if (series == shard.durations.end())
+    series = shard.durations
+                 .emplace(std::make_pair(std::string(protocol), std::string(model)), Histogram{})
+                 .first;
+  Histogram& h = series->second;
   for (std::size_t b = 0; b < kBucketsS.size(); ++b) {
     if (seconds <= kBucketsS[b]) ++h.buckets[b];
   }
@@ -68,12 +105,28 @@ void Metrics::ObserveRequest(std::string_view protocol, std::string_view model, 
   h.sum += seconds;
 }
 
+void Metrics::Merge(RequestCounts* requests, Durations* durations) const {
+  std::lock_guard shards_lock(shards_mutex_);
+  for (const auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    for (const auto& [key, count] : shard->requests) (*requests)[key] += count;
+    for (const auto& [key, histogram] : shard->durations) {
+      Histogram& sum = (*durations)[key];
+      for (std::size_t b = 0; b < kBucketsS.size(); ++b) sum.buckets[b] += histogram.buckets[b];
+      sum.count += histogram.count;
+      sum.sum += histogram.sum;
+    }
+  }
+}
+
 Metrics::Latency Metrics::ModelRequestLatency() const {
   Latency latency;
   latency.bounds_s.assign(kBucketsS.begin(), kBucketsS.end());
   latency.cumulative.assign(kBucketsS.size(), 0);
-  std::lock_guard lock(mutex_);
-  for (const auto& [key, histogram] : durations_) {
+  RequestCounts requests;
+  Durations durations;
+  Merge(&requests, &durations);
+  for (const auto& [key, histogram] : durations) {
     if (key.second.empty()) continue;
     for (std::size_t b = 0; b < kBucketsS.size(); ++b)
       latency.cumulative[b] += histogram.buckets[b];
@@ -124,10 +177,12 @@ std::string Metrics::Render(
     const std::optional<ComputeBudgetStats>& budget) const {
   std::string out;
   {
-    std::lock_guard lock(mutex_);
+    RequestCounts requests;
+    Durations durations;
+    Merge(&requests, &durations);
     Header(out, "braid_requests_total", "counter",
            "Requests answered, by protocol, model and status code.");
-    for (const auto& [key, count] : requests_) {
+    for (const auto& [key, count] : requests) {
       const auto& [protocol, model, code] = key;
       fmt::format_to(std::back_inserter(out),
                      "braid_requests_total{{protocol=\"{}\",model=\"{}\",code=\"{}\"}} {}\n",
@@ -135,7 +190,7 @@ std::string Metrics::Render(
     }
     Header(out, "braid_request_duration_seconds", "histogram",
            "Time from request received to response ready.");
-    for (const auto& [key, h] : durations_) {
+    for (const auto& [key, h] : durations) {
       std::string labels =
           fmt::format("protocol=\"{}\",model=\"{}\"", key.first, Escape(key.second));
       for (std::size_t b = 0; b < kBucketsS.size(); ++b) {

@@ -2,14 +2,17 @@
 // ends, plus the schedulers' statistics and the process's CPU and memory,
 // rendered in the Prometheus text format with names prefixed braid_.
 //
-// Thread-safe. Recording takes a short lock on a small map; rendering reads
-// scheduler statistics at scrape time, so the hot path records only what no
-// scheduler already counts.
+// Thread-safe. Each recording thread writes its own shard (Envoy's
+// per-thread stats): a lock no other thread takes except the scrape, and a
+// lookup that builds no string once a series exists. Rendering merges the
+// shards and reads scheduler statistics at scrape time, so the hot path
+// records only what no scheduler already counts.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -30,6 +33,10 @@ struct ModelMetricsInput {
 
 class Metrics {
  public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
   // One finished request of `protocol` ("http", "grpc") for `model` (may be
   // empty for non-model endpoints) with HTTP-style status `code`.
   void ObserveRequest(std::string_view protocol, std::string_view model, int code,
@@ -64,12 +71,42 @@ class Metrics {
     double sum = 0;
   };
 
-  mutable std::mutex mutex_;
+  // Orders keys and views of keys alike, so that a lookup builds no string.
+  struct KeyOrder {
+    using is_transparent = void;
+    using RequestView = std::tuple<std::string_view, std::string_view, int>;
+    using SeriesView = std::pair<std::string_view, std::string_view>;
+    static RequestView View(const RequestView& key) { return key; }
+    static RequestView View(const std::tuple<std::string, std::string, int>& key) {
+      return {std::get<0>(key), std::get<1>(key), std::get<2>(key)};
+    }
+    static SeriesView View(const SeriesView& key) { return key; }
+    static SeriesView View(const std::pair<std::string, std::string>& key) {
+      return {key.first, key.second};
+    }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
   // (protocol, model, code) → count
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t>
-      requests_;  // guarded by mutex_
+  using RequestCounts =
+      std::map<std::tuple<std::string, std::string, int>, std::uint64_t, KeyOrder>;
   // (protocol, model) → latency
-  std::map<std::pair<std::string, std::string>, Histogram> durations_;  // guarded by mutex_
+  using Durations = std::map<std::pair<std::string, std::string>, Histogram, KeyOrder>;
+  struct Shard {
+    std::mutex mutex;        // taken by its thread to record, by a scrape to read
+    RequestCounts requests;  // guarded by mutex
+    Durations durations;     // guarded by mutex
+  };
+  // The calling thread's shard, created on its first recording.
+  Shard& LocalShard();
+  // Every shard's figures, summed.
+  void Merge(RequestCounts* requests, Durations* durations) const;
+
+  const std::uint64_t id_;  // tells this object's shards from an earlier one's at its address
+  mutable std::mutex shards_mutex_;
+  std::vector<std::unique_ptr<Shard>> shards_;  // guarded by shards_mutex_; never shrinks
 };
 
 }  // namespace braid

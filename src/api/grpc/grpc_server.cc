@@ -34,25 +34,16 @@ Result<Tensor> FromRepeated(DataType type, const Shape& shape, std::int64_t coun
 }
 
 Status OptionsFromProto(const inference::ModelInferRequest& request, InferOptions* options) {
-  for (const auto& [key, value] : request.parameters()) {
-    if (key == "cache") {
-      if (!value.has_bool_param()) return InvalidArgument("parameter 'cache' must be a boolean");
-      options->use_cache = value.bool_param();
+  for (const auto& [key, parameter] : request.parameters()) {
+    ParameterValue value;
+    if (parameter.has_bool_param()) {
+      value = parameter.bool_param();
+    } else if (parameter.has_int64_param()) {
+      value = parameter.int64_param();
+    } else if (parameter.has_uint64_param()) {
+      value = parameter.uint64_param();
     }
-    if (key == "priority" || key == "timeout") {
-      std::int64_t number = 0;
-      if (value.has_int64_param()) {
-        number = value.int64_param();
-      } else if (value.has_uint64_param()) {
-        number = static_cast<std::int64_t>(value.uint64_param());
-      } else {
-        return InvalidArgument("parameter '{}' must be an integer", key);
-      }
-      if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
-      if (key == "priority")
-        options->priority = static_cast<int>(std::min<std::int64_t>(number, 1000));
-      if (key == "timeout") options->timeout_us = number;
-    }
+    BRAID_RETURN_IF_ERROR(ApplyInferParameter(key, value, options));
   }
   return Status::Ok();
 }
