@@ -243,7 +243,9 @@ void InferenceService::Answer(InferCallback& done, Result<InferResponse> result)
 }
 
 void InferenceService::FinishOne() {
-  if (--in_flight_ == 0) {
+  // Only Drain() waits, and it stops admitting before it looks: while
+  // admitting, nobody needs the wake-up (and the hot path takes no lock).
+  if (--in_flight_ == 0 && !admitting_) {
     std::lock_guard lock(idle_mutex_);
     idle_.notify_all();
   }

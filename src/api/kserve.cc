@@ -245,7 +245,12 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
     }
     json_length = *header_length;
   }
-  rapidjson::Document doc;
+  // rapidjson's pool would take a fresh 64 KiB chunk for every request; a
+  // buffer of this thread's serves the usual few-KiB header instead (the
+  // pool grows past it on the heap, and the document dies before return).
+  alignas(std::max_align_t) thread_local char pool_buffer[16 << 10];
+  rapidjson::MemoryPoolAllocator<> pool(pool_buffer, sizeof(pool_buffer));
+  rapidjson::Document doc(&pool);
   BRAID_RETURN_IF_ERROR(
       CheckJsonDepth(std::string_view(bytes.data(), json_length), limits.max_json_depth));
   doc.Parse<kParseFlags>(bytes.data(), json_length);
@@ -402,8 +407,7 @@ Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
     AppendJsonString(json, request.id);
   }
   json += ",\"outputs\":[";
-  std::string binary;
-  bool any_binary = false;
+  EncodedResponse encoded;
   for (std::size_t w = 0; w < wanted.size(); ++w) {
     std::size_t index = config.outputs.size();
     for (std::size_t o = 0; o < config.outputs.size(); ++o) {
@@ -419,10 +423,9 @@ Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
     fmt::format_to(std::back_inserter(json), ",\"datatype\":\"{}\",\"shape\":[{}]",
                    DataTypeName(tensor.dtype()), fmt::join(tensor.shape(), ","));
     if (wanted[w].binary) {
-      any_binary = true;
       fmt::format_to(std::back_inserter(json), ",\"parameters\":{{\"binary_data_size\":{}}}}}",
                      tensor.byte_size());
-      binary.append(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+      encoded.binary.push_back(tensor);
     } else {
       json += ",\"data\":[";
       AppendTensorData(json, tensor);
@@ -430,11 +433,7 @@ Result<EncodedResponse> EncodeInferResponse(const KserveInferRequest& request,
     }
   }
   json += "]}";
-  EncodedResponse encoded;
-  if (any_binary) {
-    encoded.header_length = json.size();
-    json += binary;
-  }
+  if (!encoded.binary.empty()) encoded.header_length = json.size();
   encoded.body = std::move(json);
   return encoded;
 }

@@ -47,8 +47,11 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
                                              const KserveLimits& limits = {});
 
 struct EncodedResponse {
-  std::string body;
-  std::optional<std::size_t> header_length;  // set when binary outputs follow the JSON
+  std::string body;  // the JSON
+  // When binary outputs are requested: the JSON's length, and the tensors
+  // whose bytes follow it, in order (sent from their own buffers).
+  std::optional<std::size_t> header_length;
+  std::vector<Tensor> binary;
 };
 
 // The response body: JSON, plus binary outputs when requested.

@@ -65,6 +65,8 @@ class Tensor {
   std::size_t byte_size() const { return byte_size_; }
   const std::byte* data() const { return data_; }
   std::byte* mutable_data() { return data_; }
+  // What keeps data() alive: hold it to use the bytes past this tensor.
+  const std::shared_ptr<const void>& owner() const { return owner_; }
 
   template <typename T>
   std::span<const T> span() const {

@@ -131,6 +131,13 @@ class HttpServer::Impl {
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   static constexpr std::size_t kDirectBodyBytes = 64 << 10;
+
+  // One write: the head, then the body and the parts that follow it.
+  struct Outgoing {
+    std::string head;
+    std::string body;
+    std::vector<HttpResponse::Part> tail;
+  };
   static constexpr std::size_t kFirstReadBytes = 4096;
 
   Session(Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
@@ -177,7 +184,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     // HttpResponder
     void Send(HttpResponse response) override {
       answered_ = true;
-      std::string bytes = session_->Serialize(response, keep_alive_, gzip_ok_, false);
+      Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
       net::post(session_->stream_.get_executor(),
                 [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                   session->Write(std::move(bytes), true, keep);
@@ -197,7 +204,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       head.status = status;
       head.content_type = std::move(content_type);
       head.headers = std::move(headers);
-      std::string bytes = session_->Serialize(head, keep_alive_, false, true);
+      Outgoing bytes = session_->Serialize(std::move(head), keep_alive_, false, true);
       net::post(session_->stream_.get_executor(),
                 [session = session_, bytes = std::move(bytes)]() mutable {
                   session->Write(std::move(bytes), false, true);
@@ -229,14 +236,14 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       chunk += "\r\n";
       net::post(session_->stream_.get_executor(),
                 [session = session_, chunk = std::move(chunk)]() mutable {
-                  session->Write(std::move(chunk), false, true);
+                  session->Write(Outgoing{std::move(chunk)}, false, true);
                 });
       return true;
     }
     void EndStream() override {
       net::post(session_->stream_.get_executor(),
                 [session = session_, keep = keep_alive_]() mutable {
-                  session->Write("0\r\n\r\n", true, keep);
+                  session->Write(Outgoing{"0\r\n\r\n"}, true, keep);
                 });
     }
 
@@ -390,44 +397,60 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
-  std::string Serialize(const HttpResponse& response, bool keep_alive, bool gzip_ok, bool chunked) {
-    const std::string* body = &response.body;
-    std::string compressed;
-    if (gzip_ok && response.body.size() >= server_.options_.gzip_min_bytes &&
+  // The status line and headers, then the body and its tail as they are:
+  // a response's bytes are written from where they lie, not copied.
+  Outgoing Serialize(HttpResponse response, bool keep_alive, bool gzip_ok, bool chunked) {
+    std::size_t tail_bytes = 0;
+    for (const auto& part : response.tail) tail_bytes += part.size;
+    if (gzip_ok && response.tail.empty() &&
+        response.body.size() >= server_.options_.gzip_min_bytes &&
         Compressible(response.content_type)) {
-      compressed = Gzip(response.body);
-      if (!compressed.empty()) body = &compressed;
+      if (std::string compressed = Gzip(response.body); !compressed.empty()) {
+        response.body = std::move(compressed);
+        response.headers.emplace_back("Content-Encoding", "gzip");
+        response.headers.emplace_back("Vary", "Accept-Encoding");
+      }
     }
-    std::string out =
-        fmt::format("HTTP/1.1 {} {}\r\n", response.status, ReasonPhrase(response.status));
-    out += "Server: braid\r\n";
+    Outgoing out;
+    std::string& head = out.head;
+    head.reserve(256);
+    fmt::format_to(std::back_inserter(head), "HTTP/1.1 {} {}\r\nServer: braid\r\n", response.status,
+                   ReasonPhrase(response.status));
     if (!response.content_type.empty())
-      fmt::format_to(std::back_inserter(out), "Content-Type: {}\r\n", response.content_type);
+      fmt::format_to(std::back_inserter(head), "Content-Type: {}\r\n", response.content_type);
     for (const auto& [name, value] : response.headers)
-      fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
-    if (body == &compressed) out += "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
+      fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
     if (chunked) {
-      out += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n";
+      head += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n";
     } else {
-      fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n", body->size());
+      fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n",
+                     response.body.size() + tail_bytes);
     }
-    out += keep_alive && !server_.draining_ ? "Connection: keep-alive\r\n\r\n"
-                                            : "Connection: close\r\n\r\n";
-    if (!chunked) out += *body;
+    head += keep_alive && !server_.draining_ ? "Connection: keep-alive\r\n\r\n"
+                                             : "Connection: close\r\n\r\n";
+    if (!chunked) {
+      out.body = std::move(response.body);
+      out.tail = std::move(response.tail);
+    }
     return out;
   }
 
   // Runs on the session's strand. `last` ends the response; then the next
   // request is read (keep-alive) or the connection closed.
-  void Write(std::string bytes, bool last, bool keep_alive) {
+  void Write(Outgoing bytes, bool last, bool keep_alive) {
     if (closed_) return;
     writes_.push_back({std::move(bytes), last, keep_alive});
     if (writes_.size() == 1) WriteFront();
   }
 
   void WriteFront() {
+    const Outgoing& front = writes_.front().bytes;
+    buffers_.clear();
+    buffers_.emplace_back(front.head.data(), front.head.size());
+    if (!front.body.empty()) buffers_.emplace_back(front.body.data(), front.body.size());
+    for (const auto& part : front.tail) buffers_.emplace_back(part.data, part.size);
     net::async_write(
-        stream_, net::buffer(writes_.front().bytes),
+        stream_, buffers_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
   }
 
@@ -459,7 +482,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   struct PendingWrite {
-    std::string bytes;
+    Outgoing bytes;
     bool last;
     bool keep_alive;
   };
@@ -468,7 +491,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::deque<PendingWrite> writes_;  // touched only on the strand
+  std::deque<PendingWrite> writes_;         // touched only on the strand
+  std::vector<net::const_buffer> buffers_;  // the front write's; touched only on the strand
   // From the first byte of a request until its answer is written.
   std::optional<Gate::Holder> request_;  // touched only on the strand
   bool answering_ = false;               // touched only on the strand

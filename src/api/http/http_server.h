@@ -42,6 +42,15 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // Bytes sent after `body` without being copied into it (binary output
+  // tensors); `owner` keeps each part alive until it is written. A response
+  // with a tail is never gzipped.
+  struct Part {
+    const char* data = nullptr;
+    std::size_t size = 0;
+    std::shared_ptr<const void> owner;
+  };
+  std::vector<Part> tail;
 };
 
 // Answers one request. Thread-safe; every method may be called from any

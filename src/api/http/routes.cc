@@ -421,6 +421,10 @@ class ApiHandler {
               http.headers.emplace_back("Inference-Header-Content-Length",
                                         std::to_string(*encoded->header_length));
               http.body = std::move(encoded->body);
+              for (const Tensor& tensor : encoded->binary) {
+                http.tail.push_back({reinterpret_cast<const char*>(tensor.data()),
+                                     tensor.byte_size(), tensor.owner()});
+              }
             } else {
               http.body = std::move(encoded->body);
             }
