@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <mutex>
+#include <unordered_set>
 
 #include "api/status_mapping.h"
 #include "grpc_service.grpc.pb.h"
@@ -165,12 +166,20 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
   return inputs;
 }
 
+class StreamReactor;
+
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
  public:
   Impl(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options)
       : service_(service), metrics_(metrics), clock_(clock), options_(std::move(options)) {}
 
   std::unique_ptr<grpc::Server> server_;
+  // Open ModelStreamInfer streams, so that a drain can end them. A stream
+  // leaves under this lock before it is deleted (lock order: streams_mutex_,
+  // then a stream's own).
+  std::mutex streams_mutex_;
+  std::unordered_set<StreamReactor*> streams_;  // guarded by streams_mutex_
+  bool draining_ = false;                       // guarded by streams_mutex_
 
   // GRPCInferenceService::CallbackService
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
@@ -416,15 +425,35 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   StreamReactor(GrpcServer::Impl& server, grpc::CallbackServerContext* context)
       : server_(server), context_(context) {
     if (auto denied = server_.Authorize(context, false); !denied.ok()) {
+      finished_ = true;
       Finish(denied);
+      return;
+    }
+    {
+      std::lock_guard lock(server_.streams_mutex_);
+      if (!server_.draining_) server_.streams_.insert(this);
+      draining_ = server_.draining_;
+    }
+    if (draining_) {
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
       return;
     }
     StartRead(&incoming_);
   }
 
+  // The server is draining: the requests read so far are answered, then the
+  // stream ends with UNAVAILABLE (the client reconnects elsewhere); what it
+  // sends meanwhile is not read. Called under the server's streams_mutex_.
+  void Drain() {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+    MaybeFinishLocked();
+  }
+
   void OnReadDone(bool ok) override {
     std::unique_lock lock(mutex_);
-    if (!ok) {
+    if (!ok || finished_) {
       reading_done_ = true;
       MaybeFinishLocked();
       return;
@@ -432,6 +461,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     ++pending_;
     auto request = std::make_shared<inference::ModelInferRequest>(std::move(incoming_));
     incoming_.Clear();
+    const bool read_more = !draining_;
     lock.unlock();
     server_.RunInfer(*request, request, context_, [this, request](Result<InferResponse> result) {
       inference::ModelStreamInferResponse response;
@@ -446,7 +476,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
       outgoing_.push_back(std::move(response));
       if (!writing_) WriteNextLocked();
     });
-    StartRead(&incoming_);
+    if (read_more) StartRead(&incoming_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -465,7 +495,13 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   }
 
   void OnCancel() override {}
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    {
+      std::lock_guard lock(server_.streams_mutex_);
+      server_.streams_.erase(this);
+    }
+    delete this;
+  }
 
  private:
   void WriteNextLocked() {
@@ -473,10 +509,16 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     StartWrite(&outgoing_.front());
   }
   void MaybeFinishLocked() {
-    if (reading_done_ && pending_ == 0 && outgoing_.empty() && !writing_ && !finished_) {
+    if ((reading_done_ || draining_) && pending_ == 0 && outgoing_.empty() && !writing_ &&
+        !finished_) {
       finished_ = true;
-      Finish(failed_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the client stopped reading")
-                     : grpc::Status::OK);
+      if (failed_) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the client stopped reading"));
+      } else if (!reading_done_) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+      } else {
+        Finish(grpc::Status::OK);
+      }
     }
   }
 
@@ -490,6 +532,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   bool writing_ = false;       // guarded by mutex_
   bool reading_done_ = false;  // guarded by mutex_
   bool finished_ = false;      // guarded by mutex_
+  bool draining_ = false;      // guarded by mutex_
   bool failed_ = false;        // guarded by mutex_
 };
 
@@ -520,6 +563,11 @@ Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t p
 
 void GrpcServer::Shutdown(Duration timeout) {
   if (!impl_->server_) return;
+  {
+    std::lock_guard lock(impl_->streams_mutex_);
+    impl_->draining_ = true;
+    for (StreamReactor* stream : impl_->streams_) stream->Drain();
+  }
   impl_->server_->Shutdown(
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout));
