@@ -200,13 +200,13 @@ void AppendTensorJson(std::string& out, const Tensor& tensor) {
   out += ']';
 }
 
-void ServiceModelRunner::Run(const std::string& model, NamedTensors inputs, int priority,
-                             TimePoint deadline, std::shared_ptr<CancellationToken> cancellation,
+void ServiceModelRunner::Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
                              std::function<void(Result<NamedTensors>)> done) {
   InferOptions options;
-  options.priority = priority;
-  options.deadline = deadline;
-  options.cancellation = std::move(cancellation);
+  options.priority = call.priority;
+  options.deadline = call.deadline;
+  options.cancellation = call.cancellation;
+  options.use_cache = call.use_cache;
   service_.Infer(model, 0, std::move(inputs), options,
                  [done = std::move(done)](Result<InferResponse> result) {
                    if (!result.ok()) return done(result.status());

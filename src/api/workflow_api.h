@@ -23,8 +23,7 @@ class ServiceModelRunner : public ModelRunner {
   explicit ServiceModelRunner(InferenceService& service) : service_(service) {}
 
   // ModelRunner
-  void Run(const std::string& model, NamedTensors inputs, int priority, TimePoint deadline,
-           std::shared_ptr<CancellationToken> cancellation,
+  void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
            std::function<void(Result<NamedTensors>)> done) override;
   Result<std::filesystem::path> ModelDirectory(const std::string& model) override;
   std::optional<CachePolicy> CachePolicyFor(const std::string& model) override;

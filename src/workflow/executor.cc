@@ -382,7 +382,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       self->Finish(node, std::move(result), node_start, false);
     };
     if (!key || !key->ttl) {
-      Run(node, std::move(inputs), std::move(finish));
+      Run(node, std::move(inputs), false, std::move(finish));
       return;
     }
     ResultCache& cache = *executor_.cache_;
@@ -395,7 +395,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       if (result.ok()) {
         self->Finish(node, UnpackOutputs(*result), node_start, true);
       } else {
-        self->Run(node, inputs, finish);  // the leader failed: compute it here
+        self->Run(node, inputs, false, finish);  // the leader failed: compute it here
       }
     };
     // A model node's computation may be held back by its priority (a
@@ -407,12 +407,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       case ResultCache::Flight::kWait:
         return;
       case ResultCache::Flight::kBypass:
-        Run(node, std::move(inputs), std::move(finish));
+        Run(node, std::move(inputs), false, std::move(finish));
         return;
       case ResultCache::Flight::kLead:
         break;
     }
-    Run(node, std::move(inputs), [self, finish, key = *key](Result<NamedTensors> result) {
+    Run(node, std::move(inputs), true, [self, finish, key = *key](Result<NamedTensors> result) {
       ResultCache& cache = *self->executor_.cache_;
       if (result.ok()) {
         auto packed = PackOutputs(*result);
@@ -425,10 +425,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     });
   }
 
-  // Computes the node; `done` gets its outputs.
-  void Run(const NodeSpec& node, NamedTensors inputs,
+  // Computes the node; `done` gets its outputs. `cached_here`: this run
+  // caches the node's result, so its model call skips the model's own cache.
+  void Run(const NodeSpec& node, NamedTensors inputs, bool cached_here,
            std::function<void(Result<NamedTensors>)> done) {
     auto self = shared_from_this();
+    ModelCall call{options_.priority, options_.deadline, options_.cancellation, !cached_here};
     if (node.kind == "model" || node.kind == "project") {
       NamedTensors model_inputs;
       const std::string model = ModelOf(node);
@@ -438,11 +440,11 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       } else {
         model_inputs = std::move(inputs);
       }
-      int priority = options_.priority;
-      if (node.params.count("priority")) priority = std::atoi(node.params.at("priority").c_str());
+      if (node.params.count("priority"))
+        call.priority = std::atoi(node.params.at("priority").c_str());
       const bool project = node.kind == "project";
-      executor_.runner_.Run(model, std::move(model_inputs), priority, options_.deadline,
-                            options_.cancellation, [done, project](Result<NamedTensors> result) {
+      executor_.runner_.Run(model, std::move(model_inputs), call,
+                            [done, project](Result<NamedTensors> result) {
                               if (project && result.ok()) {
                                 NamedTensors renamed = {{"image", (*result)["image_aligned"]},
                                                         {"text", (*result)["text_aligned"]}};
@@ -460,8 +462,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
           {"text", inputs["text"]},
           {"voice", *Tensor::FromStrings({voice == node.params.end() ? "" : voice->second}, {1})}};
       executor_.runner_.Run(
-          ModelOf(node), std::move(model_inputs), options_.priority, options_.deadline,
-          options_.cancellation, [done](Result<NamedTensors> result) {
+          ModelOf(node), std::move(model_inputs), call, [done](Result<NamedTensors> result) {
             if (!result.ok()) return done(result.status());
             const Tensor& audio = (*result)["audio"];
             const int rate = (*result)["sample_rate"].span<std::int32_t>()[0];

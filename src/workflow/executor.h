@@ -36,6 +36,17 @@ namespace braid {
 
 using NamedTensors = std::map<std::string, Tensor>;
 
+// How one model call of a workflow node is run.
+struct ModelCall {
+  int priority = 0;
+  TimePoint deadline = TimePoint::max();
+  std::shared_ptr<CancellationToken> cancellation;
+  // False when the executor caches the node's result itself: the model's
+  // own result cache would only hold the same result a second time, under
+  // a second key (another hash, another entry, another Redis round trip).
+  bool use_cache = true;
+};
+
 // How the executor reaches models. Implemented over the schedulers by the
 // server and by `braid run`. Thread-safe.
 class ModelRunner {
@@ -43,8 +54,7 @@ class ModelRunner {
   virtual ~ModelRunner() = default;
   // Runs `model` on `inputs`; `done` gets its named outputs. May call `done`
   // on any thread, including before returning.
-  virtual void Run(const std::string& model, NamedTensors inputs, int priority, TimePoint deadline,
-                   std::shared_ptr<CancellationToken> cancellation,
+  virtual void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
                    std::function<void(Result<NamedTensors>)> done) = 0;
   // The folder of the model's served version (for its tokenizer.json).
   virtual Result<std::filesystem::path> ModelDirectory(const std::string& model) = 0;

@@ -19,11 +19,11 @@ constexpr auto kPatience = std::chrono::seconds(10);
 class HeldRunner : public ModelRunner {
  public:
   // ModelRunner: "double" returns x·2 as y; "broken" fails.
-  void Run(const std::string& model, NamedTensors inputs, int, TimePoint,
-           std::shared_ptr<CancellationToken>,
+  void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
            std::function<void(Result<NamedTensors>)> done) override {
     std::unique_lock lock(mutex_);
     calls_.push_back(model);
+    used_cache_.push_back(call.use_cache);
     ++in_flight_;
     peak_ = std::max(peak_, in_flight_);
     pending_.push_back([model, inputs = std::move(inputs), done = std::move(done)]() mutable {
@@ -63,11 +63,17 @@ class HeldRunner : public ModelRunner {
     std::lock_guard lock(mutex_);
     return calls_.size();
   }
+  // Whether each call asked for the model's own result cache.
+  std::vector<bool> used_cache() {
+    std::lock_guard lock(mutex_);
+    return used_cache_;
+  }
 
  private:
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<std::string> calls_;
+  std::vector<bool> used_cache_;
   std::vector<std::function<void()>> pending_;
   int in_flight_ = 0;
   int peak_ = 0;
@@ -291,6 +297,25 @@ TEST_F(CachingExecutorTest, ConcurrentRunsComputeASharedNodeOnce) {
   EXPECT_EQ(runner_.calls(), 1u) << "the second run waited for the first one's model call";
   EXPECT_TRUE(two.Cached()["left"]);
   EXPECT_EQ(cache_.Stats().coalesced, 1u);
+}
+
+TEST_F(CachingExecutorTest, ACachedNodeIsKeyedOnceNotAgainByTheModel) {
+  Recorder run;
+  executor_.Start(Load(kDiamond), {{"a", Number(4)}}, {}, run.Sink());
+  runner_.ReleaseWhenHeld(1);
+  run.Wait();
+  EXPECT_THAT(runner_.used_cache(), ::testing::ElementsAre(false))
+      << "the node's entry is the only one: the model call skips the model's own cache";
+
+  HeldRunner runner;
+  ThreadPool pool{2};
+  WorkflowExecutor uncached{runner, pool, SteadyClock()};
+  Recorder plain;
+  uncached.Start(Load(kDiamond), {{"a", Number(4)}}, {}, plain.Sink());
+  runner.ReleaseWhenHeld(1);
+  plain.Wait();
+  EXPECT_THAT(runner.used_cache(), ::testing::ElementsAre(true))
+      << "without the executor's cache the model's own applies";
 }
 
 TEST_F(CachingExecutorTest, PrecomputeFillsTheCacheWithoutPresentingResults) {

@@ -23,8 +23,7 @@ std::vector<float> Axis(int index, int dimensions = 128) {
 // One model, "embed", whose "vector" is the x axis whatever it is given.
 class EmbedRunner : public ModelRunner {
  public:
-  void Run(const std::string& model, NamedTensors, int, TimePoint,
-           std::shared_ptr<CancellationToken>,
+  void Run(const std::string& model, NamedTensors, const ModelCall&,
            std::function<void(Result<NamedTensors>)> done) override {
     if (model != "embed") return done(NotFound("no model {}", model));
     Tensor vector = *Tensor::Allocate(DataType::kFp32, {1, 128});
