@@ -165,14 +165,27 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   hasher.Add(model->name()).Add(model->version());
   for (const Tensor& tensor : *ordered) hasher.Add(tensor);
   const Hash128 key = hasher.Finish();
-  if (auto hit = cache_->Get(key)) {
-    InferResponse response{model, std::move(hit->value), Duration{}, Duration{}};
-    response.cached = true;
-    done(std::move(response));
-    return;
-  }
+  ++in_flight_;  // the lookup, which may end on one of the cache's threads
+  cache_->Lookup(key, [this, scheduler, key, inputs = std::move(ordered).value(), options,
+                       done = std::move(done)](std::optional<ResultCache::Hit> hit) mutable {
+    if (hit) {
+      InferResponse response{scheduler->shared_model(), std::move(hit->value), Duration{},
+                             Duration{}};
+      response.cached = true;
+      Answer(done, std::move(response));
+      return;
+    }
+    LeadOrWait(scheduler, std::move(inputs), options, key, std::move(done));
+    FinishOne();
+  });
+}
+
+void InferenceService::LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                                  const InferOptions& options, const Hash128& key,
+                                  InferCallback done) {
+  ModelPtr model = scheduler->shared_model();
   ++in_flight_;
-  auto waiter = [this, scheduler, model, inputs = *ordered, options,
+  auto waiter = [this, scheduler, model, inputs, options,
                  done](const Result<std::vector<Tensor>>& result) mutable {
     if (result.ok()) {
       InferResponse response{model, *result, Duration{}, Duration{}};
@@ -186,11 +199,11 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   };
   switch (cache_->Lead(key, options.priority, std::move(waiter))) {
     case ResultCache::Flight::kLead:
-      Schedule(scheduler, std::move(ordered).value(), options, key, std::move(done));
+      Schedule(scheduler, std::move(inputs), options, key, std::move(done));
       FinishOne();  // the waiter was not kept
       break;
     case ResultCache::Flight::kBypass:
-      Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
+      Schedule(scheduler, std::move(inputs), options, std::nullopt, std::move(done));
       FinishOne();
       break;
     case ResultCache::Flight::kWait:

@@ -135,6 +135,10 @@ class InferenceService {
   // cache under that key and answers the requests that waited for it.
   void Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
                 const InferOptions& options, std::optional<Hash128> lead, InferCallback done);
+  // After a cache miss: leads the computation of `key`, waits for the one
+  // under way, or (more urgent than it) computes its own.
+  void LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                  const InferOptions& options, const Hash128& key, InferCallback done);
   void FinishOne();
 
   ModelRepository& repository_;

@@ -4,20 +4,22 @@
 
 namespace braid {
 
-ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis) : memory_(memory), redis_(redis) {}
+ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis) : memory_(memory), redis_(redis) {
+  if (redis_ != nullptr) redis_reads_ = std::make_unique<ThreadPool>(kRedisReaders);
+}
 
-std::optional<ResultCache::Hit> ResultCache::Get(const Hash128& key) {
+void ResultCache::Lookup(const Hash128& key, LookupDone done) {
   if (memory_ != nullptr) {
-    if (auto value = memory_->Get(key)) return Hit{std::move(*value), CacheTier::kMemory};
+    if (auto value = memory_->Get(key)) return done(Hit{std::move(*value), CacheTier::kMemory});
   }
-  if (redis_ != nullptr) {
-    if (auto found = redis_->Get(key)) {
-      auto& [value, left] = *found;
-      if (memory_ != nullptr) memory_->Put(key, value, left);
-      return Hit{std::move(value), CacheTier::kRedis};
-    }
-  }
-  return std::nullopt;
+  if (redis_ == nullptr) return done(std::nullopt);
+  redis_reads_->Submit([this, key, done = std::move(done)] {
+    auto found = redis_->Get(key);
+    if (!found) return done(std::nullopt);
+    auto& [value, left] = *found;
+    if (memory_ != nullptr) memory_->Put(key, value, left);
+    done(Hit{std::move(value), CacheTier::kRedis});
+  });
 }
 
 void ResultCache::Put(const Hash128& key, const std::vector<Tensor>& value, Duration ttl) {

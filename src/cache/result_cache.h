@@ -1,6 +1,7 @@
 // ResultCache: what the server consults before computing a result. The
 // in-process tier first, then the shared Redis tier (a hit there fills the
-// in-process tier); fills go to both, Redis's asynchronously. Single-flight
+// in-process tier) on the cache's own threads, so that no caller (a network
+// thread) waits on Redis; fills go to both, Redis's asynchronously. Single-flight
 // makes concurrent identical misses compute once: the first caller leads,
 // the others wait for its result.
 //
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -16,6 +18,7 @@
 
 #include "cache/memory_cache.h"
 #include "cache/redis_tier.h"
+#include "core/thread_pool.h"
 
 namespace braid {
 
@@ -37,7 +40,11 @@ class ResultCache {
     std::vector<Tensor> value;
     CacheTier tier;
   };
-  std::optional<Hit> Get(const Hash128& key);
+  using LookupDone = std::function<void(std::optional<Hit>)>;
+  // Looks `key` up. A memory hit, or a miss without a Redis tier, calls
+  // `done` before returning, on the caller's thread; otherwise Redis is
+  // asked on one of the cache's threads and `done` runs there. Never blocks.
+  void Lookup(const Hash128& key, LookupDone done);
   void Put(const Hash128& key, const std::vector<Tensor>& value, Duration ttl);
 
   // Single-flight. kLead: no computation of `key` is under way; the caller
@@ -59,6 +66,10 @@ class ResultCache {
  private:
   MemoryCache* memory_;
   RedisTier* redis_;
+  // Redis reads, off the callers' threads: each is a round trip that mostly
+  // waits, so a few threads.
+  static constexpr std::size_t kRedisReaders = 4;
+  std::unique_ptr<ThreadPool> redis_reads_;
   struct InFlight {
     int urgency;  // the leader's: lower is more urgent
     std::vector<Waiter> waiters;

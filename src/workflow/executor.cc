@@ -385,11 +385,20 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       Run(node, std::move(inputs), false, std::move(finish));
       return;
     }
+    executor_.cache_->Lookup(
+        key->key, [self, &node, node_start, inputs = std::move(inputs), key = *key,
+                   finish](std::optional<ResultCache::Hit> hit) mutable {
+          if (hit) return self->Finish(node, UnpackOutputs(hit->value), node_start, true);
+          self->LeadOrWait(node, std::move(inputs), node_start, key, std::move(finish));
+        });
+  }
+
+  // After a cache miss: leads the node's computation, waits for an
+  // identical one under way, or (more urgent than it) computes its own.
+  void LeadOrWait(const NodeSpec& node, NamedTensors inputs, TimePoint node_start,
+                  const NodeKey& key, std::function<void(Result<NamedTensors>)> finish) {
+    auto self = shared_from_this();
     ResultCache& cache = *executor_.cache_;
-    if (auto hit = cache.Get(key->key)) {
-      Finish(node, UnpackOutputs(hit->value), node_start, true);
-      return;
-    }
     auto waiter = [self, &node, node_start, inputs,
                    finish](const Result<std::vector<Tensor>>& result) {
       if (result.ok()) {
@@ -403,7 +412,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     // wait for it; a preprocessing node runs at once whoever asked, so
     // waiting for it is never slower than computing again.
     const bool held_by_priority = node.kind == "model" || node.kind == "project";
-    switch (cache.Lead(key->key, held_by_priority ? options_.priority : 1, std::move(waiter))) {
+    switch (cache.Lead(key.key, held_by_priority ? options_.priority : 1, std::move(waiter))) {
       case ResultCache::Flight::kWait:
         return;
       case ResultCache::Flight::kBypass:
@@ -412,7 +421,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       case ResultCache::Flight::kLead:
         break;
     }
-    Run(node, std::move(inputs), true, [self, finish, key = *key](Result<NamedTensors> result) {
+    Run(node, std::move(inputs), true, [self, finish, key](Result<NamedTensors> result) {
       ResultCache& cache = *self->executor_.cache_;
       if (result.ok()) {
         auto packed = PackOutputs(*result);

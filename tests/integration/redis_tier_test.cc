@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
+#include "cache/result_cache.h"
 #include "support/redis_process.h"
 
 namespace braid {
@@ -142,6 +144,33 @@ TEST(RedisTierTest, StartsWhileRedisIsDown) {
   ASSERT_TRUE(redis.Start());
   EXPECT_TRUE(WaitFor([&] { return tier.up(); }));
   EXPECT_EQ(tier.Stats().reconnects, 0u) << "the first connection is not a reconnect";
+}
+
+TEST(RedisTierTest, AResultCacheAsksRedisOffTheCallersThread) {
+  testing::RedisProcess redis;
+  RedisTier tier(OptionsFor(redis), SteadyClock());
+  ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
+  tier.Put({7, 7}, Value(0.5f), std::chrono::seconds(30));
+  ASSERT_TRUE(tier.Flush(kPatience));
+  MemoryCache memory(1 << 20, SteadyClock());
+  ResultCache cache(&memory, &tier);
+  std::promise<std::pair<std::thread::id, std::optional<ResultCache::Hit>>> answer;
+  cache.Lookup({7, 7}, [&](std::optional<ResultCache::Hit> hit) {
+    answer.set_value({std::this_thread::get_id(), std::move(hit)});
+  });
+  auto future = answer.get_future();
+  ASSERT_EQ(future.wait_for(kPatience), std::future_status::ready);
+  auto [thread, hit] = future.get();
+  EXPECT_NE(thread, std::this_thread::get_id()) << "a network thread never waits on Redis";
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ(hit->tier, CacheTier::kRedis);
+  EXPECT_EQ(hit->value[0].span<float>()[0], 0.5f);
+  // The Redis hit filled the memory tier: the next lookup is answered here.
+  bool here = false;
+  cache.Lookup({7, 7}, [&](std::optional<ResultCache::Hit> again) {
+    here = again.has_value() && again->tier == CacheTier::kMemory;
+  });
+  EXPECT_TRUE(here);
 }
 
 }  // namespace
