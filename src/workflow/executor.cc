@@ -1,101 +1,12 @@
 #include "workflow/executor.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
-#include <cmath>
-#include <cstring>
-#include <deque>
-
-#include "core/base64.h"
-#include "preprocess/audio.h"
-#include "preprocess/audio_encoder.h"
-#include "preprocess/image.h"
+#include "workflow/node_kind.h"
 
 namespace braid {
 namespace {
-
-Result<Tensor> Scalar(float value) {
-  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kFp32, {1}));
-  tensor.mutable_span<float>()[0] = value;
-  return tensor;
-}
-
-Result<NamedTensors> Similarity(const NamedTensors& in) {
-  const Tensor& a = in.at("a");
-  const Tensor& b = in.at("b");
-  if (a.dtype() != DataType::kFp32 || b.dtype() != DataType::kFp32 ||
-      a.element_count() != b.element_count() || a.element_count() == 0) {
-    return InvalidArgument("similarity needs two FP32 vectors of one length, not {} and {}",
-                           ShapeToString(a.shape()), ShapeToString(b.shape()));
-  }
-  double dot = 0, na = 0, nb = 0;
-  auto x = a.span<float>(), y = b.span<float>();
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    dot += double(x[i]) * y[i];
-    na += double(x[i]) * x[i];
-    nb += double(y[i]) * y[i];
-  }
-  const double cosine = na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0.0;
-  BRAID_ASSIGN_OR_RETURN(Tensor out, Scalar(static_cast<float>(cosine)));
-  return NamedTensors{{"similarity", out}};
-}
-
-Result<NamedTensors> Fuse(const NodeSpec& node, const NamedTensors& in) {
-  const std::string mode = node.params.count("mode") ? node.params.at("mode") : "concat";
-  std::vector<const Tensor*> parts;
-  for (const auto& [name, tensor] : in) {
-    if (tensor.dtype() != DataType::kFp32)
-      return InvalidArgument("fuse takes FP32 inputs; '{}' is {}", name,
-                             DataTypeName(tensor.dtype()));
-    parts.push_back(&tensor);
-  }
-  if (parts.empty()) return InvalidArgument("fuse got no inputs");
-  if (mode == "mean") {
-    const auto count = parts[0]->element_count();
-    BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DataType::kFp32, {1, count}));
-    auto sum = out.mutable_span<float>();
-    for (const Tensor* part : parts) {
-      if (part->element_count() != count)
-        return InvalidArgument("fuse mean needs inputs of one length");
-      for (std::int64_t i = 0; i < count; ++i) sum[i] += part->span<float>()[i] / parts.size();
-    }
-    return NamedTensors{{"vector", out}};
-  }
-  if (mode != "concat") return InvalidArgument("fuse mode '{}' is not concat or mean", mode);
-  std::int64_t total = 0;
-  for (const Tensor* part : parts) total += part->element_count();
-  BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DataType::kFp32, {1, total}));
-  std::size_t offset = 0;
-  for (const Tensor* part : parts) {
-    std::memcpy(out.mutable_data() + offset, part->data(), part->byte_size());
-    offset += part->byte_size();
-  }
-  return NamedTensors{{"vector", out}};
-}
-
-std::string RenderTemplate(const std::string& text, const NamedTensors& values) {
-  std::string out;
-  std::size_t last = 0;
-  for (const auto& placeholder : FindPlaceholders(text)) {
-    out += text.substr(last, placeholder.position - last);
-    if (auto value = values.find(placeholder.reference); value != values.end()) {
-      std::string rendered = RenderTensor(value->second);
-      while (!rendered.empty() && std::isspace(static_cast<unsigned char>(rendered.back())))
-        rendered.pop_back();
-      out += rendered;
-    }
-    last = placeholder.position + placeholder.length;
-  }
-  out += text.substr(last);
-  return out;
-}
-
-// The model a model, project or tts node runs.
-std::string ModelOf(const NodeSpec& node) {
-  auto model = node.params.find("model");
-  if (model != node.params.end()) return model->second;
-  return node.kind == "tts" ? "tts" : "align";
-}
 
 // Node results in the cache: their names as a BYTES tensor, then the tensors.
 std::vector<Tensor> PackOutputs(const NamedTensors& outputs) {
@@ -119,28 +30,8 @@ Result<NamedTensors> UnpackOutputs(const std::vector<Tensor>& packed) {
   return outputs;
 }
 
-// A retrieve node's outputs: ids, scores and texts of the matches, best first.
-Result<NamedTensors> RetrieveOutputs(const Collection& collection, std::span<const float> query,
-                                     std::size_t top_k) {
-  BRAID_ASSIGN_OR_RETURN(auto matches, collection.Search(query, top_k));
-  std::vector<std::string> ids, texts;
-  const auto count = static_cast<std::int64_t>(matches.size());
-  BRAID_ASSIGN_OR_RETURN(Tensor scores, Tensor::Allocate(DataType::kFp32, {count}));
-  for (std::size_t i = 0; i < matches.size(); ++i) {
-    ids.push_back(matches[i].item.id);
-    texts.push_back(matches[i].item.text);
-    scores.mutable_span<float>()[i] = matches[i].score;
-  }
-  BRAID_ASSIGN_OR_RETURN(Tensor id_tensor, Tensor::FromStrings(ids, {count}));
-  BRAID_ASSIGN_OR_RETURN(Tensor text_tensor, Tensor::FromStrings(texts, {count}));
-  return NamedTensors{{"ids", id_tensor}, {"scores", scores}, {"texts", text_tensor}};
-}
-
-// Matches a retrieve node returns unless its top_k says otherwise.
-constexpr std::size_t kDefaultTopK = 5;
-
-// How long cached preprocessing results live.
-constexpr Duration kPreprocessTtl = std::chrono::minutes(10);
+// How long NodeCaching::kStored results (decoded media) live.
+constexpr Duration kStoredTtl = std::chrono::minutes(10);
 
 }  // namespace
 
@@ -219,9 +110,8 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       if (ready == nullptr) break;
       if (options_.serial && running_ > 0) break;
       NamedTensors inputs;
-      const bool uncached =
-          ready->kind == "template" || ready->kind == "remote.chat" || ready->kind == "retrieve";
-      if (!Gather(*ready, &inputs) || (options_.precompute && uncached)) {
+      const NodeKind& kind = *FindNodeKind(ready->kind);
+      if (!Gather(*ready, &inputs) || (options_.precompute && !kind.precomputed())) {
         state_[ready->id] = State::kSkipped;
         WorkflowEvent skipped;
         skipped.type = WorkflowEvent::Type::kNodeFinished;
@@ -241,11 +131,11 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       started.node_kind = ready->kind;
       started.index = ++started_count_;
       const TimePoint node_start = executor_.clock_.Now();
-      const std::optional<NodeKey> key = KeyOf(*ready);
+      const std::optional<NodeKey> key = KeyOf(*ready, kind);
       if (key) node_keys_[ready->id] = key->key;
       lock.unlock();
       Emit(started);
-      Execute(*ready, std::move(inputs), node_start, key);
+      Execute(*ready, kind, std::move(inputs), node_start, key);
       lock.lock();
     }
     const bool all_resolved = std::all_of(state_.begin(), state_.end(), [](const auto& entry) {
@@ -309,23 +199,21 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
   // The node's key from its kind, parameters, model version and its
   // inputs' keys; nullopt without a cache and for nodes whose result may
-  // differ between runs (remote.chat, models without response_cache).
+  // differ between runs (NodeCaching::kNone, models without response_cache).
   // Called with the lock held.
-  std::optional<NodeKey> KeyOf(const NodeSpec& node) const {
-    // A retrieve node's result changes with its collection.
-    if (executor_.cache_ == nullptr || node.kind == "remote.chat" || node.kind == "retrieve")
-      return std::nullopt;
+  std::optional<NodeKey> KeyOf(const NodeSpec& node, const NodeKind& kind) const {
+    if (executor_.cache_ == nullptr || kind.caching() == NodeCaching::kNone) return std::nullopt;
     Hasher hasher;
     hasher.Add("node").Add(node.kind);
     for (const auto& [name, value] : node.params) hasher.Add(name).Add(value);
     std::optional<Duration> ttl;
-    if (node.kind == "model" || node.kind == "project" || node.kind == "tts") {
-      auto policy = executor_.runner_.CachePolicyFor(ModelOf(node));
+    if (kind.caching() == NodeCaching::kModel) {
+      auto policy = executor_.runner_.CachePolicyFor(kind.Model(node));
       if (!policy) return std::nullopt;
       hasher.Add(policy->version);
       ttl = policy->ttl;
-    } else if (node.kind == "preprocess.image" || node.kind == "preprocess.audio") {
-      ttl = kPreprocessTtl;
+    } else if (kind.caching() == NodeCaching::kStored) {
+      ttl = kStoredTtl;
     }
     auto add = [&](const Reference& ref) {
       if (auto key = ValueKey(ref)) {
@@ -354,7 +242,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     for (const auto& gate : node.run_unless) {
       if (condition(gate)) return false;
     }
-    if (node.kind == "condition") {
+    if (!node.any_of.empty()) {
       bool any = std::any_of(node.any_of.begin(), node.any_of.end(),
                              [&](const Reference& ref) { return Lookup(ref).has_value(); });
       auto flag = *Tensor::Allocate(DataType::kBool, {1});
@@ -375,53 +263,54 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
   // Runs the node, or answers it from the cache (or from an identical
   // node of another run that is computing it right now).
-  void Execute(const NodeSpec& node, NamedTensors inputs, TimePoint node_start,
-               std::optional<NodeKey> key) {
+  void Execute(const NodeSpec& node, const NodeKind& kind, NamedTensors inputs,
+               TimePoint node_start, std::optional<NodeKey> key) {
     auto self = shared_from_this();
     auto finish = [self, &node, node_start](Result<NamedTensors> result) {
       self->Finish(node, std::move(result), node_start, false);
     };
     if (!key || !key->ttl) {
-      Run(node, std::move(inputs), false, std::move(finish));
+      Run(node, kind, std::move(inputs), false, std::move(finish));
       return;
     }
     executor_.cache_->Lookup(
-        key->key, [self, &node, node_start, inputs = std::move(inputs), key = *key,
+        key->key, [self, &node, &kind, node_start, inputs = std::move(inputs), key = *key,
                    finish](std::optional<ResultCache::Hit> hit) mutable {
           if (hit) return self->Finish(node, UnpackOutputs(hit->value), node_start, true);
-          self->LeadOrWait(node, std::move(inputs), node_start, key, std::move(finish));
+          self->LeadOrWait(node, kind, std::move(inputs), node_start, key, std::move(finish));
         });
   }
 
   // After a cache miss: leads the node's computation, waits for an
   // identical one under way, or (more urgent than it) computes its own.
-  void LeadOrWait(const NodeSpec& node, NamedTensors inputs, TimePoint node_start,
-                  const NodeKey& key, std::function<void(Result<NamedTensors>)> finish) {
+  void LeadOrWait(const NodeSpec& node, const NodeKind& kind, NamedTensors inputs,
+                  TimePoint node_start, const NodeKey& key,
+                  std::function<void(Result<NamedTensors>)> finish) {
     auto self = shared_from_this();
     ResultCache& cache = *executor_.cache_;
-    auto waiter = [self, &node, node_start, inputs,
+    auto waiter = [self, &node, &kind, node_start, inputs,
                    finish](const Result<std::vector<Tensor>>& result) {
       if (result.ok()) {
         self->Finish(node, UnpackOutputs(*result), node_start, true);
       } else {
-        self->Run(node, inputs, false, finish);  // the leader failed: compute it here
+        self->Run(node, kind, inputs, false, finish);  // the leader failed: compute it here
       }
     };
     // A model node's computation may be held back by its priority (a
     // precompute runs at the off-peak level), so a more urgent run does not
     // wait for it; a preprocessing node runs at once whoever asked, so
     // waiting for it is never slower than computing again.
-    const bool held_by_priority = node.kind == "model" || node.kind == "project";
-    switch (cache.Lead(key.key, held_by_priority ? options_.priority : 1, std::move(waiter))) {
+    const int urgency = kind.queued_by_priority() ? options_.priority : 1;
+    switch (cache.Lead(key.key, urgency, std::move(waiter))) {
       case ResultCache::Flight::kWait:
         return;
       case ResultCache::Flight::kBypass:
-        Run(node, std::move(inputs), false, std::move(finish));
+        Run(node, kind, std::move(inputs), false, std::move(finish));
         return;
       case ResultCache::Flight::kLead:
         break;
     }
-    Run(node, std::move(inputs), true, [self, finish, key](Result<NamedTensors> result) {
+    Run(node, kind, std::move(inputs), true, [self, finish, key](Result<NamedTensors> result) {
       ResultCache& cache = *self->executor_.cache_;
       if (result.ok()) {
         auto packed = PackOutputs(*result);
@@ -436,173 +325,21 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
 
   // Computes the node; `done` gets its outputs. `cached_here`: this run
   // caches the node's result, so its model call skips the model's own cache.
-  void Run(const NodeSpec& node, NamedTensors inputs, bool cached_here,
+  void Run(const NodeSpec& node, const NodeKind& kind, NamedTensors inputs, bool cached_here,
            std::function<void(Result<NamedTensors>)> done) {
-    auto self = shared_from_this();
-    ModelCall call{options_.priority, options_.deadline, options_.cancellation, !cached_here};
-    if (node.kind == "model" || node.kind == "project") {
-      NamedTensors model_inputs;
-      const std::string model = ModelOf(node);
-      if (node.kind == "project") {
-        model_inputs["image_embeds"] = inputs["image"];
-        model_inputs["text_embeds"] = inputs["text"];
-      } else {
-        model_inputs = std::move(inputs);
-      }
-      if (node.params.count("priority"))
-        call.priority = std::atoi(node.params.at("priority").c_str());
-      const bool project = node.kind == "project";
-      executor_.runner_.Run(model, std::move(model_inputs), call,
-                            [done, project](Result<NamedTensors> result) {
-                              if (project && result.ok()) {
-                                NamedTensors renamed = {{"image", (*result)["image_aligned"]},
-                                                        {"text", (*result)["text_aligned"]}};
-                                done(std::move(renamed));
-                                return;
-                              }
-                              done(std::move(result));
-                            });
-      return;
-    }
-    if (node.kind == "tts") {
-      // Speech, answered as a WAV data URL (a workflow's outputs are JSON).
-      auto voice = node.params.find("voice");
-      NamedTensors model_inputs = {
-          {"text", inputs["text"]},
-          {"voice", *Tensor::FromStrings({voice == node.params.end() ? "" : voice->second}, {1})}};
-      executor_.runner_.Run(
-          ModelOf(node), std::move(model_inputs), call, [done](Result<NamedTensors> result) {
-            if (!result.ok()) return done(result.status());
-            const Tensor& audio = (*result)["audio"];
-            const int rate = (*result)["sample_rate"].span<std::int32_t>()[0];
-            const std::string url =
-                "data:audio/wav;base64," + Base64Encode(EncodeWav(audio.span<float>(), rate));
-            done(NamedTensors{{"audio", *Tensor::FromStrings({url}, {1})}});
-          });
-      return;
-    }
-    if (node.kind == "retrieve") {
-      Retrieve(node, std::move(inputs), std::move(done));
-      return;
-    }
-    if (node.kind == "remote.chat") {
-      executor_.remote_pool_.Submit(
-          [self, &node, inputs = std::move(inputs), done] { done(self->Chat(node, inputs)); });
-      return;
-    }
-    executor_.pool_.Submit(
-        [self, &node, inputs = std::move(inputs), done] { done(self->Compute(node, inputs)); });
-  }
-
-  // retrieve: the query (a vector, or a text or image embedded in the
-  // collection's space) searched in the collection, on the pool.
-  void Retrieve(const NodeSpec& node, NamedTensors inputs,
-                std::function<void(Result<NamedTensors>)> done) {
-    if (executor_.collections_ == nullptr)
-      return done(Unavailable("retrieve nodes need collections (braid serve has them)"));
-    auto collection = executor_.collections_->Get(node.params.at("collection"));
-    if (!collection.ok()) return done(collection.status());
-    const std::size_t top_k =
-        node.params.count("top_k") ? std::stoul(node.params.at("top_k")) : kDefaultTopK;
-    auto search = [self = shared_from_this(), collection = *collection, top_k,
-                   done](std::vector<float> query) {
-      self->executor_.pool_.Submit([collection, top_k, done, query = std::move(query)] {
-        done(RetrieveOutputs(*collection, query, top_k));
-      });
+    auto emit_text = [self = shared_from_this(), &node](std::string text) {
+      WorkflowEvent chunk;
+      chunk.type = WorkflowEvent::Type::kTextChunk;
+      chunk.node_id = node.id;
+      chunk.node_kind = node.kind;
+      chunk.text = std::move(text);
+      self->Emit(chunk);
     };
-    if (auto vector = inputs.find("vector"); vector != inputs.end()) {
-      if (vector->second.dtype() != DataType::kFp32)
-        return done(InvalidArgument("retrieve's vector must be FP32, not {}",
-                                    DataTypeName(vector->second.dtype())));
-      auto values = vector->second.span<float>();
-      return search(std::vector<float>(values.begin(), values.end()));
-    }
-    const bool image = inputs.count("image") > 0;
-    if (!image && !inputs.count("text")) return done(InvalidArgument("retrieve got no query"));
-    executor_.embed_query_(image ? InputType::kImage : InputType::kText,
-                           std::string(FirstString(inputs[image ? "image" : "text"])),
-                           (*collection)->dimension(),
-                           [search, done](Result<std::vector<float>> query) {
-                             if (!query.ok()) return done(query.status());
-                             search(std::move(query).value());
-                           });
-  }
-
-  // CPU node kinds.
-  Result<NamedTensors> Compute(const NodeSpec& node, const NamedTensors& in) {
-    if (node.kind == "condition") return in;
-    if (node.kind == "similarity") return Similarity(in);
-    if (node.kind == "fuse") return Fuse(node, in);
-    if (node.kind == "template") {
-      std::string text = RenderTemplate(node.params.at("template"), in);
-      // Stream the report word by word, as a model's tokens would arrive.
-      std::size_t start = 0;
-      while (start < text.size()) {
-        std::size_t end = text.find(' ', start);
-        end = end == std::string::npos ? text.size() : end + 1;
-        WorkflowEvent chunk;
-        chunk.type = WorkflowEvent::Type::kTextChunk;
-        chunk.node_id = node.id;
-        chunk.node_kind = node.kind;
-        chunk.text = text.substr(start, end - start);
-        Emit(chunk);
-        start = end;
-      }
-      BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({text}, {1}));
-      return NamedTensors{{"text", out}};
-    }
-    const std::string_view media = FirstString(in.begin()->second);
-    auto bytes = std::as_bytes(std::span(media.data(), media.size()));
-    if (node.kind == "preprocess.image") {
-      BRAID_ASSIGN_OR_RETURN(cv::Mat rgb, DecodeImage(bytes, executor_.image_limits_, false, 224));
-      BRAID_ASSIGN_OR_RETURN(Tensor pixels, Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224}));
-      BRAID_RETURN_IF_ERROR(ClipPreprocess(rgb, pixels.mutable_span<float>().data()));
-      return NamedTensors{{"pixel_values", pixels}};
-    }
-    if (node.kind == "preprocess.audio") {
-      BRAID_ASSIGN_OR_RETURN(Audio audio, DecodeAudio(bytes, executor_.audio_limits_));
-      BRAID_ASSIGN_OR_RETURN(
-          Tensor samples,
-          Tensor::Allocate(DataType::kFp32, {1, static_cast<std::int64_t>(audio.samples.size())}));
-      std::copy(audio.samples.begin(), audio.samples.end(), samples.mutable_span<float>().begin());
-      auto mel = WhisperLogMel(audio.samples);
-      BRAID_ASSIGN_OR_RETURN(Tensor log_mel,
-                             Tensor::Allocate(DataType::kFp32, {1, kMelBins, kMelFrames}));
-      std::copy(mel.begin(), mel.end(), log_mel.mutable_span<float>().begin());
-      return NamedTensors{{"samples", samples}, {"log_mel", log_mel}};
-    }
-    if (node.kind == "preprocess.text") {
-      BRAID_ASSIGN_OR_RETURN(auto tokenizer, executor_.TokenizerFor(node.params.at("tokenizer")));
-      BRAID_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(media));
-      BRAID_ASSIGN_OR_RETURN(
-          Tensor tensor,
-          Tensor::Allocate(DataType::kInt64, {1, static_cast<std::int64_t>(ids.size())}));
-      std::copy(ids.begin(), ids.end(), tensor.mutable_span<std::int64_t>().begin());
-      return NamedTensors{{"input_ids", tensor}};
-    }
-    return Internal("node kind '{}' has no implementation", node.kind);
-  }
-
-  // remote.chat: the rendered prompt to the upstream, its tokens streamed as text chunks.
-  Result<NamedTensors> Chat(const NodeSpec& node, const NamedTensors& in) {
-    if (!executor_.upstream_)
-      return Unavailable("no upstream chat model is configured (braid serve --upstream-chat URL)");
-    UpstreamChat upstream = *executor_.upstream_;
-    if (node.params.count("model")) upstream.model = node.params.at("model");
-    const std::string system = node.params.count("system") ? node.params.at("system") : "";
-    BRAID_ASSIGN_OR_RETURN(
-        std::string reply,
-        StreamChat(upstream, system, RenderTemplate(node.params.at("prompt"), in),
-                   [&](const std::string& token) {
-                     WorkflowEvent chunk;
-                     chunk.type = WorkflowEvent::Type::kTextChunk;
-                     chunk.node_id = node.id;
-                     chunk.node_kind = node.kind;
-                     chunk.text = token;
-                     Emit(chunk);
-                   }));
-    BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({reply}, {1}));
-    return NamedTensors{{"text", out}};
+    kind.Run(NodeRun{node, std::move(inputs),
+                     ModelCall{options_.priority, options_.deadline, options_.cancellation,
+                               !cached_here},
+                     executor_, std::move(emit_text)},
+             std::move(done));
   }
 
   void Finish(const NodeSpec& node, Result<NamedTensors> result, TimePoint node_start,

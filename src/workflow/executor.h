@@ -29,23 +29,11 @@
 #include "preprocess/image.h"
 #include "preprocess/tokenizer.h"
 #include "scheduler/request.h"
+#include "workflow/node_kind.h"
 #include "workflow/remote_chat.h"
 #include "workflow/workflow.h"
 
 namespace braid {
-
-using NamedTensors = std::map<std::string, Tensor>;
-
-// How one model call of a workflow node is run.
-struct ModelCall {
-  int priority = 0;
-  TimePoint deadline = TimePoint::max();
-  std::shared_ptr<CancellationToken> cancellation;
-  // False when the executor caches the node's result itself: the model's
-  // own result cache would only hold the same result a second time, under
-  // a second key (another hash, another entry, another Redis round trip).
-  bool use_cache = true;
-};
 
 // How the executor reaches models. Implemented over the schedulers by the
 // server and by `braid run`. Thread-safe.
@@ -156,6 +144,15 @@ class WorkflowExecutor {
 
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
+
+  // What node kinds use while they run.
+  ModelRunner& runner() { return runner_; }
+  ThreadPool& pool() { return pool_; }
+  ThreadPool& remote_pool() { return remote_pool_; }
+  const std::optional<UpstreamChat>& upstream() const { return upstream_; }
+  CollectionStore* collections() { return collections_; }
+  const QueryEmbedder& query_embedder() const { return embed_query_; }
+  const AudioLimits& audio_limits() const { return audio_limits_; }
 
  private:
   friend class WorkflowRun;

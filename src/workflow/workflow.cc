@@ -7,34 +7,9 @@
 #include <regex>
 #include <set>
 
-#include "collections/collection.h"
+#include "workflow/node_kind.h"
 
 namespace braid {
-namespace {
-
-struct KindInfo {
-  std::vector<std::string> inputs;   // required node inputs (empty: any)
-  std::vector<std::string> outputs;  // empty: decided per node (model)
-  std::vector<std::string> params;   // allowed parameters
-};
-
-const std::map<std::string, KindInfo>& Kinds() {
-  static const std::map<std::string, KindInfo> kinds = {
-      {"preprocess.image", {{"image"}, {"pixel_values"}, {"size"}}},
-      {"preprocess.audio", {{"audio"}, {"samples", "log_mel"}, {}}},
-      {"preprocess.text", {{"text"}, {"input_ids"}, {"tokenizer"}}},
-      {"model", {{}, {}, {"model", "priority"}}},
-      {"project", {{"image", "text"}, {"image", "text"}, {"model"}}},
-      {"condition", {{}, {"result"}, {}}},
-      {"similarity", {{"a", "b"}, {"similarity"}, {}}},
-      {"fuse", {{}, {"vector"}, {"mode"}}},
-      {"template", {{}, {"text"}, {"template"}}},
-      {"remote.chat", {{}, {"text"}, {"prompt", "system", "model"}}},
-      {"tts", {{"text"}, {"audio"}, {"voice", "model"}}},
-      {"retrieve", {{}, {"ids", "scores", "texts"}, {"collection", "top_k"}}},
-  };
-  return kinds;
-}
 
 Result<Reference> ParseReference(const std::string& text) {
   static const std::regex kPattern(R"(^([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-]+)(\?)?$)");
@@ -46,28 +21,6 @@ Result<Reference> ParseReference(const std::string& text) {
   return Reference{match[1], match[2], match[3].matched};
 }
 
-// A retrieve node searches `collection` with one query: a vector, a text or
-// an image; top_k matches (1-1000).
-Status ValidateRetrieve(const NodeSpec& node) {
-  if (!node.params.count("collection")) return InvalidArgument("needs 'collection'");
-  BRAID_RETURN_IF_ERROR(ValidateCollectionName(node.params.at("collection")));
-  if (auto top_k = node.params.find("top_k"); top_k != node.params.end()) {
-    static const std::regex kNumber("[0-9]{1,4}");
-    if (!std::regex_match(top_k->second, kNumber) || std::stoi(top_k->second) < 1 ||
-        std::stoi(top_k->second) > 1000)
-      return InvalidArgument("'top_k' must be an integer from 1 to 1000");
-  }
-  if (node.from.empty()) return InvalidArgument("needs 'from.vector', 'from.text' or 'from.image'");
-  for (const auto& [field, ref] : node.from) {
-    if (field != "vector" && field != "text" && field != "image")
-      return InvalidArgument("takes 'from.vector', 'from.text' or 'from.image', not 'from.{}'",
-                             field);
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
 std::vector<Placeholder> FindPlaceholders(const std::string& text) {
   static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
   std::vector<Placeholder> found;
@@ -77,15 +30,6 @@ std::vector<Placeholder> FindPlaceholders(const std::string& text) {
                      static_cast<std::size_t>(it->length()), (*it)[1]});
   }
   return found;
-}
-
-const std::vector<std::string>& NodeKinds() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> out;
-    for (const auto& [name, info] : Kinds()) out.push_back(name);
-    return out;
-  }();
-  return names;
 }
 
 const NodeSpec* Workflow::FindNode(const std::string& id) const {
@@ -168,8 +112,8 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
                       [&](const NodeSpec& n) { return n.id == node.id; })) {
         return InvalidArgument("{}: node id '{}' is reserved or used twice", source, node.id);
       }
-      auto kind = Kinds().find(node.kind);
-      if (kind == Kinds().end()) {
+      const NodeKind* kind = FindNodeKind(node.kind);
+      if (kind == nullptr) {
         return InvalidArgument("{}: node '{}' has unknown kind '{}' (known: {})", source, node.id,
                                node.kind, fmt::join(NodeKinds(), ", "));
       }
@@ -187,7 +131,7 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
                   fmt::format("{}: node '{}' field 'from'", source, node.id));
             node.from[ref.first.as<std::string>()] = *reference;
           }
-        } else if (key == "any_of" && node.kind == "condition") {
+        } else if (key == "any_of" && kind->gates_nodes()) {
           for (const auto& ref : field.second) {
             auto reference = ParseReference(ref.as<std::string>());
             if (!reference.ok())
@@ -203,69 +147,29 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
           } else {
             gates.push_back(field.second.as<std::string>());
           }
-        } else if (std::find(kind->second.params.begin(), kind->second.params.end(), key) !=
-                   kind->second.params.end()) {
+        } else if (const auto params = kind->Parameters();
+                   std::find(params.begin(), params.end(), key) != params.end()) {
           node.params[key] = field.second.as<std::string>();
         } else {
           return InvalidArgument("{}: node '{}' ({}) has unknown field '{}'", source, node.id,
                                  node.kind, key);
         }
       }
-      for (const auto& required : kind->second.inputs) {
+      for (const auto& required : kind->RequiredInputs()) {
         if (!node.from.count(required)) {
           return InvalidArgument("{}: node '{}' ({}) needs 'from.{}'", source, node.id, node.kind,
                                  required);
         }
       }
-      if (node.kind == "condition" && node.any_of.empty()) {
-        return InvalidArgument("{}: condition node '{}' needs 'any_of'", source, node.id);
+      const std::string where = fmt::format("{}: node '{}' ({})", source, node.id, node.kind);
+      BRAID_RETURN_IF_ERROR(kind->Check(node).WithContext(where));
+      // Outputs this node will produce (a model's, from the catalog).
+      auto outputs = kind->Outputs(node, catalog);
+      if (!outputs.ok()) {
+        return outputs.status().WithContext(
+            fmt::format("{}: node '{}' field 'model'", source, node.id));
       }
-      if (node.kind == "template" || node.kind == "remote.chat") {
-        const std::string param = node.kind == "template" ? "template" : "prompt";
-        if (!node.params.count(param)) {
-          return InvalidArgument("{}: {} node '{}' needs '{}'", source, node.kind, node.id, param);
-        }
-        for (const auto& placeholder : FindPlaceholders(node.params[param])) {
-          auto reference = ParseReference(placeholder.reference);
-          if (!reference.ok()) {
-            return reference.status().WithContext(
-                fmt::format("{}: node '{}' field '{}'", source, node.id, param));
-          }
-          node.from[reference->ToString()] = *reference;
-        }
-      }
-      if (node.kind == "retrieve") {
-        BRAID_RETURN_IF_ERROR(ValidateRetrieve(node).WithContext(
-            fmt::format("{}: retrieve node '{}'", source, node.id)));
-      }
-      if ((node.kind == "model" || node.kind == "preprocess.text") &&
-          !node.params.count(node.kind == "model" ? "model" : "tokenizer")) {
-        return InvalidArgument("{}: node '{}' ({}) needs '{}'", source, node.id, node.kind,
-                               node.kind == "model" ? "model" : "tokenizer");
-      }
-      // Outputs this node will produce.
-      std::vector<std::string> outputs = kind->second.outputs;
-      if (node.kind == "model") {
-        std::vector<std::string> model_inputs;
-        for (const auto& [input, ref] : node.from) model_inputs.push_back(input);
-        auto model_outputs = catalog(node.params["model"], model_inputs);
-        if (!model_outputs.ok())
-          return model_outputs.status().WithContext(
-              fmt::format("{}: node '{}' field 'model'", source, node.id));
-        outputs = *model_outputs;
-      }
-      if (node.kind == "project" || node.kind == "tts") {
-        const bool project = node.kind == "project";
-        auto model = catalog(node.params.count("model") ? node.params["model"]
-                             : project                  ? "align"
-                                                        : "tts",
-                             project ? std::vector<std::string>{"image_embeds", "text_embeds"}
-                                     : std::vector<std::string>{"text", "voice"});
-        if (!model.ok())
-          return model.status().WithContext(
-              fmt::format("{}: node '{}' field 'model'", source, node.id));
-      }
-      produced[node.id] = outputs;
+      produced[node.id] = *outputs;
       nodes.push_back(std::move(node));
     }
 
@@ -300,18 +204,19 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       for (const auto& [field, ref] : node.from) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, field, ref));
         if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
-        // Type check: preprocessing nodes read inputs of their own media
-        // type, retrieve nodes a text or an image input by its field name.
-        const bool typed =
-            node.kind.starts_with("preprocess.") || (node.kind == "retrieve" && field != "vector");
-        if (ref.node == "inputs" && typed) {
+        // Type check: a node that reads a medium must be given a workflow
+        // input of that medium.
+        const std::optional<InputType> wanted = FindNodeKind(node.kind)->InputTypeOf(field);
+        if (ref.node == "inputs" && wanted) {
           const WorkflowInput* input = workflow->FindInput(ref.output);
-          const std::string want =
-              node.kind == "retrieve" ? field : node.kind.substr(std::string("preprocess.").size());
-          const char* have = input->type == InputType::kText    ? "text"
-                             : input->type == InputType::kImage ? "image"
-                                                                : "audio";
-          if (want != have) {
+          auto name = [](InputType type) {
+            return type == InputType::kText    ? "text"
+                   : type == InputType::kImage ? "image"
+                                               : "audio";
+          };
+          const char* have = name(input->type);
+          const char* want = name(*wanted);
+          if (input->type != *wanted) {
             return InvalidArgument(
                 "{}: node '{}' ({}) field 'from.{}' is the {} input '{}'; it needs {}", source,
                 node.id, node.kind, field, have, ref.output, want);
@@ -326,7 +231,7 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
         for (const auto& gate : *gates) {
           auto it = std::find_if(nodes.begin(), nodes.end(),
                                  [&](const NodeSpec& n) { return n.id == gate; });
-          if (it == nodes.end() || it->kind != "condition") {
+          if (it == nodes.end() || !FindNodeKind(it->kind)->gates_nodes()) {
             return InvalidArgument("{}: node '{}' field '{}' must name a condition node, not '{}'",
                                    source, node.id, gates == &node.run_if ? "if" : "unless", gate);
           }

@@ -90,7 +90,7 @@ struct Placeholder {
 };
 std::vector<Placeholder> FindPlaceholders(const std::string& text);
 
-// The node kinds braid knows, for messages.
-const std::vector<std::string>& NodeKinds();
+// "inputs.NAME" or "NODE.OUTPUT", with a trailing "?" when optional.
+Result<Reference> ParseReference(const std::string& text);
 
 }  // namespace braid
