@@ -15,10 +15,10 @@
 #include <opencv2/imgcodecs.hpp>
 #include <random>
 
-#include "api/inference_service.h"
-#include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "core/file_util.h"
+#include "frontends/workflow/workflow_api.h"
+#include "serving/inference_service.h"
 
 namespace braid {
 namespace {

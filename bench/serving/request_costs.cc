@@ -23,12 +23,12 @@
 #include <cstdlib>
 #include <string>
 
-#include "api/http/http_server.h"
-#include "api/http/routes.h"
-#include "api/inference_service.h"
 #include "backends/backends.h"
 #include "core/compute_budget.h"
+#include "frontends/http/http_server.h"
+#include "frontends/http/routes.h"
 #include "metrics/metrics.h"
+#include "serving/inference_service.h"
 
 namespace {
 

@@ -15,12 +15,12 @@
 #include <condition_variable>
 #include <thread>
 
-#include "api/inference_service.h"
-#include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "backends/onnxruntime/onnxruntime_backend.h"
 #include "core/compute_budget.h"
 #include "core/file_util.h"
+#include "frontends/workflow/workflow_api.h"
+#include "serving/inference_service.h"
 
 namespace braid {
 namespace {

@@ -6,9 +6,10 @@
 namespace braid {
 namespace {
 
+// What an entry keeps alive, which is what the budget counts.
 std::size_t ValueBytes(const std::vector<Tensor>& value) {
   std::size_t bytes = 64;  // bookkeeping per entry
-  for (const auto& tensor : value) bytes += tensor.byte_size() + 64;
+  for (const auto& tensor : value) bytes += tensor.retained_bytes() + 64;
   return bytes;
 }
 
@@ -226,6 +227,9 @@ std::optional<std::vector<Tensor>> MemoryCache::Get(const Hash128& key) {
 }
 
 void MemoryCache::Put(const Hash128& key, std::vector<Tensor> value, Duration ttl) {
+  // A request's rows of a batch output would pin the whole batch: an entry
+  // keeps only its own bytes (copied out, outside any lock).
+  for (Tensor& tensor : value) tensor = tensor.Compact();
   ShardFor(key).Put(key, std::move(value), clock_.Now() + ttl);
 }
 

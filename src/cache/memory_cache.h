@@ -48,8 +48,10 @@ class MemoryCache {
 
   // The cached tensors for `key`, if present and fresh. Counts a hit or a miss.
   std::optional<std::vector<Tensor>> Get(const Hash128& key);
-  // Caches `value` (sharing its buffers) for `ttl`. A value larger than a
-  // shard is not cached.
+  // Caches `value` for `ttl`, sharing its buffers except where a tensor is
+  // a slice of a larger one (a request's rows of a batch output): that one
+  // is copied, so that an entry keeps alive only the bytes it counts. A
+  // value larger than a shard is not cached.
   void Put(const Hash128& key, std::vector<Tensor> value, Duration ttl);
 
   CacheStats Stats() const;

@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <fstream>
 
-#include "api/kserve.h"
 #include "cli/commands.h"
 #include "core/file_util.h"
 #include "core/npy.h"
+#include "frontends/kserve/kserve.h"
 #include "grpc_service.pb.h"
 #include "loadgen/load.h"
 #include "loadgen/requests.h"

@@ -5,12 +5,12 @@
 #include <map>
 #include <random>
 
-#include "api/kserve.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
 #include "cli/tensor_json.h"
 #include "core/file_util.h"
 #include "core/npy.h"
+#include "frontends/kserve/kserve.h"
 #include "model/repository.h"
 
 namespace braid::cli {

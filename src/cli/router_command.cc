@@ -7,8 +7,8 @@
 #include <csignal>
 #include <thread>
 
-#include "api/http/http_server.h"
 #include "cli/commands.h"
+#include "frontends/http/http_server.h"
 #include "routing/router.h"
 
 namespace braid::cli {

@@ -8,12 +8,12 @@
 #include <mutex>
 #include <thread>
 
-#include "api/inference_service.h"
-#include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "cli/commands.h"
 #include "core/compute_budget.h"
 #include "core/file_util.h"
+#include "frontends/workflow/workflow_api.h"
+#include "serving/inference_service.h"
 
 namespace braid::cli {
 namespace {

@@ -144,11 +144,22 @@ Result<Tensor> Tensor::Slice(std::int64_t begin, std::int64_t end) const {
              sizeof(std::uint32_t);
     };
     std::size_t from = offset_of(begin);
-    return Wrap(dtype_, std::move(shape), data_ + from, offset_of(end) - from, owner_);
+    Tensor slice = Wrap(dtype_, std::move(shape), data_ + from, offset_of(end) - from, owner_);
+    slice.retained_bytes_ = retained_bytes();
+    return slice;
   }
   std::size_t row_bytes = shape_[0] == 0 ? 0 : byte_size_ / static_cast<std::size_t>(shape_[0]);
-  return Wrap(dtype_, std::move(shape), data_ + row_bytes * begin, row_bytes * (end - begin),
-              owner_);
+  Tensor slice =
+      Wrap(dtype_, std::move(shape), data_ + row_bytes * begin, row_bytes * (end - begin), owner_);
+  slice.retained_bytes_ = retained_bytes();
+  return slice;
+}
+
+Tensor Tensor::Compact() const {
+  if (retained_bytes() <= byte_size_) return *this;
+  auto buffer = std::make_shared<std::vector<std::byte>>(data_, data_ + byte_size_);
+  std::byte* data = buffer->data();
+  return Wrap(dtype_, shape_, data, byte_size_, std::move(buffer));
 }
 
 Result<Tensor> Tensor::Reshape(Shape shape) const {
@@ -156,7 +167,9 @@ Result<Tensor> Tensor::Reshape(Shape shape) const {
   if (count != element_count()) {
     return InvalidArgument("cannot reshape {} to {}", ShapeToString(shape_), ShapeToString(shape));
   }
-  return Wrap(dtype_, std::move(shape), data_, byte_size_, owner_);
+  Tensor reshaped = Wrap(dtype_, std::move(shape), data_, byte_size_, owner_);
+  reshaped.retained_bytes_ = retained_bytes();
+  return reshaped;
 }
 
 }  // namespace braid

@@ -67,6 +67,12 @@ class Tensor {
   std::byte* mutable_data() { return data_; }
   // What keeps data() alive: hold it to use the bytes past this tensor.
   const std::shared_ptr<const void>& owner() const { return owner_; }
+  // The bytes this tensor keeps alive: its own, or more for a slice of a
+  // larger buffer (a request's rows of a batch output).
+  std::size_t retained_bytes() const { return std::max(retained_bytes_, byte_size_); }
+  // This tensor in a buffer of its own when it retains more than it holds
+  // (a copy); itself otherwise. For keeping a slice without its batch.
+  Tensor Compact() const;
 
   template <typename T>
   std::span<const T> span() const {
@@ -92,6 +98,7 @@ class Tensor {
   std::shared_ptr<const void> owner_;
   std::byte* data_ = nullptr;
   std::size_t byte_size_ = 0;
+  std::size_t retained_bytes_ = 0;  // the whole buffer's, when a slice shares it
 };
 
 }  // namespace braid

@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "api/kserve.h"
+#include "frontends/kserve/kserve.h"
 #include "grpc_service.pb.h"
 
 namespace braid {

@@ -28,8 +28,8 @@
 #include <string>
 #include <vector>
 
-#include "api/http/http_server.h"
 #include "core/clock.h"
+#include "frontends/http/http_server.h"
 #include "routing/policy.h"
 
 namespace grpc {

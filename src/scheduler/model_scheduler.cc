@@ -176,12 +176,20 @@ void ModelScheduler::WidenAdmissionMarginLocked() {
 void ModelScheduler::CompleteUnlocked(std::unique_lock<std::mutex>& lock,
                                       std::vector<Completion>* done) {
   lock.unlock();
-  auto batch = std::make_shared<std::vector<Completion>>(std::move(*done));
+  auto batch = std::make_shared<std::vector<Completion>>();
+  for (auto& [request, result] : *done) {
+    if (request->light_completion) {
+      request->on_complete(std::move(result));
+    } else {
+      batch->emplace_back(std::move(request), std::move(result));
+    }
+  }
   done->clear();
   auto run = [batch] {
     for (auto& [request, result] : *batch) request->on_complete(std::move(result));
   };
-  if (options_.completions == nullptr || !options_.completions->Submit(run)) run();
+  if (!batch->empty() && (options_.completions == nullptr || !options_.completions->Submit(run)))
+    run();
   lock.lock();
 }
 

@@ -57,6 +57,10 @@ struct InferenceRequest {
   // fails, times out or is cancelled. Must not block: hand heavy work to
   // another thread.
   std::function<void(InferenceResult)> on_complete;
+  // on_complete only hands the result to another thread (a front end's
+  // network thread): it runs on the model's worker, saving a thread hop,
+  // instead of on SchedulerOptions::completions.
+  bool light_completion = false;
 };
 using InferenceRequestPtr = std::unique_ptr<InferenceRequest>;
 

@@ -5,20 +5,20 @@
 #include <optional>
 #include <thread>
 
-#include "api/collections_api.h"
-#include "api/embedder.h"
-#include "api/grpc/grpc_server.h"
-#include "api/http/http_server.h"
-#include "api/http/routes.h"
-#include "api/inference_service.h"
-#include "api/openai_api.h"
-#include "api/retrieval_api.h"
-#include "api/speech_api.h"
-#include "api/web.h"
-#include "api/workflow_api.h"
 #include "backends/backends.h"
 #include "core/compute_budget.h"
+#include "frontends/collections/collections_api.h"
+#include "frontends/grpc/grpc_server.h"
+#include "frontends/http/http_server.h"
+#include "frontends/http/routes.h"
+#include "frontends/openai/openai_api.h"
+#include "frontends/openai/retrieval_api.h"
+#include "frontends/openai/speech_api.h"
+#include "frontends/web/web.h"
+#include "frontends/workflow/workflow_api.h"
 #include "metrics/metrics.h"
+#include "serving/embedder.h"
+#include "serving/inference_service.h"
 
 namespace braid {
 

@@ -1,6 +1,6 @@
 // gRPC ModelInferRequest messages: protobuf decoding, then the server's
 // conversion of inputs (raw contents and typed contents) to tensors.
-#include "api/grpc/grpc_server.h"
+#include "frontends/grpc/grpc_server.h"
 #include "grpc_service.pb.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -12,7 +12,7 @@
 #include <memory>
 #include <thread>
 
-#include "api/http/http_server.h"
+#include "frontends/http/http_server.h"
 #include "support/loopback.h"
 
 namespace {

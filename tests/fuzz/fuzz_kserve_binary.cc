@@ -3,7 +3,7 @@
 // tensor bytes). Lying lengths, binary_data_size and shape × dtype overflows.
 #include <cstring>
 
-#include "api/kserve.h"
+#include "frontends/kserve/kserve.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 4) return 0;

@@ -2,7 +2,7 @@
 // the rest the body.
 #include <string_view>
 
-#include "api/multipart.h"
+#include "frontends/http/multipart.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

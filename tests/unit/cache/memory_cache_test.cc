@@ -118,4 +118,23 @@ TEST(MemoryCacheTest, TinyLfuBeatsLruOnZipfTrafficWithAScan) {
 }
 
 }  // namespace
+TEST(MemoryCacheTest, ASliceOfABatchIsKeptWithoutTheBatch) {
+  testing::ManualClock clock;
+  MemoryCache cache(1 << 20, clock, 1);
+  Tensor batch = *Tensor::Allocate(DataType::kFp32, {64, 512});
+  batch.mutable_span<float>()[512] = 3;
+  Tensor row = *batch.Slice(1, 2);
+  EXPECT_EQ(row.retained_bytes(), batch.byte_size()) << "the slice pins the whole batch";
+  std::weak_ptr<const void> batch_buffer = batch.owner();
+  cache.Put(Key(1), {row}, std::chrono::seconds(10));
+  batch = Tensor();
+  row = Tensor();
+  EXPECT_TRUE(batch_buffer.expired()) << "the entry holds a copy of its row, not the batch";
+  auto hit = cache.Get(Key(1));
+  ASSERT_TRUE(hit.has_value());
+  EXPECT_EQ((*hit)[0].span<float>()[0], 3);
+  EXPECT_EQ((*hit)[0].retained_bytes(), 512 * sizeof(float));
+  EXPECT_LT(cache.Stats().bytes, 4096u) << "counted at the row's size";
+}
+
 }  // namespace braid

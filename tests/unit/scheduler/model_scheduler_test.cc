@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <thread>
 
 #include "support/manual_clock.h"
@@ -700,6 +701,34 @@ TEST_F(SchedulerTest, ShutdownWithoutDrainFailsQueuedWork) {
   stopper.join();
   EXPECT_TRUE(a->Wait().status.ok()) << "the running batch finishes";
   EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1)));
+}
+
+TEST_F(SchedulerTest, ALightCompletionRunsOnTheWorkerAndTheRestOnTheCompletionPool) {
+  ThreadPool completions(1);
+  std::promise<void> unblock;
+  std::shared_future<void> unblocked = unblock.get_future().share();
+  completions.Submit([unblocked] { unblocked.wait(); });  // the pool is busy
+  SchedulerOptions options;
+  options.completions = &completions;
+  options.batching = false;
+  Start(BaseConfig(), 1, options);
+  auto heavy = Submit(1);
+  auto light = std::make_shared<Outcome>();
+  auto request = std::make_unique<InferenceRequest>();
+  request->inputs = {*Tensor::Allocate(DataType::kFp32, {1, 1})};
+  request->light_completion = true;
+  request->on_complete = [light](InferenceResult result) {
+    std::lock_guard lock(light->mutex);
+    light->result = std::move(result);
+    light->done = true;
+    light->done_cv.notify_all();
+  };
+  ASSERT_TRUE(scheduler_->Enqueue(request).ok());
+  EXPECT_TRUE(light->Wait().status.ok()) << "answered although the completion pool is blocked";
+  EXPECT_FALSE(heavy->finished()) << "an ordinary completion waits for the pool";
+  unblock.set_value();
+  EXPECT_TRUE(heavy->Wait().status.ok());
+  scheduler_->Shutdown(true);
 }
 
 TEST(ConcatenateBatchTest, OneCopyInRequestOrder) {

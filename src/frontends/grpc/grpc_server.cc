@@ -1,0 +1,578 @@
+#include "frontends/grpc/grpc_server.h"
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <mutex>
+#include <unordered_set>
+
+#include "frontends/status_mapping.h"
+#include "grpc_service.grpc.pb.h"
+
+namespace braid {
+namespace {
+
+using inference::GRPCInferenceService;
+
+grpc::Status ToGrpc(const Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(GrpcStatusFor(status.code())),
+                      status.message());
+}
+
+template <typename T, typename Repeated>
+Result<Tensor> FromRepeated(DataType type, const Shape& shape, std::int64_t count,
+                            const Repeated& values, const std::string& name) {
+  if (static_cast<std::int64_t>(values.size()) != count) {
+    return InvalidArgument("input '{}' has {} values but shape {} needs {}", name, values.size(),
+                           ShapeToString(shape), count);
+  }
+  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(type, shape));
+  auto out = tensor.mutable_span<T>();
+  for (int i = 0; i < values.size(); ++i) out[i] = static_cast<T>(values[i]);
+  return tensor;
+}
+
+Status OptionsFromProto(const inference::ModelInferRequest& request, InferOptions* options) {
+  for (const auto& [key, parameter] : request.parameters()) {
+    ParameterValue value;
+    if (parameter.has_bool_param()) {
+      value = parameter.bool_param();
+    } else if (parameter.has_int64_param()) {
+      value = parameter.int64_param();
+    } else if (parameter.has_uint64_param()) {
+      value = parameter.uint64_param();
+    }
+    BRAID_RETURN_IF_ERROR(ApplyInferParameter(key, value, options));
+  }
+  return Status::Ok();
+}
+
+void FillResponse(const inference::ModelInferRequest& request, const InferResponse& response,
+                  inference::ModelInferResponse* out) {
+  const ModelConfig& config = response.model->config();
+  out->set_model_name(config.name);
+  out->set_model_version(std::to_string(response.model->version()));
+  out->set_id(request.id());
+  for (std::size_t o = 0; o < config.outputs.size(); ++o) {
+    if (request.outputs_size() > 0) {
+      bool wanted = false;
+      for (const auto& requested : request.outputs())
+        wanted |= requested.name() == config.outputs[o].name;
+      if (!wanted) continue;
+    }
+    const Tensor& tensor = response.outputs[o];
+    auto* output = out->add_outputs();
+    output->set_name(config.outputs[o].name);
+    output->set_datatype(std::string(DataTypeName(tensor.dtype())));
+    for (auto dim : tensor.shape()) output->add_shape(dim);
+    out->add_raw_output_contents(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+  }
+}
+
+inference::DataType ProtoType(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return inference::TYPE_BOOL;
+    case DataType::kUint8:
+      return inference::TYPE_UINT8;
+    case DataType::kInt32:
+      return inference::TYPE_INT32;
+    case DataType::kInt64:
+      return inference::TYPE_INT64;
+    case DataType::kFp16:
+      return inference::TYPE_FP16;
+    case DataType::kFp32:
+      return inference::TYPE_FP32;
+    case DataType::kBytes:
+      return inference::TYPE_STRING;
+  }
+  return inference::TYPE_INVALID;
+}
+
+}  // namespace
+
+Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInferRequest& request,
+                                                      std::shared_ptr<const void> owner) {
+  std::map<std::string, Tensor> inputs;
+  const bool raw = request.raw_input_contents_size() > 0;
+  if (raw && request.raw_input_contents_size() != request.inputs_size()) {
+    return InvalidArgument("{} raw_input_contents for {} inputs", request.raw_input_contents_size(),
+                           request.inputs_size());
+  }
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    const auto& input = request.inputs(i);
+    auto type = ParseDataType(input.datatype());
+    if (!type)
+      return InvalidArgument("input '{}' has unknown datatype '{}'", input.name(),
+                             input.datatype());
+    Shape shape(input.shape().begin(), input.shape().end());
+    BRAID_ASSIGN_OR_RETURN(std::int64_t count, ElementCount(shape));
+    if (inputs.count(input.name()))
+      return InvalidArgument("input '{}' is given twice", input.name());
+    if (raw) {
+      const std::string& bytes = request.raw_input_contents(i);
+      auto* data = reinterpret_cast<std::byte*>(const_cast<char*>(bytes.data()));
+      Tensor tensor = Tensor::Wrap(*type, shape, data, bytes.size(), owner);
+      if (*type == DataType::kBytes) {
+        BRAID_RETURN_IF_ERROR(
+            tensor.Strings().status().WithContext(fmt::format("input '{}'", input.name())));
+      } else {
+        BRAID_ASSIGN_OR_RETURN(std::size_t expected, ByteSizeOf(*type, count));
+        if (expected != bytes.size()) {
+          return InvalidArgument(
+              "input '{}': raw_input_contents holds {} bytes but shape {} of {} needs {}",
+              input.name(), bytes.size(), ShapeToString(shape), DataTypeName(*type), expected);
+        }
+      }
+      inputs[input.name()] = std::move(tensor);
+      continue;
+    }
+    const auto& contents = input.contents();
+    Result<Tensor> tensor = InvalidArgument("input '{}' has no contents", input.name());
+    switch (*type) {
+      case DataType::kFp32:
+        tensor = FromRepeated<float>(*type, shape, count, contents.fp32_contents(), input.name());
+        break;
+      case DataType::kInt64:
+        tensor = FromRepeated<std::int64_t>(*type, shape, count, contents.int64_contents(),
+                                            input.name());
+        break;
+      case DataType::kInt32:
+        tensor =
+            FromRepeated<std::int32_t>(*type, shape, count, contents.int_contents(), input.name());
+        break;
+      case DataType::kUint8:
+        tensor =
+            FromRepeated<std::uint8_t>(*type, shape, count, contents.uint_contents(), input.name());
+        break;
+      case DataType::kBool:
+        tensor = FromRepeated<bool>(*type, shape, count, contents.bool_contents(), input.name());
+        break;
+      case DataType::kBytes: {
+        std::vector<std::string> strings(contents.bytes_contents().begin(),
+                                         contents.bytes_contents().end());
+        tensor = Tensor::FromStrings(strings, shape);
+        break;
+      }
+      case DataType::kFp16:
+        tensor = InvalidArgument("FP16 input '{}' must use raw_input_contents", input.name());
+        break;
+    }
+    if (!tensor.ok()) return tensor.status();
+    inputs[input.name()] = std::move(tensor).value();
+  }
+  return inputs;
+}
+
+class StreamReactor;
+
+class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
+ public:
+  Impl(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options)
+      : service_(service), metrics_(metrics), clock_(clock), options_(std::move(options)) {}
+
+  std::unique_ptr<grpc::Server> server_;
+  // Open ModelStreamInfer streams, so that a drain can end them. A stream
+  // leaves under this lock before it is deleted (lock order: streams_mutex_,
+  // then a stream's own).
+  std::mutex streams_mutex_;
+  std::unordered_set<StreamReactor*> streams_;  // guarded by streams_mutex_
+  bool draining_ = false;                       // guarded by streams_mutex_
+
+  // GRPCInferenceService::CallbackService
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
+                                       const inference::ServerLiveRequest*,
+                                       inference::ServerLiveResponse* response) override {
+    response->set_live(true);
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context,
+                                        const inference::ServerReadyRequest*,
+                                        inference::ServerReadyResponse* response) override {
+    response->set_ready(service_.Ready());
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context,
+                                       const inference::ModelReadyRequest* request,
+                                       inference::ModelReadyResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    auto version = ParseModelVersion(request->version());
+    if (!version.ok()) return Done(context, ToGrpc(version.status()));
+    auto model = service_.GetModel(request->name(), *version);
+    if (!model.ok() && model.status().code() == StatusCode::kNotFound)
+      return Done(context, ToGrpc(model.status()));
+    response->set_ready(model.ok());
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,
+                                           const inference::ServerMetadataRequest*,
+                                           inference::ServerMetadataResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    response->set_name("braid");
+    response->set_version("0.1.0");
+    for (const char* extension : {"binary_tensor_data", "parameters", "statistics",
+                                  "model_repository", "schedule_policy"}) {
+      response->add_extensions(extension);
+    }
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
+                                          const inference::ModelMetadataRequest* request,
+                                          inference::ModelMetadataResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    auto model = ResolveModel(request->name(), request->version());
+    if (!model.ok()) return Done(context, ToGrpc(model.status()));
+    const braid::ModelConfig& config = (*model)->config();
+    response->set_name(config.name);
+    response->set_platform(ModelPlatform(config));
+    for (const auto& status : service_.Index()) {
+      if (status.name == config.name && status.state == ModelState::kReady)
+        response->add_versions(std::to_string(status.version));
+    }
+    auto fill = [&](const std::vector<TensorSpec>& specs, auto* list) {
+      for (const auto& spec : specs) {
+        auto* tensor = list->Add();
+        tensor->set_name(spec.name);
+        tensor->set_datatype(std::string(DataTypeName(spec.datatype)));
+        for (auto dim : ExpectedShape(config, spec, -1)) tensor->add_shape(dim);
+      }
+    };
+    fill(config.inputs, response->mutable_inputs());
+    fill(config.outputs, response->mutable_outputs());
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
+                                        const inference::ModelConfigRequest* request,
+                                        inference::ModelConfigResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    auto model = ResolveModel(request->name(), request->version());
+    if (!model.ok()) return Done(context, ToGrpc(model.status()));
+    const braid::ModelConfig& config = (*model)->config();
+    auto* out = response->mutable_config();
+    out->set_name(config.name);
+    out->set_platform(ModelPlatform(config));
+    out->set_backend(config.backend);
+    out->set_max_batch_size(config.max_batch_size);
+    for (const auto& spec : config.inputs) {
+      auto* input = out->add_input();
+      input->set_name(spec.name);
+      input->set_data_type(ProtoType(spec.datatype));
+      for (auto dim : spec.dims) input->add_dims(dim);
+    }
+    for (const auto& spec : config.outputs) {
+      auto* output = out->add_output();
+      output->set_name(spec.name);
+      output->set_data_type(ProtoType(spec.datatype));
+      for (auto dim : spec.dims) output->add_dims(dim);
+    }
+    auto* group = out->add_instance_group();
+    group->set_count(config.instance_group.count);
+    group->set_kind(config.instance_group.kind == InstanceGroup::Kind::kGpu
+                        ? inference::ModelInstanceGroup::KIND_GPU
+                        : inference::ModelInstanceGroup::KIND_CPU);
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context,
+                                            const inference::ModelStatisticsRequest* request,
+                                            inference::ModelStatisticsResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    for (const auto& [name, versions] : service_.Stats()) {
+      if (!request->name().empty() && request->name() != name) continue;
+      for (const auto& [version, s] : versions) {
+        auto* stats = response->add_model_stats();
+        stats->set_name(name);
+        stats->set_version(std::to_string(version));
+        stats->set_inference_count(s.inferences);
+        stats->set_execution_count(s.executions);
+        auto* infer = stats->mutable_inference_stats();
+        infer->mutable_success()->set_count(s.success);
+        infer->mutable_fail()->set_count(s.failure);
+        infer->mutable_queue()->set_count(s.queue_time.count);
+        infer->mutable_queue()->set_ns(static_cast<std::uint64_t>(s.queue_time.sum_us * 1000));
+        infer->mutable_compute_infer()->set_count(s.compute_time.count);
+        infer->mutable_compute_infer()->set_ns(
+            static_cast<std::uint64_t>(s.compute_time.sum_us * 1000));
+        for (std::size_t b = 1; b < s.batch_sizes.size(); ++b) {
+          if (s.batch_sizes[b] == 0) continue;
+          auto* batch = stats->add_batch_stats();
+          batch->set_batch_size(b);
+          batch->mutable_compute_infer()->set_count(s.batch_sizes[b]);
+        }
+      }
+    }
+    if (!request->name().empty() && response->model_stats_size() == 0) {
+      auto model = service_.GetModel(request->name());
+      if (!model.ok()) return Done(context, ToGrpc(model.status()));
+    }
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
+                                            const inference::RepositoryIndexRequest* request,
+                                            inference::RepositoryIndexResponse* response) override {
+    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    for (const auto& status : service_.Index()) {
+      if (request->ready() && status.state != ModelState::kReady) continue;
+      auto* entry = response->add_models();
+      entry->set_name(status.name);
+      if (status.version > 0) entry->set_version(std::to_string(status.version));
+      entry->set_state(std::string(ModelStateName(status.state)));
+      entry->set_reason(status.reason);
+    }
+    return Done(context, grpc::Status::OK);
+  }
+  grpc::ServerUnaryReactor* RepositoryModelLoad(
+      grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
+      inference::RepositoryModelLoadResponse*) override {
+    if (auto denied = Authorize(context, true); !denied.ok()) return Done(context, denied);
+    return Done(context, ToGrpc(service_.Load(request->model_name())));
+  }
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
+      inference::RepositoryModelUnloadResponse*) override {
+    if (auto denied = Authorize(context, true); !denied.ok()) return Done(context, denied);
+    return Done(context, ToGrpc(service_.Unload(request->model_name())));
+  }
+
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
+                                       const inference::ModelInferRequest* request,
+                                       inference::ModelInferResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    if (auto denied = Authorize(context, false); !denied.ok()) {
+      reactor->Finish(denied);
+      return reactor;
+    }
+    const TimePoint received = clock_.Now();
+    // The request message lives until Finish, which comes after inference.
+    std::shared_ptr<const void> no_owner;
+    RunInfer(*request, no_owner, context,
+             [this, reactor, request, response, received](Result<InferResponse> result) {
+               grpc::Status status = grpc::Status::OK;
+               if (result.ok()) {
+                 FillResponse(*request, *result, response);
+               } else {
+                 status = ToGrpc(result.status());
+               }
+               metrics_.ObserveRequest("grpc", request->model_name(),
+                                       HttpStatusFor(result.status().code()),
+                                       clock_.Now() - received);
+               reactor->Finish(status);
+             });
+    return reactor;
+  }
+
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+
+  // Validates and schedules one request; `done` gets the result.
+  void RunInfer(const inference::ModelInferRequest& request, std::shared_ptr<const void> owner,
+                grpc::CallbackServerContext* context, InferCallback done) {
+    auto version = ParseModelVersion(request.model_version());
+    if (!version.ok()) return done(version.status());
+    auto inputs = InputsFromProto(request, std::move(owner));
+    if (!inputs.ok()) return done(inputs.status());
+    InferOptions options;
+    if (auto status = OptionsFromProto(request, &options); !status.ok()) return done(status);
+    const auto deadline = context->deadline();
+    if (deadline != std::chrono::system_clock::time_point::max()) {
+      options.deadline = clock_.Now() + std::chrono::duration_cast<Duration>(
+                                            deadline - std::chrono::system_clock::now());
+    }
+    service_.Infer(request.model_name(), *version, std::move(inputs).value(), options,
+                   std::move(done));
+  }
+
+  // The model a request names (name and version string), or the gRPC error.
+  Result<ModelPtr> ResolveModel(const std::string& name, const std::string& version) const {
+    BRAID_ASSIGN_OR_RETURN(std::int64_t number, ParseModelVersion(version));
+    return service_.GetModel(name, number);
+  }
+
+  grpc::Status Authorize(grpc::CallbackServerContext* context, bool admin) const {
+    const std::string& key =
+        admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;
+    if (key.empty()) return grpc::Status::OK;
+    const auto& metadata = context->client_metadata();
+    auto it = metadata.find("authorization");
+    if (it != metadata.end() &&
+        std::string_view(it->second.data(), it->second.size()) == "Bearer " + key) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "send metadata 'authorization: Bearer KEY'");
+  }
+
+  static grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* context,
+                                        const grpc::Status& status) {
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
+  }
+
+  InferenceService& service_;
+  Metrics& metrics_;
+  Clock& clock_;
+  const GrpcServerOptions options_;
+};
+
+// One ModelStreamInfer call: reads requests one after another, runs them
+// concurrently, and writes each response as it completes (one write in
+// flight at a time, as gRPC requires). Deletes itself in OnDone.
+class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                                     inference::ModelStreamInferResponse> {
+ public:
+  StreamReactor(GrpcServer::Impl& server, grpc::CallbackServerContext* context)
+      : server_(server), context_(context) {
+    if (auto denied = server_.Authorize(context, false); !denied.ok()) {
+      finished_ = true;
+      Finish(denied);
+      return;
+    }
+    {
+      std::lock_guard lock(server_.streams_mutex_);
+      if (!server_.draining_) server_.streams_.insert(this);
+      draining_ = server_.draining_;
+    }
+    if (draining_) {
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+      return;
+    }
+    StartRead(&incoming_);
+  }
+
+  // The server is draining: the requests read so far are answered, then the
+  // stream ends with UNAVAILABLE (the client reconnects elsewhere); what it
+  // sends meanwhile is not read. Called under the server's streams_mutex_.
+  void Drain() {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+    MaybeFinishLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    std::unique_lock lock(mutex_);
+    if (!ok || finished_) {
+      reading_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    ++pending_;
+    auto request = std::make_shared<inference::ModelInferRequest>(std::move(incoming_));
+    incoming_.Clear();
+    const bool read_more = !draining_;
+    lock.unlock();
+    server_.RunInfer(*request, request, context_, [this, request](Result<InferResponse> result) {
+      inference::ModelStreamInferResponse response;
+      if (result.ok()) {
+        FillResponse(*request, *result, response.mutable_infer_response());
+      } else {
+        response.set_error_message(result.status().message());
+        response.mutable_infer_response()->set_id(request->id());
+      }
+      std::lock_guard guard(mutex_);
+      --pending_;
+      outgoing_.push_back(std::move(response));
+      if (!writing_) WriteNextLocked();
+    });
+    if (read_more) StartRead(&incoming_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mutex_);
+    outgoing_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      outgoing_.clear();
+      failed_ = true;
+    }
+    if (!outgoing_.empty()) {
+      WriteNextLocked();
+    } else {
+      MaybeFinishLocked();
+    }
+  }
+
+  void OnCancel() override {}
+  void OnDone() override {
+    {
+      std::lock_guard lock(server_.streams_mutex_);
+      server_.streams_.erase(this);
+    }
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() {
+    writing_ = true;
+    StartWrite(&outgoing_.front());
+  }
+  void MaybeFinishLocked() {
+    if ((reading_done_ || draining_) && pending_ == 0 && outgoing_.empty() && !writing_ &&
+        !finished_) {
+      finished_ = true;
+      if (failed_) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the client stopped reading"));
+      } else if (!reading_done_) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+      } else {
+        Finish(grpc::Status::OK);
+      }
+    }
+  }
+
+  GrpcServer::Impl& server_;
+  grpc::CallbackServerContext* context_;
+  inference::ModelInferRequest incoming_;
+  std::mutex mutex_;
+  std::deque<inference::ModelStreamInferResponse>
+      outgoing_;               // guarded by mutex_; front is being written
+  int pending_ = 0;            // guarded by mutex_
+  bool writing_ = false;       // guarded by mutex_
+  bool reading_done_ = false;  // guarded by mutex_
+  bool finished_ = false;      // guarded by mutex_
+  bool draining_ = false;      // guarded by mutex_
+  bool failed_ = false;        // guarded by mutex_
+};
+
+grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+GrpcServer::Impl::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  return new StreamReactor(*this, context);
+}
+
+GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock,
+                       GrpcServerOptions options)
+    : impl_(std::make_unique<Impl>(service, metrics, clock, std::move(options))) {}
+
+GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(0)); }
+
+Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t port) {
+  grpc::ServerBuilder builder;
+  int selected = 0;
+  builder.AddListeningPort(fmt::format("{}:{}", host, port), grpc::InsecureServerCredentials(),
+                           &selected);
+  builder.RegisterService(impl_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(impl_->options_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(impl_->options_.max_message_bytes));
+  impl_->server_ = builder.BuildAndStart();
+  if (!impl_->server_ || selected == 0)
+    return Unavailable("cannot listen for gRPC on {}:{}", host, port);
+  return static_cast<std::uint16_t>(selected);
+}
+
+void GrpcServer::Shutdown(Duration timeout) {
+  if (!impl_->server_) return;
+  {
+    std::lock_guard lock(impl_->streams_mutex_);
+    impl_->draining_ = true;
+    for (StreamReactor* stream : impl_->streams_) stream->Drain();
+  }
+  impl_->server_->Shutdown(
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout));
+  impl_->server_->Wait();
+  impl_->server_.reset();
+}
+
+}  // namespace braid

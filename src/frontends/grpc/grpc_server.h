@@ -1,0 +1,49 @@
+// The KServe v2 GRPCInferenceService (proto/grpc_service.proto) on gRPC's
+// callback API. Unary calls and ModelStreamInfer share InferenceService with
+// the HTTP API; a call's deadline becomes the request's hard deadline and a
+// cancelled call cancels its queued work.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "metrics/metrics.h"
+#include "serving/inference_service.h"
+
+namespace inference {
+class ModelInferRequest;
+}
+
+namespace braid {
+
+// The request's inputs as tensors. Raw contents are wrapped, not copied:
+// `owner` keeps the message that holds them alive. Errors are
+// InvalidArgument with a message for the client. (Public for fuzzing.)
+Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInferRequest& request,
+                                                      std::shared_ptr<const void> owner);
+
+struct GrpcServerOptions {
+  std::string api_key;  // when set, calls need metadata "authorization: Bearer KEY"
+  std::string admin_key;
+  std::size_t max_message_bytes = std::size_t{64} << 20;
+};
+
+class GrpcServer {
+ public:
+  // `service`, `metrics` and `clock` must outlive the server.
+  GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options);
+  ~GrpcServer();
+
+  // Binds host:port (0: a free port) and starts serving; returns the port.
+  Result<std::uint16_t> Start(const std::string& host, std::uint16_t port);
+  // Stops accepting calls (GOAWAY) and waits up to `timeout` for running ones.
+  void Shutdown(Duration timeout);
+
+ private:
+  class Impl;
+  friend class StreamReactor;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace braid

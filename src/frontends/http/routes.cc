@@ -1,0 +1,486 @@
+#include "frontends/http/routes.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <rapidjson/document.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+#include "frontends/kserve/kserve.h"
+#include "frontends/status_mapping.h"
+
+namespace braid {
+namespace {
+
+constexpr char kServerName[] = "braid";
+constexpr char kServerVersion[] = "0.1.0";
+
+HttpResponse Json(std::string body, int status = 200) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
+std::string_view TritonType(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return "TYPE_BOOL";
+    case DataType::kUint8:
+      return "TYPE_UINT8";
+    case DataType::kInt32:
+      return "TYPE_INT32";
+    case DataType::kInt64:
+      return "TYPE_INT64";
+    case DataType::kFp16:
+      return "TYPE_FP16";
+    case DataType::kFp32:
+      return "TYPE_FP32";
+    case DataType::kBytes:
+      return "TYPE_STRING";
+  }
+  return "TYPE_INVALID";
+}
+
+std::string TensorList(const ModelConfig& config, const std::vector<TensorSpec>& specs) {
+  std::vector<std::string> items;
+  for (const auto& spec : specs) {
+    items.push_back(fmt::format("{{\"name\":{},\"datatype\":\"{}\",\"shape\":[{}]}}",
+                                JsonQuoted(spec.name), DataTypeName(spec.datatype),
+                                fmt::join(ExpectedShape(config, spec, -1), ",")));
+  }
+  return fmt::format("[{}]", fmt::join(items, ","));
+}
+
+std::string MetadataJson(const Model& model, const std::vector<std::int64_t>& versions) {
+  const ModelConfig& config = model.config();
+  std::vector<std::string> version_strings;
+  for (auto v : versions) version_strings.push_back(fmt::format("\"{}\"", v));
+  return fmt::format(
+      "{{\"name\":{},\"versions\":[{}],\"platform\":{},\"inputs\":{},\"outputs\":{}}}",
+      JsonQuoted(config.name), fmt::join(version_strings, ","), JsonQuoted(ModelPlatform(config)),
+      TensorList(config, config.inputs), TensorList(config, config.outputs));
+}
+
+std::string ConfigJson(const ModelConfig& config) {
+  auto tensors = [](const std::vector<TensorSpec>& specs) {
+    std::vector<std::string> items;
+    for (const auto& spec : specs) {
+      items.push_back(fmt::format("{{\"name\":{},\"data_type\":\"{}\",\"dims\":[{}]}}",
+                                  JsonQuoted(spec.name), TritonType(spec.datatype),
+                                  fmt::join(spec.dims, ",")));
+    }
+    return fmt::format("[{}]", fmt::join(items, ","));
+  };
+  const auto& batching = config.dynamic_batching;
+  std::string dynamic = "null";
+  if (batching.enabled) {
+    dynamic = fmt::format(
+        "{{\"preferred_batch_size\":[{}],\"max_queue_delay_microseconds\":{},\"adaptive\":{},"
+        "\"priority_levels\":{},"
+        "\"default_priority_level\":{},\"default_queue_policy\":{{\"max_queue_size\":{},"
+        "\"default_timeout_microseconds\":{},\"timeout_action\":\"{}\",\"allow_timeout_override\":{"
+        "}}}}}",
+        fmt::join(batching.preferred_batch_size, ","), batching.max_queue_delay_us,
+        batching.adaptive, batching.priority_levels, batching.default_priority,
+        batching.default_queue_policy.max_queue_size, batching.default_queue_policy.timeout_us,
+        batching.default_queue_policy.timeout_action == QueuePolicy::TimeoutAction::kDelay
+            ? "DELAY"
+            : "REJECT",
+        batching.default_queue_policy.allow_timeout_override);
+  }
+  return fmt::format(
+      "{{\"name\":{},\"platform\":{},\"backend\":{},\"max_batch_size\":{},\"input\":{},\"output\":{"
+      "},"
+      "\"instance_group\":[{{\"count\":{},\"kind\":\"{}\"}}],\"dynamic_batching\":{},"
+      "\"response_cache\":{{\"enable\":{}}}}}",
+      JsonQuoted(config.name), JsonQuoted(ModelPlatform(config)), JsonQuoted(config.backend),
+      config.max_batch_size, tensors(config.inputs), tensors(config.outputs),
+      config.instance_group.count,
+      config.instance_group.kind == InstanceGroup::Kind::kGpu ? "KIND_GPU" : "KIND_CPU", dynamic,
+      config.response_cache.enable);
+}
+
+std::string DurationJson(std::uint64_t count, double sum_us) {
+  return fmt::format("{{\"count\":{},\"ns\":{}}}", count,
+                     static_cast<std::uint64_t>(sum_us * 1000));
+}
+
+std::string StatsJson(const std::string& name, std::int64_t version, const SchedulerStats& s) {
+  std::vector<std::string> batches;
+  for (std::size_t b = 1; b < s.batch_sizes.size(); ++b) {
+    if (s.batch_sizes[b] == 0) continue;
+    batches.push_back(fmt::format(
+        "{{\"batch_size\":{},\"compute_infer\":{{\"count\":{},\"ns\":0}}}}", b, s.batch_sizes[b]));
+  }
+  return fmt::format(
+      "{{\"name\":{},\"version\":\"{}\",\"inference_count\":{},\"execution_count\":{},"
+      "\"inference_stats\":{{\"success\":{},\"fail\":{},\"queue\":{},\"compute_infer\":{}}},"
+      "\"batch_stats\":[{}],\"rejected\":{},\"timed_out\":{},\"cancelled\":{},\"computed_late\":{},"
+      "\"queue_depth\":[{}],\"utilization\":{}}}",
+      JsonQuoted(name), version, s.inferences, s.executions, DurationJson(s.success, 0),
+      DurationJson(s.failure, 0), DurationJson(s.queue_time.count, s.queue_time.sum_us),
+      DurationJson(s.compute_time.count, s.compute_time.sum_us), fmt::join(batches, ","),
+      s.rejected, s.timed_out, s.cancelled, s.computed_late, fmt::join(s.queue_depth, ","),
+      s.utilization);
+}
+
+// Pulls "Bearer KEY" apart; empty if absent or malformed.
+std::string_view BearerToken(const HttpRequest& request) {
+  std::string_view value = request.Header("Authorization");
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (value.size() <= kPrefix.size() || value.substr(0, kPrefix.size()) != kPrefix) return {};
+  return value.substr(kPrefix.size());
+}
+
+// Constant-time comparison, so that timing reveals nothing about the key.
+bool KeyMatches(std::string_view given, const std::string& expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char difference = 0;
+  for (std::size_t i = 0; i < given.size(); ++i) difference |= given[i] ^ expected[i];
+  return difference == 0;
+}
+
+// The body of a repository load or unload: empty, or {"parameters": {...}}
+// as Triton takes it. Overriding the config or the files is not supported:
+// the repository on disk is the source.
+Status CheckRepositoryBody(const std::string& body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return Status::Ok();
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return InvalidArgument("the body must be empty or a JSON object");
+  const rapidjson::Value& root = doc;
+  for (const auto& member : root.GetObject()) {
+    const std::string_view name(member.name.GetString(), member.name.GetStringLength());
+    if (name != "parameters" || !member.value.IsObject())
+      return InvalidArgument("unknown field '{}' (only an object 'parameters' is taken)", name);
+    for (const auto& parameter : member.value.GetObject()) {
+      const std::string_view key(parameter.name.GetString(), parameter.name.GetStringLength());
+      if (key == "config" || key.starts_with("file:"))
+        return InvalidArgument(
+            "parameter '{}' is not supported: change the model's files in the repository", key);
+      if (key != "unload_dependents") return InvalidArgument("unknown parameter '{}'", key);
+    }
+  }
+  return Status::Ok();
+}
+
+// The parts of a /v2/models/NAME[/versions/V][/ACTION] path, as views into it.
+struct ModelPath {
+  std::string_view name;
+  std::string_view version;  // empty: none given
+  std::string_view action;   // empty, "ready", "config", "stats" or "infer"
+};
+
+// Splits `path` at '/' into at most `max` segments after `prefix`; nullopt
+// when it does not start with `prefix`, has an empty segment or too many.
+std::optional<std::vector<std::string_view>> Segments(std::string_view path,
+                                                      std::string_view prefix, std::size_t max) {
+  if (!path.starts_with(prefix)) return std::nullopt;
+  path.remove_prefix(prefix.size());
+  std::vector<std::string_view> segments;
+  while (segments.size() < max) {
+    const auto slash = path.find('/');
+    const std::string_view segment = path.substr(0, slash);
+    if (segment.empty()) return std::nullopt;
+    segments.push_back(segment);
+    if (slash == std::string_view::npos) return segments;
+    path.remove_prefix(slash + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<ModelPath> ParseModelPath(std::string_view path) {
+  auto segments = Segments(path, "/v2/models/", 4);
+  if (!segments) return std::nullopt;
+  const auto& parts = *segments;
+  ModelPath model{parts[0], {}, {}};
+  std::size_t next = 1;
+  if (parts.size() >= 3 && parts[1] == "versions") {
+    model.version = parts[2];
+    next = 3;
+  }
+  if (next < parts.size()) {
+    model.action = parts[next];
+    if (next + 1 != parts.size()) return std::nullopt;
+    if (model.action != "ready" && model.action != "config" && model.action != "stats" &&
+        model.action != "infer")
+      return std::nullopt;
+  }
+  return model;
+}
+
+class ApiHandler {
+ public:
+  ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
+             std::vector<RouteHandler> extra, std::vector<RouteHandler> open)
+      : service_(service),
+        metrics_(metrics),
+        clock_(clock),
+        options_(std::move(options)),
+        extra_(std::move(extra)),
+        open_(std::move(open)) {}
+
+  void operator()(HttpRequest& request, HttpResponderPtr responder) {
+    const std::string& path = request.path;
+    for (auto& route : open_) {
+      if (route(request, responder)) return;
+    }
+    const bool health = path == "/v2/health/live" || path == "/v2/health/ready";
+    const bool admin = path.starts_with("/v2/repository/models/");
+    if (!health || options_.protect_health) {
+      if (Status auth = Authorize(request, admin); !auth.ok())
+        return Reply(responder, request, JsonError(auth));
+    }
+    if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
+    if (path == "/v2/health/ready") {
+      HttpResponse ready =
+          service_.Ready() ? Json("{\"ready\":true}") : JsonError(503, "the server is not ready");
+      ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
+      return Reply(responder, request, std::move(ready));
+    }
+    // KServe first: its infer bodies are checked by their own parser, which
+    // knows where the JSON ends, and it is the hot path.
+    if (path.starts_with("/v2")) return Kserve(request, std::move(responder));
+    if (const std::string_view type = request.Header("Content-Type");
+        !request.body->empty() && (type.empty() || type.find("json") != std::string_view::npos)) {
+      if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())
+        return Reply(responder, request, JsonError(depth));
+    }
+    for (auto& route : extra_) {
+      if (route(request, responder)) return;
+    }
+    NotFound(request, responder);
+  }
+
+ private:
+  void NotFound(const HttpRequest& request, const HttpResponderPtr& responder) {
+    Reply(responder, request,
+          JsonError(404, fmt::format("no endpoint {} {}", request.method, request.path)));
+  }
+
+  // The KServe v2 endpoints under /v2.
+  void Kserve(HttpRequest& request, HttpResponderPtr responder) {
+    const std::string& path = request.path;
+    if (const auto model_path = ParseModelPath(path); model_path && path != "/v2/models/stats") {
+      const std::string name(model_path->name);
+      const std::string_view action = model_path->action;
+      if (!IsValidModelName(name))
+        return Reply(responder, request, JsonError(400, "invalid model name"));
+      auto version = ParseModelVersion(model_path->version);
+      if (!version.ok()) return Reply(responder, request, JsonError(version.status()));
+      if (action == "infer") {
+        if (!Method(request, responder, "POST")) return;
+        return Infer(request, std::move(responder), name, *version);
+      }
+      if (!Method(request, responder, "GET")) return;
+      if (action == "stats") return Reply(responder, request, Json(AllStats(name)));
+      auto model = service_.GetModel(name, *version);
+      if (action == "ready") {
+        if (model.ok())
+          return Reply(responder, request,
+                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
+        return Reply(responder, request, JsonError(model.status()));
+      }
+      if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+      if (action == "config")
+        return Reply(responder, request, Json(ConfigJson((*model)->config())));
+      return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
+    }
+    if (path == "/v2" || path == "/v2/") {
+      if (!Method(request, responder, "GET")) return;
+      return Reply(
+          responder, request,
+          Json(fmt::format(
+              "{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":[\"binary_tensor_data\","
+              "\"parameters\",\"statistics\",\"model_repository\",\"schedule_policy\"]}}",
+              kServerName, kServerVersion)));
+    }
+    if (path == "/v2/models/stats") {
+      if (!Method(request, responder, "GET")) return;
+      return Reply(responder, request, Json(AllStats("")));
+    }
+    if (path == "/v2/repository/index") {
+      if (!Method(request, responder, "POST")) return;
+      return Reply(responder, request, Json(Index()));
+    }
+    if (auto segments = Segments(path, "/v2/repository/models/", 2);
+        segments && segments->size() == 2 &&
+        ((*segments)[1] == "load" || (*segments)[1] == "unload")) {
+      if (!Method(request, responder, "POST")) return;
+      const std::string name((*segments)[0]);
+      if (!IsValidModelName(name))
+        return Reply(responder, request, JsonError(400, "invalid model name"));
+      if (Status body = CheckRepositoryBody(*request.body); !body.ok())
+        return Reply(responder, request, JsonError(body));
+      Status status = (*segments)[1] == "load" ? service_.Load(name) : service_.Unload(name);
+      return Reply(responder, request, status.ok() ? Json("{}") : JsonError(status));
+    }
+    NotFound(request, responder);
+  }
+
+  Status Authorize(const HttpRequest& request, bool admin) const {
+    const std::string& key =
+        admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;
+    if (key.empty()) return Status::Ok();
+    if (KeyMatches(BearerToken(request), key)) return Status::Ok();
+    return MakeStatus(StatusCode::kUnauthenticated,
+                      "{} key required: send 'Authorization: Bearer KEY'",
+                      admin && !options_.admin_key.empty() ? "an admin" : "an API");
+  }
+
+  bool Method(const HttpRequest& request, const HttpResponderPtr& responder,
+              std::string_view method) {
+    if (request.method == method) return true;
+    HttpResponse response =
+        JsonError(405, fmt::format("{} takes {}, not {}", request.path, method, request.method));
+    response.headers.emplace_back("Allow", std::string(method));
+    Reply(responder, request, std::move(response));
+    return false;
+  }
+
+  void Reply(const HttpResponderPtr& responder, const HttpRequest& request, HttpResponse response) {
+    metrics_.ObserveRequest("http", "", response.status, Duration{});
+    spdlog::debug("{} {} -> {}", request.method, request.target, response.status);
+    responder->Send(std::move(response));
+  }
+
+  std::vector<std::int64_t> LoadedVersions(const std::string& name) const {
+    std::vector<std::int64_t> versions;
+    for (const auto& status : service_.Index()) {
+      if (status.name == name && status.state == ModelState::kReady && status.version > 0)
+        versions.push_back(status.version);
+    }
+    return versions;
+  }
+
+  std::string Index() const {
+    std::vector<std::string> items;
+    for (const auto& status : service_.Index()) {
+      std::string item = fmt::format("{{\"name\":{},", JsonQuoted(status.name));
+      if (status.version > 0) item += fmt::format("\"version\":\"{}\",", status.version);
+      item += fmt::format("\"state\":\"{}\",\"reason\":{}}}", ModelStateName(status.state),
+                          JsonQuoted(status.reason));
+      items.push_back(std::move(item));
+    }
+    return fmt::format("[{}]", fmt::join(items, ","));
+  }
+
+  std::string AllStats(const std::string& only) const {
+    std::vector<std::string> items;
+    for (const auto& [name, versions] : service_.Stats()) {
+      if (!only.empty() && name != only) continue;
+      for (const auto& [version, stats] : versions)
+        items.push_back(StatsJson(name, version, stats));
+    }
+    return fmt::format("{{\"model_stats\":[{}]}}", fmt::join(items, ","));
+  }
+
+  void Infer(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+             std::int64_t version) {
+    const TimePoint received = clock_.Now();
+    std::optional<std::size_t> header_length;
+    if (std::string_view value = request.Header("Inference-Header-Content-Length");
+        !value.empty()) {
+      std::size_t length = 0;
+      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), length);
+      if (error != std::errc() || end != value.data() + value.size()) {
+        return Reply(responder, request,
+                     JsonError(400, "Inference-Header-Content-Length must be a byte count"));
+      }
+      header_length = length;
+    }
+    auto parsed = ParseInferRequest(request.body, header_length, options_.limits);
+    if (!parsed.ok()) return Reply(responder, request, JsonError(parsed.status()));
+    auto shared = std::make_shared<KserveInferRequest>(std::move(parsed).value());
+    // A client that disconnects cancels its queued request.
+    shared->options.cancellation = std::make_shared<CancellationToken>();
+    // The callback below only posts the answer to the connection's thread.
+    shared->options.light_completion = true;
+    responder->OnDisconnect([token = shared->options.cancellation] { token->Cancel(); });
+    auto inputs = std::move(shared->inputs);
+    service_.Infer(
+        name, version, std::move(inputs), shared->options,
+        [this, responder, shared, name, received](Result<InferResponse> result) {
+          if (!result.ok()) {
+            HttpResponse error = JsonError(result.status());
+            metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
+            spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status,
+                          result.status().message());
+            responder->Send(std::move(error));
+            return;
+          }
+          // Encode on the network thread, not the scheduler's.
+          responder->SendFrom([this, shared, name, received, response = std::move(result).value()] {
+            auto encoded = EncodeInferResponse(*shared, response);
+            HttpResponse http;
+            if (!encoded.ok()) {
+              http = JsonError(encoded.status());
+            } else if (encoded->header_length) {
+              http.content_type = "application/octet-stream";
+              http.headers.emplace_back("Inference-Header-Content-Length",
+                                        std::to_string(*encoded->header_length));
+              http.body = std::move(encoded->body);
+              for (const Tensor& tensor : encoded->binary) {
+                http.tail.push_back({reinterpret_cast<const char*>(tensor.data()),
+                                     tensor.byte_size(), tensor.owner()});
+              }
+            } else {
+              http.body = std::move(encoded->body);
+            }
+            metrics_.ObserveRequest("http", name, http.status, clock_.Now() - received);
+            spdlog::debug("POST /v2/models/{}/infer -> {} ({:.0f} us)", name, http.status,
+                          ToMicros(clock_.Now() - received));
+            return http;
+          });
+        });
+  }
+
+  InferenceService& service_;
+  Metrics& metrics_;
+  Clock& clock_;
+  const ApiOptions options_;
+  std::vector<RouteHandler> extra_;
+  std::vector<RouteHandler> open_;
+};
+
+}  // namespace
+
+std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMetrics(
+    InferenceService& service) {
+  std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> models;
+  for (auto& [name, versions] : service.Stats()) {
+    for (auto& [version, stats] : versions) models[name][version] = {std::move(stats)};
+  }
+  return models;
+}
+
+HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
+                           ApiOptions options, std::vector<RouteHandler> extra,
+                           std::vector<RouteHandler> open) {
+  // Shared, so that callbacks may keep pointing at it however the function is moved.
+  auto handler = std::make_shared<ApiHandler>(service, metrics, clock, std::move(options),
+                                              std::move(extra), std::move(open));
+  return [handler](HttpRequest& request, HttpResponderPtr responder) {
+    (*handler)(request, std::move(responder));
+  };
+}
+
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std::string api_key) {
+  return [&service, &metrics, api_key](HttpRequest& request, HttpResponderPtr responder) {
+    if (request.path != "/metrics")
+      return responder->Send(JsonError(404, "metrics are at /metrics"));
+    if (!api_key.empty() && !KeyMatches(BearerToken(request), api_key))
+      return responder->Send(
+          JsonError(401, "an API key required: send 'Authorization: Bearer KEY'"));
+    HttpResponse response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = metrics.Render(CollectModelMetrics(service), service.in_flight(),
+                                   service.cache_stats(), service.budget_stats());
+    responder->Send(std::move(response));
+  };
+}
+
+}  // namespace braid

@@ -1,0 +1,46 @@
+// OpenAI-compatible endpoints, as Dify's "OpenAI-API-compatible" provider and
+// the official client libraries call them:
+//   GET  /v1/models                 the models and the workflows
+//   POST /v1/embeddings             text → clip-text, images → clip-image
+//                                   (audio data URLs → asr → clip-text);
+//                                   dimensions 128 goes through the align
+//                                   heads; float or base64; usage counted
+//   POST /v1/audio/transcriptions   multipart `file` → asr (json, text,
+//                                   verbose_json with segments and words)
+//   POST /v1/chat/completions       `model` names a workflow; text,
+//                                   image_url and input_audio parts become its
+//                                   inputs (data URLs routed by media type);
+//                                   stream: true answers with
+//                                   chat.completion.chunk events and [DONE]
+// Embeddings are L2-normalised, as OpenAI's are.
+#pragma once
+
+#include "frontends/http/http_server.h"
+#include "serving/embedder.h"
+#include "serving/inference_service.h"
+#include "workflow/executor.h"
+#include "workflow/registry.h"
+
+namespace braid {
+
+class OpenAiApi {
+ public:
+  // Everything passed must outlive the API.
+  OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
+            WorkflowExecutor& executor, Embedder& embedder);
+
+  // Answers the request if its path is one of the endpoints above.
+  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+
+ private:
+  void Models(HttpResponderPtr responder);
+  void Embeddings(HttpRequest& request, HttpResponderPtr responder);
+  void Transcriptions(HttpRequest& request, HttpResponderPtr responder);
+  void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);
+  InferenceService& service_;
+  const WorkflowRegistry& workflows_;
+  WorkflowExecutor& executor_;
+  Embedder& embedder_;
+};
+
+}  // namespace braid

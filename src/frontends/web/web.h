@@ -1,0 +1,23 @@
+// The web pages `braid serve` answers on its HTTP port: the playground at /,
+// the dashboard at /dashboard, their scripts and styles under /web/, and the
+// dashboard's figures at /dashboard/stats.
+#pragma once
+
+#include <string>
+
+#include "frontends/http/routes.h"
+#include "metrics/metrics.h"
+#include "serving/inference_service.h"
+
+namespace braid {
+
+// The pages and their assets (compiled in). They hold no data, so they are
+// served without a key; what they show comes from the keyed API.
+RouteHandler MakeWebPages();
+
+// GET /dashboard/stats: cumulative figures (the page charts their
+// differences between polls). `service` and `metrics` must outlive it.
+RouteHandler MakeDashboardStats(InferenceService& service, const Metrics& metrics);
+std::string DashboardStatsJson(InferenceService& service, const Metrics& metrics);
+
+}  // namespace braid

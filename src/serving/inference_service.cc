@@ -1,0 +1,299 @@
+#include "serving/inference_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <limits>
+
+namespace braid {
+
+Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
+                           InferOptions* options) {
+  if (key == "cache") {
+    const bool* flag = std::get_if<bool>(&value);
+    if (flag == nullptr) return InvalidArgument("parameter 'cache' must be true or false");
+    options->use_cache = *flag;
+    return Status::Ok();
+  }
+  if (key != "priority" && key != "timeout") return Status::Ok();
+  std::int64_t number = 0;
+  if (const auto* signed_value = std::get_if<std::int64_t>(&value)) {
+    number = *signed_value;
+  } else if (const auto* unsigned_value = std::get_if<std::uint64_t>(&value)) {
+    if (*unsigned_value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      return InvalidArgument("parameter '{}' {} is out of range", key, *unsigned_value);
+    number = static_cast<std::int64_t>(*unsigned_value);
+  } else {
+    return InvalidArgument("parameter '{}' must be an integer", key);
+  }
+  if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
+  if (key == "priority") {
+    if (number > kMaxRequestPriority)
+      return InvalidArgument("parameter 'priority' {} is out of range (0..{})", number,
+                             kMaxRequestPriority);
+    options->priority = static_cast<int>(number);
+  } else {
+    options->timeout_us = number;
+  }
+  return Status::Ok();
+}
+
+InferenceService::InferenceService(ModelRepository& repository, Clock& clock,
+                                   SchedulerOptions options, ResultCache* cache)
+    : repository_(repository), clock_(clock), cache_(cache), options_(options) {
+  if (options_.completions == nullptr) options_.completions = &completions_;
+}
+
+std::optional<ResultCacheStats> InferenceService::cache_stats() const {
+  if (cache_ == nullptr) return std::nullopt;
+  return cache_->Stats();
+}
+
+InferenceService::~InferenceService() { Shutdown(true); }
+
+void InferenceService::Shutdown(bool drain) {
+  admitting_ = false;
+  std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
+  {
+    std::unique_lock lock(mutex_);
+    schedulers.swap(schedulers_);
+    serving_ = false;
+  }
+  for (auto& [name, versions] : schedulers) {
+    for (auto& [version, scheduler] : versions) scheduler->Shutdown(drain);
+  }
+  retirements_.WaitIdle();
+  completions_.WaitIdle();
+}
+
+Status InferenceService::LoadAll() {
+  BRAID_RETURN_IF_ERROR(repository_.LoadAll());
+  for (const auto& status : repository_.Index()) {
+    if (status.state != ModelState::kReady) {
+      spdlog::warn("model {} is {}: {}", status.name, ModelStateName(status.state), status.reason);
+    }
+  }
+  BRAID_ASSIGN_OR_RETURN(auto names, repository_.Scan());
+  for (const auto& name : names) SyncSchedulers(name);
+  return Status::Ok();
+}
+
+Status InferenceService::Load(const std::string& name) {
+  Status status = repository_.Load(name);
+  SyncSchedulers(name);
+  return status;
+}
+
+Status InferenceService::Unload(const std::string& name) {
+  BRAID_RETURN_IF_ERROR(repository_.Unload(name));
+  SyncSchedulers(name);
+  return Status::Ok();
+}
+
+void InferenceService::SyncSchedulers(const std::string& name) {
+  std::map<std::int64_t, ModelPtr> loaded;
+  for (const auto& status : repository_.Index()) {
+    if (status.name != name || status.version == 0 || status.state != ModelState::kReady) continue;
+    if (auto model = repository_.Get(name, status.version); model.ok())
+      loaded[status.version] = *model;
+  }
+  std::vector<SchedulerPtr> retired;
+  {
+    std::unique_lock lock(mutex_);
+    auto& versions = schedulers_[name];
+    for (auto it = versions.begin(); it != versions.end();) {
+      auto found = loaded.find(it->first);
+      if (found == loaded.end() || found->second.get() != &it->second->model()) {
+        retired.push_back(std::move(it->second));
+        it = versions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto& [version, model] : loaded) {
+      if (!versions.count(version))
+        versions[version] = std::make_shared<ModelScheduler>(model, clock_, options_);
+    }
+    if (versions.empty()) schedulers_.erase(name);
+    serving_ = !schedulers_.empty();
+  }
+  for (auto& scheduler : retired) Retire(std::move(scheduler));
+}
+
+void InferenceService::Retire(SchedulerPtr scheduler) {
+  retirements_.Submit([scheduler = std::move(scheduler)] { scheduler->Shutdown(true); });
+}
+
+Result<ModelPtr> InferenceService::GetModel(std::string_view name, std::int64_t version) const {
+  return repository_.Get(name, version);
+}
+
+void InferenceService::Infer(std::string_view model_name, std::int64_t version,
+                             std::map<std::string, Tensor> inputs, const InferOptions& options,
+                             InferCallback done) {
+  if (!admitting_) {
+    done(Unavailable("the server is shutting down"));
+    return;
+  }
+  SchedulerPtr scheduler;
+  {
+    std::shared_lock lock(mutex_);
+    auto it = schedulers_.find(model_name);
+    if (it != schedulers_.end() && !it->second.empty()) {
+      auto found = version == 0 ? std::prev(it->second.end()) : it->second.find(version);
+      if (found != it->second.end()) scheduler = found->second;
+    }
+  }
+  if (!scheduler) {
+    auto model = repository_.Get(model_name, version);
+    done(model.ok() ? Unavailable("model '{}' has no scheduler", model_name) : model.status());
+    return;
+  }
+  ModelPtr model = scheduler->shared_model();
+  auto ordered = model->OrderInputs(std::move(inputs));
+  if (!ordered.ok()) {
+    done(ordered.status());
+    return;
+  }
+  // The result cache: a hit answers at once, without the scheduler; a miss
+  // that an identical request is already computing waits for that result.
+  const auto& cache_config = model->config().response_cache;
+  if (cache_ == nullptr || !cache_config.enable || !options.use_cache) {
+    Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
+    return;
+  }
+  Hasher hasher;
+  hasher.Add(model->name()).Add(model->version());
+  for (const Tensor& tensor : *ordered) hasher.Add(tensor);
+  const Hash128 key = hasher.Finish();
+  ++in_flight_;  // the lookup, which may end on one of the cache's threads
+  cache_->Lookup(key, [this, scheduler, key, inputs = std::move(ordered).value(), options,
+                       done = std::move(done)](std::optional<ResultCache::Hit> hit) mutable {
+    if (hit) {
+      InferResponse response{scheduler->shared_model(), std::move(hit->value), Duration{},
+                             Duration{}};
+      response.cached = true;
+      Answer(done, std::move(response));
+      return;
+    }
+    LeadOrWait(scheduler, std::move(inputs), options, key, std::move(done));
+    FinishOne();
+  });
+}
+
+void InferenceService::LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                                  const InferOptions& options, const Hash128& key,
+                                  InferCallback done) {
+  ModelPtr model = scheduler->shared_model();
+  ++in_flight_;
+  auto waiter = [this, scheduler, model, inputs, options,
+                 done](const Result<std::vector<Tensor>>& result) mutable {
+    if (result.ok()) {
+      InferResponse response{model, *result, Duration{}, Duration{}};
+      response.cached = true;
+      Answer(done, std::move(response));
+      return;
+    }
+    // The leader failed (its client may have gone): compute this one itself.
+    Schedule(scheduler, inputs, options, std::nullopt, std::move(done));
+    FinishOne();
+  };
+  switch (cache_->Lead(key, options.priority, std::move(waiter))) {
+    case ResultCache::Flight::kLead:
+      Schedule(scheduler, std::move(inputs), options, key, std::move(done));
+      FinishOne();  // the waiter was not kept
+      break;
+    case ResultCache::Flight::kBypass:
+      Schedule(scheduler, std::move(inputs), options, std::nullopt, std::move(done));
+      FinishOne();
+      break;
+    case ResultCache::Flight::kWait:
+      break;
+  }
+}
+
+void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                                const InferOptions& options, std::optional<Hash128> lead,
+                                InferCallback done) {
+  ModelPtr model = scheduler->shared_model();
+  auto request = std::make_unique<InferenceRequest>();
+  request->inputs = std::move(inputs);
+  request->priority = options.priority;
+  request->timeout_us = options.timeout_us;
+  request->deadline = options.deadline;
+  request->cancellation = options.cancellation;
+  // A leader's callback also fills the cache and answers its waiters.
+  request->light_completion = options.light_completion && !lead;
+  ++in_flight_;
+  const Duration ttl = std::chrono::seconds(model->config().response_cache.ttl_s);
+  request->on_complete = [this, model, done, lead, ttl](InferenceResult result) mutable {
+    if (lead) {
+      if (result.status.ok()) {
+        cache_->Put(*lead, result.outputs, ttl);
+        cache_->Land(*lead, result.outputs);
+      } else {
+        cache_->Land(*lead, result.status);
+      }
+    }
+    if (result.status.ok()) {
+      Answer(done, InferResponse{model, std::move(result.outputs), result.queue_time,
+                                 result.compute_time});
+    } else {
+      Answer(done, std::move(result.status));
+    }
+  };
+  Status status = scheduler->Enqueue(request);
+  if (!status.ok()) {
+    if (lead) cache_->Land(*lead, status);
+    request.reset();  // drops the callback's copy of `done`
+    Answer(done, std::move(status));
+  }
+}
+
+void InferenceService::Answer(InferCallback& done, Result<InferResponse> result) {
+  InferCallback callback = std::move(done);
+  done = nullptr;
+  callback(std::move(result));
+  callback = nullptr;
+  FinishOne();
+}
+
+void InferenceService::FinishOne() {
+  // Only Drain() waits, and it stops admitting before it looks: while
+  // admitting, nobody needs the wake-up (and the hot path takes no lock).
+  if (--in_flight_ == 0 && !admitting_) {
+    std::lock_guard lock(idle_mutex_);
+    idle_.notify_all();
+  }
+}
+
+std::map<std::string, std::map<std::int64_t, SchedulerStats>> InferenceService::Stats() const {
+  std::map<std::string, std::map<std::int64_t, SchedulerStats>> stats;
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, versions] : schedulers_) {
+    for (const auto& [version, scheduler] : versions) stats[name][version] = scheduler->Stats();
+  }
+  return stats;
+}
+
+bool InferenceService::Ready() const { return !draining_ && serving_; }
+
+double InferenceService::Load() const {
+  double load = 0;
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, versions] : schedulers_) {
+    for (const auto& [version, scheduler] : versions)
+      load = std::max(load, scheduler->CurrentLoad());
+  }
+  return std::min(load, 1.0);
+}
+
+void InferenceService::BeginDrain() { draining_ = true; }
+
+bool InferenceService::Drain(std::chrono::steady_clock::time_point deadline) {
+  draining_ = true;
+  admitting_ = false;
+  std::unique_lock lock(idle_mutex_);
+  return idle_.wait_until(lock, deadline, [this] { return in_flight_.load() == 0; });
+}
+
+}  // namespace braid

@@ -1,0 +1,168 @@
+// InferenceService: what the HTTP and gRPC front ends share. It keeps one
+// ModelScheduler per loaded model version in step with the repository, turns
+// a request's named tensors into a scheduled InferenceRequest, and tracks
+// in-flight requests for readiness and graceful drain.
+//
+// Thread-safe. Infer() never blocks on inference: it validates, enqueues and
+// returns; the callback runs later on the completion pool (or at once, on the
+// caller's thread, when the request is refused).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "cache/result_cache.h"
+#include "core/clock.h"
+#include "core/thread_pool.h"
+#include "model/repository.h"
+#include "scheduler/model_scheduler.h"
+
+namespace braid {
+
+struct InferOptions {
+  int priority = 0;  // 0: the model's default; kLowestPriority: its lowest (off-peak) level
+  std::int64_t timeout_us = -1;  // -1: the queue policy's
+  TimePoint deadline = TimePoint::max();
+  std::shared_ptr<CancellationToken> cancellation;
+  bool use_cache = true;  // false: neither read nor fill the result cache
+  // The callback only hands the result to the caller's own thread (the HTTP
+  // front end posts it to the connection's network thread): it may run on
+  // the model's worker (InferenceRequest::light_completion).
+  bool light_completion = false;
+};
+
+struct InferResponse {
+  ModelPtr model;               // the version that ran; its config names the outputs
+  std::vector<Tensor> outputs;  // config order
+  Duration queue_time{};
+  Duration compute_time{};
+  bool cached = false;  // answered from the result cache or by an identical request's run
+};
+
+using InferCallback = std::function<void(Result<InferResponse>)>;
+
+// The largest priority a request may ask for; the model's levels bound it
+// further (ModelScheduler refuses a level it does not have).
+inline constexpr int kMaxRequestPriority = 1000;
+
+// A request parameter's value as a front end decoded it (a KServe JSON
+// value or a protobuf InferParameter); std::monostate for any other kind.
+using ParameterValue = std::variant<std::monostate, bool, std::int64_t, std::uint64_t>;
+
+// The one parser of the request parameters every front end honours, so that
+// HTTP and gRPC take the same values: priority (0..1000, 0 the model's
+// default), timeout (microseconds, 0..2^63) and cache (a boolean). Other
+// keys are ignored. InvalidArgument, with a message for the client, for a
+// value of the wrong kind or out of range.
+Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
+                           InferOptions* options);
+
+class InferenceService {
+ public:
+  // `repository`, `clock` and `cache` (may be null: no result cache) must
+  // outlive the service, and so must options.budget and options.completions
+  // when set (without completions, the service runs the callbacks on a pool
+  // of its own). Models with response_cache.enable read and fill
+  // `cache`, keyed by model, version and the inputs' types, shapes and
+  // bytes; concurrent identical requests to them run once.
+  InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {},
+                   ResultCache* cache = nullptr);
+  ~InferenceService();
+
+  // Loads every model in the repository and starts their schedulers.
+  Status LoadAll();
+  // Loads or reloads one model; the old version's scheduler drains in the
+  // background while the new one takes requests.
+  Status Load(const std::string& name);
+  Status Unload(const std::string& name);
+
+  // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
+  Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
+  std::vector<ModelVersionStatus> Index() const { return repository_.Index(); }
+
+  // Validates `inputs` against the model and schedules them. `done` is
+  // called exactly once. Refusals (unknown model, bad input, full queue,
+  // draining) call it before Infer returns.
+  void Infer(std::string_view model, std::int64_t version, std::map<std::string, Tensor> inputs,
+             const InferOptions& options, InferCallback done);
+
+  // Statistics of every scheduled model version, by name then version.
+  std::map<std::string, std::map<std::int64_t, SchedulerStats>> Stats() const;
+
+  // Ready to serve: not draining and at least one model ready. Lock-free.
+  bool Ready() const;
+  // How busy the server is, in [0, 1]: the load of its busiest model
+  // (ModelScheduler::CurrentLoad). Reported to `braid router` with each readiness check.
+  double Load() const;
+  // Readiness turns false, so that load balancers and `braid router` send
+  // no more; requests are still admitted (those the front ends are
+  // finishing, and the later nodes of workflow runs in flight).
+  void BeginDrain();
+  bool draining() const { return draining_.load(); }
+  // Stops admitting (new requests get UNAVAILABLE) and blocks until no
+  // request is in flight or `deadline` passes; true if none is left.
+  bool Drain(std::chrono::steady_clock::time_point deadline);
+  // Stops admitting and shuts every scheduler down: with `drain` their
+  // queued requests run first, without they are answered UNAVAILABLE. Then
+  // waits for every completion callback. Blocks; idempotent. The destructor
+  // calls Shutdown(true).
+  void Shutdown(bool drain);
+  std::size_t in_flight() const { return in_flight_.load(); }
+  // The result cache's figures; empty without a cache.
+  std::optional<ResultCacheStats> cache_stats() const;
+  // The compute budget's figures; empty without a budget.
+  std::optional<ComputeBudgetStats> budget_stats() const {
+    if (options_.budget == nullptr) return std::nullopt;
+    return options_.budget->Stats();
+  }
+
+ private:
+  using SchedulerPtr = std::shared_ptr<ModelScheduler>;
+
+  // Makes the schedulers match the repository's loaded versions of `name`.
+  void SyncSchedulers(const std::string& name);
+  void Retire(SchedulerPtr scheduler);
+  // Calls `done` with `result`, destroys it (and what it holds, such as a
+  // client connection's responder), then counts the request finished: so
+  // Drain() never returns while a callback is still alive somewhere.
+  void Answer(InferCallback& done, Result<InferResponse> result);
+  // Enqueues `inputs` on `scheduler`. With `lead`, the result fills the
+  // cache under that key and answers the requests that waited for it.
+  void Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                const InferOptions& options, std::optional<Hash128> lead, InferCallback done);
+  // After a cache miss: leads the computation of `key`, waits for the one
+  // under way, or (more urgent than it) computes its own.
+  void LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+                  const InferOptions& options, const Hash128& key, InferCallback done);
+  void FinishOne();
+
+  ModelRepository& repository_;
+  Clock& clock_;
+  ResultCache* cache_;
+  // Runs the schedulers' completion callbacks (cache fills, answers, the
+  // next workflow node) off the models' workers, unless the options name
+  // another pool. Drained in the destructor once every scheduler stopped.
+  ThreadPool completions_{2};
+  SchedulerOptions options_;
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
+      schedulers_;                     // guarded by mutex_
+  std::atomic<bool> serving_{false};   // some scheduler exists; written under mutex_
+  std::atomic<bool> draining_{false};  // not ready
+  std::atomic<bool> admitting_{true};  // false once Drain() or Shutdown() began
+  std::atomic<std::size_t> in_flight_{0};
+  std::mutex idle_mutex_;
+  std::condition_variable idle_;
+  ThreadPool retirements_{1};  // drains replaced schedulers off the request path
+};
+
+}  // namespace braid
