@@ -94,6 +94,6 @@ done
 
 field() { read -r p50 rps errors <<<"${result[$1]}"; [[ $2 == p50 ]] && echo "$p50" || echo "$rps"; }
 echo
-echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goal ≤ 150 µs; Triton's published no-op 173 µs)"
-echo "- braid HTTP JSON identity throughput at 64 / nginx static at 64: **$(ratio "$(field 'braid HTTP JSON identity/64' rps)" "$(field 'nginx static 200/64' rps)")** (goal ≥ 0.5)"
+echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goals: HTTP ≤ 100 µs, gRPC ≤ 150 µs; Triton's published no-op 173 µs)"
+echo "- braid HTTP JSON identity throughput at 64 / nginx static at 64: **$(ratio "$(field 'braid HTTP JSON identity/64' rps)" "$(field 'nginx static 200/64' rps)")** (goal ≥ 0.6)"
 echo "- 602 KB tensor, binary / JSON throughput: **$(ratio "$(field '602 KB tensor, HTTP binary/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")** (goal ≥ 3); gRPC raw / JSON: $(ratio "$(field '602 KB tensor, gRPC raw/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")"

@@ -164,6 +164,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       flag.mutable_span<std::uint8_t>()[0] = 1;
       return flag;
     }
+    if (ref.node == "sys") {
+      if (options_.query.empty()) return std::nullopt;
+      return *Tensor::FromStrings({options_.query}, {1});
+    }
     if (ref.node == "inputs") {
       auto it = inputs_.find(ref.output);
       if (it == inputs_.end()) return std::nullopt;
@@ -185,6 +189,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
           .Add(ref.output)
           .Add(std::int64_t{executor_.upstream_.has_value()})
           .Finish();
+    if (ref.node == "sys") {
+      if (options_.query.empty()) return std::nullopt;
+      return Hasher().Add("sys").Add(ref.output).Add(options_.query).Finish();
+    }
     if (ref.node == "inputs") {
       auto it = input_keys_.find(ref.output);
       if (it == input_keys_.end()) return std::nullopt;

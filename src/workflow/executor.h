@@ -88,6 +88,9 @@ struct RunOptions {
   bool precompute = false;
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;  // also cancels the run's queued model work
+  // `sys.query`: the chat message's text when the workflow has no text input
+  // to take it (templates and remote.chat prompts may use it). Empty: absent.
+  std::string query;
 };
 
 class WorkflowExecutor {

@@ -32,6 +32,18 @@ std::vector<Placeholder> FindPlaceholders(const std::string& text) {
   return found;
 }
 
+const char* InputTypeName(InputType type) {
+  switch (type) {
+    case InputType::kText:
+      return "text";
+    case InputType::kImage:
+      return "image";
+    case InputType::kAudio:
+      return "audio";
+  }
+  return "text";
+}
+
 const NodeSpec* Workflow::FindNode(const std::string& id) const {
   for (const auto& node : nodes) {
     if (node.id == id) return &node;
@@ -107,7 +119,7 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       NodeSpec node;
       node.id = item["id"].as<std::string>();
       node.kind = item["kind"].as<std::string>();
-      if (node.id == "inputs" || node.id == "config" ||
+      if (node.id == "inputs" || node.id == "config" || node.id == "sys" ||
           std::any_of(nodes.begin(), nodes.end(),
                       [&](const NodeSpec& n) { return n.id == node.id; })) {
         return InvalidArgument("{}: node id '{}' is reserved or used twice", source, node.id);
@@ -184,6 +196,13 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
         }
         return Status::Ok();
       }
+      if (ref.node == "sys") {
+        if (ref.output != "query") {
+          return InvalidArgument("{}: {} refers to '{}'; sys offers only query", source, where,
+                                 ref.ToString());
+        }
+        return Status::Ok();
+      }
       if (ref.node == "inputs") {
         if (!workflow->FindInput(ref.output))
           return InvalidArgument("{}: {} refers to missing input '{}'", source, where, ref.output);
@@ -203,19 +222,14 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       std::set<std::string> deps;
       for (const auto& [field, ref] : node.from) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, field, ref));
-        if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
+        if (ref.IsNodeOutput()) deps.insert(ref.node);
         // Type check: a node that reads a medium must be given a workflow
         // input of that medium.
         const std::optional<InputType> wanted = FindNodeKind(node.kind)->InputTypeOf(field);
         if (ref.node == "inputs" && wanted) {
           const WorkflowInput* input = workflow->FindInput(ref.output);
-          auto name = [](InputType type) {
-            return type == InputType::kText    ? "text"
-                   : type == InputType::kImage ? "image"
-                                               : "audio";
-          };
-          const char* have = name(input->type);
-          const char* want = name(*wanted);
+          const char* have = InputTypeName(input->type);
+          const char* want = InputTypeName(*wanted);
           if (input->type != *wanted) {
             return InvalidArgument(
                 "{}: node '{}' ({}) field 'from.{}' is the {} input '{}'; it needs {}", source,
@@ -225,7 +239,7 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       }
       for (const auto& ref : node.any_of) {
         BRAID_RETURN_IF_ERROR(check_reference(&node, "any_of", ref));
-        if (ref.node != "inputs" && ref.node != "config") deps.insert(ref.node);
+        if (ref.IsNodeOutput()) deps.insert(ref.node);
       }
       for (const auto* gates : {&node.run_if, &node.run_unless}) {
         for (const auto& gate : *gates) {

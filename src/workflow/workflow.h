@@ -34,18 +34,27 @@ namespace braid {
 
 enum class InputType { kText, kImage, kAudio };
 
+// "text", "image" or "audio".
+const char* InputTypeName(InputType type);
+
 struct WorkflowInput {
   std::string name;
   InputType type = InputType::kText;
   bool optional = false;
 };
 
+// What a node reads: a node's output, a workflow input (`inputs.NAME`), a
+// server setting (`config.upstream_chat`) or the run's own values
+// (`sys.query`: the chat message text given to a workflow that has no text
+// input, as Dify names it).
 struct Reference {
-  std::string node;    // "inputs" for workflow inputs
+  std::string node;    // a node id, or "inputs", "config", "sys"
   std::string output;  // input or output name
   bool optional = false;
 
   std::string ToString() const { return node + "." + output + (optional ? "?" : ""); }
+  // Whether it names a node's output (which the reader depends on).
+  bool IsNodeOutput() const { return node != "inputs" && node != "config" && node != "sys"; }
 };
 
 struct NodeSpec {

@@ -110,6 +110,16 @@ test('errors come back as API errors', async () => {
   await assert.rejects(client.embeddings.create({ model: 'clip', input: [] }), (e) => e.status === 400);
   await assert.rejects(client.chat.completions.create({ model: 'no-such-workflow', messages: [{ role: 'user', content: 'x' }] }),
                        (e) => e.status === 404);
-  await assert.rejects(client.chat.completions.create({ model: 'speech-report', messages: [{ role: 'user', content: 'x' }] }),
-                       (e) => e.status === 400 && /takes no text input/.test(e.message));
+  const wav = wavBase64();
+  await assert.rejects(client.chat.completions.create({ model: 'image-text-match', messages: [{ role: 'user', content: [
+    { type: 'text', text: 'x' }, { type: 'image_url', image_url: { url: `data:audio/wav;base64,${wav}` } }] }] }),
+  (e) => e.status === 400 && /takes no audio input/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ model: 'speech-report', max_tokens: 0, messages: [{ role: 'user', content: 'x' }] }),
+                       (e) => e.status === 400 && /max_tokens/.test(e.message));
+});
+
+test('a text-only message to a workflow that needs media is told what to attach', async () => {
+  const answer = await client.chat.completions.create({ model: 'speech-report', messages: [{ role: 'user', content: 'ping' }] });
+  assert.match(answer.choices[0].message.content, /^Attach audio to the message: speech-report needs it \(it also takes image\)/);
+  assert.equal(answer.choices[0].finish_reason, 'stop');
 });

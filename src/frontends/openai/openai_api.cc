@@ -4,13 +4,16 @@
 #include <fmt/ranges.h>
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/base64.h"
 #include "core/random_id.h"
 #include "frontends/http/multipart.h"
 #include "frontends/kserve/kserve.h"
+#include "frontends/openai/completion_text.h"
 #include "frontends/status_mapping.h"
 #include "preprocess/image.h"
 
@@ -180,6 +183,258 @@ void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder)
   });
 }
 
+namespace {
+
+// What a chat request asks of the completion beyond its messages.
+struct ChatOptions {
+  bool stream = false;
+  bool include_usage = false;
+  std::optional<std::size_t> max_tokens;
+  std::vector<std::string> stop;
+};
+
+Result<ChatOptions> ParseChatOptions(const rapidjson::Value& doc) {
+  ChatOptions options;
+  if (doc.HasMember("stream")) {
+    if (!doc["stream"].IsBool() && !doc["stream"].IsNull())
+      return InvalidArgument("'stream' must be true or false");
+    options.stream = doc["stream"].IsTrue();
+  }
+  if (doc.HasMember("stream_options") && doc["stream_options"].IsObject() &&
+      doc["stream_options"].HasMember("include_usage")) {
+    options.include_usage = options.stream && doc["stream_options"]["include_usage"].IsTrue();
+  }
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!doc.HasMember(key) || doc[key].IsNull()) continue;
+    if (!doc[key].IsUint64() || doc[key].GetUint64() == 0)
+      return InvalidArgument("'{}' must be a positive integer", key);
+    options.max_tokens = doc[key].GetUint64();
+  }
+  if (doc.HasMember("stop") && !doc["stop"].IsNull()) {
+    const auto& stop = doc["stop"];
+    if (stop.IsString()) {
+      options.stop.emplace_back(stop.GetString(), stop.GetStringLength());
+    } else if (stop.IsArray() && stop.Size() <= 4) {
+      for (const auto& sequence : stop.GetArray()) {
+        if (!sequence.IsString()) return InvalidArgument("'stop' must hold strings");
+        options.stop.emplace_back(sequence.GetString(), sequence.GetStringLength());
+      }
+    } else {
+      return InvalidArgument("'stop' must be a string or a list of at most 4 strings");
+    }
+  }
+  if (doc.HasMember("user") && !doc["user"].IsString() && !doc["user"].IsNull())
+    return InvalidArgument("'user' must be a string");
+  return options;
+}
+
+// The last user message mapped onto the workflow's inputs: each medium to
+// the first free input of its type, the text to the first text input or,
+// without one, to `sys.query`. `missing` lists required inputs it lacks.
+struct ChatTurn {
+  NamedTensors inputs;
+  std::string text;
+  std::string query;
+  std::vector<const WorkflowInput*> missing;
+};
+
+Result<ChatTurn> ReadUserMessage(const Workflow& workflow, const rapidjson::Value& messages) {
+  const rapidjson::Value* message = nullptr;
+  for (const auto& m : messages.GetArray()) {
+    if (m.IsObject() && m.HasMember("role") && m["role"].IsString() &&
+        std::string_view(m["role"].GetString()) == "user")
+      message = &m;
+  }
+  if (message == nullptr || !message->HasMember("content"))
+    return InvalidArgument("no user message");
+  ChatTurn turn;
+  auto add_media = [&](const std::string& media_type, std::string bytes) -> Status {
+    const InputType type = media_type.starts_with("audio/") ? InputType::kAudio : InputType::kImage;
+    if (!media_type.starts_with("audio/") && !media_type.starts_with("image/") &&
+        !media_type.empty()) {
+      return InvalidArgument("workflow '{}' takes no {} (only images and audio)", workflow.name,
+                             media_type);
+    }
+    for (const auto& input : workflow.inputs) {
+      if (input.type == type && !turn.inputs.count(input.name)) {
+        BRAID_ASSIGN_OR_RETURN(turn.inputs[input.name],
+                               Tensor::FromStrings({std::move(bytes)}, {1}));
+        return Status::Ok();
+      }
+    }
+    return InvalidArgument("workflow '{}' takes no{} {} input", workflow.name,
+                           turn.inputs.empty() ? "" : " more", InputTypeName(type));
+  };
+  const auto& content = (*message)["content"];
+  if (content.IsString()) {
+    turn.text = content.GetString();
+  } else if (content.IsArray()) {
+    for (const auto& part : content.GetArray()) {
+      if (!part.IsObject() || !part.HasMember("type") || !part["type"].IsString())
+        return InvalidArgument("content parts need a 'type'");
+      const std::string type = part["type"].GetString();
+      if (type == "text" && part.HasMember("text") && part["text"].IsString()) {
+        turn.text += (turn.text.empty() ? "" : "\n") + std::string(part["text"].GetString());
+      } else if (type == "image_url" && part.HasMember("image_url")) {
+        const auto& image = part["image_url"];
+        const rapidjson::Value* url =
+            image.IsObject() && image.HasMember("url") ? &image["url"] : &image;
+        if (!url->IsString()) return InvalidArgument("image_url needs a url");
+        // Dify sends audio and video as image_url too: routed by media type.
+        BRAID_ASSIGN_OR_RETURN(DataUrl data, ParseDataUrl(url->GetString()));
+        BRAID_RETURN_IF_ERROR(add_media(data.media_type, std::move(data.data)));
+      } else if (type == "input_audio" && part.HasMember("input_audio") &&
+                 part["input_audio"].IsObject() && part["input_audio"].HasMember("data") &&
+                 part["input_audio"]["data"].IsString()) {
+        BRAID_ASSIGN_OR_RETURN(std::string bytes,
+                               Base64Decode(part["input_audio"]["data"].GetString()));
+        BRAID_RETURN_IF_ERROR(add_media("audio/", std::move(bytes)));
+      } else {
+        return InvalidArgument("unsupported content part '{}'", type);
+      }
+    }
+  } else {
+    return InvalidArgument("'content' must be a string or a list of parts");
+  }
+  if (!IsValidUtf8(turn.text)) return InvalidArgument("message text is not valid UTF-8");
+  if (!turn.text.empty()) {
+    const auto text_input =
+        std::find_if(workflow.inputs.begin(), workflow.inputs.end(),
+                     [](const WorkflowInput& input) { return input.type == InputType::kText; });
+    if (text_input != workflow.inputs.end()) {
+      BRAID_ASSIGN_OR_RETURN(turn.inputs[text_input->name], Tensor::FromStrings({turn.text}, {1}));
+    } else {
+      turn.query = turn.text;
+    }
+  }
+  for (const auto& input : workflow.inputs) {
+    if (!input.optional && !turn.inputs.count(input.name)) turn.missing.push_back(&input);
+  }
+  return turn;
+}
+
+// The answer to a message that lacks what the workflow needs (Dify's
+// credential check sends only "ping"): what to attach, not an error.
+std::string WhatItNeeds(const Workflow& workflow,
+                        const std::vector<const WorkflowInput*>& missing) {
+  std::vector<std::string> needs, takes;
+  for (const auto* input : missing) needs.push_back(InputTypeName(input->type));
+  for (const auto& input : workflow.inputs) {
+    if (input.optional) takes.push_back(InputTypeName(input.type));
+  }
+  std::string text = fmt::format("Attach {} to the message: {} needs it", fmt::join(needs, " and "),
+                                 workflow.name);
+  if (!takes.empty()) text += fmt::format(" (it also takes {})", fmt::join(takes, " and "));
+  text += ". ";
+  if (!workflow.description.empty()) text += workflow.description;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+// One completion as it is answered: streamed as chat.completion.chunk
+// events, or sent whole at the end.
+class ChatReply {
+ public:
+  ChatReply(HttpResponderPtr responder, std::string model, ChatOptions options,
+            std::size_t prompt_tokens, std::shared_ptr<const Tokenizer> tokenizer)
+      : responder_(std::move(responder)),
+        model_(std::move(model)),
+        id_(RandomId("chatcmpl-")),
+        created_(Now()),
+        stream_(options.stream),
+        include_usage_(options.include_usage),
+        prompt_tokens_(prompt_tokens),
+        tokenizer_(std::move(tokenizer)),
+        text_(std::move(options.stop), options.max_tokens, tokenizer_.get()) {
+    if (!stream_) return;
+    responder_->StartStream(200, "text/event-stream");
+    Write(Chunk(R"({"role":"assistant","content":""})", nullptr));
+  }
+
+  // Adds streamed text; false once the completion wants no more (cut, or the
+  // client left).
+  bool Add(std::string_view piece) {
+    received_ = received_ || !piece.empty();
+    Send(text_.Add(piece));
+    return !text_.done() && open_;
+  }
+  // Some text was added (sent or held back).
+  bool received() const { return received_; }
+  // Finish() or Fail() was called.
+  bool ended() const { return ended_; }
+
+  // Ends the completion with what was held back.
+  void Finish() {
+    ended_ = true;
+    Send(text_.Finish());
+    const std::size_t completion_tokens = std::max<std::size_t>(text_.tokens(), 1);
+    const std::string usage =
+        fmt::format(R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
+                    prompt_tokens_, completion_tokens, prompt_tokens_ + completion_tokens);
+    const char* reason = text_.finish_reason();
+    if (!stream_) {
+      HttpResponse response;
+      response.body = fmt::format(
+          R"({{"id":"{}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"{}"}}],"usage":{}}})",
+          id_, created_, JsonQuoted(model_), JsonQuoted(content_), reason, usage);
+      return responder_->Send(std::move(response));
+    }
+    Write(Chunk("{}", reason));
+    if (include_usage_) {
+      Write(fmt::format(
+          R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{}}})",
+          id_, created_, JsonQuoted(model_), usage));
+    }
+    Write("[DONE]");
+    responder_->EndStream();
+  }
+
+  void Fail(StatusCode code, const std::string& message) {
+    ended_ = true;
+    if (!stream_) return responder_->Send(JsonError(HttpStatusFor(code), message));
+    Write(fmt::format(R"({{"error":{{"message":{},"type":"workflow_error"}}}})",
+                      JsonQuoted(message)));
+    Write("[DONE]");
+    responder_->EndStream();
+  }
+
+ private:
+  std::string Chunk(std::string_view delta, const char* finish) const {
+    return fmt::format(
+        R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":{},"finish_reason":{}}}]}})",
+        id_, created_, JsonQuoted(model_), delta, finish ? JsonQuoted(finish) : "null");
+  }
+  void Write(const std::string& data) {
+    if (!responder_->WriteChunk("data: " + data + "\n\n")) open_ = false;
+  }
+  void Send(const std::string& text) {
+    if (text.empty()) return;
+    ++chunks_;
+    if (!stream_) {
+      content_ += text;
+      return;
+    }
+    Write(Chunk(fmt::format(R"({{"content":{}}})", JsonQuoted(text)), nullptr));
+  }
+
+  HttpResponderPtr responder_;
+  const std::string model_;
+  const std::string id_;
+  const std::int64_t created_;
+  const bool stream_;
+  const bool include_usage_;
+  const std::size_t prompt_tokens_;
+  const std::shared_ptr<const Tokenizer> tokenizer_;  // null: tokens counted as words
+  CompletionText text_;
+  std::string content_;  // not streamed: the whole text
+  std::size_t chunks_ = 0;
+  bool received_ = false;
+  bool open_ = true;
+  bool ended_ = false;
+};
+
+}  // namespace
+
 void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
@@ -190,175 +445,49 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   const std::string model = doc["model"].GetString();
   auto workflow = workflows_.Get(model);
   if (!workflow.ok()) return responder->Send(JsonError(workflow.status()));
-  if (!doc.HasMember("messages") || !doc["messages"].IsArray() || doc["messages"].Empty()) {
+  if (!doc.HasMember("messages") || !doc["messages"].IsArray() || doc["messages"].Empty())
     return responder->Send(JsonError(400, "'messages' must be a non-empty list"));
-  }
-  const bool stream = doc.HasMember("stream") && doc["stream"].IsBool() && doc["stream"].GetBool();
-  const bool include_usage = stream && doc.HasMember("stream_options") &&
-                             doc["stream_options"].IsObject() &&
-                             doc["stream_options"].HasMember("include_usage") &&
-                             doc["stream_options"]["include_usage"].IsTrue();
-  // The last user message carries the request's text and media.
-  const rapidjson::Value* message = nullptr;
-  for (const auto& m : doc["messages"].GetArray()) {
-    if (m.IsObject() && m.HasMember("role") && m["role"].IsString() &&
-        std::string_view(m["role"].GetString()) == "user")
-      message = &m;
-  }
-  if (message == nullptr || !message->HasMember("content"))
-    return responder->Send(JsonError(400, "no user message"));
-  std::string text;
-  NamedTensors inputs;
-  auto add_media = [&](const std::string& kind, std::string bytes) -> Status {
-    if (!(*workflow)->FindInput(kind))
-      return InvalidArgument("workflow '{}' takes no {} input", model, kind);
-    inputs[kind] = *Tensor::FromStrings({std::move(bytes)}, {1});
-    return Status::Ok();
-  };
-  const auto& content = (*message)["content"];
-  Status parsed = Status::Ok();
-  if (content.IsString()) {
-    text = content.GetString();
-  } else if (content.IsArray()) {
-    for (const auto& part : content.GetArray()) {
-      if (!part.IsObject() || !part.HasMember("type") || !part["type"].IsString()) {
-        parsed = InvalidArgument("content parts need a 'type'");
-        break;
-      }
-      std::string type = part["type"].GetString();
-      if (type == "text" && part.HasMember("text") && part["text"].IsString()) {
-        text += (text.empty() ? "" : "\n") + std::string(part["text"].GetString());
-      } else if (type == "image_url" && part.HasMember("image_url")) {
-        const auto& image = part["image_url"];
-        const rapidjson::Value* url =
-            image.IsObject() && image.HasMember("url") ? &image["url"] : &image;
-        auto data = url->IsString() ? ParseDataUrl(url->GetString())
-                                    : Result<DataUrl>(InvalidArgument("image_url needs a url"));
-        if (!data.ok()) {
-          parsed = data.status();
-          break;
-        }
-        // Dify sends audio as image_url too: route by the media type.
-        parsed = add_media(data->media_type.starts_with("audio/") ? "audio" : "image",
-                           std::move(data->data));
-      } else if (type == "input_audio" && part.HasMember("input_audio") &&
-                 part["input_audio"].IsObject() && part["input_audio"].HasMember("data") &&
-                 part["input_audio"]["data"].IsString()) {
-        auto bytes = Base64Decode(part["input_audio"]["data"].GetString());
-        parsed = bytes.ok() ? add_media("audio", std::move(bytes).value()) : bytes.status();
-      } else {
-        parsed = InvalidArgument("unsupported content part '{}'", type);
-      }
-      if (!parsed.ok()) break;
-    }
-  } else {
-    parsed = InvalidArgument("'content' must be a string or a list of parts");
-  }
-  if (!parsed.ok()) return responder->Send(JsonError(parsed));
-  if (!text.empty()) {
-    if (!(*workflow)->FindInput("text"))
-      return responder->Send(
-          JsonError(400, fmt::format("workflow '{}' takes no text input", model)));
-    if (!IsValidUtf8(text))
-      return responder->Send(JsonError(400, "message text is not valid UTF-8"));
-    inputs["text"] = *Tensor::FromStrings({text}, {1});
-  }
-  for (const auto& input : (*workflow)->inputs) {
-    if (!input.optional && !inputs.count(input.name)) {
-      return responder->Send(
-          JsonError(400, fmt::format("workflow '{}' needs its '{}' input in the user message",
-                                     model, input.name)));
-    }
-  }
+  auto options = ParseChatOptions(doc);
+  if (!options.ok()) return responder->Send(JsonError(options.status()));
+  auto turn = ReadUserMessage(**workflow, doc["messages"]);
+  if (!turn.ok()) return responder->Send(JsonError(turn.status()));
 
-  const std::string id = RandomId("chatcmpl-");
-  const std::int64_t created = Now();
-  const std::size_t prompt_tokens = executor_.TokenizerFor(kTextModel).ok()
-                                        ? (*executor_.TokenizerFor(kTextModel))->CountTokens(text)
-                                        : 0;
-  struct Answer {
-    std::string text;
-    std::size_t chunks = 0;
-  };
-  auto answer = std::make_shared<Answer>();
-  auto chunk_json = [id, created, model](const std::string& delta, const char* finish) {
-    return fmt::format(
-        R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":{},"finish_reason":{}}}]}})",
-        id, created, JsonQuoted(model), delta, finish ? JsonQuoted(finish) : "null");
-  };
-  if (stream) responder->StartStream(200, "text/event-stream");
-  if (stream)
-    responder->WriteChunk("data: " + chunk_json(R"({"role":"assistant","content":""})", nullptr) +
-                          "\n\n");
-  RunOptions options;
-  options.cancellation = std::make_shared<CancellationToken>();
-  responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
-  executor_.Start(
-      *workflow, std::move(inputs), options,
-      [=, cancellation = options.cancellation](const WorkflowEvent& event) {
-        using Type = WorkflowEvent::Type;
-        if (event.type == Type::kTextChunk) {
-          answer->text += event.text;
-          ++answer->chunks;
-          if (stream &&
-              !responder->WriteChunk(
-                  "data: " +
-                  chunk_json(fmt::format(R"({{"content":{}}})", JsonQuoted(event.text)), nullptr) +
-                  "\n\n")) {
-            cancellation->Cancel();
-          }
-          return;
-        }
-        if (event.type == Type::kError) {
-          if (!stream)
-            return responder->Send(JsonError(HttpStatusFor(event.error_code), event.text));
-          responder->WriteChunk(
-              "data: " +
-              fmt::format(R"({{"error":{{"message":{},"type":"workflow_error"}}}})",
-                          JsonQuoted(event.text)) +
-              "\n\n");
-          responder->WriteChunk("data: [DONE]\n\n");
-          return responder->EndStream();
-        }
-        if (event.type != Type::kWorkflowFinished) return;
-        std::string content = answer->text;
-        if (content.empty()) {  // no template streamed: the first text output
-          for (const auto& [name, tensor] : event.outputs) {
-            if (tensor.dtype() == DataType::kBytes) {
-              content = std::string(FirstString(tensor));
-              break;
-            }
-          }
-        }
-        const std::size_t completion_tokens = std::max<std::size_t>(answer->chunks, 1);
-        const std::string usage =
-            fmt::format(R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
-                        prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
-        if (stream) {
-          if (answer->chunks == 0 && !content.empty()) {
-            responder->WriteChunk(
-                "data: " +
-                chunk_json(fmt::format(R"({{"content":{}}})", JsonQuoted(content)), nullptr) +
-                "\n\n");
-          }
-          responder->WriteChunk("data: " + chunk_json("{}", "stop") + "\n\n");
-          if (include_usage) {
-            responder->WriteChunk(
-                "data: " +
-                fmt::format(
-                    R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{}}})",
-                    id, created, JsonQuoted(model), usage) +
-                "\n\n");
-          }
-          responder->WriteChunk("data: [DONE]\n\n");
-          return responder->EndStream();
-        }
-        HttpResponse response;
-        response.body = fmt::format(
-            R"({{"id":"{}","object":"chat.completion","created":{},"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{}}},"finish_reason":"stop"}}],"usage":{}}})",
-            id, created, JsonQuoted(model), JsonQuoted(content), usage);
-        responder->Send(std::move(response));
-      });
+  auto tokenizer = executor_.TokenizerFor(kTextModel);
+  std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
+  const std::size_t prompt_tokens = counter ? counter->CountTokens(turn->text) : 0;
+  auto reply = std::make_shared<ChatReply>(responder, model, std::move(options).value(),
+                                           prompt_tokens, std::move(counter));
+  if (!turn->missing.empty()) {
+    reply->Add(WhatItNeeds(**workflow, turn->missing));
+    return reply->Finish();
+  }
+  RunOptions run;
+  run.cancellation = std::make_shared<CancellationToken>();
+  run.query = std::move(turn->query);
+  responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
+  executor_.Start(*workflow, std::move(turn->inputs), run,
+                  [reply, cancellation = run.cancellation](const WorkflowEvent& event) {
+                    using Type = WorkflowEvent::Type;
+                    if (reply->ended()) return;
+                    if (event.type == Type::kTextChunk) {
+                      if (reply->Add(event.text)) return;
+                      // Cut short (max_tokens, a stop sequence) or the client left.
+                      cancellation->Cancel();
+                      return reply->Finish();
+                    }
+                    if (event.type == Type::kError)
+                      return reply->Fail(event.error_code, event.text);
+                    if (event.type != Type::kWorkflowFinished) return;
+                    if (!reply->received()) {  // no template streamed: the first text output
+                      for (const auto& [name, tensor] : event.outputs) {
+                        if (tensor.dtype() == DataType::kBytes) {
+                          reply->Add(FirstString(tensor));
+                          break;
+                        }
+                      }
+                    }
+                    reply->Finish();
+                  });
 }
 
 }  // namespace braid

@@ -7,11 +7,16 @@
 //                                   heads; float or base64; usage counted
 //   POST /v1/audio/transcriptions   multipart `file` → asr (json, text,
 //                                   verbose_json with segments and words)
-//   POST /v1/chat/completions       `model` names a workflow; text,
-//                                   image_url and input_audio parts become its
-//                                   inputs (data URLs routed by media type);
-//                                   stream: true answers with
-//                                   chat.completion.chunk events and [DONE]
+//   POST /v1/chat/completions       `model` names a workflow; the last user
+//                                   message's image_url and input_audio parts
+//                                   become its inputs (data URLs routed by
+//                                   media type), its text the text input or,
+//                                   without one, `sys.query`; a message that
+//                                   lacks a required input is answered with
+//                                   what the workflow needs; max_tokens and
+//                                   stop cut the answer; stream: true answers
+//                                   with chat.completion.chunk events and
+//                                   [DONE]
 // Embeddings are L2-normalised, as OpenAI's are.
 #pragma once
 

@@ -169,7 +169,7 @@ Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Valu
       auto url = ParseDataUrl(value);
       if (!url.ok()) {
         return InvalidArgument("input '{}' must be a data: URL with base64 {} data", name,
-                               spec->type == InputType::kImage ? "image" : "audio");
+                               InputTypeName(spec->type));
       }
       // Dify sends audio as image_url too: inputs are checked by media type.
       BRAID_RETURN_IF_ERROR(CheckMedia(*spec, url->media_type));
@@ -354,11 +354,7 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
         for (std::size_t i = 0; i < entry.workflow->inputs.size(); ++i) {
           const auto& input = entry.workflow->inputs[i];
           item += fmt::format(R"({}{{"name":"{}","type":"{}","optional":{}}})", i ? "," : "",
-                              input.name,
-                              input.type == InputType::kText    ? "text"
-                              : input.type == InputType::kImage ? "image"
-                                                                : "audio",
-                              input.optional);
+                              input.name, InputTypeName(input.type), input.optional);
         }
         item += "],\"nodes\":[";
         for (std::size_t i = 0; i < entry.workflow->nodes.size(); ++i) {

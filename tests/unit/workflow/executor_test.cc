@@ -218,6 +218,25 @@ nodes:
   EXPECT_EQ(error.error_code, StatusCode::kInvalidArgument);
 }
 
+TEST_F(ExecutorTest, TheRunsQueryIsSysQueryToTemplates) {
+  const char* yaml = R"(
+inputs: {a: {type: image}}
+nodes:
+  - {id: say, kind: template, template: "asked: {{sys.query?}}"}
+outputs: {said: say.text}
+)";
+  for (const std::string query : {"what is this?", ""}) {
+    Recorder recorder;
+    RunOptions options;
+    options.query = query;
+    executor_.Start(Load(yaml), {{"a", Text("image bytes")}}, options, recorder.Sink());
+    recorder.Wait();
+    const WorkflowEvent& last = recorder.events.back();
+    ASSERT_EQ(last.type, WorkflowEvent::Type::kWorkflowFinished) << last.text;
+    EXPECT_EQ(RenderTensor(last.outputs.at("said")), "asked: " + query);
+  }
+}
+
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {
   Recorder recorder;
   RunOptions options;

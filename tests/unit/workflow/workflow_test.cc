@@ -89,6 +89,10 @@ TEST(WorkflowTest, EachValidationErrorNamesFileNodeAndField) {
       HasSubstr("type 'video'"));
   EXPECT_THAT(ErrorOf(head + "  - {id: a, kind: template, template: x}\noutputs: {r: a.nothing}\n"),
               HasSubstr("output 'r'"));
+  EXPECT_THAT(ErrorOf(head + "  - {id: a, kind: template, template: \"{{sys.user}}\"}\n"),
+              HasSubstr("sys offers only query"));
+  EXPECT_THAT(ErrorOf(head + "  - {id: sys, kind: template, template: x}\n"),
+              HasSubstr("reserved"));
 }
 
 }  // namespace
