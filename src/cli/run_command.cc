@@ -85,8 +85,9 @@ int RunWorkflow(const RunCliOptions& options) {
   int exit_code = 0;
   RunOptions run_options;
   run_options.serial = options.serial;
+  WorkflowEventWriter writer(*workflow, "local");
   executor.Start(*workflow, std::move(inputs), run_options, [&](const WorkflowEvent& event) {
-    fmt::print("{}\n", WorkflowEventJson(event, "local", options.workflow));
+    fmt::print("{}\n", writer.Json(event));
     std::fflush(stdout);
     if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
         event.type == WorkflowEvent::Type::kError) {

@@ -146,6 +146,12 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "Largest file for /v1/files/upload and workflow file parts")
       ->capture_default_str();
   serve
+      ->add_option("--sse-ping-interval", options->sse_ping_s,
+                   "Seconds after which a quiet workflow event stream gets an `event: ping` "
+                   "(keeps proxies from closing it)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
       ->add_option("--max-image-pixels", options->max_image_pixels,
                    "Largest image (width × height) braid decodes; a model's max_pixels "
                    "parameter may lower it")

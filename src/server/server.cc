@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <optional>
 #include <thread>
 
@@ -106,7 +107,8 @@ Status Server::Parts::Build() {
     spdlog::warn("no workflows: {}", status.message());
   }
   files.emplace(SteadyClock());
-  workflow_api.emplace(workflows, *executor, *files, options.max_upload_bytes);
+  workflow_api.emplace(workflows, *executor, *files, options.max_upload_bytes,
+                       std::chrono::milliseconds(std::llround(options.sse_ping_s * 1000)));
   embedder.emplace(*service, *executor, *workflow_pool);
   openai_api.emplace(*service, workflows, *executor, *embedder);
   retrieval_api.emplace(*embedder, *executor, *openai_api);

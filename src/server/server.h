@@ -45,6 +45,7 @@ struct ServerOptions {
   std::size_t max_header_count = 100;
   std::size_t max_json_depth = 64;
   std::size_t max_upload_bytes = std::size_t{64} << 20;
+  double sse_ping_s = 10;  // a quiet workflow event stream gets `event: ping` this often
   std::int64_t max_image_pixels = 40'000'000;
   double max_audio_seconds = 600;
   std::size_t cache_bytes = std::size_t{256} << 20;

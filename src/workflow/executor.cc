@@ -108,6 +108,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         }
       }
       if (ready == nullptr) break;
+      if (options_.cancellation->cancelled()) return EndStopped(lock);
       if (options_.serial && running_ > 0) break;
       NamedTensors inputs;
       const NodeKind& kind = *FindNodeKind(ready->kind);
@@ -355,6 +356,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     std::unique_lock lock(mutex_);
     --running_;
     if (finished_) return;
+    if (!result.ok() && options_.cancellation->cancelled()) return EndStopped(lock);
     if (!result.ok()) {
       finished_ = true;
       options_.cancellation->Cancel();
@@ -394,6 +396,22 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     Emit(finished);
     lock.lock();
     Advance(lock);
+  }
+
+  // Ends a run whose cancellation came from outside (a stop request, the
+  // client leaving): one error event, kCancelled; nothing starts after it.
+  // Called with the lock held.
+  void EndStopped(std::unique_lock<std::mutex>& lock) {
+    finished_ = true;
+    WorkflowEvent stopped;
+    stopped.type = WorkflowEvent::Type::kError;
+    stopped.status = "stopped";
+    stopped.error_code = StatusCode::kCancelled;
+    stopped.text = "the run was stopped";
+    stopped.elapsed = executor_.clock_.Now() - start_;
+    lock.unlock();
+    Emit(stopped);
+    lock.lock();
   }
 
   void Emit(const WorkflowEvent& event) {

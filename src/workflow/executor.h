@@ -9,6 +9,9 @@
 // node_finished; the run ends with exactly one workflow_finished or error.
 // A failing node fails the run: its error event comes at once, the run's
 // queued model requests are cancelled, and later completions are dropped.
+// A run cancelled from outside (RunOptions::cancellation: a stop request, the
+// client leaving) starts no further node and ends with one error event whose
+// status is "stopped" (kCancelled).
 #pragma once
 
 #include <filesystem>
@@ -70,7 +73,8 @@ struct WorkflowEvent {
   Type type = Type::kWorkflowStarted;
   std::string node_id;
   std::string node_kind;
-  std::string status;    // node_finished / workflow_finished: succeeded, skipped, failed
+  std::string status;    // node_finished / workflow_finished: succeeded, skipped, failed;
+                         // error: failed, or stopped (cancelled from outside)
   NamedTensors outputs;  // node_finished: the node's; workflow_finished: the workflow's
   std::string text;      // text_chunk: the chunk; error: the message
   Duration elapsed{};    // node_finished, workflow_finished

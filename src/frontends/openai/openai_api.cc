@@ -37,39 +37,99 @@ OpenAiApi::OpenAiApi(InferenceService& service, const WorkflowRegistry& workflow
 
 bool OpenAiApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   const std::string& path = request.path;
-  if (path != "/v1/models" && path != "/v1/embeddings" && path != "/v1/audio/transcriptions" &&
+  const bool models = path == "/v1/models" || path.starts_with("/v1/models/");
+  if (!models && path != "/v1/embeddings" && path != "/v1/audio/transcriptions" &&
       path != "/v1/chat/completions") {
     return false;
   }
-  const char* method = path == "/v1/models" ? "GET" : "POST";
+  const char* method = models ? "GET" : "POST";
   if (request.method != method) {
     responder->Send(JsonError(405, fmt::format("{} takes {}", path, method)));
     return true;
   }
-  if (path == "/v1/models") Models(responder);
+  if (models) Models(request, responder);
   if (path == "/v1/embeddings") Embeddings(request, responder);
   if (path == "/v1/audio/transcriptions") Transcriptions(request, responder);
   if (path == "/v1/chat/completions") ChatCompletions(request, responder);
   return true;
 }
 
-void OpenAiApi::Models(HttpResponderPtr responder) {
+namespace {
+
+// A /v1/models entry; `braid` says what the name serves (Dify users pick
+// names by it): OpenAI's fields are kept as they are.
+std::string ModelEntry(const std::string& id, const char* owned_by, const std::string& braid) {
+  return fmt::format(R"({{"id":{},"object":"model","created":0,"owned_by":"{}","braid":{}}})",
+                     JsonQuoted(id), owned_by, braid);
+}
+
+// What a model of the repository serves through the OpenAI and TEI routes
+// besides KServe inference.
+std::string ModelServes(const std::string& name) {
+  if (name == Embedder::kTextModel) {
+    return R"({"serves":["embeddings","inference"],"inputs":["text"],"dimensions":[512,128],"context_length":77})";
+  }
+  if (name == Embedder::kImageModel)
+    return R"({"serves":["embeddings","inference"],"inputs":["image"],"dimensions":[512,128]})";
+  if (name == "asr") {
+    return R"({"serves":["transcription","inference"],"inputs":["audio"],"aliases":["whisper-1"]})";
+  }
+  if (name == "tts") {
+    return R"({"serves":["speech","inference"],"inputs":["text"],"aliases":["tts-1","tts-1-hd","gpt-4o-mini-tts"]})";
+  }
+  return R"({"serves":["inference"]})";
+}
+
+std::string WorkflowServes(const Workflow& workflow) {
+  std::vector<std::string> inputs;
+  for (const auto& input : workflow.inputs) {
+    inputs.push_back(fmt::format(R"({{"name":{},"type":"{}","optional":{}}})",
+                                 JsonQuoted(input.name), InputTypeName(input.type),
+                                 input.optional));
+  }
+  return fmt::format(
+      R"({{"serves":["chat","workflow","generate"],"inputs":[{}],"description":{}}})",
+      fmt::join(inputs, ","), JsonQuoted(workflow.description));
+}
+
+}  // namespace
+
+std::vector<std::string> OpenAiApi::ModelEntries(const std::string& only) {
   std::vector<std::string> items;
+  auto wanted = [&](const std::string& id) { return only.empty() || id == only; };
+  if (wanted("clip")) {
+    items.push_back(ModelEntry(
+        "clip", "braid",
+        R"({"serves":["embeddings","rerank"],"inputs":["text","image","audio"],"dimensions":[512,128],"context_length":77})"));
+  }
+  if (wanted("clip-aligned")) {
+    items.push_back(ModelEntry(
+        "clip-aligned", "braid",
+        R"({"serves":["rerank"],"inputs":["text","image","audio"],"dimensions":[128],"context_length":77})"));
+  }
   for (const auto& status : service_.Index()) {
-    if (status.state != ModelState::kReady) continue;
-    items.push_back(fmt::format(R"({{"id":{},"object":"model","created":0,"owned_by":"braid"}})",
-                                JsonQuoted(status.name)));
+    if (status.state == ModelState::kReady && wanted(status.name))
+      items.push_back(ModelEntry(status.name, "braid", ModelServes(status.name)));
   }
-  items.push_back(R"({"id":"clip","object":"model","created":0,"owned_by":"braid"})");
-  items.push_back(R"({"id":"clip-aligned","object":"model","created":0,"owned_by":"braid"})");
   for (const auto& [name, entry] : workflows_.entries()) {
-    if (entry.workflow)
-      items.push_back(
-          fmt::format(R"({{"id":{},"object":"model","created":0,"owned_by":"braid-workflow"}})",
-                      JsonQuoted(name)));
+    if (entry.workflow && wanted(name))
+      items.push_back(ModelEntry(name, "braid-workflow", WorkflowServes(*entry.workflow)));
   }
+  return items;
+}
+
+void OpenAiApi::Models(const HttpRequest& request, HttpResponderPtr responder) {
   HttpResponse response;
-  response.body = fmt::format(R"({{"object":"list","data":[{}]}})", fmt::join(items, ","));
+  if (request.path == "/v1/models") {
+    response.body =
+        fmt::format(R"({{"object":"list","data":[{}]}})", fmt::join(ModelEntries({}), ","));
+    return responder->Send(std::move(response));
+  }
+  const std::string id = request.path.substr(std::string_view("/v1/models/").size());
+  auto items = ModelEntries(id);
+  if (items.empty())
+    return responder->Send(JsonError(404, fmt::format("no model or workflow named '{}'", id)));
+  response.body = std::move(items.front());
   responder->Send(std::move(response));
 }
 

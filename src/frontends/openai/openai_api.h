@@ -1,6 +1,10 @@
 // OpenAI-compatible endpoints, as Dify's "OpenAI-API-compatible" provider and
 // the official client libraries call them:
-//   GET  /v1/models                 the models and the workflows
+//   GET  /v1/models[/{id}]          the models and the workflows, each with
+//                                   a "braid" field saying what it serves
+//                                   (embeddings, rerank, transcription,
+//                                   speech, chat/workflow/generate,
+//                                   inference), its input kinds and dimensions
 //   POST /v1/embeddings             text → clip-text, images → clip-image
 //                                   (audio data URLs → asr → clip-text);
 //                                   dimensions 128 goes through the align
@@ -20,6 +24,9 @@
 // Embeddings are L2-normalised, as OpenAI's are.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "frontends/http/http_server.h"
 #include "serving/embedder.h"
 #include "serving/inference_service.h"
@@ -38,7 +45,9 @@ class OpenAiApi {
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
 
  private:
-  void Models(HttpResponderPtr responder);
+  // /v1/models entries: all, or the one named `only` (none if unknown).
+  std::vector<std::string> ModelEntries(const std::string& only);
+  void Models(const HttpRequest& request, HttpResponderPtr responder);
   void Embeddings(HttpRequest& request, HttpResponderPtr responder);
   void Transcriptions(HttpRequest& request, HttpResponderPtr responder);
   void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);

@@ -62,52 +62,100 @@ const char* EventName(WorkflowEvent::Type type) {
 
 }  // namespace
 
-std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run_id,
-                              const std::string& workflow) {
-  std::string head = fmt::format(R"({{"event":"{}","workflow_run_id":"{}","task_id":"{}")",
-                                 EventName(event.type), run_id, run_id);
-  std::string node;
-  AppendJsonString(node, event.node_id);
+WorkflowEventWriter::WorkflowEventWriter(WorkflowPtr workflow, std::string run_id)
+    : workflow_(std::move(workflow)), run_id_(std::move(run_id)), created_at_(UnixSeconds()) {}
+
+WorkflowEventWriter::NodeRecord& WorkflowEventWriter::Record(const std::string& node_id) {
+  auto [it, added] = nodes_.try_emplace(node_id);
+  if (added) {
+    it->second.id = RandomUuid();
+    it->second.index = static_cast<int>(nodes_.size());
+    it->second.created_at = UnixSeconds();
+  }
+  return it->second;
+}
+
+std::string WorkflowEventWriter::NodeFields(const WorkflowEvent& event, const NodeRecord& record) {
+  const NodeSpec* spec = workflow_->FindNode(event.node_id);
+  std::string predecessor = "null";
+  if (spec != nullptr && !spec->depends_on.empty()) predecessor = JsonQuoted(spec->depends_on[0]);
+  const std::string node = JsonQuoted(event.node_id);
+  return fmt::format(
+      R"("id":"{}","node_id":{},"node_type":"{}","title":{},"index":{},"predecessor_node_id":{},"inputs":null,"created_at":{})",
+      record.id, node, event.node_kind, node, record.index, predecessor, record.created_at);
+}
+
+std::string WorkflowEventWriter::RunFields(const WorkflowEvent& event, std::string_view status) {
+  const bool ok = status == "succeeded";
+  return fmt::format(
+      R"("id":"{}","workflow_id":{},"status":"{}","outputs":{},"error":{},"elapsed_time":{:.6f},"total_tokens":0,"total_steps":{},"created_at":{},"finished_at":{})",
+      run_id_, JsonQuoted(workflow_->name), status, ok ? OutputsJson(event.outputs) : "{}",
+      ok ? "null" : JsonQuoted(event.text), Seconds(event.elapsed), steps_, created_at_,
+      UnixSeconds());
+}
+
+std::string WorkflowEventWriter::Json(const WorkflowEvent& event) {
+  const std::string head = fmt::format(R"({{"event":"{}","workflow_run_id":"{}","task_id":"{}")",
+                                       EventName(event.type), run_id_, run_id_);
   switch (event.type) {
     case WorkflowEvent::Type::kWorkflowStarted:
-      return head + fmt::format(R"(,"data":{{"id":"{}","workflow_id":{},"created_at":{}}}}})",
-                                run_id,
-                                [&] {
-                                  std::string s;
-                                  AppendJsonString(s, workflow);
-                                  return s;
-                                }(),
-                                UnixSeconds());
+      return head +
+             fmt::format(
+                 R"(,"data":{{"id":"{}","workflow_id":{},"sequence_number":1,"inputs":{{}},"created_at":{}}}}})",
+                 run_id_, JsonQuoted(workflow_->name), created_at_);
     case WorkflowEvent::Type::kNodeStarted:
-      return head +
+      return head + R"(,"data":{)" + NodeFields(event, Record(event.node_id)) + "}}";
+    case WorkflowEvent::Type::kNodeFinished: {
+      const NodeRecord& record = Record(event.node_id);
+      if (event.status == "succeeded") ++steps_;
+      return head + R"(,"data":{)" + NodeFields(event, record) +
              fmt::format(
-                 R"(,"data":{{"node_id":{},"node_type":"{}","title":{},"index":{},"created_at":{}}}}})",
-                 node, event.node_kind, node, event.index, UnixSeconds());
-    case WorkflowEvent::Type::kNodeFinished:
-      return head +
-             fmt::format(
-                 R"(,"data":{{"node_id":{},"node_type":"{}","title":{},"status":"{}","outputs":{},"elapsed_time":{:.6f},"cached":{}}}}})",
-                 node, event.node_kind, node, event.status, OutputsJson(event.outputs),
-                 Seconds(event.elapsed), event.cached);
-    case WorkflowEvent::Type::kTextChunk: {
-      std::string text;
-      AppendJsonString(text, event.text);
+                 R"(,"process_data":null,"outputs":{},"status":"{}","error":null,"elapsed_time":{:.6f},"execution_metadata":{{"total_tokens":0}},"finished_at":{},"cached":{}}}}})",
+                 OutputsJson(event.outputs), event.status, Seconds(event.elapsed), UnixSeconds(),
+                 event.cached);
+    }
+    case WorkflowEvent::Type::kTextChunk:
       return head + fmt::format(R"(,"data":{{"text":{},"from_variable_selector":[{},"text"]}}}})",
-                                text, node);
-    }
+                                JsonQuoted(event.text), JsonQuoted(event.node_id));
     case WorkflowEvent::Type::kWorkflowFinished:
-      return head +
-             fmt::format(
-                 R"(,"data":{{"id":"{}","status":"succeeded","outputs":{},"elapsed_time":{:.6f},"created_at":{}}}}})",
-                 run_id, OutputsJson(event.outputs), Seconds(event.elapsed), UnixSeconds());
-    case WorkflowEvent::Type::kError: {
-      std::string message;
-      AppendJsonString(message, event.text);
-      return head + fmt::format(R"(,"status":{},"code":"node_failed","node_id":{},"message":{}}})",
-                                HttpStatusFor(event.error_code), node, message);
-    }
+      return head + R"(,"data":{)" + RunFields(event, "succeeded") + "}}";
+    case WorkflowEvent::Type::kError:
+      // A stopped run finishes as Dify's does; a failure is an error event.
+      if (event.error_code == StatusCode::kCancelled) {
+        return fmt::format(R"({{"event":"workflow_finished","workflow_run_id":"{}","task_id":"{}")",
+                           run_id_, run_id_) +
+               R"(,"data":{)" + RunFields(event, "stopped") + "}}";
+      }
+      return head + fmt::format(R"(,"status":{},"code":"{}","node_id":{},"message":{}}})",
+                                HttpStatusFor(event.error_code),
+                                event.node_id.empty() ? "workflow_failed" : "node_failed",
+                                JsonQuoted(event.node_id), JsonQuoted(event.text));
   }
   return head + "}";
+}
+
+std::string WorkflowEventWriter::Blocking(const WorkflowEvent& last) {
+  const bool ok = last.type == WorkflowEvent::Type::kWorkflowFinished;
+  const bool stopped =
+      last.type == WorkflowEvent::Type::kError && last.error_code == StatusCode::kCancelled;
+  const std::string status = ok ? "succeeded" : stopped ? "stopped" : "failed";
+  std::string body =
+      fmt::format(R"({{"workflow_run_id":"{}","task_id":"{}","data":{{)", run_id_, run_id_) +
+      RunFields(last, status) + R"(,"nodes":[)" + fmt::format("{}", fmt::join(nodes_json_, ",")) +
+      "]}";
+  // Every error in braid has an "error" string at the top; a stop is none.
+  if (!ok && !stopped) body += ",\"error\":" + JsonQuoted(last.text);
+  return body + "}";
+}
+
+void WorkflowEventWriter::Collect(const WorkflowEvent& event) {
+  if (event.type != WorkflowEvent::Type::kNodeFinished) return;
+  Record(event.node_id);
+  if (event.status == "succeeded") ++steps_;
+  nodes_json_.push_back(
+      fmt::format(R"({{"id":{},"node_type":"{}","status":"{}","elapsed_time":{:.6f},"cached":{}}})",
+                  JsonQuoted(event.node_id), event.node_kind, event.status, Seconds(event.elapsed),
+                  event.cached));
 }
 
 namespace {
@@ -245,12 +293,112 @@ ModelCatalog MakeModelCatalog(InferenceService& service) {
   };
 }
 
+// One streaming run's SSE body: events and pings written in order, nothing
+// after its end (the connection may carry the next response).
+class SseStream {
+ public:
+  explicit SseStream(HttpResponderPtr responder) : responder_(std::move(responder)) {}
+
+  // False once the client has gone.
+  bool Write(const std::string& event) {
+    std::lock_guard lock(mutex_);
+    last_write_ = std::chrono::steady_clock::now();
+    return !ended_ && responder_->WriteChunk("data: " + event + "\n\n");
+  }
+  void End() {
+    std::lock_guard lock(mutex_);
+    if (std::exchange(ended_, true)) return;
+    responder_->EndStream();
+  }
+  void PingIfQuietFor(std::chrono::steady_clock::duration quiet) {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (ended_ || now - last_write_ < quiet) return;
+    last_write_ = now;
+    responder_->WriteChunk("event: ping\n\n");
+  }
+
+ private:
+  const HttpResponderPtr responder_;
+  std::mutex mutex_;
+  std::chrono::steady_clock::time_point last_write_ = std::chrono::steady_clock::now();
+  bool ended_ = false;
+};
+
+class WorkflowTasks {
+ public:
+  struct Task {
+    std::shared_ptr<CancellationToken> cancellation;
+    std::shared_ptr<SseStream> stream;  // null for a blocking run
+  };
+
+  void Add(const std::string& id, Task task) {
+    std::lock_guard lock(mutex_);
+    tasks_[id] = std::move(task);
+  }
+  void Remove(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    tasks_.erase(id);
+  }
+  // False when no such run is under way.
+  bool Cancel(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return false;
+    it->second.cancellation->Cancel();
+    return true;
+  }
+  // Pings quiet streams every tenth of `interval` until Close().
+  void PingUntilClosed(std::chrono::milliseconds interval) {
+    std::unique_lock lock(mutex_);
+    while (!closed_) {
+      closed_cv_.wait_for(lock, std::max(interval / 10, std::chrono::milliseconds(1)));
+      std::vector<std::shared_ptr<SseStream>> streams;
+      for (const auto& [id, task] : tasks_) {
+        if (task.stream) streams.push_back(task.stream);
+      }
+      lock.unlock();
+      for (const auto& stream : streams) stream->PingIfQuietFor(interval);
+      lock.lock();
+    }
+  }
+  void Close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    closed_cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable closed_cv_;
+  std::map<std::string, Task> tasks_;  // guarded by mutex_
+  bool closed_ = false;                // guarded by mutex_
+};
+
 WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
-                         FileStore& files, std::size_t max_upload_bytes)
+                         FileStore& files, std::size_t max_upload_bytes,
+                         std::chrono::milliseconds ping_interval)
     : registry_(registry),
       executor_(executor),
       files_(files),
-      max_upload_bytes_(max_upload_bytes) {}
+      max_upload_bytes_(max_upload_bytes),
+      tasks_(std::make_shared<WorkflowTasks>()),
+      pinger_([tasks = tasks_, ping_interval] { tasks->PingUntilClosed(ping_interval); }) {}
+
+WorkflowApi::~WorkflowApi() {
+  tasks_->Close();
+  pinger_.join();
+}
+
+void WorkflowApi::Stop(const std::string& task_id, HttpResponderPtr responder) {
+  if (!tasks_->Cancel(task_id)) {
+    return responder->Send(
+        JsonError(404, fmt::format("no workflow run '{}' is under way", task_id)));
+  }
+  HttpResponse response;
+  response.body = R"({"result":"success"})";
+  responder->Send(std::move(response));
+}
 
 void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
   auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);
@@ -383,6 +531,15 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     responder->Send(std::move(response));
     return true;
   }
+  constexpr std::string_view kTasks = "/v1/workflows/tasks/";
+  if (request.path.starts_with(kTasks) && request.path.ends_with("/stop")) {
+    if (request.method != "POST") {
+      responder->Send(JsonError(405, "stopping a run takes POST"));
+    } else {
+      Stop(request.path.substr(kTasks.size(), request.path.size() - kTasks.size() - 5), responder);
+    }
+    return true;
+  }
   constexpr std::string_view kPrefix = "/v1/workflows/";
   if (request.path.starts_with(kPrefix) && request.path.ends_with("/run")) {
     std::string name =
@@ -454,56 +611,37 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   options.cancellation = std::make_shared<CancellationToken>();
   // A client that disconnects cancels the run's queued model work.
   responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
+  auto writer = std::make_shared<WorkflowEventWriter>(*workflow, run_id);
+  auto ends = [](const WorkflowEvent& event) {
+    return event.type == WorkflowEvent::Type::kWorkflowFinished ||
+           event.type == WorkflowEvent::Type::kError;
+  };
   if (mode == "streaming") {
     responder->StartStream(200, "text/event-stream", {{"X-Workflow-Run-Id", run_id}});
-    executor_.Start(
-        *workflow, std::move(*inputs), options,
-        [responder, run_id, name, cancellation = options.cancellation](const WorkflowEvent& event) {
-          if (!responder->WriteChunk("data: " + WorkflowEventJson(event, run_id, name) + "\n\n"))
-            cancellation->Cancel();
-          if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
-              event.type == WorkflowEvent::Type::kError) {
-            responder->EndStream();
-          }
-        });
+    auto stream = std::make_shared<SseStream>(responder);
+    tasks_->Add(run_id, {options.cancellation, stream});
+    executor_.Start(*workflow, std::move(*inputs), options,
+                    [stream, writer, ends, tasks = tasks_, run_id,
+                     cancellation = options.cancellation](const WorkflowEvent& event) {
+                      if (!stream->Write(writer->Json(event))) cancellation->Cancel();
+                      if (!ends(event)) return;
+                      tasks->Remove(run_id);
+                      stream->End();
+                    });
     return;
   }
   // Blocking: collect what the response needs, answer at the end.
-  struct Collected {
-    std::vector<std::string> nodes;
-    int steps = 0;
-  };
-  auto collected = std::make_shared<Collected>();
+  tasks_->Add(run_id, {options.cancellation, nullptr});
   executor_.Start(
       *workflow, std::move(*inputs), options,
-      [responder, run_id, name, collected](const WorkflowEvent& event) {
-        if (event.type == WorkflowEvent::Type::kNodeFinished) {
-          std::string id;
-          AppendJsonString(id, event.node_id);
-          collected->nodes.push_back(fmt::format(
-              R"({{"id":{},"node_type":"{}","status":"{}","elapsed_time":{:.6f},"cached":{}}})", id,
-              event.node_kind, event.status, Seconds(event.elapsed), event.cached));
-          if (event.status == "succeeded") ++collected->steps;
-          return;
-        }
-        if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
-            event.type != WorkflowEvent::Type::kError)
-          return;
-        const bool ok = event.type == WorkflowEvent::Type::kWorkflowFinished;
-        std::string error = "null";
-        if (!ok) {
-          error.clear();
-          AppendJsonString(error, event.text);
-        }
-        std::string workflow_id;
-        AppendJsonString(workflow_id, name);
+      [responder, writer, ends, tasks = tasks_, run_id](const WorkflowEvent& event) {
+        writer->Collect(event);
+        if (!ends(event)) return;
+        tasks->Remove(run_id);
         HttpResponse response;
-        if (!ok) response.status = HttpStatusFor(event.error_code);
-        response.body = fmt::format(
-            R"({{"workflow_run_id":"{}","task_id":"{}","data":{{"id":"{}","workflow_id":{},"status":"{}","outputs":{},"error":{},"elapsed_time":{:.6f},"total_steps":{},"nodes":[{}]}}}})",
-            run_id, run_id, run_id, workflow_id, ok ? "succeeded" : "failed",
-            ok ? OutputsJson(event.outputs) : "{}", error, Seconds(event.elapsed), collected->steps,
-            fmt::join(collected->nodes, ","));
+        if (event.type == WorkflowEvent::Type::kError && event.error_code != StatusCode::kCancelled)
+          response.status = HttpStatusFor(event.error_code);
+        response.body = writer->Blocking(event);
         responder->Send(std::move(response));
       });
 }

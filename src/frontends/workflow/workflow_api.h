@@ -1,11 +1,19 @@
 // The Dify-shaped workflow API over HTTP: GET /v1/workflows and
 // POST /v1/workflows/{name}/run with response_mode blocking or streaming
 // (Server-Sent Events: workflow_started, node_started, node_finished,
-// text_chunk, workflow_finished, error). An upload to /v1/files/upload
+// text_chunk, workflow_finished, error; `event: ping` on a quiet stream),
+// POST /v1/workflows/tasks/{task_id}/stop. An upload to /v1/files/upload
 // starts the predictive precompute of the file's node results.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "frontends/http/http_server.h"
@@ -35,12 +43,20 @@ class ServiceModelRunner : public ModelRunner {
 // Checks workflow model nodes against the loaded models.
 ModelCatalog MakeModelCatalog(InferenceService& service);
 
+// Runs under way, by task id, for the stop endpoint and the keep-alive
+// pings of their streams. Shared with the runs' event sinks.
+class WorkflowTasks;
+
 class WorkflowApi {
  public:
   // Everything passed must outlive the API. An uploaded file may hold up to
-  // `max_upload_bytes`.
+  // `max_upload_bytes`; a streaming run quiet for `ping_interval` gets an
+  // `event: ping`.
   WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
-              std::size_t max_upload_bytes = std::size_t{64} << 20);
+              std::size_t max_upload_bytes = std::size_t{64} << 20,
+              std::chrono::milliseconds ping_interval = std::chrono::seconds(10));
+  // Stops the pings; runs still under way end on their own.
+  ~WorkflowApi();
 
   // Answers the request if its path is a workflow endpoint (or
   // /v1/files/upload); false otherwise.
@@ -48,6 +64,8 @@ class WorkflowApi {
 
  private:
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
+  // POST /v1/workflows/tasks/{task_id}/stop: cancels the run.
+  void Stop(const std::string& task_id, HttpResponderPtr responder);
   void Upload(HttpRequest& request, HttpResponderPtr responder);
   // Predictive precompute: runs, at the models' lowest priority and for
   // the cache only, what every workflow taking this kind of file would
@@ -58,11 +76,43 @@ class WorkflowApi {
   WorkflowExecutor& executor_;
   FileStore& files_;
   const std::size_t max_upload_bytes_;
+  const std::shared_ptr<WorkflowTasks> tasks_;
+  std::thread pinger_;
 };
 
-// One workflow event as Dify's workflow API shapes it (the SSE `data:`).
-std::string WorkflowEventJson(const WorkflowEvent& event, const std::string& run_id,
-                              const std::string& workflow);
+// One run's events as Dify's workflow API shapes them (each SSE `data:`),
+// with the fields Dify clients read: each node's execution id, `index` (the
+// order nodes appeared), `predecessor_node_id`, `created_at`/`finished_at`
+// (Unix seconds), `elapsed_time` (seconds). A stopped run ends with
+// workflow_finished, status "stopped". Called one event at a time.
+class WorkflowEventWriter {
+ public:
+  WorkflowEventWriter(WorkflowPtr workflow, std::string run_id);
+
+  std::string Json(const WorkflowEvent& event);
+  // For a blocking response: notes what the run object lists.
+  void Collect(const WorkflowEvent& event);
+  // The blocking response after the run's last event; a run that did not
+  // succeed carries an "error" string beside the run object.
+  std::string Blocking(const WorkflowEvent& last);
+
+ private:
+  struct NodeRecord {
+    std::string id;  // this node execution's
+    int index = 0;
+    std::int64_t created_at = 0;
+  };
+  NodeRecord& Record(const std::string& node_id);
+  std::string NodeFields(const WorkflowEvent& event, const NodeRecord& record);
+  std::string RunFields(const WorkflowEvent& event, std::string_view status);
+
+  const WorkflowPtr workflow_;
+  const std::string run_id_;
+  const std::int64_t created_at_;
+  std::map<std::string, NodeRecord> nodes_;
+  std::vector<std::string> nodes_json_;  // blocking: each finished node
+  int steps_ = 0;                        // nodes that succeeded
+};
 
 // A tensor as a JSON value: a string for one BYTES element, a number for one
 // number, a flat list otherwise, {"datatype","shape"} past 4096 elements.

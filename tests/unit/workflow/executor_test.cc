@@ -43,6 +43,12 @@ class HeldRunner : public ModelRunner {
     return CachePolicy{1, std::chrono::minutes(1)};
   }
 
+  // Waits until `count` calls are held.
+  void WaitUntilHeld(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    EXPECT_TRUE(changed_.wait_for(lock, kPatience, [&] { return pending_.size() >= count; }))
+        << pending_.size() << " calls held, waiting for " << count;
+  }
   // Waits until `count` calls are held, then completes them all.
   void ReleaseWhenHeld(std::size_t count) {
     std::vector<std::function<void()>> ready;
@@ -235,6 +241,30 @@ outputs: {said: say.text}
     ASSERT_EQ(last.type, WorkflowEvent::Type::kWorkflowFinished) << last.text;
     EXPECT_EQ(RenderTensor(last.outputs.at("said")), "asked: " + query);
   }
+}
+
+TEST_F(ExecutorTest, AStoppedRunStartsNothingMoreAndEndsStopped) {
+  Recorder recorder;
+  RunOptions options;
+  options.cancellation = std::make_shared<CancellationToken>();
+  executor_.Start(Load(R"(
+inputs: {a: {type: text}}
+nodes:
+  - {id: first, kind: model, model: double, from: {x: inputs.a}}
+  - {id: second, kind: model, model: double, from: {x: first.y}}
+  - {id: after, kind: template, template: "{{second.y}}"}
+)"),
+                  {{"a", Number(1)}}, options, recorder.Sink());
+  runner_.WaitUntilHeld(1);
+  options.cancellation->Cancel();
+  runner_.ReleaseWhenHeld(1);
+  recorder.Wait();
+  EXPECT_EQ(runner_.calls(), 1u);
+  EXPECT_THAT(recorder.Names(WorkflowEvent::Type::kNodeStarted), ::testing::ElementsAre("first"));
+  const WorkflowEvent& last = recorder.events.back();
+  ASSERT_EQ(last.type, WorkflowEvent::Type::kError);
+  EXPECT_EQ(last.status, "stopped");
+  EXPECT_EQ(last.error_code, StatusCode::kCancelled);
 }
 
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {
