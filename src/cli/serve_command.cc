@@ -152,6 +152,20 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve
+      ->add_option("--fetch-hosts", options->fetch_hosts,
+                   "Hosts whose http:// URLs workflow inputs may name (Dify remote_url files); "
+                   "'*.example.com' allows subdomains. None by default: remote files are refused")
+      ->delimiter(',');
+  serve
+      ->add_option("--fetch-max-bytes", options->fetch_max_bytes,
+                   "Largest remote file fetched (also capped by --max-upload-bytes)")
+      ->capture_default_str();
+  serve
+      ->add_option("--fetch-timeout", options->fetch_timeout_s,
+                   "Seconds a remote file may take, connect to last byte")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
       ->add_option("--max-image-pixels", options->max_image_pixels,
                    "Largest image (width × height) braid decodes; a model's max_pixels "
                    "parameter may lower it")

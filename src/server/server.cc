@@ -107,8 +107,15 @@ Status Server::Parts::Build() {
     spdlog::warn("no workflows: {}", status.message());
   }
   files.emplace(SteadyClock());
-  workflow_api.emplace(workflows, *executor, *files, options.max_upload_bytes,
-                       std::chrono::milliseconds(std::llround(options.sse_ping_s * 1000)));
+  WorkflowApiOptions workflow_options;
+  workflow_options.max_upload_bytes = options.max_upload_bytes;
+  workflow_options.ping_interval =
+      std::chrono::milliseconds(std::llround(options.sse_ping_s * 1000));
+  workflow_options.fetch.allowed_hosts = options.fetch_hosts;
+  workflow_options.fetch.max_bytes = options.fetch_max_bytes;
+  workflow_options.fetch.timeout =
+      std::chrono::milliseconds(std::llround(options.fetch_timeout_s * 1000));
+  workflow_api.emplace(workflows, *executor, *files, std::move(workflow_options));
   embedder.emplace(*service, *executor, *workflow_pool);
   openai_api.emplace(*service, workflows, *executor, *embedder);
   retrieval_api.emplace(*embedder, *executor, *openai_api);

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -46,6 +47,10 @@ struct ServerOptions {
   std::size_t max_json_depth = 64;
   std::size_t max_upload_bytes = std::size_t{64} << 20;
   double sse_ping_s = 10;  // a quiet workflow event stream gets `event: ping` this often
+  // Dify `remote_url` file inputs: fetched only from these hosts (none: off).
+  std::vector<std::string> fetch_hosts;
+  std::size_t fetch_max_bytes = std::size_t{20} << 20;
+  double fetch_timeout_s = 10;
   std::int64_t max_image_pixels = 40'000'000;
   double max_audio_seconds = 600;
   std::size_t cache_bytes = std::size_t{256} << 20;

@@ -337,6 +337,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   void Run(const NodeSpec& node, const NodeKind& kind, NamedTensors inputs, bool cached_here,
            std::function<void(Result<NamedTensors>)> done) {
     auto emit_text = [self = shared_from_this(), &node](std::string text) {
+      if (self->options_.cancellation->cancelled()) return;  // stopped: nothing more is shown
       WorkflowEvent chunk;
       chunk.type = WorkflowEvent::Type::kTextChunk;
       chunk.node_id = node.id;
@@ -356,7 +357,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     std::unique_lock lock(mutex_);
     --running_;
     if (finished_) return;
-    if (!result.ok() && options_.cancellation->cancelled()) return EndStopped(lock);
+    if (options_.cancellation->cancelled()) return EndStopped(lock);
     if (!result.ok()) {
       finished_ = true;
       options_.cancellation->Cancel();

@@ -18,7 +18,7 @@ namespace http = beast::http;
 
 Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& system,
                                const std::string& prompt,
-                               const std::function<void(const std::string&)>& on_token) {
+                               const std::function<bool(const std::string&)>& on_token) {
   static const std::regex kUrl(R"(^http://([^/:]+)(?::(\d+))?(/.*)?$)");
   std::smatch match;
   if (!std::regex_match(upstream.base_url, match, kUrl)) {
@@ -113,7 +113,7 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
           std::string token = choice["delta"]["content"].GetString();
           if (token.empty()) continue;
           reply += token;
-          on_token(token);
+          if (!on_token(token)) return MakeStatus(StatusCode::kCancelled, "the caller stopped");
         }
       }
     }

@@ -13,9 +13,10 @@
 #include "core/random_id.h"
 #include "frontends/http/multipart.h"
 #include "frontends/kserve/kserve.h"
-#include "frontends/openai/completion_text.h"
 #include "frontends/status_mapping.h"
 #include "preprocess/image.h"
+#include "serving/completion_text.h"
+#include "serving/text_answer.h"
 
 namespace braid {
 namespace {
@@ -395,43 +396,34 @@ std::string WhatItNeeds(const Workflow& workflow,
 // events, or sent whole at the end.
 class ChatReply {
  public:
-  ChatReply(HttpResponderPtr responder, std::string model, ChatOptions options,
-            std::size_t prompt_tokens, std::shared_ptr<const Tokenizer> tokenizer)
+  ChatReply(HttpResponderPtr responder, std::string model, bool stream, bool include_usage,
+            std::size_t prompt_tokens)
       : responder_(std::move(responder)),
         model_(std::move(model)),
         id_(RandomId("chatcmpl-")),
         created_(Now()),
-        stream_(options.stream),
-        include_usage_(options.include_usage),
-        prompt_tokens_(prompt_tokens),
-        tokenizer_(std::move(tokenizer)),
-        text_(std::move(options.stop), options.max_tokens, tokenizer_.get()) {
+        stream_(stream),
+        include_usage_(include_usage),
+        prompt_tokens_(prompt_tokens) {
     if (!stream_) return;
     responder_->StartStream(200, "text/event-stream");
     Write(Chunk(R"({"role":"assistant","content":""})", nullptr));
   }
 
-  // Adds streamed text; false once the completion wants no more (cut, or the
-  // client left).
-  bool Add(std::string_view piece) {
-    received_ = received_ || !piece.empty();
-    Send(text_.Add(piece));
-    return !text_.done() && open_;
+  // False once the client has gone.
+  bool Send(const std::string& text) {
+    if (!stream_) {
+      content_ += text;
+      return true;
+    }
+    return Write(Chunk(fmt::format(R"({{"content":{}}})", JsonQuoted(text)), nullptr));
   }
-  // Some text was added (sent or held back).
-  bool received() const { return received_; }
-  // Finish() or Fail() was called.
-  bool ended() const { return ended_; }
 
-  // Ends the completion with what was held back.
-  void Finish() {
-    ended_ = true;
-    Send(text_.Finish());
-    const std::size_t completion_tokens = std::max<std::size_t>(text_.tokens(), 1);
+  void Finish(const char* reason, std::size_t tokens) {
+    const std::size_t completion_tokens = std::max<std::size_t>(tokens, 1);
     const std::string usage =
         fmt::format(R"({{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
                     prompt_tokens_, completion_tokens, prompt_tokens_ + completion_tokens);
-    const char* reason = text_.finish_reason();
     if (!stream_) {
       HttpResponse response;
       response.body = fmt::format(
@@ -450,7 +442,6 @@ class ChatReply {
   }
 
   void Fail(StatusCode code, const std::string& message) {
-    ended_ = true;
     if (!stream_) return responder_->Send(JsonError(HttpStatusFor(code), message));
     Write(fmt::format(R"({{"error":{{"message":{},"type":"workflow_error"}}}})",
                       JsonQuoted(message)));
@@ -464,18 +455,7 @@ class ChatReply {
         R"({{"id":"{}","object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":{},"finish_reason":{}}}]}})",
         id_, created_, JsonQuoted(model_), delta, finish ? JsonQuoted(finish) : "null");
   }
-  void Write(const std::string& data) {
-    if (!responder_->WriteChunk("data: " + data + "\n\n")) open_ = false;
-  }
-  void Send(const std::string& text) {
-    if (text.empty()) return;
-    ++chunks_;
-    if (!stream_) {
-      content_ += text;
-      return;
-    }
-    Write(Chunk(fmt::format(R"({{"content":{}}})", JsonQuoted(text)), nullptr));
-  }
+  bool Write(const std::string& data) { return responder_->WriteChunk("data: " + data + "\n\n"); }
 
   HttpResponderPtr responder_;
   const std::string model_;
@@ -484,13 +464,7 @@ class ChatReply {
   const bool stream_;
   const bool include_usage_;
   const std::size_t prompt_tokens_;
-  const std::shared_ptr<const Tokenizer> tokenizer_;  // null: tokens counted as words
-  CompletionText text_;
   std::string content_;  // not streamed: the whole text
-  std::size_t chunks_ = 0;
-  bool received_ = false;
-  bool open_ = true;
-  bool ended_ = false;
 };
 
 }  // namespace
@@ -515,39 +489,27 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   auto tokenizer = executor_.TokenizerFor(kTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   const std::size_t prompt_tokens = counter ? counter->CountTokens(turn->text) : 0;
-  auto reply = std::make_shared<ChatReply>(responder, model, std::move(options).value(),
-                                           prompt_tokens, std::move(counter));
+  auto reply = std::make_shared<ChatReply>(responder, model, options->stream,
+                                           options->include_usage, prompt_tokens);
+  CompletionText text(std::move(options->stop), options->max_tokens, counter.get());
   if (!turn->missing.empty()) {
-    reply->Add(WhatItNeeds(**workflow, turn->missing));
-    return reply->Finish();
+    reply->Send(text.Add(WhatItNeeds(**workflow, turn->missing)));
+    reply->Send(text.Finish());
+    return reply->Finish(text.finish_reason(), text.tokens());
   }
   RunOptions run;
   run.cancellation = std::make_shared<CancellationToken>();
   run.query = std::move(turn->query);
   responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
-  executor_.Start(*workflow, std::move(turn->inputs), run,
-                  [reply, cancellation = run.cancellation](const WorkflowEvent& event) {
-                    using Type = WorkflowEvent::Type;
-                    if (reply->ended()) return;
-                    if (event.type == Type::kTextChunk) {
-                      if (reply->Add(event.text)) return;
-                      // Cut short (max_tokens, a stop sequence) or the client left.
-                      cancellation->Cancel();
-                      return reply->Finish();
-                    }
-                    if (event.type == Type::kError)
-                      return reply->Fail(event.error_code, event.text);
-                    if (event.type != Type::kWorkflowFinished) return;
-                    if (!reply->received()) {  // no template streamed: the first text output
-                      for (const auto& [name, tensor] : event.outputs) {
-                        if (tensor.dtype() == DataType::kBytes) {
-                          reply->Add(FirstString(tensor));
-                          break;
-                        }
-                      }
-                    }
-                    reply->Finish();
-                  });
+  RunForText(executor_, *workflow, std::move(turn->inputs), std::move(run), std::move(text),
+             TextAnswerSink{[reply](const std::string& piece) { return reply->Send(piece); },
+                            // Holds the tokenizer `text` counts with for as long as the run.
+                            [reply, counter](const char* reason, std::size_t tokens) {
+                              reply->Finish(reason, tokens);
+                            },
+                            [reply](StatusCode code, const std::string& message) {
+                              reply->Fail(code, message);
+                            }});
 }
 
 }  // namespace braid

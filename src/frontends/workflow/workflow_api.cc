@@ -171,11 +171,57 @@ Status CheckMedia(const WorkflowInput& spec, const std::string& media_type) {
                          image ? "an image" : "audio", media_type);
 }
 
+// A file input given by URL: fetched before the run starts.
+struct RemoteInput {
+  const WorkflowInput* spec;
+  std::string url;
+};
+
+struct ParsedInputs {
+  NamedTensors tensors;
+  std::vector<RemoteInput> remote;
+};
+
+// A Dify file object: {"type", "transfer_method": "local_file", "upload_file_id"}
+// or {"type", "transfer_method": "remote_url", "url"}. Local files are read
+// from the store into `out`; remote ones are added to `remote`.
+Status ReadFileObject(const WorkflowInput& spec, const rapidjson::Value& ref, FileStore& files,
+                      ParsedInputs& out) {
+  auto field = [&](const char* key) -> std::string {
+    return ref.HasMember(key) && ref[key].IsString() ? ref[key].GetString() : "";
+  };
+  const std::string type = field("type");
+  if ((type == "image" || type == "audio") && type != InputTypeName(spec.type)) {
+    return InvalidArgument("input '{}' takes {}; the file object is of type '{}'", spec.name,
+                           InputTypeName(spec.type), type);
+  }
+  std::string method = field("transfer_method");
+  if (method.empty()) method = ref.HasMember("url") ? "remote_url" : "local_file";
+  if (method == "remote_url") {
+    if (field("url").empty())
+      return InvalidArgument("input '{}': remote_url needs a 'url'", spec.name);
+    out.remote.push_back({&spec, field("url")});
+    return Status::Ok();
+  }
+  if (method != "local_file") {
+    return InvalidArgument("input '{}': transfer_method must be local_file or remote_url",
+                           spec.name);
+  }
+  if (field("upload_file_id").empty())
+    return InvalidArgument("input '{}': local_file needs an 'upload_file_id'", spec.name);
+  BRAID_ASSIGN_OR_RETURN(StoredFile file, files.Get(field("upload_file_id")));
+  if (spec.type != InputType::kText) BRAID_RETURN_IF_ERROR(CheckMedia(spec, file.media_type));
+  BRAID_ASSIGN_OR_RETURN(out.tensors[spec.name], Tensor::FromStrings({file.bytes}, {1}));
+  return Status::Ok();
+}
+
 // The request's inputs as BYTES tensors: text as UTF-8, media from data URLs
-// or uploaded files ({"transfer_method": "local_file", "upload_file_id": ID},
-// as Dify sends them). `out` may already hold inputs given as multipart files.
-Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Value& inputs,
-                                 FileStore& files, NamedTensors out) {
+// or Dify file objects (alone or as a one-file list). `given` may already
+// hold inputs given as multipart files.
+Result<ParsedInputs> ParseInputs(const Workflow& workflow, const rapidjson::Value& inputs,
+                                 FileStore& files, NamedTensors given) {
+  ParsedInputs parsed{std::move(given), {}};
+  NamedTensors& out = parsed.tensors;
   if (!inputs.IsObject()) return InvalidArgument("'inputs' must be an object");
   for (const auto& member : inputs.GetObject()) {
     const std::string name = member.name.GetString();
@@ -186,52 +232,53 @@ Result<NamedTensors> ParseInputs(const Workflow& workflow, const rapidjson::Valu
       return InvalidArgument("workflow '{}' has no input '{}' (its inputs: {})", workflow.name,
                              name, fmt::join(known, ", "));
     }
-    if (member.value.IsNull()) continue;
-    if (member.value.IsObject()) {
-      const auto& ref = member.value;
-      if (!ref.HasMember("upload_file_id") || !ref["upload_file_id"].IsString()) {
-        return InvalidArgument(
-            "input '{}': only uploaded files (upload_file_id) can be referenced; remote URLs are "
-            "not fetched",
-            name);
+    const rapidjson::Value* value = &member.value;
+    // A Dify file-list variable: an array of file objects, one per input.
+    if (value->IsArray()) {
+      if (value->Size() > 1) {
+        return InvalidArgument("input '{}' takes one file; the list has {}", name, value->Size());
       }
-      BRAID_ASSIGN_OR_RETURN(StoredFile file, files.Get(ref["upload_file_id"].GetString()));
-      if (spec->type != InputType::kText) BRAID_RETURN_IF_ERROR(CheckMedia(*spec, file.media_type));
-      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings({file.bytes}, {1}));
-      out[name] = tensor;
+      if (value->Empty()) continue;
+      value = &(*value)[0];
+    }
+    if (value->IsNull()) continue;
+    if (value->IsObject()) {
+      BRAID_RETURN_IF_ERROR(ReadFileObject(*spec, *value, files, parsed));
       continue;
     }
-    if (!member.value.IsString()) {
+    if (!value->IsString()) {
       return InvalidArgument(
           "input '{}' must be a string (text or a data: URL) or a file reference", name);
     }
-    std::string value(member.value.GetString(), member.value.GetStringLength());
+    std::string text(value->GetString(), value->GetStringLength());
     if (spec->type == InputType::kText) {
-      if (value.starts_with("data:")) {
-        BRAID_ASSIGN_OR_RETURN(DataUrl url, ParseDataUrl(value));
-        value = std::move(url.data);
+      if (text.starts_with("data:")) {
+        BRAID_ASSIGN_OR_RETURN(DataUrl url, ParseDataUrl(text));
+        text = std::move(url.data);
       }
-      if (!IsValidUtf8(value)) return InvalidArgument("input '{}' is not valid UTF-8", name);
-      if (value.empty()) continue;
+      if (!IsValidUtf8(text)) return InvalidArgument("input '{}' is not valid UTF-8", name);
+      if (text.empty()) continue;
     } else {
-      auto url = ParseDataUrl(value);
+      auto url = ParseDataUrl(text);
       if (!url.ok()) {
         return InvalidArgument("input '{}' must be a data: URL with base64 {} data", name,
                                InputTypeName(spec->type));
       }
       // Dify sends audio as image_url too: inputs are checked by media type.
       BRAID_RETURN_IF_ERROR(CheckMedia(*spec, url->media_type));
-      value = std::move(url->data);
+      text = std::move(url->data);
     }
-    BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings({value}, {1}));
+    BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::FromStrings({text}, {1}));
     out[name] = tensor;
   }
   for (const auto& input : workflow.inputs) {
-    if (!input.optional && !out.count(input.name)) {
+    const bool remote = std::any_of(parsed.remote.begin(), parsed.remote.end(),
+                                    [&](const RemoteInput& r) { return r.spec == &input; });
+    if (!input.optional && !out.count(input.name) && !remote) {
       return InvalidArgument("workflow '{}' needs input '{}'", workflow.name, input.name);
     }
   }
-  return out;
+  return parsed;
 }
 
 }  // namespace
@@ -376,16 +423,22 @@ class WorkflowTasks {
 };
 
 WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
-                         FileStore& files, std::size_t max_upload_bytes,
-                         std::chrono::milliseconds ping_interval)
+                         FileStore& files, WorkflowApiOptions options)
     : registry_(registry),
       executor_(executor),
       files_(files),
-      max_upload_bytes_(max_upload_bytes),
+      max_upload_bytes_(options.max_upload_bytes),
+      fetcher_([&] {
+        options.fetch.max_bytes = std::min(options.fetch.max_bytes, options.max_upload_bytes);
+        return options.fetch;
+      }()),
       tasks_(std::make_shared<WorkflowTasks>()),
-      pinger_([tasks = tasks_, ping_interval] { tasks->PingUntilClosed(ping_interval); }) {}
+      pinger_([tasks = tasks_, interval = options.ping_interval] {
+        tasks->PingUntilClosed(interval);
+      }) {}
 
 WorkflowApi::~WorkflowApi() {
+  fetch_pool_.WaitIdle();
   tasks_->Close();
   pinger_.join();
 }
@@ -605,13 +658,33 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   auto inputs = ParseInputs(**workflow, doc.HasMember("inputs") ? doc["inputs"] : kEmpty, files_,
                             std::move(file_inputs));
   if (!inputs.ok()) return fail(inputs.status());
+  if (inputs->remote.empty())
+    return StartRun(*workflow, std::move(inputs->tensors), mode, std::move(responder));
+  if (!fetcher_.enabled()) return fail(fetcher_.Fetch(inputs->remote[0].url).status());
+  fetch_pool_.Submit([this, workflow = *workflow, inputs = std::move(inputs).value(), mode,
+                      responder = std::move(responder)]() mutable {
+    for (const auto& remote : inputs.remote) {
+      auto file = fetcher_.Fetch(remote.url);
+      Status status = file.ok() ? Status::Ok() : file.status();
+      if (status.ok() && remote.spec->type != InputType::kText)
+        status = CheckMedia(*remote.spec, file->media_type);
+      if (!status.ok())
+        return responder->Send(
+            JsonError(status.WithContext(fmt::format("input '{}'", remote.spec->name))));
+      inputs.tensors[remote.spec->name] = *Tensor::FromStrings({std::move(file->bytes)}, {1});
+    }
+    StartRun(workflow, std::move(inputs.tensors), mode, std::move(responder));
+  });
+}
 
+void WorkflowApi::StartRun(WorkflowPtr workflow, NamedTensors inputs, const std::string& mode,
+                           HttpResponderPtr responder) {
   const std::string run_id = NewRunId();
   RunOptions options;
   options.cancellation = std::make_shared<CancellationToken>();
   // A client that disconnects cancels the run's queued model work.
   responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
-  auto writer = std::make_shared<WorkflowEventWriter>(*workflow, run_id);
+  auto writer = std::make_shared<WorkflowEventWriter>(workflow, run_id);
   auto ends = [](const WorkflowEvent& event) {
     return event.type == WorkflowEvent::Type::kWorkflowFinished ||
            event.type == WorkflowEvent::Type::kError;
@@ -620,7 +693,7 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
     responder->StartStream(200, "text/event-stream", {{"X-Workflow-Run-Id", run_id}});
     auto stream = std::make_shared<SseStream>(responder);
     tasks_->Add(run_id, {options.cancellation, stream});
-    executor_.Start(*workflow, std::move(*inputs), options,
+    executor_.Start(workflow, std::move(inputs), options,
                     [stream, writer, ends, tasks = tasks_, run_id,
                      cancellation = options.cancellation](const WorkflowEvent& event) {
                       if (!stream->Write(writer->Json(event))) cancellation->Cancel();
@@ -633,7 +706,7 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   // Blocking: collect what the response needs, answer at the end.
   tasks_->Add(run_id, {options.cancellation, nullptr});
   executor_.Start(
-      *workflow, std::move(*inputs), options,
+      workflow, std::move(inputs), options,
       [responder, writer, ends, tasks = tasks_, run_id](const WorkflowEvent& event) {
         writer->Collect(event);
         if (!ends(event)) return;

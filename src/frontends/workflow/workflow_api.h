@@ -19,6 +19,7 @@
 #include "frontends/http/http_server.h"
 #include "serving/file_store.h"
 #include "serving/inference_service.h"
+#include "serving/url_fetcher.h"
 #include "workflow/executor.h"
 #include "workflow/registry.h"
 
@@ -47,15 +48,21 @@ ModelCatalog MakeModelCatalog(InferenceService& service);
 // pings of their streams. Shared with the runs' event sinks.
 class WorkflowTasks;
 
+struct WorkflowApiOptions {
+  std::size_t max_upload_bytes = std::size_t{64} << 20;  // an uploaded or attached file
+  // A streaming run quiet this long gets an `event: ping`.
+  std::chrono::milliseconds ping_interval = std::chrono::seconds(10);
+  // Inputs given as Dify `remote_url` files; off unless hosts are allowed.
+  FetchOptions fetch;
+};
+
 class WorkflowApi {
  public:
-  // Everything passed must outlive the API. An uploaded file may hold up to
-  // `max_upload_bytes`; a streaming run quiet for `ping_interval` gets an
-  // `event: ping`.
+  // Everything passed must outlive the API.
   WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
-              std::size_t max_upload_bytes = std::size_t{64} << 20,
-              std::chrono::milliseconds ping_interval = std::chrono::seconds(10));
-  // Stops the pings; runs still under way end on their own.
+              WorkflowApiOptions options = {});
+  // Waits for fetches under way and stops the pings; runs still under way
+  // end on their own.
   ~WorkflowApi();
 
   // Answers the request if its path is a workflow endpoint (or
@@ -64,6 +71,9 @@ class WorkflowApi {
 
  private:
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
+  // Starts a run whose inputs are all present and answers as `mode` says.
+  void StartRun(WorkflowPtr workflow, NamedTensors inputs, const std::string& mode,
+                HttpResponderPtr responder);
   // POST /v1/workflows/tasks/{task_id}/stop: cancels the run.
   void Stop(const std::string& task_id, HttpResponderPtr responder);
   void Upload(HttpRequest& request, HttpResponderPtr responder);
@@ -76,8 +86,10 @@ class WorkflowApi {
   WorkflowExecutor& executor_;
   FileStore& files_;
   const std::size_t max_upload_bytes_;
+  const UrlFetcher fetcher_;
   const std::shared_ptr<WorkflowTasks> tasks_;
   std::thread pinger_;
+  ThreadPool fetch_pool_{2};  // remote_url fetches, off the network threads
 };
 
 // One run's events as Dify's workflow API shapes them (each SSE `data:`),

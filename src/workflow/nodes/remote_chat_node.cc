@@ -35,7 +35,12 @@ class RemoteChatKind : public NodeKind {
     BRAID_ASSIGN_OR_RETURN(
         std::string reply,
         StreamChat(upstream, system, RenderTemplate(params.at("prompt"), run.inputs),
-                   [&](const std::string& token) { run.emit_text(token); }));
+                   [&](const std::string& token) {
+                     // A stopped run reads no further.
+                     if (run.call.cancellation && run.call.cancellation->cancelled()) return false;
+                     run.emit_text(token);
+                     return true;
+                   }));
     BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({reply}, {1}));
     return NamedTensors{{"text", out}};
   }

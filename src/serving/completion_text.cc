@@ -1,4 +1,4 @@
-#include "frontends/openai/completion_text.h"
+#include "serving/completion_text.h"
 
 #include <algorithm>
 #include <cctype>

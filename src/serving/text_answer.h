@@ -1,0 +1,32 @@
+// A workflow run for its text answer, as chat completions and the KServe
+// generate extension serve it: the text its template and remote.chat nodes
+// stream, cut by the request's stop sequences and token limit
+// (CompletionText), or else its first text output at the end.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "serving/completion_text.h"
+#include "workflow/executor.h"
+
+namespace braid {
+
+struct TextAnswerSink {
+  // Text that may be sent now (non-empty). Return false once the client has
+  // gone: the run is stopped.
+  std::function<bool(const std::string& piece)> piece;
+  // The answer ended: finish_reason "stop" or "length"; `tokens` sent.
+  std::function<void(const char* finish_reason, std::size_t tokens)> done;
+  // The run failed before its answer ended.
+  std::function<void(StatusCode code, const std::string& message)> failed;
+};
+
+// Starts the run; `options.cancellation` is created when absent. The sink's
+// calls come one at a time, exactly one of done or failed last.
+void RunForText(WorkflowExecutor& executor, WorkflowPtr workflow, NamedTensors inputs,
+                RunOptions options, CompletionText text, TextAnswerSink sink);
+
+}  // namespace braid
