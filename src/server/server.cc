@@ -12,6 +12,7 @@
 #include "frontends/grpc/grpc_server.h"
 #include "frontends/http/http_server.h"
 #include "frontends/http/routes.h"
+#include "frontends/kserve/generate_api.h"
 #include "frontends/openai/openai_api.h"
 #include "frontends/openai/retrieval_api.h"
 #include "frontends/openai/speech_api.h"
@@ -47,6 +48,7 @@ struct Server::Parts {
   WorkflowRegistry workflows;
   std::optional<FileStore> files;
   std::optional<WorkflowApi> workflow_api;
+  std::optional<GenerateApi> generate_api;
   std::optional<Embedder> embedder;
   std::optional<OpenAiApi> openai_api;
   std::optional<RetrievalApi> retrieval_api;
@@ -116,6 +118,7 @@ Status Server::Parts::Build() {
   workflow_options.fetch.timeout =
       std::chrono::milliseconds(std::llround(options.fetch_timeout_s * 1000));
   workflow_api.emplace(workflows, *executor, *files, std::move(workflow_options));
+  generate_api.emplace(workflows, *executor);
   embedder.emplace(*service, *executor, *workflow_pool);
   openai_api.emplace(*service, workflows, *executor, *embedder);
   retrieval_api.emplace(*embedder, *executor, *openai_api);
@@ -140,6 +143,7 @@ Status Server::Parts::Build() {
   api_options.limits.max_json_depth = options.max_json_depth;
   std::vector<RouteHandler> keyed = {
       [this](HttpRequest& r, HttpResponderPtr& p) { return workflow_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return generate_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return collections_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return speech_api->Handle(r, p); },

@@ -7,6 +7,7 @@
 
 #include <charconv>
 
+#include "frontends/kserve/generate_api.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
 
@@ -243,7 +244,8 @@ class ApiHandler {
     }
     // KServe first: its infer bodies are checked by their own parser, which
     // knows where the JSON ends, and it is the hot path.
-    if (path.starts_with("/v2")) return Kserve(request, std::move(responder));
+    if (path.starts_with("/v2") && !GenerateApi::IsGeneratePath(path))
+      return Kserve(request, std::move(responder));
     if (const std::string_view type = request.Header("Content-Type");
         !request.body->empty() && (type.empty() || type.find("json") != std::string_view::npos)) {
       if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())

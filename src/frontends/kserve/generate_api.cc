@@ -1,0 +1,219 @@
+#include "frontends/kserve/generate_api.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <rapidjson/document.h>
+
+#include <algorithm>
+
+#include "core/base64.h"
+#include "frontends/kserve/kserve.h"
+#include "frontends/status_mapping.h"
+#include "preprocess/tokenizer.h"
+#include "serving/embedder.h"
+#include "serving/text_answer.h"
+
+namespace braid {
+namespace {
+
+struct GeneratePath {
+  std::string model;
+  bool stream = false;
+};
+
+std::optional<GeneratePath> ParseGeneratePath(std::string_view path) {
+  constexpr std::string_view kPrefix = "/v2/models/";
+  if (!path.starts_with(kPrefix)) return std::nullopt;
+  GeneratePath parsed;
+  if (path.ends_with("/generate_stream")) {
+    parsed.stream = true;
+    path.remove_suffix(std::string_view("/generate_stream").size());
+  } else if (path.ends_with("/generate")) {
+    path.remove_suffix(std::string_view("/generate").size());
+  } else {
+    return std::nullopt;
+  }
+  path.remove_prefix(kPrefix.size());
+  if (const auto versions = path.find("/versions/"); versions != std::string_view::npos)
+    path = path.substr(0, versions);
+  if (path.empty() || path.find('/') != std::string_view::npos) return std::nullopt;
+  parsed.model = std::string(path);
+  return parsed;
+}
+
+// max_tokens and stop, from "parameters" or the top level (vLLM's habit).
+Status ReadLimits(const rapidjson::Value& doc, std::optional<std::size_t>* max_tokens,
+                  std::vector<std::string>* stop) {
+  for (const rapidjson::Value* level :
+       {&doc, doc.HasMember("parameters") ? &doc["parameters"] : nullptr}) {
+    if (level == nullptr) continue;
+    if (!level->IsObject()) return InvalidArgument("'parameters' must be an object");
+    if (level->HasMember("max_tokens") && !(*level)["max_tokens"].IsNull()) {
+      const auto& value = (*level)["max_tokens"];
+      if (!value.IsUint64() || value.GetUint64() == 0)
+        return InvalidArgument("'max_tokens' must be a positive integer");
+      *max_tokens = value.GetUint64();
+    }
+    if (level->HasMember("stop") && !(*level)["stop"].IsNull()) {
+      const auto& value = (*level)["stop"];
+      stop->clear();
+      if (value.IsString()) {
+        stop->emplace_back(value.GetString(), value.GetStringLength());
+      } else if (value.IsArray()) {
+        for (const auto& item : value.GetArray()) {
+          if (!item.IsString()) return InvalidArgument("'stop' must hold strings");
+          stop->emplace_back(item.GetString(), item.GetStringLength());
+        }
+      } else {
+        return InvalidArgument("'stop' must be a string or a list of strings");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// The workflow's inputs from the body: text_input to the first text input
+// (or `query`), other keys naming inputs as text or data URLs.
+Status ReadInputs(const Workflow& workflow, const rapidjson::Value& doc, NamedTensors* inputs,
+                  std::string* query, std::string* text) {
+  if (doc.HasMember("text_input")) {
+    if (!doc["text_input"].IsString()) return InvalidArgument("'text_input' must be a string");
+    *text = doc["text_input"].GetString();
+    if (!IsValidUtf8(*text)) return InvalidArgument("'text_input' is not valid UTF-8");
+  }
+  for (const auto& member : doc.GetObject()) {
+    const WorkflowInput* spec = workflow.FindInput(member.name.GetString());
+    if (spec == nullptr) continue;  // text_input, parameters, sampling settings
+    if (!member.value.IsString())
+      return InvalidArgument("input '{}' must be a string (text or a data: URL)", spec->name);
+    std::string value(member.value.GetString(), member.value.GetStringLength());
+    if (spec->type != InputType::kText) {
+      BRAID_ASSIGN_OR_RETURN(DataUrl url, ParseDataUrl(value));
+      if (!url.media_type.starts_with(InputTypeName(spec->type))) {
+        return InvalidArgument("input '{}' takes {}, not {}", spec->name, InputTypeName(spec->type),
+                               url.media_type);
+      }
+      value = std::move(url.data);
+    } else if (!IsValidUtf8(value)) {
+      return InvalidArgument("input '{}' is not valid UTF-8", spec->name);
+    }
+    BRAID_ASSIGN_OR_RETURN((*inputs)[spec->name], Tensor::FromStrings({value}, {1}));
+  }
+  if (!text->empty()) {
+    const auto input =
+        std::find_if(workflow.inputs.begin(), workflow.inputs.end(), [&](const WorkflowInput& i) {
+          return i.type == InputType::kText && !inputs->count(i.name);
+        });
+    if (input != workflow.inputs.end()) {
+      BRAID_ASSIGN_OR_RETURN((*inputs)[input->name], Tensor::FromStrings({*text}, {1}));
+    } else {
+      *query = *text;
+    }
+  }
+  return Status::Ok();
+}
+
+std::string WhatItNeeds(const Workflow& workflow, const NamedTensors& inputs) {
+  std::vector<std::string> needs;
+  for (const auto& input : workflow.inputs) {
+    if (!input.optional && !inputs.count(input.name))
+      needs.push_back(fmt::format("'{}' ({})", input.name, InputTypeName(input.type)));
+  }
+  if (needs.empty()) return {};
+  return fmt::format("Send {} with the request (a data: URL for media): {} needs it",
+                     fmt::join(needs, " and "), workflow.name);
+}
+
+}  // namespace
+
+GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor)
+    : workflows_(workflows), executor_(executor) {}
+
+bool GenerateApi::IsGeneratePath(std::string_view path) {
+  return ParseGeneratePath(path).has_value();
+}
+
+bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
+  const auto path = ParseGeneratePath(request.path);
+  if (!path) return false;
+  if (request.method != "POST") {
+    responder->Send(JsonError(405, "generate takes POST"));
+    return true;
+  }
+  auto workflow = workflows_.Get(path->model);
+  if (!workflow.ok()) {
+    responder->Send(JsonError(
+        404, fmt::format("'{}' is not a workflow; generate serves workflows (GET /v1/workflows)",
+                         path->model)));
+    return true;
+  }
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    responder->Send(JsonError(400, "the body must be a JSON object"));
+    return true;
+  }
+  std::optional<std::size_t> max_tokens;
+  std::vector<std::string> stop;
+  NamedTensors inputs;
+  std::string query, text;
+  Status parsed = ReadLimits(doc, &max_tokens, &stop);
+  if (parsed.ok()) parsed = ReadInputs(**workflow, doc, &inputs, &query, &text);
+  if (!parsed.ok()) {
+    responder->Send(JsonError(parsed));
+    return true;
+  }
+  auto tokenizer = executor_.TokenizerFor(Embedder::kTextModel);
+  std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
+  CompletionText answer(std::move(stop), max_tokens, counter.get());
+
+  const std::string head = fmt::format(R"({{"model_name":{},"model_version":"1","text_output":)",
+                                       JsonQuoted(path->model));
+  const bool stream = path->stream;
+  if (stream) responder->StartStream(200, "text/event-stream");
+  auto write = [responder, head](const std::string& piece, const char* finish) {
+    std::string event = "data: " + head + JsonQuoted(piece);
+    if (finish != nullptr) event += fmt::format(R"(,"finish_reason":"{}")", finish);
+    return responder->WriteChunk(event + "}\n\n");
+  };
+  auto collected = std::make_shared<std::string>();
+  TextAnswerSink sink{
+      [stream, write, collected](const std::string& piece) {
+        if (stream) return write(piece, nullptr);
+        *collected += piece;
+        return true;
+      },
+      // Holds the tokenizer `answer` counts with for as long as the run.
+      [stream, write, collected, responder, head, counter](const char* reason, std::size_t) {
+        if (stream) {
+          write("", reason);
+          return responder->EndStream();
+        }
+        HttpResponse response;
+        response.body = head + JsonQuoted(*collected) + "}";
+        responder->Send(std::move(response));
+      },
+      [stream, responder](StatusCode code, const std::string& message) {
+        if (!stream) return responder->Send(JsonError(HttpStatusFor(code), message));
+        responder->WriteChunk(fmt::format("data: {{\"error\":{}}}\n\n", JsonQuoted(message)));
+        responder->EndStream();
+      }};
+  // Like a chat credential check: a request without the media the workflow
+  // needs is answered with what to send.
+  if (const std::string needs = WhatItNeeds(**workflow, inputs); !needs.empty()) {
+    std::string sendable = answer.Add(needs);
+    sendable += answer.Finish();
+    sink.piece(sendable);
+    sink.done(answer.finish_reason(), answer.tokens());
+    return true;
+  }
+  RunOptions run;
+  run.cancellation = std::make_shared<CancellationToken>();
+  run.query = std::move(query);
+  responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
+  RunForText(executor_, *workflow, std::move(inputs), std::move(run), std::move(answer),
+             std::move(sink));
+  return true;
+}
+
+}  // namespace braid

@@ -1,0 +1,39 @@
+// The KServe generate extension (Triton's, which Dify's Triton provider
+// calls) for workflows:
+//   POST /v2/models/{workflow}[/versions/{v}]/generate
+//        {"text_input": "...", "parameters": {"max_tokens", "stop", ...},
+//         INPUT: "text" | "data:...;base64,..."}
+//        → {"model_name", "model_version", "text_output"}
+//   POST .../generate_stream → SSE `data: {"model_name", "model_version",
+//        "text_output": PIECE}` per streamed piece, the last with
+//        "finish_reason"; an error as `data: {"error": "..."}`.
+// `text_input` goes to the workflow's first text input or, without one, to
+// `sys.query`; other top-level keys naming workflow inputs fill them (media
+// as data URLs); sampling parameters (temperature, top_p, ...) are accepted
+// and ignored, as the workflow's answer does not sample. A request that
+// lacks a required input (Dify's credential check sends only text) is
+// answered with what the workflow needs.
+#pragma once
+
+#include "frontends/http/http_server.h"
+#include "workflow/executor.h"
+#include "workflow/registry.h"
+
+namespace braid {
+
+class GenerateApi {
+ public:
+  // Everything passed must outlive the API.
+  GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor);
+
+  // True for /v2/models/…/generate and …/generate_stream paths.
+  static bool IsGeneratePath(std::string_view path);
+  // Answers the request if its path is a generate endpoint.
+  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+
+ private:
+  const WorkflowRegistry& workflows_;
+  WorkflowExecutor& executor_;
+};
+
+}  // namespace braid
