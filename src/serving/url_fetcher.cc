@@ -105,16 +105,18 @@ Result<FetchedFile> UrlFetcher::Fetch(const std::string& url) const {
   }
   const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
   std::string current = url;
+  std::string origin;  // host:port of the previous hop
   for (int hop = 0;; ++hop) {
     BRAID_ASSIGN_OR_RETURN(HttpUrl target, ParseHttpUrl(current));
     if (!Allowed(target.host))
       return InvalidArgument("host '{}' is not on the fetch allow-list (--fetch-hosts)",
                              target.host);
+    const bool same_origin = std::exchange(origin, target.host + ":" + target.port) == origin;
     try {
       net::io_context io;
       net::ip::tcp::resolver resolver(io);
       const auto endpoints = resolver.resolve(target.host, target.port);
-      if (hop > 0) {
+      if (hop > 0 && !same_origin) {
         for (const auto& endpoint : endpoints) {
           if (IsInternal(endpoint.endpoint().address())) {
             return InvalidArgument("'{}' redirected to {}, an internal address ({})", url, current,
@@ -122,19 +124,26 @@ Result<FetchedFile> UrlFetcher::Fetch(const std::string& url) const {
           }
         }
       }
+      // Asynchronous steps run to completion one by one: the stream's
+      // expiry bounds each (synchronous calls would ignore it).
       beast::tcp_stream stream(io);
       stream.expires_at(deadline);
-      stream.connect(endpoints);
+      beast::error_code ec;
+      auto step = [&](auto&& start) {
+        start([&ec](beast::error_code e, auto&&...) { ec = e; });
+        io.restart();
+        io.run();
+      };
+      step([&](auto done) { stream.async_connect(endpoints, done); });
       http::request<http::empty_body> request(http::verb::get, target.target, 11);
       request.set(http::field::host, target.host);
       request.set(http::field::user_agent, "braid");
       request.set(http::field::accept, "*/*");
-      http::write(stream, request);
+      if (!ec) step([&](auto done) { http::async_write(stream, request, done); });
       beast::flat_buffer buffer;
       http::response_parser<http::string_body> parser;
       parser.body_limit(options_.max_bytes);
-      beast::error_code ec;
-      http::read(stream, buffer, parser, ec);
+      if (!ec) step([&](auto done) { http::async_read(stream, buffer, parser, done); });
       if (ec == http::error::body_limit) {
         return MakeStatus(StatusCode::kTooLarge, "'{}' is over the {} bytes allowed", url,
                           options_.max_bytes);

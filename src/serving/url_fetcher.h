@@ -4,8 +4,10 @@
 // allow-list (an exact name or address, or "*.example.com" for its
 // subdomains); the operator's listing of a host is trusted whatever address
 // it has. A redirect (at most `max_redirects`) must lead to an allowed host
-// too, and never to a loopback, private, link-local, unique-local,
-// multicast or unspecified address. Plain http only. Each fetch is bounded
+// too and, unless it stays on the same host and port, never to a loopback,
+// private, link-local, unique-local, multicast or unspecified address (so a
+// trusted file host cannot bounce a fetch onto this machine's or the
+// cloud's internal services). Plain http only. Each fetch is bounded
 // by `max_bytes` and `timeout` (connect to last byte). Blocking: call it off
 // the network threads. Thread-safe.
 #pragma once

@@ -85,7 +85,7 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof(chunk);
       beast::error_code ec;
-      http::read(stream, read_buffer, parser, ec);
+      http::read_some(stream, read_buffer, parser, ec);
       if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
       pending.append(chunk, sizeof(chunk) - parser.get().body().size);
       if (status != 200) continue;
