@@ -186,6 +186,17 @@ test('Triton provider: generate for validation, generate_stream for a turn', asy
   assert.equal(pieces.at(-1).finish_reason, 'stop');
 });
 
+test('generate also serves a model with text in and out (ocr: an image in, its text out)', async () => {
+  const response = await postJson(`${host}/v2/models/ocr/generate`, {
+    image: `data:image/png;base64,${png.toString('base64')}`,
+  });
+  assert.equal(response.status, 200);
+  assert.match((await response.json()).text_output, /Invoice number 4821/);
+  const refused = await postJson(`${host}/v2/models/identity/generate`, { text_input: 'x' });
+  assert.equal(refused.status, 400);
+  assert.match((await refused.json()).error, /no text answer/);
+});
+
 test('TEI provider: info decides the type, then embed and rerank', async () => {
   const info = await (await fetch(`${host}/info`)).json();
   assert.ok(info.model_type.embedding !== undefined || info.model_type === 'embedding' || info.model_type.embedding === null);

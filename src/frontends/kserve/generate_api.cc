@@ -126,8 +126,9 @@ std::string WhatItNeeds(const Workflow& workflow, const NamedTensors& inputs) {
 
 }  // namespace
 
-GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor)
-    : workflows_(workflows), executor_(executor) {}
+GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
+                         InferenceService& service)
+    : workflows_(workflows), executor_(executor), service_(service) {}
 
 bool GenerateApi::IsGeneratePath(std::string_view path) {
   return ParseGeneratePath(path).has_value();
@@ -140,17 +141,15 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     responder->Send(JsonError(405, "generate takes POST"));
     return true;
   }
-  auto workflow = workflows_.Get(path->model);
-  if (!workflow.ok()) {
-    responder->Send(JsonError(
-        404, fmt::format("'{}' is not a workflow; generate serves workflows (GET /v1/workflows)",
-                         path->model)));
-    return true;
-  }
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
   if (doc.HasParseError() || !doc.IsObject()) {
     responder->Send(JsonError(400, "the body must be a JSON object"));
+    return true;
+  }
+  auto workflow = workflows_.Get(path->model);
+  if (!workflow.ok()) {
+    GenerateFromModel(path->model, path->stream, doc, responder);
     return true;
   }
   std::optional<std::size_t> max_tokens;
@@ -214,6 +213,60 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   RunForText(executor_, *workflow, std::move(inputs), std::move(run), std::move(answer),
              std::move(sink));
   return true;
+}
+
+void GenerateApi::GenerateFromModel(const std::string& name, bool stream,
+                                    const rapidjson::Value& doc, HttpResponderPtr responder) {
+  auto model = service_.GetModel(name);
+  if (!model.ok()) {
+    return responder->Send(
+        JsonError(404, fmt::format("no workflow or model named '{}' (GET /v1/models)", name)));
+  }
+  const ModelConfig& config = (*model)->config();
+  const auto text_output =
+      std::find_if(config.outputs.begin(), config.outputs.end(),
+                   [](const TensorSpec& spec) { return spec.datatype == DataType::kBytes; });
+  const bool bytes_in = std::all_of(config.inputs.begin(), config.inputs.end(),
+                                    [](const auto& s) { return s.datatype == DataType::kBytes; });
+  if (!bytes_in || text_output == config.outputs.end()) {
+    return responder->Send(JsonError(
+        400, fmt::format("model '{}' has no text answer: generate serves workflows and models "
+                         "whose inputs are BYTES and which have a BYTES output",
+                         name)));
+  }
+  std::map<std::string, Tensor> inputs;
+  for (const auto& spec : config.inputs) {
+    const char* key = spec.name.c_str();
+    if (!doc.HasMember(key) && config.inputs.size() == 1 && doc.HasMember("text_input"))
+      key = "text_input";
+    if (!doc.HasMember(key)) continue;
+    if (!doc[key].IsString())
+      return responder->Send(JsonError(400, fmt::format("'{}' must be a string", key)));
+    std::string value(doc[key].GetString(), doc[key].GetStringLength());
+    if (value.starts_with("data:")) {
+      auto url = ParseDataUrl(value);
+      if (!url.ok()) return responder->Send(JsonError(url.status()));
+      value = std::move(url->data);
+    }
+    inputs[spec.name] = *Tensor::FromStrings({std::move(value)}, {1});
+  }
+  const std::size_t output = text_output - config.outputs.begin();
+  service_.Infer(name, 0, std::move(inputs), {},
+                 [responder, stream, output, name](Result<InferResponse> result) {
+                   if (!result.ok()) return responder->Send(JsonError(result.status()));
+                   const std::string head =
+                       fmt::format(R"({{"model_name":{},"model_version":"{}","text_output":{})",
+                                   JsonQuoted(name), result->model->version(),
+                                   JsonQuoted(FirstString(result->outputs[output])));
+                   if (!stream) {
+                     HttpResponse response;
+                     response.body = head + "}";
+                     return responder->Send(std::move(response));
+                   }
+                   responder->StartStream(200, "text/event-stream");
+                   responder->WriteChunk("data: " + head + R"(,"finish_reason":"stop"})" + "\n\n");
+                   responder->EndStream();
+                 });
 }
 
 }  // namespace braid

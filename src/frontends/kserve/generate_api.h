@@ -13,9 +13,15 @@
 // and ignored, as the workflow's answer does not sample. A request that
 // lacks a required input (Dify's credential check sends only text) is
 // answered with what the workflow needs.
+// A model whose inputs are all BYTES and which has a BYTES output (ocr, asr)
+// is served too: keys name its inputs (text_input fills a lone input), data
+// URLs are decoded, and text_output is its first BYTES output.
 #pragma once
 
+#include <rapidjson/document.h>
+
 #include "frontends/http/http_server.h"
+#include "serving/inference_service.h"
 #include "workflow/executor.h"
 #include "workflow/registry.h"
 
@@ -24,7 +30,8 @@ namespace braid {
 class GenerateApi {
  public:
   // Everything passed must outlive the API.
-  GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor);
+  GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
+              InferenceService& service);
 
   // True for /v2/models/…/generate and …/generate_stream paths.
   static bool IsGeneratePath(std::string_view path);
@@ -32,8 +39,13 @@ class GenerateApi {
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
 
  private:
+  // A model's text answer (not a workflow).
+  void GenerateFromModel(const std::string& name, bool stream, const rapidjson::Value& doc,
+                         HttpResponderPtr responder);
+
   const WorkflowRegistry& workflows_;
   WorkflowExecutor& executor_;
+  InferenceService& service_;
 };
 
 }  // namespace braid
