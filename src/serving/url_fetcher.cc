@@ -6,6 +6,8 @@
 #include <boost/beast/http.hpp>
 #include <cctype>
 
+#include "core/io_step.h"
+
 namespace braid {
 namespace {
 
@@ -124,26 +126,20 @@ Result<FetchedFile> UrlFetcher::Fetch(const std::string& url) const {
           }
         }
       }
-      // Asynchronous steps run to completion one by one: the stream's
-      // expiry bounds each (synchronous calls would ignore it).
+      // Each step runs asynchronously to completion: the stream's expiry
+      // bounds it.
       beast::tcp_stream stream(io);
       stream.expires_at(deadline);
-      beast::error_code ec;
-      auto step = [&](auto&& start) {
-        start([&ec](beast::error_code e, auto&&...) { ec = e; });
-        io.restart();
-        io.run();
-      };
-      step([&](auto done) { stream.async_connect(endpoints, done); });
+      beast::error_code ec = RunStep(io, [&](auto done) { stream.async_connect(endpoints, done); });
       http::request<http::empty_body> request(http::verb::get, target.target, 11);
       request.set(http::field::host, target.host);
       request.set(http::field::user_agent, "braid");
       request.set(http::field::accept, "*/*");
-      if (!ec) step([&](auto done) { http::async_write(stream, request, done); });
+      if (!ec) ec = RunStep(io, [&](auto done) { http::async_write(stream, request, done); });
       beast::flat_buffer buffer;
       http::response_parser<http::string_body> parser;
       parser.body_limit(options_.max_bytes);
-      if (!ec) step([&](auto done) { http::async_read(stream, buffer, parser, done); });
+      if (!ec) ec = RunStep(io, [&](auto done) { http::async_read(stream, buffer, parser, done); });
       if (ec == http::error::body_limit) {
         return MakeStatus(StatusCode::kTooLarge, "'{}' is over the {} bytes allowed", url,
                           options_.max_bytes);

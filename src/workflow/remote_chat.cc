@@ -10,6 +10,8 @@
 #include <boost/beast/http.hpp>
 #include <regex>
 
+#include "core/io_step.h"
+
 namespace braid {
 
 namespace net = boost::asio;
@@ -58,11 +60,17 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
   json.EndObject();
 
   try {
+    // Each step runs asynchronously to completion, so that the stream's
+    // expiry bounds it: the whole call until the answer starts, then the
+    // wait for each next piece.
     net::io_context io;
     beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(upstream.timeout_s));
+    const auto timeout = std::chrono::seconds(upstream.timeout_s);
+    stream.expires_after(timeout);
     net::ip::tcp::resolver resolver(io);
-    stream.connect(resolver.resolve(host, port));
+    const auto endpoints = resolver.resolve(host, port);
+    if (auto ec = RunStep(io, [&](auto done) { stream.async_connect(endpoints, done); }))
+      throw beast::system_error(ec);
     http::request<http::string_body> request(http::verb::post, path, 11);
     request.set(http::field::host, host);
     request.set(http::field::content_type, "application/json");
@@ -71,12 +79,15 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       request.set(http::field::authorization, "Bearer " + upstream.api_key);
     request.body() = buffer.GetString();
     request.prepare_payload();
-    http::write(stream, request);
+    if (auto ec = RunStep(io, [&](auto done) { http::async_write(stream, request, done); }))
+      throw beast::system_error(ec);
 
     beast::flat_buffer read_buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    http::read_header(stream, read_buffer, parser);
+    if (auto ec = RunStep(
+            io, [&](auto done) { http::async_read_header(stream, read_buffer, parser, done); }))
+      throw beast::system_error(ec);
     const int status = static_cast<int>(parser.get().result_int());
     std::string reply, pending;
     char chunk[8192];
@@ -84,8 +95,9 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
     while (!parser.is_done() && !done) {
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof(chunk);
-      beast::error_code ec;
-      http::read_some(stream, read_buffer, parser, ec);
+      stream.expires_after(timeout);
+      const beast::error_code ec =
+          RunStep(io, [&](auto done) { http::async_read_some(stream, read_buffer, parser, done); });
       if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
       pending.append(chunk, sizeof(chunk) - parser.get().body().size);
       if (status != 200) continue;

@@ -15,7 +15,7 @@ struct UpstreamChat {
   std::string base_url;  // e.g. http://127.0.0.1:9000/v1
   std::string api_key;   // sent as "Authorization: Bearer KEY" when set
   std::string model;     // the upstream model name
-  int timeout_s = 60;
+  int timeout_s = 60;    // until the answer starts, then between two of its pieces
 };
 
 // Sends one user message (and an optional system message); returns the whole
