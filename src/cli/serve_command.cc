@@ -95,6 +95,12 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       "--upstream-chat", options->upstream_chat,
       "Base URL of an OpenAI-compatible chat API (http://host:port/v1) that writes the answers of "
       "workflows with remote.chat nodes; without it they answer from templates");
+  serve
+      ->add_option("--upstream-timeout", options->upstream_timeout_s,
+                   "Seconds --upstream-chat may take to start its answer, and then between two "
+                   "of its pieces")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve->add_option("--upstream-key", options->upstream_key, "API key for --upstream-chat")
       ->envname("BRAID_UPSTREAM_KEY");
   serve

@@ -102,8 +102,8 @@ Status Server::Parts::Build() {
   executor->SetCache(cache.get());
   executor->SetMediaLimits(image_limits, audio_limits);
   if (!options.upstream_chat.empty()) {
-    executor->SetUpstreamChat(
-        {options.upstream_chat, options.upstream_key, options.upstream_model});
+    executor->SetUpstreamChat({options.upstream_chat, options.upstream_key, options.upstream_model,
+                               options.upstream_timeout_s});
   }
   if (Status status = workflows.Load(options.workflows, MakeModelCatalog(*service)); !status.ok()) {
     spdlog::warn("no workflows: {}", status.message());

@@ -34,6 +34,7 @@ struct ServerOptions {
   std::string upstream_chat;
   std::string upstream_key;
   std::string upstream_model = "default";
+  int upstream_timeout_s = 60;  // until its answer starts, then between two pieces
   std::string host = "0.0.0.0";
   std::uint16_t http_port = 8000;
   std::uint16_t grpc_port = 8001;

@@ -3,6 +3,7 @@
 // upstream's tokens streaming through.
 //   node --test tests/e2e/upstream_test.mjs   (BRAID_BINARY set by CTest)
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { after, before, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 import OpenAI from 'openai';
@@ -66,5 +67,27 @@ test('an unreachable upstream fails the run with an error event', async () => {
     assert.match(body.data.error, /node 'chat'.*upstream chat/);
   } finally {
     assert.equal(await lonely.stop(), 0);
+  }
+});
+
+test('an upstream that never answers fails the run after --upstream-timeout', async () => {
+  const silent = createServer((req) => req.resume());  // reads the request, never answers
+  await new Promise((done) => silent.listen(0, '127.0.0.1', done));
+  const impatient = await startBraid(process.env.BRAID_BINARY, [
+    '--upstream-chat', `http://127.0.0.1:${silent.address().port}/v1`, '--upstream-timeout', '1']);
+  try {
+    const response = await fetch(`http://127.0.0.1:${impatient.http}/v1/workflows/multimodal-assist/run`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
+    });
+    assert.equal(response.status, 503);
+    const body = await response.json();
+    assert.equal(body.data.status, 'failed');
+    assert.match(body.error, /node 'chat'.*upstream chat.*(timeout|timed out)/i);
+  } finally {
+    assert.equal(await impatient.stop(), 0);
+    silent.closeAllConnections();
+    silent.close();
   }
 });
