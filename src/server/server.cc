@@ -153,6 +153,7 @@ Status Server::Parts::Build() {
   HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.max_header_count = options.max_header_count;
+  http_options.admit_body = MakeApiAdmission(api_options);
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));

@@ -280,5 +280,51 @@ TEST(HostileTest, SlowClientsDoNotStopOthersFromBeingServed) {
   EXPECT_TRUE(server.alive());
 }
 
+// Issue 30, finding 1: connections that announce a large body and send one
+// byte cost no memory before the key is checked; keyless ones are refused
+// on their headers, and an open server holds only what has arrived.
+TEST(HostileTest, AnnouncedBodiesCostNothingBeforeTheKeyIsChecked) {
+  for (const bool keyed : {true, false}) {
+    ServerProcess server(keyed ? std::vector<std::string>{"--api-key", "sesame"}
+                               : std::vector<std::string>{});
+    ASSERT_TRUE(server.ready());
+    const int rss_before = ResidentMb(server);
+    std::vector<int> open;
+    const std::string head =
+        "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        "Content-Length: 60000000\r\n\r\n{";
+    for (int i = 0; i < 20; ++i) {
+      int fd = testing::ConnectLoopback(server.http_port());
+      ASSERT_GE(fd, 0);
+      send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+      open.push_back(fd);
+    }
+    if (keyed) {
+      // Each is answered 401 at once, its body unread, and closed.
+      for (int fd : open) {
+        std::string reply;
+        char buffer[4096];
+        pollfd poll_fd{fd, POLLIN, 0};
+        while (poll(&poll_fd, 1, 10000) > 0) {
+          const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+          if (n <= 0) break;
+          reply.append(buffer, static_cast<std::size_t>(n));
+        }
+        EXPECT_THAT(reply, ::testing::StartsWith("HTTP/1.1 401")) << reply.substr(0, 200);
+        EXPECT_THAT(reply, ::testing::HasSubstr("Connection: close"));
+      }
+    } else {
+      // The server waits for the rest; let it see every header first.
+      EXPECT_EQ(Exchange(server.http_port(), Request("GET", "/v2/health/ready", "")).status, 200);
+    }
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine holds freed memory on purpose
+    EXPECT_LT(ResidentMb(server) - rss_before, 200)
+        << "MB of resident memory gained for 20 announced 60 MB bodies (keyed: " << keyed << ")";
+#endif
+    for (int fd : open) close(fd);
+    EXPECT_TRUE(server.alive());
+  }
+}
+
 }  // namespace
 }  // namespace braid

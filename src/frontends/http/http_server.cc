@@ -131,6 +131,8 @@ class HttpServer::Impl {
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
  public:
   static constexpr std::size_t kDirectBodyBytes = 64 << 10;
+  // What a large body's buffer starts at before its bytes arrive.
+  static constexpr std::size_t kFirstBodyBytes = 1 << 20;
 
   // One write: the head, then the body and the parts that follow it.
   struct Outgoing {
@@ -284,6 +286,14 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     stream_.expires_after(server_.options_.request_timeout);
+    const auto declared = parser_->content_length();
+    if (server_.options_.admit_body && (parser_->chunked() || (declared && *declared > 0))) {
+      if (auto refusal = server_.options_.admit_body(Head())) {
+        // Refused on its head: the body is never read, so the connection
+        // cannot carry another request.
+        return Write(Serialize(std::move(*refusal), false, false, false), true, false);
+      }
+    }
     // Clients such as curl hold a large body back until told to go on.
     auto expect = parser_->get()[http::field::expect];
     if (IEquals(std::string_view(expect.data(), expect.size()), "100-continue")) {
@@ -304,22 +314,47 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     auto length = parser_->content_length();
     if (!parser_->chunked() && length && *length >= kDirectBodyBytes) {
       if (*length > server_.options_.max_body_bytes) return OnReadError(http::error::body_limit);
-      auto body = std::make_shared<std::string>(*length, '\0');
-      std::size_t have = std::min<std::size_t>(buffer_.size(), *length);
+      auto body = std::make_shared<std::string>();
+      const std::size_t have = std::min<std::size_t>(buffer_.size(), *length);
+      body->resize(std::max(have, std::min<std::size_t>(*length, kFirstBodyBytes)));
       net::buffer_copy(net::buffer(body->data(), have), buffer_.data());
       buffer_.consume(have);
-      net::async_read(stream_, net::buffer(body->data() + have, *length - have),
-                      [self = shared_from_this(), body](beast::error_code ec, std::size_t) {
-                        if (ec) return self->OnReadError(ec);
-                        self->Dispatch(std::move(*body));
-                      });
-      return;
+      return ReadDirect(std::move(body), have, *length);
     }
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (ec) return self->OnReadError(ec);
                        self->Dispatch(std::move(self->parser_->get().body()));
                      });
+  }
+
+  // Fills `body` from `filled` up to `length`, growing it only as bytes
+  // arrive (doubling, from kFirstBodyBytes): a declared length alone costs
+  // no memory.
+  void ReadDirect(std::shared_ptr<std::string> body, std::size_t filled, std::size_t length) {
+    if (filled == length) return Dispatch(std::move(*body));
+    if (filled == body->size()) body->resize(std::min(length, 2 * body->size()));
+    const std::size_t target = body->size();
+    net::async_read(
+        stream_, net::buffer(body->data() + filled, target - filled),
+        [self = shared_from_this(), body, target, length](beast::error_code ec, std::size_t) {
+          if (ec) return self->OnReadError(ec);
+          self->ReadDirect(std::move(body), target, length);
+        });
+  }
+
+  // The request as far as its header goes (no body).
+  HttpRequest Head() const {
+    const auto& message = parser_->get();
+    HttpRequest request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    auto question = request.target.find('?');
+    request.path = PercentDecode(std::string_view(request.target).substr(0, question));
+    if (question != std::string::npos) request.query = request.target.substr(question + 1);
+    for (const auto& field : message)
+      request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    return request;
   }
 
   void OnReadError(beast::error_code ec) {
@@ -346,17 +381,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();
     answering_ = true;
     const auto& message = parser_->get();
-    HttpRequest request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(message.target());
-    auto question = request.target.find('?');
-    request.path = PercentDecode(std::string_view(request.target).substr(0, question));
-    if (question != std::string::npos) request.query = request.target.substr(question + 1);
-    std::size_t count = 0;
-    for (const auto& field : message) {
-      request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-      ++count;
-    }
+    HttpRequest request = Head();
+    const std::size_t count = request.headers.size();
     const bool keep_alive = message.keep_alive() && !server_.draining_;
     request.body = std::make_shared<const std::string>(std::move(body));
     std::string_view accept = request.Header("Accept-Encoding");

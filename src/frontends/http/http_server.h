@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -76,6 +77,10 @@ class HttpResponder {
 using HttpResponderPtr = std::shared_ptr<HttpResponder>;
 
 using HttpHandler = std::function<void(HttpRequest& request, HttpResponderPtr responder)>;
+// Decides on a request's head (method, target, path, headers; no body yet)
+// whether its body may be read: an answer refuses it, which is sent with
+// `Connection: close` before a byte of the body is read or buffered.
+using HttpAdmission = std::function<std::optional<HttpResponse>(const HttpRequest& head)>;
 
 struct HttpServerOptions {
   std::size_t max_body_bytes = std::size_t{64} << 20;
@@ -86,6 +91,8 @@ struct HttpServerOptions {
   std::chrono::seconds request_timeout{30};  // to receive a whole request once it started
   std::size_t gzip_min_bytes = 1024;
   int threads = 2;
+  // Asked for every request that declares a body (none: every body is read).
+  HttpAdmission admit_body;
 };
 
 class HttpServer {

@@ -213,6 +213,18 @@ std::optional<ModelPath> ParseModelPath(std::string_view path) {
   return model;
 }
 
+// Whether `request` carries the key its endpoint needs (the admin key for
+// repository load and unload when one is set).
+Status AuthorizeRequest(const ApiOptions& options, const HttpRequest& request, bool admin) {
+  const std::string& key =
+      admin && !options.admin_key.empty() ? options.admin_key : options.api_key;
+  if (key.empty()) return Status::Ok();
+  if (KeyMatches(BearerToken(request), key)) return Status::Ok();
+  return MakeStatus(StatusCode::kUnauthenticated,
+                    "{} key required: send 'Authorization: Bearer KEY'",
+                    admin && !options.admin_key.empty() ? "an admin" : "an API");
+}
+
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
@@ -324,13 +336,7 @@ class ApiHandler {
   }
 
   Status Authorize(const HttpRequest& request, bool admin) const {
-    const std::string& key =
-        admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;
-    if (key.empty()) return Status::Ok();
-    if (KeyMatches(BearerToken(request), key)) return Status::Ok();
-    return MakeStatus(StatusCode::kUnauthenticated,
-                      "{} key required: send 'Authorization: Bearer KEY'",
-                      admin && !options_.admin_key.empty() ? "an admin" : "an API");
+    return AuthorizeRequest(options_, request, admin);
   }
 
   bool Method(const HttpRequest& request, const HttpResponderPtr& responder,
@@ -457,6 +463,15 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
     for (auto& [version, stats] : versions) models[name][version] = {std::move(stats)};
   }
   return models;
+}
+
+HttpAdmission MakeApiAdmission(ApiOptions options) {
+  if (options.api_key.empty() && options.admin_key.empty()) return nullptr;
+  return [options = std::move(options)](const HttpRequest& head) -> std::optional<HttpResponse> {
+    const bool admin = head.path.starts_with("/v2/repository/models/");
+    if (Status auth = AuthorizeRequest(options, head, admin); !auth.ok()) return JsonError(auth);
+    return std::nullopt;
+  };
 }
 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,

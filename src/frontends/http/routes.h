@@ -29,6 +29,10 @@ using RouteHandler = std::function<bool(HttpRequest& request, HttpResponderPtr& 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
                            ApiOptions options, std::vector<RouteHandler> extra = {},
                            std::vector<RouteHandler> open = {});
+// The header-time check of MakeApiHandler's keys, for HttpServerOptions::
+// admit_body: a request with a body but without its key is refused before
+// the body is read. Null when no key is set.
+HttpAdmission MakeApiAdmission(ApiOptions options);
 // GET /metrics; when `api_key` is set a scrape must send it as a bearer token.
 HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics,
                                std::string api_key = {});
