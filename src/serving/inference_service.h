@@ -87,6 +87,12 @@ class InferenceService {
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
   Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
+  // The model label a request for `name` is counted under in metrics: the
+  // name when such a model is served, else "unknown" (a client's string
+  // never becomes a label).
+  std::string_view MetricsLabel(std::string_view name) const {
+    return GetModel(name).ok() ? name : "unknown";
+  }
   std::vector<ModelVersionStatus> Index() const { return repository_.Index(); }
 
   // Validates `inputs` against the model and schedules them. `done` is

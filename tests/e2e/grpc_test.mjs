@@ -92,6 +92,15 @@ test('errors map to gRPC status codes', async () => {
                        (e) => e.code === grpc.status.INVALID_ARGUMENT);
 });
 
+test('a client-chosen model name never becomes a metric label', async () => {
+  const name = `probe-${'x'.repeat(5000)}\r\nbraid_fake 1`;
+  await assert.rejects(call('ModelInfer', { ...identityRequest(new Array(16).fill(0)), model_name: name }),
+                       (e) => e.code === grpc.status.NOT_FOUND);
+  const metrics = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+  assert.ok(!metrics.includes('probe-'), 'the name is not in /metrics');
+  assert.match(metrics, /braid_requests_total\{protocol="grpc",model="unknown",code="404"\} [1-9]/);
+});
+
 test('a deadline shorter than the queue wait is DEADLINE_EXCEEDED', async () => {
   const pixels = Buffer.alloc(16 * 3 * 224 * 224 * 4);
   const big = { model_name: 'clip-image', inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [16, 3, 224, 224] }],

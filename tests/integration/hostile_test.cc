@@ -280,6 +280,26 @@ TEST(HostileTest, SlowClientsDoNotStopOthersFromBeingServed) {
   EXPECT_TRUE(server.alive());
 }
 
+// Issue 30, finding 2: a model name a client makes up is counted under
+// model="unknown", never as a label of its own.
+TEST(HostileTest, AMadeUpModelNameNeverBecomesAMetricLabel) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  const std::string identity =
+      R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+  const std::string name = "probe-" + std::string(60, 'x');
+  EXPECT_EQ(Exchange(server.http_port(), Request("POST", "/v2/models/" + name + "/infer", identity))
+                .status,
+            404);
+  auto metrics =
+      RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) + "/metrics")
+          .out;
+  EXPECT_EQ(metrics.find("probe-"), std::string::npos);
+  EXPECT_THAT(metrics,
+              ::testing::ContainsRegex(
+                  R"(braid_requests_total\{protocol="http",model="unknown",code="404"\} 1)"));
+}
+
 // Issue 30, finding 1: connections that announce a large body and send one
 // byte cost no memory before the key is checked; keyless ones are refused
 // on their headers, and an open server holds only what has arrived.

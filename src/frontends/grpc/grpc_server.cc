@@ -354,7 +354,9 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                } else {
                  status = ToGrpc(result.status());
                }
-               metrics_.ObserveRequest("grpc", request->model_name(),
+               metrics_.ObserveRequest("grpc",
+                                       result.ok() ? request->model_name()
+                                                   : service_.MetricsLabel(request->model_name()),
                                        HttpStatusFor(result.status().code()),
                                        clock_.Now() - received);
                reactor->Finish(status);

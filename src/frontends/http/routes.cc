@@ -414,7 +414,8 @@ class ApiHandler {
         [this, responder, shared, name, received](Result<InferResponse> result) {
           if (!result.ok()) {
             HttpResponse error = JsonError(result.status());
-            metrics_.ObserveRequest("http", name, error.status, clock_.Now() - received);
+            metrics_.ObserveRequest("http", service_.MetricsLabel(name), error.status,
+                                    clock_.Now() - received);
             spdlog::debug("POST /v2/models/{}/infer -> {}: {}", name, error.status,
                           result.status().message());
             responder->Send(std::move(error));
