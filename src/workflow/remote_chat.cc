@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -116,7 +117,13 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
         rapidjson::Document event;
         event.Parse(data.c_str());
         if (event.HasParseError() || !event.IsObject()) continue;
-        if (event.HasMember("error")) return Unavailable("upstream chat error: {}", data);
+        if (event.HasMember("error")) {
+          // What the upstream says may hold its own secrets: logged here,
+          // not passed to the client.
+          spdlog::warn("upstream chat at {} sent an error: {}", upstream.base_url,
+                       data.substr(0, 1000));
+          return Unavailable("the upstream chat model sent an error (see braid's log)");
+        }
         if (!event.HasMember("choices") || !event["choices"].IsArray() || event["choices"].Empty())
           continue;
         const auto& choice = event["choices"][0];
@@ -129,13 +136,17 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
         }
       }
     }
-    if (status != 200)
-      return Unavailable("upstream chat answered {}: {}", status, pending.substr(0, 300));
+    if (status != 200) {
+      spdlog::warn("upstream chat at {} answered {}: {}", upstream.base_url, status,
+                   pending.substr(0, 1000));
+      return Unavailable("the upstream chat model answered {} (see braid's log)", status);
+    }
     beast::error_code ignored;
     stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
     return reply;
   } catch (const std::exception& e) {
-    return Unavailable("upstream chat at {} failed: {}", upstream.base_url, e.what());
+    spdlog::warn("upstream chat at {} failed: {}", upstream.base_url, e.what());
+    return Unavailable("the upstream chat model could not be reached: {}", e.what());
   }
 }
 

@@ -91,3 +91,30 @@ test('an upstream that never answers fails the run after --upstream-timeout', as
     silent.close();
   }
 });
+
+test("an upstream's error body stays in braid's log, not in the answer", async () => {
+  const failing = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(500, { 'Content-Type': 'application/json' });
+      res.end('{"error":"db password is hunter2"}');
+    });
+  });
+  await new Promise((done) => failing.listen(0, '127.0.0.1', done));
+  const front = await startBraid(process.env.BRAID_BINARY, [
+    '--upstream-chat', `http://127.0.0.1:${failing.address().port}/v1`]);
+  try {
+    const response = await fetch(`http://127.0.0.1:${front.http}/v1/workflows/multimodal-assist/run`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
+    });
+    assert.equal(response.status, 503);
+    const text = await response.text();
+    assert.ok(!text.includes('hunter2'), text);
+    assert.match(JSON.parse(text).error, /upstream chat model answered 500/);
+  } finally {
+    assert.equal(await front.stop(), 0);
+    failing.close();
+  }
+});

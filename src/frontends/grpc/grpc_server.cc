@@ -7,6 +7,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "core/credentials.h"
 #include "frontends/status_mapping.h"
 #include "grpc_service.grpc.pb.h"
 
@@ -398,7 +399,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     const auto& metadata = context->client_metadata();
     auto it = metadata.find("authorization");
     if (it != metadata.end() &&
-        std::string_view(it->second.data(), it->second.size()) == "Bearer " + key) {
+        KeyMatches(BearerCredential(std::string_view(it->second.data(), it->second.size())), key)) {
       return grpc::Status::OK;
     }
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

@@ -7,6 +7,7 @@
 
 #include <charconv>
 
+#include "core/credentials.h"
 #include "frontends/kserve/generate_api.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
@@ -127,20 +128,8 @@ std::string StatsJson(const std::string& name, std::int64_t version, const Sched
       s.utilization);
 }
 
-// Pulls "Bearer KEY" apart; empty if absent or malformed.
 std::string_view BearerToken(const HttpRequest& request) {
-  std::string_view value = request.Header("Authorization");
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (value.size() <= kPrefix.size() || value.substr(0, kPrefix.size()) != kPrefix) return {};
-  return value.substr(kPrefix.size());
-}
-
-// Constant-time comparison, so that timing reveals nothing about the key.
-bool KeyMatches(std::string_view given, const std::string& expected) {
-  if (given.size() != expected.size()) return false;
-  unsigned char difference = 0;
-  for (std::size_t i = 0; i < given.size(); ++i) difference |= given[i] ^ expected[i];
-  return difference == 0;
+  return BearerCredential(request.Header("Authorization"));
 }
 
 // The body of a repository load or unload: empty, or {"parameters": {...}}
