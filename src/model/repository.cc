@@ -128,7 +128,7 @@ Status ModelRepository::Load(const std::string& name) {
   const auto directory = root_ / name;
   std::error_code error;
   if (!std::filesystem::exists(directory / "config.yaml", error)) {
-    loaded = NotFound("no model '{}' in {} (no {}/config.yaml)", name, root_.string(), name);
+    loaded = NotFound("no model '{}' in the repository (no {}/config.yaml)", name, name);
   } else if (auto config = LoadModelConfig(directory); !config.ok()) {
     loaded = config.status();
   } else {

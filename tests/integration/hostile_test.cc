@@ -300,6 +300,17 @@ TEST(HostileTest, AMadeUpModelNameNeverBecomesAMetricLabel) {
                   R"(braid_requests_total\{protocol="http",model="unknown",code="404"\} 1)"));
 }
 
+// Issue 30, lower finding: errors do not show where the server's files lie.
+TEST(HostileTest, ErrorsDoNotShowServerPaths) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  const Answer answer =
+      Exchange(server.http_port(), Request("POST", "/v2/repository/models/nope/load", ""));
+  EXPECT_EQ(answer.status, 404);
+  EXPECT_THAT(answer.body, ::testing::HasSubstr("no model 'nope' in the repository"));
+  EXPECT_THAT(answer.body, ::testing::Not(::testing::HasSubstr("/models")));
+}
+
 // Issue 30, finding 1: connections that announce a large body and send one
 // byte cost no memory before the key is checked; keyless ones are refused
 // on their headers, and an open server holds only what has arrived.
