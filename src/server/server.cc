@@ -167,6 +167,7 @@ Status Server::Parts::Build() {
   GrpcServerOptions grpc_options;
   grpc_options.api_key = options.api_key;
   grpc_options.admin_key = options.admin_key;
+  grpc_options.protect_health = options.protect_health;
   grpc_options.max_message_bytes = options.max_body_bytes;
   grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
   return Status::Ok();

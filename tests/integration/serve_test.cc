@@ -709,6 +709,22 @@ TEST(ServeAuthTest, HealthAndMetricsCanBeProtected) {
   EXPECT_EQ(RunCommand(metrics).out, "401");
   EXPECT_EQ(RunCommand(metrics + key).out, "200");
   EXPECT_EQ(Curl(server, "/dashboard").code, 200);
+  // gRPC health too.
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server.grpc_port()),
+                                     grpc::InsecureChannelCredentials());
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  for (const bool keyed : {false, true}) {
+    grpc::ClientContext live_context, ready_context;
+    if (keyed) {
+      live_context.AddMetadata("authorization", "Bearer s3cret");
+      ready_context.AddMetadata("authorization", "Bearer s3cret");
+    }
+    inference::ServerLiveResponse live;
+    inference::ServerReadyResponse ready;
+    const auto expected = keyed ? grpc::StatusCode::OK : grpc::StatusCode::UNAUTHENTICATED;
+    EXPECT_EQ(stub->ServerLive(&live_context, {}, &live).error_code(), expected);
+    EXPECT_EQ(stub->ServerReady(&ready_context, {}, &ready).error_code(), expected);
+  }
 }
 
 TEST(ServeWebTest, PagesAndDashboardFigures) {

@@ -186,12 +186,18 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* context,
                                        const inference::ServerLiveRequest*,
                                        inference::ServerLiveResponse* response) override {
+    if (options_.protect_health) {
+      if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    }
     response->set_live(true);
     return Done(context, grpc::Status::OK);
   }
   grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* context,
                                         const inference::ServerReadyRequest*,
                                         inference::ServerReadyResponse* response) override {
+    if (options_.protect_health) {
+      if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    }
     response->set_ready(service_.Ready());
     return Done(context, grpc::Status::OK);
   }

@@ -26,6 +26,7 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
 struct GrpcServerOptions {
   std::string api_key;  // when set, calls need metadata "authorization: Bearer KEY"
   std::string admin_key;
+  bool protect_health = false;  // ServerLive and ServerReady need the key too
   std::size_t max_message_bytes = std::size_t{64} << 20;
 };
 
