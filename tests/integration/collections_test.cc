@@ -210,6 +210,13 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
        "a collection name is 1-64 characters"},
       {"GET", "/v1/collections/docs/search", "", 405, "takes POST"},
       {"GET", "/v1/collections/docs/other", "", 404, "no endpoint"},
+      // Issue 30: stored fields are bounded (a 20 MB name was written to disk).
+      {"POST", "/v1/collections/docs/items",
+       R"({"items":[{"text":"a","id":")" + std::string(300, 'i') + R"("}]})", 413,
+       "'id' is longer than 256 bytes"},
+      {"POST", "/v1/collections/docs/items",
+       R"({"items":[{"text":"a","name":")" + std::string(2000, 'n') + R"("}]})", 413,
+       "'name' is longer than 1024 bytes"},
   };
   for (const auto& c : cases) {
     auto reply = Curl(server, c.method, c.path, c.body);
