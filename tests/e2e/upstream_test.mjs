@@ -53,68 +53,62 @@ test('chat completions on the front answer from the upstream', async () => {
   assert.match(reply.choices[0].message.content, /You asked: Question: what time is it\?/);
 });
 
-test('an unreachable upstream fails the run with an error event', async () => {
-  const lonely = await startBraid(process.env.BRAID_BINARY, ['--upstream-chat', 'http://127.0.0.1:1/v1']);
-  try {
-    const response = await fetch(`http://127.0.0.1:${lonely.http}/v1/workflows/multimodal-assist/run`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
-    });
-    assert.equal(response.status, 503);
-    const body = await response.json();
-    assert.equal(body.data.status, 'failed');
-    assert.match(body.data.error, /node 'chat'.*upstream chat/);
-  } finally {
-    assert.equal(await lonely.stop(), 0);
-  }
-});
-
-test('an upstream that never answers fails the run after --upstream-timeout', async () => {
-  const silent = createServer((req) => req.resume());  // reads the request, never answers
-  await new Promise((done) => silent.listen(0, '127.0.0.1', done));
-  const impatient = await startBraid(process.env.BRAID_BINARY, [
-    '--upstream-chat', `http://127.0.0.1:${silent.address().port}/v1`, '--upstream-timeout', '1']);
-  try {
-    const response = await fetch(`http://127.0.0.1:${impatient.http}/v1/workflows/multimodal-assist/run`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
-    });
-    assert.equal(response.status, 503);
-    const body = await response.json();
-    assert.equal(body.data.status, 'failed');
-    assert.match(body.error, /node 'chat'.*upstream chat.*(timeout|timed out)/i);
-  } finally {
-    assert.equal(await impatient.stop(), 0);
-    silent.closeAllConnections();
-    silent.close();
-  }
-});
-
-test("an upstream's error body stays in braid's log, not in the answer", async () => {
-  const failing = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      res.writeHead(500, { 'Content-Type': 'application/json' });
-      res.end('{"error":"db password is hunter2"}');
-    });
-  });
-  await new Promise((done) => failing.listen(0, '127.0.0.1', done));
-  const front = await startBraid(process.env.BRAID_BINARY, [
-    '--upstream-chat', `http://127.0.0.1:${failing.address().port}/v1`]);
+// A blocking multimodal-assist run on a braid whose upstream chat is `url`
+// (`args` added); the answer's status and text.
+async function runAgainst(url, args = []) {
+  const front = await startBraid(process.env.BRAID_BINARY, ['--upstream-chat', url, ...args]);
   try {
     const response = await fetch(`http://127.0.0.1:${front.http}/v1/workflows/multimodal-assist/run`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ inputs: { text: 'hi' }, response_mode: 'blocking' }),
     });
-    assert.equal(response.status, 503);
-    const text = await response.text();
-    assert.ok(!text.includes('hunter2'), text);
-    assert.match(JSON.parse(text).error, /upstream chat model answered 500/);
+    return { status: response.status, text: await response.text() };
   } finally {
     assert.equal(await front.stop(), 0);
-    failing.close();
   }
+}
+
+// A local upstream answering with `handler`; closed after `use(url)`.
+async function withUpstream(handler, use) {
+  const upstream = createServer(handler);
+  await new Promise((done) => upstream.listen(0, '127.0.0.1', done));
+  try {
+    return await use(`http://127.0.0.1:${upstream.address().port}/v1`);
+  } finally {
+    upstream.closeAllConnections();
+    upstream.close();
+  }
+}
+
+test('an unreachable upstream fails the run with an error event', async () => {
+  const { status, text } = await runAgainst('http://127.0.0.1:1/v1');
+  assert.equal(status, 503);
+  const body = JSON.parse(text);
+  assert.equal(body.data.status, 'failed');
+  assert.match(body.data.error, /node 'chat'.*upstream chat/);
+});
+
+test('an upstream that never answers fails the run after --upstream-timeout', async () => {
+  // It reads the request and never answers.
+  const { status, text } = await withUpstream((req) => req.resume(),
+                                              (url) => runAgainst(url, ['--upstream-timeout', '1']));
+  assert.equal(status, 503);
+  const body = JSON.parse(text);
+  assert.equal(body.data.status, 'failed');
+  assert.match(body.error, /node 'chat'.*upstream chat.*(timeout|timed out)/i);
+});
+
+test("an upstream's error body stays in braid's log, not in the answer", async () => {
+  const failing = (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(500, { 'Content-Type': 'application/json' });
+      res.end('{"error":"db password is hunter2"}');
+    });
+  };
+  const { status, text } = await withUpstream(failing, (url) => runAgainst(url));
+  assert.equal(status, 503);
+  assert.ok(!text.includes('hunter2'), text);
+  assert.match(JSON.parse(text).error, /upstream chat model answered 500/);
 });
