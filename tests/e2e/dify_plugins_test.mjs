@@ -33,12 +33,20 @@ const endpoint = () => `${host}/v1/`;
 const headers = { 'Content-Type': 'application/json', Authorization: 'Bearer not-needed' };
 const postJson = (url, body) => fetch(url, { method: 'POST', headers, body: JSON.stringify(body) });
 
-// The lines of an SSE body as the plugins read them (iter_lines, then
-// "data:" stripped), up to "[DONE]".
+// An SSE body as the OpenAI-compatible LLM reads it: split on the blank
+// line (stream_mode_delimiter), stripped, ':' comments skipped, "data: "
+// removed, "[DONE]" skipped, the rest parsed as JSON.
+async function sseChunks(response) {
+  const text = await response.text();
+  return text.split('\n\n').map((c) => c.trim()).filter((c) => c && !c.startsWith(':'))
+    .map((c) => (c.startsWith('data: ') ? c.slice(6) : c).trimStart())
+    .filter((c) => c !== '[DONE]').map((c) => JSON.parse(c));
+}
+
+// A Triton stream as the Triton provider reads it: lines starting "data:".
 async function dataLines(response) {
   const text = await response.text();
-  return text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim())
-    .filter((l) => l && l !== '[DONE]').map((l) => JSON.parse(l));
+  return text.split('\n').filter((l) => l.startsWith('data:')).map((l) => JSON.parse(l.slice(5).trim()));
 }
 
 async function chatWorkflows() {
@@ -67,9 +75,9 @@ test('OpenAI-API-compatible LLM: credential validation passes for every workflow
   const workflows = await chatWorkflows();
   assert.ok(workflows.length >= 5, workflows.map((w) => w.id).join(', '));
   for (const { id } of workflows) {
-    // validate_credentials in chat mode: "ping", max_tokens 5, not streamed.
+    // OAICompatLargeLanguageModel.validate_credentials in chat mode.
     const response = await postJson(`${endpoint()}chat/completions`, {
-      model: id, max_tokens: 5, messages: [{ role: 'user', content: 'ping' }],
+      model: id, max_completion_tokens: 5, messages: [{ role: 'user', content: 'ping' }],
     });
     assert.equal(response.status, 200, `${id}: ${await response.clone().text()}`);
     const body = await response.json();
@@ -80,11 +88,14 @@ test('OpenAI-API-compatible LLM: credential validation passes for every workflow
 });
 
 test('OpenAI-API-compatible LLM: a streamed turn with text beside an image, as Dify sends it', async () => {
-  // Dify sends a system prompt, the history and the user turn; files as
-  // image_url data URLs with detail; stream_options.include_usage on.
-  const response = await postJson(`${endpoint()}chat/completions`, {
-    model: 'image-text-match', stream: true, stream_options: { include_usage: true },
-    max_tokens: 512, temperature: 0.7, top_p: 1, user: 'abc-123', stop: ['\n\n\n'],
+  // _generate: {model, stream, **model_parameters, messages, stop, user};
+  // files as image_url data URLs with their detail.
+  const response = await fetch(`${endpoint()}chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Accept-Charset': 'utf-8', Authorization: 'Bearer not-needed' },
+    body: JSON.stringify({
+    model: 'image-text-match', stream: true,
+    temperature: 0.7, top_p: 1, frequency_penalty: 0, presence_penalty: 0, max_tokens: 512,
     messages: [
       { role: 'system', content: 'You are a helpful assistant.' },
       { role: 'user', content: 'earlier question' },
@@ -94,15 +105,28 @@ test('OpenAI-API-compatible LLM: a streamed turn with text beside an image, as D
         { type: 'image_url', image_url: { url: `data:image/png;base64,${png.toString('base64')}`, detail: 'low' } },
       ] },
     ],
+    stop: ['\n\n\n'], user: 'abc-123',
+    }),
   });
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type'), /text\/event-stream/);
-  const chunks = await dataLines(response);
-  const text = chunks.filter((c) => c.choices?.length).map((c) => c.choices[0].delta.content ?? '').join('');
+  const chunks = await sseChunks(response);
+  assert.ok(chunks.every((c) => Array.isArray(c.choices)), 'every chunk has choices');
+  const text = chunks.filter((c) => c.choices.length).map((c) => c.choices[0].delta.content ?? '').join('');
   assert.match(text, /Image-text similarity: -?[0-9.]+/);
-  const finish = chunks.find((c) => c.choices?.[0]?.finish_reason);
+  const finish = chunks.find((c) => c.choices[0]?.finish_reason);
   assert.equal(finish.choices[0].finish_reason, 'stop');
-  assert.ok(chunks.at(-1).usage.completion_tokens > 0);
+});
+
+test('OpenAI-API-compatible LLM: a blocking turn gives the fields _handle_generate_response reads', async () => {
+  const response = await postJson(`${endpoint()}chat/completions`, {
+    model: 'multimodal-assist', stream: false, max_tokens: 512,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hello' }],
+  });
+  const body = await response.json();
+  assert.equal(body.model, 'multimodal-assist');
+  assert.match(body.choices[0].message.content, /You asked: hello/);
+  assert.ok(Number.isInteger(body.usage.prompt_tokens) && Number.isInteger(body.usage.completion_tokens));
 });
 
 test('OpenAI-API-compatible LLM: audio as an image_url data URL reaches the audio input', async () => {
@@ -117,8 +141,10 @@ test('OpenAI-API-compatible LLM: audio as an image_url data URL reaches the audi
 });
 
 test('OpenAI-API-compatible text embedding: validation and a batch', async () => {
-  const check = await postJson(`${endpoint()}embeddings`, { model: 'clip', input: ['ping'], encoding_format: 'float' });
+  // validate_credentials: one string, and "model" must come back.
+  const check = await postJson(`${endpoint()}embeddings`, { input: 'ping', model: 'clip' });
   assert.equal(check.status, 200);
+  assert.equal((await check.json()).model, 'clip');
   const body = await (await postJson(`${endpoint()}embeddings`, {
     model: 'clip-text', input: ['a photo of a cat', 'a diagram'], encoding_format: 'float',
   })).json();
@@ -129,12 +155,18 @@ test('OpenAI-API-compatible text embedding: validation and a batch', async () =>
 });
 
 test('OpenAI-API-compatible rerank: validation request and the fields read', async () => {
-  const response = await postJson(`${endpoint()}rerank`, {
-    model: 'clip', query: 'What is the capital of the United States?', top_n: 2,
-    documents: [
-      'Carson City is the capital city of the American state of Nevada.',
-      'The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean. Its capital is Saipan.',
-    ],
+  // OAICompatRerankModel sends "Bearer None" without a key, and top_n null.
+  const response = await fetch(`${endpoint()}rerank`, {
+    method: 'POST',
+    headers: { Authorization: 'Bearer None', 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      model: 'clip', query: 'What is the capital of the United States?',
+      documents: [
+        'Carson City is the capital city of the American state of Nevada. At the 2010 United States Census, Carson City had a population of 55,274.',
+        'The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean that are a political division controlled by the United States. Its capital is Saipan.',
+      ],
+      top_n: null, return_documents: true,
+    }),
   });
   assert.equal(response.status, 200);
   const body = await response.json();
@@ -145,24 +177,40 @@ test('OpenAI-API-compatible rerank: validation request and the fields read', asy
   }
 });
 
-test('OpenAI-API-compatible speech2text: multipart file and model', async () => {
-  const form = new FormData();
-  form.append('model', 'whisper-1');
-  form.append('file', new Blob([wav], { type: 'audio/wav' }), 'audio.wav');
-  const response = await fetch(`${endpoint()}audio/transcriptions`, {
-    method: 'POST', headers: { Authorization: 'Bearer not-needed' }, body: form,
-  });
-  assert.equal(response.status, 200);
-  assert.match((await response.json()).text, /weather is nice today/i);
-});
+// The multipart body python-requests builds for data={"model"} and
+// files=[("file", open(path))]: the file part has its name, no type.
+function requestsMultipart(model, filename, bytes) {
+  const boundary = 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6';
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n${model}\r\n`),
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\n\r\n`),
+    bytes, Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  return { body, type: `multipart/form-data; boundary=${boundary}` };
+}
 
-test('OpenAI-API-compatible TTS: speech for the text', async () => {
-  const response = await postJson(`${endpoint()}audio/speech`, {
-    model: 'tts-1', input: 'Hello from braid.', voice: 'alloy', response_format: 'mp3',
+test('OpenAI-API-compatible TTS and speech2text: validation calls, then one read back', async () => {
+  // OAICompatText2SpeechModel: "Test." in the default voice as mp3, streamed.
+  const check = await fetch(`${endpoint()}audio/speech`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'tts', input: 'Test.', voice: 'alloy', response_format: 'mp3' }),
   });
-  assert.equal(response.status, 200);
-  const bytes = Buffer.from(await response.arrayBuffer());
-  assert.ok(bytes.length > 1000);
+  assert.equal(check.status, 200);
+  assert.ok(Buffer.from(await check.arrayBuffer()).length > 500);
+  const spoken = await fetch(`${endpoint()}audio/speech`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'tts-1', input: 'The weather is nice today.', voice: 'alloy', response_format: 'mp3' }),
+  });
+  const mp3 = Buffer.from(await spoken.arrayBuffer());
+  // OAICompatSpeech2TextModel: the demo file as audio.mp3, the model name.
+  for (const [name, bytes] of [['audio.mp3', mp3], ['audio.wav', wav]]) {
+    const { body, type } = requestsMultipart('whisper-1', name, bytes);
+    const response = await fetch(`${endpoint()}audio/transcriptions`, {
+      method: 'POST', headers: { 'Content-Type': type }, body,
+    });
+    assert.equal(response.status, 200, name);
+    assert.match((await response.json()).text, /weather is nice today/i, name);
+  }
 });
 
 test('Triton provider: generate for validation, generate_stream for a turn', async () => {
