@@ -213,24 +213,31 @@ test('OpenAI-API-compatible TTS and speech2text: validation calls, then one read
   }
 });
 
-test('Triton provider: generate for validation, generate_stream for a turn', async () => {
+test('Triton provider: generate for validation and for a turn', async () => {
+  // TritonInferenceAILargeLanguageModel: the messages flattened to text,
+  // max_tokens beside it, parameters with stream false; text_output read.
   const workflows = await chatWorkflows();
   for (const { id } of workflows) {
-    const response = await postJson(`${host}/v2/models/${id}/generate`, {
-      text_input: 'ping', max_tokens: 5, parameters: { temperature: 0.5, top_p: 1 },
+    const response = await fetch(`${host}/v2/models/${id}/generate`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ text_input: 'User: ping', max_tokens: 512, parameters: { stream: false } }),
     });
     assert.equal(response.status, 200, `${id}: ${await response.clone().text()}`);
-    const body = await response.json();
-    assert.equal(body.model_name, id);
-    assert.equal(typeof body.text_output, 'string');
+    assert.equal(typeof (await response.json()).text_output, 'string', id);
   }
+  const turn = await postJson(`${host}/v2/models/multimodal-assist/generate`, {
+    text_input: 'System: Be brief.User: what is braid?', max_tokens: 64,
+    parameters: { stream: false, temperature: 0.7, top_p: 1 },
+  });
+  assert.match((await turn.json()).text_output, /You asked: System: Be brief\.User: what is braid\?/);
+  // generate_stream, as Triton's own clients read it.
   const stream = await postJson(`${host}/v2/models/multimodal-assist/generate_stream`, {
-    text_input: 'Human: what is braid?\nAssistant: ', max_tokens: 64,
+    text_input: 'what is braid?', parameters: { max_tokens: 64 },
   });
   assert.equal(stream.status, 200);
   const pieces = await dataLines(stream);
   assert.ok(pieces.length > 2);
-  assert.match(pieces.map((p) => p.text_output).join(''), /You asked: Human: what is braid\?/);
+  assert.match(pieces.map((p) => p.text_output).join(''), /You asked: what is braid\?/);
   assert.equal(pieces.at(-1).finish_reason, 'stop');
 });
 
