@@ -252,15 +252,23 @@ test('generate also serves a model with text in and out (ocr: an image in, its t
   assert.match((await refused.json()).error, /no text answer/);
 });
 
-test('TEI provider: info decides the type, then embed and rerank', async () => {
-  const info = await (await fetch(`${host}/info`)).json();
-  assert.ok(info.model_type.embedding !== undefined || info.model_type === 'embedding' || info.model_type.embedding === null);
-  const embed = await (await postJson(`${host}/embed`, { inputs: ['ping'], truncate: true })).json();
-  assert.equal(embed[0].length, 512);
-  const reranker = await (await fetch(`${host}/tei/reranker/info`)).json();
-  assert.ok('reranker' in reranker.model_type || reranker.model_type === 'reranker');
-  const ranked = await (await postJson(`${host}/tei/reranker/rerank`, {
-    query: 'ping', texts: ['ping', 'pong'], raw_scores: false, return_text: true,
+test('TEI provider: info decides the type, then tokenize, embeddings and rerank', async () => {
+  // TeiHelper: GET /info's first model_type key; embeddings through
+  // {server}/v1/embeddings without a model; /tokenize; /rerank with
+  // return_text.
+  const typeAt = async (server) => Object.keys((await (await fetch(`${server}/info`)).json()).model_type)[0];
+  const embedding = host;
+  const reranker = `${host}/tei/reranker`;
+  assert.equal(await typeAt(embedding), 'embedding');
+  assert.equal(await typeAt(reranker), 'reranker');
+  const tokens = await (await postJson(`${embedding}/tokenize`, { inputs: ['a photo of a cat'] })).json();
+  assert.ok(tokens[0].length > 2 && tokens[0].every((t) => Number.isInteger(t.id) && typeof t.text === 'string'));
+  const vectors = await (await postJson(`${embedding}/v1/embeddings`, { input: ['ping', 'pong'] })).json();
+  assert.equal(vectors.data.length, 2);
+  assert.equal(vectors.data[0].embedding.length, 512);
+  assert.ok(vectors.usage.total_tokens > 0);
+  const ranked = await (await postJson(`${reranker}/rerank`, {
+    query: 'ping', texts: ['ping', 'pong'], return_text: true,
   })).json();
   assert.deepEqual(ranked.map((r) => r.index).sort(), [0, 1]);
   assert.ok(ranked.every((r) => typeof r.score === 'number' && typeof r.text === 'string'));
