@@ -327,19 +327,28 @@ Status Collection::ReplayLog() {
   return Status::Ok();
 }
 
+Status Collection::CheckItems(const std::vector<Item>& items,
+                              std::vector<std::vector<float>>& vectors, int dimension) {
+  if (items.size() != vectors.size()) return InvalidArgument("one vector per item");
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].id.empty())
+      BRAID_RETURN_IF_ERROR(ValidateId(items[i].id).WithContext(fmt::format("items[{}]", i)));
+    BRAID_RETURN_IF_ERROR(
+        Normalise(vectors[i], dimension).WithContext(fmt::format("items[{}]", i)));
+  }
+  return Status::Ok();
+}
+
 Result<Collection::Added> Collection::Add(std::vector<Item> items,
                                           std::vector<std::vector<float>> vectors) {
-  if (items.size() != vectors.size()) return InvalidArgument("one vector per item");
+  // Everything is checked before anything is written or changed.
+  BRAID_RETURN_IF_ERROR(CheckItems(items, vectors, dimension()));
   std::unique_lock lock(mutex_);
   BRAID_RETURN_IF_ERROR(CheckAlive());
   Added added;
-  // Everything is checked before anything is written or changed.
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (items[i].id.empty()) items[i].id = NewId(labels_);
-    BRAID_RETURN_IF_ERROR(ValidateId(items[i].id).WithContext(fmt::format("items[{}]", i)));
-    BRAID_RETURN_IF_ERROR(
-        Normalise(vectors[i], dimension()).WithContext(fmt::format("items[{}]", i)));
-    added.ids.push_back(items[i].id);
+  for (auto& item : items) {
+    if (item.id.empty()) item.id = NewId(labels_);
+    added.ids.push_back(item.id);
   }
   if (!directory_.empty()) {
     std::string lines;

@@ -106,6 +106,10 @@ class Collection {
   // a zero or non-finite vector, or an id that is not 1-256 bytes of UTF-8
   // without '/' or control characters; nothing is added then.
   Result<Added> Add(std::vector<Item> items, std::vector<std::vector<float>> vectors);
+  // The checks Add makes before it changes anything (ids given, vectors of
+  // `dimension` values, normalised here), for a collection not created yet.
+  static Status CheckItems(const std::vector<Item>& items, std::vector<std::vector<float>>& vectors,
+                           int dimension);
   // NotFound when no item has the id.
   Status Remove(const std::string& id);
   // The `top_k` items closest to `query` (dimension() values, normalised

@@ -72,6 +72,8 @@ Result<CollectionPtr> CollectionStore::GetOrCreate(const std::string& name, Embe
 Result<Collection::Added> CollectionStore::Add(const std::string& name, EmbeddingSpace space,
                                                std::vector<Item> items,
                                                std::vector<std::vector<float>> vectors) {
+  // A rejected add creates no collection: the items are checked first.
+  BRAID_RETURN_IF_ERROR(Collection::CheckItems(items, vectors, Dimensions(space)));
   const std::size_t count = items.size();
   if (items_.fetch_add(count) + count > options_.max_items) {
     items_ -= count;

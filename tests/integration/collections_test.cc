@@ -212,8 +212,8 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
       {"GET", "/v1/collections/docs/other", "", 404, "no endpoint"},
       // Issue 30: stored fields are bounded (a 20 MB name was written to disk).
       {"POST", "/v1/collections/docs/items",
-       R"({"items":[{"text":"a","id":")" + std::string(300, 'i') + R"("}]})", 413,
-       "'id' is longer than 256 bytes"},
+       R"({"items":[{"text":"a","id":")" + std::string(300, 'i') + R"("}]})", 400,
+       "an item id must be 1-256 bytes"},
       {"POST", "/v1/collections/docs/items",
        R"({"items":[{"text":"a","name":")" + std::string(2000, 'n') + R"("}]})", 413,
        "'name' is longer than 1024 bytes"},
@@ -228,6 +228,12 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
   std::string many = R"({"items":[)";
   for (int i = 0; i < 257; ++i) many += std::string(i ? "," : "") + R"({"text":"a"})";
   EXPECT_EQ(Curl(server, "POST", "/v1/collections/docs/items", many + "]}").code, 413);
+  // Issue 30: a rejected add to a new collection creates no collection.
+  EXPECT_EQ(
+      Curl(server, "POST", "/v1/collections/fresh/items", R"({"items":[{"text":"a","id":"a/b"}]})")
+          .code,
+      400);
+  EXPECT_EQ(Curl(server, "GET", "/v1/collections/fresh", "").code, 404);
 }
 
 }  // namespace

@@ -16,7 +16,6 @@ constexpr char kPrefix[] = "/v1/collections";
 constexpr std::size_t kMaxTopK = 1000;
 constexpr std::size_t kMaxTextBytes = 64 << 10;
 constexpr std::size_t kMaxMetadataBytes = 16 << 10;
-constexpr std::size_t kMaxIdBytes = 256;     // an item's id
 constexpr std::size_t kMaxNameBytes = 1024;  // an item's display name
 
 HttpResponse Json(std::string body) {
@@ -117,8 +116,6 @@ Result<Parsed> ParseContent(const rapidjson::Value& value, FileStore& files, boo
     if (!value["id"].IsString()) return InvalidArgument("'id' must be a string");
     parsed.item.id = value["id"].GetString();
     if (parsed.item.id.empty()) return InvalidArgument("'id' must not be empty");
-    if (parsed.item.id.size() > kMaxIdBytes)
-      return MakeStatus(StatusCode::kTooLarge, "'id' is longer than {} bytes", kMaxIdBytes);
   }
   if (value.HasMember("name")) {
     if (!value["name"].IsString() || !IsValidUtf8(value["name"].GetString()))
