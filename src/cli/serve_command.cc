@@ -139,6 +139,42 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->add_option("--max-body-bytes", options->max_body_bytes,
                    "Largest request body (HTTP) or message (gRPC)")
       ->capture_default_str();
+  serve
+      ->add_option("--max-body-bytes-in-flight", options->max_body_bytes_in_flight,
+                   "HTTP request bodies held in memory at once, all clients together; past it "
+                   "requests are refused 503 with Retry-After")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve->add_option("--max-connections", options->max_connections, "Most HTTP connections")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--max-connections-per-address", options->max_connections_per_address,
+                   "Most HTTP connections from one client address (0: no limit)")
+      ->capture_default_str();
+  serve
+      ->add_option("--write-timeout", options->write_timeout_s,
+                   "Seconds an answer may wait for its client to read on before the connection "
+                   "is dropped")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--idle-timeout", options->idle_timeout_s,
+                   "Seconds a connection may stay open with no request (HTTP keep-alive, gRPC)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
+      ->add_option("--rate-limit", options->rate_limit,
+                   "Requests a second each client address may make, HTTP and gRPC together "
+                   "(token bucket; 429 / RESOURCE_EXHAUSTED past it; health is exempt). "
+                   "0: no limit")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--rate-burst", options->rate_burst,
+                   "Requests a client address may make at once above --rate-limit")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   serve->add_option("--max-header-count", options->max_header_count, "Most HTTP header fields")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

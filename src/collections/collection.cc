@@ -111,7 +111,8 @@ Result<Item> ReadItem(const rapidjson::Value& value) {
 // one, never part of one: a temporary file, synced, renamed into place.
 Status WriteAtomically(const std::filesystem::path& path, std::string_view bytes) {
   const auto temporary = path.string() + ".tmp";
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd =
+      ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return Internal("cannot write {}: {}", temporary, std::strerror(errno));
   std::size_t written = 0;
   while (written < bytes.size()) {
@@ -568,7 +569,7 @@ Status Collection::WriteSnapshot() {
 
 Status Collection::AppendLog(const std::string& lines) {
   const auto path = LogPath(generation_);
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return Internal("cannot append to {}: {}", path.string(), std::strerror(errno));
   std::size_t written = 0;
   int error = 0;

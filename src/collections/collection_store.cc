@@ -14,8 +14,13 @@ void CollectionStore::Load() {
     return;
   std::unique_lock lock(mutex_);
   for (const auto& entry : std::filesystem::directory_iterator(options_.directory, error)) {
-    if (!entry.is_directory()) continue;
     const std::string name = entry.path().filename().string();
+    // A link could make start-up tidy (delete files in) a folder elsewhere.
+    if (entry.is_symlink()) {
+      spdlog::warn("collection '{}' left out: it is a symbolic link", name);
+      continue;
+    }
+    if (!entry.is_directory()) continue;
     auto collection = Collection::Open(name, entry.path(), options_.collection);
     if (!collection.ok()) {
       spdlog::warn("collection '{}' left out: {}", name, collection.status().message());

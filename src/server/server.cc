@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <optional>
@@ -141,6 +142,10 @@ Status Server::Parts::Build() {
   api_options.admin_key = options.admin_key;
   api_options.protect_health = options.protect_health;
   api_options.limits.max_json_depth = options.max_json_depth;
+  if (options.rate_limit > 0) {
+    api_options.limiter =
+        std::make_shared<RateLimiter>(options.rate_limit, options.rate_burst, SteadyClock());
+  }
   std::vector<RouteHandler> keyed = {
       [this](HttpRequest& r, HttpResponderPtr& p) { return workflow_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return generate_api->Handle(r, p); },
@@ -153,7 +158,12 @@ Status Server::Parts::Build() {
   HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.max_header_count = options.max_header_count;
-  http_options.admit_body = MakeApiAdmission(api_options);
+  http_options.max_body_bytes_in_flight = options.max_body_bytes_in_flight;
+  http_options.max_connections = options.max_connections;
+  http_options.max_connections_per_address = options.max_connections_per_address;
+  http_options.write_timeout = std::chrono::seconds(options.write_timeout_s);
+  http_options.idle_timeout = std::chrono::seconds(options.idle_timeout_s);
+  http_options.admit = MakeApiAdmission(api_options);
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
@@ -169,6 +179,8 @@ Status Server::Parts::Build() {
   grpc_options.admin_key = options.admin_key;
   grpc_options.protect_health = options.protect_health;
   grpc_options.max_message_bytes = options.max_body_bytes;
+  grpc_options.limiter = api_options.limiter;
+  grpc_options.idle_timeout = http_options.idle_timeout;
   grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
   return Status::Ok();
 }
@@ -209,7 +221,30 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   return report;
 }
 
+namespace {
+
+// Each connection is a descriptor: the soft limit (often 1024) is raised to
+// the hard one, as servers do, so that the connection caps bind before it.
+void RaiseDescriptorLimit(std::size_t wanted) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t most = std::min<rlim_t>(limit.rlim_max, rlim_t{1} << 20);
+  if (limit.rlim_cur < most) {
+    limit.rlim_cur = most;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur < wanted) {
+    spdlog::warn(
+        "the process may open {} files, fewer than the {} its connection limits need; "
+        "raise `ulimit -n` or lower --max-connections",
+        limit.rlim_cur, wanted);
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
+  RaiseDescriptorLimit(options.max_connections + 1024);
   auto parts = std::make_unique<Parts>(std::move(options));
   Status status = parts->Build();
   if (status.ok()) status = parts->Listen();

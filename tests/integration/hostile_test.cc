@@ -5,15 +5,20 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <thread>
 
 #include "support/command.h"
 #include "support/loopback.h"
 #include "support/server_process.h"
+#include "support/temp_dir.h"
 
 namespace braid {
 namespace {
@@ -355,6 +360,269 @@ TEST(HostileTest, AnnouncedBodiesCostNothingBeforeTheKeyIsChecked) {
     for (int fd : open) close(fd);
     EXPECT_TRUE(server.alive());
   }
+}
+
+// Everything `fd` receives until the peer closes or `timeout_ms` passes
+// without a byte.
+std::string ReadAll(int fd, int timeout_ms = 10000) {
+  std::string reply;
+  char buffer[65536];
+  pollfd poll_fd{fd, POLLIN, 0};
+  while (poll(&poll_fd, 1, timeout_ms) > 0) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    reply.append(buffer, static_cast<std::size_t>(n));
+  }
+  return reply;
+}
+
+void SendAll(int fd, const std::string& bytes) {
+  for (std::size_t sent = 0; sent < bytes.size();) {
+    const ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<std::size_t>(n);
+  }
+}
+
+const std::string kIdentity =
+    R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
+
+// Issue 30, finding 1: bodies in flight, all connections together, stay
+// within --max-body-bytes-in-flight; past it a request is refused 503 with
+// Retry-After (its answer not lost to a reset), and the budget comes back
+// when the bodies go.
+TEST(HostileTest, RequestBodiesInFlightStayWithinTheProcessBudget) {
+  ServerProcess server({"--max-body-bytes-in-flight", "6000000"});
+  ASSERT_TRUE(server.ready());
+  const std::string head =
+      "POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+      "Content-Length: 6000000\r\n\r\n";
+  // Three bodies of 3 MB so far want 4 MiB of buffer each: 12 MiB in all.
+  std::vector<int> open;
+  for (int i = 0; i < 3; ++i) {
+    int fd = testing::ConnectLoopback(server.http_port());
+    ASSERT_GE(fd, 0);
+    SendAll(fd, head + std::string(3'000'000, ' '));
+    open.push_back(fd);
+  }
+  int refused = 0;
+  for (int fd : open) {
+    const std::string reply = ReadAll(fd, 3000);
+    if (reply.starts_with("HTTP/1.1 503")) {
+      ++refused;
+      EXPECT_THAT(reply, ::testing::HasSubstr("Retry-After: 1"));
+      EXPECT_THAT(reply, ::testing::HasSubstr("retry"));
+    }
+  }
+  EXPECT_GE(refused, 1);
+  for (int fd : open) close(fd);
+  // The waiting bodies' shares come back as their connections go.
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    status =
+        Exchange(server.http_port(), Request("POST", "/v2/models/identity/infer", kIdentity), false)
+            .status;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 200);
+}
+
+// Issue 30, finding 3 (found while fixing it): a keep-alive connection that
+// has made a request is closed once idle, like one that has made none.
+TEST(HostileTest, AnIdleKeepAliveConnectionIsClosed) {
+  ServerProcess server({"--idle-timeout", "1"});
+  ASSERT_TRUE(server.ready());
+  int fd = testing::ConnectLoopback(server.http_port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n");
+  // The answer, then the end of the connection: recv returns 0 well within
+  // the 30 s the read allows.
+  std::string reply;
+  char buffer[4096];
+  pollfd poll_fd{fd, POLLIN, 0};
+  bool ended = false;
+  while (!ended && poll(&poll_fd, 1, 30000) > 0) {
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0)
+      ended = true;
+    else
+      reply.append(buffer, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  EXPECT_THAT(reply, ::testing::StartsWith("HTTP/1.1 200"));
+  EXPECT_TRUE(ended) << "the idle connection is still open";
+}
+
+// Requests model `name` has computed so far (its stats' inference_count).
+long InferenceCount(const ServerProcess& server, const std::string& name) {
+  const std::string stats =
+      RunCommand("curl -s " + server.url() + "/v2/models/" + name + "/stats").out;
+  std::smatch count;
+  if (!std::regex_search(stats, count, std::regex(R"("inference_count":(\d+))"))) return -1;
+  return std::stol(count[1]);
+}
+
+// Issue 30, finding 3: an answer the client does not read is dropped after
+// --write-timeout without progress, not held for as long as it likes.
+TEST(HostileTest, AClientThatStopsReadingIsLetGo) {
+  ServerProcess server({"--write-timeout", "1"});
+  ASSERT_TRUE(server.ready());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int small = 16384;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in address = testing::LoopbackAddress(server.http_port());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  // 120 sentences of speech: about 8 MB of audio, more than the socket
+  // buffers on both sides hold. Each differs, so that none is a cache hit.
+  std::string text;
+  const int sentences = 120;
+  for (int i = 0; i < sentences; ++i) text += "This is sentence number " + std::to_string(i) + ". ";
+  const std::string body = R"({"model":"tts","input":")" + text + R"(","response_format":"wav"})";
+  SendAll(fd,
+          "POST /v1/audio/speech HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+          "Content-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body);
+  // The client reads the first bytes, then stops reading until the answer
+  // is made (or given up), and past the write timeout.
+  char buffer[4096];
+  pollfd poll_fd{fd, POLLIN, 0};
+  ASSERT_GT(poll(&poll_fd, 1, 60000), 0);
+  const ssize_t first = recv(fd, buffer, sizeof(buffer), 0);
+  ASSERT_GT(first, 0);
+  ASSERT_THAT(std::string(buffer, static_cast<std::size_t>(first)),
+              ::testing::StartsWith("HTTP/1.1 200"));
+  // Made: every sentence, or as many as were made before the server gave
+  // up on the client and stopped (none more for 2 s).
+  long made = InferenceCount(server, "tts");
+  for (int still = 0, i = 0; i < 600 && made < sentences && still < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const long now = InferenceCount(server, "tts");
+    still = now == made ? still + 1 : 0;
+    made = now;
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const std::string rest = ReadAll(fd);
+  close(fd);
+  EXPECT_GT(rest.size(), 0u);
+  EXPECT_FALSE(rest.ends_with("\r\n0\r\n\r\n")) << "the whole answer waited for the client";
+  EXPECT_EQ(Exchange(server.http_port(), Request("GET", "/v2/health/ready", "")).status, 200);
+}
+
+// Issue 30, finding 5: one address cannot take every connection.
+TEST(HostileTest, ConnectionsFromOneAddressAreCapped) {
+  ServerProcess server({"--max-connections-per-address", "4"});
+  ASSERT_TRUE(server.ready());
+  const std::string live = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
+  std::vector<int> open;
+  for (int i = 0; i < 4; ++i) {
+    int fd = testing::ConnectLoopback(server.http_port());
+    ASSERT_GE(fd, 0);
+    SendAll(fd, live);
+    char buffer[4096];
+    pollfd poll_fd{fd, POLLIN, 0};
+    ASSERT_GT(poll(&poll_fd, 1, 10000), 0);
+    ASSERT_GT(recv(fd, buffer, sizeof(buffer), 0), 0);  // served and held open
+    open.push_back(fd);
+  }
+  const Answer fifth = Exchange(server.http_port(), Request("GET", "/v2/health/live", ""));
+  EXPECT_EQ(fifth.status, 503);
+  EXPECT_THAT(fifth.body, ::testing::HasSubstr("this address has all the connections"));
+  close(open.back());
+  open.pop_back();
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    status = Exchange(server.http_port(), Request("GET", "/v2/health/live", "")).status;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 200);
+  for (int fd : open) close(fd);
+}
+
+// Issue 30: --rate-limit answers 429 with Retry-After past an address's
+// burst; health probes are never limited.
+TEST(HostileTest, ARateLimitedAddressGets429WithRetryAfter) {
+  ServerProcess server({"--rate-limit", "0.01", "--rate-burst", "3"});
+  ASSERT_TRUE(server.ready());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(Exchange(server.http_port(), Request("GET", "/v2", "")).status, 200);
+  const Answer limited = Exchange(server.http_port(), Request("GET", "/v2", ""));
+  EXPECT_EQ(limited.status, 429);
+  EXPECT_THAT(limited.head, ::testing::ContainsRegex("Retry-After: [0-9]+"));
+  EXPECT_THAT(limited.body, ::testing::HasSubstr("too many requests"));
+  EXPECT_EQ(Exchange(server.http_port(), Request("GET", "/v2/health/ready", "")).status, 200);
+}
+
+// The server's CPU time (user + system) so far, in clock ticks.
+long CpuTicks(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) {
+      stime = std::stol(field);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+// Issue 30, finding 4: out of file descriptors, the accept loop pauses
+// instead of spinning, and accepts again once descriptors come back.
+TEST(HostileTest, OutOfDescriptorsTheAcceptLoopPausesAndRecovers) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  const auto in_use = std::distance(
+      std::filesystem::directory_iterator("/proc/" + std::to_string(server.pid()) + "/fd"),
+      std::filesystem::directory_iterator{});
+  const rlimit limit{static_cast<rlim_t>(in_use + 20), static_cast<rlim_t>(in_use + 20)};
+  ASSERT_EQ(prlimit(server.pid(), RLIMIT_NOFILE, &limit, nullptr), 0);
+  std::vector<int> open;
+  for (int i = 0; i < 60; ++i) {
+    int fd = testing::ConnectLoopback(server.http_port());
+    if (fd >= 0) open.push_back(fd);
+  }
+  // Let the server take what it can, then watch it while it is out.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const long before = CpuTicks(server.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const long used = CpuTicks(server.pid()) - before;
+  EXPECT_LT(used, sysconf(_SC_CLK_TCK) / 2) << "ticks of CPU in 2 s with nothing to do";
+  for (int fd : open) close(fd);
+  int status = 0;
+  for (int attempt = 0; attempt < 100 && status != 200; ++attempt) {
+    status = Exchange(server.http_port(), Request("GET", "/v2/health/live", "")).status;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 200);
+}
+
+// Issue 30, lower finding: a symbolic link inside --data-dir is not
+// followed: start-up neither loads nor tidies the folder it points at.
+TEST(HostileTest, ASymlinkInTheDataDirIsNotFollowed) {
+  testing::TempDir data, elsewhere;
+  {
+    ServerProcess server({"--data-dir", data.path().string()});
+    ASSERT_TRUE(server.ready());
+    const auto added = RunCommand("curl -s -o /dev/null -w '%{http_code}' -X POST " + server.url() +
+                                  "/v1/collections/docs/items -H 'Content-Type: application/json' "
+                                  "-d '{\"items\":[{\"id\":\"a\",\"text\":\"a red fox\"}]}'");
+    ASSERT_EQ(added.out, "200");
+  }
+  // The collection's folder moves elsewhere, beside a file of someone
+  // else's, and a link takes its place.
+  const auto collections = data.path() / "collections";
+  const auto moved = elsewhere.path() / "docs";
+  std::filesystem::rename(collections / "docs", moved);
+  std::ofstream(moved / "precious.txt") << "not braid's";
+  std::filesystem::create_directory_symlink(moved, collections / "docs");
+  ServerProcess server({"--data-dir", data.path().string()});
+  ASSERT_TRUE(server.ready());
+  EXPECT_TRUE(std::filesystem::exists(moved / "precious.txt"));
+  EXPECT_EQ(RunCommand("curl -s " + server.url() + "/v1/collections").out, R"({"collections":[]})");
 }
 
 }  // namespace

@@ -16,6 +16,15 @@ namespace {
 
 using inference::GRPCInferenceService;
 
+// The address in gRPC's peer string ("ipv4:1.2.3.4:567", "ipv6:[::1]:567"),
+// as the HTTP server writes it.
+std::string PeerAddress(std::string_view peer) {
+  if (const auto colon = peer.find(':'); colon != std::string_view::npos)
+    peer.remove_prefix(colon + 1);
+  if (peer.starts_with('[')) return std::string(peer.substr(1, peer.find(']') - 1));
+  return std::string(peer.substr(0, peer.rfind(':')));
+}
+
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(GrpcStatusFor(status.code())),
@@ -204,7 +213,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* context,
                                        const inference::ModelReadyRequest* request,
                                        inference::ModelReadyResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     auto version = ParseModelVersion(request->version());
     if (!version.ok()) return Done(context, ToGrpc(version.status()));
     auto model = service_.GetModel(request->name(), *version);
@@ -216,7 +225,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,
                                            const inference::ServerMetadataRequest*,
                                            inference::ServerMetadataResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     response->set_name("braid");
     response->set_version("0.1.0");
     for (const char* extension : {"binary_tensor_data", "parameters", "statistics",
@@ -228,7 +237,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* context,
                                           const inference::ModelMetadataRequest* request,
                                           inference::ModelMetadataResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     auto model = ResolveModel(request->name(), request->version());
     if (!model.ok()) return Done(context, ToGrpc(model.status()));
     const braid::ModelConfig& config = (*model)->config();
@@ -253,7 +262,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     auto model = ResolveModel(request->name(), request->version());
     if (!model.ok()) return Done(context, ToGrpc(model.status()));
     const braid::ModelConfig& config = (*model)->config();
@@ -284,7 +293,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* context,
                                             const inference::ModelStatisticsRequest* request,
                                             inference::ModelStatisticsResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     for (const auto& [name, versions] : service_.Stats()) {
       if (!request->name().empty() && request->name() != name) continue;
       for (const auto& [version, s] : versions) {
@@ -318,7 +327,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* context,
                                             const inference::RepositoryIndexRequest* request,
                                             inference::RepositoryIndexResponse* response) override {
-    if (auto denied = Authorize(context, false); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     for (const auto& status : service_.Index()) {
       if (request->ready() && status.state != ModelState::kReady) continue;
       auto* entry = response->add_models();
@@ -332,13 +341,13 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* RepositoryModelLoad(
       grpc::CallbackServerContext* context, const inference::RepositoryModelLoadRequest* request,
       inference::RepositoryModelLoadResponse*) override {
-    if (auto denied = Authorize(context, true); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, true); !denied.ok()) return Done(context, denied);
     return Done(context, ToGrpc(service_.Load(request->model_name())));
   }
   grpc::ServerUnaryReactor* RepositoryModelUnload(
       grpc::CallbackServerContext* context, const inference::RepositoryModelUnloadRequest* request,
       inference::RepositoryModelUnloadResponse*) override {
-    if (auto denied = Authorize(context, true); !denied.ok()) return Done(context, denied);
+    if (auto denied = Admit(context, true); !denied.ok()) return Done(context, denied);
     return Done(context, ToGrpc(service_.Unload(request->model_name())));
   }
 
@@ -346,7 +355,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                                        const inference::ModelInferRequest* request,
                                        inference::ModelInferResponse* response) override {
     auto* reactor = context->DefaultReactor();
-    if (auto denied = Authorize(context, false); !denied.ok()) {
+    if (auto denied = Admit(context, false); !denied.ok()) {
       reactor->Finish(denied);
       return reactor;
     }
@@ -398,6 +407,15 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     return service_.GetModel(name, number);
   }
 
+  // A call within its address's rate (--rate-limit) and with its key.
+  grpc::Status Admit(grpc::CallbackServerContext* context, bool admin) const {
+    if (options_.limiter && options_.limiter->Take(PeerAddress(context->peer()))) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many requests from this address; retry later");
+    }
+    return Authorize(context, admin);
+  }
+
   grpc::Status Authorize(grpc::CallbackServerContext* context, bool admin) const {
     const std::string& key =
         admin && !options_.admin_key.empty() ? options_.admin_key : options_.api_key;
@@ -433,7 +451,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
  public:
   StreamReactor(GrpcServer::Impl& server, grpc::CallbackServerContext* context)
       : server_(server), context_(context) {
-    if (auto denied = server_.Authorize(context, false); !denied.ok()) {
+    if (auto denied = server_.Admit(context, false); !denied.ok()) {
       finished_ = true;
       Finish(denied);
       return;
@@ -562,8 +580,24 @@ Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t p
   builder.AddListeningPort(fmt::format("{}:{}", host, port), grpc::InsecureServerCredentials(),
                            &selected);
   builder.RegisterService(impl_.get());
-  builder.SetMaxReceiveMessageSize(static_cast<int>(impl_->options_.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(impl_->options_.max_message_bytes));
+  const GrpcServerOptions& options = impl_->options_;
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // What an untrusted client may hold: connections that never finish their
+  // handshake or sit idle are closed, dead peers are found by keepalive
+  // pings, a connection carries a bounded number of calls, and all of them
+  // share one memory quota.
+  const auto ms = [](std::chrono::seconds s) {
+    return static_cast<int>(std::chrono::milliseconds(s).count());
+  };
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, ms(options.handshake_timeout));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(options.idle_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.idle_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 128);
+  grpc::ResourceQuota quota("braid");
+  quota.Resize(options.max_memory_bytes);
+  builder.SetResourceQuota(quota);
   impl_->server_ = builder.BuildAndStart();
   if (!impl_->server_ || selected == 0)
     return Unavailable("cannot listen for gRPC on {}:{}", host, port);

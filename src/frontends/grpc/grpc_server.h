@@ -4,9 +4,11 @@
 // cancelled call cancels its queued work.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
+#include "core/rate_limiter.h"
 #include "core/status.h"
 #include "metrics/metrics.h"
 #include "serving/inference_service.h"
@@ -28,6 +30,14 @@ struct GrpcServerOptions {
   std::string admin_key;
   bool protect_health = false;  // ServerLive and ServerReady need the key too
   std::size_t max_message_bytes = std::size_t{64} << 20;
+  // Calls a client address may make (none: no limit); health is exempt.
+  std::shared_ptr<RateLimiter> limiter;
+  // A connection with no call for this long is closed; one that has not
+  // finished its HTTP/2 handshake after handshake_timeout too.
+  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds handshake_timeout{10};
+  // Memory gRPC may use for its connections and messages, all together.
+  std::size_t max_memory_bytes = std::size_t{1} << 30;
 };
 
 class GrpcServer {

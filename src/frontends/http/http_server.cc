@@ -1,7 +1,9 @@
 #include "frontends/http/http_server.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <boost/asio.hpp>
@@ -55,6 +57,82 @@ bool Compressible(std::string_view content_type) {
   return content_type.starts_with("application/json") || content_type.starts_with("text/");
 }
 
+// The bytes of request bodies in memory, process-wide, against a limit.
+class BodyBudget {
+ public:
+  explicit BodyBudget(std::size_t limit) : limit_(limit) {}
+
+  bool Take(std::size_t bytes) {
+    std::size_t used = used_.load();
+    do {
+      if (bytes > limit_ - std::min(used, limit_)) return false;
+    } while (!used_.compare_exchange_weak(used, used + bytes));
+    return true;
+  }
+  void Give(std::size_t bytes) { used_ -= bytes; }
+  std::size_t used() const { return used_.load(); }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> used_{0};
+};
+
+// One body's share of the budget, given back when it is destroyed.
+class BodyCharge {
+ public:
+  explicit BodyCharge(std::shared_ptr<BodyBudget> budget) : budget_(std::move(budget)) {}
+  BodyCharge(BodyCharge&& other) noexcept
+      : budget_(std::move(other.budget_)), bytes_(std::exchange(other.bytes_, 0)) {}
+  BodyCharge& operator=(BodyCharge&& other) noexcept {
+    Release();
+    budget_ = std::move(other.budget_);
+    bytes_ = std::exchange(other.bytes_, 0);
+    return *this;
+  }
+  ~BodyCharge() { Release(); }
+
+  // Raises the share to `total` bytes; false if the budget has not that many.
+  bool GrowTo(std::size_t total) {
+    if (total <= bytes_) return true;
+    if (!budget_->Take(total - bytes_)) return false;
+    bytes_ = total;
+    return true;
+  }
+  void Release() {
+    if (bytes_ > 0) budget_->Give(std::exchange(bytes_, 0));
+  }
+
+ private:
+  std::shared_ptr<BodyBudget> budget_;
+  std::size_t bytes_ = 0;
+};
+
+// A request body that holds its share of the budget while anyone holds it.
+struct ChargedBody {
+  std::string bytes;
+  BodyCharge charge;
+};
+
+// Answers a connection the server will not take, without waiting on the
+// client, and closes it.
+void Refuse(tcp::socket& socket, std::string_view why) {
+  const std::string body = fmt::format(R"({{"error":"{}"}})", why);
+  const std::string response = fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nServer: braid\r\nContent-Type: application/json\r\n"
+      "Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+      body.size(), body);
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  socket.write_some(net::buffer(response), ignored);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
+}
+
+bool OutOfDescriptors(const beast::error_code& ec) {
+  return ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
+         ec == net::error::no_memory || ec.value() == ENFILE;
+}
+
 }  // namespace
 
 std::string_view HttpRequest::Header(std::string_view name) const {
@@ -104,12 +182,22 @@ HttpResponse JsonError(const Status& status) {
 class HttpServer::Impl {
  public:
   Impl(HttpServerOptions options, HttpHandler handler)
-      : options_(options), handler_(std::move(handler)), acceptor_(net::make_strand(io_)) {}
+      : options_(options),
+        handler_(std::move(handler)),
+        budget_(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
+        acceptor_(net::make_strand(io_)),
+        accept_pause_(acceptor_.get_executor()),
+        reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+  ~Impl() {
+    if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  }
 
   class Session;
 
   HttpServerOptions options_;
   HttpHandler handler_;
+  // Shared with the bodies handed out, which may outlive the server.
+  std::shared_ptr<BodyBudget> budget_;
   // Declared before io_: sessions destroyed with io_'s pending handlers
   // still update them.
   std::atomic<bool> draining_{false};
@@ -120,12 +208,20 @@ class HttpServer::Impl {
   Gate requests_;
   std::mutex sessions_mutex_;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mutex_
+  std::unordered_map<std::string, std::size_t> per_address_;       // guarded by sessions_mutex_
   net::io_context io_{options_.threads};
   tcp::acceptor acceptor_;
+  net::steady_timer accept_pause_;  // on the acceptor's strand
+  // Held back for when the process runs out of descriptors: given up to
+  // take one more client (a health check), so that the server still answers.
+  int reserve_fd_;  // touched only on the acceptor's strand
   std::vector<std::thread> threads_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
 
   void Accept();
+  // Counts a connection from `address`; false if that address has all it may.
+  bool AdmitAddress(const std::string& address);
+  void ForgetAddress(const std::string& address);
 };
 
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
@@ -139,10 +235,22 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     std::string head;
     std::string body;
     std::vector<HttpResponse::Part> tail;
+    std::size_t unsent = 0;  // what it counts in unsent_ (a stream's chunk)
   };
   static constexpr std::size_t kFirstReadBytes = 4096;
+  // Most bytes handed to one write call.
+  static constexpr std::size_t kWriteSliceBytes = 1 << 20;
+  // How long, and up to how many bytes, a refused request's rest is read
+  // and dropped before its connection closes.
+  static constexpr std::chrono::seconds kLingerTime{2};
+  static constexpr std::size_t kLingerBytes = std::size_t{16} << 20;
 
-  Session(Impl& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+  // `address` has been counted by AdmitAddress.
+  Session(Impl& server, tcp::socket socket, std::string address)
+      : server_(server),
+        stream_(std::move(socket)),
+        address_(std::move(address)),
+        charge_(server.budget_) {
     ++server_.connections_;
   }
   ~Session() {
@@ -150,6 +258,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       std::lock_guard lock(server_.sessions_mutex_);
       server_.sessions_.erase(this);
     }
+    server_.ForgetAddress(address_);
     --server_.connections_;
   }
 
@@ -236,9 +345,15 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       std::string chunk = fmt::format("{:x}\r\n", data.size());
       chunk += data;
       chunk += "\r\n";
+      const std::size_t size = chunk.size();
+      if (session_->unsent_.fetch_add(size) + size > session_->server_.options_.max_unsent_bytes) {
+        // The client does not read as fast as the answer comes: it is let go.
+        net::post(session_->stream_.get_executor(), [session = session_] { session->Close(); });
+        return false;
+      }
       net::post(session_->stream_.get_executor(),
-                [session = session_, chunk = std::move(chunk)]() mutable {
-                  session->Write(Outgoing{std::move(chunk)}, false, true);
+                [session = session_, chunk = std::move(chunk), size]() mutable {
+                  session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
                 });
       return true;
     }
@@ -286,12 +401,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     stream_.expires_after(server_.options_.request_timeout);
+    head_ = Head();
     const auto declared = parser_->content_length();
-    if (server_.options_.admit_body && (parser_->chunked() || (declared && *declared > 0))) {
-      if (auto refusal = server_.options_.admit_body(Head())) {
-        // Refused on its head: the body is never read, so the connection
-        // cannot carry another request.
-        return Write(Serialize(std::move(*refusal), false, false, false), true, false);
+    const bool has_body = parser_->chunked() || (declared && *declared > 0);
+    if (server_.options_.admit) {
+      if (auto refusal = server_.options_.admit(head_, has_body)) {
+        // Refused on its head: a body is never read, so a connection that
+        // announced one cannot carry another request.
+        const bool keep = !has_body && parser_->get().keep_alive();
+        unread_ = has_body;
+        return Write(Serialize(std::move(*refusal), keep, false, false), true, keep);
       }
     }
     // Clients such as curl hold a large body back until told to go on.
@@ -314,18 +433,28 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     auto length = parser_->content_length();
     if (!parser_->chunked() && length && *length >= kDirectBodyBytes) {
       if (*length > server_.options_.max_body_bytes) return OnReadError(http::error::body_limit);
-      auto body = std::make_shared<std::string>();
       const std::size_t have = std::min<std::size_t>(buffer_.size(), *length);
-      body->resize(std::max(have, std::min<std::size_t>(*length, kFirstBodyBytes)));
+      const std::size_t first = std::max(have, std::min<std::size_t>(*length, kFirstBodyBytes));
+      if (!charge_.GrowTo(first)) return RefuseBody();
+      auto body = std::make_shared<std::string>();
+      body->resize(first);
       net::buffer_copy(net::buffer(body->data(), have), buffer_.data());
       buffer_.consume(have);
       return ReadDirect(std::move(body), have, *length);
     }
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       if (ec) return self->OnReadError(ec);
-                       self->Dispatch(std::move(self->parser_->get().body()));
-                     });
+    ReadParsed();
+  }
+
+  // A small or chunked body, through the parser, charged as it grows.
+  void ReadParsed() {
+    if (parser_->is_done()) return Dispatch(std::move(parser_->get().body()));
+    http::async_read_some(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec) return self->OnReadError(ec);
+                            if (!self->charge_.GrowTo(self->parser_->get().body().size()))
+                              return self->RefuseBody();
+                            self->ReadParsed();
+                          });
   }
 
   // Fills `body` from `filled` up to `length`, growing it only as bytes
@@ -333,7 +462,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // no memory.
   void ReadDirect(std::shared_ptr<std::string> body, std::size_t filled, std::size_t length) {
     if (filled == length) return Dispatch(std::move(*body));
-    if (filled == body->size()) body->resize(std::min(length, 2 * body->size()));
+    if (filled == body->size()) {
+      const std::size_t grown = std::min(length, 2 * body->size());
+      if (!charge_.GrowTo(grown)) return RefuseBody();
+      body->resize(grown);
+    }
     const std::size_t target = body->size();
     net::async_read(
         stream_, net::buffer(body->data() + filled, target - filled),
@@ -343,10 +476,21 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
+  // The process-wide budget for bodies is spent: the request is refused
+  // unread, and the connection closed.
+  void RefuseBody() {
+    charge_.Release();
+    unread_ = true;
+    HttpResponse busy = JsonError(503, "the server holds all the request bodies it may; retry");
+    busy.headers.emplace_back("Retry-After", "1");
+    Write(Serialize(std::move(busy), false, false, false), true, false);
+  }
+
   // The request as far as its header goes (no body).
   HttpRequest Head() const {
     const auto& message = parser_->get();
     HttpRequest request;
+    request.peer = address_;
     request.method = std::string(message.method_string());
     request.target = std::string(message.target());
     auto question = request.target.find('?');
@@ -364,6 +508,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     int status = 400;
     std::string message = fmt::format("malformed HTTP request: {}", ec.message());
+    unread_ = true;
     if (ec == http::error::body_limit) {
       status = 413;
       message =
@@ -381,10 +526,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     stream_.expires_never();
     answering_ = true;
     const auto& message = parser_->get();
-    HttpRequest request = Head();
+    HttpRequest request = std::move(head_);
     const std::size_t count = request.headers.size();
     const bool keep_alive = message.keep_alive() && !server_.draining_;
-    request.body = std::make_shared<const std::string>(std::move(body));
+    auto held = std::make_shared<ChargedBody>(
+        ChargedBody{std::move(body), std::exchange(charge_, BodyCharge(server_.budget_))});
+    request.body = std::shared_ptr<const std::string>(held, &held->bytes);
     std::string_view accept = request.Header("Accept-Encoding");
     const bool gzip_ok = accept.find("gzip") != std::string_view::npos;
     auto responder = std::make_shared<Responder>(shared_from_this(), keep_alive, gzip_ok);
@@ -407,20 +554,23 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (!answering_ || buffer_.size() > 0) return;
     watching_ = true;
     std::weak_ptr<Responder> weak = responder;
-    stream_.socket().async_read_some(
-        buffer_.prepare(4096),
-        [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
-          self->watching_ = false;
-          if (ec) {
-            if (auto responder = weak.lock()) responder->Disconnected();
-            return self->Close();
-          }
-          self->buffer_.commit(n);
-          if (self->read_after_watch_) {
-            self->read_after_watch_ = false;
-            self->ReadNext();
-          }
-        });
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
+                              self->watching_ = false;
+                              if (self->read_after_watch_) {
+                                // The answer is written and this read was cut short (or has
+                                // brought the next request): reading goes on with its timeouts.
+                                self->read_after_watch_ = false;
+                                if (ec && ec != net::error::operation_aborted) return self->Close();
+                                self->buffer_.commit(n);
+                                return self->ReadNext();
+                              }
+                              if (ec) {
+                                if (auto responder = weak.lock()) responder->Disconnected();
+                                return self->Close();
+                              }
+                              self->buffer_.commit(n);
+                            });
   }
 
   // The status line and headers, then the body and its tail as they are:
@@ -475,8 +625,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     buffers_.emplace_back(front.head.data(), front.head.size());
     if (!front.body.empty()) buffers_.emplace_back(front.body.data(), front.body.size());
     for (const auto& part : front.tail) buffers_.emplace_back(part.data, part.size);
+    // The write timeout runs from the last progress: a slow reader is
+    // served, one that stopped reading is let go.
+    stream_.expires_after(server_.options_.write_timeout);
     net::async_write(
         stream_, buffers_,
+        [this](beast::error_code ec, std::size_t) -> std::size_t {
+          if (ec) return 0;
+          stream_.expires_after(server_.options_.write_timeout);
+          return kWriteSliceBytes;
+        },
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
   }
 
@@ -484,15 +642,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (ec) return Close();
     PendingWrite done = std::move(writes_.front());
     writes_.pop_front();
+    unsent_ -= done.bytes.unsent;
     if (done.last) {
       answering_ = false;
       request_.reset();
+      if (unread_) return LingeringClose();
       if (!done.keep_alive || server_.draining_) return Close();
       if (watching_) {
-        // The watcher's read is still pending: it resumes reading when
-        // bytes come (they are the next request) or closes on end of stream.
+        // The watcher's read has no timeout: it is cut short, and its
+        // handler goes on reading the next request under the idle timeout.
         read_after_watch_ = true;
-        stream_.expires_after(server_.options_.idle_timeout);
+        beast::error_code ignored;
+        stream_.socket().cancel(ignored);
       } else {
         ReadNext();
       }
@@ -507,6 +668,28 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     stream_.close();
   }
 
+  // After an answer that left the request's bytes unread (a refusal): stops
+  // sending and reads and drops what the client still sends, for a moment,
+  // so that a reset does not destroy the answer before the client reads it
+  // (nginx's lingering close).
+  void LingeringClose() {
+    if (closed_.exchange(true)) return;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLingerTime);
+    Discard(0);
+  }
+
+  void Discard(std::size_t dropped) {
+    buffer_.clear();
+    stream_.async_read_some(
+        buffer_.prepare(kFirstReadBytes * 16),
+        [self = shared_from_this(), dropped](beast::error_code ec, std::size_t n) {
+          if (ec || dropped + n > kLingerBytes) return self->stream_.close();
+          self->Discard(dropped + n);
+        });
+  }
+
   struct PendingWrite {
     Outgoing bytes;
     bool last;
@@ -515,8 +698,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   Impl& server_;
   beast::tcp_stream stream_;
+  const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  HttpRequest head_;                        // touched only on the strand
+  BodyCharge charge_;                       // the body being read; touched only on the strand
+  std::atomic<std::size_t> unsent_{0};      // bytes of stream chunks queued, not yet written
   std::deque<PendingWrite> writes_;         // touched only on the strand
   std::vector<net::const_buffer> buffers_;  // the front write's; touched only on the strand
   // From the first byte of a request until its answer is written.
@@ -524,23 +711,59 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool answering_ = false;               // touched only on the strand
   bool watching_ = false;                // touched only on the strand
   bool read_after_watch_ = false;        // touched only on the strand
+  bool unread_ = false;  // a refusal left the request's body unread; touched only on the strand
   std::atomic<bool> closed_{false};
 };
 
 void HttpServer::Impl::Accept() {
   acceptor_.async_accept(net::make_strand(io_), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (OutOfDescriptors(ec)) {
+      // Retrying at once would spin: the reserve descriptor is given up to
+      // take this client, or accepting pauses until descriptors come back.
+      if (reserve_fd_ >= 0) {
+        ::close(std::exchange(reserve_fd_, -1));
+        return Accept();
+      }
+      spdlog::warn("out of file descriptors ({}); accepting pauses", ec.message());
+      accept_pause_.expires_after(std::chrono::milliseconds(100));
+      accept_pause_.async_wait([this](beast::error_code wait) {
+        if (wait) return;
+        if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        Accept();
+      });
+      return;
+    }
     if (!ec) {
+      beast::error_code peer_error;
+      const auto peer = socket.remote_endpoint(peer_error);
+      std::string address = peer_error ? std::string() : peer.address().to_string();
       if (connections_.load() >= options_.max_connections) {
-        beast::error_code ignored;
-        socket.close(ignored);
+        Refuse(socket, "the server has all the connections it takes; retry");
+      } else if (!AdmitAddress(address)) {
+        Refuse(socket, "this address has all the connections it may open; retry");
       } else {
-        socket.set_option(tcp::no_delay(true));
-        std::make_shared<Session>(*this, std::move(socket))->Run();
+        socket.set_option(tcp::no_delay(true), peer_error);
+        std::make_shared<Session>(*this, std::move(socket), std::move(address))->Run();
       }
     }
     Accept();
   });
+}
+
+bool HttpServer::Impl::AdmitAddress(const std::string& address) {
+  std::lock_guard lock(sessions_mutex_);
+  std::size_t& count = per_address_[address];
+  if (options_.max_connections_per_address > 0 && count >= options_.max_connections_per_address)
+    return false;
+  ++count;
+  return true;
+}
+
+void HttpServer::Impl::ForgetAddress(const std::string& address) {
+  std::lock_guard lock(sessions_mutex_);
+  auto it = per_address_.find(address);
+  if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
 }
 
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
@@ -598,5 +821,7 @@ void HttpServer::Stop() {
 std::size_t HttpServer::open_connections() const { return impl_->connections_.load(); }
 
 std::size_t HttpServer::requests_in_flight() const { return impl_->requests_.in_flight(); }
+
+std::size_t HttpServer::body_bytes_in_flight() const { return impl_->budget_->used(); }
 
 }  // namespace braid

@@ -31,6 +31,7 @@ struct HttpRequest {
   std::string target;  // path and query as sent
   std::string path;    // percent-decoded path without the query
   std::string query;
+  std::string peer;  // the client's IP address
   std::vector<std::pair<std::string, std::string>> headers;
   std::shared_ptr<const std::string> body;
 
@@ -77,22 +78,32 @@ class HttpResponder {
 using HttpResponderPtr = std::shared_ptr<HttpResponder>;
 
 using HttpHandler = std::function<void(HttpRequest& request, HttpResponderPtr responder)>;
-// Decides on a request's head (method, target, path, headers; no body yet)
-// whether its body may be read: an answer refuses it, which is sent with
-// `Connection: close` before a byte of the body is read or buffered.
-using HttpAdmission = std::function<std::optional<HttpResponse>(const HttpRequest& head)>;
+// Decides on a request's head (method, target, path, peer, headers; no body
+// yet) whether it may go on: an answer refuses it. A refused request that
+// declared a body (`has_body`) is answered with `Connection: close` before a
+// byte of its body is read or buffered.
+using HttpAdmission =
+    std::function<std::optional<HttpResponse>(const HttpRequest& head, bool has_body)>;
 
 struct HttpServerOptions {
   std::size_t max_body_bytes = std::size_t{64} << 20;
   std::size_t max_header_bytes = 16 << 10;
   std::size_t max_header_count = 100;
+  // Bytes of request bodies held in memory at once, process-wide: past it a
+  // request is refused 503 (Retry-After) as its body would grow beyond it.
+  std::size_t max_body_bytes_in_flight = std::size_t{1} << 30;
   std::size_t max_connections = 4096;
-  std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
-  std::chrono::seconds request_timeout{30};  // to receive a whole request once it started
+  std::size_t max_connections_per_address = 1024;  // 0: no limit
+  std::chrono::seconds idle_timeout{60};           // keep-alive connection with no request
+  std::chrono::seconds request_timeout{30};        // to receive a whole request once it started
+  std::chrono::seconds write_timeout{60};          // an answer the client does not read on
+  // A streamed answer's bytes queued and not yet taken by the client: past
+  // it the connection closes (the client cannot keep up).
+  std::size_t max_unsent_bytes = std::size_t{16} << 20;
   std::size_t gzip_min_bytes = 1024;
   int threads = 2;
-  // Asked for every request that declares a body (none: every body is read).
-  HttpAdmission admit_body;
+  // Asked for every request on its head (none: every request goes on).
+  HttpAdmission admit;
 };
 
 class HttpServer {
@@ -118,6 +129,9 @@ class HttpServer {
   std::size_t open_connections() const;
   // Requests being read, handled or written.
   std::size_t requests_in_flight() const;
+  // Bytes of request bodies held in memory (read, or handed to a handler
+  // that still holds them).
+  std::size_t body_bytes_in_flight() const;
 
  private:
   class Impl;

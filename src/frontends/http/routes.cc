@@ -456,8 +456,19 @@ std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMet
 }
 
 HttpAdmission MakeApiAdmission(ApiOptions options) {
-  if (options.api_key.empty() && options.admin_key.empty()) return nullptr;
-  return [options = std::move(options)](const HttpRequest& head) -> std::optional<HttpResponse> {
+  if (options.api_key.empty() && options.admin_key.empty() && !options.limiter) return nullptr;
+  return [options = std::move(options)](const HttpRequest& head,
+                                        bool has_body) -> std::optional<HttpResponse> {
+    // Health probes come from the operator's load balancer: never limited.
+    if (options.limiter && !head.path.starts_with("/v2/health/")) {
+      if (auto wait = options.limiter->Take(head.peer)) {
+        HttpResponse refusal = JsonError(429, "too many requests from this address; retry later");
+        const auto seconds = std::chrono::ceil<std::chrono::seconds>(*wait).count();
+        refusal.headers.emplace_back("Retry-After", std::to_string(std::max<long>(1, seconds)));
+        return refusal;
+      }
+    }
+    if (!has_body) return std::nullopt;
     const bool admin = head.path.starts_with("/v2/repository/models/");
     if (Status auth = AuthorizeRequest(options, head, admin); !auth.ok()) return JsonError(auth);
     return std::nullopt;

@@ -3,8 +3,10 @@
 // through HttpStatusFor.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "core/rate_limiter.h"
 #include "frontends/http/http_server.h"
 #include "frontends/kserve/kserve.h"
 #include "metrics/metrics.h"
@@ -17,6 +19,8 @@ struct ApiOptions {
   std::string admin_key;  // when set, repository load/unload need it instead of api_key
   bool protect_health = false;  // health endpoints need the API key too
   KserveLimits limits;
+  // Requests a client address may make (none: no limit); health is exempt.
+  std::shared_ptr<RateLimiter> limiter;
 };
 
 // A further set of endpoints: answers and returns true when the request is
@@ -29,9 +33,10 @@ using RouteHandler = std::function<bool(HttpRequest& request, HttpResponderPtr& 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
                            ApiOptions options, std::vector<RouteHandler> extra = {},
                            std::vector<RouteHandler> open = {});
-// The header-time check of MakeApiHandler's keys, for HttpServerOptions::
-// admit_body: a request with a body but without its key is refused before
-// the body is read. Null when no key is set.
+// The header-time checks, for HttpServerOptions::admit: a request past its
+// address's rate is refused 429 (with Retry-After), and one with a body but
+// without its key 401, before the body is read. Null when there is neither a
+// key nor a limiter.
 HttpAdmission MakeApiAdmission(ApiOptions options);
 // GET /metrics; when `api_key` is set a scrape must send it as a bearer token.
 HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics,

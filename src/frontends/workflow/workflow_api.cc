@@ -472,7 +472,8 @@ void WorkflowApi::Upload(HttpRequest& request, HttpResponderPtr responder) {
     return responder->Send(JsonError(413, fmt::format("the file's {} bytes are over the {} allowed",
                                                       file->data.size(), max_upload_bytes_)));
   }
-  auto stored = files_.Put(file->filename, file->content_type, std::string(file->data));
+  auto stored =
+      files_.Put(request.peer, file->filename, file->content_type, std::string(file->data));
   if (!stored.ok()) {
     return responder->Send(
         JsonError(HttpStatusFor(stored.status().code()), stored.status().message()));
@@ -518,11 +519,21 @@ void WorkflowApi::Precompute(const StoredFile& file) {
     if (!entry.workflow) continue;
     for (const auto& input : entry.workflow->inputs) {
       if (input.type != *kind) continue;
+      // Uploads cannot queue precompute without end: past the cap they are
+      // stored and computed when a run asks for them.
+      if (precomputing_->fetch_add(1) >= kMaxPrecomputeRuns) {
+        --*precomputing_;
+        spdlog::debug("precompute of {} skipped: {} runs already under way", file.id,
+                      kMaxPrecomputeRuns);
+        return;
+      }
+      // Frees its place when the run lets go of its event sink.
+      std::shared_ptr<void> place(nullptr, [count = precomputing_](void*) { --*count; });
       RunOptions options;
       options.precompute = true;
       options.priority = kLowestPriority;
       executor_.Start(entry.workflow, {{input.name, *tensor}}, options,
-                      [workflow = name, id = file.id](const WorkflowEvent& event) {
+                      [workflow = name, id = file.id, place](const WorkflowEvent& event) {
                         if (event.type == WorkflowEvent::Type::kError)
                           spdlog::debug("precompute of {} for {}: {}", id, workflow, event.text);
                       });

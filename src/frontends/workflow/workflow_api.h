@@ -6,6 +6,7 @@
 // starts the predictive precompute of the file's node results.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -81,6 +82,7 @@ class WorkflowApi {
   // the cache only, what every workflow taking this kind of file would
   // compute from it, so that a later run with the file hits the cache.
   void Precompute(const StoredFile& file);
+  static constexpr int kMaxPrecomputeRuns = 4;
 
   const WorkflowRegistry& registry_;
   WorkflowExecutor& executor_;
@@ -88,6 +90,8 @@ class WorkflowApi {
   const std::size_t max_upload_bytes_;
   const UrlFetcher fetcher_;
   const std::shared_ptr<WorkflowTasks> tasks_;
+  // Precompute runs under way; shared with their event sinks.
+  const std::shared_ptr<std::atomic<int>> precomputing_ = std::make_shared<std::atomic<int>>(0);
   std::thread pinger_;
   ThreadPool fetch_pool_{2};  // remote_url fetches, off the network threads
 };
