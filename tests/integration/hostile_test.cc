@@ -625,5 +625,23 @@ TEST(HostileTest, ASymlinkInTheDataDirIsNotFollowed) {
   EXPECT_EQ(RunCommand("curl -s " + server.url() + "/v1/collections").out, R"({"collections":[]})");
 }
 
+// Issue 30, finding 4: a gRPC connection that sends only the HTTP/2
+// preface and then nothing is closed when its handshake has not finished in
+// 10 s, instead of staying open for minutes.
+TEST(HostileTest, AGrpcConnectionThatOnlySendsThePrefaceIsClosed) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  int fd = testing::ConnectLoopback(server.grpc_port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  char buffer[4096];
+  pollfd poll_fd{fd, POLLIN, 0};
+  bool ended = false;
+  while (!ended && poll(&poll_fd, 1, 30000) > 0) ended = recv(fd, buffer, sizeof(buffer), 0) <= 0;
+  close(fd);
+  EXPECT_TRUE(ended) << "the connection is still open";
+  EXPECT_TRUE(server.alive());
+}
+
 }  // namespace
 }  // namespace braid
