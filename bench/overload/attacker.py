@@ -8,11 +8,13 @@
 --flood RATE: RATE connections a second that announce a 60 MB body, send
   its first 64 KiB without a key, and read what comes back.
 Prints one line of JSON when done: the slow connections held at the end, the
-flood requests sent and how they were answered.
+flood requests sent and how they were answered, and the CPU seconds the
+attacker itself used (it shares the machine with the server).
 """
 import argparse
 import asyncio
 import json
+import os
 import time
 
 HEAD = (b"POST /v2/models/clip-text/infer HTTP/1.1\r\nHost: braid\r\n"
@@ -78,8 +80,10 @@ async def main():
         next_at += 1 / args.flood
         await asyncio.sleep(max(0, next_at - time.monotonic()))
     stop.set()
-    print(json.dumps({"slow_held": held[0], "flood_sent": len(floods), "flood_answers": answers}),
-          flush=True)
+    cpu = os.times()
+    print(json.dumps({"slow_held": held[0], "flood_sent": len(floods), "flood_answers": answers,
+                      "attacker_cpu_s": round(cpu.user + cpu.system, 1),
+                      "seconds": args.seconds}), flush=True)
     await asyncio.gather(*floods, return_exceptions=True)
     for task in slows:
         task.cancel()

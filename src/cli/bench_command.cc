@@ -77,6 +77,12 @@ Result<std::map<std::string, Shape>> ParseShapes(const std::vector<std::string>&
 }
 
 // The requests of a KServe endpoint, from the model's metadata.
+// Every request carries `api_key` as a bearer token (none when empty).
+void AddKey(std::vector<HttpRequestSpec>& requests, const std::string& api_key) {
+  if (api_key.empty()) return;
+  for (auto& request : requests) request.headers.push_back({"Authorization", "Bearer " + api_key});
+}
+
 Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
   if (options.model.empty()) return InvalidArgument("--model is required for {}", options.endpoint);
   BRAID_ASSIGN_OR_RETURN(std::string metadata,
@@ -109,6 +115,7 @@ Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
                            ? KserveBinaryRequest(options.model, specs, set, parameters)
                            : KserveJsonRequest(options.model, specs, set, parameters));
   }
+  AddKey(requests, options.api_key);
   return MakeHttpTarget(options.url, std::move(requests), options.threads);
 }
 
@@ -146,10 +153,7 @@ Result<std::unique_ptr<Target>> MakeTarget(const BenchOptions& options) {
         "'{}'",
         options.endpoint);
   }
-  if (!options.api_key.empty()) {
-    for (auto& request : requests)
-      request.headers.push_back({"Authorization", "Bearer " + options.api_key});
-  }
+  AddKey(requests, options.api_key);
   return MakeHttpTarget(options.url, std::move(requests), options.threads);
 }
 
