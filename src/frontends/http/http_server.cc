@@ -212,6 +212,7 @@ class HttpServer::Impl {
   net::io_context io_{options_.threads};
   tcp::acceptor acceptor_;
   net::steady_timer accept_pause_;  // on the acceptor's strand
+  net::steady_timer sweeper_{io_};
   // Held back for when the process runs out of descriptors: given up to
   // take one more client (a health check), so that the server still answers.
   int reserve_fd_;  // touched only on the acceptor's strand
@@ -219,6 +220,8 @@ class HttpServer::Impl {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
 
   void Accept();
+  // Once a second: closes the connections whose deadline has passed.
+  void Sweep();
   // Counts a connection from `address`; false if that address has all it may.
   bool AdmitAddress(const std::string& address);
   void ForgetAddress(const std::string& address);
@@ -271,6 +274,23 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       if (self->server_.draining_) return self->Close();
       self->ReadNext();
     });
+  }
+
+  // Closes the connection if its deadline (a write without progress, an
+  // idle wait the stream's own timer does not cover) has passed by `now`.
+  void Sweep(std::int64_t now) {
+    const std::int64_t deadline = deadline_.load(std::memory_order_relaxed);
+    if (deadline == 0 || now < deadline) return;
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      const std::int64_t deadline = self->deadline_.load(std::memory_order_relaxed);
+      if (deadline != 0 && NowNs() >= deadline) self->Close();
+    });
+  }
+
+  static std::int64_t NowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 
   // The drain closes a connection only while it is idle: no byte of a
@@ -378,6 +398,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // Waits for the first byte of the next request (the connection is idle
   // until then), then reads its header.
   void ReadNext() {
+    deadline_ = 0;
     stream_.expires_after(server_.options_.idle_timeout);
     if (buffer_.size() > 0) return ReadHeader();
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
@@ -554,23 +575,20 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (!answering_ || buffer_.size() > 0) return;
     watching_ = true;
     std::weak_ptr<Responder> weak = responder;
-    stream_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
-                              self->watching_ = false;
-                              if (self->read_after_watch_) {
-                                // The answer is written and this read was cut short (or has
-                                // brought the next request): reading goes on with its timeouts.
-                                self->read_after_watch_ = false;
-                                if (ec && ec != net::error::operation_aborted) return self->Close();
-                                self->buffer_.commit(n);
-                                return self->ReadNext();
-                              }
-                              if (ec) {
-                                if (auto responder = weak.lock()) responder->Disconnected();
-                                return self->Close();
-                              }
-                              self->buffer_.commit(n);
-                            });
+    stream_.socket().async_read_some(
+        buffer_.prepare(4096),
+        [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
+          self->watching_ = false;
+          if (ec) {
+            if (auto responder = weak.lock()) responder->Disconnected();
+            return self->Close();
+          }
+          self->buffer_.commit(n);
+          if (self->read_after_watch_) {
+            self->read_after_watch_ = false;
+            self->ReadNext();
+          }
+        });
   }
 
   // The status line and headers, then the body and its tail as they are:
@@ -626,13 +644,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (!front.body.empty()) buffers_.emplace_back(front.body.data(), front.body.size());
     for (const auto& part : front.tail) buffers_.emplace_back(part.data, part.size);
     // The write timeout runs from the last progress: a slow reader is
-    // served, one that stopped reading is let go.
-    stream_.expires_after(server_.options_.write_timeout);
+    // served, one that stopped reading is let go (by the sweeper).
+    SetDeadline(server_.options_.write_timeout);
     net::async_write(
         stream_, buffers_,
         [this](beast::error_code ec, std::size_t) -> std::size_t {
           if (ec) return 0;
-          stream_.expires_after(server_.options_.write_timeout);
+          SetDeadline(server_.options_.write_timeout);
           return kWriteSliceBytes;
         },
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
@@ -643,17 +661,19 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     PendingWrite done = std::move(writes_.front());
     writes_.pop_front();
     unsent_ -= done.bytes.unsent;
+    deadline_ = 0;
     if (done.last) {
       answering_ = false;
       request_.reset();
       if (unread_) return LingeringClose();
       if (!done.keep_alive || server_.draining_) return Close();
       if (watching_) {
-        // The watcher's read has no timeout: it is cut short, and its
-        // handler goes on reading the next request under the idle timeout.
+        // The watcher's read is still pending: it resumes reading when
+        // bytes come (they are the next request) or closes on end of
+        // stream; it has no timeout of its own, so the sweeper closes the
+        // connection if it stays idle.
         read_after_watch_ = true;
-        beast::error_code ignored;
-        stream_.socket().cancel(ignored);
+        SetDeadline(server_.options_.idle_timeout);
       } else {
         ReadNext();
       }
@@ -666,6 +686,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.close();
+  }
+
+  void SetDeadline(std::chrono::seconds from_now) {
+    deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
+                    std::memory_order_relaxed);
   }
 
   // After an answer that left the request's bytes unread (a refusal): stops
@@ -701,9 +726,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  HttpRequest head_;                        // touched only on the strand
-  BodyCharge charge_;                       // the body being read; touched only on the strand
-  std::atomic<std::size_t> unsent_{0};      // bytes of stream chunks queued, not yet written
+  HttpRequest head_;                    // touched only on the strand
+  BodyCharge charge_;                   // the body being read; touched only on the strand
+  std::atomic<std::size_t> unsent_{0};  // bytes of stream chunks queued, not yet written
+  // Steady-clock nanoseconds past which the sweeper closes the connection;
+  // 0: none. Covers what the stream's timer does not: writes (from their
+  // last progress) and the idle wait of a pending watcher read.
+  std::atomic<std::int64_t> deadline_{0};
   std::deque<PendingWrite> writes_;         // touched only on the strand
   std::vector<net::const_buffer> buffers_;  // the front write's; touched only on the strand
   // From the first byte of a request until its answer is written.
@@ -751,6 +780,24 @@ void HttpServer::Impl::Accept() {
   });
 }
 
+void HttpServer::Impl::Sweep() {
+  sweeper_.expires_after(std::chrono::seconds(1));
+  sweeper_.async_wait([this](beast::error_code ec) {
+    if (ec) return;
+    const std::int64_t now = Session::NowNs();
+    std::vector<std::shared_ptr<Session>> sessions;
+    {
+      std::lock_guard lock(sessions_mutex_);
+      sessions.reserve(sessions_.size());
+      for (const auto& [raw, weak] : sessions_) {
+        if (auto session = weak.lock()) sessions.push_back(std::move(session));
+      }
+    }
+    for (const auto& session : sessions) session->Sweep(now);
+    Sweep();
+  });
+}
+
 bool HttpServer::Impl::AdmitAddress(const std::string& address) {
   std::lock_guard lock(sessions_mutex_);
   std::size_t& count = per_address_[address];
@@ -788,6 +835,7 @@ Result<std::uint16_t> HttpServer::Listen(const std::string& host, std::uint16_t 
 void HttpServer::Start() {
   impl_->work_.emplace(impl_->io_.get_executor());
   impl_->Accept();
+  impl_->Sweep();
   for (int i = 0; i < impl_->options_.threads; ++i)
     impl_->threads_.emplace_back([this] { impl_->io_.run(); });
 }
