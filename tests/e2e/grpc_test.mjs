@@ -151,3 +151,27 @@ test('gzip-compressed requests are accepted', async () => {
   gzipClient.close();
   assert.equal(response.raw_output_contents[0].readFloatLE(0), 3);
 });
+
+test('--rate-limit refuses calls past an address\'s burst with RESOURCE_EXHAUSTED; health is exempt', async () => {
+  const limited = await startBraid(binary, ['--rate-limit', '0.01', '--rate-burst', '2']);
+  const definition = protoLoader.loadSync(protoPath, { keepCase: true, longs: Number, enums: String, defaults: true });
+  const inference = grpc.loadPackageDefinition(definition).inference;
+  const limitedClient = new inference.GRPCInferenceService(`127.0.0.1:${limited.grpc}`, grpc.credentials.createInsecure());
+  const unary = (method, request) => new Promise((resolve, reject) => {
+    limitedClient[method](request, (e, r) => (e ? reject(e) : resolve(r)));
+  });
+  try {
+    await unary('ServerMetadata', {});
+    await unary('ModelReady', { name: 'identity' });
+    await assert.rejects(unary('ModelReady', { name: 'identity' }),
+                         (e) => e.code === grpc.status.RESOURCE_EXHAUSTED && /too many requests/.test(e.details));
+    assert.equal((await unary('ServerLive', {})).live, true);
+    // The same address over HTTP shares the bucket.
+    const http = await fetch(`http://127.0.0.1:${limited.http}/v2`);
+    assert.equal(http.status, 429);
+    assert.ok(http.headers.get('retry-after'));
+  } finally {
+    limitedClient.close();
+    assert.equal(await limited.stop(), 0);
+  }
+});
