@@ -527,7 +527,7 @@ TEST(HostileTest, ConnectionsFromOneAddressAreCapped) {
   }
   const Answer fifth = Exchange(server.http_port(), Request("GET", "/v2/health/live", ""));
   EXPECT_EQ(fifth.status, 503);
-  EXPECT_THAT(fifth.body, ::testing::HasSubstr("this address has all the connections"));
+  EXPECT_THAT(fifth.body, ::testing::HasSubstr("takes no more connections"));
   close(open.back());
   open.pop_back();
   int status = 0;
@@ -573,6 +573,10 @@ long CpuTicks(pid_t pid) {
 // Issue 30, finding 4: out of file descriptors, the accept loop pauses
 // instead of spinning, and accepts again once descriptors come back.
 TEST(HostileTest, OutOfDescriptorsTheAcceptLoopPausesAndRecovers) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the sanitizers' runtime needs descriptors of its own to report (UBSan's vptr "
+                  "check fails without them)";
+#endif
   ServerProcess server;
   ASSERT_TRUE(server.ready());
   const auto in_use = std::distance(

@@ -1,9 +1,7 @@
 #include "frontends/http/http_server.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <boost/asio.hpp>
@@ -14,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/gate.h"
+#include "frontends/listener.h"
 #include "frontends/status_mapping.h"
 
 namespace braid {
@@ -113,26 +112,6 @@ struct ChargedBody {
   BodyCharge charge;
 };
 
-// Answers a connection the server will not take, without waiting on the
-// client, and closes it.
-void Refuse(tcp::socket& socket, std::string_view why) {
-  const std::string body = fmt::format(R"({{"error":"{}"}})", why);
-  const std::string response = fmt::format(
-      "HTTP/1.1 503 Service Unavailable\r\nServer: braid\r\nContent-Type: application/json\r\n"
-      "Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
-      body.size(), body);
-  beast::error_code ignored;
-  socket.non_blocking(true, ignored);
-  socket.write_some(net::buffer(response), ignored);
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
-  socket.close(ignored);
-}
-
-bool OutOfDescriptors(const beast::error_code& ec) {
-  return ec == net::error::no_descriptors || ec == net::error::no_buffer_space ||
-         ec == net::error::no_memory || ec.value() == ENFILE;
-}
-
 }  // namespace
 
 std::string_view HttpRequest::Header(std::string_view name) const {
@@ -185,12 +164,10 @@ class HttpServer::Impl {
       : options_(options),
         handler_(std::move(handler)),
         budget_(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
-        acceptor_(net::make_strand(io_)),
-        accept_pause_(acceptor_.get_executor()),
-        reserve_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
-  ~Impl() {
-    if (reserve_fd_ >= 0) ::close(reserve_fd_);
-  }
+        limits_(options.max_connections, options.max_connections_per_address),
+        listener_(io_, limits_, Refusal(), [this](tcp::socket socket, std::string address) {
+          Take(std::move(socket), std::move(address));
+        }) {}
 
   class Session;
 
@@ -201,30 +178,32 @@ class HttpServer::Impl {
   // Declared before io_: sessions destroyed with io_'s pending handlers
   // still update them.
   std::atomic<bool> draining_{false};
-  std::atomic<std::size_t> connections_{0};
+  ConnectionLimits limits_;
   // Held by each connection from the first byte of a request until its
   // answer is written: what the drain waits for. Never closed; the drain
   // stops admission by closing the acceptor and the idle connections.
   Gate requests_;
   std::mutex sessions_mutex_;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mutex_
-  std::unordered_map<std::string, std::size_t> per_address_;       // guarded by sessions_mutex_
   net::io_context io_{options_.threads};
-  tcp::acceptor acceptor_;
-  net::steady_timer accept_pause_;  // on the acceptor's strand
+  Listener listener_;
   net::steady_timer sweeper_{io_};
-  // Held back for when the process runs out of descriptors: given up to
-  // take one more client (a health check), so that the server still answers.
-  int reserve_fd_;  // touched only on the acceptor's strand
   std::vector<std::thread> threads_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
 
-  void Accept();
   // Once a second: closes the connections whose deadline has passed.
   void Sweep();
-  // Counts a connection from `address`; false if that address has all it may.
-  bool AdmitAddress(const std::string& address);
-  void ForgetAddress(const std::string& address);
+  // Serves a connection the listener admitted.
+  void Take(tcp::socket socket, std::string address);
+
+  // What a connection past the caps gets before it is closed.
+  static std::string Refusal() {
+    const std::string body = R"({"error":"the server takes no more connections now; retry"})";
+    return fmt::format(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: braid\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{}",
+        body.size(), body);
+  }
 };
 
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
@@ -248,21 +227,18 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   static constexpr std::chrono::seconds kLingerTime{2};
   static constexpr std::size_t kLingerBytes = std::size_t{16} << 20;
 
-  // `address` has been counted by AdmitAddress.
+  // `address` has been counted in the server's limits_.
   Session(Impl& server, tcp::socket socket, std::string address)
       : server_(server),
         stream_(std::move(socket)),
         address_(std::move(address)),
-        charge_(server.budget_) {
-    ++server_.connections_;
-  }
+        charge_(server.budget_) {}
   ~Session() {
     {
       std::lock_guard lock(server_.sessions_mutex_);
       server_.sessions_.erase(this);
     }
-    server_.ForgetAddress(address_);
-    --server_.connections_;
+    server_.limits_.Release(address_);
   }
 
   void Run() {
@@ -744,40 +720,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   std::atomic<bool> closed_{false};
 };
 
-void HttpServer::Impl::Accept() {
-  acceptor_.async_accept(net::make_strand(io_), [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-    if (OutOfDescriptors(ec)) {
-      // Retrying at once would spin: the reserve descriptor is given up to
-      // take this client, or accepting pauses until descriptors come back.
-      if (reserve_fd_ >= 0) {
-        ::close(std::exchange(reserve_fd_, -1));
-        return Accept();
-      }
-      spdlog::warn("out of file descriptors ({}); accepting pauses", ec.message());
-      accept_pause_.expires_after(std::chrono::milliseconds(100));
-      accept_pause_.async_wait([this](beast::error_code wait) {
-        if (wait) return;
-        if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        Accept();
-      });
-      return;
-    }
-    if (!ec) {
-      beast::error_code peer_error;
-      const auto peer = socket.remote_endpoint(peer_error);
-      std::string address = peer_error ? std::string() : peer.address().to_string();
-      if (connections_.load() >= options_.max_connections) {
-        Refuse(socket, "the server has all the connections it takes; retry");
-      } else if (!AdmitAddress(address)) {
-        Refuse(socket, "this address has all the connections it may open; retry");
-      } else {
-        socket.set_option(tcp::no_delay(true), peer_error);
-        std::make_shared<Session>(*this, std::move(socket), std::move(address))->Run();
-      }
-    }
-    Accept();
-  });
+void HttpServer::Impl::Take(tcp::socket socket, std::string address) {
+  std::make_shared<Session>(*this, std::move(socket), std::move(address))->Run();
 }
 
 void HttpServer::Impl::Sweep() {
@@ -798,43 +742,18 @@ void HttpServer::Impl::Sweep() {
   });
 }
 
-bool HttpServer::Impl::AdmitAddress(const std::string& address) {
-  std::lock_guard lock(sessions_mutex_);
-  std::size_t& count = per_address_[address];
-  if (options_.max_connections_per_address > 0 && count >= options_.max_connections_per_address)
-    return false;
-  ++count;
-  return true;
-}
-
-void HttpServer::Impl::ForgetAddress(const std::string& address) {
-  std::lock_guard lock(sessions_mutex_);
-  auto it = per_address_.find(address);
-  if (it != per_address_.end() && --it->second == 0) per_address_.erase(it);
-}
-
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
     : impl_(std::make_unique<Impl>(options, std::move(handler))) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
 Result<std::uint16_t> HttpServer::Listen(const std::string& host, std::uint16_t port) {
-  beast::error_code ec;
-  auto address = net::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) return InvalidArgument("'{}' is not an IP address to listen on", host);
-  tcp::endpoint endpoint(address, port);
-  auto& acceptor = impl_->acceptor_;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(net::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return Unavailable("cannot listen on {}:{}: {}", host, port, ec.message());
-  return acceptor.local_endpoint().port();
+  return impl_->listener_.Listen(host, port);
 }
 
 void HttpServer::Start() {
   impl_->work_.emplace(impl_->io_.get_executor());
-  impl_->Accept();
+  impl_->listener_.Start();
   impl_->Sweep();
   for (int i = 0; i < impl_->options_.threads; ++i)
     impl_->threads_.emplace_back([this] { impl_->io_.run(); });
@@ -842,10 +761,7 @@ void HttpServer::Start() {
 
 bool HttpServer::Drain(std::chrono::steady_clock::time_point deadline) {
   impl_->draining_ = true;
-  net::post(impl_->acceptor_.get_executor(), [this] {
-    beast::error_code ignored;
-    impl_->acceptor_.close(ignored);
-  });
+  impl_->listener_.Close();
   std::vector<std::shared_ptr<Impl::Session>> sessions;
   {
     std::lock_guard lock(impl_->sessions_mutex_);
@@ -866,7 +782,7 @@ void HttpServer::Stop() {
   impl_->threads_.clear();
 }
 
-std::size_t HttpServer::open_connections() const { return impl_->connections_.load(); }
+std::size_t HttpServer::open_connections() const { return impl_->limits_.connections(); }
 
 std::size_t HttpServer::requests_in_flight() const { return impl_->requests_.in_flight(); }
 

@@ -81,11 +81,10 @@ class SpeechStream : public std::enable_shared_from_this<SpeechStream> {
   }
 
   void Arrived(std::size_t index, Result<InferResponse> result) {
-    Result<std::vector<float>> audio = result.status();
-    if (result.ok()) {
-      const int rate = result->outputs[1].span<std::int32_t>()[0];
-      audio = Resample(result->outputs[0].span<float>(), rate, SpeechApi::kRate);
-    }
+    Result<std::vector<float>> audio =
+        result.ok() ? Resample(result->outputs[0].span<float>(),
+                               result->outputs[1].span<std::int32_t>()[0], SpeechApi::kRate)
+                    : Result<std::vector<float>>(result.status());
     std::unique_lock lock(mutex_);
     ready_.emplace(index, std::move(audio));
     // Send what is ready, in order.
