@@ -127,7 +127,7 @@ std::vector<Case> Cases() {
             R"(","shape":[1],"datatype":"FP32","data":[1]})";
   cases.push_back({"5000 inputs", Request("POST", "/v2/models/identity/infer", many + "]}")});
   // Path traversal and odd names in models and workflows.
-  for (const std::string path : std::vector<std::string>{
+  for (const std::string& path : std::vector<std::string>{
            "/v2/models/..%2F..%2Fetc%2Fpasswd/infer", "/v2/models/../../etc/passwd/infer",
            "/v2/models/%00/infer", "/v1/workflows/..%2Fspeech-report/run",
            "/v1/workflows/../../etc/passwd/run", "/v2/repository/models/..%2Fidentity/load",
@@ -645,6 +645,50 @@ TEST(HostileTest, AGrpcConnectionThatOnlySendsThePrefaceIsClosed) {
   close(fd);
   EXPECT_TRUE(ended) << "the connection is still open";
   EXPECT_TRUE(server.alive());
+}
+
+// Uploads `bytes` from `source` (a loopback address of the client's
+// choosing) and returns the file's id.
+std::string Upload(const ServerProcess& server, const std::string& source,
+                   const std::string& file) {
+  const auto answer = RunCommand("curl -s --interface " + source + " -F file=@" + file + " " +
+                                 server.url() + "/v1/files/upload");
+  std::smatch id;
+  return std::regex_search(answer.out, id, std::regex(R"re("id":"([^"]+)")re")) ? id[1].str() : "";
+}
+
+// What a workflow run says of an uploaded file: its error names the file
+// only when the store has lost it.
+bool StillStored(const ServerProcess& server, const std::string& id) {
+  const std::string body = R"({"inputs":{"image":{"type":"image","transfer_method":"local_file",)"
+                           R"("upload_file_id":")" +
+                           id + R"("},"text":"a cat"},"response_mode":"blocking"})";
+  const auto answer = RunCommand("curl -s -X POST " + server.url() +
+                                 "/v1/workflows/image-text-match/run -H 'Content-Type: "
+                                 "application/json' -d '" +
+                                 body + "'");
+  return answer.out.find("no uploaded file") == std::string::npos;
+}
+
+// Issue 30, lower finding: one client's uploads cannot evict another's;
+// past its quota its own oldest files go.
+TEST(HostileTest, OneClientsUploadsDoNotEvictAnothers) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready());
+  testing::TempDir dir;
+  const auto small = dir.path() / "small.bin";
+  const auto big = dir.path() / "big.bin";
+  std::ofstream(small) << std::string(1000, 'a');
+  std::ofstream(big) << std::string(40'000'000, 'b');
+  const std::string theirs = Upload(server, "127.0.0.1", small.string());
+  ASSERT_FALSE(theirs.empty());
+  // 14 × 40 MB from another address: more than the whole store's 512 MiB.
+  std::vector<std::string> mine;
+  for (int i = 0; i < 14; ++i) mine.push_back(Upload(server, "127.0.0.2", big.string()));
+  ASSERT_FALSE(mine.back().empty());
+  EXPECT_TRUE(StillStored(server, theirs));
+  EXPECT_FALSE(StillStored(server, mine.front()));
+  EXPECT_TRUE(StillStored(server, mine.back()));
 }
 
 }  // namespace
