@@ -4,6 +4,30 @@
 #include <cctype>
 
 namespace braid {
+
+Status ReadCompletionLimits(const rapidjson::Value& object, CompletionLimits* limits) {
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!object.HasMember(key) || object[key].IsNull()) continue;
+    if (!object[key].IsUint64() || object[key].GetUint64() == 0)
+      return InvalidArgument("'{}' must be a positive integer", key);
+    limits->max_tokens = object[key].GetUint64();
+  }
+  if (!object.HasMember("stop") || object["stop"].IsNull()) return Status::Ok();
+  const auto& stop = object["stop"];
+  std::vector<std::string> sequences;
+  if (stop.IsString()) {
+    sequences.emplace_back(stop.GetString(), stop.GetStringLength());
+  } else if (stop.IsArray() && stop.Size() <= 4) {
+    for (const auto& sequence : stop.GetArray()) {
+      if (!sequence.IsString()) return InvalidArgument("'stop' must hold strings");
+      sequences.emplace_back(sequence.GetString(), sequence.GetStringLength());
+    }
+  } else {
+    return InvalidArgument("'stop' must be a string or a list of at most 4 strings");
+  }
+  limits->stop = std::move(sequences);
+  return Status::Ok();
+}
 namespace {
 
 bool IsSpace(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }

@@ -7,15 +7,31 @@
 // words without one. Not thread-safe.
 #pragma once
 
+#include <rapidjson/document.h>
+
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/status.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
+
+// What a request asks of a completion's length and end, as OpenAI's chat
+// API and Triton's generate extension name them.
+struct CompletionLimits {
+  std::optional<std::size_t> max_tokens;
+  std::vector<std::string> stop;
+};
+
+// Reads "max_tokens" or "max_completion_tokens" (a positive integer) and
+// "stop" (a string or a list of at most 4) from `object` into `limits`;
+// members that are absent or null leave it as it is. InvalidArgument
+// otherwise.
+Status ReadCompletionLimits(const rapidjson::Value& object, CompletionLimits* limits);
 
 class CompletionText {
  public:

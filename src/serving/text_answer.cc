@@ -1,6 +1,37 @@
 #include "serving/text_answer.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 namespace braid {
+
+std::vector<const WorkflowInput*> MissingInputs(const Workflow& workflow,
+                                                const NamedTensors& inputs) {
+  std::vector<const WorkflowInput*> missing;
+  for (const auto& input : workflow.inputs) {
+    if (!input.optional && !inputs.count(input.name)) missing.push_back(&input);
+  }
+  return missing;
+}
+
+std::string WhatItNeeds(const Workflow& workflow, const std::vector<const WorkflowInput*>& missing,
+                        std::string_view send, bool by_name) {
+  std::vector<std::string> needs, takes;
+  for (const auto* input : missing) {
+    needs.push_back(by_name ? fmt::format("'{}' ({})", input->name, InputTypeName(input->type))
+                            : std::string(InputTypeName(input->type)));
+  }
+  for (const auto& input : workflow.inputs) {
+    if (input.optional) takes.push_back(InputTypeName(input.type));
+  }
+  std::string text = fmt::format(fmt::runtime(send), fmt::join(needs, " and "));
+  text += fmt::format(": {} needs it", workflow.name);
+  if (!takes.empty()) text += fmt::format(" (it also takes {})", fmt::join(takes, " and "));
+  text += ". ";
+  if (!workflow.description.empty()) text += workflow.description;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
 namespace {
 
 // One run's answer: what the sink was given, and whether it ended.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "serving/completion_text.h"
 #include "workflow/executor.h"
@@ -23,6 +24,18 @@ struct TextAnswerSink {
   // The run failed before its answer ended.
   std::function<void(StatusCode code, const std::string& message)> failed;
 };
+
+// The inputs `workflow` requires that `inputs` lacks.
+std::vector<const WorkflowInput*> MissingInputs(const Workflow& workflow,
+                                                const NamedTensors& inputs);
+
+// The answer to a request that lacks inputs the workflow needs (Dify's
+// credential check sends only "ping"): what to send, not an error.
+// `send` is how, with {} for the inputs, e.g. "Attach {} to the message";
+// they are named by kind ("audio"), or with `by_name` by name and kind
+// ("'clip' (audio)") for APIs whose requests name them.
+std::string WhatItNeeds(const Workflow& workflow, const std::vector<const WorkflowInput*>& missing,
+                        std::string_view send, bool by_name = false);
 
 // Starts the run; `options.cancellation` is created when absent. The sink's
 // calls come one at a time, exactly one of done or failed last.

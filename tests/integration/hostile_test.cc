@@ -136,7 +136,7 @@ std::vector<Case> Cases() {
            "/v2/models/" + std::string(5000, 'a') + "/infer"})
     cases.push_back({"name " + path.substr(0, 60), Request("POST", path, identity)});
   // Wrong methods and media types.
-  for (const std::string path :
+  for (const std::string& path :
        std::vector<std::string>{"/v2/models/identity/infer", "/v1/files/upload",
                                 "/v1/audio/transcriptions", "/v1/embeddings"}) {
     cases.push_back({"DELETE " + path, Request("DELETE", path, "")});
@@ -146,7 +146,7 @@ std::vector<Case> Cases() {
   }
   // Uploads: empty, no file part, broken multipart, absurd declared sizes.
   const std::string form = "Content-Type: multipart/form-data; boundary=B\r\n";
-  for (const std::string path : std::vector<std::string>{
+  for (const std::string& path : std::vector<std::string>{
            "/v1/files/upload", "/v1/audio/transcriptions", "/v1/workflows/speech-report/run"}) {
     cases.push_back({"0-byte " + path, Request("POST", path, "", form)});
     cases.push_back({"no boundary " + path, Request("POST", path, "--B\r\n\r\n",
@@ -172,7 +172,7 @@ std::vector<Case> Cases() {
                                              "Content-Length: 99999999999\r\n\r\n--B\r\n"});
   }
   // The binary extension with lying lengths.
-  for (const std::string length :
+  for (const std::string& length :
        std::vector<std::string>{"-1", "abc", "999999999", "0", "18446744073709551617"}) {
     cases.push_back(
         {"header length " + length,

@@ -41,35 +41,12 @@ std::optional<GeneratePath> ParseGeneratePath(std::string_view path) {
   return parsed;
 }
 
-// max_tokens and stop, from "parameters" or the top level (vLLM's habit).
-Status ReadLimits(const rapidjson::Value& doc, std::optional<std::size_t>* max_tokens,
-                  std::vector<std::string>* stop) {
-  for (const rapidjson::Value* level :
-       {&doc, doc.HasMember("parameters") ? &doc["parameters"] : nullptr}) {
-    if (level == nullptr) continue;
-    if (!level->IsObject()) return InvalidArgument("'parameters' must be an object");
-    if (level->HasMember("max_tokens") && !(*level)["max_tokens"].IsNull()) {
-      const auto& value = (*level)["max_tokens"];
-      if (!value.IsUint64() || value.GetUint64() == 0)
-        return InvalidArgument("'max_tokens' must be a positive integer");
-      *max_tokens = value.GetUint64();
-    }
-    if (level->HasMember("stop") && !(*level)["stop"].IsNull()) {
-      const auto& value = (*level)["stop"];
-      stop->clear();
-      if (value.IsString()) {
-        stop->emplace_back(value.GetString(), value.GetStringLength());
-      } else if (value.IsArray()) {
-        for (const auto& item : value.GetArray()) {
-          if (!item.IsString()) return InvalidArgument("'stop' must hold strings");
-          stop->emplace_back(item.GetString(), item.GetStringLength());
-        }
-      } else {
-        return InvalidArgument("'stop' must be a string or a list of strings");
-      }
-    }
-  }
-  return Status::Ok();
+// max_tokens and stop, from the top level (vLLM's habit) or "parameters".
+Status ReadLimits(const rapidjson::Value& doc, CompletionLimits* limits) {
+  BRAID_RETURN_IF_ERROR(ReadCompletionLimits(doc, limits));
+  if (!doc.HasMember("parameters")) return Status::Ok();
+  if (!doc["parameters"].IsObject()) return InvalidArgument("'parameters' must be an object");
+  return ReadCompletionLimits(doc["parameters"], limits);
 }
 
 // The workflow's inputs from the body: text_input to the first text input
@@ -113,17 +90,6 @@ Status ReadInputs(const Workflow& workflow, const rapidjson::Value& doc, NamedTe
   return Status::Ok();
 }
 
-std::string WhatItNeeds(const Workflow& workflow, const NamedTensors& inputs) {
-  std::vector<std::string> needs;
-  for (const auto& input : workflow.inputs) {
-    if (!input.optional && !inputs.count(input.name))
-      needs.push_back(fmt::format("'{}' ({})", input.name, InputTypeName(input.type)));
-  }
-  if (needs.empty()) return {};
-  return fmt::format("Send {} with the request (a data: URL for media): {} needs it",
-                     fmt::join(needs, " and "), workflow.name);
-}
-
 }  // namespace
 
 GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
@@ -152,11 +118,10 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     GenerateFromModel(path->model, path->stream, doc, responder);
     return true;
   }
-  std::optional<std::size_t> max_tokens;
-  std::vector<std::string> stop;
+  CompletionLimits limits;
   NamedTensors inputs;
   std::string query, text;
-  Status parsed = ReadLimits(doc, &max_tokens, &stop);
+  Status parsed = ReadLimits(doc, &limits);
   if (parsed.ok()) parsed = ReadInputs(**workflow, doc, &inputs, &query, &text);
   if (!parsed.ok()) {
     responder->Send(JsonError(parsed));
@@ -164,7 +129,7 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   }
   auto tokenizer = executor_.TokenizerFor(Embedder::kTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
-  CompletionText answer(std::move(stop), max_tokens, counter.get());
+  CompletionText answer(std::move(limits.stop), limits.max_tokens, counter.get());
 
   const std::string head = fmt::format(R"({{"model_name":{},"model_version":"1","text_output":)",
                                        JsonQuoted(path->model));
@@ -199,7 +164,9 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
       }};
   // Like a chat credential check: a request without the media the workflow
   // needs is answered with what to send.
-  if (const std::string needs = WhatItNeeds(**workflow, inputs); !needs.empty()) {
+  if (const auto missing = MissingInputs(**workflow, inputs); !missing.empty()) {
+    const std::string needs =
+        WhatItNeeds(**workflow, missing, "Send {} with the request (a data: URL for media)", true);
     std::string sendable = answer.Add(needs);
     sendable += answer.Finish();
     sink.piece(sendable);

@@ -250,8 +250,7 @@ namespace {
 struct ChatOptions {
   bool stream = false;
   bool include_usage = false;
-  std::optional<std::size_t> max_tokens;
-  std::vector<std::string> stop;
+  CompletionLimits limits;
 };
 
 Result<ChatOptions> ParseChatOptions(const rapidjson::Value& doc) {
@@ -265,25 +264,7 @@ Result<ChatOptions> ParseChatOptions(const rapidjson::Value& doc) {
       doc["stream_options"].HasMember("include_usage")) {
     options.include_usage = options.stream && doc["stream_options"]["include_usage"].IsTrue();
   }
-  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-    if (!doc.HasMember(key) || doc[key].IsNull()) continue;
-    if (!doc[key].IsUint64() || doc[key].GetUint64() == 0)
-      return InvalidArgument("'{}' must be a positive integer", key);
-    options.max_tokens = doc[key].GetUint64();
-  }
-  if (doc.HasMember("stop") && !doc["stop"].IsNull()) {
-    const auto& stop = doc["stop"];
-    if (stop.IsString()) {
-      options.stop.emplace_back(stop.GetString(), stop.GetStringLength());
-    } else if (stop.IsArray() && stop.Size() <= 4) {
-      for (const auto& sequence : stop.GetArray()) {
-        if (!sequence.IsString()) return InvalidArgument("'stop' must hold strings");
-        options.stop.emplace_back(sequence.GetString(), sequence.GetStringLength());
-      }
-    } else {
-      return InvalidArgument("'stop' must be a string or a list of at most 4 strings");
-    }
-  }
+  BRAID_RETURN_IF_ERROR(ReadCompletionLimits(doc, &options.limits));
   if (doc.HasMember("user") && !doc["user"].IsString() && !doc["user"].IsNull())
     return InvalidArgument("'user' must be a string");
   return options;
@@ -368,28 +349,8 @@ Result<ChatTurn> ReadUserMessage(const Workflow& workflow, const rapidjson::Valu
       turn.query = turn.text;
     }
   }
-  for (const auto& input : workflow.inputs) {
-    if (!input.optional && !turn.inputs.count(input.name)) turn.missing.push_back(&input);
-  }
+  turn.missing = MissingInputs(workflow, turn.inputs);
   return turn;
-}
-
-// The answer to a message that lacks what the workflow needs (Dify's
-// credential check sends only "ping"): what to attach, not an error.
-std::string WhatItNeeds(const Workflow& workflow,
-                        const std::vector<const WorkflowInput*>& missing) {
-  std::vector<std::string> needs, takes;
-  for (const auto* input : missing) needs.push_back(InputTypeName(input->type));
-  for (const auto& input : workflow.inputs) {
-    if (input.optional) takes.push_back(InputTypeName(input.type));
-  }
-  std::string text = fmt::format("Attach {} to the message: {} needs it", fmt::join(needs, " and "),
-                                 workflow.name);
-  if (!takes.empty()) text += fmt::format(" (it also takes {})", fmt::join(takes, " and "));
-  text += ". ";
-  if (!workflow.description.empty()) text += workflow.description;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
 }
 
 // One completion as it is answered: streamed as chat.completion.chunk
@@ -491,9 +452,9 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   const std::size_t prompt_tokens = counter ? counter->CountTokens(turn->text) : 0;
   auto reply = std::make_shared<ChatReply>(responder, model, options->stream,
                                            options->include_usage, prompt_tokens);
-  CompletionText text(std::move(options->stop), options->max_tokens, counter.get());
+  CompletionText text(std::move(options->limits.stop), options->limits.max_tokens, counter.get());
   if (!turn->missing.empty()) {
-    reply->Send(text.Add(WhatItNeeds(**workflow, turn->missing)));
+    reply->Send(text.Add(WhatItNeeds(**workflow, turn->missing, "Attach {} to the message")));
     reply->Send(text.Finish());
     return reply->Finish(text.finish_reason(), text.tokens());
   }
