@@ -6,12 +6,15 @@
 # Rounds alternate quiet and attacked (closed loop, 8 clients, `braid
 # bench`); reports the medians' ratios (goals: throughput ≥ 0.9×, p99 ≤ 1.5×)
 # and the server's resident memory quiet and under attack.
+# The attacker shares the machine; ATTACKER_NICE (default 0) lowers its
+# priority, to come nearer an attacker on another machine.
 #   bench/overload/hostile.sh [WINDOW_SECONDS [ROUNDS [FLOOD_PER_SECOND]]]   (default 2 3 100)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 window="${1:-2}"
 rounds="${2:-3}"
 flood="${3:-100}"
+attacker_nice="${ATTACKER_NICE:-0}"
 key=bench-key
 
 start serve "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
@@ -32,7 +35,7 @@ rss_peak=0
 attack_seconds=$(awk -v w="$window" 'BEGIN { print 8 + 3 * w }')
 for round in $(seq "$rounds"); do
   bench "quiet-$round"
-  python3 "$root/bench/overload/attacker.py" "${http%:*}" "${http##*:}" --slow 1000 \
+  nice -n "$attacker_nice" python3 "$root/bench/overload/attacker.py" "${http%:*}" "${http##*:}" --slow 1000 \
     --flood "$flood" --seconds "$attack_seconds" >"$work/attack-$round.json" &
   attacker=$!
   sleep 4  # the slow connections open
@@ -48,7 +51,7 @@ quiet_p99=$(for r in $(seq "$rounds"); do field "quiet-$r" 9; done | median)
 attacked_p99=$(for r in $(seq "$rounds"); do field "attacked-$r" 9; done | median)
 errors=$(for r in $(seq "$rounds"); do field "attacked-$r" 4; done | awk '{ s += $1 } END { print s }')
 echo "clip-text, 8 authenticated clients, on $(nproc) cores; $rounds rounds of 3 × ${window} s windows each, quiet and attacked alternately; medians."
-echo "Attack: 1000 keyless slow connections and $flood keyless 60 MB announcements a second; last round: $(cat "$work/attack-$rounds.json")"
+echo "Attack (nice $attacker_nice): 1000 keyless slow connections and $flood keyless 60 MB announcements a second; last round: $(cat "$work/attack-$rounds.json")"
 echo
 echo "| | quiet | attacked | attacked / quiet | goal |"
 echo "|---|---:|---:|---:|---|"
