@@ -145,12 +145,15 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "requests are refused 503 with Retry-After")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  serve->add_option("--max-connections", options->max_connections, "Most HTTP connections")
+  serve
+      ->add_option("--max-connections", options->max_connections,
+                   "Most HTTP connections, and as many gRPC ones")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve
       ->add_option("--max-connections-per-address", options->max_connections_per_address,
-                   "Most HTTP connections from one client address (0: no limit)")
+                   "Most HTTP connections from one client address, and as many gRPC ones "
+                   "(0: no limit)")
       ->capture_default_str();
   serve
       ->add_option("--write-timeout", options->write_timeout_s,

@@ -181,6 +181,8 @@ Status Server::Parts::Build() {
   grpc_options.max_message_bytes = options.max_body_bytes;
   grpc_options.limiter = api_options.limiter;
   grpc_options.idle_timeout = http_options.idle_timeout;
+  grpc_options.max_connections = options.max_connections;
+  grpc_options.max_connections_per_address = options.max_connections_per_address;
   grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
   return Status::Ok();
 }
@@ -244,7 +246,7 @@ void RaiseDescriptorLimit(std::size_t wanted) {
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
-  RaiseDescriptorLimit(options.max_connections + 1024);
+  RaiseDescriptorLimit(2 * options.max_connections + 1024);
   auto parts = std::make_unique<Parts>(std::move(options));
   Status status = parts->Build();
   if (status.ok()) status = parts->Listen();

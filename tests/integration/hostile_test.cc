@@ -604,6 +604,46 @@ TEST(HostileTest, OutOfDescriptorsTheAcceptLoopPausesAndRecovers) {
   EXPECT_EQ(status, 200);
 }
 
+// Opens a gRPC connection and sends the HTTP/2 preface and SETTINGS: the
+// descriptor when the server answers with its SETTINGS, else -1 (closed).
+int OpenHttp2(int port) {
+  int fd = testing::ConnectLoopback(port);
+  if (fd < 0) return -1;
+  SendAll(fd,
+          std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + std::string("\0\0\0\4\0\0\0\0\0", 9));
+  char frame[9];
+  pollfd poll_fd{fd, POLLIN, 0};
+  if (poll(&poll_fd, 1, 10000) > 0 && recv(fd, frame, sizeof(frame), MSG_WAITALL) == 9 &&
+      frame[3] == 4)
+    return fd;
+  close(fd);
+  return -1;
+}
+
+// Issue 30, finding 4: one address cannot take every gRPC connection.
+TEST(HostileTest, GrpcConnectionsFromOneAddressAreCapped) {
+  ServerProcess server({"--max-connections-per-address", "3"});
+  ASSERT_TRUE(server.ready());
+  std::vector<int> open;
+  for (int i = 0; i < 3; ++i) {
+    open.push_back(OpenHttp2(server.grpc_port()));
+    ASSERT_GE(open.back(), 0) << i;
+  }
+  EXPECT_LT(OpenHttp2(server.grpc_port()), 0) << "a fourth connection was served";
+  close(open.back());
+  open.pop_back();
+  // gRPC closes its end; the count comes back within the sweep's second.
+  int again = -1;
+  for (int attempt = 0; attempt < 50 && again < 0; ++attempt) {
+    again = OpenHttp2(server.grpc_port());
+    if (again < 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_GE(again, 0);
+  if (again >= 0) close(again);
+  for (int fd : open) close(fd);
+  EXPECT_TRUE(server.alive());
+}
+
 // Issue 30, lower finding: a symbolic link inside --data-dir is not
 // followed: start-up neither loads nor tidies the folder it points at.
 TEST(HostileTest, ASymlinkInTheDataDirIsNotFollowed) {

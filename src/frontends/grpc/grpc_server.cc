@@ -1,13 +1,19 @@
 #include "frontends/grpc/grpc_server.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <unordered_set>
 
 #include "core/credentials.h"
+#include "frontends/listener.h"
 #include "frontends/status_mapping.h"
 #include "grpc_service.grpc.pb.h"
 
@@ -176,12 +182,106 @@ Result<std::map<std::string, Tensor>> InputsFromProto(const inference::ModelInfe
   return inputs;
 }
 
+namespace net = boost::asio;
+
+// The gRPC port's connections: accepted here, so that their caps and the
+// back-off when descriptors run out are the HTTP server's (Listener), then
+// handed to gRPC, and counted until gRPC closes them. gRPC 1.51 says
+// nothing when it closes a connection: a sweep once a second finds the
+// descriptors that no longer hold the socket handed over (by its inode).
+class GrpcConnections {
+ public:
+  GrpcConnections(std::size_t max_connections, std::size_t max_per_address)
+      : limits_(max_connections, max_per_address),
+        listener_(io_, limits_, "", [this](Listener::Socket socket, std::string address) {
+          Hand(std::move(socket), std::move(address));
+        }) {}
+  ~GrpcConnections() { Stop(); }
+
+  Result<std::uint16_t> Listen(const std::string& host, std::uint16_t port) {
+    return listener_.Listen(host, port);
+  }
+  // Hands what it accepts to `acceptor`, from now on.
+  void Start(std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor) {
+    acceptor_ = std::move(acceptor);
+    work_.emplace(io_.get_executor());
+    listener_.Start();
+    Sweep();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  // Stops accepting; the connections handed over are gRPC's to close.
+  void Stop() {
+    if (!thread_.joinable()) return;
+    listener_.Close();
+    net::post(io_, [this] { sweeper_.cancel(); });
+    work_.reset();
+    thread_.join();
+  }
+
+ private:
+  struct Handed {
+    int fd;
+    ino_t inode;
+    std::string address;
+  };
+
+  void Hand(Listener::Socket socket, std::string address) {
+    const int fd = socket.release();
+    struct stat status {};
+    // gRPC reads and writes its sockets without blocking, and its external
+    // path (unlike its own accept) does not set that up.
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || ::fstat(fd, &status) != 0) {
+      ::close(fd);
+      limits_.Release(address);
+      return;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      handed_.push_back({fd, status.st_ino, std::move(address)});
+    }
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
+    connection.listener_fd = listener_.native_handle();
+    connection.fd = fd;
+    acceptor_->HandleNewConnection(&connection);
+  }
+
+  void Sweep() {
+    sweeper_.expires_after(std::chrono::seconds(1));
+    sweeper_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      std::lock_guard lock(mutex_);
+      std::erase_if(handed_, [this](const Handed& handed) {
+        struct stat status {};
+        if (::fstat(handed.fd, &status) == 0 && status.st_ino == handed.inode) return false;
+        limits_.Release(handed.address);
+        return true;
+      });
+      Sweep();
+    });
+  }
+
+  ConnectionLimits limits_;
+  net::io_context io_{1};
+  Listener listener_;
+  net::steady_timer sweeper_{io_};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor_;
+  std::mutex mutex_;
+  std::vector<Handed> handed_;  // guarded by mutex_
+  std::thread thread_;
+};
+
 class StreamReactor;
 
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
  public:
   Impl(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options)
-      : service_(service), metrics_(metrics), clock_(clock), options_(std::move(options)) {}
+      : service_(service),
+        metrics_(metrics),
+        clock_(clock),
+        options_(std::move(options)),
+        connections_(options_.max_connections, options_.max_connections_per_address) {}
 
   std::unique_ptr<grpc::Server> server_;
   // Open ModelStreamInfer streams, so that a drain can end them. A stream
@@ -441,6 +541,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   Metrics& metrics_;
   Clock& clock_;
   const GrpcServerOptions options_;
+  GrpcConnections connections_;
 };
 
 // One ModelStreamInfer call: reads requests one after another, runs them
@@ -575,10 +676,11 @@ GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock
 GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(0)); }
 
 Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t port) {
+  BRAID_ASSIGN_OR_RETURN(const std::uint16_t bound, impl_->connections_.Listen(host, port));
   grpc::ServerBuilder builder;
-  int selected = 0;
-  builder.AddListeningPort(fmt::format("{}:{}", host, port), grpc::InsecureServerCredentials(),
-                           &selected);
+  auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+      grpc::InsecureServerCredentials());
   builder.RegisterService(impl_.get());
   const GrpcServerOptions& options = impl_->options_;
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
@@ -599,12 +701,13 @@ Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t p
   quota.Resize(options.max_memory_bytes);
   builder.SetResourceQuota(quota);
   impl_->server_ = builder.BuildAndStart();
-  if (!impl_->server_ || selected == 0)
-    return Unavailable("cannot listen for gRPC on {}:{}", host, port);
-  return static_cast<std::uint16_t>(selected);
+  if (!impl_->server_) return Unavailable("cannot start the gRPC server on {}:{}", host, port);
+  impl_->connections_.Start(std::move(acceptor));
+  return bound;
 }
 
 void GrpcServer::Shutdown(Duration timeout) {
+  impl_->connections_.Stop();
   if (!impl_->server_) return;
   {
     std::lock_guard lock(impl_->streams_mutex_);

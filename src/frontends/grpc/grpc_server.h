@@ -38,6 +38,10 @@ struct GrpcServerOptions {
   std::chrono::seconds handshake_timeout{10};
   // Memory gRPC may use for its connections and messages, all together.
   std::size_t max_memory_bytes = std::size_t{1} << 30;
+  // Connections in all and from one client address (0: no limit); past
+  // either a new connection is closed at once.
+  std::size_t max_connections = 4096;
+  std::size_t max_connections_per_address = 1024;
 };
 
 class GrpcServer {
