@@ -97,7 +97,10 @@ void Listener::Accept() {
             ::close(std::exchange(reserve_fd_, -1));
             return Accept();
           }
-          spdlog::warn("out of file descriptors ({}); accepting pauses", ec.message());
+          // Said once per episode, not every 100 ms.
+          if (!paused_)
+            spdlog::warn("out of file descriptors ({}); accepting pauses", ec.message());
+          paused_ = true;
           pause_.expires_after(std::chrono::milliseconds(100));
           pause_.async_wait([this](boost::system::error_code wait) {
             if (wait || !acceptor_.is_open()) return;
@@ -107,6 +110,7 @@ void Listener::Accept() {
           return;
         }
         if (!ec) {
+          if (std::exchange(paused_, false)) spdlog::info("descriptors are back; accepting again");
           boost::system::error_code peer_error;
           const auto peer = socket.remote_endpoint(peer_error);
           std::string address = peer_error ? std::string() : peer.address().to_string();

@@ -76,6 +76,7 @@ class Listener {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer pause_;  // on the acceptor's strand
   int reserve_fd_;                   // touched only on the acceptor's strand
+  bool paused_ = false;              // out of descriptors; touched only on the acceptor's strand
 };
 
 }  // namespace braid

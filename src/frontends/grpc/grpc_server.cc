@@ -213,7 +213,12 @@ class GrpcConnections {
   void Stop() {
     if (!thread_.joinable()) return;
     listener_.Close();
-    net::post(io_, [this] { sweeper_.cancel(); });
+    // A sweep whose wait has already ended is not cancelled: the flag
+    // keeps it from arming the next.
+    net::post(io_, [this] {
+      stopping_ = true;
+      sweeper_.cancel();
+    });
     work_.reset();
     thread_.join();
   }
@@ -249,7 +254,7 @@ class GrpcConnections {
   void Sweep() {
     sweeper_.expires_after(std::chrono::seconds(1));
     sweeper_.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
+      if (ec || stopping_) return;
       std::lock_guard lock(mutex_);
       std::erase_if(handed_, [this](const Handed& handed) {
         struct stat status {};
@@ -265,6 +270,7 @@ class GrpcConnections {
   net::io_context io_{1};
   Listener listener_;
   net::steady_timer sweeper_{io_};
+  bool stopping_ = false;  // touched only on the io thread
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> acceptor_;
   std::mutex mutex_;
