@@ -153,7 +153,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   serve
       ->add_option("--max-connections-per-address", options->max_connections_per_address,
                    "Most HTTP connections from one client address, and as many gRPC ones "
-                   "(0: no limit)")
+                   "(0: no limit). Off by default, as in nginx and Envoy: behind a proxy or a "
+                   "gateway every client has one address; set it when clients reach braid "
+                   "directly")
       ->capture_default_str();
   serve
       ->add_option("--write-timeout", options->write_timeout_s,

@@ -46,10 +46,10 @@ struct ServerOptions {
   std::size_t max_body_bytes = std::size_t{64} << 20;
   std::size_t max_body_bytes_in_flight = std::size_t{1} << 30;  // HTTP bodies held at once
   std::size_t max_connections = 4096;                           // HTTP, and as many gRPC
-  std::size_t max_connections_per_address = 1024;  // HTTP, and as many gRPC; 0: no limit
-  int write_timeout_s = 60;  // an answer the client does not read on is dropped
-  int idle_timeout_s = 60;   // a connection with no request (HTTP keep-alive, gRPC) is closed
-  double rate_limit = 0;     // requests a second per client address (HTTP and gRPC); 0: none
+  std::size_t max_connections_per_address = 0;  // HTTP, and as many gRPC; 0: no limit
+  int write_timeout_s = 60;                     // an answer the client does not read on is dropped
+  int idle_timeout_s = 60;  // a connection with no request (HTTP keep-alive, gRPC) is closed
+  double rate_limit = 0;    // requests a second per client address (HTTP and gRPC); 0: none
   double rate_burst = 20;
   std::size_t max_header_count = 100;
   std::size_t max_json_depth = 64;

@@ -41,7 +41,7 @@ struct GrpcServerOptions {
   // Connections in all and from one client address (0: no limit); past
   // either a new connection is closed at once.
   std::size_t max_connections = 4096;
-  std::size_t max_connections_per_address = 1024;
+  std::size_t max_connections_per_address = 0;
 };
 
 class GrpcServer {

@@ -93,10 +93,10 @@ struct HttpServerOptions {
   // request is refused 503 (Retry-After) as its body would grow beyond it.
   std::size_t max_body_bytes_in_flight = std::size_t{1} << 30;
   std::size_t max_connections = 4096;
-  std::size_t max_connections_per_address = 1024;  // 0: no limit
-  std::chrono::seconds idle_timeout{60};           // keep-alive connection with no request
-  std::chrono::seconds request_timeout{30};        // to receive a whole request once it started
-  std::chrono::seconds write_timeout{60};          // an answer the client does not read on
+  std::size_t max_connections_per_address = 0;  // 0: no limit
+  std::chrono::seconds idle_timeout{60};        // keep-alive connection with no request
+  std::chrono::seconds request_timeout{30};     // to receive a whole request once it started
+  std::chrono::seconds write_timeout{60};       // an answer the client does not read on
   // A streamed answer's bytes queued and not yet taken by the client: past
   // it the connection closes (the client cannot keep up).
   std::size_t max_unsent_bytes = std::size_t{16} << 20;
