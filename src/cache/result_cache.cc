@@ -44,6 +44,7 @@ ResultCache::Flight ResultCache::Lead(const Hash128& key, int priority, Waiter w
   auto [flight, inserted] = flights_.try_emplace(key, InFlight{Urgency(priority), {}});
   if (inserted) return Flight::kLead;
   if (Urgency(priority) < flight->second.urgency) {
+    flight->second.urgency = Urgency(priority);
     ++bypassed_;
     return Flight::kBypass;
   }

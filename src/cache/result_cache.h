@@ -52,10 +52,12 @@ class ResultCache {
   // way and `waiter` gets its result when it lands (on the leader's thread).
   // kBypass: the one under way is less urgent than the caller (a predictive
   // precompute, a lower priority level) and may be deferred or queued
-  // behind other work, so the caller computes its own result without
-  // leading; `waiter` is dropped. `priority` is InferenceRequest's: 1 is
-  // the highest, 0 the model's default level, kLowestPriority (-1)
-  // background work.
+  // behind other work, so the caller computes its own result and leads
+  // beside it: later callers wait at the caller's urgency, and the caller
+  // must call Land(key, ...) exactly once too (`waiter` is dropped).
+  // Whichever of the two lands first answers the waiters. `priority` is
+  // InferenceRequest's: 1 is the highest, 0 the model's default level,
+  // kLowestPriority (-1) background work.
   enum class Flight { kLead, kWait, kBypass };
   using Waiter = std::function<void(const Result<std::vector<Tensor>>&)>;
   Flight Lead(const Hash128& key, int priority, Waiter waiter);

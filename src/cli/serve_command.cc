@@ -255,6 +255,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "Threads that compute, shared by every model and engine (default: the cores "
                    "the process may use, from its CPU affinity and cgroup quota)")
       ->check(CLI::NonNegativeNumber);
+  serve
+      ->add_option("--compute-nice", options->compute_nice,
+                   "How many nice steps the threads of regular batches run below those of "
+                   "priority instances, so that an urgent batch beside a long one gets the cores "
+                   "(0: one priority for all)")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str();
   serve->add_flag("--no-batching", options->no_batching,
                   "Run every request alone, whatever the configs say (a benchmark baseline)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");

@@ -1,9 +1,12 @@
 #include "core/compute_budget.h"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -35,8 +38,12 @@ auto Rank(ComputeClass cls, int priority, std::uint64_t ticket) {
   return std::tuple(static_cast<int>(cls), priority, ticket);
 }
 
+// The process budget's settings, guarded by process_mutex; fixed once it
+// is created.
 std::mutex process_mutex;
-int process_threads = 0;  // guarded by process_mutex; 0 until set or first used
+int process_threads = 0;  // 0: AvailableCores()
+int process_regular_nice = kDefaultRegularNice;
+bool process_created = false;
 
 }  // namespace
 
@@ -53,8 +60,22 @@ int AvailableCores() {
   return std::max(1, cores);
 }
 
-ComputeBudget::ComputeBudget(int threads) : threads_(std::max(1, threads)) {
+ComputeBudget::ComputeBudget(int threads, int regular_nice)
+    : threads_(std::max(1, threads)), regular_nice_(std::clamp(regular_nice, 0, 19)) {
   stats_.threads = threads_;
+}
+
+void ComputeBudget::EnterRegularTier() const {
+  if (regular_nice_ == 0) return;
+  // Linux: PRIO_PROCESS with a thread id is that thread's nice; with the
+  // process id, its main thread's, the nice the process was started with.
+  const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+  errno = 0;
+  const int process = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
+  const int current = getpriority(PRIO_PROCESS, tid);
+  if (errno != 0) return;
+  const int target = std::min(19, process + regular_nice_);
+  if (current < target) setpriority(PRIO_PROCESS, tid, target);
 }
 
 ComputeBudget::Lease::Lease(Lease&& other) noexcept
@@ -82,7 +103,8 @@ bool ComputeBudget::EligibleLocked(const Waiter& waiter, bool* reserved) const {
   const int total = stats_.in_use[0] + stats_.in_use[1];
   *reserved = false;
   if (waiter.cls == ComputeClass::kBackground)
-    return total < threads_ && stats_.in_use[1] < std::max(1, threads_ - 1);
+    return stats_.in_use[0] == 0 && total < threads_ &&
+           stats_.in_use[1] < std::max(1, threads_ - 1);
   if (total < threads_) return true;
   // The budget is full. Equals share it (their runs split the pool's
   // threads); a level waits while more urgent work holds it; priority 1
@@ -173,8 +195,9 @@ void KeepEnginesSingleThreaded(char** argv) {
 ComputeBudget& ProcessComputeBudget() {
   static ComputeBudget& budget = []() -> ComputeBudget& {
     std::lock_guard lock(process_mutex);
-    if (process_threads == 0) process_threads = AvailableCores();
-    static ComputeBudget instance(process_threads);
+    process_created = true;
+    static ComputeBudget instance(process_threads > 0 ? process_threads : AvailableCores(),
+                                  process_regular_nice);
     return instance;
   }();
   return budget;
@@ -182,8 +205,15 @@ ComputeBudget& ProcessComputeBudget() {
 
 bool SetProcessComputeThreads(int threads) {
   std::lock_guard lock(process_mutex);
-  if (process_threads != 0) return false;
+  if (process_created) return false;
   process_threads = std::max(1, threads);
+  return true;
+}
+
+bool SetProcessRegularNice(int steps) {
+  std::lock_guard lock(process_mutex);
+  if (process_created) return false;
+  process_regular_nice = steps;
   return true;
 }
 

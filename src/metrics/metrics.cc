@@ -356,8 +356,8 @@ std::string Metrics::Render(
            "Misses that waited for an identical computation already under way (single-flight).");
     fmt::format_to(std::back_inserter(out), "braid_cache_coalesced_total {}\n", cache->coalesced);
     Header(out, "braid_cache_bypassed_total", "counter",
-           "Misses that computed their own result rather than wait for a less urgent identical "
-           "computation (a precompute, a lower priority).");
+           "Misses that computed (and cached) their own result rather than wait for a less "
+           "urgent identical computation (a precompute, a lower priority).");
     fmt::format_to(std::back_inserter(out), "braid_cache_bypassed_total {}\n", cache->bypassed);
     if (cache->redis) {
       const RedisStats& redis = *cache->redis;

@@ -65,7 +65,9 @@ struct DynamicBatching {
   // While a level has had arrivals in the last second, batches of the levels
   // below it are cut so that their expected compute stays within this (at
   // least one item each): the longest a higher-priority request should wait
-  // for a lower-priority batch already running. 0: no cut.
+  // for a lower-priority batch already running. Off-peak levels' batches
+  // are always cut (background work runs between interactive runs of every
+  // model). 0: no cut.
   std::int64_t priority_blocking_us = 0;
 };
 

@@ -381,10 +381,15 @@ std::int64_t ModelScheduler::BlockingCapLocked(std::size_t level, TimePoint now,
                                                std::int64_t target) const {
   const std::int64_t budget_us = model_->config().dynamic_batching.priority_blocking_us;
   if (budget_us <= 0 || target <= 1) return target;
-  const bool urgent = std::any_of(
-      levels_.begin(), levels_.begin() + std::min(level, levels_.size()), [&](const Level& above) {
-        return above.last_arrival && now - *above.last_arrival < std::chrono::seconds(1);
-      });
+  // Off-peak (background) batches are always cut: interactive work of any
+  // model may arrive while they run.
+  const bool background = level < levels_.size() && levels_[level].offpeak;
+  const bool urgent =
+      background ||
+      std::any_of(levels_.begin(), levels_.begin() + std::min(level, levels_.size()),
+                  [&](const Level& above) {
+                    return above.last_arrival && now - *above.last_arrival < std::chrono::seconds(1);
+                  });
   if (!urgent) return target;
   while (target > 1) {
     const double expected = ExpectedBatchUsLocked(target);
@@ -549,6 +554,7 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
 
 void ModelScheduler::WorkerLoop(std::size_t instance) {
   const bool priority_instance = instance >= regular_instances_;
+  if (!priority_instance && options_.budget != nullptr) options_.budget->EnterRegularTier();
   std::unique_lock lock(mutex_);
   std::vector<Completion> done;
   while (true) {

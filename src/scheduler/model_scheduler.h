@@ -46,7 +46,9 @@
 // that take a batch only from a level above every batch the other
 // instances are running while those are all busy, at once and without
 // waiting for it to fill. An urgent request starts beside a long
-// lower-priority batch instead of behind it.
+// lower-priority batch instead of behind it. With a budget the regular
+// workers compute in its regular tier of OS priority and the priority
+// workers at the process's, so the urgent batch also gets the cores.
 //
 // Compute budget (SchedulerOptions::budget): a worker that decided to
 // dispatch asks the budget for a lease at the priority of the level it is
@@ -237,7 +239,7 @@ class ModelScheduler {
   // scaled from the nearest size measured; 0 when none has been.
   double ExpectedBatchUsLocked(std::int64_t items) const;
   // `target` cut by priority_blocking_us when a level above `level` had
-  // arrivals in the last second.
+  // arrivals in the last second, and always at an off-peak level.
   std::int64_t BlockingCapLocked(std::size_t level, TimePoint now, std::int64_t target) const;
   // The autoscaler's once-a-second decision.
   void AutoscaleTickLocked(TimePoint now);

@@ -81,9 +81,11 @@ Status Server::Parts::Build() {
   }
   if (memory_cache || redis) cache = std::make_unique<ResultCache>(memory_cache.get(), redis.get());
   if (options.compute_threads > 0) SetProcessComputeThreads(options.compute_threads);
+  SetProcessRegularNice(options.compute_nice);
   SchedulerOptions scheduler_options;
   scheduler_options.budget = &ProcessComputeBudget();
-  spdlog::info("compute budget: {} threads", scheduler_options.budget->threads());
+  spdlog::info("compute budget: {} threads, regular batches {} nice steps below priority ones",
+               scheduler_options.budget->threads(), scheduler_options.budget->regular_nice());
   if (options.no_batching) scheduler_options.batching = false;
   service.emplace(*repository, SteadyClock(), scheduler_options, cache.get());
   spdlog::info("loading models from {}", repository->root().string());

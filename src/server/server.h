@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/compute_budget.h"
 #include "core/status.h"
 
 namespace braid {
@@ -68,6 +69,7 @@ struct ServerOptions {
   std::size_t max_collection_items = 2'000'000;
   int http_threads = 0;     // 0: one per core, at least 2
   int compute_threads = 0;  // 0: the cores the process may use
+  int compute_nice = kDefaultRegularNice;  // regular compute's nice steps below priority work
   bool no_batching = false;
 };
 

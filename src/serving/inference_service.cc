@@ -197,18 +197,10 @@ void InferenceService::LeadOrWait(const SchedulerPtr& scheduler, std::vector<Ten
     Schedule(scheduler, inputs, options, std::nullopt, std::move(done));
     FinishOne();
   };
-  switch (cache_->Lead(key, options.priority, std::move(waiter))) {
-    case ResultCache::Flight::kLead:
-      Schedule(scheduler, std::move(inputs), options, key, std::move(done));
-      FinishOne();  // the waiter was not kept
-      break;
-    case ResultCache::Flight::kBypass:
-      Schedule(scheduler, std::move(inputs), options, std::nullopt, std::move(done));
-      FinishOne();
-      break;
-    case ResultCache::Flight::kWait:
-      break;
-  }
+  if (cache_->Lead(key, options.priority, std::move(waiter)) == ResultCache::Flight::kWait) return;
+  // Leading, alone or beside a less urgent leader: the result fills the cache.
+  Schedule(scheduler, std::move(inputs), options, key, std::move(done));
+  FinishOne();  // the waiter was not kept
 }
 
 void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,

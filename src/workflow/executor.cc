@@ -291,7 +291,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   }
 
   // After a cache miss: leads the node's computation, waits for an
-  // identical one under way, or (more urgent than it) computes its own.
+  // identical one under way, or (more urgent than it) leads beside it.
   void LeadOrWait(const NodeSpec& node, const NodeKind& kind, NamedTensors inputs,
                   TimePoint node_start, const NodeKey& key,
                   std::function<void(Result<NamedTensors>)> finish) {
@@ -309,16 +309,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     // precompute runs at the off-peak level), so a more urgent run does not
     // wait for it; a preprocessing node runs at once whoever asked, so
     // waiting for it is never slower than computing again.
+    // Leading alone or beside a less urgent leader, the result fills the
+    // cache.
     const int urgency = kind.queued_by_priority() ? options_.priority : 1;
-    switch (cache.Lead(key.key, urgency, std::move(waiter))) {
-      case ResultCache::Flight::kWait:
-        return;
-      case ResultCache::Flight::kBypass:
-        Run(node, kind, std::move(inputs), false, std::move(finish));
-        return;
-      case ResultCache::Flight::kLead:
-        break;
-    }
+    if (cache.Lead(key.key, urgency, std::move(waiter)) == ResultCache::Flight::kWait) return;
     Run(node, kind, std::move(inputs), true, [self, finish, key](Result<NamedTensors> result) {
       ResultCache& cache = *self->executor_.cache_;
       if (result.ok()) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "core/compute_budget.h"
 #include "model/model.h"
@@ -17,22 +18,52 @@ constexpr char kDefaultFilename[] = "model.onnx";
 
 std::atomic<bool> per_session_pools{false};
 
+// ONNX Runtime's pool threads for regular sessions: they compute in the
+// budget's regular tier.
+OrtCustomThreadHandle CreateRegularThread(void* /*options*/, OrtThreadWorkerFn work,
+                                          void* param) {
+  auto* thread = new std::thread([work, param] {
+    ProcessComputeBudget().EnterRegularTier();
+    work(param);
+  });
+  return reinterpret_cast<OrtCustomThreadHandle>(thread);
+}
+
+void JoinRegularThread(OrtCustomThreadHandle handle) {
+  auto* thread = reinterpret_cast<std::thread*>(const_cast<OrtCustomHandleType*>(handle));
+  thread->join();
+  delete thread;
+}
+
 // One Env for the process: ONNX Runtime wants exactly one, and it must
 // outlive every session. It holds the global intra-op pool sized by the
-// process's compute budget; no thread of it spins while idle.
+// process's compute budget, in its regular tier; no thread of it spins
+// while idle.
 Ort::Env& Environment() {
   static Ort::Env env = [] {
     Ort::ThreadingOptions threading;
     threading.SetGlobalIntraOpNumThreads(ProcessComputeBudget().threads());
     threading.SetGlobalInterOpNumThreads(1);
     threading.SetGlobalSpinControl(0);
+    threading.SetGlobalCustomCreateThreadFn(CreateRegularThread);
+    threading.SetGlobalCustomJoinThreadFn(JoinRegularThread);
     return Ort::Env(threading, ORT_LOGGING_LEVEL_ERROR, "braid");
   }();
   return env;
 }
 
+// A session with a pool of its own of `intra` threads, none spinning.
+void OwnPool(const InstanceGroup& group, int intra, Ort::SessionOptions& options) {
+  options.SetIntraOpNumThreads(intra);
+  options.SetInterOpNumThreads(group.inter_op_threads);
+  options.SetExecutionMode(group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
+  options.AddConfigEntry("session.intra_op.allow_spinning", "0");
+  options.AddConfigEntry("session.inter_op.allow_spinning", "0");
+}
+
 // Sessions on the global pool, or with a pool of their own (see the header).
-void ConfigureThreads(const InstanceGroup& group, Ort::SessionOptions& options) {
+void ConfigureThreads(const InstanceGroup& group, bool priority_instance,
+                      Ort::SessionOptions& options) {
   if (per_session_pools) {
     options.SetIntraOpNumThreads(group.intra_op_threads);
     options.SetInterOpNumThreads(group.inter_op_threads);
@@ -40,18 +71,22 @@ void ConfigureThreads(const InstanceGroup& group, Ort::SessionOptions& options) 
     return;
   }
   const int budget = ProcessComputeBudget().threads();
-  if ((group.intra_op_threads == 0 || group.intra_op_threads >= budget) &&
-      group.inter_op_threads == 1) {
+  const int intra = group.intra_op_threads == 0 ? budget : std::min(group.intra_op_threads, budget);
+  if (priority_instance) {
+    // Threads of its own, at the process's priority (they inherit the
+    // loading thread's).
+    OwnPool(group, intra, options);
+    return;
+  }
+  if (intra == budget && group.inter_op_threads == 1) {
     options.DisablePerSessionThreads();
     options.SetExecutionMode(ORT_SEQUENTIAL);
     return;
   }
   // Below the budget, or with inter-op parallelism: a pool of its own.
-  options.SetIntraOpNumThreads(group.intra_op_threads);
-  options.SetInterOpNumThreads(group.inter_op_threads);
-  options.SetExecutionMode(group.inter_op_threads > 1 ? ORT_PARALLEL : ORT_SEQUENTIAL);
-  options.AddConfigEntry("session.intra_op.allow_spinning", "0");
-  options.AddConfigEntry("session.inter_op.allow_spinning", "0");
+  OwnPool(group, intra, options);
+  options.SetCustomCreateThreadFn(CreateRegularThread);
+  options.SetCustomJoinThreadFn(JoinRegularThread);
 }
 
 Result<ONNXTensorElementDataType> ToOnnx(DataType type) {
@@ -351,13 +386,17 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   }
   std::vector<ModelInstancePtr> instances;
   try {
-    Ort::SessionOptions options;
-    ConfigureThreads(config.instance_group, options);
-    options.SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
-    BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options));
+    const int regular = config.InstancesToLoad() - config.instance_group.priority_instances;
+    Ort::SessionOptions options[2];  // regular instances, priority instances
+    for (int priority = 0; priority < 2; ++priority) {
+      ConfigureThreads(config.instance_group, priority == 1, options[priority]);
+      options[priority].SetGraphOptimizationLevel(
+          ToOrtLevel(config.optimization.graph_optimization));
+      BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options[priority]));
+    }
 
     for (int i = 0; i < config.InstancesToLoad(); ++i) {
-      Ort::Session session(Environment(), file.c_str(), options);
+      Ort::Session session(Environment(), file.c_str(), options[i < regular ? 0 : 1]);
       if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
       auto instance = std::make_unique<OnnxRuntimeInstance>(config, std::move(session));
       auto warm = WarmUp(config, *instance);

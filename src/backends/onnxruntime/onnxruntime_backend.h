@@ -10,7 +10,10 @@
 // all of them, concurrent runs share them. intra_op_threads stays an upper
 // bound: a session that asks for fewer (or for inter_op_threads above 1)
 // gets its own pool of that size, also without spinning; 1 means the
-// calling thread alone. At load the backend
+// calling thread alone. Those pools run in the budget's regular tier of OS
+// priority; a priority instance's session (instance_group.priority_instances)
+// gets a pool of its own at the process's priority, so that an urgent batch
+// beside a regular one is not slowed by sharing its threads. At load the backend
 // checks the config's inputs and outputs against those the ONNX file
 // declares and runs one warm-up batch per instance. Inputs are bound to
 // ONNX Runtime without copying (the tensors' buffers are handed to it

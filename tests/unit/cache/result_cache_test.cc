@@ -94,20 +94,39 @@ TEST(ResultCacheTest, FollowersLearnOfTheLeadersFailure) {
 // An interactive request never waits behind a less urgent computation of
 // the same key (a precompute the off-peak policy may defer, a lower level);
 // a less urgent one still waits for a more urgent leader.
-TEST(ResultCacheTest, AMoreUrgentMissDoesNotWaitForALessUrgentLeader) {
+TEST(ResultCacheTest, AMoreUrgentMissLeadsBesideALessUrgentLeader) {
   ResultCache cache(nullptr, nullptr);
   auto ignore = [](const Result<std::vector<Tensor>>&) {};
   ASSERT_EQ(cache.Lead({1, 1}, kLowestPriority, ignore), ResultCache::Flight::kLead);
   EXPECT_EQ(cache.Lead({1, 1}, 0, ignore), ResultCache::Flight::kBypass) << "default vs background";
+  EXPECT_EQ(cache.Lead({1, 1}, 0, ignore), ResultCache::Flight::kWait)
+      << "the default level now leads too: a second one waits for it";
   EXPECT_EQ(cache.Lead({1, 1}, 1, ignore), ResultCache::Flight::kBypass);
   EXPECT_EQ(cache.Lead({1, 1}, kLowestPriority, ignore), ResultCache::Flight::kWait);
   ASSERT_EQ(cache.Lead({2, 2}, 1, ignore), ResultCache::Flight::kLead);
   EXPECT_EQ(cache.Lead({2, 2}, 2, ignore), ResultCache::Flight::kWait);
   EXPECT_EQ(cache.Lead({2, 2}, 0, ignore), ResultCache::Flight::kWait);
   EXPECT_EQ(cache.Stats().bypassed, 2u);
-  EXPECT_EQ(cache.Stats().coalesced, 3u);
+  EXPECT_EQ(cache.Stats().coalesced, 4u);
   cache.Land({1, 1}, Value(1));
   cache.Land({2, 2}, Value(2));
+}
+
+// Whichever leader lands first answers the waiters; the other's landing
+// finds no flight.
+TEST(ResultCacheTest, TheFirstOfTwoLeadersToLandAnswersTheWaiters) {
+  ResultCache cache(nullptr, nullptr);
+  auto ignore = [](const Result<std::vector<Tensor>>&) {};
+  std::vector<float> answered;
+  auto record = [&](const Result<std::vector<Tensor>>& result) {
+    answered.push_back(result->at(0).span<float>()[0]);
+  };
+  ASSERT_EQ(cache.Lead({3, 3}, kLowestPriority, ignore), ResultCache::Flight::kLead);
+  ASSERT_EQ(cache.Lead({3, 3}, 1, ignore), ResultCache::Flight::kBypass);
+  ASSERT_EQ(cache.Lead({3, 3}, 1, record), ResultCache::Flight::kWait);
+  cache.Land({3, 3}, Value(7));
+  cache.Land({3, 3}, Value(8));
+  EXPECT_EQ(answered, std::vector<float>{7});
 }
 
 }  // namespace

@@ -110,9 +110,10 @@ TEST(ComputeBudgetTest, ALowerLevelWaitsWhileAMoreUrgentOneFillsTheBudget) {
 TEST(ComputeBudgetTest, PriorityOneStartsBesideLowerWorkOnTheReservedShare) {
   ComputeBudget budget(2);
   Holders holders(budget);
-  const int a = holders.Start("a", ComputeClass::kInteractive, 2);
   const int b = holders.Start("b", ComputeClass::kBackground, 3);
-  ASSERT_TRUE(holders.WaitGranted(a) && holders.WaitGranted(b));
+  ASSERT_TRUE(holders.WaitGranted(b));
+  const int a = holders.Start("a", ComputeClass::kInteractive, 2);
+  ASSERT_TRUE(holders.WaitGranted(a));
   const int urgent = holders.Start("c", ComputeClass::kInteractive, 1);
   EXPECT_TRUE(holders.WaitGranted(urgent));
   EXPECT_EQ(budget.Stats().preemptions, 1u);
@@ -124,7 +125,7 @@ TEST(ComputeBudgetTest, PriorityOneStartsBesideLowerWorkOnTheReservedShare) {
   EXPECT_TRUE(holders.WaitGranted(second));
 }
 
-TEST(ComputeBudgetTest, BackgroundLeavesACoreAndYieldsToInteractiveWaiters) {
+TEST(ComputeBudgetTest, BackgroundLeavesACoreAndRunsOnlyWhileNoInteractiveRunDoes) {
   ComputeBudget budget(3);
   Holders holders(budget);
   const int b1 = holders.Start("p", ComputeClass::kBackground, 3);
@@ -143,7 +144,16 @@ TEST(ComputeBudgetTest, BackgroundLeavesACoreAndYieldsToInteractiveWaiters) {
   holders.Release(b1);
   ASSERT_TRUE(holders.WaitGranted(i2));
   EXPECT_FALSE(holders.granted(b3));
+  // Room in the budget is not enough: background starts only while no
+  // interactive run holds a lease (that run's loops use every core).
   holders.Release(i1);
+  const auto until = std::chrono::steady_clock::now() + kPatience;
+  while (budget.Stats().in_use[0] != 1 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  ASSERT_EQ(budget.Stats().in_use[0], 1);
+  EXPECT_EQ(budget.Stats().in_use[1], 1) << "room for one more, but an interactive run is on";
+  EXPECT_FALSE(holders.granted(b3));
+  holders.Release(i2);
   EXPECT_TRUE(holders.WaitGranted(b3));
   EXPECT_EQ(budget.Stats().in_use[1], 2);
 }

@@ -6,6 +6,9 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <future>
@@ -43,8 +46,10 @@ class TestBackend {
   Status Run(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) {
     std::vector<int> ids;
     for (float v : inputs[0].span<float>()) ids.push_back(static_cast<int>(v));
+    const int nice = ThreadNice();
     std::unique_lock lock(mutex_);
     batches_.push_back(ids);
+    nices_.push_back(nice);
     changed_.notify_all();
     changed_.wait(lock, [&] { return !hold_ || permits_ > 0; });
     if (permits_ > 0) --permits_;
@@ -89,12 +94,22 @@ class TestBackend {
     std::lock_guard lock(mutex_);
     return batches_;
   }
+  // The nice of the thread that ran each batch.
+  std::vector<int> nices() {
+    std::lock_guard lock(mutex_);
+    return nices_;
+  }
+
+  static int ThreadNice() {
+    return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  }
 
  private:
   testing::ManualClock& clock_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<std::vector<int>> batches_;
+  std::vector<int> nices_;
   bool hold_ = false;
   int permits_ = 0;
   Duration fixed_cost_{};
@@ -636,6 +651,32 @@ TEST_F(SchedulerTest, APriorityInstanceRunsUrgentWorkBesideALowerBatch) {
   EXPECT_EQ(ValueOf(urgent->Wait()), 1003);
   EXPECT_EQ(ValueOf(queued->Wait()), 1002);
   EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(3), ElementsAre(2)));
+}
+
+// The kernel splits the cores between batches that run at once: the
+// priority instance's worker keeps the process's priority, the regular one
+// runs the budget's regular_nice steps below it.
+TEST_F(SchedulerTest, RegularWorkersComputeBelowThePriorityInstance) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.instance_group.priority_instances = 1;
+  ComputeBudget budget(2, 5);
+  SchedulerOptions options;
+  options.budget = &budget;
+  Start(config, 2, options);
+  backend_.Hold();
+  auto low = Submit(1, 2);
+  backend_.WaitForBatches(1);
+  auto urgent = Submit(2, 1);
+  backend_.WaitForBatches(2);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(low->Wait().status.ok());
+  EXPECT_TRUE(urgent->Wait().status.ok());
+  const int process = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(2)));
+  EXPECT_THAT(backend_.nices(), ElementsAre(std::min(19, process + 5), process));
 }
 
 TEST_F(SchedulerTest, BatchesTakeALeaseFromTheBudgetByPriority) {
