@@ -76,7 +76,7 @@ struct LoadResult {
   std::uint64_t executions = 0, inferences = 0;
   double throughput = 0;  // successful requests per second
   double p50_ms = 0, p99_ms = 0;
-  double high_p99_ms = 0;  // priority-1 requests only (open loop)
+  double high_p99_ms = 0;                                 // priority-1 requests only (open loop)
   double high_queue_p99_ms = 0, high_compute_p99_ms = 0;  // their time queued and computing
   std::uint64_t rejected = 0, timed_out = 0, failed = 0;
   double mean_batch = 0;
@@ -264,8 +264,8 @@ StormResult PrecomputeStorm(const ModelPtr& interactive, const ModelPtr& storm, 
         background.emplace(storm, SteadyClock(), options);
         // The storm runs through the interactive window and a little past it.
         storm_thread = std::thread([&] {
-          storm_load = ClosedLoop(*background, storm_clients, seconds / rounds + 0.5,
-                                  kLowestPriority);
+          storm_load =
+              ClosedLoop(*background, storm_clients, seconds / rounds + 0.5, kLowestPriority);
         });
         std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the storm is on
       }
@@ -368,8 +368,7 @@ int main(int argc, char** argv) {
         "{} rejected at admission, {} timed out, mean batch {:.1f}\n",
         2 * peak, overload.throughput, overload.throughput / peak, overload.high_p99_ms,
         batched_p99_c1, overload.high_p99_ms / batched_p99_c1, overload.high_queue_p99_ms,
-        overload.high_compute_p99_ms, overload.rejected,
-        overload.timed_out, overload.mean_batch);
+        overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch);
   }
   if (storm_model.empty() || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {

@@ -385,11 +385,11 @@ std::int64_t ModelScheduler::BlockingCapLocked(std::size_t level, TimePoint now,
   // model may arrive while they run.
   const bool background = level < levels_.size() && levels_[level].offpeak;
   const bool urgent =
-      background ||
-      std::any_of(levels_.begin(), levels_.begin() + std::min(level, levels_.size()),
-                  [&](const Level& above) {
-                    return above.last_arrival && now - *above.last_arrival < std::chrono::seconds(1);
-                  });
+      background || std::any_of(levels_.begin(), levels_.begin() + std::min(level, levels_.size()),
+                                [&](const Level& above) {
+                                  return above.last_arrival &&
+                                         now - *above.last_arrival < std::chrono::seconds(1);
+                                });
   if (!urgent) return target;
   while (target > 1) {
     const double expected = ExpectedBatchUsLocked(target);

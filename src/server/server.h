@@ -67,8 +67,8 @@ struct ServerOptions {
   double redis_timeout_ms = 5;
   std::size_t max_collections = 256;
   std::size_t max_collection_items = 2'000'000;
-  int http_threads = 0;     // 0: one per core, at least 2
-  int compute_threads = 0;  // 0: the cores the process may use
+  int http_threads = 0;                    // 0: one per core, at least 2
+  int compute_threads = 0;                 // 0: the cores the process may use
   int compute_nice = kDefaultRegularNice;  // regular compute's nice steps below priority work
   bool no_batching = false;
 };

@@ -20,8 +20,7 @@ std::atomic<bool> per_session_pools{false};
 
 // ONNX Runtime's pool threads for regular sessions: they compute in the
 // budget's regular tier.
-OrtCustomThreadHandle CreateRegularThread(void* /*options*/, OrtThreadWorkerFn work,
-                                          void* param) {
+OrtCustomThreadHandle CreateRegularThread(void* /*options*/, OrtThreadWorkerFn work, void* param) {
   auto* thread = new std::thread([work, param] {
     ProcessComputeBudget().EnterRegularTier();
     work(param);
