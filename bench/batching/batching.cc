@@ -307,6 +307,14 @@ int main(int argc, char** argv) {
   app.add_option("--models", models, "Models to measure");
   app.add_option("--concurrency", concurrencies, "Closed-loop client counts");
   app.add_option("--seconds", seconds, "Measuring time per configuration");
+  app.add_option("--storm-model", storm_model,
+                 "Model of the precompute storm beside the first model's interactive traffic")
+      ->capture_default_str();
+  app.add_option("--storm-clients", storm_clients,
+                 "Background requests the storm keeps outstanding")
+      ->capture_default_str();
+  bool no_storm = false;
+  app.add_flag("--no-storm", no_storm, "Skip the precompute storm section");
   CLI11_PARSE(app, argc, argv);
   SetProcessRegularNice(compute_nice);
 
@@ -370,7 +378,7 @@ int main(int argc, char** argv) {
         batched_p99_c1, overload.high_p99_ms / batched_p99_c1, overload.high_queue_p99_ms,
         overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch);
   }
-  if (storm_model.empty() || models.empty()) return 0;
+  if (no_storm || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {
     fmt::print(stderr, "bench_batching: {}\n", status.message());
     return 1;
