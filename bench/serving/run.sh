@@ -4,6 +4,7 @@
 # returning a static 200 as the HTTP ceiling, all measured in one run with
 # the same load generator (wrk for HTTP, braid bench for gRPC).
 #   bench/serving/run.sh [SECONDS]      (default 5 per measurement)
+#   BRAID_SERVE_FLAGS="..." adds braid serve flags (a before/after pair).
 # Needs: wrk, nginx, python3 (scripts/setup does not install the first two:
 # apt-get install wrk nginx).
 set -euo pipefail
@@ -63,8 +64,11 @@ mkdir -p "$work/models/identity-wide/1"
 sed 's/dims: \[16\]/dims: [-1]/' "$work/models/identity/config.yaml" >"$work/models/identity-wide/config.yaml"
 "$build/tools/modelgen/modelgen" identity-wide "$work/models/identity-wide/1/model.onnx"
 
+# BRAID_SERVE_FLAGS: extra `braid serve` flags, for before/after runs
+# (e.g. BRAID_SERVE_FLAGS="--inline-max-us 0").
+# shellcheck disable=SC2086
 start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
-  -m "$work/models"
+  -m "$work/models" ${BRAID_SERVE_FLAGS:-}
 http_port=$(address braid http | cut -d: -f2)
 grpc_port=$(address braid grpc | cut -d: -f2)
 

@@ -124,7 +124,14 @@ int main(int argc, char** argv) {
   app.add_flag("--per-model-pools", per_model_pools,
                "Each model on its own thread pool as its config sizes it, spinning, without the "
                "compute budget (the baseline)");
+  int compute_nice = kDefaultRegularNice;
+  app.add_option("--compute-nice", compute_nice,
+                 "Nice steps of regular batches below priority instances (braid serve's "
+                 "--compute-nice)")
+      ->check(CLI::Range(0, 19))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  SetProcessRegularNice(compute_nice);
   if (per_model_pools) UsePerSessionThreadPools();
 
   BackendRegistry backends;

@@ -262,6 +262,13 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "(0: one priority for all)")
       ->check(CLI::Range(0, 19))
       ->capture_default_str();
+  serve
+      ->add_option("--inline-max-us", options->inline_max_us,
+                   "A request to a model whose batches take at most this long (measured) runs "
+                   "on the network thread that read it when an instance is idle and nothing is "
+                   "queued, instead of being handed to the model's worker and back (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   serve->add_flag("--no-batching", options->no_batching,
                   "Run every request alone, whatever the configs say (a benchmark baseline)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");

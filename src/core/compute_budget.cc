@@ -146,6 +146,21 @@ ComputeBudget::Lease ComputeBudget::Acquire(std::string_view model, ComputeClass
                                 [&](const Waiter& w) { return w.ticket == waiter.ticket; }));
     --stats_.waiting[c];
   }
+  return GrantLocked(model, waiter, reserved);
+}
+
+ComputeBudget::Lease ComputeBudget::TryAcquire(std::string_view model, ComputeClass cls,
+                                               int priority) {
+  std::lock_guard lock(mutex_);
+  const Waiter waiter{cls, priority, next_ticket_++};
+  bool reserved = false;
+  if (!EligibleLocked(waiter, &reserved) || BetterWaiterEligibleLocked(waiter)) return Lease();
+  return GrantLocked(model, waiter, reserved);
+}
+
+ComputeBudget::Lease ComputeBudget::GrantLocked(std::string_view model, const Waiter& waiter,
+                                                bool reserved) {
+  const int c = static_cast<int>(waiter.cls);
   if (reserved) ++stats_.preemptions;
   ++stats_.in_use[c];
   ++stats_.granted[c];
@@ -153,10 +168,10 @@ ComputeBudget::Lease ComputeBudget::Acquire(std::string_view model, ComputeClass
   if (usage == models_.end()) usage = models_.emplace(std::string(model), ModelUsage{}).first;
   ++usage->second.in_use[c];
   ++usage->second.granted[c];
-  if (cls == ComputeClass::kInteractive) ++interactive_priorities_[priority];
+  if (waiter.cls == ComputeClass::kInteractive) ++interactive_priorities_[waiter.priority];
   // Another waiter may be eligible too (a background one behind this one).
   if (!waiters_.empty()) changed_.notify_all();
-  return Lease(this, &usage->second, cls, priority);
+  return Lease(this, &usage->second, waiter.cls, waiter.priority);
 }
 
 void ComputeBudget::Release(const Lease& lease) {

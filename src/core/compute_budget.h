@@ -109,6 +109,8 @@ class ComputeBudget {
   // Blocks until `model`'s batch of class `cls` at `priority` (1 highest)
   // may compute, by the rules above.
   Lease Acquire(std::string_view model, ComputeClass cls, int priority);
+  // The same lease if it may be granted at once; an empty one otherwise.
+  Lease TryAcquire(std::string_view model, ComputeClass cls, int priority);
 
   int threads() const { return threads_; }
   int regular_nice() const { return regular_nice_; }
@@ -130,6 +132,8 @@ class ComputeBudget {
   bool EligibleLocked(const Waiter& waiter, bool* reserved) const;
   // Whether a waiter ordered before `waiter` is eligible now.
   bool BetterWaiterEligibleLocked(const Waiter& waiter) const;
+  // Grants `waiter`'s lease (it may start now).
+  Lease GrantLocked(std::string_view model, const Waiter& waiter, bool reserved);
   void Release(const Lease& lease);
 
   const int threads_;

@@ -100,6 +100,7 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
   }
   utilization_window_.set_instances(static_cast<int>(active_instances_));
   stats_.active_instances = active_instances_;
+  instance_busy_.assign(model_->instance_count(), false);
   for (std::size_t i = 0; i < model_->instance_count(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
@@ -122,9 +123,10 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
       !request->inputs[0].shape().empty()) {
     items = request->inputs[0].shape()[0];
   }
+  const bool caller_may_compute = request->caller_may_compute || request->light_completion;
   bool wake_priority_instances = false;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (stopping_) return Unavailable("model '{}' is shutting down", model_->name());
     Level& level = levels_[priority - 1];
     if (level.queue.size() >= level.policy.max_queue_size) {
@@ -160,6 +162,8 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
+    if (caller_may_compute && RunInlineLocked(lock, static_cast<std::size_t>(priority - 1), now))
+      return Status::Ok();
     // Only a priority instance can start it now when every regular one is busy.
     wake_priority_instances =
         regular_instances_ < model_->instance_count() && running_.size() >= active_instances_;
@@ -232,7 +236,8 @@ void ModelScheduler::Shutdown(bool drain) {
   for (auto& worker : workers_) worker.join();
   workers_.clear();
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
+    inline_done_.wait(lock, [&] { return inline_runs_ == 0; });
     expiry_stop_ = true;
   }
   expiry_.notify_one();
@@ -575,6 +580,9 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
     } else if (instance >= active_instances_ && !stopping_) {  // parked by the autoscaler
       clock_.WaitUntil(lock, standby_, TimePoint::max());
       continue;
+    } else if (instance_busy_[instance]) {  // an enqueuing thread runs a batch on it
+      clock_.WaitUntil(lock, work_, TimePoint::max());
+      continue;
     } else if (Decision decision = DecideLocked(now); !decision.dispatch) {
       clock_.WaitUntil(lock, work_, decision.wake_at);
       continue;
@@ -591,58 +599,101 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
       ExpireLocked(now, &done);
       if (!done.empty()) continue;
       if (priority_instance && !(urgent = UrgentLevelLocked(now))) continue;
+      if (instance_busy_[instance]) continue;  // an inline run took the instance meanwhile
     }
     const std::size_t batch_level = urgent ? *urgent : NextLevelLocked(now);
     std::vector<Pending> batch = TakeBatchLocked(now, batch_level);
     if (batch.empty()) continue;
-    std::int64_t batch_items = 0;
-    for (const auto& pending : batch) {
-      const TimePoint start_by = std::min(pending.request->deadline, pending.queue_deadline);
-      if (now >= start_by) ++stats_.computed_late;
-      if (start_by != TimePoint::max())
-        admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
-      batch_items += pending.items;
-    }
-    // A priority instance's batches stay out of the running list, which
-    // describes the regular instances (utilisation, admission, urgency).
-    const RunningBatch running{
-        now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)), batch_level};
-    if (!priority_instance) running_.push_back(running);
-    lock.unlock();
-
-    Duration compute{};
-    RunBatch(instance, batch, now, &done, &compute);
-    lease = {};
-    const TimePoint end = clock_.Now();
-
-    lock.lock();
-    if (!priority_instance) {
-      running_.erase(std::find(running_.begin(), running_.end(), running));
-      utilization_window_.AddBusy(now, end);
-    }
-    std::int64_t items = 0;
-    for (const auto& [request, result] : done) {
-      items = result.batch_size;
-      stats_.queue_time.Add(result.queue_time);
-      if (batch_level < levels_.size())
-        stats_.queue_time_by_level[batch_level].Add(result.queue_time);
-      if (result.status.ok()) {
-        ++stats_.success;
-      } else {
-        ++stats_.failure;
-      }
-    }
-    ++stats_.executions;
-    stats_.inferences += items;
-    stats_.compute_time.Add(compute);
-    if (items <= max_batch_) {
-      ++stats_.batch_sizes[items];
-      double& expected = batch_us_[items];
-      expected = expected == 0 ? ToMicros(compute) : 0.8 * expected + 0.2 * ToMicros(compute);
-    }
-    adaptive_.OnBatch(static_cast<int>(items), compute);
+    RunTakenBatch(lock, instance, batch_level, now, batch, std::move(lease), &done);
     CompleteUnlocked(lock, &done);
   }
+}
+
+bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::size_t level,
+                                     TimePoint now) {
+  if (options_.inline_max_us <= 0 || stopping_) return false;
+  // Only the request just queued, and it would start at once on an idle
+  // instance.
+  if (!delayed_.empty() || running_.size() >= active_instances_) return false;
+  std::size_t queued = 0;
+  for (const auto& l : levels_) queued += l.queue.size();
+  if (queued != 1) return false;
+  const double expected = ExpectedBatchUsLocked(levels_[level].queue.front().items);
+  if (expected <= 0 || expected > static_cast<double>(options_.inline_max_us)) return false;
+  std::size_t instance = 0;
+  while (instance < active_instances_ && instance_busy_[instance]) ++instance;
+  if (instance == active_instances_ || !DecideLocked(now).dispatch) return false;
+  ComputeBudget::Lease lease;
+  if (options_.budget != nullptr) {
+    lease = options_.budget->TryAcquire(model_->name(), ClassOfLevel(level),
+                                        static_cast<int>(level) + 1);
+    if (!lease) return false;
+  }
+  std::vector<Pending> batch = TakeBatchLocked(now, level);
+  ++inline_runs_;
+  ++stats_.inline_batches;
+  std::vector<Completion> done;
+  RunTakenBatch(lock, instance, level, now, batch, std::move(lease), &done);
+  // A worker that found the instance taken waits for it.
+  work_.notify_all();
+  CompleteUnlocked(lock, &done);
+  if (--inline_runs_ == 0) inline_done_.notify_all();
+  return true;
+}
+
+void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size_t instance,
+                                   std::size_t batch_level, TimePoint now,
+                                   std::vector<Pending>& batch, ComputeBudget::Lease lease,
+                                   std::vector<Completion>* done) {
+  const bool priority_instance = instance >= regular_instances_;
+  std::int64_t batch_items = 0;
+  for (const auto& pending : batch) {
+    const TimePoint start_by = std::min(pending.request->deadline, pending.queue_deadline);
+    if (now >= start_by) ++stats_.computed_late;
+    if (start_by != TimePoint::max())
+      admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
+    batch_items += pending.items;
+  }
+  // A priority instance's batches stay out of the running list, which
+  // describes the regular instances (utilisation, admission, urgency).
+  const RunningBatch running{
+      now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)), batch_level};
+  if (!priority_instance) running_.push_back(running);
+  instance_busy_[instance] = true;
+  lock.unlock();
+
+  Duration compute{};
+  RunBatch(instance, batch, now, done, &compute);
+  lease = {};
+  const TimePoint end = clock_.Now();
+
+  lock.lock();
+  instance_busy_[instance] = false;
+  if (!priority_instance) {
+    running_.erase(std::find(running_.begin(), running_.end(), running));
+    utilization_window_.AddBusy(now, end);
+  }
+  std::int64_t items = 0;
+  for (const auto& [request, result] : *done) {
+    items = result.batch_size;
+    stats_.queue_time.Add(result.queue_time);
+    if (batch_level < levels_.size())
+      stats_.queue_time_by_level[batch_level].Add(result.queue_time);
+    if (result.status.ok()) {
+      ++stats_.success;
+    } else {
+      ++stats_.failure;
+    }
+  }
+  ++stats_.executions;
+  stats_.inferences += items;
+  stats_.compute_time.Add(compute);
+  if (items <= max_batch_) {
+    ++stats_.batch_sizes[items];
+    double& expected = batch_us_[items];
+    expected = expected == 0 ? ToMicros(compute) : 0.8 * expected + 0.2 * ToMicros(compute);
+  }
+  adaptive_.OnBatch(static_cast<int>(items), compute);
 }
 
 TimePoint ModelScheduler::NextExpiryLocked() const {

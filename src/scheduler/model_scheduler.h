@@ -99,6 +99,13 @@ struct SchedulerOptions {
   // Where completion callbacks run; null: on the worker that ran the batch.
   // Must outlive the scheduler.
   ThreadPool* completions = nullptr;
+  // A batch expected (from the batches measured so far) to take at most
+  // this long runs on the thread that enqueues its request when it would
+  // start at once anyway: nothing else queued, an idle regular instance, a
+  // lease free now, and a request that allows it (InferenceRequest::
+  // caller_may_compute). Handing it to a worker and back would cost more
+  // than the batch. 0: never.
+  std::int64_t inline_max_us = 0;
 };
 
 // A fixed-bucket histogram of durations in microseconds; buckets are upper
@@ -121,6 +128,7 @@ struct SchedulerStats {
   std::uint64_t cancelled = 0;      // dropped because cancelled
   std::uint64_t delayed = 0;        // moved behind every level at their timeout
   std::uint64_t computed_late = 0;  // started past their deadline (should stay 0)
+  std::uint64_t inline_batches = 0;  // run by the enqueuing thread (inline_max_us)
   std::uint64_t executions = 0;     // batches run
   std::uint64_t inferences = 0;     // items run (sum of batch sizes)
   DurationHistogram queue_time;     // per request
@@ -211,6 +219,16 @@ class ModelScheduler {
   std::vector<Pending> TakeBatchLocked(TimePoint now, std::size_t level);
   // The budget's view of a level: background for off-peak levels.
   ComputeClass ClassOfLevel(std::size_t level) const;
+  // Runs the request just queued at `level` on the calling thread, with its
+  // completion, when SchedulerOptions::inline_max_us allows it; false:
+  // it stays queued for a worker.
+  bool RunInlineLocked(std::unique_lock<std::mutex>& lock, std::size_t level, TimePoint now);
+  // Runs `batch`, taken from `batch_level`, on `instance` with the lock
+  // released, and books it (running list, utilisation, stats, batch times);
+  // `done` gets its completions.
+  void RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size_t instance,
+                     std::size_t batch_level, TimePoint now, std::vector<Pending>& batch,
+                     ComputeBudget::Lease lease, std::vector<Completion>* done);
   // Runs `batch` on `instance` and fills `done` (outside the lock).
   void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
                 std::vector<Completion>* done, Duration* compute);
@@ -266,6 +284,9 @@ class ModelScheduler {
   AdaptiveWindow adaptive_;                           // guarded by mutex_
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
   std::vector<RunningBatch> running_;                 // guarded by mutex_
+  std::vector<bool> instance_busy_;  // guarded by mutex_; [i]: instance i runs a batch
+  int inline_runs_ = 0;              // guarded by mutex_; batches run by enqueuing threads
+  std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
   double admission_margin_ = kMinAdmissionMargin;     // guarded by mutex_
   std::vector<double> batch_us_;      // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen
   SchedulerStats stats_;              // guarded by mutex_

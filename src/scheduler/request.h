@@ -53,14 +53,19 @@ struct InferenceRequest {
   TimePoint deadline = TimePoint::max();
   // Optional; checked before the request is put into a batch.
   std::shared_ptr<CancellationToken> cancellation;
-  // Called exactly once, from a scheduler thread, when the request finishes,
-  // fails, times out or is cancelled. Must not block: hand heavy work to
+  // Called exactly once, from a scheduler thread (or the enqueuing one, see
+  // caller_may_compute), when the request finishes, fails, times out or is
+  // cancelled. Must not block: hand heavy work to
   // another thread.
   std::function<void(InferenceResult)> on_complete;
   // on_complete only hands the result to another thread (a front end's
   // network thread): it runs on the model's worker, saving a thread hop,
   // instead of on SchedulerOptions::completions.
   bool light_completion = false;
+  // The thread that enqueues the request may run its batch and on_complete
+  // itself (SchedulerOptions::inline_max_us): it is a front end's thread
+  // that can afford a short batch. Implied by light_completion.
+  bool caller_may_compute = false;
 };
 using InferenceRequestPtr = std::unique_ptr<InferenceRequest>;
 

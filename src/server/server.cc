@@ -87,6 +87,7 @@ Status Server::Parts::Build() {
   spdlog::info("compute budget: {} threads, regular batches {} nice steps below priority ones",
                scheduler_options.budget->threads(), scheduler_options.budget->regular_nice());
   if (options.no_batching) scheduler_options.batching = false;
+  scheduler_options.inline_max_us = options.inline_max_us;
   service.emplace(*repository, SteadyClock(), scheduler_options, cache.get());
   spdlog::info("loading models from {}", repository->root().string());
   BRAID_RETURN_IF_ERROR(service->LoadAll());

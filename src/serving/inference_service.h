@@ -38,6 +38,9 @@ struct InferOptions {
   // front end posts it to the connection's network thread): it may run on
   // the model's worker (InferenceRequest::light_completion).
   bool light_completion = false;
+  // The calling thread may run a short batch and the callback itself
+  // (InferenceRequest::caller_may_compute).
+  bool caller_may_compute = false;
 };
 
 struct InferResponse {

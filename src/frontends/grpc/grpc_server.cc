@@ -498,6 +498,8 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     if (!inputs.ok()) return done(inputs.status());
     InferOptions options;
     if (auto status = OptionsFromProto(request, &options); !status.ok()) return done(status);
+    // A gRPC callback thread may run a short batch and fill the response.
+    options.caller_may_compute = true;
     const auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       options.deadline = clock_.Now() + std::chrono::duration_cast<Duration>(

@@ -50,6 +50,7 @@ class TestBackend {
     std::unique_lock lock(mutex_);
     batches_.push_back(ids);
     nices_.push_back(nice);
+    threads_.push_back(std::this_thread::get_id());
     changed_.notify_all();
     changed_.wait(lock, [&] { return !hold_ || permits_ > 0; });
     if (permits_ > 0) --permits_;
@@ -99,6 +100,11 @@ class TestBackend {
     std::lock_guard lock(mutex_);
     return nices_;
   }
+  // The thread that ran each batch.
+  std::vector<std::thread::id> threads() {
+    std::lock_guard lock(mutex_);
+    return threads_;
+  }
 
   static int ThreadNice() {
     return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
@@ -110,6 +116,7 @@ class TestBackend {
   std::condition_variable changed_;
   std::vector<std::vector<int>> batches_;
   std::vector<int> nices_;
+  std::vector<std::thread::id> threads_;
   bool hold_ = false;
   int permits_ = 0;
   Duration fixed_cost_{};
@@ -170,6 +177,7 @@ class SchedulerTest : public ::testing::Test {
     request->timeout_us = timeout_us;
     request->deadline = deadline;
     request->cancellation = std::move(token);
+    request->light_completion = light_;
     request->on_complete = [outcome](InferenceResult result) {
       std::lock_guard lock(outcome->mutex);
       outcome->result = std::move(result);
@@ -203,6 +211,7 @@ class SchedulerTest : public ::testing::Test {
   testing::ManualClock clock_;
   TestBackend backend_{clock_};
   std::unique_ptr<ModelScheduler> scheduler_;
+  bool light_ = false;  // Submit marks its requests' completions light
 };
 
 TEST_F(SchedulerTest, WithoutBatchingEachRequestRunsAlone) {
@@ -703,6 +712,62 @@ TEST_F(SchedulerTest, BatchesTakeALeaseFromTheBudgetByPriority) {
   auto stats = budget.Stats();
   EXPECT_EQ(stats.granted_by_model["test"][1], 1u) << "an off-peak level draws as background";
   EXPECT_EQ(stats.in_use[0] + stats.in_use[1], 0);
+}
+
+// A batch measured to be short runs on the thread that enqueues it when it
+// would start at once anyway, with its (light) completion, before Enqueue
+// returns.
+TEST_F(SchedulerTest, AShortBatchRunsOnTheEnqueuingThreadWhenNothingWaits) {
+  SchedulerOptions options;
+  options.inline_max_us = 1000;
+  Start(BaseConfig(), 1, options);
+  backend_.SetCost(microseconds(10), {});
+  light_ = true;
+  // Nothing measured yet: the worker runs the first.
+  EXPECT_EQ(ValueOf(Submit(1)->Wait()), 1001);
+  auto second = Submit(2);
+  EXPECT_TRUE(second->finished()) << "answered before Enqueue returned";
+  EXPECT_EQ(ValueOf(second->Wait()), 1002);
+  // Not a light completion: the worker runs it.
+  light_ = false;
+  EXPECT_EQ(ValueOf(Submit(3)->Wait()), 1003);
+  const auto threads = backend_.threads();
+  ASSERT_EQ(threads.size(), 3u);
+  EXPECT_NE(threads[0], std::this_thread::get_id());
+  EXPECT_EQ(threads[1], std::this_thread::get_id());
+  EXPECT_NE(threads[2], std::this_thread::get_id());
+  EXPECT_EQ(scheduler_->Stats().inline_batches, 1u);
+}
+
+TEST_F(SchedulerTest, ABusyInstanceOrALongBatchLeavesTheRequestToTheWorker) {
+  SchedulerOptions options;
+  options.inline_max_us = 1000;
+  Start(BaseConfig(), 1, options);
+  backend_.SetCost(microseconds(10), {});
+  light_ = true;
+  EXPECT_TRUE(Submit(1)->Wait().status.ok());
+  // The one instance is busy: the next one queues.
+  backend_.Hold();
+  light_ = false;
+  auto running = Submit(2);
+  backend_.WaitForBatches(2);
+  light_ = true;
+  auto queued = Submit(3);
+  EXPECT_FALSE(queued->finished());
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(running->Wait()), 1002);
+  EXPECT_EQ(ValueOf(queued->Wait()), 1003);
+  auto threads = backend_.threads();
+  ASSERT_EQ(threads.size(), 3u);
+  EXPECT_NE(threads[2], std::this_thread::get_id()) << "queued behind the busy instance";
+  EXPECT_EQ(scheduler_->Stats().inline_batches, 0u);
+  // Batches now take 2 ms: once the measured time (a moving average) passes
+  // inline_max_us, the worker runs them.
+  backend_.SetCost(microseconds(2000), {});
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(Submit(10 + i)->Wait().status.ok());
+  threads = backend_.threads();
+  for (std::size_t i = threads.size() - 3; i < threads.size(); ++i)
+    EXPECT_NE(threads[i], std::this_thread::get_id()) << "batch " << i;
 }
 
 TEST_F(SchedulerTest, ShutdownDrainsQueuedWork) {
