@@ -103,8 +103,10 @@ struct SchedulerOptions {
   // this long runs on the thread that enqueues its request when it would
   // start at once anyway: nothing else queued, an idle regular instance, a
   // lease free now, and a request that allows it (InferenceRequest::
-  // caller_may_compute). Handing it to a worker and back would cost more
-  // than the batch. 0: never.
+  // caller_may_compute), while requests arrive less often than once per two
+  // batch times (otherwise the next one would likely wait for this run, and a
+  // worker's batch serves both with one hand-off). Handing it to a worker and
+  // back would cost more than the batch. 0: never.
   std::int64_t inline_max_us = 0;
 };
 
@@ -121,17 +123,17 @@ struct DurationHistogram {
 };
 
 struct SchedulerStats {
-  std::uint64_t success = 0;        // requests completed OK
-  std::uint64_t failure = 0;        // requests whose batch failed
-  std::uint64_t rejected = 0;       // refused at admission (queue full, or too late)
-  std::uint64_t timed_out = 0;      // dropped at a timeout or deadline
-  std::uint64_t cancelled = 0;      // dropped because cancelled
-  std::uint64_t delayed = 0;        // moved behind every level at their timeout
-  std::uint64_t computed_late = 0;  // started past their deadline (should stay 0)
+  std::uint64_t success = 0;         // requests completed OK
+  std::uint64_t failure = 0;         // requests whose batch failed
+  std::uint64_t rejected = 0;        // refused at admission (queue full, or too late)
+  std::uint64_t timed_out = 0;       // dropped at a timeout or deadline
+  std::uint64_t cancelled = 0;       // dropped because cancelled
+  std::uint64_t delayed = 0;         // moved behind every level at their timeout
+  std::uint64_t computed_late = 0;   // started past their deadline (should stay 0)
   std::uint64_t inline_batches = 0;  // run by the enqueuing thread (inline_max_us)
-  std::uint64_t executions = 0;     // batches run
-  std::uint64_t inferences = 0;     // items run (sum of batch sizes)
-  DurationHistogram queue_time;     // per request
+  std::uint64_t executions = 0;      // batches run
+  std::uint64_t inferences = 0;      // items run (sum of batch sizes)
+  DurationHistogram queue_time;      // per request
   std::vector<DurationHistogram> queue_time_by_level;  // [level-1], per request
   DurationHistogram compute_time;                      // per batch
   std::vector<std::uint64_t> batch_sizes;              // [b] = batches of b items
@@ -248,6 +250,7 @@ class ModelScheduler {
   // fifth at each admitted request that times out in the queue and shrinks
   // by a thousandth at each that starts in time (so about one in 180
   // admitted requests may still time out), within these bounds.
+  static constexpr double kInlineGapFactor = 2;  // see SchedulerOptions::inline_max_us
   static constexpr double kMinAdmissionMargin = 1.1;
   static constexpr double kMaxAdmissionMargin = 4.0;
   void WidenAdmissionMarginLocked();
@@ -284,10 +287,10 @@ class ModelScheduler {
   AdaptiveWindow adaptive_;                           // guarded by mutex_
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
   std::vector<RunningBatch> running_;                 // guarded by mutex_
-  std::vector<bool> instance_busy_;  // guarded by mutex_; [i]: instance i runs a batch
-  int inline_runs_ = 0;              // guarded by mutex_; batches run by enqueuing threads
+  std::vector<bool> instance_busy_;      // guarded by mutex_; [i]: instance i runs a batch
+  int inline_runs_ = 0;                  // guarded by mutex_; batches run by enqueuing threads
   std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
-  double admission_margin_ = kMinAdmissionMargin;     // guarded by mutex_
+  double admission_margin_ = kMinAdmissionMargin;  // guarded by mutex_
   std::vector<double> batch_us_;      // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen
   SchedulerStats stats_;              // guarded by mutex_
   std::size_t active_instances_ = 0;  // guarded by mutex_
