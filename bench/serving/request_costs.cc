@@ -128,12 +128,13 @@ bool RoundTrip(int fd, const std::string& request, std::string& response) {
   return response.starts_with("HTTP/1.1 200");
 }
 
-int Run(const std::string& repository_path, int requests) {
+int Run(const std::string& repository_path, int requests, std::int64_t inline_max_us) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
   ModelRepository repository(repository_path, backends);
   SchedulerOptions scheduler_options;
   scheduler_options.budget = &ProcessComputeBudget();
+  scheduler_options.inline_max_us = inline_max_us;
   InferenceService service(repository, SteadyClock(), scheduler_options);
   if (Status status = service.LoadAll(); !status.ok()) {
     fmt::print(stderr, "bench_request_costs: {}\n", status.message());
@@ -213,6 +214,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("-m,--model-repository", repository, "Model repository with an identity model")
       ->capture_default_str();
+  std::int64_t inline_max_us = braid::kDefaultInlineMaxUs;
+  app.add_option("--inline-max-us", inline_max_us, "braid serve's --inline-max-us (0: never)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  return braid::Run(repository, requests);
+  return braid::Run(repository, requests, inline_max_us);
 }

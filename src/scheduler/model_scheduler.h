@@ -84,6 +84,9 @@
 
 namespace braid {
 
+// `braid serve`'s SchedulerOptions::inline_max_us.
+inline constexpr std::int64_t kDefaultInlineMaxUs = 100;
+
 struct SchedulerOptions {
   // Overrides whether requests are batched together (for baselines);
   // nullopt follows the config (dynamic_batching present and max_batch_size > 0).

@@ -25,6 +25,7 @@
 
 #include "core/compute_budget.h"
 #include "core/status.h"
+#include "scheduler/model_scheduler.h"
 
 namespace braid {
 
@@ -70,7 +71,7 @@ struct ServerOptions {
   int http_threads = 0;                    // 0: one per core, at least 2
   int compute_threads = 0;                 // 0: the cores the process may use
   int compute_nice = kDefaultRegularNice;  // regular compute's nice steps below priority work
-  std::int64_t inline_max_us = 100;  // SchedulerOptions::inline_max_us
+  std::int64_t inline_max_us = kDefaultInlineMaxUs;  // SchedulerOptions::inline_max_us
   bool no_batching = false;
 };
 
