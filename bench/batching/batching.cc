@@ -140,7 +140,6 @@ LoadResult ClosedLoop(ModelScheduler& scheduler, int concurrency, double seconds
   result.failed = failed;
   result.executions = after.executions - before.executions;
   result.inferences = after.inferences - before.inferences;
-  result.throughput = result.latencies_ms.size() / elapsed;
   return result;
 }
 

@@ -620,13 +620,13 @@ bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::si
   if (queued != 1) return false;
   const double expected = ExpectedBatchUsLocked(levels_[level].queue.front().items);
   if (expected <= 0 || expected > static_cast<double>(options_.inline_max_us)) return false;
-  std::size_t instance = 0;
-  while (instance < active_instances_ && instance_busy_[instance]) ++instance;
-  if (instance == active_instances_ || !DecideLocked(now).dispatch) return false;
   // When the next request is likely to arrive during the run, it would wait
   // for it, and a worker's batch would serve both with one hand-off.
   const auto gap = adaptive_.MeanGap();
   if (gap && ToMicros(*gap) < kInlineGapFactor * expected) return false;
+  std::size_t instance = 0;
+  while (instance < active_instances_ && instance_busy_[instance]) ++instance;
+  if (instance == active_instances_ || !DecideLocked(now).dispatch) return false;
   ComputeBudget::Lease lease;
   if (options_.budget != nullptr) {
     lease = options_.budget->TryAcquire(model_->name(), ClassOfLevel(level),

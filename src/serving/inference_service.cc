@@ -215,7 +215,7 @@ void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tenso
   request->cancellation = options.cancellation;
   // A leader's callback also fills the cache and answers its waiters.
   request->light_completion = options.light_completion && !lead;
-  request->caller_may_compute = request->light_completion || (options.caller_may_compute && !lead);
+  request->caller_may_compute = options.caller_may_compute && !lead;
   ++in_flight_;
   const Duration ttl = std::chrono::seconds(model->config().response_cache.ttl_s);
   request->on_complete = [this, model, done, lead, ttl](InferenceResult result) mutable {

@@ -39,7 +39,7 @@ struct InferOptions {
   // the model's worker (InferenceRequest::light_completion).
   bool light_completion = false;
   // The calling thread may run a short batch and the callback itself
-  // (InferenceRequest::caller_may_compute).
+  // (InferenceRequest::caller_may_compute; implied by light_completion).
   bool caller_may_compute = false;
 };
 

@@ -153,6 +153,16 @@ ModelConfig BaseConfig() {
   return config;
 }
 
+// Batching, levels 1 and 2 (2 the default) and one priority instance.
+ModelConfig WithAPriorityInstance() {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.instance_group.priority_instances = 1;
+  return config;
+}
+
 class SchedulerTest : public ::testing::Test {
  protected:
   void Start(ModelConfig config, int instances = 1, SchedulerOptions options = {}) {
@@ -641,11 +651,7 @@ TEST_F(SchedulerTest, AParkedWorkerDoesNotStrandARequest) {
 }
 
 TEST_F(SchedulerTest, APriorityInstanceRunsUrgentWorkBesideALowerBatch) {
-  ModelConfig config = BaseConfig();
-  config.dynamic_batching.enabled = true;
-  config.dynamic_batching.priority_levels = 2;
-  config.dynamic_batching.default_priority = 2;
-  config.instance_group.priority_instances = 1;
+  ModelConfig config = WithAPriorityInstance();
   Start(config, 2);
   backend_.Hold();
   auto low = Submit(1, 2);
@@ -666,11 +672,7 @@ TEST_F(SchedulerTest, APriorityInstanceRunsUrgentWorkBesideALowerBatch) {
 // priority instance's worker keeps the process's priority, the regular one
 // runs the budget's regular_nice steps below it.
 TEST_F(SchedulerTest, RegularWorkersComputeBelowThePriorityInstance) {
-  ModelConfig config = BaseConfig();
-  config.dynamic_batching.enabled = true;
-  config.dynamic_batching.priority_levels = 2;
-  config.dynamic_batching.default_priority = 2;
-  config.instance_group.priority_instances = 1;
+  ModelConfig config = WithAPriorityInstance();
   ComputeBudget budget(2, 5);
   SchedulerOptions options;
   options.budget = &budget;
