@@ -6,6 +6,8 @@
 #     throughput);
 #   - the latency the router adds: identity at concurrency 1 through the
 #     router vs straight to a replica (goal ≤ 5% at p50 and p99);
+#   - the same through nginx as a reverse proxy (upstream keep-alive), when
+#     nginx is installed: what a proxy hop costs on this machine;
 #   - three replicas, one slow (clip-text on one thread, the others on two),
 #     under each policy: each replica's share of the requests and the p99.
 #   bench/routing/run.sh [WINDOW_SECONDS]      (default 2; three windows per level)
@@ -43,6 +45,37 @@ read -r one_rps _ _ _ <<<"$(bench "${http[two-threads]}" clip-text 16)"
 router via --replica "${http[two-threads]}"
 read -r _ direct_p50 direct_p99 _ <<<"$(bench "${http[two-threads]}" identity 1)"
 read -r _ routed_p50 routed_p99 _ <<<"$(bench "${http[via]}" identity 1)"
+nginx_p50=""
+if command -v nginx >/dev/null; then
+  nginx_port=$(free_port)
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  upstream replica { server ${http[two-threads]#http://}; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  pids+=($!)
+  sleep 0.5
+  read -r _ nginx_p50 _ _ <<<"$(bench "http://127.0.0.1:$nginx_port" identity 1)"
+  kill "${pids[-1]}"
+  unset 'pids[-1]'
+fi
 read -r _ direct_text_p50 direct_text_p99 _ <<<"$(bench "${http[two-threads]}" clip-text 1)"
 read -r _ routed_text_p50 routed_text_p99 _ <<<"$(bench "${http[via]}" clip-text 1)"
 kill "${pids[-1]}" "${pids[-2]}"
@@ -64,6 +97,11 @@ added() {  # LABEL DIRECT_P50 ROUTED_P50 DIRECT_P99 ROUTED_P99
 }
 added "clip-text (one request ≈ one model run)" "$direct_text_p50" "$routed_text_p50" "$direct_text_p99" "$routed_text_p99"
 added "identity (no computation: the router's cost alone)" "$direct_p50" "$routed_p50" "$direct_p99" "$routed_p99"
+if [[ -n $nginx_p50 ]]; then
+  awk -v dp="$direct_p50" -v np="$nginx_p50" -v rp="$routed_p50" 'BEGIN {
+    printf "- identity through nginx as a reverse proxy instead (same replica, same run): p50 %.0f µs (%+.0f µs; the router: %+.0f µs)\n",
+      np, np - dp, rp - dp }'
+fi
 
 serve slow -m "$work/one-thread"
 serve fast1

@@ -26,7 +26,7 @@ struct RouterCommandOptions {
   double eject_s = 5;
   std::size_t max_inflight = 256;
   int retries = 2;
-  int threads = 64;
+  int threads = 0;  // 0: one per core, at least 2
 };
 
 int RunRouter(const RouterCommandOptions& flags) {
@@ -53,17 +53,23 @@ int RunRouter(const RouterCommandOptions& flags) {
   options.eject_time = milliseconds(flags.eject_s * 1000);
   options.max_inflight_per_replica = flags.max_inflight;
   options.retries = flags.retries;
-  options.threads = flags.threads;
-  auto router = Router::Create(options, SteadyClock());
-  if (!router.ok()) {
-    fmt::print(stderr, "braid router: {}\n", router.status().message());
-    return 1;
-  }
   HttpServerOptions http_options;
   http_options.max_body_bytes = std::size_t{1} << 30;
-  HttpServer http(http_options, [&](HttpRequest& request, HttpResponderPtr responder) {
-    (*router)->Handle(request, std::move(responder));
+  http_options.threads = flags.threads > 0
+                             ? flags.threads
+                             : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  // The router forwards on the server's network threads: it is created once
+  // the server exists and destroyed once the server has stopped.
+  std::unique_ptr<Router> router;
+  HttpServer http(http_options, [&router](HttpRequest& request, HttpResponderPtr responder) {
+    router->Handle(request, std::move(responder));
   });
+  auto created = Router::Create(options, SteadyClock(), http.io_context());
+  if (!created.ok()) {
+    fmt::print(stderr, "braid router: {}\n", created.status().message());
+    return 1;
+  }
+  router = std::move(*created);
   auto port = http.Listen(flags.host, flags.http_port);
   if (!port.ok()) {
     fmt::print(stderr, "braid router: {}\n", port.status().message());
@@ -71,7 +77,7 @@ int RunRouter(const RouterCommandOptions& flags) {
   }
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_port = 0;
-  if (auto* service = (*router)->GrpcService()) {
+  if (auto* service = router->GrpcService()) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(flags.host + ":" + std::to_string(flags.grpc_port),
                              grpc::InsecureServerCredentials(), &grpc_port);
@@ -98,6 +104,8 @@ int RunRouter(const RouterCommandOptions& flags) {
     grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
   http_drain.join();
   http.Stop();
+  grpc_server.reset();
+  router.reset();
   return 0;
 }
 
@@ -143,7 +151,8 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
       ->add_option("--retries", options->retries,
                    "Other replicas tried for an idempotent request after a failure or 503")
       ->capture_default_str();
-  router->add_option("--threads", options->threads, "Forwarding threads")->capture_default_str();
+  router->add_option("--threads", options->threads,
+                     "Network threads, which also forward (default: one per core, at least 2)");
   router->callback([options, exit_code] { *exit_code = RunRouter(*options); });
 }
 

@@ -16,7 +16,6 @@
 #include <thread>
 
 #include "core/hash.h"
-#include "core/thread_pool.h"
 
 namespace braid {
 namespace {
@@ -81,17 +80,23 @@ struct Replica {
   std::unique_ptr<grpc::GenericStub> grpc;               // set when the router proxies gRPC
 };
 
-enum class Outcome { kAnswered, kUnavailable, kFailed };
+// How one try on a replica ended. kAnswered: the client has its answer.
+// kRelayedFailure: the client has the replica's 502/504, which still counts
+// against the replica. kUnavailable (its 503 to an idempotent request) and
+// kFailed (no answer) leave the answer for another replica or for last_.
+enum class Outcome { kAnswered, kRelayedFailure, kUnavailable, kFailed };
+
+class Forwarding;
 
 }  // namespace
 
 class Router::Impl : public grpc::CallbackGenericService {
  public:
-  Impl(RouterOptions options, Clock& clock)
+  Impl(RouterOptions options, Clock& clock, asio::io_context& network)
       : options_(std::move(options)),
         clock_(clock),
-        picker_(options_.policy, options_.replicas.size()),
-        pool_(static_cast<std::size_t>(std::max(1, options_.threads))) {}
+        network_(network),
+        picker_(options_.policy, options_.replicas.size()) {}
 
   ~Impl() {
     {
@@ -100,7 +105,6 @@ class Router::Impl : public grpc::CallbackGenericService {
     }
     health_wake_.notify_all();
     if (health_thread_.joinable()) health_thread_.join();
-    pool_.WaitIdle();
   }
 
   Status Init() {
@@ -140,29 +144,8 @@ class Router::Impl : public grpc::CallbackGenericService {
     return Status::Ok();
   }
 
-  void Handle(HttpRequest& request, HttpResponderPtr responder) {
-    const std::string& path = request.path;
-    if (path == "/v2/health/live")
-      return responder->Send({200, "application/json", "{\"live\":true}"});
-    if (path == "/v2/health/ready") {
-      return responder->Send(Ready() ? HttpResponse{200, "application/json", "{\"ready\":true}"}
-                                     : JsonError(503, "no replica is ready"));
-    }
-    if (path == "/router/replicas") return responder->Send({200, "application/json", StatusJson()});
-    if (path == "/router/drain" || path == "/router/undrain") {
-      if (request.method != "POST") return responder->Send(JsonError(405, path + " takes POST"));
-      const std::string wanted = QueryValue(request.query, "replica");
-      for (auto& replica : replicas_) {
-        if (replica->url == wanted || replica->host + ":" + replica->port == wanted) {
-          replica->draining = path == "/router/drain";
-          spdlog::warn("replica {} {}", replica->url, replica->draining ? "draining" : "undrained");
-          return responder->Send({200, "application/json", StatusJson()});
-        }
-      }
-      return responder->Send(JsonError(404, fmt::format("no replica '{}'", wanted)));
-    }
-    pool_.Submit([this, request, responder] { Forward(request, responder); });
-  }
+  // Answers the router's own endpoints; forwards the rest (Forwarding).
+  void Handle(HttpRequest& request, HttpResponderPtr responder);
 
   bool proxies_grpc() const { return !options_.grpc_replicas.empty(); }
 
@@ -206,143 +189,6 @@ class Router::Impl : public grpc::CallbackGenericService {
     return picker_.Pick(views, key);
   }
 
-  void Forward(const HttpRequest& request, const HttpResponderPtr& responder) {
-    const bool idempotent = Idempotent(request);
-    std::uint64_t key = 0;
-    if (options_.policy == Policy::kCacheAffinity)
-      key = Hasher().Add(request.method).Add(request.path).Add(*request.body).Finish().low;
-    std::vector<bool> tried(replicas_.size(), false);
-    HttpResponse last = JsonError(503, "no replica is available");
-    const int attempts = 1 + (idempotent ? options_.retries : 0);
-    for (int attempt = 0; attempt < attempts; ++attempt) {
-      auto index = Choose(key, tried);
-      if (!index) break;
-      tried[*index] = true;
-      Replica& replica = *replicas_[*index];
-      ++replica.outstanding;
-      ++replica.requests;
-      const Outcome outcome = Exchange(replica, request, responder, idempotent, &last);
-      --replica.outstanding;
-      if (outcome == Outcome::kAnswered) {
-        Succeeded(replica);
-        return;
-      }
-      Failed(replica);
-      if (outcome == Outcome::kFailed && !idempotent) break;
-    }
-    responder->Send(std::move(last));
-  }
-
-  // One try on `replica`. kAnswered: the answer went to the client.
-  // kUnavailable (503) and kFailed (no answer) leave `*last` holding what
-  // to send if no other replica answers.
-  Outcome Exchange(Replica& replica, const HttpRequest& request, const HttpResponderPtr& responder,
-                   bool idempotent, HttpResponse* last) {
-    http::request<http::string_body> upstream;
-    upstream.method_string(request.method);
-    upstream.target(request.target);
-    upstream.version(11);
-    for (const auto& [name, value] : request.headers) {
-      if (!HopByHop(name)) upstream.insert(name, value);
-    }
-    upstream.set(http::field::host, replica.host + ":" + replica.port);
-    if (auto type = request.Header("Content-Type"); !type.empty())
-      upstream.set(http::field::content_type, std::string(type));
-    upstream.keep_alive(true);
-    upstream.body() = *request.body;
-    upstream.prepare_payload();
-
-    // A pooled connection the replica closed meanwhile fails at once; then
-    // a fresh one is tried before counting the replica as failed.
-    for (int fresh = 0; fresh < 2; ++fresh) {
-      std::unique_ptr<beast::tcp_stream> stream = fresh == 0 ? TakeIdle(replica) : nullptr;
-      const bool pooled = stream != nullptr;
-      if (!stream) {
-        stream = std::make_unique<beast::tcp_stream>(io_);
-        stream->expires_after(options_.connect_timeout);
-        beast::error_code error;
-        stream->connect(replica.address, error);
-        if (error) {
-          *last = JsonError(
-              502, fmt::format("replica {} is unreachable: {}", replica.url, error.message()));
-          return Outcome::kFailed;
-        }
-        stream->socket().set_option(tcp::no_delay(true));
-      } else if (fresh == 1) {
-        continue;
-      }
-      stream->expires_after(options_.upstream_timeout);
-      beast::error_code error;
-      http::write(*stream, upstream, error);
-      beast::flat_buffer buffer;
-      http::response_parser<http::buffer_body> parser;
-      parser.body_limit(std::uint64_t{1} << 34);
-      if (!error) http::read_header(*stream, buffer, parser, error);
-      if (error) {
-        if (pooled) continue;
-        *last = JsonError(502, fmt::format("replica {} failed: {}", replica.url, error.message()));
-        return Outcome::kFailed;
-      }
-      return Relay(replica, std::move(stream), buffer, parser, responder, idempotent, last);
-    }
-    return Outcome::kFailed;
-  }
-
-  Outcome Relay(Replica& replica, std::unique_ptr<beast::tcp_stream> stream,
-                beast::flat_buffer& buffer, http::response_parser<http::buffer_body>& parser,
-                const HttpResponderPtr& responder, bool idempotent, HttpResponse* last) {
-    const auto& head = parser.get();
-    const int status = head.result_int();
-    std::vector<std::pair<std::string, std::string>> headers;
-    std::string content_type = "application/json";
-    for (const auto& field : head) {
-      if (beast::iequals(field.name_string(), "content-type")) {
-        content_type = std::string(field.value());
-      } else if (!HopByHop({field.name_string().data(), field.name_string().size()})) {
-        headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-      }
-    }
-    const bool stream_body = parser.chunked() && !(status == 503 && idempotent);
-    if (stream_body) responder->StartStream(status, content_type, headers);
-    std::string body;
-    char chunk[64 * 1024];
-    beast::error_code error;
-    while (!parser.is_done()) {
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof(chunk);
-      http::read(*stream, buffer, parser, error);
-      if (error == http::error::need_buffer) error = {};
-      if (error) break;
-      const std::size_t got = sizeof(chunk) - parser.get().body().size;
-      if (got == 0) continue;
-      if (stream_body) {
-        if (!responder->WriteChunk(std::string(chunk, got))) break;
-      } else {
-        body.append(chunk, got);
-      }
-    }
-    const bool complete = parser.is_done() && !error;
-    if (complete && parser.get().keep_alive()) {
-      std::lock_guard lock(replica.mutex);
-      replica.idle.push_back(std::move(stream));
-    }
-    if (stream_body) {
-      responder->EndStream();
-      return Outcome::kAnswered;  // what arrived is what the client gets
-    }
-    if (!complete) {
-      *last = JsonError(502, fmt::format("replica {} broke off its answer", replica.url));
-      return Outcome::kFailed;
-    }
-    HttpResponse response{status, content_type, std::move(body), std::move(headers)};
-    if (status == 503 && idempotent) {
-      *last = std::move(response);
-      return Outcome::kUnavailable;
-    }
-    responder->Send(std::move(response));
-    return status == 502 || status == 504 ? Outcome::kFailed : Outcome::kAnswered;
-  }
-
   std::unique_ptr<beast::tcp_stream> TakeIdle(Replica& replica) {
     std::lock_guard lock(replica.mutex);
     if (replica.idle.empty()) return nullptr;
@@ -350,6 +196,16 @@ class Router::Impl : public grpc::CallbackGenericService {
     replica.idle.pop_back();
     return stream;
   }
+
+  void ReturnIdle(Replica& replica, std::unique_ptr<beast::tcp_stream> stream) {
+    std::lock_guard lock(replica.mutex);
+    replica.idle.push_back(std::move(stream));
+  }
+
+  const RouterOptions& options() const { return options_; }
+  Replica& replica(std::size_t index) { return *replicas_[index]; }
+  std::size_t replica_count() const { return replicas_.size(); }
+  asio::io_context& network() { return network_; }
 
   void Succeeded(Replica& replica) {
     std::lock_guard lock(replica.mutex);
@@ -422,7 +278,8 @@ class Router::Impl : public grpc::CallbackGenericService {
  private:
   const RouterOptions options_;
   Clock& clock_;
-  asio::io_context io_;  // for the blocking sockets; never run
+  asio::io_context& network_;  // the HTTP server's: forwarding runs on its threads
+  asio::io_context io_;        // for the health checks' blocking sockets; never run
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::mutex picker_mutex_;
   Picker picker_;  // guarded by picker_mutex_
@@ -430,8 +287,241 @@ class Router::Impl : public grpc::CallbackGenericService {
   std::condition_variable health_wake_;
   bool stopping_ = false;  // guarded by health_mutex_
   std::thread health_thread_;
-  ThreadPool pool_;
 };
+
+namespace {
+
+// One forwarded HTTP request, as a chain of asynchronous operations on the
+// network threads (no thread is handed the request or blocked on the
+// replica): pick a replica, send the request over a pooled keep-alive
+// connection (a fresh one when the pooled one turns out closed), relay the
+// answer (a chunked one chunk by chunk), and try another replica where
+// that is safe.
+class Forwarding : public std::enable_shared_from_this<Forwarding> {
+ public:
+  Forwarding(Router::Impl& router, const HttpRequest& request, HttpResponderPtr responder)
+      : router_(router),
+        responder_(std::move(responder)),
+        body_(request.body),
+        head_request_(request.method == "HEAD"),
+        idempotent_(Idempotent(request)),
+        attempts_left_(1 + (idempotent_ ? router.options().retries : 0)),
+        tried_(router.replica_count(), false) {
+    if (router.options().policy == Policy::kCacheAffinity)
+      key_ = Hasher().Add(request.method).Add(request.path).Add(*request.body).Finish().low;
+    upstream_.method_string(request.method);
+    upstream_.target(request.target);
+    upstream_.version(11);
+    for (const auto& [name, value] : request.headers) {
+      if (!HopByHop(name)) upstream_.insert(name, value);
+    }
+    if (auto type = request.Header("Content-Type"); !type.empty())
+      upstream_.set(http::field::content_type, std::string(type));
+    upstream_.keep_alive(true);
+    upstream_.body() = {body_->data(), body_->size()};
+  }
+
+  void Start() { NextTry(); }
+
+ private:
+  static constexpr std::size_t kChunkBytes = 64 << 10;
+
+  void NextTry() {
+    std::optional<std::size_t> index;
+    if (attempts_left_-- > 0) index = router_.Choose(key_, tried_);
+    if (!index) return responder_->Send(std::move(last_));
+    tried_[*index] = true;
+    replica_ = &router_.replica(*index);
+    ++replica_->outstanding;
+    ++replica_->requests;
+    upstream_.set(http::field::host, replica_->host + ":" + replica_->port);
+    upstream_.prepare_payload();
+    stream_ = router_.TakeIdle(*replica_);
+    if (stream_) return Exchange(/*pooled=*/true);
+    Connect();
+  }
+
+  void Connect() {
+    stream_ = std::make_unique<beast::tcp_stream>(router_.network());
+    stream_->expires_after(router_.options().connect_timeout);
+    stream_->async_connect(replica_->address, [self = shared_from_this()](beast::error_code error) {
+      if (error) {
+        self->last_ = JsonError(502, fmt::format("replica {} is unreachable: {}",
+                                                 self->replica_->url, error.message()));
+        return self->TryEnded(Outcome::kFailed);
+      }
+      self->stream_->socket().set_option(tcp::no_delay(true), error);
+      self->Exchange(/*pooled=*/false);
+    });
+  }
+
+  // Sends the request and reads the answer's head. A pooled connection the
+  // replica closed meanwhile fails at once; then a fresh one is tried
+  // before the replica counts as failed.
+  void Exchange(bool pooled) {
+    stream_->expires_after(router_.options().upstream_timeout);
+    http::async_write(*stream_, upstream_,
+                      [self = shared_from_this(), pooled](beast::error_code error, std::size_t) {
+                        if (error) return self->ExchangeFailed(pooled, error);
+                        self->buffer_.clear();
+                        self->parser_.emplace();
+                        self->parser_->body_limit(std::uint64_t{1} << 34);
+                        self->parser_->skip(self->head_request_);
+                        http::async_read_header(
+                            *self->stream_, self->buffer_, *self->parser_,
+                            [self, pooled](beast::error_code error, std::size_t) {
+                              if (error) return self->ExchangeFailed(pooled, error);
+                              self->OnHead();
+                            });
+                      });
+  }
+
+  void ExchangeFailed(bool pooled, beast::error_code error) {
+    if (pooled) return Connect();
+    last_ = JsonError(502, fmt::format("replica {} failed: {}", replica_->url, error.message()));
+    TryEnded(Outcome::kFailed);
+  }
+
+  void OnHead() {
+    const auto& head = parser_->get();
+    status_ = head.result_int();
+    headers_.clear();
+    content_type_ = "application/json";
+    for (const auto& field : head) {
+      if (beast::iequals(field.name_string(), "content-type")) {
+        content_type_ = std::string(field.value());
+      } else if (!HopByHop({field.name_string().data(), field.name_string().size()})) {
+        headers_.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+    }
+    streamed_ = parser_->chunked() && !(status_ == 503 && idempotent_);
+    if (streamed_) {
+      chunk_ = std::make_unique<char[]>(kChunkBytes);
+      responder_->StartStream(status_, content_type_, headers_);
+    }
+    answer_.clear();
+    ReadBody();
+  }
+
+  // A streamed answer is read as it comes and relayed chunk by chunk; any
+  // other is read into answer_ (sized from its Content-Length).
+  void ReadBody() {
+    if (parser_->is_done()) return BodyEnded(true);
+    auto& body = parser_->get().body();
+    if (streamed_) {
+      body.data = chunk_.get();
+      body.size = kChunkBytes;
+    } else {
+      const std::size_t want =
+          std::max<std::size_t>(1, parser_->content_length_remaining().value_or(kChunkBytes));
+      const std::size_t filled = answer_.size();
+      answer_.resize(filled + want);
+      body.data = answer_.data() + filled;
+      body.size = want;
+    }
+    auto done = [self = shared_from_this()](beast::error_code error, std::size_t) {
+      if (error == http::error::need_buffer) error = {};
+      self->OnBody(error);
+    };
+    if (streamed_) {
+      http::async_read_some(*stream_, buffer_, *parser_, std::move(done));
+    } else {
+      http::async_read(*stream_, buffer_, *parser_, std::move(done));
+    }
+  }
+
+  void OnBody(beast::error_code error) {
+    const std::size_t unused = parser_->get().body().size;
+    if (streamed_) {
+      const std::size_t got = kChunkBytes - unused;
+      if (got > 0 && !responder_->WriteChunk(std::string(chunk_.get(), got)))
+        return BodyEnded(false);  // the client has gone
+    } else {
+      answer_.resize(answer_.size() - unused);
+    }
+    if (error) return BodyEnded(false);
+    ReadBody();
+  }
+
+  void BodyEnded(bool complete) {
+    if (complete && parser_->get().keep_alive()) router_.ReturnIdle(*replica_, std::move(stream_));
+    stream_.reset();
+    if (streamed_) {
+      responder_->EndStream();
+      return TryEnded(Outcome::kAnswered);  // what arrived is what the client gets
+    }
+    if (!complete) {
+      last_ = JsonError(502, fmt::format("replica {} broke off its answer", replica_->url));
+      return TryEnded(Outcome::kFailed);
+    }
+    HttpResponse response{status_, std::move(content_type_), std::move(answer_),
+                          std::move(headers_)};
+    if (status_ == 503 && idempotent_) {
+      last_ = std::move(response);
+      return TryEnded(Outcome::kUnavailable);
+    }
+    responder_->Send(std::move(response));
+    TryEnded(status_ == 502 || status_ == 504 ? Outcome::kRelayedFailure : Outcome::kAnswered);
+  }
+
+  void TryEnded(Outcome outcome) {
+    --replica_->outstanding;
+    if (outcome == Outcome::kAnswered) return router_.Succeeded(*replica_);
+    router_.Failed(*replica_);
+    if (outcome == Outcome::kRelayedFailure) return;
+    if (outcome == Outcome::kFailed && !idempotent_) return responder_->Send(std::move(last_));
+    NextTry();
+  }
+
+  Router::Impl& router_;
+  HttpResponderPtr responder_;
+  std::shared_ptr<const std::string> body_;  // upstream_'s body points into it
+  const bool head_request_;                  // its answer has no body to read
+  const bool idempotent_;
+  int attempts_left_;
+  std::vector<bool> tried_;
+  std::uint64_t key_ = 0;
+  http::request<http::span_body<const char>> upstream_;
+  HttpResponse last_ = JsonError(503, "no replica is available");
+
+  // The try in progress.
+  Replica* replica_ = nullptr;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  int status_ = 0;
+  std::string content_type_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  bool streamed_ = false;
+  std::unique_ptr<char[]> chunk_;  // a streamed answer's chunk
+  std::string answer_;             // any other answer's body
+};
+
+}  // namespace
+
+void Router::Impl::Handle(HttpRequest& request, HttpResponderPtr responder) {
+  const std::string& path = request.path;
+  if (path == "/v2/health/live")
+    return responder->Send({200, "application/json", "{\"live\":true}"});
+  if (path == "/v2/health/ready") {
+    return responder->Send(Ready() ? HttpResponse{200, "application/json", "{\"ready\":true}"}
+                                   : JsonError(503, "no replica is ready"));
+  }
+  if (path == "/router/replicas") return responder->Send({200, "application/json", StatusJson()});
+  if (path == "/router/drain" || path == "/router/undrain") {
+    if (request.method != "POST") return responder->Send(JsonError(405, path + " takes POST"));
+    const std::string wanted = QueryValue(request.query, "replica");
+    for (auto& replica : replicas_) {
+      if (replica->url == wanted || replica->host + ":" + replica->port == wanted) {
+        replica->draining = path == "/router/drain";
+        spdlog::warn("replica {} {}", replica->url, replica->draining ? "draining" : "undrained");
+        return responder->Send({200, "application/json", StatusJson()});
+      }
+    }
+    return responder->Send(JsonError(404, fmt::format("no replica '{}'", wanted)));
+  }
+  std::make_shared<Forwarding>(*this, request, std::move(responder))->Start();
+}
 
 namespace {
 
@@ -525,8 +615,9 @@ void GrpcCall::Attempt() {
 Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Router::~Router() = default;
 
-Result<std::unique_ptr<Router>> Router::Create(RouterOptions options, Clock& clock) {
-  auto impl = std::make_unique<Impl>(std::move(options), clock);
+Result<std::unique_ptr<Router>> Router::Create(RouterOptions options, Clock& clock,
+                                               asio::io_context& network) {
+  auto impl = std::make_unique<Impl>(std::move(options), clock, network);
   BRAID_RETURN_IF_ERROR(impl->Init());
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }

@@ -1,7 +1,8 @@
 // Router: `braid router`, the HTTP front of several `braid serve` replicas.
 // It loads no models; it picks a replica per request (see policy.h),
 // forwards the request over a pooled keep-alive connection and relays the
-// answer (streamed answers, such as workflow events, chunk by chunk).
+// answer (streamed answers, such as workflow events, chunk by chunk), all
+// as asynchronous I/O on the network thread that read the request.
 //
 // Health: an active check of GET /v2/health/ready on every replica each
 // `health_interval` (its X-Braid-Load header feeds load_weighted), and
@@ -32,6 +33,9 @@
 #include "frontends/http/http_server.h"
 #include "routing/policy.h"
 
+namespace boost::asio {
+class io_context;
+}
 namespace grpc {
 class CallbackGenericService;
 }
@@ -49,13 +53,16 @@ struct RouterOptions {
   int retries = 2;  // further replicas tried for an idempotent request
   Duration connect_timeout = std::chrono::seconds(1);
   Duration upstream_timeout = std::chrono::seconds(120);
-  int threads = 64;  // forwarding threads (each forward blocks one)
 };
 
 class Router {
  public:
-  // Parses the replica URLs and starts the health checks.
-  static Result<std::unique_ptr<Router>> Create(RouterOptions options, Clock& clock);
+  // Parses the replica URLs and starts the health checks. Requests are
+  // forwarded on `network`'s threads (those of the HttpServer that calls
+  // Handle): the router must be destroyed after that server stops and
+  // before the server is destroyed.
+  static Result<std::unique_ptr<Router>> Create(RouterOptions options, Clock& clock,
+                                                boost::asio::io_context& network);
   ~Router();
 
   // The HttpHandler of the router's server.

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/base64.h"
 #include "support/child_process.h"
 #include "support/command.h"
 #include "support/server_process.h"
@@ -123,6 +124,59 @@ TEST_F(RouterTest, RoundRobinSpreadsEvenly) {
   EXPECT_EQ(
       RunCommand("curl -s -o /dev/null -w '%{http_code}' " + router.url() + "/v2/health/ready").out,
       "200");
+}
+
+// What the client gets through the router is what the replica answers:
+// a streamed (chunked) workflow run's events, an error with its status, a
+// body larger than one read, and a HEAD answer that has no body.
+TEST_F(RouterTest, EveryKindOfAnswerPassesThroughUnchanged) {
+  RouterProcess router({&replicas_[0]});
+  ASSERT_TRUE(router.ready());
+  testing::TempDir dir;
+  // curl with `arguments` on `path`, straight to the replica and through the router.
+  auto both = [&](const std::string& arguments, const std::string& path) {
+    return std::pair{RunCommand("curl -s -m 60 " + arguments + " " + replicas_[0].url() + path),
+                     RunCommand("curl -s -m 60 " + arguments + " " + router.url() + path)};
+  };
+
+  std::ifstream manifest(std::string(BRAID_TEST_FIXTURES) + "/images.tsv");
+  std::string image;
+  std::getline(manifest, image);
+  std::ifstream file(std::string(BRAID_TEST_FIXTURES) + "/" + image.substr(0, image.find('\t')),
+                     std::ios::binary);
+  const auto run = dir.Write(
+      "run.json", R"({"inputs":{"image":"data:image/png;base64,)" +
+                      Base64Encode(std::string(std::istreambuf_iterator<char>(file), {})) +
+                      R"("},"response_mode":"streaming"})");
+  auto streamed = RunCommand("curl -s -N -m 60 -D " + (dir.path() / "head").string() +
+                             " -X POST -H 'Content-Type: application/json' --data-binary @" +
+                             run.string() + " " + router.url() + "/v1/workflows/read-aloud/run");
+  std::ifstream head_file(dir.path() / "head");
+  const std::string head(std::istreambuf_iterator<char>(head_file), {});
+  EXPECT_THAT(head, HasSubstr("200"));
+  EXPECT_THAT(head, HasSubstr("text/event-stream"));
+  EXPECT_THAT(streamed.out, HasSubstr("\"event\":\"workflow_started\""));
+  EXPECT_THAT(streamed.out, HasSubstr("\"event\":\"node_finished\""));
+  EXPECT_THAT(streamed.out, HasSubstr("\"event\":\"workflow_finished\""));
+
+  auto [direct_error, routed_error] =
+      both("-w ' %{http_code}' -X POST -H 'Content-Type: application/json' -d '" +
+               std::string(kIdentity) + "'",
+           "/v2/models/nope/infer");
+  EXPECT_THAT(routed_error.out, HasSubstr(" 404"));
+  EXPECT_EQ(routed_error.out, direct_error.out);
+
+  const auto large = dir.Write("large.json", ClipImageBatch(1, "0.5"));
+  auto [direct_large, routed_large] =
+      both("-w ' %{http_code}' -X POST -H 'Content-Type: application/json' --data-binary @" +
+               large.string(),
+           "/v2/models/clip-image/infer");
+  EXPECT_THAT(routed_large.out, HasSubstr("\"outputs\""));
+  EXPECT_EQ(routed_large.out, direct_large.out);
+
+  auto [direct_head, routed_head] =
+      both("-I -o /dev/null -w '%{http_code}'", "/v2/models/identity");
+  EXPECT_EQ(routed_head.out, direct_head.out);
 }
 
 // Decided from events and counts, not from how fast the machine is: replica

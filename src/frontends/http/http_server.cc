@@ -278,6 +278,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   // HttpResponder for the request being answered. Holds the session alive.
+  // Its writes are deferred, not posted, to the session's strand: called on
+  // a network thread (an inline run, the router's relay) the write runs on
+  // that thread once the current handler returns, without waking another;
+  // called from any other thread, defer is post.
   class Responder : public HttpResponder {
    public:
     Responder(std::shared_ptr<Session> session, bool keep_alive, bool gzip_ok)
@@ -292,15 +296,15 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     void Send(HttpResponse response) override {
       answered_ = true;
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
-      net::post(session_->stream_.get_executor(),
-                [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
-                  session->Write(std::move(bytes), true, keep);
-                });
+      net::defer(session_->stream_.get_executor(),
+                 [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
+                   session->Write(std::move(bytes), true, keep);
+                 });
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
-      net::post(session_->stream_.get_executor(), [session = session_, make = std::move(make),
-                                                   keep = keep_alive_, gzip = gzip_ok_]() mutable {
+      net::defer(session_->stream_.get_executor(), [session = session_, make = std::move(make),
+                                                    keep = keep_alive_, gzip = gzip_ok_]() mutable {
         session->Write(session->Serialize(make(), keep, gzip, false), true, keep);
       });
     }
@@ -312,10 +316,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       head.content_type = std::move(content_type);
       head.headers = std::move(headers);
       Outgoing bytes = session_->Serialize(std::move(head), keep_alive_, false, true);
-      net::post(session_->stream_.get_executor(),
-                [session = session_, bytes = std::move(bytes)]() mutable {
-                  session->Write(std::move(bytes), false, true);
-                });
+      net::defer(session_->stream_.get_executor(),
+                 [session = session_, bytes = std::move(bytes)]() mutable {
+                   session->Write(std::move(bytes), false, true);
+                 });
     }
     void OnDisconnect(std::function<void()> callback) override {
       std::lock_guard lock(disconnect_mutex_);
@@ -344,20 +348,20 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       const std::size_t size = chunk.size();
       if (session_->unsent_.fetch_add(size) + size > session_->server_.options_.max_unsent_bytes) {
         // The client does not read as fast as the answer comes: it is let go.
-        net::post(session_->stream_.get_executor(), [session = session_] { session->Close(); });
+        net::defer(session_->stream_.get_executor(), [session = session_] { session->Close(); });
         return false;
       }
-      net::post(session_->stream_.get_executor(),
-                [session = session_, chunk = std::move(chunk), size]() mutable {
-                  session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
-                });
+      net::defer(session_->stream_.get_executor(),
+                 [session = session_, chunk = std::move(chunk), size]() mutable {
+                   session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
+                 });
       return true;
     }
     void EndStream() override {
-      net::post(session_->stream_.get_executor(),
-                [session = session_, keep = keep_alive_]() mutable {
-                  session->Write(Outgoing{"0\r\n\r\n"}, true, keep);
-                });
+      net::defer(session_->stream_.get_executor(),
+                 [session = session_, keep = keep_alive_]() mutable {
+                   session->Write(Outgoing{"0\r\n\r\n"}, true, keep);
+                 });
     }
 
    private:
@@ -750,6 +754,8 @@ HttpServer::~HttpServer() { Stop(); }
 Result<std::uint16_t> HttpServer::Listen(const std::string& host, std::uint16_t port) {
   return impl_->listener_.Listen(host, port);
 }
+
+net::io_context& HttpServer::io_context() { return impl_->io_; }
 
 void HttpServer::Start() {
   impl_->work_.emplace(impl_->io_.get_executor());

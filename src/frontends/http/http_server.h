@@ -24,6 +24,10 @@
 
 #include "core/status.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace braid {
 
 struct HttpRequest {
@@ -125,6 +129,12 @@ class HttpServer {
   bool Drain(std::chrono::steady_clock::time_point deadline);
   // Stops the network threads and closes every connection. Blocks.
   void Stop();
+
+  // What the network threads run: for a handler that does its own network
+  // I/O (the router's upstream connections) on the thread that read the
+  // request instead of handing it to another thread. Objects bound to it
+  // must be destroyed before the server.
+  boost::asio::io_context& io_context();
 
   std::size_t open_connections() const;
   // Requests being read, handled or written.
