@@ -123,7 +123,7 @@ Status Server::Parts::Build() {
       std::chrono::milliseconds(std::llround(options.fetch_timeout_s * 1000));
   workflow_api.emplace(workflows, *executor, *files, std::move(workflow_options));
   generate_api.emplace(workflows, *executor, *service);
-  embedder.emplace(*service, *executor, *workflow_pool);
+  embedder.emplace(*executor, MakeModelCatalog(*service));
   openai_api.emplace(*service, workflows, *executor, *embedder);
   retrieval_api.emplace(*embedder, *executor, *openai_api);
   collections_api.emplace(*collections, *embedder, *files, *workflow_pool);

@@ -1,10 +1,11 @@
 #include "serving/embedder.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <mutex>
 
 #include "core/base64.h"
-#include "preprocess/image.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
@@ -79,8 +80,54 @@ float Cosine(const std::vector<float>& a, const std::vector<float>& b) {
   return static_cast<float>(dot);
 }
 
-Embedder::Embedder(InferenceService& service, WorkflowExecutor& executor, ThreadPool& pool)
-    : service_(service), executor_(executor), pool_(pool) {}
+std::string EmbeddingPipeline(EmbedItem::Kind kind, bool aligned) {
+  std::string yaml;
+  std::string vector;
+  if (kind == EmbedItem::Kind::kImage) {
+    yaml = R"(inputs: {image: {type: image}}
+nodes:
+  - {id: pixels, kind: preprocess.image, from: {image: inputs.image}}
+  - {id: embedding, kind: model, model: clip-image, from: {pixel_values: pixels.pixel_values}}
+)";
+    vector = aligned ? "aligned.image" : "embedding.image_embeds";
+    if (aligned)
+      yaml += "  - {id: aligned, kind: project, from: {image: embedding.image_embeds}}\n";
+  } else {
+    const bool audio = kind == EmbedItem::Kind::kAudio;
+    yaml = audio ? R"(inputs: {audio: {type: audio}}
+nodes:
+  - {id: transcript, kind: model, model: asr, from: {audio: inputs.audio}}
+  - {id: tokens, kind: preprocess.text, tokenizer: clip-text, from: {text: transcript.text}}
+)"
+                 : R"(inputs: {text: {type: text}}
+nodes:
+  - {id: tokens, kind: preprocess.text, tokenizer: clip-text, from: {text: inputs.text}}
+)";
+    yaml +=
+        "  - {id: embedding, kind: model, model: clip-text, from: {input_ids: tokens.input_ids}}\n";
+    vector = aligned ? "aligned.text" : "embedding.text_embeds";
+    if (aligned) yaml += "  - {id: aligned, kind: project, from: {text: embedding.text_embeds}}\n";
+  }
+  return yaml + "outputs: {vector: " + vector + "}\n";
+}
+
+Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : executor_(executor) {
+  for (auto kind : {EmbedItem::Kind::kText, EmbedItem::Kind::kImage, EmbedItem::Kind::kAudio}) {
+    for (bool aligned : {false, true}) {
+      constexpr const char* kKindNames[] = {"text", "image", "audio"};
+      const std::string name =
+          fmt::format("embed-{}{}", kKindNames[static_cast<int>(kind)], aligned ? "-128" : "");
+      auto parsed = ParseWorkflow(EmbeddingPipeline(kind, aligned), name, "(built in)", catalog);
+      Pipeline& pipeline = pipelines_[static_cast<int>(kind)][aligned];
+      if (parsed.ok()) {
+        pipeline.workflow = *std::move(parsed);
+      } else {
+        pipeline.why_not =
+            Unavailable("embeddings of this kind are not served: {}", parsed.status().message());
+      }
+    }
+  }
+}
 
 std::size_t Embedder::CountTokens(const std::vector<EmbedItem>& items) {
   std::size_t tokens = 0;
@@ -137,70 +184,22 @@ void Embedder::Score(EmbedItem query, std::vector<EmbedItem> documents, int dime
            });
 }
 
-void Embedder::Project(std::vector<float> vector, bool image, VectorDone done) {
-  // The align model takes both towers; the other slot gets zeros.
-  NamedTensors inputs;
-  for (const char* name : {"image_embeds", "text_embeds"}) {
-    Tensor t = *Tensor::Allocate(DataType::kFp32, {1, static_cast<std::int64_t>(vector.size())});
-    if ((image && name[0] == 'i') || (!image && name[0] == 't'))
-      std::copy(vector.begin(), vector.end(), t.mutable_span<float>().begin());
-    inputs[name] = t;
-  }
-  service_.Infer("align", 0, std::move(inputs), {},
-                 [image, done = std::move(done)](Result<InferResponse> result) {
-                   if (!result.ok()) return done(result.status());
-                   const Tensor& out = result->outputs[image ? 0 : 1];
-                   done(std::vector<float>(out.span<float>().begin(), out.span<float>().end()));
-                 });
-}
-
-void Embedder::EmbedText(const std::string& text, int dimensions, VectorDone done) {
-  auto tokenizer = executor_.TokenizerFor(kTextModel);
-  if (!tokenizer.ok()) return done(tokenizer.status());
-  auto ids = (*tokenizer)->Encode(text);
-  if (!ids.ok()) return done(ids.status());
-  Tensor tensor = *Tensor::Allocate(DataType::kInt64, {1, static_cast<std::int64_t>(ids->size())});
-  std::copy(ids->begin(), ids->end(), tensor.mutable_span<std::int64_t>().begin());
-  service_.Infer(kTextModel, 0, {{"input_ids", tensor}}, {},
-                 [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-                   if (!result.ok()) return done(result.status());
-                   std::vector<float> v(result->outputs[0].span<float>().begin(),
-                                        result->outputs[0].span<float>().end());
-                   if (dimensions == 128) return Project(std::move(v), false, std::move(done));
-                   done(std::move(v));
-                 });
-}
-
 void Embedder::Embed(const EmbedItem& item, int dimensions, VectorDone done) {
-  if (item.kind == EmbedItem::Kind::kText) return EmbedText(item.data, dimensions, std::move(done));
-  if (item.kind == EmbedItem::Kind::kAudio) {
-    auto clip = *Tensor::FromStrings({item.data}, {1});
-    service_.Infer(
-        "asr", 0, {{"audio", clip}}, {},
-        [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-          if (!result.ok()) return done(result.status());
-          EmbedText(std::string(FirstString(result->outputs[0])), dimensions, std::move(done));
-        });
-    return;
-  }
-  // Decoding runs on the pool, not on the network thread.
-  pool_.Submit([this, data = item.data, dimensions, done = std::move(done)]() mutable {
-    auto rgb = DecodeImage(std::as_bytes(std::span(data.data(), data.size())),
-                           executor_.image_limits(), false, 224);
-    if (!rgb.ok()) return done(rgb.status());
-    Tensor pixels = *Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224});
-    if (Status s = ClipPreprocess(*rgb, pixels.mutable_span<float>().data()); !s.ok())
-      return done(s);
-    service_.Infer(
-        kImageModel, 0, {{"pixel_values", pixels}}, {},
-        [this, dimensions, done = std::move(done)](Result<InferResponse> result) mutable {
-          if (!result.ok()) return done(result.status());
-          std::vector<float> v(result->outputs[0].span<float>().begin(),
-                               result->outputs[0].span<float>().end());
-          if (dimensions == 128) return Project(std::move(v), true, std::move(done));
-          done(std::move(v));
-        });
-  });
+  const Pipeline& pipeline = pipelines_[static_cast<int>(item.kind)][dimensions == 128];
+  if (!pipeline.workflow) return done(pipeline.why_not);
+  const WorkflowPtr& workflow = pipeline.workflow;
+  NamedTensors inputs = {{workflow->inputs[0].name, *Tensor::FromStrings({item.data}, {1})}};
+  executor_.Start(workflow, std::move(inputs), RunOptions{},
+                  [done = std::move(done)](const WorkflowEvent& event) {
+                    if (event.type == WorkflowEvent::Type::kError)
+                      return done(Status(event.error_code, event.text));
+                    if (event.type != WorkflowEvent::Type::kWorkflowFinished) return;
+                    auto vector = event.outputs.find("vector");
+                    if (vector == event.outputs.end())
+                      return done(Internal("the embedding pipeline produced no vector"));
+                    auto values = vector->second.span<float>();
+                    done(std::vector<float>(values.begin(), values.end()));
+                  });
 }
 
 }  // namespace braid

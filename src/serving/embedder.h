@@ -1,10 +1,13 @@
 // Embeddings of text, images and audio in CLIP's space, shared by the
-// OpenAI-compatible embeddings and rerank endpoints and the TEI-compatible
-// ones. Text goes through clip-text, images through clip-image, audio
-// through asr and then clip-text; with 128 dimensions the vector is
-// projected by the align heads into the shared cross-modal space. Every
-// model call goes through the server's schedulers (batched with other
-// requests, answered from the result cache when the model has one).
+// OpenAI-compatible embeddings and rerank endpoints, the TEI-compatible
+// ones, collections and retrieve nodes. Each item runs through a built-in
+// pipeline of the workflow engine (kBuiltinPipelines): text through
+// preprocess.text and clip-text, images through preprocess.image and
+// clip-image, audio through asr and then the text pipeline; with 128
+// dimensions a project node maps the vector into the shared cross-modal
+// space. So embeddings get what every workflow gets: model calls batched
+// through the schedulers, each node's result cached under its content key,
+// decoding on the executor's pool.
 #pragma once
 
 #include <rapidjson/document.h>
@@ -14,8 +17,6 @@
 #include <string_view>
 #include <vector>
 
-#include "core/thread_pool.h"
-#include "serving/inference_service.h"
 #include "workflow/executor.h"
 
 namespace braid {
@@ -42,9 +43,10 @@ class Embedder {
   static constexpr char kTextModel[] = "clip-text";
   static constexpr char kImageModel[] = "clip-image";
 
-  // Everything passed must outlive the embedder. `pool` runs image decoding
-  // off the network threads; `executor` lends its tokenizers and media caps.
-  Embedder(InferenceService& service, WorkflowExecutor& executor, ThreadPool& pool);
+  // `executor` runs the pipelines and must outlive the embedder; `catalog`
+  // checks them against the served models. A pipeline whose models are
+  // missing answers its items Unavailable, saying why.
+  Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog);
 
   using VectorsDone = std::function<void(Result<std::vector<std::vector<float>>>)>;
   // Every item's vector (512 dimensions, or 128 in the aligned space),
@@ -64,13 +66,19 @@ class Embedder {
  private:
   using VectorDone = std::function<void(Result<std::vector<float>>)>;
   void Embed(const EmbedItem& item, int dimensions, VectorDone done);
-  void EmbedText(const std::string& text, int dimensions, VectorDone done);
-  void Project(std::vector<float> vector, bool image, VectorDone done);
 
-  InferenceService& service_;
   WorkflowExecutor& executor_;
-  ThreadPool& pool_;
+  struct Pipeline {
+    WorkflowPtr workflow;  // null when its models are not served
+    Status why_not;
+  };
+  // Indexed by item kind, then aligned (128 dimensions) or not.
+  Pipeline pipelines_[3][2];
 };
+
+// The YAML of the pipeline for `kind`, in CLIP's space (512 dimensions) or
+// projected (`aligned`, 128).
+std::string EmbeddingPipeline(EmbedItem::Kind kind, bool aligned);
 
 // Cosine similarity of two L2-normalised vectors of the same length.
 float Cosine(const std::vector<float>& a, const std::vector<float>& b);

@@ -49,24 +49,52 @@ class ModelKind : public ModelBackedKind {
   }
 };
 
+// The alignment heads take both towers at once; a node may give one (an
+// embedding pipeline) or both (a comparison). A tower not given gets zeros
+// and yields no output.
 class ProjectKind : public ModelBackedKind {
  public:
   ProjectKind() : ModelBackedKind("align") {}
-  std::vector<std::string> RequiredInputs() const override { return {"image", "text"}; }
   std::vector<std::string> Parameters() const override { return {"model"}; }
+  Status Check(NodeSpec& node) const override {
+    if (node.from.empty()) return InvalidArgument("needs 'from.image', 'from.text' or both");
+    for (const auto& [input, reference] : node.from) {
+      if (input != "image" && input != "text")
+        return InvalidArgument("takes 'image' and 'text', not '{}'", input);
+    }
+    return Status::Ok();
+  }
   Result<std::vector<std::string>> Outputs(const NodeSpec& node,
                                            const ModelCatalog& catalog) const override {
     BRAID_RETURN_IF_ERROR(catalog(Model(node), {"image_embeds", "text_embeds"}).status());
-    return std::vector<std::string>{"image", "text"};
+    std::vector<std::string> towers;
+    for (const auto& [input, reference] : node.from) towers.push_back(input);
+    return towers;
   }
   void Run(NodeRun run, NodeDone done) const override {
-    NamedTensors inputs = {{"image_embeds", run.inputs["image"]},
-                           {"text_embeds", run.inputs["text"]}};
+    if (run.inputs.empty()) return done(InvalidArgument("neither tower was given"));
+    const Tensor& given = run.inputs.begin()->second;
+    NamedTensors inputs;
+    for (const auto& [input, tower] :
+         {std::pair{"image_embeds", "image"}, {"text_embeds", "text"}}) {
+      auto found = run.inputs.find(tower);
+      if (found != run.inputs.end()) {
+        inputs[input] = found->second;
+        continue;
+      }
+      auto zeros = Tensor::Allocate(DataType::kFp32, given.shape());
+      if (!zeros.ok()) return done(zeros.status());
+      inputs[input] = *zeros;
+    }
+    const bool image = run.inputs.count("image") > 0;
+    const bool text = run.inputs.count("text") > 0;
     run.executor.runner().Run(Model(run.node), std::move(inputs), run.call,
-                              [done = std::move(done)](Result<NamedTensors> result) {
+                              [image, text, done = std::move(done)](Result<NamedTensors> result) {
                                 if (!result.ok()) return done(result.status());
-                                done(NamedTensors{{"image", (*result)["image_aligned"]},
-                                                  {"text", (*result)["text_aligned"]}});
+                                NamedTensors towers;
+                                if (image) towers["image"] = (*result)["image_aligned"];
+                                if (text) towers["text"] = (*result)["text_aligned"];
+                                done(std::move(towers));
                               });
   }
 };

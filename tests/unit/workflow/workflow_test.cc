@@ -95,5 +95,24 @@ TEST(WorkflowTest, EachValidationErrorNamesFileNodeAndField) {
               HasSubstr("reserved"));
 }
 
+// A project node maps the towers it is given, one or both, and produces
+// only those (an embedding pipeline projects one vector).
+TEST(WorkflowTest, AProjectNodeTakesEitherTowerOrBoth) {
+  const std::string head =
+      "inputs: {text: {type: text}}\nnodes:\n"
+      "  - {id: e, kind: model, model: embed, from: {x: inputs.text}}\n";
+  auto one = Parse(head + "  - {id: p, kind: project, from: {text: e.y}}\noutputs: {v: p.text}\n");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_TRUE(Parse(head + "  - {id: p, kind: project, from: {image: e.y, text: e.y}}\n"
+                           "outputs: {i: p.image, t: p.text}\n")
+                  .ok());
+  EXPECT_THAT(
+      ErrorOf(head + "  - {id: p, kind: project, from: {text: e.y}}\noutputs: {v: p.image}\n"),
+      HasSubstr("output 'v'"));
+  EXPECT_THAT(ErrorOf(head + "  - {id: p, kind: project, from: {audio: e.y}}\n"),
+              HasSubstr("takes 'image' and 'text', not 'audio'"));
+  EXPECT_THAT(ErrorOf(head + "  - {id: p, kind: project}\n"), HasSubstr("needs 'from.image'"));
+}
+
 }  // namespace
 }  // namespace braid
