@@ -54,8 +54,9 @@ int RunServe(const ServeOptions& flags) {
     return 1;
   }
   const ServerPorts& ports = (*server)->ports();
-  fmt::print("braid ready http={}:{} grpc={}:{} metrics={}:{}\n", flags.host, ports.http,
-             flags.host, ports.grpc, flags.host, ports.metrics);
+  fmt::print("braid ready http={}:{} grpc={}:{} metrics={}:{}{}\n", flags.host, ports.http,
+             flags.host, ports.grpc, flags.host, ports.metrics,
+             ports.agent ? fmt::format(" agent={}:{}", flags.host, ports.agent) : "");
   std::fflush(stdout);
 
   int signal = 0;
@@ -116,6 +117,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->add_option("--metrics-port", options->metrics_port,
                    "Prometheus metrics port (0: pick a free one)")
       ->capture_default_str();
+  serve
+      ->add_option("--agent-port", options->agent_port,
+                   "Answer HAProxy's agent-check on this port (0: pick a free one): a weight "
+                   "that falls with load, 'drain' while draining (deploy/haproxy)")
+      ->check(CLI::Range(0, 65535));
   serve
       ->add_option(
           "--api-key", options->api_key,

@@ -9,6 +9,7 @@
 
 #include "backends/backends.h"
 #include "core/compute_budget.h"
+#include "frontends/agent/haproxy_agent.h"
 #include "frontends/collections/collections_api.h"
 #include "frontends/grpc/grpc_server.h"
 #include "frontends/http/http_server.h"
@@ -58,6 +59,7 @@ struct Server::Parts {
   std::optional<HttpServer> http;
   std::optional<HttpServer> metrics_http;
   std::optional<GrpcServer> grpc;
+  std::optional<HaproxyAgent> agent;
   ServerPorts ports;
   bool stopped = false;
 
@@ -187,6 +189,19 @@ Status Server::Parts::Build() {
   grpc_options.max_connections = options.max_connections;
   grpc_options.max_connections_per_address = options.max_connections_per_address;
   grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
+  if (options.agent_port >= 0) {
+    agent.emplace([this] {
+      AgentState state;
+      state.ready = service->Ready();
+      state.draining = service->draining();
+      state.model_load = service->Load();
+      if (auto budget = service->budget_stats()) {
+        state.budget_threads = budget->threads;
+        state.budget_waiting = budget->waiting[static_cast<int>(ComputeClass::kInteractive)];
+      }
+      return state;
+    });
+  }
   return Status::Ok();
 }
 
@@ -194,6 +209,13 @@ Status Server::Parts::Listen() {
   BRAID_ASSIGN_OR_RETURN(ports.http, http->Listen(options.host, options.http_port));
   BRAID_ASSIGN_OR_RETURN(ports.metrics, metrics_http->Listen(options.host, options.metrics_port));
   BRAID_ASSIGN_OR_RETURN(ports.grpc, grpc->Start(options.host, options.grpc_port));
+  if (agent) {
+    if (options.agent_port > 65535)
+      return InvalidArgument("--agent-port {} is not a port", options.agent_port);
+    BRAID_ASSIGN_OR_RETURN(
+        ports.agent, agent->Listen(options.host, static_cast<std::uint16_t>(options.agent_port)));
+    agent->Start();
+  }
   http->Start();
   metrics_http->Start();
   return Status::Ok();
@@ -220,6 +242,7 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   // the workflow runs waiting on them), then nothing is left in the pool.
   if (http) http->Stop();
   if (metrics_http) metrics_http->Stop();
+  if (agent) agent->Stop();
   if (service) service->Shutdown(false);
   if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
   if (workflow_pool) workflow_pool->WaitIdle();

@@ -41,6 +41,7 @@ struct ServerOptions {
   std::uint16_t http_port = 8000;
   std::uint16_t grpc_port = 8001;
   std::uint16_t metrics_port = 8002;
+  int agent_port = -1;  // HAProxy agent-check (frontends/agent); -1: none, 0: a free port
   std::string api_key;
   std::string admin_key;
   bool protect_health = false;
@@ -80,6 +81,7 @@ struct ServerPorts {
   std::uint16_t http = 0;
   std::uint16_t grpc = 0;
   std::uint16_t metrics = 0;
+  std::uint16_t agent = 0;  // 0: no agent
 };
 
 // What a drain left unfinished when its deadline passed (all zero: clean).

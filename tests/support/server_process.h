@@ -15,12 +15,13 @@ class ServerProcess {
   explicit ServerProcess(std::vector<std::string> extra_args = {})
       : process_(Args(std::move(extra_args))) {
     static const std::regex kReady(
-        R"(^braid ready http=([^:]+):(\d+) grpc=([^:]+):(\d+) metrics=([^:]+):(\d+)\n$)");
+        R"(^braid ready http=([^:]+):(\d+) grpc=([^:]+):(\d+) metrics=([^:]+):(\d+)(?: agent=([^:]+):(\d+))?\n$)");
     std::smatch match;
     if (std::regex_match(process_.first_line(), match, kReady)) {
       http_port_ = std::stoi(match[2]);
       grpc_port_ = std::stoi(match[4]);
       metrics_port_ = std::stoi(match[6]);
+      if (match[8].matched) agent_port_ = std::stoi(match[8]);
     }
   }
 
@@ -29,6 +30,7 @@ class ServerProcess {
   int http_port() const { return http_port_; }
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  int agent_port() const { return agent_port_; }  // with --agent-port
   std::string url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   pid_t pid() const { return process_.pid(); }
 
@@ -46,7 +48,7 @@ class ServerProcess {
   }
 
   ChildProcess process_;
-  int http_port_ = 0, grpc_port_ = 0, metrics_port_ = 0;
+  int http_port_ = 0, grpc_port_ = 0, metrics_port_ = 0, agent_port_ = 0;
 };
 
 }  // namespace braid::testing
