@@ -22,7 +22,7 @@ apt_packages=(
   libtesseract-dev tesseract-ocr-eng libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
   flite imagemagick fonts-dejavu-core fonts-dejavu-extra python3
   libgtest-dev libgmock-dev libbenchmark-dev
-  libhiredis-dev redis-server redis-tools gnuplot-nox
+  libhiredis-dev redis-server redis-tools gnuplot-nox haproxy
   curl prometheus chromium ccache flite1-dev libmp3lame-dev libeigen3-dev
   libfaiss-dev libopenblas-dev libjemalloc-dev
 )

@@ -13,18 +13,20 @@
 #include "core/base64.h"
 #include "support/child_process.h"
 #include "support/command.h"
+#include "support/replica_load.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
 
 namespace braid {
 namespace {
 
+using testing::ClipImageBatch;
 using ::testing::HasSubstr;
+using testing::kIdentity;
+using testing::Load;
 using testing::RunCommand;
+using testing::Served;
 using testing::ServerProcess;
-
-constexpr char kIdentity[] =
-    R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}]})";
 
 // `braid router` as a child process, its ports read from its ready line.
 class RouterProcess {
@@ -61,46 +63,6 @@ class RouterProcess {
   int port_ = 0;
   int grpc_port_ = 0;
 };
-
-// Identity requests the replica answered with 200, from its metrics.
-int Served(const ServerProcess& replica, const std::string& model = "identity",
-           const std::string& protocol = "http") {
-  auto metrics =
-      RunCommand("curl -s http://127.0.0.1:" + std::to_string(replica.metrics_port()) + "/metrics");
-  std::smatch match;
-  std::regex line("braid_requests_total\\{protocol=\"" + protocol + "\",model=\"" + model +
-                  "\",code=\"200\"\\} (\\d+)");
-  return std::regex_search(metrics.out, match, line) ? std::stoi(match[1]) : 0;
-}
-
-// Sends `count` copies of `body` to `url` from `clients` parallel curl loops;
-// returns the HTTP codes, one per request.
-std::vector<std::string> Load(const std::string& url, const std::string& body, int count,
-                              int clients = 1) {
-  testing::TempDir dir;
-  auto file = dir.Write("body.json", body);
-  std::string script;
-  for (int c = 0; c < clients; ++c) {
-    script += "( for i in $(seq " + std::to_string(count / clients) +
-              "); do curl -s -o /dev/null -w '%{http_code}\\n' -X POST -H 'Content-Type: "
-              "application/json' --data-binary @" +
-              file.string() + " " + url + " >> " + (dir.path() / "codes").string() + "; done ) & ";
-  }
-  RunCommand(script + "wait");
-  std::ifstream in(dir.path() / "codes");
-  std::vector<std::string> codes;
-  for (std::string code; in >> code;) codes.push_back(code);
-  return codes;
-}
-
-// A clip-image request for `images` images of one colour, computed every
-// time (parameters.cache=false): a slow request.
-std::string ClipImageBatch(int images, const std::string& value) {
-  std::string batch = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
-                      R"(,3,224,224],"datatype":"FP32","data":[)";
-  for (int i = 0; i < images * 3 * 224 * 224; ++i) batch += (i ? "," : "") + value;
-  return batch + R"(]}],"parameters":{"cache":false}})";
-}
 
 class RouterTest : public ::testing::Test {
  protected:
@@ -189,21 +151,7 @@ TEST_F(RouterTest, EveryKindOfAnswerPassesThroughUnchanged) {
 TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
   RouterProcess router(All(), {"--policy", "load_weighted"});
   ASSERT_TRUE(router.ready());
-  testing::TempDir dir;
-  constexpr int kImages = 32;
-  const std::size_t bytes = std::size_t{kImages} * 3 * 224 * 224 * sizeof(float);
-  const std::string header =
-      R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(kImages) +
-      R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" + std::to_string(bytes) +
-      R"(}}],"parameters":{"cache":false,"timeout":30000000}})";
-  auto file = dir.Write("batch.bin", header + std::string(bytes, '\0'));
-  std::string backlog;
-  for (int i = 0; i < 6; ++i) {
-    backlog += "curl -s -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
-               std::to_string(header.size()) + "' --data-binary @" + file.string() + " " +
-               replicas_[2].url() + "/v2/models/clip-image/infer & ";
-  }
-  std::thread busy([&] { RunCommand(backlog + "wait"); });
+  testing::Backlog backlog(replicas_[2]);
   auto router_load = [&] {
     auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;
     std::regex load(R"("load":([0-9.]+))");
@@ -211,17 +159,6 @@ TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
     for (std::sregex_iterator it(status.begin(), status.end(), load), end; it != end; ++it)
       loads.push_back(std::stod((*it)[1]));
     return loads.size() == 3 ? loads[2] : 0.0;
-  };
-  auto queued = [&] {
-    auto metrics =
-        RunCommand("curl -s http://127.0.0.1:" + std::to_string(replicas_[2].metrics_port()) +
-                   "/metrics")
-            .out;
-    std::regex depth(R"(braid_queue_depth\{model="clip-image",version="1",priority="\d"\} (\d+))");
-    int total = 0;
-    for (std::sregex_iterator it(metrics.begin(), metrics.end(), depth), end; it != end; ++it)
-      total += std::stoi((*it)[1]);
-    return total;
   };
   bool loaded = false;
   for (int i = 0; i < 600 && !loaded; ++i) {
@@ -237,8 +174,7 @@ TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
       "curl -s -w '%{http_code}\\n' -X POST -H 'Content-Type: application/json' "
       "-d '" +
       std::string(kIdentity) + "'" + urls);
-  const int still_queued = queued();
-  busy.join();
+  const int still_queued = backlog.Queued();
   ASSERT_GT(still_queued, 0) << "replica 2's backlog drained before the identity requests ended";
   EXPECT_EQ(std::count(codes.out.begin(), codes.out.end(), '\n'), 60) << codes.out;
   EXPECT_EQ(codes.out.find_first_not_of("200\n"), std::string::npos) << codes.out;
