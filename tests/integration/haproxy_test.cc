@@ -28,7 +28,7 @@ namespace braid {
 namespace {
 
 using testing::kIdentity;
-using testing::Load;
+using testing::LoadThenAct;
 using testing::RunCommand;
 using testing::Served;
 using testing::ServerProcess;
@@ -157,13 +157,8 @@ TEST_F(HaproxyTest, TheAgentsWeightSteersTrafficAwayFromABusyReplica) {
 }
 
 TEST_F(HaproxyTest, AKilledReplicaLosesNoIdempotentRequest) {
-  std::vector<std::string> codes;
-  std::thread load(
-      [&] { codes = Load(haproxy_->url() + "/v2/models/identity/infer", kIdentity, 300, 6); });
-  for (int i = 0; i < 1000 && Served(replicas_[1]) < 10; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  kill(replicas_[1].pid(), SIGKILL);
-  load.join();
+  auto codes =
+      LoadThenAct(haproxy_->url(), replicas_[1], [&] { kill(replicas_[1].pid(), SIGKILL); });
   EXPECT_EQ(codes.size(), 300u);
   EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 300) << "every request answered";
   EXPECT_TRUE(haproxy_->WaitFor([](const auto& stats) { return stats[1].status == "DOWN"; }));
@@ -172,13 +167,8 @@ TEST_F(HaproxyTest, AKilledReplicaLosesNoIdempotentRequest) {
 // SIGTERM: the replica's agent says "drain", HAProxy sends it nothing new,
 // and what it had finishes; no client sees an error.
 TEST_F(HaproxyTest, ADrainingReplicaLosesNoRequest) {
-  std::vector<std::string> codes;
-  std::thread load(
-      [&] { codes = Load(haproxy_->url() + "/v2/models/identity/infer", kIdentity, 300, 6); });
-  for (int i = 0; i < 1000 && Served(replicas_[0]) < 10; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(replicas_[0].Stop(), 0);
-  load.join();
+  auto codes =
+      LoadThenAct(haproxy_->url(), replicas_[0], [&] { EXPECT_EQ(replicas_[0].Stop(), 0); });
   EXPECT_EQ(codes.size(), 300u);
   EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 300) << "every request answered";
 }

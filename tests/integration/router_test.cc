@@ -24,6 +24,7 @@ using testing::ClipImageBatch;
 using ::testing::HasSubstr;
 using testing::kIdentity;
 using testing::Load;
+using testing::LoadThenAct;
 using testing::RunCommand;
 using testing::Served;
 using testing::ServerProcess;
@@ -196,14 +197,7 @@ TEST_F(RouterTest, CacheAffinitySendsRepeatedInputsToOneReplica) {
 TEST_F(RouterTest, AKilledReplicaLosesNoIdempotentRequest) {
   RouterProcess router(All(), {"--policy", "least_outstanding"});
   ASSERT_TRUE(router.ready());
-  std::vector<std::string> codes;
-  std::thread load(
-      [&] { codes = Load(router.url() + "/v2/models/identity/infer", kIdentity, 300, 6); });
-  // Kill replica 1 once it has served some of the load.
-  for (int i = 0; i < 400 && Served(replicas_[1]) < 10; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  kill(replicas_[1].pid(), SIGKILL);
-  load.join();
+  auto codes = LoadThenAct(router.url(), replicas_[1], [&] { kill(replicas_[1].pid(), SIGKILL); });
   EXPECT_EQ(codes.size(), 300u);
   EXPECT_EQ(std::count(codes.begin(), codes.end(), "200"), 300) << "every request answered";
   auto status = RunCommand("curl -s " + router.url() + "/router/replicas").out;

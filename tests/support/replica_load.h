@@ -6,6 +6,7 @@
 #pragma once
 
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -48,6 +49,20 @@ inline std::vector<std::string> Load(const std::string& url, const std::string& 
   std::ifstream in(dir.path() / "codes");
   std::vector<std::string> codes;
   for (std::string code; in >> code;) codes.push_back(code);
+  return codes;
+}
+
+// 300 identity requests to `url` from 6 curl loops; once `replica` has
+// served 10 of them (or 10 s passed), `act` runs (kills it, stops it).
+// Returns the HTTP codes.
+inline std::vector<std::string> LoadThenAct(const std::string& url, const ServerProcess& replica,
+                                            const std::function<void()>& act) {
+  std::vector<std::string> codes;
+  std::thread load([&] { codes = Load(url + "/v2/models/identity/infer", kIdentity, 300, 6); });
+  for (int i = 0; i < 1000 && Served(replica) < 10; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  act();
+  load.join();
   return codes;
 }
 
