@@ -9,7 +9,8 @@
 #   - the same through nginx as a reverse proxy (upstream keep-alive), when
 #     nginx is installed: what a proxy hop costs on this machine;
 #   - three replicas, one slow (clip-text on one thread, the others on two),
-#     under each policy: each replica's share of the requests and the p99.
+#     balanced by each router policy and by HAProxy with and without
+#     braid's agent weights: each replica's share of the requests and the p99.
 #   bench/routing/run.sh [WINDOW_SECONDS]      (default 2; three windows per level)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -103,22 +104,52 @@ if [[ -n $nginx_p50 ]]; then
       np, np - dp, rp - dp }'
 fi
 
-serve slow -m "$work/one-thread"
-serve fast1
-serve fast2
-echo
-echo "Three replicas, \`slow\` with clip-text on one intra-op thread; clip-text at concurrency 16 through the router:"
-echo
-echo "| policy | req/s | p99 ms | share slow | share fast1 | share fast2 |"
-echo "|---|---:|---:|---:|---:|---:|"
-for policy in round_robin least_outstanding load_weighted cache_affinity; do
-  router "r-$policy" --replica "${http[slow]}" --replica "${http[fast1]}" --replica "${http[fast2]}" --policy "$policy"
+serve slow -m "$work/one-thread" --agent-port 0
+serve fast1 --agent-port 0
+serve fast2 --agent-port 0
+share_row() {  # LABEL URL: clip-text at concurrency 16 through URL, and each replica's share
+  local before after rps p99 errors
   before=($(served slow) $(served fast1) $(served fast2))
-  read -r rps _ p99 errors <<<"$(bench "${http[r-$policy]}" clip-text 16)"
+  read -r rps _ p99 errors <<<"$(bench "$2" clip-text 16)"
   after=($(served slow) $(served fast1) $(served fast2))
-  kill "${pids[-1]}"
-  awk -v p="$policy" -v rps="$rps" -v p99="$p99" -v s0="${before[0]}" -v s1="${before[1]}" -v s2="${before[2]}" \
+  awk -v p="$1" -v rps="$rps" -v p99="$p99" -v s0="${before[0]}" -v s1="${before[1]}" -v s2="${before[2]}" \
       -v a0="${after[0]}" -v a1="${after[1]}" -v a2="${after[2]}" 'BEGIN {
     d0 = a0 - s0; d1 = a1 - s1; d2 = a2 - s2; t = d0 + d1 + d2
     printf "| %s | %.1f | %.1f | %.2f | %.2f | %.2f |\n", p, rps, p99 / 1000, d0 / t, d1 / t, d2 / t }'
+}
+echo
+echo "Three replicas, \`slow\` with clip-text on one intra-op thread; clip-text at concurrency 16 through"
+echo "\`braid router\` under each policy and, when haproxy is installed, through HAProxy 2.6 running"
+echo "deploy/haproxy/haproxy.cfg (addresses rewritten) with the replicas' agent weights, and without them"
+echo "(its round robin):"
+echo
+echo "| balancer | req/s | p99 ms | share slow | share fast1 | share fast2 |"
+echo "|---|---:|---:|---:|---:|---:|"
+for policy in round_robin least_outstanding load_weighted cache_affinity; do
+  router "r-$policy" --replica "${http[slow]}" --replica "${http[fast1]}" --replica "${http[fast2]}" --policy "$policy"
+  share_row "braid router $policy" "${http[r-$policy]}"
+  kill "${pids[-1]}"
 done
+if command -v haproxy >/dev/null; then
+  for weights in agent none; do
+    port=$(free_port)
+    edits=(-e "s|stats socket [^ ]*|stats socket $work/haproxy.sock|" -e "s|bind :8000|bind 127.0.0.1:$port|"
+      -e "s|bind :8001|bind 127.0.0.1:$(free_port)|")
+    i=1
+    for name in slow fast1 fast2; do
+      edits+=(-e "s|10.0.0.$i:8000 agent-port 8003|${http[$name]#http://} agent-port $(address "$name" agent | cut -d: -f2)|"
+        -e "s|10.0.0.$i:8001 agent-port 8003|$(address "$name" grpc) agent-port $(address "$name" agent | cut -d: -f2)|")
+      i=$((i + 1))
+    done
+    [[ $weights == none ]] && edits+=(-e "s| agent-check agent-inter 500ms||")
+    sed "${edits[@]}" "$root/deploy/haproxy/haproxy.cfg" >"$work/haproxy-$weights.cfg"
+    start "haproxy-$weights" sh -c "echo started; exec haproxy -db -f $work/haproxy-$weights.cfg"
+    sleep 2  # its first health and agent checks
+    label="HAProxy, agent weights"
+    [[ $weights == none ]] && label="HAProxy, round robin"
+    share_row "$label" "http://127.0.0.1:$port"
+    kill "${pids[-1]}"
+    unset 'pids[-1]'
+    sleep 0.5
+  done
+fi
