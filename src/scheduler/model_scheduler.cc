@@ -757,6 +757,11 @@ double ModelScheduler::CurrentLoad() {
   return utilization;
 }
 
+std::size_t ModelScheduler::queued_items() const {
+  std::lock_guard lock(mutex_);
+  return QueuedItemsLocked(true);
+}
+
 SchedulerStats ModelScheduler::Stats() const {
   std::lock_guard lock(mutex_);
   SchedulerStats stats = stats_;

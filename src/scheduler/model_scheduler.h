@@ -176,6 +176,8 @@ class ModelScheduler {
   void Shutdown(bool drain);
 
   SchedulerStats Stats() const;
+  // Batch items waiting in the queues now, off-peak ones included.
+  std::size_t queued_items() const;
   // Last published utilisation in [0, 1]; lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
   // How loaded the model is now, in [0, 1], for load reports to a router:

@@ -280,6 +280,15 @@ double InferenceService::Load() const {
   return std::min(load, 1.0);
 }
 
+std::size_t InferenceService::QueuedItems() const {
+  std::size_t queued = 0;
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, versions] : schedulers_) {
+    for (const auto& [version, scheduler] : versions) queued += scheduler->queued_items();
+  }
+  return queued;
+}
+
 void InferenceService::BeginDrain() { draining_ = true; }
 
 bool InferenceService::Drain(std::chrono::steady_clock::time_point deadline) {

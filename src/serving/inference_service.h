@@ -112,6 +112,8 @@ class InferenceService {
   // How busy the server is, in [0, 1]: the load of its busiest model
   // (ModelScheduler::CurrentLoad). Reported to `braid router` with each readiness check.
   double Load() const;
+  // Batch items waiting in the schedulers' queues now.
+  std::size_t QueuedItems() const;
   // Readiness turns false, so that load balancers and `braid router` send
   // no more; requests are still admitted (those the front ends are
   // finishing, and the later nodes of workflow runs in flight).

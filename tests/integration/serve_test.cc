@@ -101,6 +101,23 @@ TEST_F(ServeTest, ReadyLineHealthAndServerMetadata) {
   EXPECT_TRUE(doc["extensions"].IsArray());
 }
 
+// Envoy's client-side weighted round robin reads ORCA reports from the
+// answers of the requests that ask for them (frontends/http/load_report.h).
+TEST_F(ServeTest, AnswersCarryAnOrcaLoadReportWhenAskedFor) {
+  auto head = [&](const std::string& format) {
+    return RunCommand("curl -s -o /dev/null -D - -H 'endpoint-load-metrics-format: " + format +
+                      "' " + server_->url() + "/v2/health/ready")
+        .out;
+  };
+  EXPECT_THAT(head("text"), HasSubstr("endpoint-load-metrics: TEXT cpu_utilization="));
+  EXPECT_THAT(head("JSON"), HasSubstr("endpoint-load-metrics: JSON {\"cpu_utilization\":"));
+  EXPECT_THAT(head("bin"), HasSubstr("endpoint-load-metrics: BIN "));
+  EXPECT_THAT(head("xml"), Not(HasSubstr("endpoint-load-metrics"))) << "an unknown format";
+  EXPECT_THAT(RunCommand("curl -s -o /dev/null -D - " + server_->url() + "/v2/health/ready").out,
+              Not(HasSubstr("endpoint-load-metrics")))
+      << "not asked for";
+}
+
 TEST_F(ServeTest, ModelMetadataConfigReadyAndStats) {
   Reply meta = Curl(*server_, "/v2/models/clip-image");
   ASSERT_EQ(meta.code, 200) << meta.body;

@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "core/credentials.h"
+#include "frontends/http/load_report.h"
 #include "frontends/kserve/generate_api.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
@@ -223,10 +224,16 @@ class ApiHandler {
         clock_(clock),
         options_(std::move(options)),
         extra_(std::move(extra)),
-        open_(std::move(open)) {}
+        open_(std::move(open)),
+        load_reporter_({[this] { return service_.Load(); },
+                        [this] { return double(service_.QueuedItems()); }}) {}
 
   void operator()(HttpRequest& request, HttpResponderPtr responder) {
     const std::string& path = request.path;
+    load_reporter_.Count();
+    if (auto format = ParseLoadReportFormat(request.Header("endpoint-load-metrics-format")))
+      responder =
+          WithLoadReport(std::move(responder), EncodeLoadReport(load_reporter_.Current(), *format));
     for (auto& route : open_) {
       if (route(request, responder)) return;
     }
@@ -442,6 +449,7 @@ class ApiHandler {
   const ApiOptions options_;
   std::vector<RouteHandler> extra_;
   std::vector<RouteHandler> open_;
+  LoadReporter load_reporter_;  // ORCA reports on answers (load_report.h)
 };
 
 }  // namespace
