@@ -95,5 +95,51 @@ TEST(ManifestsTest, SystemdUnitDrainsOnSigterm) {
   EXPECT_NE(unit.find("Restart=on-failure"), std::string::npos);
 }
 
+// Envoy is not packaged for Debian 12: its config's structure is checked
+// here, the ORCA header it reads in load_report_test.cc.
+TEST(ManifestsTest, EnvoyBalancesHttpByTheReplicasOrcaReports) {
+  const YAML::Node config = YAML::LoadFile(BRAID_SOURCE_DIR "/deploy/envoy/envoy.yaml");
+  std::map<std::string, YAML::Node> clusters;
+  for (const auto& cluster : config["static_resources"]["clusters"])
+    clusters[cluster["name"].as<std::string>()] = YAML::Node(cluster);
+  ASSERT_TRUE(clusters.count("braid_http") && clusters.count("braid_grpc"));
+
+  const YAML::Node policy =
+      clusters["braid_http"]["load_balancing_policy"]["policies"][0]["typed_extension_config"];
+  EXPECT_EQ(policy["name"].as<std::string>(),
+            "envoy.load_balancing_policies.client_side_weighted_round_robin");
+  EXPECT_EQ(policy["typed_config"]["@type"].as<std::string>(),
+            "type.googleapis.com/envoy.extensions.load_balancing_policies."
+            "client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin");
+  EXPECT_FALSE(policy["typed_config"]["enable_oob_load_report"].as<bool>())
+      << "the reports come on the answers";
+  EXPECT_EQ(
+      clusters["braid_http"]["health_checks"][0]["http_health_check"]["path"].as<std::string>(),
+      "/v2/health/ready");
+  EXPECT_TRUE(clusters["braid_grpc"]["typed_extension_protocol_options"]
+                      ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                      ["explicit_http_config"]["http2_protocol_options"]);
+  for (const auto& [name, cluster] : clusters) {
+    EXPECT_EQ(cluster["load_assignment"]["cluster_name"].as<std::string>(), name);
+    EXPECT_EQ(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"].size(), 3u) << name;
+  }
+
+  // Every HTTP request asks the replica for a report; every route leads to
+  // a cluster that exists.
+  for (const auto& listener : config["static_resources"]["listeners"]) {
+    const YAML::Node manager = listener["filter_chains"][0]["filters"][0]["typed_config"];
+    EXPECT_EQ(manager["http_filters"][0]["name"].as<std::string>(), "envoy.filters.http.router");
+    const YAML::Node routes = manager["route_config"];
+    for (const auto& host : routes["virtual_hosts"]) {
+      for (const auto& route : host["routes"])
+        EXPECT_TRUE(clusters.count(route["route"]["cluster"].as<std::string>()));
+    }
+    if (listener["name"].as<std::string>() != "braid_http") continue;
+    const YAML::Node added = routes["request_headers_to_add"][0]["header"];
+    EXPECT_EQ(added["key"].as<std::string>(), "endpoint-load-metrics-format");
+    EXPECT_EQ(added["value"].as<std::string>(), "BIN");
+  }
+}
+
 }  // namespace
 }  // namespace braid
