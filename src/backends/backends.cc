@@ -1,6 +1,7 @@
 #include "backends/backends.h"
 
 #include "backends/onnxruntime/onnxruntime_backend.h"
+#include "backends/remote/remote_backend.h"
 #if BRAID_WITH_TESSERACT
 #include "backends/tesseract/tesseract_backend.h"
 #endif
@@ -16,6 +17,7 @@ namespace braid {
 void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image,
                              const AudioLimits& audio) {
   registry.Register(kOnnxRuntimeBackend, MakeOnnxRuntimeBackend());
+  registry.Register(kRemoteBackend, MakeRemoteBackend());
 #if BRAID_WITH_TESSERACT
   registry.Register(kTesseractBackend, MakeTesseractBackend(image));
 #endif

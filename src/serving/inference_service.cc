@@ -4,6 +4,8 @@
 
 #include <limits>
 
+#include "backends/remote/remote_backend.h"
+
 namespace braid {
 
 Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
@@ -111,7 +113,7 @@ void InferenceService::SyncSchedulers(const std::string& name) {
     }
     for (auto& [version, model] : loaded) {
       if (!versions.count(version))
-        versions[version] = std::make_shared<ModelScheduler>(model, clock_, options_);
+        versions[version] = std::make_shared<ModelScheduler>(model, clock_, OptionsFor(*model));
     }
     if (versions.empty()) schedulers_.erase(name);
     serving_ = !schedulers_.empty();
@@ -287,6 +289,13 @@ std::size_t InferenceService::QueuedItems() const {
     for (const auto& [version, scheduler] : versions) queued += scheduler->queued_items();
   }
   return queued;
+}
+
+SchedulerOptions InferenceService::OptionsFor(const Model& model) const {
+  SchedulerOptions options = options_;
+  // Its batches run on another server: they hold no local compute.
+  if (model.config().backend == kRemoteBackend) options.budget = nullptr;
+  return options;
 }
 
 void InferenceService::BeginDrain() { draining_ = true; }

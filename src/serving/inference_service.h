@@ -139,6 +139,8 @@ class InferenceService {
  private:
   using SchedulerPtr = std::shared_ptr<ModelScheduler>;
 
+  // The scheduler options of `model`'s versions.
+  SchedulerOptions OptionsFor(const Model& model) const;
   // Makes the schedulers match the repository's loaded versions of `name`.
   void SyncSchedulers(const std::string& name);
   void Retire(SchedulerPtr scheduler);

@@ -2,6 +2,7 @@
 // its ready line parsed. The destructor sends SIGTERM and reaps it.
 #pragma once
 
+#include <algorithm>
 #include <regex>
 #include <string>
 #include <vector>
@@ -39,10 +40,15 @@ class ServerProcess {
   bool alive() const { return process_.alive(); }
 
  private:
+  // The ports are free ones (0) unless `extra` names them.
   static std::vector<std::string> Args(std::vector<std::string> extra) {
-    std::vector<std::string> args = {BRAID_BINARY,     "serve", "--host",      "127.0.0.1",
-                                     "--http-port",    "0",     "--grpc-port", "0",
-                                     "--metrics-port", "0"};
+    std::vector<std::string> args = {BRAID_BINARY, "serve", "--host", "127.0.0.1"};
+    for (const char* port : {"--http-port", "--grpc-port", "--metrics-port"}) {
+      if (std::find(extra.begin(), extra.end(), port) == extra.end()) {
+        args.push_back(port);
+        args.push_back("0");
+      }
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
