@@ -14,8 +14,8 @@
 #include <optional>
 #include <thread>
 
-#include "core/base64.h"
 #include "support/command.h"
+#include "support/fixtures.h"
 #include "support/loopback.h"
 #include "support/replica_load.h"
 #include "support/server_process.h"
@@ -56,15 +56,9 @@ parameters: {addresses: ")" +
 // image-text-match on `server`, blocking: the HTTP code and the body.
 std::pair<int, std::string> Match(const ServerProcess& server, const testing::TempDir& dir,
                                   const std::string& text) {
-  std::ifstream manifest(std::string(BRAID_TEST_FIXTURES) + "/images.tsv");
-  std::string line;
-  std::getline(manifest, line);
-  std::ifstream image(std::string(BRAID_TEST_FIXTURES) + "/" + line.substr(0, line.find('\t')),
-                      std::ios::binary);
-  const auto body = dir.Write(
-      "match.json", R"({"inputs":{"image":"data:image/png;base64,)" +
-                        Base64Encode(std::string(std::istreambuf_iterator<char>(image), {})) +
-                        R"(","text":")" + text + R"("},"response_mode":"blocking"})");
+  const auto body =
+      dir.Write("match.json", R"({"inputs":{"image":")" + testing::FixtureImageDataUrl() +
+                                  R"(","text":")" + text + R"("},"response_mode":"blocking"})");
   auto result = RunCommand(
       "curl -s -m 60 -w '\\n%{http_code}' -X POST -H 'Content-Type: "
       "application/json' --data-binary @" +

@@ -10,9 +10,9 @@
 #include <sstream>
 #include <thread>
 
-#include "core/base64.h"
 #include "support/child_process.h"
 #include "support/command.h"
+#include "support/fixtures.h"
 #include "support/replica_load.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
@@ -102,15 +102,9 @@ TEST_F(RouterTest, EveryKindOfAnswerPassesThroughUnchanged) {
                      RunCommand("curl -s -m 60 " + arguments + " " + router.url() + path)};
   };
 
-  std::ifstream manifest(std::string(BRAID_TEST_FIXTURES) + "/images.tsv");
-  std::string image;
-  std::getline(manifest, image);
-  std::ifstream file(std::string(BRAID_TEST_FIXTURES) + "/" + image.substr(0, image.find('\t')),
-                     std::ios::binary);
-  const auto run = dir.Write(
-      "run.json", R"({"inputs":{"image":"data:image/png;base64,)" +
-                      Base64Encode(std::string(std::istreambuf_iterator<char>(file), {})) +
-                      R"("},"response_mode":"streaming"})");
+  const auto run =
+      dir.Write("run.json", R"({"inputs":{"image":")" + testing::FixtureImageDataUrl() +
+                                R"("},"response_mode":"streaming"})");
   auto streamed = RunCommand("curl -s -N -m 60 -D " + (dir.path() / "head").string() +
                              " -X POST -H 'Content-Type: application/json' --data-binary @" +
                              run.string() + " " + router.url() + "/v1/workflows/read-aloud/run");
