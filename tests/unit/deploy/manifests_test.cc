@@ -71,8 +71,15 @@ TEST(ManifestsTest, ServicesAutoscalerAndRedis) {
                           ? metric["resource"]["name"].as<std::string>()
                           : metric["pods"]["metric"]["name"].as<std::string>());
   }
-  EXPECT_EQ(metrics, (std::vector<std::string>{"cpu", "braid_queue_depth"}));
+  EXPECT_EQ(metrics, (std::vector<std::string>{"cpu", "braid_queue_depth",
+                                               "braid_queue_seconds_per_request"}));
   EXPECT_LE(hpa["minReplicas"].as<int>(), hpa["maxReplicas"].as<int>());
+
+  ASSERT_TRUE(docs.count("PodDisruptionBudget/braid"));
+  const YAML::Node budget = docs["PodDisruptionBudget/braid"]["spec"];
+  EXPECT_EQ(budget["selector"]["matchLabels"]["app"].as<std::string>(), "braid");
+  EXPECT_LT(budget["maxUnavailable"].as<int>(), hpa["minReplicas"].as<int>())
+      << "a disruption never takes every replica";
 
   ASSERT_TRUE(docs.count("Service/braid-redis"));
   EXPECT_EQ(docs["Service/braid-redis"]["spec"]["ports"][0]["port"].as<int>(), 6379);
@@ -139,6 +146,39 @@ TEST(ManifestsTest, EnvoyBalancesHttpByTheReplicasOrcaReports) {
     EXPECT_EQ(added["key"].as<std::string>(), "endpoint-load-metrics-format");
     EXPECT_EQ(added["value"].as<std::string>(), "BIN");
   }
+}
+
+// The HPA's pods metrics come from prometheus-adapter's rules: each names
+// the metric the HPA asks for, and each query is PromQL that promtool
+// accepts once the adapter's templates are filled in as it fills them.
+TEST(ManifestsTest, TheAdapterRulesServeTheAutoscalersMetrics) {
+  auto docs = ByKindAndName();
+  ASSERT_TRUE(docs.count("ConfigMap/braid-prometheus-adapter"));
+  const YAML::Node config = YAML::Load(
+      docs["ConfigMap/braid-prometheus-adapter"]["data"]["config.yaml"].as<std::string>());
+  std::vector<std::string> served;
+  std::string rules = "groups:\n  - name: adapter\n    rules:\n";
+  for (const auto& rule : config["rules"]) {
+    const std::string name = rule["name"]["as"].as<std::string>();
+    served.push_back(name);
+    EXPECT_EQ(rule["resources"]["overrides"]["pod"]["resource"].as<std::string>(), "pod");
+    std::string query = rule["metricsQuery"].as<std::string>();
+    const std::string series = rule["seriesQuery"].as<std::string>();
+    for (auto [from, to] :
+         {std::pair<std::string, std::string>{"<<.Series>>", series.substr(0, series.find('{'))},
+          {"<<.LabelMatchers>>", "namespace=\"default\",pod=\"braid-0\""},
+          {"<<.GroupBy>>", "pod"}}) {
+      for (auto at = query.find(from); at != std::string::npos; at = query.find(from))
+        query.replace(at, from.size(), to);
+    }
+    rules += "      - record: " + name + "\n        expr: '" + query + "'\n";
+  }
+  EXPECT_EQ(served,
+            (std::vector<std::string>{"braid_queue_depth", "braid_queue_seconds_per_request"}));
+  const std::string file = ::testing::TempDir() + "/adapter_rules.yaml";
+  std::ofstream(file) << rules;
+  const int status = std::system(("promtool check rules " + file + " > /dev/null").c_str());
+  EXPECT_EQ(status, 0) << rules;
 }
 
 }  // namespace
