@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "model/config.h"
@@ -32,6 +33,14 @@ class ModelInstance {
   // On success `outputs` holds one tensor per config output, in config order,
   // with the same leading batch dimension. Blocks while computing.
   virtual Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) = 0;
+  // The same, for a batch whose requests wait no longer than `time_left`
+  // (the latest of their deadlines, from now; Duration::max(): none). A
+  // backend that can give up (the remote backend's call) honours it; the
+  // others compute as above.
+  virtual Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
+                         Duration time_left) {
+    return Execute(inputs, outputs);
+  }
 };
 using ModelInstancePtr = std::unique_ptr<ModelInstance>;
 

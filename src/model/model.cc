@@ -73,9 +73,10 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
   return ordered;
 }
 
-Status Model::Execute(std::size_t i, std::span<const Tensor> inputs, std::vector<Tensor>* outputs) {
+Status Model::Execute(std::size_t i, std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
+                      Duration time_left) {
   outputs->clear();
-  BRAID_RETURN_IF_ERROR(instances_[i]->Execute(inputs, outputs));
+  BRAID_RETURN_IF_ERROR(instances_[i]->Execute(inputs, outputs, time_left));
   if (outputs->size() != config_.outputs.size()) {
     return Internal("backend '{}' returned {} outputs for model '{}', whose config lists {}",
                     config_.backend, outputs->size(), name(), config_.outputs.size());

@@ -35,8 +35,10 @@ class Model {
   Result<std::vector<Tensor>> OrderInputs(std::map<std::string, Tensor> inputs) const;
 
   // Runs `inputs` (validated, in config order) on instance `i` and checks
-  // that the backend returned what the config promises.
-  Status Execute(std::size_t i, std::span<const Tensor> inputs, std::vector<Tensor>* outputs);
+  // that the backend returned what the config promises. `time_left`: see
+  // ModelInstance::Execute.
+  Status Execute(std::size_t i, std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
+                 Duration time_left = Duration::max());
 
  private:
   ModelConfig config_;

@@ -514,8 +514,14 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
       }
     }
   }
+  // The batch may take until the last of its requests' deadlines.
+  TimePoint deadline = TimePoint::min();
+  for (const auto& pending : batch) deadline = std::max(deadline, pending.request->deadline);
+  const Duration time_left = deadline == TimePoint::max()
+                                 ? Duration::max()
+                                 : std::max(Duration::zero(), deadline - clock_.Now());
   std::vector<Tensor> outputs;
-  if (status.ok()) status = model_->Execute(instance, inputs, &outputs);
+  if (status.ok()) status = model_->Execute(instance, inputs, &outputs, time_left);
   *compute = clock_.Now() - start;
 
   std::int64_t total = 0;

@@ -164,6 +164,16 @@ class RemoteInstance : public ModelInstance {
       : inputs_(config.inputs), outputs_(config.outputs), remote_(std::move(remote)) {}
 
   Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
+    return Execute(inputs, outputs, Duration::max());
+  }
+
+  Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
+                 Duration time_left) override {
+    // The call's deadline: the batch's own when it is nearer than timeout_ms.
+    const auto wait = time_left < remote_.timeout
+                          ? std::chrono::duration_cast<std::chrono::milliseconds>(time_left)
+                          : remote_.timeout;
+    const auto deadline = std::chrono::system_clock::now() + wait;
     inference::ModelInferRequest request;
     request.set_model_name(remote_.name);
     request.set_model_version(remote_.version);
@@ -179,7 +189,7 @@ class RemoteInstance : public ModelInstance {
     std::string tried;
     for (Endpoints::Address* address : remote_.endpoints->Order()) {
       grpc::ClientContext context;
-      context.set_deadline(std::chrono::system_clock::now() + remote_.timeout);
+      context.set_deadline(deadline);
       inference::ModelInferResponse response;
       last = address->stub->ModelInfer(&context, request, &response);
       if (last.ok()) {

@@ -20,8 +20,9 @@
 // for eject_ms (a circuit breaker: the first call after it is the probe) and
 // is retried on the next address; with every address ejected the least
 // recently ejected one is tried anyway. Other errors come back as they are.
-// Remote instances take no lease of the local compute budget: their work
-// runs elsewhere.
+// The call's deadline is the batch's (the latest of its requests'), or
+// timeout_ms when that is nearer. Remote instances take no lease of the
+// local compute budget: their work runs elsewhere.
 #pragma once
 
 #include "model/backend.h"

@@ -36,6 +36,11 @@ class TestBackend {
     explicit Instance(TestBackend& backend) : backend_(backend) {}
     // ModelInstance
     Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
+      return Execute(inputs, outputs, Duration::max());
+    }
+    Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
+                   Duration time_left) override {
+      backend_.RecordTimeLeft(time_left);
       return backend_.Run(inputs, outputs);
     }
 
@@ -61,6 +66,16 @@ class TestBackend {
     for (std::size_t i = 0; i < ids.size(); ++i) out.mutable_span<float>()[i] = ids[i] + 1000.0f;
     outputs->push_back(std::move(out));
     return Status::Ok();
+  }
+
+  void RecordTimeLeft(Duration time_left) {
+    std::lock_guard lock(mutex_);
+    time_left_.push_back(time_left);
+  }
+  // The time left each batch was given.
+  std::vector<Duration> time_left() {
+    std::lock_guard lock(mutex_);
+    return time_left_;
   }
 
   // While held, each batch waits for a Release().
@@ -117,6 +132,7 @@ class TestBackend {
   std::vector<std::vector<int>> batches_;
   std::vector<int> nices_;
   std::vector<std::thread::id> threads_;
+  std::vector<Duration> time_left_;
   bool hold_ = false;
   int permits_ = 0;
   Duration fixed_cost_{};
@@ -262,6 +278,25 @@ TEST_F(SchedulerTest, BatchesFillUpToMaxBatchSizeAndSplitResults) {
   EXPECT_EQ(stats.batch_sizes[4], 1u);
   EXPECT_EQ(stats.batch_sizes[2], 1u);
   EXPECT_EQ(stats.success, 7u);
+}
+
+// A batch may take until the last of its requests' deadlines (a remote
+// backend's call gives up then); with no deadline it has no limit.
+TEST_F(SchedulerTest, ABatchIsGivenTheTimeToItsLatestDeadline) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  Start(config);
+  backend_.Hold();
+  auto first = Submit(0);
+  backend_.WaitForBatches(1);
+  auto near = Submit(1, 0, -1, clock_.Now() + milliseconds(200));
+  auto far = Submit(2, 0, -1, clock_.Now() + milliseconds(900));
+  backend_.ReleaseAll();
+  ASSERT_TRUE(first->Wait().status.ok());
+  ASSERT_TRUE(near->Wait().status.ok());
+  ASSERT_TRUE(far->Wait().status.ok());
+  ASSERT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1, 2)));
+  EXPECT_THAT(backend_.time_left(), ElementsAre(Duration::max(), milliseconds(900)));
 }
 
 TEST_F(SchedulerTest, WaitsForThePreferredSizeWithinTheWindow) {
