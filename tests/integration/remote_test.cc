@@ -11,7 +11,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "support/command.h"
@@ -150,6 +152,57 @@ TEST(RemoteBackendTest, ADeadRemoteFailsItsRunsClearlyAndARevivedOneServesAgain)
     if (!revived) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(revived) << "no run succeeded once the remote was back";
+}
+
+// Decided from the remote's queue, not from timings: a backlog of
+// 32-image batches keeps its clip-image queue full, and the local run's
+// one image is known to wait there when the queued items (its ORCA
+// report's queue_depth) are one more than a multiple of 32. The remote
+// dies with that call in flight.
+TEST(RemoteBackendTest, KillingTheRemoteMidRunFailsTheRunInFlightThereWithAClearError) {
+  const int port = testing::FreeLoopbackPort();
+  ServerProcess remote({"--grpc-port", std::to_string(port)});
+  ASSERT_TRUE(remote.ready()) << remote.ready_line();
+  testing::TempDir dir;
+  ServerProcess local({"-m", RemoteRepository(dir, "127.0.0.1:" + std::to_string(port)).string()});
+  ASSERT_TRUE(local.ready()) << local.ready_line();
+  auto queued_items = [&] {
+    const std::string head = RunCommand(
+                                 "curl -s -o /dev/null -D - -H "
+                                 "'endpoint-load-metrics-format: text' " +
+                                 remote.url() + "/v2/health/ready")
+                                 .out;
+    std::smatch match;
+    return std::regex_search(head, match, std::regex(R"(named_metrics\.queue_depth=(\d+))"))
+               ? std::stoi(match[1])
+               : 0;
+  };
+  auto wait_for = [&](const std::function<bool(int)>& ok) {
+    for (int i = 0; i < 1500; ++i) {
+      if (ok(queued_items())) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+
+  std::pair<int, std::string> run;
+  {
+    testing::Backlog backlog(remote, 4);
+    ASSERT_TRUE(wait_for([](int items) { return items >= 32; }))
+        << "the backlog never queued at the remote";
+    std::thread client([&] { run = Match(local, dir, "in flight when the remote died"); });
+    const bool in_flight = wait_for([](int items) { return items % 32 == 1; });
+    kill(remote.pid(), SIGKILL);
+    client.join();
+    ASSERT_TRUE(in_flight) << "the run's image never reached the remote's queue";
+  }
+  EXPECT_EQ(run.first, 503) << run.second;
+  EXPECT_THAT(run.second, HasSubstr("\"status\":\"failed\""));
+  EXPECT_THAT(run.second,
+              HasSubstr("remote model 'clip-image' at 127.0.0.1:" + std::to_string(port)));
+  EXPECT_EQ(testing::Load(local.url() + "/v2/models/identity/infer", testing::kIdentity, 3),
+            (std::vector<std::string>{"200", "200", "200"}))
+      << "the rest of the server serves on";
 }
 
 }  // namespace

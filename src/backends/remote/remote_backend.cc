@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "grpc_service.grpc.pb.h"
 #include "model/model.h"
@@ -56,6 +58,7 @@ class Endpoints {
     std::string target;  // host:port
     std::unique_ptr<inference::GRPCInferenceService::Stub> stub;
     SteadyTime ejected_until{};  // guarded by mutex_
+    bool failing = false;        // since its last success; guarded by mutex_
   };
 
   Endpoints(const std::vector<std::string>& targets, std::chrono::milliseconds eject)
@@ -68,6 +71,29 @@ class Endpoints {
           grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
       addresses_.push_back({target, inference::GRPCInferenceService::NewStub(channel)});
     }
+  }
+  ~Endpoints() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    stop_.notify_all();
+    if (checker_.joinable()) checker_.join();
+  }
+
+  // Asks every address whether `model` is ready each `interval`, on a
+  // thread of its own: one that is not is ejected, an ejected one that is
+  // comes back.
+  void StartHealthChecks(std::string model, std::string version,
+                         std::chrono::milliseconds interval) {
+    checker_ = std::thread([this, model, version, interval] {
+      std::unique_lock lock(mutex_);
+      while (!stop_.wait_for(lock, interval, [this] { return stopping_; })) {
+        lock.unlock();
+        for (Address& address : addresses_) Check(address, model, version);
+        lock.lock();
+      }
+    });
   }
 
   // The order to try the addresses in for one call: round robin over those
@@ -90,22 +116,39 @@ class Endpoints {
 
   void Eject(Address& address, const grpc::Status& status) {
     std::lock_guard lock(mutex_);
-    if (address.ejected_until <= std::chrono::steady_clock::now())
-      spdlog::warn("remote {} is unavailable ({}); skipped for {} ms", address.target,
-                   status.error_message(), eject_.count());
+    if (!std::exchange(address.failing, true))
+      spdlog::warn("remote {} is unavailable ({}); skipped for {} ms at a time until it answers",
+                   address.target, status.error_message(), eject_.count());
     address.ejected_until = std::chrono::steady_clock::now() + eject_;
   }
 
   void Restore(Address& address) {
     std::lock_guard lock(mutex_);
+    if (std::exchange(address.failing, false)) spdlog::info("remote {} is back", address.target);
     address.ejected_until = {};
   }
 
  private:
+  void Check(Address& address, const std::string& model, const std::string& version) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    inference::ModelReadyRequest request;
+    request.set_name(model);
+    request.set_version(version);
+    inference::ModelReadyResponse response;
+    const grpc::Status status = address.stub->ModelReady(&context, request, &response);
+    if (status.ok() && response.ready()) return Restore(address);
+    Eject(address,
+          status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "model not ready") : status);
+  }
+
   const std::chrono::milliseconds eject_;
   std::mutex mutex_;
   std::vector<Address> addresses_;  // fixed after construction
   std::size_t next_ = 0;            // guarded by mutex_
+  bool stopping_ = false;           // guarded by mutex_
+  std::condition_variable stop_;
+  std::thread checker_;
 };
 
 struct RemoteModel {
@@ -277,6 +320,10 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config) {
   remote.timeout = *timeout;
   auto eject = Milliseconds(config, "eject_ms", "5000");
   if (!eject.ok()) return eject.status().WithContext(source);
+  auto health = config.Parameter("health_ms", "1000") == "0"
+                    ? Result<std::chrono::milliseconds>(std::chrono::milliseconds(0))
+                    : Milliseconds(config, "health_ms", "1000");
+  if (!health.ok()) return health.status().WithContext(source);
   remote.endpoints = std::make_shared<Endpoints>(addresses, *eject);
 
   // The metadata, from the first address that answers.
@@ -298,6 +345,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config) {
     BRAID_RETURN_IF_ERROR(CheckMetadata(config, metadata)
                               .WithContext(fmt::format("{}: remote model '{}' at {}", source,
                                                        remote.name, address->target)));
+    if (health->count() > 0)
+      remote.endpoints->StartHealthChecks(remote.name, remote.version, *health);
     std::vector<ModelInstancePtr> instances;
     for (int i = 0; i < config.InstancesToLoad(); ++i)
       instances.push_back(std::make_unique<RemoteInstance>(config, remote));

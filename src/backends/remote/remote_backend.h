@@ -9,6 +9,7 @@
 //     remote_version: ""                # default: the server's choice
 //     timeout_ms: 30000                 # deadline of one call
 //     eject_ms: 5000                    # an address that failed is skipped this long
+//     health_ms: 1000                   # ModelReady asked of every address this often (0: never)
 //
 // At load it fetches the remote model's metadata from the first address
 // that answers and checks every declared input and output against it
@@ -20,6 +21,9 @@
 // for eject_ms (a circuit breaker: the first call after it is the probe) and
 // is retried on the next address; with every address ejected the least
 // recently ejected one is tried anyway. Other errors come back as they are.
+// A health check (ModelReady, every health_ms on a thread of its own)
+// ejects an address whose model is not ready and brings an ejected one back
+// as soon as it is.
 // The call's deadline is the batch's (the latest of its requests'), or
 // timeout_ms when that is nearer. Remote instances take no lease of the
 // local compute budget: their work runs elsewhere.
