@@ -342,7 +342,9 @@ class Forwarding : public std::enable_shared_from_this<Forwarding> {
   }
 
   void Connect() {
-    stream_ = std::make_unique<beast::tcp_stream>(router_.network());
+    // A strand of its own: the stream's timeout and its operation may
+    // complete on different network threads.
+    stream_ = std::make_unique<beast::tcp_stream>(asio::make_strand(router_.network()));
     stream_->expires_after(router_.options().connect_timeout);
     stream_->async_connect(replica_->address, [self = shared_from_this()](beast::error_code error) {
       if (error) {
