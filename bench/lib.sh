@@ -29,6 +29,33 @@ start() {
   exit 1
 }
 
+# start_nginx HTTP_BLOCK: nginx in the background (stopped on exit) with a
+# scratch prefix, serving what HTTP_BLOCK (the inside of its http {} block:
+# upstreams and servers) says. Waits 0.5 s for it.
+start_nginx() {
+  local block=$1
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  $block
+}
+CONF
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+  pids+=($!)
+  sleep 0.5
+}
+
 # address NAME KEY: host:port after KEY= in NAME's ready line.
 address() { sed -nE "s/.*$2=([^ ]+).*/\1/p" "$work/$1.ready" | head -1; }
 

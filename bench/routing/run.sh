@@ -49,30 +49,9 @@ read -r _ routed_p50 routed_p99 _ <<<"$(bench "${http[via]}" identity 1)"
 nginx_p50=""
 if command -v nginx >/dev/null; then
   nginx_port=$(free_port)
-  mkdir -p "$work/nginx"
-  cat >"$work/nginx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx;
-  proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx;
-  scgi_temp_path $work/nginx;
-  upstream replica { server ${http[two-threads]#http://}; keepalive 64; }
-  server {
-    listen 127.0.0.1:$nginx_port;
-    location / { proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-  pids+=($!)
-  sleep 0.5
+  start_nginx "upstream replica { server ${http[two-threads]#http://}; keepalive 64; }
+  server { listen 127.0.0.1:$nginx_port;
+    location / { proxy_pass http://replica; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
   read -r _ nginx_p50 _ _ <<<"$(bench "http://127.0.0.1:$nginx_port" identity 1)"
   kill "${pids[-1]}"
   unset 'pids[-1]'

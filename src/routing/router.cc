@@ -42,10 +42,7 @@ bool HopByHop(std::string_view name) {
   for (std::string_view hop :
        {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "upgrade",
         "expect", "accept-encoding", "content-type", "proxy-connection", "trailer"}) {
-    if (name.size() == hop.size() &&
-        std::equal(name.begin(), name.end(), hop.begin(),
-                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
-      return true;
+    if (EqualsIgnoringCase(name, hop)) return true;
   }
   return false;
 }

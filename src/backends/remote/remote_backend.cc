@@ -295,14 +295,16 @@ std::vector<std::string> SplitAddresses(const std::string& text) {
   return addresses;
 }
 
+// parameters[key] in milliseconds, at least `least`.
 Result<std::chrono::milliseconds> Milliseconds(const ModelConfig& config, const char* key,
-                                               const char* fallback) {
+                                               const char* fallback, long long least = 1) {
   const std::string text = config.Parameter(key, fallback);
   char* end = nullptr;
   const long long value = std::strtoll(text.c_str(), &end, 10);
-  if (end == text.c_str() || *end != '\0' || value <= 0)
-    return InvalidArgument("parameters.{} must be a positive number of milliseconds, not '{}'", key,
-                           text);
+  if (end == text.c_str() || *end != '\0' || value < least)
+    return InvalidArgument(
+        "parameters.{} must be a number of milliseconds of at least {}, not '{}'", key, least,
+        text);
   return std::chrono::milliseconds(value);
 }
 
@@ -320,9 +322,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config) {
   remote.timeout = *timeout;
   auto eject = Milliseconds(config, "eject_ms", "5000");
   if (!eject.ok()) return eject.status().WithContext(source);
-  auto health = config.Parameter("health_ms", "1000") == "0"
-                    ? Result<std::chrono::milliseconds>(std::chrono::milliseconds(0))
-                    : Milliseconds(config, "health_ms", "1000");
+  auto health = Milliseconds(config, "health_ms", "1000", /*least=*/0);
   if (!health.ok()) return health.status().WithContext(source);
   remote.endpoints = std::make_shared<Endpoints>(addresses, *eject);
 

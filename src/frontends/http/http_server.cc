@@ -24,12 +24,6 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(x) == std::tolower(y);
-         });
-}
-
 // gzip (RFC 1952) of `data`; empty on failure.
 std::string Gzip(std::string_view data) {
   z_stream stream{};
@@ -116,9 +110,16 @@ struct ChargedBody {
 
 std::string_view HttpRequest::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
-    if (IEquals(key, name)) return value;
+    if (EqualsIgnoringCase(key, name)) return value;
   }
   return {};
+}
+
+bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 std::string PercentDecode(std::string_view text, bool plus_is_space) {
@@ -416,7 +417,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     // Clients such as curl hold a large body back until told to go on.
     auto expect = parser_->get()[http::field::expect];
-    if (IEquals(std::string_view(expect.data(), expect.size()), "100-continue")) {
+    if (EqualsIgnoringCase(std::string_view(expect.data(), expect.size()), "100-continue")) {
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       net::async_write(stream_, net::buffer(kContinue),
                        [self = shared_from_this()](beast::error_code ec, std::size_t) {

@@ -153,6 +153,10 @@ HttpResponse JsonError(int status, std::string_view message);
 // The JSON error for a failed `status`, with its HTTP status (status_mapping.h).
 HttpResponse JsonError(const Status& status);
 
+// ASCII letters compared without case, as HTTP compares header names and
+// tokens.
+bool EqualsIgnoringCase(std::string_view a, std::string_view b);
+
 // %XX escapes decoded; with `plus_is_space` (query strings) '+' becomes ' '.
 std::string PercentDecode(std::string_view text, bool plus_is_space = false);
 

@@ -15,12 +15,6 @@
 namespace braid {
 namespace {
 
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == y;
-         });
-}
-
 // The scalar fields, with their OrcaLoadReport field numbers.
 struct Field {
   const char* name;
@@ -96,9 +90,9 @@ double CpuSeconds() {
 }  // namespace
 
 std::optional<LoadReportFormat> ParseLoadReportFormat(std::string_view header) {
-  if (IEquals(header, "text")) return LoadReportFormat::kText;
-  if (IEquals(header, "json")) return LoadReportFormat::kJson;
-  if (IEquals(header, "bin")) return LoadReportFormat::kBinary;
+  if (EqualsIgnoringCase(header, "text")) return LoadReportFormat::kText;
+  if (EqualsIgnoringCase(header, "json")) return LoadReportFormat::kJson;
+  if (EqualsIgnoringCase(header, "bin")) return LoadReportFormat::kBinary;
   return std::nullopt;
 }
 
