@@ -24,9 +24,7 @@ Projection ProjectRows(const Matrix& x, const Matrix& weight, const RowVector& b
 // Back through y = z / ||z|| and z = x W + b, given d loss / d y.
 void Backward(const Matrix& x, const Projection& p, const Matrix& d_normalized, Matrix* d_weight,
               RowVector* d_bias) {
-  const Eigen::VectorXf along = (d_normalized.array() * p.normalized.array()).rowwise().sum();
-  const Matrix d_linear = p.norms.cwiseInverse().asDiagonal() *
-                          (d_normalized - Matrix(along.asDiagonal() * p.normalized));
+  const Matrix d_linear = NormalizationBackward(p.normalized, p.norms, d_normalized);
   *d_weight = x.transpose() * d_linear;
   *d_bias = d_linear.colwise().sum();
 }
@@ -47,6 +45,32 @@ Matrix RowSoftmax(const Matrix& logits, double* loss) {
 }
 
 }  // namespace
+
+Matrix NormalizationBackward(const Matrix& normalized, const Eigen::VectorXf& norms,
+                             const Matrix& d_normalized) {
+  const Eigen::VectorXf along = (d_normalized.array() * normalized.array()).rowwise().sum();
+  return norms.cwiseInverse().asDiagonal() *
+         (d_normalized - Matrix(along.asDiagonal() * normalized));
+}
+
+double SymmetricInfoNce(const Matrix& u, const Matrix& v, float scale, Matrix* d_u, Matrix* d_v,
+                        float* d_log_scale) {
+  const Matrix logits = scale * (u * v.transpose());
+  const auto n = static_cast<double>(u.rows());
+  double loss = 0;
+  const Matrix image_to_text = RowSoftmax(logits, &loss);
+  const Matrix text_to_image = RowSoftmax(logits.transpose(), &loss);
+  loss /= 2 * n;
+  if (d_u == nullptr) return loss;
+  // d loss / d logits: each direction contributes (softmax - onehot) / (2n).
+  Matrix d_logits = image_to_text + text_to_image.transpose();
+  d_logits.diagonal().array() -= 2.0f;
+  d_logits /= static_cast<float>(2 * n);
+  *d_log_scale = (d_logits.array() * logits.array()).sum();
+  *d_u = scale * d_logits * v;
+  *d_v = scale * d_logits.transpose() * u;
+  return loss;
+}
 
 float AlignHeads::temperature() const { return std::exp(-log_scale); }
 
@@ -85,24 +109,10 @@ double ContrastiveLoss(const AlignHeads& heads, const EmbeddingPairs& batch,
   const Projection u = ProjectRows(batch.images, heads.image_weight, heads.image_bias);
   const Projection v = ProjectRows(batch.texts, heads.text_weight, heads.text_bias);
   const float scale = std::exp(heads.log_scale);
-  const Matrix cosines = u.normalized * v.normalized.transpose();
-  const Matrix logits = scale * cosines;
-  const auto n = static_cast<double>(batch.count());
-
-  double loss = 0;
-  const Matrix image_to_text = RowSoftmax(logits, &loss);
-  const Matrix text_to_image = RowSoftmax(logits.transpose(), &loss);
-  loss /= 2 * n;
-  if (gradient == nullptr) return loss;
-
-  // d loss / d logits: each direction contributes (softmax - onehot) / (2n).
-  Matrix d_logits = image_to_text + text_to_image.transpose();
-  d_logits.diagonal().array() -= 2.0f;
-  d_logits /= static_cast<float>(2 * n);
-
-  gradient->log_scale = (d_logits.array() * logits.array()).sum();
-  const Matrix d_u = scale * d_logits * v.normalized;
-  const Matrix d_v = scale * d_logits.transpose() * u.normalized;
+  if (gradient == nullptr) return SymmetricInfoNce(u.normalized, v.normalized, scale);
+  Matrix d_u, d_v;
+  const double loss =
+      SymmetricInfoNce(u.normalized, v.normalized, scale, &d_u, &d_v, &gradient->log_scale);
   Backward(batch.images, u, d_u, &gradient->image_weight, &gradient->image_bias);
   Backward(batch.texts, v, d_v, &gradient->text_weight, &gradient->text_bias);
   return loss;

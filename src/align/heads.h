@@ -41,6 +41,18 @@ struct HeadGradients {
   float log_scale = 0;
 };
 
+// The symmetric InfoNCE loss of row-aligned unit vectors u and v ([N, K]):
+// logits S_ij = scale * (u_i . v_j), loss = (mean_i CE(S_i., i) +
+// mean_j CE(S_.j, j)) / 2. With d_u set, fills d loss / d u, d loss / d v and
+// d loss / d log(scale).
+double SymmetricInfoNce(const Matrix& u, const Matrix& v, float scale, Matrix* d_u = nullptr,
+                        Matrix* d_v = nullptr, float* d_log_scale = nullptr);
+
+// Back through y = z / ||z|| row by row: d loss / d z from d loss / d y,
+// given y (`normalized`) and ||z|| (`norms`).
+Matrix NormalizationBackward(const Matrix& normalized, const Eigen::VectorXf& norms,
+                             const Matrix& d_normalized);
+
 // The symmetric InfoNCE loss of one batch: with u_i, v_i the projected image
 // and text of pair i and s = exp(log_scale), logits S_ij = s * (u_i . v_j);
 // loss = (mean_i CE(S_i., i) + mean_j CE(S_.j, j)) / 2, the mean cross-entropy

@@ -25,6 +25,7 @@ RetrievalMetrics EvaluateRetrieval(const Matrix& queries, const Matrix& gallery)
       metrics.recall_at_5 += rank <= 5;
       metrics.recall_at_10 += rank <= 10;
       if (rank <= 10) metrics.map_at_10 += 1.0 / static_cast<double>(rank);
+      metrics.mrr += 1.0 / static_cast<double>(rank);
     }
   }
   const double n = static_cast<double>(std::max<Eigen::Index>(count, 1));
@@ -32,6 +33,7 @@ RetrievalMetrics EvaluateRetrieval(const Matrix& queries, const Matrix& gallery)
   metrics.recall_at_5 /= n;
   metrics.recall_at_10 /= n;
   metrics.map_at_10 /= n;
+  metrics.mrr /= n;
   return metrics;
 }
 
@@ -46,8 +48,10 @@ RetrievalMetrics ChanceMetrics(std::int64_t count) {
   metrics.recall_at_1 = std::min(1.0, 1 / n);
   metrics.recall_at_5 = std::min(1.0, 5 / n);
   metrics.recall_at_10 = std::min(1.0, 10 / n);
-  for (int rank = 1; rank <= std::min<std::int64_t>(10, count); ++rank)
-    metrics.map_at_10 += 1 / (rank * n);
+  for (std::int64_t rank = 1; rank <= count; ++rank) {
+    if (rank <= 10) metrics.map_at_10 += 1 / (static_cast<double>(rank) * n);
+    metrics.mrr += 1 / (static_cast<double>(rank) * n);
+  }
   return metrics;
 }
 

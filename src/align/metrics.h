@@ -16,6 +16,7 @@ struct RetrievalMetrics {
   // query, a query's AP@10 is 1/rank when rank <= 10, else 0 (so this equals
   // MRR@10).
   double map_at_10 = 0;
+  double mrr = 0;  // mean reciprocal rank of the match, however far down
 };
 
 struct CrossModalMetrics {

@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "backends/onnxruntime/onnxruntime_backend.h"
+#include "core/file_util.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "onnxgen/align_graph.h"
 #include "onnxgen/graph_builder.h"
+#include "onnxgen/text_graph.h"
 
 namespace braid::align {
 namespace {
@@ -96,6 +98,18 @@ Result<EmbeddingPairs> RunAlignModel(const std::filesystem::path& path,
         Eigen::Map<const Matrix>(outputs[1].span<float>().data(), rows, width);
   }
   return out;
+}
+
+Status ExportTextEmbedModel(const TextEncoder& encoder, const std::filesystem::path& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) return Internal("cannot create {}: {}", dir.string(), error.message());
+  onnx::ModelProto model = onnxgen::NewModel("text-embed", "braid-textembed");
+  onnxgen::GraphBuilder g(model.mutable_graph(), 0);
+  onnxgen::BuildTextEmbedGraph(g, static_cast<std::int64_t>(encoder.spec.max_features),
+                               encoder.spec.rows(), encoder.dim(), Values(encoder.table));
+  BRAID_RETURN_IF_ERROR(onnxgen::CheckAndWriteModel(model, dir / "model.onnx"));
+  return WriteFile(dir / "tokenizer.json", NgramTokenizerJson(encoder.spec));
 }
 
 }  // namespace braid::align

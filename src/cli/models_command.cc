@@ -30,12 +30,14 @@ int RunModels(const std::filesystem::path& root, bool strict) {
     return strict ? 1 : 0;
   }
   int failures = 0;
-  fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", "MODEL", "VERSION", "BACKEND", "STATE", "REASON");
+  fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", "MODEL", "VERSION", "BACKEND", "STATE",
+             "DESCRIPTION OR REASON");
   for (const auto& model : index) {
     std::string version = model.version > 0 ? std::to_string(model.version) : "-";
+    // A ready model's description says what it is (the stand-ins say so).
     fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", model.name, version,
                model.backend.empty() ? "-" : model.backend, ModelStateName(model.state),
-               model.reason);
+               model.state == ModelState::kReady ? model.description : model.reason);
     if (model.state != ModelState::kReady) ++failures;
   }
   if (strict && failures > 0) {

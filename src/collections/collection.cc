@@ -155,17 +155,36 @@ std::unique_ptr<faiss::Index> NewIndex(IndexKind kind, int dimension,
 
 }  // namespace
 
-int Dimensions(EmbeddingSpace space) { return space == EmbeddingSpace::kClip ? 512 : 128; }
+int Dimensions(EmbeddingSpace space) {
+  switch (space) {
+    case EmbeddingSpace::kText:
+      return kTextEmbedDimensions;
+    case EmbeddingSpace::kClip:
+      return 512;
+    case EmbeddingSpace::kClipAligned:
+      return 128;
+  }
+  return 0;
+}
 
 std::string_view SpaceName(EmbeddingSpace space) {
-  return space == EmbeddingSpace::kClip ? "clip" : "clip-aligned";
+  switch (space) {
+    case EmbeddingSpace::kText:
+      return "text";
+    case EmbeddingSpace::kClip:
+      return "clip";
+    case EmbeddingSpace::kClipAligned:
+      return "clip-aligned";
+  }
+  return "";
 }
 
 Result<EmbeddingSpace> ParseSpace(std::string_view name) {
-  if (name == "clip") return EmbeddingSpace::kClip;
-  if (name == "clip-aligned") return EmbeddingSpace::kClipAligned;
-  return InvalidArgument("unknown space '{}' (known: clip, 512 dimensions; clip-aligned, 128)",
-                         name);
+  for (auto space : {EmbeddingSpace::kText, EmbeddingSpace::kClip, EmbeddingSpace::kClipAligned}) {
+    if (name == SpaceName(space)) return space;
+  }
+  return InvalidArgument(
+      "unknown space '{}' (known: text, 96 dimensions; clip, 512; clip-aligned, 128)", name);
 }
 
 std::string_view IndexKindName(IndexKind kind) {

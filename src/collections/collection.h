@@ -2,7 +2,8 @@
 // brings) searchable by meaning. Each item has a string id, what it holds
 // (the text, or an image's media type and file name, plus optional client
 // metadata as JSON) and an L2-normalised vector in one embedding space fixed
-// at creation: `clip` (512 dimensions) or `clip-aligned` (128). Scores are
+// at creation: `text` (braid's text embedder, 96 dimensions; images are
+// read by OCR), `clip` (512) or `clip-aligned` (128). Scores are
 // inner products of normalised vectors, i.e. cosine similarities.
 //
 // The vectors live in a FAISS index: exact (IndexFlatIP) while the
@@ -45,10 +46,13 @@ struct Index;
 
 namespace braid {
 
-enum class EmbeddingSpace { kClip, kClipAligned };
+// Where embeddings live: braid's text embedder (`text-embed`; images by the
+// text OCR reads in them), CLIP's space, or the aligned cross-modal space.
+enum class EmbeddingSpace { kText, kClip, kClipAligned };
+inline constexpr int kTextEmbedDimensions = 96;  // models/text-embed/config.yaml
 int Dimensions(EmbeddingSpace space);
 std::string_view SpaceName(EmbeddingSpace space);
-// "clip" or "clip-aligned"; InvalidArgument otherwise.
+// "text", "clip" or "clip-aligned"; InvalidArgument otherwise.
 Result<EmbeddingSpace> ParseSpace(std::string_view name);
 
 enum class IndexKind { kFlat, kHnsw };

@@ -308,9 +308,9 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
   if (!root || root.IsNull()) return InvalidArgument("{}: the file is empty", source);
   BRAID_RETURN_IF_ERROR(
       r.CheckKeys(root, "",
-                  {"backend", "max_batch_size", "inputs", "outputs", "instance_group",
-                   "dynamic_batching", "response_cache", "optimization", "autoscale",
-                   "version_policy", "default_model_filename", "parameters"}));
+                  {"backend", "description", "max_batch_size", "inputs", "outputs",
+                   "instance_group", "dynamic_batching", "response_cache", "optimization",
+                   "autoscale", "version_policy", "default_model_filename", "parameters"}));
   ModelConfig config;
   config.name = name;
   config.directory = directory;
@@ -322,6 +322,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
   try {
     BRAID_RETURN_IF_ERROR(r.String(root, "backend", "", &config.backend));
     if (config.backend.empty()) return r.Error(root, "backend", "is required");
+    BRAID_RETURN_IF_ERROR(r.String(root, "description", "", &config.description));
     BRAID_RETURN_IF_ERROR(r.Int(root, "max_batch_size", "", 0, 1 << 20, &config.max_batch_size));
     BRAID_RETURN_IF_ERROR(ParseTensorSpecs(r, root["inputs"], "inputs", &config.inputs));
     BRAID_RETURN_IF_ERROR(ParseTensorSpecs(r, root["outputs"], "outputs", &config.outputs));

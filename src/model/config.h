@@ -104,6 +104,9 @@ struct ModelConfig {
   std::string name;                 // the folder name
   std::filesystem::path directory;  // models/<name>
   std::string backend;
+  // What the model is, for people: `braid models list`, /v1/models and the
+  // playground show it (the bundled stand-ins say they have random weights).
+  std::string description;
   int max_batch_size = 0;  // 0: the model takes no batch dimension
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;

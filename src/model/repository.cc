@@ -123,7 +123,7 @@ Status ModelRepository::Load(const std::string& name) {
   }
 
   // Load outside the lock: sessions can take seconds to create and warm up.
-  std::string backend;
+  std::string backend, description;
   Result<std::map<std::int64_t, ModelPtr>> loaded = NotFound("model '{}' not found", name);
   const auto directory = root_ / name;
   std::error_code error;
@@ -133,12 +133,14 @@ Status ModelRepository::Load(const std::string& name) {
     loaded = config.status();
   } else {
     backend = config->backend;
+    description = config->description;
     loaded = LoadVersions(*config);
   }
 
   std::lock_guard lock(mutex_);
   Entry& entry = entries_[name];
   entry.backend = backend;
+  entry.description = description;
   if (!loaded.ok()) {
     entry.reason = loaded.status().message();
     entry.state = entry.versions.empty() ? ModelState::kUnavailable : ModelState::kReady;
@@ -188,11 +190,11 @@ std::vector<ModelVersionStatus> ModelRepository::Index() const {
   std::vector<ModelVersionStatus> index;
   for (const auto& [name, entry] : entries_) {
     if (entry.versions.empty()) {
-      index.push_back({name, 0, entry.backend, entry.state, entry.reason});
+      index.push_back({name, 0, entry.backend, entry.state, entry.reason, entry.description});
       continue;
     }
     for (const auto& [version, model] : entry.versions) {
-      index.push_back({name, version, entry.backend, entry.state, entry.reason});
+      index.push_back({name, version, entry.backend, entry.state, entry.reason, entry.description});
     }
   }
   return index;

@@ -31,7 +31,8 @@ struct ModelVersionStatus {
   std::int64_t version = 0;  // 0 when no version could be chosen
   std::string backend;
   ModelState state = ModelState::kUnavailable;
-  std::string reason;  // why it is unavailable; empty otherwise
+  std::string reason;       // why it is unavailable; empty otherwise
+  std::string description;  // the config's, for people
 };
 
 class ModelRepository {
@@ -67,6 +68,7 @@ class ModelRepository {
  private:
   struct Entry {
     std::string backend;
+    std::string description;
     ModelState state = ModelState::kUnavailable;
     std::string reason;
     std::map<std::int64_t, ModelPtr> versions;  // the ones being served

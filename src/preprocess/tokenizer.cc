@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "core/file_util.h"
+#include "preprocess/ngram_tokenizer.h"
 
 namespace braid {
 namespace {
@@ -363,6 +364,31 @@ std::int64_t IdOf(const std::unordered_map<std::string, std::int64_t>& vocab,
   return it == vocab.end() ? -1 : it->second;
 }
 
+// braid's hashed n-gram features (ngram_tokenizer.h).
+Result<TokenizerPtr> ParseNgramTokenizer(const rapidjson::Value& model) {
+  NgramSpec spec;
+  auto member = [&](const char* name, std::int64_t low, std::int64_t high, auto* out) -> Status {
+    if (!model.HasMember(name)) return Status::Ok();
+    if (!model[name].IsInt64() || model[name].GetInt64() < low || model[name].GetInt64() > high) {
+      return InvalidArgument("tokenizer.json: HashedNgrams '{}' must be an integer from {} to {}",
+                             name, low, high);
+    }
+    *out = static_cast<std::remove_pointer_t<decltype(out)>>(model[name].GetInt64());
+    return Status::Ok();
+  };
+  constexpr std::int64_t kMaxBuckets = std::int64_t{1} << 24;
+  BRAID_RETURN_IF_ERROR(member("word_buckets", 1, kMaxBuckets, &spec.word_buckets));
+  BRAID_RETURN_IF_ERROR(member("ngram_buckets", 1, kMaxBuckets, &spec.ngram_buckets));
+  BRAID_RETURN_IF_ERROR(member("min_n", 1, 16, &spec.min_n));
+  BRAID_RETURN_IF_ERROR(member("max_n", 1, 16, &spec.max_n));
+  BRAID_RETURN_IF_ERROR(member("max_features", 1, 65536, &spec.max_features));
+  if (spec.min_n > spec.max_n) {
+    return InvalidArgument("tokenizer.json: HashedNgrams min_n {} is above max_n {}", spec.min_n,
+                           spec.max_n);
+  }
+  return TokenizerPtr(std::make_unique<NgramTokenizer>(spec));
+}
+
 }  // namespace
 
 Result<std::vector<Token>> Tokenizer::Tokenize(std::string_view text) const {
@@ -416,6 +442,10 @@ Result<TokenizerPtr> ParseTokenizer(std::string_view json, std::size_t context_l
     return InvalidArgument("tokenizer.json: no 'model' object");
   }
   const auto& model = doc["model"];
+  if (model.HasMember("type") && model["type"].IsString() &&
+      std::string_view(model["type"].GetString()) == "HashedNgrams") {
+    return ParseNgramTokenizer(model);
+  }
   if (!model.HasMember("vocab") || !model["vocab"].IsObject())
     return InvalidArgument("tokenizer.json: model has no 'vocab' object");
   std::unordered_map<std::string, std::int64_t> vocab;
@@ -489,8 +519,9 @@ Result<TokenizerPtr> ParseTokenizer(std::string_view json, std::size_t context_l
     return TokenizerPtr(
         std::make_unique<WordPieceTokenizer>(std::move(vocab), prefix, unk, cls, sep, lowercase));
   }
-  return InvalidArgument("tokenizer.json: model type '{}' is not supported (BPE and WordPiece are)",
-                         type);
+  return InvalidArgument(
+      "tokenizer.json: model type '{}' is not supported (BPE, WordPiece and HashedNgrams are)",
+      type);
 }
 
 Result<TokenizerPtr> LoadTokenizer(const std::filesystem::path& path, std::size_t context_length) {

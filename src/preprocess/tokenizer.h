@@ -1,6 +1,6 @@
 // Text tokenizers loaded from a Hugging Face `tokenizer.json`.
 //
-// Two models are supported:
+// Three models are supported (the third is braid's own, ngram_tokenizer.h):
 //  - BPE over bytes (CLIP, GPT-2 family). With CLIP's conventions when the
 //    vocabulary has an end-of-word suffix ("</w>"): whitespace collapsed,
 //    lower-cased, CLIP's pre-tokenisation pattern, <|startoftext|> and
@@ -10,6 +10,8 @@
 //    Latin letters stripped, control characters dropped), split on
 //    whitespace and punctuation, greedy longest match with "##"
 //    continuations, [CLS] … [SEP].
+//  - HashedNgrams: hashed word and character n-gram features, braid's text
+//    embedder's.
 // Non-ASCII text: letters outside ASCII count as letters for
 // pre-tokenisation and are kept as bytes; Unicode case folding applies to
 // ASCII only.
@@ -42,7 +44,7 @@ class Tokenizer {
 
   // The tokens Encode() gives before padding, with their strings and
   // offsets (for TEI's /tokenize).
-  Result<std::vector<Token>> Tokenize(std::string_view text) const;
+  virtual Result<std::vector<Token>> Tokenize(std::string_view text) const;
 
   // Token ids of `text` with the model's special tokens; for CLIP-style BPE
   // padded/truncated to context_length(). InvalidArgument for text that is

@@ -130,11 +130,11 @@ Status Server::Parts::Build() {
   retrieval_api.emplace(*embedder, *executor, *openai_api);
   collections_api.emplace(*collections, *embedder, *files, *workflow_pool);
   executor->SetCollections(
-      &*collections, [this](InputType type, std::string data, int dimensions, auto done) {
+      &*collections, [this](InputType type, std::string data, EmbeddingSpace space, auto done) {
         const auto kind = type == InputType::kText    ? EmbedItem::Kind::kText
                           : type == InputType::kImage ? EmbedItem::Kind::kImage
                                                       : EmbedItem::Kind::kAudio;
-        embedder->EmbedAll({EmbedItem{kind, std::move(data)}}, dimensions,
+        embedder->EmbedAll({EmbedItem{kind, std::move(data)}}, space,
                            [done](Result<std::vector<std::vector<float>>> vectors) {
                              if (!vectors.ok()) return done(vectors.status());
                              done(std::move((*vectors)[0]));

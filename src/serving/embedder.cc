@@ -80,10 +80,15 @@ float Cosine(const std::vector<float>& a, const std::vector<float>& b) {
   return static_cast<float>(dot);
 }
 
-std::string EmbeddingPipeline(EmbedItem::Kind kind, bool aligned) {
+std::string_view TextModelOf(EmbeddingSpace space) {
+  return space == EmbeddingSpace::kText ? Embedder::kTextModel : Embedder::kClipTextModel;
+}
+
+std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space) {
+  const bool aligned = space == EmbeddingSpace::kClipAligned;
   std::string yaml;
   std::string vector;
-  if (kind == EmbedItem::Kind::kImage) {
+  if (kind == EmbedItem::Kind::kImage && space != EmbeddingSpace::kText) {
     yaml = R"(inputs: {image: {type: image}}
 nodes:
   - {id: pixels, kind: preprocess.image, from: {image: inputs.image}}
@@ -92,33 +97,45 @@ nodes:
     vector = aligned ? "aligned.image" : "embedding.image_embeds";
     if (aligned)
       yaml += "  - {id: aligned, kind: project, from: {image: embedding.image_embeds}}\n";
-  } else {
-    const bool audio = kind == EmbedItem::Kind::kAudio;
-    yaml = audio ? R"(inputs: {audio: {type: audio}}
+    return yaml + "outputs: {vector: " + vector + "}\n";
+  }
+  // Text, or text read from the item first: the transcript of audio, or
+  // what OCR reads in an image (in the text space).
+  std::string text = "inputs.text";
+  if (kind == EmbedItem::Kind::kAudio) {
+    yaml = R"(inputs: {audio: {type: audio}}
 nodes:
   - {id: transcript, kind: model, model: asr, from: {audio: inputs.audio}}
-  - {id: tokens, kind: preprocess.text, tokenizer: clip-text, from: {text: transcript.text}}
-)"
-                 : R"(inputs: {text: {type: text}}
-nodes:
-  - {id: tokens, kind: preprocess.text, tokenizer: clip-text, from: {text: inputs.text}}
 )";
-    yaml +=
-        "  - {id: embedding, kind: model, model: clip-text, from: {input_ids: tokens.input_ids}}\n";
-    vector = aligned ? "aligned.text" : "embedding.text_embeds";
-    if (aligned) yaml += "  - {id: aligned, kind: project, from: {text: embedding.text_embeds}}\n";
+    text = "transcript.text";
+  } else if (kind == EmbedItem::Kind::kImage) {
+    yaml = R"(inputs: {image: {type: image}}
+nodes:
+  - {id: reading, kind: model, model: ocr, from: {image: inputs.image}}
+)";
+    text = "reading.text";
+  } else {
+    yaml = "inputs: {text: {type: text}}\nnodes:\n";
   }
+  const std::string_view model = TextModelOf(space);
+  yaml += fmt::format(
+      "  - {{id: tokens, kind: preprocess.text, tokenizer: {0}, from: {{text: {1}}}}}\n"
+      "  - {{id: embedding, kind: model, model: {0}, from: {{input_ids: tokens.input_ids}}}}\n",
+      model, text);
+  vector = aligned ? "aligned.text" : "embedding.text_embeds";
+  if (aligned) yaml += "  - {id: aligned, kind: project, from: {text: embedding.text_embeds}}\n";
   return yaml + "outputs: {vector: " + vector + "}\n";
 }
 
 Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : executor_(executor) {
   for (auto kind : {EmbedItem::Kind::kText, EmbedItem::Kind::kImage, EmbedItem::Kind::kAudio}) {
-    for (bool aligned : {false, true}) {
+    for (auto space :
+         {EmbeddingSpace::kText, EmbeddingSpace::kClip, EmbeddingSpace::kClipAligned}) {
       constexpr const char* kKindNames[] = {"text", "image", "audio"};
       const std::string name =
-          fmt::format("embed-{}{}", kKindNames[static_cast<int>(kind)], aligned ? "-128" : "");
-      auto parsed = ParseWorkflow(EmbeddingPipeline(kind, aligned), name, "(built in)", catalog);
-      Pipeline& pipeline = pipelines_[static_cast<int>(kind)][aligned];
+          fmt::format("embed-{}-{}", kKindNames[static_cast<int>(kind)], SpaceName(space));
+      auto parsed = ParseWorkflow(EmbeddingPipeline(kind, space), name, "(built in)", catalog);
+      Pipeline& pipeline = pipelines_[static_cast<int>(kind)][static_cast<int>(space)];
       if (parsed.ok()) {
         pipeline.workflow = *std::move(parsed);
       } else {
@@ -129,9 +146,9 @@ Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : ex
   }
 }
 
-std::size_t Embedder::CountTokens(const std::vector<EmbedItem>& items) {
+std::size_t Embedder::CountTokens(const std::vector<EmbedItem>& items, EmbeddingSpace space) {
   std::size_t tokens = 0;
-  auto tokenizer = executor_.TokenizerFor(kTextModel);
+  auto tokenizer = executor_.TokenizerFor(std::string(TextModelOf(space)));
   for (const auto& item : items) {
     tokens += item.kind == EmbedItem::Kind::kText && tokenizer.ok()
                   ? (*tokenizer)->CountTokens(item.data)
@@ -140,7 +157,7 @@ std::size_t Embedder::CountTokens(const std::vector<EmbedItem>& items) {
   return tokens;
 }
 
-void Embedder::EmbedAll(std::vector<EmbedItem> items, int dimensions, VectorsDone done,
+void Embedder::EmbedAll(std::vector<EmbedItem> items, EmbeddingSpace space, VectorsDone done,
                         bool normalize) {
   struct Gather {
     std::mutex mutex;
@@ -155,7 +172,7 @@ void Embedder::EmbedAll(std::vector<EmbedItem> items, int dimensions, VectorsDon
   gather->remaining = items.size();
   gather->done = std::move(done);
   for (std::size_t i = 0; i < items.size(); ++i) {
-    Embed(items[i], dimensions, [gather, i, normalize](Result<std::vector<float>> result) {
+    Embed(items[i], space, [gather, i, normalize](Result<std::vector<float>> result) {
       std::unique_lock lock(gather->mutex);
       if (result.ok()) {
         gather->vectors[i] = std::move(result).value();
@@ -171,10 +188,10 @@ void Embedder::EmbedAll(std::vector<EmbedItem> items, int dimensions, VectorsDon
   }
 }
 
-void Embedder::Score(EmbedItem query, std::vector<EmbedItem> documents, int dimensions,
+void Embedder::Score(EmbedItem query, std::vector<EmbedItem> documents, EmbeddingSpace space,
                      ScoresDone done) {
   documents.insert(documents.begin(), std::move(query));
-  EmbedAll(std::move(documents), dimensions,
+  EmbedAll(std::move(documents), space,
            [done = std::move(done)](Result<std::vector<std::vector<float>>> vectors) {
              if (!vectors.ok()) return done(vectors.status());
              std::vector<float> scores;
@@ -184,8 +201,8 @@ void Embedder::Score(EmbedItem query, std::vector<EmbedItem> documents, int dime
            });
 }
 
-void Embedder::Embed(const EmbedItem& item, int dimensions, VectorDone done) {
-  const Pipeline& pipeline = pipelines_[static_cast<int>(item.kind)][dimensions == 128];
+void Embedder::Embed(const EmbedItem& item, EmbeddingSpace space, VectorDone done) {
+  const Pipeline& pipeline = pipelines_[static_cast<int>(item.kind)][static_cast<int>(space)];
   if (!pipeline.workflow) return done(pipeline.why_not);
   const WorkflowPtr& workflow = pipeline.workflow;
   NamedTensors inputs = {{workflow->inputs[0].name, *Tensor::FromStrings({item.data}, {1})}};

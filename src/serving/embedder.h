@@ -1,13 +1,17 @@
-// Embeddings of text, images and audio in CLIP's space, shared by the
-// OpenAI-compatible embeddings and rerank endpoints, the TEI-compatible
-// ones, collections and retrieve nodes. Each item runs through a built-in
-// pipeline of the workflow engine (kBuiltinPipelines): text through
-// preprocess.text and clip-text, images through preprocess.image and
-// clip-image, audio through asr and then the text pipeline; with 128
-// dimensions a project node maps the vector into the shared cross-modal
-// space. So embeddings get what every workflow gets: model calls batched
-// through the schedulers, each node's result cached under its content key,
-// decoding on the executor's pool.
+// Embeddings of text, images and audio, shared by the OpenAI-compatible
+// embeddings and rerank endpoints, the TEI-compatible ones, collections and
+// retrieve nodes, in one of three spaces (collections/collection.h):
+//   - text: braid's own text embedder (`text-embed`, trained on WordNet);
+//     images are embedded by the text OCR reads in them, audio by its
+//     transcript. The default: the only space whose vectors mean something
+//     on the embedded default repository.
+//   - clip: CLIP's (clip-text, clip-image; the bundled models are stand-ins
+//     with random weights until a real CLIP export replaces them).
+//   - clip-aligned: the clip vectors through the trained projection heads.
+// Each item runs through a built-in pipeline of the workflow engine
+// (EmbeddingPipeline), so embeddings get what every workflow gets: model
+// calls batched through the schedulers, each node's result cached under its
+// content key, decoding on the executor's pool.
 #pragma once
 
 #include <rapidjson/document.h>
@@ -17,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "collections/collection.h"
 #include "workflow/executor.h"
 
 namespace braid {
@@ -40,8 +45,9 @@ Result<std::vector<EmbedItem>> ParseEmbedItems(const rapidjson::Value& value);
 
 class Embedder {
  public:
-  static constexpr char kTextModel[] = "clip-text";
-  static constexpr char kImageModel[] = "clip-image";
+  static constexpr char kTextModel[] = "text-embed";
+  static constexpr char kClipTextModel[] = "clip-text";
+  static constexpr char kClipImageModel[] = "clip-image";
 
   // `executor` runs the pipelines and must outlive the embedder; `catalog`
   // checks them against the served models. A pipeline whose models are
@@ -49,36 +55,40 @@ class Embedder {
   Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog);
 
   using VectorsDone = std::function<void(Result<std::vector<std::vector<float>>>)>;
-  // Every item's vector (512 dimensions, or 128 in the aligned space),
-  // L2-normalised unless `normalize` is false, in order; the first error
-  // otherwise. `done` runs once, on whichever thread finished last.
-  void EmbedAll(std::vector<EmbedItem> items, int dimensions, VectorsDone done,
+  // Every item's vector in `space`, L2-normalised unless `normalize` is
+  // false, in order; the first error otherwise. `done` runs once, on
+  // whichever thread finished last.
+  void EmbedAll(std::vector<EmbedItem> items, EmbeddingSpace space, VectorsDone done,
                 bool normalize = true);
 
   using ScoresDone = std::function<void(Result<std::vector<float>>)>;
   // The cosine similarity of `query` to each document, in document order.
-  void Score(EmbedItem query, std::vector<EmbedItem> documents, int dimensions, ScoresDone done);
+  void Score(EmbedItem query, std::vector<EmbedItem> documents, EmbeddingSpace space,
+             ScoresDone done);
 
-  // Tokens the text items hold, for usage figures (an image or audio item
-  // counts one).
-  std::size_t CountTokens(const std::vector<EmbedItem>& items);
+  // Tokens the text items hold in `space`'s tokenizer, for usage figures
+  // (an image or audio item counts one).
+  std::size_t CountTokens(const std::vector<EmbedItem>& items,
+                          EmbeddingSpace space = EmbeddingSpace::kText);
 
  private:
   using VectorDone = std::function<void(Result<std::vector<float>>)>;
-  void Embed(const EmbedItem& item, int dimensions, VectorDone done);
+  void Embed(const EmbedItem& item, EmbeddingSpace space, VectorDone done);
 
   WorkflowExecutor& executor_;
   struct Pipeline {
     WorkflowPtr workflow;  // null when its models are not served
     Status why_not;
   };
-  // Indexed by item kind, then aligned (128 dimensions) or not.
-  Pipeline pipelines_[3][2];
+  // Indexed by item kind, then space.
+  Pipeline pipelines_[3][3];
 };
 
-// The YAML of the pipeline for `kind`, in CLIP's space (512 dimensions) or
-// projected (`aligned`, 128).
-std::string EmbeddingPipeline(EmbedItem::Kind kind, bool aligned);
+// The YAML of the pipeline that embeds `kind` in `space`.
+std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space);
+
+// The model whose tokenizer counts a space's text tokens.
+std::string_view TextModelOf(EmbeddingSpace space);
 
 // Cosine similarity of two L2-normalised vectors of the same length.
 float Cosine(const std::vector<float>& a, const std::vector<float>& b);

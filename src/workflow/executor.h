@@ -137,9 +137,8 @@ class WorkflowExecutor {
   const ImageLimits& image_limits() const { return image_limits_; }
 
   // Turns a retrieve node's text or image query (UTF-8 text, or the encoded
-  // image) into a vector of `dimensions` values; `done` may run on any
-  // thread.
-  using QueryEmbedder = std::function<void(InputType type, std::string data, int dimensions,
+  // image) into a vector of `space`; `done` may run on any thread.
+  using QueryEmbedder = std::function<void(InputType type, std::string data, EmbeddingSpace space,
                                            std::function<void(Result<std::vector<float>>)> done)>;
   // Gives retrieve nodes their collections and the embedder of their
   // queries; both must outlive the executor. Without it retrieve nodes fail

@@ -42,6 +42,21 @@ test('text embeddings, with usage', async () => {
   assert.equal(response.usage.total_tokens, response.usage.prompt_tokens);
 });
 
+test('text-embed, the default: vectors that mean something', async () => {
+  const cos = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+  const response = await client.embeddings.create({ model: 'text-embed', input: ['a fox', 'dog', 'car', 'fox'] });
+  assert.equal(response.model, 'text-embed');
+  const [query, dog, car, fox] = response.data.map((d) => d.embedding);
+  assert.equal(query.length, 96);
+  assert.ok(cos(query, fox) > cos(query, dog) && cos(query, fox) > cos(query, car), 'a fox is nearest to fox');
+  // A picture of text is embedded by what OCR reads in it.
+  const picture = await client.embeddings.create({
+    model: 'text-embed', input: [{ type: 'image_url', image_url: { url: imageUrl() } }, 'an invoice'],
+  });
+  assert.equal(picture.data[0].embedding.length, 96);
+  await assert.rejects(client.embeddings.create({ model: 'text-embed', dimensions: 512, input: 'x' }), (e) => e.status === 400);
+});
+
 test('image and audio content parts, float format, 128 dimensions', async () => {
   const image = await client.embeddings.create({
     model: 'clip', encoding_format: 'float',

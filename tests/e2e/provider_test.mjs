@@ -126,6 +126,21 @@ test('rerank: an exact duplicate ranks first, for text and for images', async ()
   }
 });
 
+test('rerank without a model: text-embed ranks by meaning, pictures of text by what they say', async () => {
+  const response = await post('/v1/rerank', { query: 'dog', documents: ['kitten', 'puppy'] });
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.equal(body.model, 'text-embed');
+  assert.equal(body.results[0].index, 1, 'puppy above kitten');
+  const png = (file) => ({ type: 'image_url', image_url: { url: `data:image/png;base64,${readFileSync(file).toString('base64')}` } });
+  const invoice = png(picture);  // "Invoice number 4821 is due on March 3"
+  const fox = png(`${fixtures}/images/text_0_DejaVu-Serif_28.png`);  // "The quick brown fox jumps over the lazy dog"
+  const ranked = await (await post('/v1/rerank', { query: 'a fox leaping over a dog', documents: [invoice, fox] })).json();
+  assert.equal(ranked.results[0].index, 1, 'the picture that says so');
+  const bill = await (await post('/v1/rerank', { query: 'the bill is due', documents: [invoice, fox] })).json();
+  assert.equal(bill.results[0].index, 0);
+});
+
 test('rerank: bad input is a clear 4xx', async () => {
   const cases = [
     [{ query: 'q', documents: [] }, 400],
@@ -154,7 +169,7 @@ test('TEI: info, embed, rerank and tokenize answer as TEI does', async () => {
 
   const embedded = await (await post('/embed', { inputs: ['a photo of a cat', 'a dog'] })).json();
   assert.equal(embedded.length, 2);
-  assert.equal(embedded[0].length, 512);
+  assert.equal(embedded[0].length, 96, 'text-embed, braid\'s text embedder');
   const single = await (await post('/embed', { inputs: 'a photo of a cat' })).json();
   assert.deepEqual(single[0], embedded[0]);
   const raw = await (await post('/embed', { inputs: 'a photo of a cat', normalize: false })).json();
@@ -169,9 +184,11 @@ test('TEI: info, embed, rerank and tokenize answer as TEI does', async () => {
   const rawScores = await (await post('/rerank', { query: 'cat', texts: ['cat'], raw_scores: true })).json();
   assert.ok(Math.abs(rawScores[0].score - 1) < 1e-4, 'raw: the cosine');
 
+  // text-embed's tokens: each word, then its character n-grams.
   const tokens = await (await post('/tokenize', { inputs: ['Hello, World!'] })).json();
   assert.equal(tokens.length, 1);
-  assert.equal(tokens[0][0].special, true);
+  assert.deepEqual([tokens[0][0].text, tokens[0][0].start, tokens[0][0].stop], ['hello', 0, 5]);
+  assert.equal(tokens[0][1].text, '<he');
   const plain = tokens[0].filter((t) => !t.special);
   assert.ok(plain.length >= 3);
   for (const token of plain) {

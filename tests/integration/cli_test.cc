@@ -35,11 +35,14 @@ TEST(CliTest, HelpOnEveryCommand) {
 TEST(CliTest, ModelsListShowsTheDefaultModelsReady) {
   auto result = RunCommand(kBraid + " models list");
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  for (const std::string model : {"align", "clip-image", "clip-text", "identity"}) {
+  for (const std::string model : {"align", "clip-image", "clip-text", "identity", "text-embed"}) {
     EXPECT_THAT(result.out,
-                MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY *\n(.|\n)*"))
+                MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY .*\n(.|\n)*"))
         << result.out;
   }
+  // Whoever meets the stand-ins is told what they are.
+  EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\nclip-text +1 +onnxruntime +READY +stand-in with "
+                                       "random weights(.|\n)*"));
 }
 
 TEST(CliTest, InferRandomClipImagePrintsOneEmbedding) {

@@ -125,10 +125,11 @@ TEST(CollectionsTest, AddSearchDeleteAndFindAgainAfterARestart) {
         info.body,
         R"({"name":"pics","space":"clip-aligned","dimensions":128,"count":2,"index":"flat"})");
 
-    // The retrieve node: image-search looks in `gallery`.
+    // The retrieve node: image-search looks in `gallery` (the default text
+    // space: the image is embedded by what OCR reads in it).
     ASSERT_EQ(Curl(server, "POST", "/v1/collections/gallery/items",
                    R"({"items":[{"id":"g1","image":")" + first +
-                       R"("},{"id":"g2","text":"a caption","vector":)" + UnitVector(512) + "}]}")
+                       R"("},{"id":"g2","text":"a caption","vector":)" + UnitVector(96) + "}]}")
                   .code,
               200);
     auto run = Curl(server, "POST", "/v1/workflows/image-search/run",
@@ -185,11 +186,11 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
       {"DELETE", "/v1/collections/nothing", "", 404, "no collection 'nothing'"},
       {"DELETE", "/v1/collections/docs/items/missing", "", 404, "has no item 'missing'"},
       {"POST", "/v1/collections/docs/items", R"({"items":[{"vector":[1,2,3]}]})", 400,
-       "items[0]: 'vector' has 3 values; clip vectors have 512"},
+       "items[0]: 'vector' has 3 values; text vectors have 96"},
       {"POST", "/v1/collections/docs/search", R"({"query":{"vector":[1,0]}})", 400,
-       "query: 'vector' has 2 values; clip vectors have 512"},
+       "query: 'vector' has 2 values; text vectors have 96"},
       {"POST", "/v1/collections/docs/items", R"({"space":"clip-aligned","items":[{"text":"a"}]})",
-       400, "collection 'docs' holds clip vectors (512 dimensions), not clip-aligned"},
+       400, "collection 'docs' holds text vectors (96 dimensions), not clip-aligned"},
       {"POST", "/v1/collections/docs/items", R"({"space":"clip-huge","items":[{"text":"a"}]})", 400,
        "unknown space 'clip-huge'"},
       {"POST", "/v1/collections/docs/items", R"({"items":[]})", 400,

@@ -236,7 +236,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
   if (existing.ok()) space = (*existing)->space();
   if (doc->HasMember("space")) {
     if (!(*doc)["space"].IsString())
-      return responder->Send(JsonError(400, "'space' must be clip or clip-aligned"));
+      return responder->Send(JsonError(400, "'space' must be text, clip or clip-aligned"));
     auto asked = ParseSpace((*doc)["space"].GetString());
     if (!asked.ok()) return responder->Send(JsonError(asked.status()));
     if (space && *space != *asked) {
@@ -246,7 +246,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     }
     space = *asked;
   }
-  if (!space) space = EmbeddingSpace::kClip;
+  if (!space) space = EmbeddingSpace::kText;
   if (!doc->HasMember("items") || !(*doc)["items"].IsArray() || (*doc)["items"].Empty())
     return responder->Send(JsonError(400, "'items' must be a non-empty array"));
   const auto& values = (*doc)["items"];
@@ -282,7 +282,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
                               JsonQuoted(name), fmt::join(ids, ","), added->created, added->count));
     });
   };
-  embedder_.EmbedAll(std::move(contents), Dimensions(*space),
+  embedder_.EmbedAll(std::move(contents), *space,
                      [store, vectors, embedded = std::move(embedded),
                       responder](Result<std::vector<std::vector<float>>> result) {
                        if (!result.ok()) return responder->Send(JsonError(result.status()));
@@ -334,7 +334,7 @@ void CollectionsApi::Search(const std::string& name, const HttpRequest& request,
     });
   };
   if (query->vector) return search(std::move(*query->vector));
-  embedder_.EmbedAll({std::move(*query->content)}, (*collection)->dimension(),
+  embedder_.EmbedAll({std::move(*query->content)}, (*collection)->space(),
                      [search, responder](Result<std::vector<std::vector<float>>> result) {
                        if (!result.ok()) return responder->Send(JsonError(result.status()));
                        search(std::move((*result)[0]));

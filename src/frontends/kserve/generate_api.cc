@@ -127,7 +127,8 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     responder->Send(JsonError(parsed));
     return true;
   }
-  auto tokenizer = executor_.TokenizerFor(Embedder::kTextModel);
+  // Token counts (max_tokens, usage) in CLIP's BPE, GPT-like tokens.
+  auto tokenizer = executor_.TokenizerFor(Embedder::kClipTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   CompletionText answer(std::move(limits.stop), limits.max_tokens, counter.get());
 

@@ -21,9 +21,6 @@
 namespace braid {
 namespace {
 
-constexpr const char* kTextModel = Embedder::kTextModel;
-constexpr const char* kImageModel = Embedder::kImageModel;
-
 std::int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -64,21 +61,30 @@ std::string ModelEntry(const std::string& id, const char* owned_by, const std::s
                      JsonQuoted(id), owned_by, braid);
 }
 
+constexpr char kClipNote[] =
+    "the bundled CLIP models are stand-ins with random weights: their vectors mean nothing "
+    "until a real CLIP export replaces them";
+
 // What a model of the repository serves through the OpenAI and TEI routes
-// besides KServe inference.
-std::string ModelServes(const std::string& name) {
-  if (name == Embedder::kTextModel) {
-    return R"({"serves":["embeddings","inference"],"inputs":["text"],"dimensions":[512,128],"context_length":77})";
+// besides KServe inference, and its config's description.
+std::string ModelServes(const ModelVersionStatus& model) {
+  std::string serves = R"("serves":["inference"])";
+  if (model.name == Embedder::kTextModel) {
+    serves = fmt::format(
+        R"("serves":["embeddings","rerank","inference"],"inputs":["text","image","audio"],"dimensions":[{}],"context_length":512)",
+        kTextEmbedDimensions);
+  } else if (model.name == Embedder::kClipTextModel) {
+    serves =
+        R"("serves":["embeddings","inference"],"inputs":["text"],"dimensions":[512,128],"context_length":77)";
+  } else if (model.name == Embedder::kClipImageModel) {
+    serves = R"("serves":["embeddings","inference"],"inputs":["image"],"dimensions":[512,128])";
+  } else if (model.name == "asr") {
+    serves = R"("serves":["transcription","inference"],"inputs":["audio"],"aliases":["whisper-1"])";
+  } else if (model.name == "tts") {
+    serves =
+        R"("serves":["speech","inference"],"inputs":["text"],"aliases":["tts-1","tts-1-hd","gpt-4o-mini-tts"])";
   }
-  if (name == Embedder::kImageModel)
-    return R"({"serves":["embeddings","inference"],"inputs":["image"],"dimensions":[512,128]})";
-  if (name == "asr") {
-    return R"({"serves":["transcription","inference"],"inputs":["audio"],"aliases":["whisper-1"]})";
-  }
-  if (name == "tts") {
-    return R"({"serves":["speech","inference"],"inputs":["text"],"aliases":["tts-1","tts-1-hd","gpt-4o-mini-tts"]})";
-  }
-  return R"({"serves":["inference"]})";
+  return fmt::format(R"({{{},"description":{}}})", serves, JsonQuoted(model.description));
 }
 
 std::string WorkflowServes(const Workflow& workflow) {
@@ -101,16 +107,20 @@ std::vector<std::string> OpenAiApi::ModelEntries(const std::string& only) {
   if (wanted("clip")) {
     items.push_back(ModelEntry(
         "clip", "braid",
-        R"({"serves":["embeddings","rerank"],"inputs":["text","image","audio"],"dimensions":[512,128],"context_length":77})"));
+        fmt::format(
+            R"({{"serves":["embeddings","rerank"],"inputs":["text","image","audio"],"dimensions":[512,128],"context_length":77,"description":{}}})",
+            JsonQuoted(kClipNote))));
   }
   if (wanted("clip-aligned")) {
     items.push_back(ModelEntry(
         "clip-aligned", "braid",
-        R"({"serves":["rerank"],"inputs":["text","image","audio"],"dimensions":[128],"context_length":77})"));
+        fmt::format(
+            R"({{"serves":["rerank"],"inputs":["text","image","audio"],"dimensions":[128],"context_length":77,"description":{}}})",
+            JsonQuoted(kClipNote))));
   }
   for (const auto& status : service_.Index()) {
     if (status.state == ModelState::kReady && wanted(status.name))
-      items.push_back(ModelEntry(status.name, "braid", ModelServes(status.name)));
+      items.push_back(ModelEntry(status.name, "braid", ModelServes(status)));
   }
   for (const auto& [name, entry] : workflows_.entries()) {
     if (entry.workflow && wanted(name))
@@ -139,22 +149,29 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
   if (doc.HasParseError() || !doc.IsObject())
     return responder->Send(JsonError(400, "the body must be a JSON object"));
-  // Without a model (as Dify's TEI provider sends it): clip.
+  // Without a model (as Dify's TEI provider sends it): text-embed.
   if (doc.HasMember("model") && !doc["model"].IsString())
     return responder->Send(JsonError(400, "'model' must be a string"));
-  const std::string model = doc.HasMember("model") ? doc["model"].GetString() : "clip";
-  if (model != "clip" && model != kTextModel && model != kImageModel) {
+  const std::string model =
+      doc.HasMember("model") ? doc["model"].GetString() : Embedder::kTextModel;
+  const bool clip =
+      model == "clip" || model == Embedder::kClipTextModel || model == Embedder::kClipImageModel;
+  if (!clip && model != Embedder::kTextModel) {
     return responder->Send(JsonError(
-        404, fmt::format("unknown embedding model '{}' (available: clip, clip-text, clip-image)",
-                         model)));
+        404,
+        fmt::format("unknown embedding model '{}' (available: {}, clip, clip-text, clip-image)",
+                    model, Embedder::kTextModel)));
   }
-  int dimensions = 512;
+  EmbeddingSpace space = clip ? EmbeddingSpace::kClip : EmbeddingSpace::kText;
   if (doc.HasMember("dimensions")) {
-    if (!doc["dimensions"].IsInt() ||
-        (doc["dimensions"].GetInt() != 512 && doc["dimensions"].GetInt() != 128)) {
-      return responder->Send(JsonError(400, "'dimensions' must be 512 or 128 (the aligned space)"));
+    const int wanted = doc["dimensions"].IsInt() ? doc["dimensions"].GetInt() : -1;
+    if (!clip && wanted != kTextEmbedDimensions) {
+      return responder->Send(JsonError(
+          400, fmt::format("'dimensions' of {} must be {}", model, kTextEmbedDimensions)));
     }
-    dimensions = doc["dimensions"].GetInt();
+    if (clip && wanted != 512 && wanted != 128)
+      return responder->Send(JsonError(400, "'dimensions' must be 512 or 128 (the aligned space)"));
+    if (clip && wanted == 128) space = EmbeddingSpace::kClipAligned;
   }
   bool base64 = false;
   if (doc.HasMember("encoding_format")) {
@@ -168,9 +185,9 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   auto items = ParseEmbedItems(doc["input"]);
   if (!items.ok()) return responder->Send(JsonError(items.status()));
   if (items->empty()) return responder->Send(JsonError(400, "'input' is empty"));
-  const std::size_t tokens = embedder_.CountTokens(*items);
+  const std::size_t tokens = embedder_.CountTokens(*items, space);
   embedder_.EmbedAll(
-      std::move(items).value(), dimensions,
+      std::move(items).value(), space,
       [responder, model, base64, tokens](Result<std::vector<std::vector<float>>> vectors) {
         if (!vectors.ok()) return responder->Send(JsonError(vectors.status()));
         responder->SendFrom([vectors = std::move(vectors).value(), model, base64, tokens] {
@@ -447,7 +464,8 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   auto turn = ReadUserMessage(**workflow, doc["messages"]);
   if (!turn.ok()) return responder->Send(JsonError(turn.status()));
 
-  auto tokenizer = executor_.TokenizerFor(kTextModel);
+  // Token counts (max_tokens, usage) in CLIP's BPE, GPT-like tokens.
+  auto tokenizer = executor_.TokenizerFor(Embedder::kClipTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   const std::size_t prompt_tokens = counter ? counter->CountTokens(turn->text) : 0;
   auto reply = std::make_shared<ChatReply>(responder, model, options->stream,

@@ -123,15 +123,20 @@ bool RetrievalApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
 void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder) {
   auto doc = ParseJsonObject(*request.body);
   if (!doc.ok()) return responder->Send(JsonError(doc.status()));
-  std::string model = "clip";
+  std::string model = Embedder::kTextModel;
   if (doc->HasMember("model")) {
     if (!(*doc)["model"].IsString())
       return responder->Send(JsonError(400, "'model' must be a string"));
     model = (*doc)["model"].GetString();
   }
-  if (model != "clip" && model != "clip-aligned") {
-    return responder->Send(JsonError(
-        404, fmt::format("unknown rerank model '{}' (available: clip, clip-aligned)", model)));
+  // The model names the space: text-embed's, CLIP's, or the aligned one.
+  const EmbeddingSpace space = model == "clip"           ? EmbeddingSpace::kClip
+                               : model == "clip-aligned" ? EmbeddingSpace::kClipAligned
+                                                         : EmbeddingSpace::kText;
+  if (space == EmbeddingSpace::kText && model != Embedder::kTextModel) {
+    return responder->Send(
+        JsonError(404, fmt::format("unknown rerank model '{}' (available: {}, clip, clip-aligned)",
+                                   model, Embedder::kTextModel)));
   }
   if (!doc->HasMember("query")) return responder->Send(JsonError(400, "'query' is required"));
   auto query = ParseEmbedItem((*doc)["query"]);
@@ -171,9 +176,9 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
   if (!return_documents.ok()) return responder->Send(JsonError(return_documents.status()));
   std::vector<EmbedItem> counted = items;
   counted.push_back(*query);
-  const std::size_t tokens = embedder_.CountTokens(counted);
+  const std::size_t tokens = embedder_.CountTokens(counted, space);
   embedder_.Score(
-      std::move(*query), std::move(items), model == "clip" ? 512 : 128,
+      std::move(*query), std::move(items), space,
       [responder, model, top_n, echoes = std::move(echoes), documents = *return_documents,
        tokens](Result<std::vector<float>> scores) {
         if (!scores.ok()) return responder->Send(JsonError(scores.status()));
@@ -199,7 +204,7 @@ void RetrievalApi::TeiInfo(bool reranker, HttpResponderPtr responder) {
                : R"({"embedding":{"pooling":"cls"}})";
   responder->Send(Json(fmt::format(
       R"({{"model_id":"braid/{}","model_sha":null,"model_dtype":"float32","model_type":{},)"
-      R"("max_concurrent_requests":4096,"max_input_length":77,"max_batch_tokens":16384,)"
+      R"("max_concurrent_requests":4096,"max_input_length":512,"max_batch_tokens":16384,)"
       R"("max_batch_requests":null,"max_client_batch_size":{},"auto_truncate":true,)"
       R"("tokenization_workers":1,"version":"{}","sha":null,"docker_label":null}})",
       Embedder::kTextModel, type, kMaxEmbedItems, kVersion)));
@@ -213,7 +218,7 @@ void RetrievalApi::TeiEmbed(const HttpRequest& request, HttpResponderPtr respond
   auto normalize = OptionalBool(*doc, "normalize", true);
   if (!normalize.ok()) return responder->Send(JsonError(normalize.status()));
   embedder_.EmbedAll(
-      TextItems(*texts), 512,
+      TextItems(*texts), EmbeddingSpace::kText,
       [responder](Result<std::vector<std::vector<float>>> vectors) {
         if (!vectors.ok()) return responder->Send(JsonError(vectors.status()));
         std::vector<std::string> rows;
@@ -238,7 +243,7 @@ void RetrievalApi::TeiRerank(const HttpRequest& request, HttpResponderPtr respon
   }
   EmbedItem query{EmbedItem::Kind::kText, (*doc)["query"].GetString()};
   if (!IsValidUtf8(query.data)) return responder->Send(JsonError(400, "query must be UTF-8"));
-  embedder_.Score(std::move(query), TextItems(*texts), 512,
+  embedder_.Score(std::move(query), TextItems(*texts), EmbeddingSpace::kText,
                   [responder, texts = *texts, raw = *raw,
                    with_text = *return_text](Result<std::vector<float>> scores) {
                     if (!scores.ok()) return responder->Send(JsonError(scores.status()));

@@ -88,7 +88,7 @@ class RetrieveKind : public NodeKind {
     if (!image && !run.inputs.count("text")) return done(InvalidArgument("retrieve got no query"));
     executor.query_embedder()(image ? InputType::kImage : InputType::kText,
                               std::string(FirstString(run.inputs[image ? "image" : "text"])),
-                              (*collection)->dimension(),
+                              (*collection)->space(),
                               [search, done](Result<std::vector<float>> query) {
                                 if (!query.ok()) return done(query.status());
                                 search(std::move(query).value());

@@ -89,12 +89,12 @@ class RetrieveRunTest : public ::testing::Test {
   RetrieveRunTest() : store_(CollectionStoreOptions{}) {
     std::vector<Item> items = {{"x", "along x", "", "", ""}, {"y", "along y", "", "", ""}};
     EXPECT_TRUE(store_.Add("notes", EmbeddingSpace::kClipAligned, items, {Axis(0), Axis(1)}).ok());
-    // Texts embed to the y axis, in the dimensions the collection asks for.
+    // Texts embed to the y axis, in the space the collection asks for.
     executor_.SetCollections(&store_,
-                             [](InputType type, std::string data, int dimensions, auto done) {
+                             [](InputType type, std::string data, EmbeddingSpace space, auto done) {
                                if (type != InputType::kText || data != "why")
                                  return done(InvalidArgument("unexpected"));
-                               done(Axis(1, dimensions));
+                               done(Axis(1, Dimensions(space)));
                              });
   }
 
