@@ -59,6 +59,10 @@ test('/v1/models says what each name serves; GET /v1/models/{id} works', async (
   const byId = Object.fromEntries(models.data.map((m) => [m.id, m]));
   assert.deepEqual(byId.clip.braid.serves, ['embeddings', 'rerank']);
   assert.deepEqual(byId.clip.braid.dimensions, [512, 128]);
+  assert.match(byId.clip.braid.description, /stand-ins with random weights/);
+  assert.deepEqual(byId['text-embed'].braid.serves, ['embeddings', 'rerank', 'inference']);
+  assert.deepEqual(byId['text-embed'].braid.dimensions, [96]);
+  assert.match(byId['text-embed'].braid.description, /WordNet/);
   assert.ok(byId.asr.braid.serves.includes('transcription'));
   assert.ok(byId.tts.braid.serves.includes('speech'));
   const report = byId['speech-report'];
@@ -142,16 +146,19 @@ test('OpenAI-API-compatible LLM: audio as an image_url data URL reaches the audi
 
 test('OpenAI-API-compatible text embedding: validation and a batch', async () => {
   // validate_credentials: one string, and "model" must come back.
-  const check = await postJson(`${endpoint()}embeddings`, { input: 'ping', model: 'clip' });
-  assert.equal(check.status, 200);
-  assert.equal((await check.json()).model, 'clip');
-  const body = await (await postJson(`${endpoint()}embeddings`, {
-    model: 'clip-text', input: ['a photo of a cat', 'a diagram'], encoding_format: 'float',
-  })).json();
-  assert.equal(body.data.length, 2);
-  assert.equal(body.data[1].index, 1);
-  assert.equal(body.data[0].embedding.length, 512);
-  assert.ok(body.usage.total_tokens > 0);
+  // The model deploy/dify/README.md names (text-embed), and clip as well.
+  for (const [model, dimensions] of [['text-embed', 96], ['clip', 512]]) {
+    const check = await postJson(`${endpoint()}embeddings`, { input: 'ping', model });
+    assert.equal(check.status, 200);
+    assert.equal((await check.json()).model, model);
+    const body = await (await postJson(`${endpoint()}embeddings`, {
+      model, input: ['a photo of a cat', 'a diagram'], encoding_format: 'float',
+    })).json();
+    assert.equal(body.data.length, 2);
+    assert.equal(body.data[1].index, 1);
+    assert.equal(body.data[0].embedding.length, dimensions);
+    assert.ok(body.usage.total_tokens > 0);
+  }
 });
 
 test('OpenAI-API-compatible rerank: validation request and the fields read', async () => {
@@ -160,7 +167,7 @@ test('OpenAI-API-compatible rerank: validation request and the fields read', asy
     method: 'POST',
     headers: { Authorization: 'Bearer None', 'Content-Type': 'application/json' },
     body: JSON.stringify({
-      model: 'clip', query: 'What is the capital of the United States?',
+      model: 'text-embed', query: 'What is the capital of the United States?',
       documents: [
         'Carson City is the capital city of the American state of Nevada. At the 2010 United States Census, Carson City had a population of 55,274.',
         'The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean that are a political division controlled by the United States. Its capital is Saipan.',
