@@ -33,6 +33,34 @@ void ForEachWord(std::string_view text, Fn fn) {
   }
 }
 
+// Calls fn(id, piece, start, stop) for each feature of `text` in order,
+// at most spec.max_features: the word or n-gram (with '<' and '>' at the
+// word's edges) and the input bytes it covers.
+template <typename Fn>
+void ForEachFeature(std::string_view text, const NgramSpec& spec, Fn fn) {
+  const std::int64_t ngram_base = 2 + spec.word_buckets;
+  auto bucket = [](std::string_view piece, std::int64_t buckets) {
+    return static_cast<std::int64_t>(HashText(piece) % static_cast<std::uint64_t>(buckets));
+  };
+  std::size_t count = 0;
+  ForEachWord(text, [&](const std::string& word, std::size_t start, std::size_t stop) {
+    if (count++ >= spec.max_features) return false;
+    fn(2 + bucket(word, spec.word_buckets), std::string_view(word), start, stop);
+    const std::string wrapped = "<" + word + ">";
+    for (int n = spec.min_n; n <= spec.max_n; ++n) {
+      for (std::size_t at = 0; at + n <= wrapped.size(); ++at) {
+        if (count++ >= spec.max_features) return false;
+        const std::string_view piece = std::string_view(wrapped).substr(at, n);
+        // The input bytes under the n-gram, '<' and '>' not being in it.
+        const std::size_t first = at == 0 ? 0 : at - 1;
+        const std::size_t last = std::min(word.size(), at + n - 1);
+        fn(ngram_base + bucket(piece, spec.ngram_buckets), piece, start + first, start + last);
+      }
+    }
+    return true;
+  });
+}
+
 }  // namespace
 
 std::vector<std::string> NgramWords(std::string_view text) {
@@ -46,33 +74,18 @@ std::vector<std::string> NgramWords(std::string_view text) {
 
 std::vector<NgramFeature> NgramFeatureList(std::string_view text, const NgramSpec& spec) {
   std::vector<NgramFeature> features;
-  const std::int64_t ngram_base = 2 + spec.word_buckets;
-  auto bucket = [](std::string_view piece, std::int64_t buckets) {
-    return static_cast<std::int64_t>(HashText(piece) % static_cast<std::uint64_t>(buckets));
-  };
-  ForEachWord(text, [&](const std::string& word, std::size_t start, std::size_t stop) {
-    if (features.size() >= spec.max_features) return false;
-    features.push_back({2 + bucket(word, spec.word_buckets), word, start, stop});
-    const std::string wrapped = "<" + word + ">";
-    for (int n = spec.min_n; n <= spec.max_n; ++n) {
-      for (std::size_t at = 0; at + n <= wrapped.size(); ++at) {
-        if (features.size() >= spec.max_features) return false;
-        const std::string_view piece = std::string_view(wrapped).substr(at, n);
-        // The input bytes under the n-gram, '<' and '>' not being in it.
-        const std::size_t first = at == 0 ? 0 : at - 1;
-        const std::size_t last = std::min(word.size(), at + n - 1);
-        features.push_back({ngram_base + bucket(piece, spec.ngram_buckets), std::string(piece),
-                            start + first, start + last});
-      }
-    }
-    return true;
-  });
+  ForEachFeature(text, spec,
+                 [&](std::int64_t id, std::string_view piece, std::size_t start, std::size_t stop) {
+                   features.push_back({id, std::string(piece), start, stop});
+                 });
   return features;
 }
 
 std::vector<std::int64_t> NgramFeatures(std::string_view text, const NgramSpec& spec) {
   std::vector<std::int64_t> ids;
-  for (const auto& feature : NgramFeatureList(text, spec)) ids.push_back(feature.id);
+  ForEachFeature(text, spec, [&](std::int64_t id, std::string_view, std::size_t, std::size_t) {
+    ids.push_back(id);
+  });
   if (ids.empty()) ids.push_back(kEmptyFeature);
   return ids;
 }

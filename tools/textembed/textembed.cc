@@ -38,8 +38,8 @@ void PrintRetrieval(const std::string& what, std::size_t count, const RetrievalM
 constexpr const char* kModelFiles[] = {"model.onnx", "tokenizer.json"};
 
 // The cache entry's name: a hash of everything the weights depend on.
-Result<std::string> CacheKey(const std::filesystem::path& wordnet, const NgramSpec& spec,
-                             const TextTrainOptions& options) {
+std::string CacheKey(const std::filesystem::path& wordnet, const NgramSpec& spec,
+                     const TextTrainOptions& options) {
   Hasher hasher;
   hasher.Add(std::int64_t{kTextEmbedRevision});
   for (const char* file : {"data.noun", "data.verb", "data.adj", "data.adv", "cntlist.rev"}) {
@@ -107,9 +107,8 @@ int main(int argc, char** argv) {
 
   std::filesystem::path entry;
   if (!cache.empty()) {
-    auto key = CacheKey(wordnet, spec, options);
-    if (key.ok()) entry = std::filesystem::path(cache) / *key;
-    if (!entry.empty() && CopyModel(entry, out)) {
+    entry = std::filesystem::path(cache) / CacheKey(wordnet, spec, options);
+    if (CopyModel(entry, out)) {
       fmt::print("textembed: reused the model trained before ({})\n", entry.string());
       return 0;
     }
