@@ -20,6 +20,7 @@
 #include "core/base64.h"
 #include "core/file_util.h"
 #include "core/random_id.h"
+#include "preprocess/layout.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
@@ -163,6 +164,8 @@ int Dimensions(EmbeddingSpace space) {
       return 512;
     case EmbeddingSpace::kClipAligned:
       return 128;
+    case EmbeddingSpace::kDocument:
+      return kTextEmbedDimensions + kLayoutDimensions;
   }
   return 0;
 }
@@ -175,16 +178,20 @@ std::string_view SpaceName(EmbeddingSpace space) {
       return "clip";
     case EmbeddingSpace::kClipAligned:
       return "clip-aligned";
+    case EmbeddingSpace::kDocument:
+      return "document";
   }
   return "";
 }
 
 Result<EmbeddingSpace> ParseSpace(std::string_view name) {
-  for (auto space : {EmbeddingSpace::kText, EmbeddingSpace::kClip, EmbeddingSpace::kClipAligned}) {
+  for (auto space : kEmbeddingSpaces) {
     if (name == SpaceName(space)) return space;
   }
   return InvalidArgument(
-      "unknown space '{}' (known: text, 96 dimensions; clip, 512; clip-aligned, 128)", name);
+      "unknown space '{}' (known: text, 96 dimensions; document, 128; clip, 512; clip-aligned, "
+      "128)",
+      name);
 }
 
 std::string_view IndexKindName(IndexKind kind) {

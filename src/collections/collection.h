@@ -3,7 +3,8 @@
 // (the text, or an image's media type and file name, plus optional client
 // metadata as JSON) and an L2-normalised vector in one embedding space fixed
 // at creation: `text` (braid's text embedder, 96 dimensions; images are
-// read by OCR), `clip` (512) or `clip-aligned` (128). Scores are
+// read by OCR), `document` (the same plus an image's layout, 128), `clip`
+// (512) or `clip-aligned` (128). Scores are
 // inner products of normalised vectors, i.e. cosine similarities.
 //
 // The vectors live in a FAISS index: exact (IndexFlatIP) while the
@@ -47,12 +48,18 @@ struct Index;
 namespace braid {
 
 // Where embeddings live: braid's text embedder (`text-embed`; images by the
-// text OCR reads in them), CLIP's space, or the aligned cross-modal space.
-enum class EmbeddingSpace { kText, kClip, kClipAligned };
+// text OCR reads in them), CLIP's space, the aligned cross-modal space, or
+// the document space: the text embedder's vector followed by an image's
+// layout and colour descriptor (zeros for texts and audio), so that
+// screenshots and scans with the same words, or none, still differ.
+enum class EmbeddingSpace { kText, kClip, kClipAligned, kDocument };
+inline constexpr EmbeddingSpace kEmbeddingSpaces[] = {EmbeddingSpace::kText, EmbeddingSpace::kClip,
+                                                      EmbeddingSpace::kClipAligned,
+                                                      EmbeddingSpace::kDocument};
 inline constexpr int kTextEmbedDimensions = 96;  // models/text-embed/config.yaml
 int Dimensions(EmbeddingSpace space);
 std::string_view SpaceName(EmbeddingSpace space);
-// "text", "clip" or "clip-aligned"; InvalidArgument otherwise.
+// "text", "clip", "clip-aligned" or "document"; InvalidArgument otherwise.
 Result<EmbeddingSpace> ParseSpace(std::string_view name);
 
 enum class IndexKind { kFlat, kHnsw };

@@ -6,6 +6,8 @@
 #include <mutex>
 
 #include "core/base64.h"
+#include "preprocess/layout.h"
+#include "preprocess/ngram_tokenizer.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid {
@@ -81,14 +83,17 @@ float Cosine(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 std::string_view TextModelOf(EmbeddingSpace space) {
-  return space == EmbeddingSpace::kText ? Embedder::kTextModel : Embedder::kClipTextModel;
+  return space == EmbeddingSpace::kText || space == EmbeddingSpace::kDocument
+             ? Embedder::kTextModel
+             : Embedder::kClipTextModel;
 }
 
 std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space) {
   const bool aligned = space == EmbeddingSpace::kClipAligned;
   std::string yaml;
   std::string vector;
-  if (kind == EmbedItem::Kind::kImage && space != EmbeddingSpace::kText) {
+  const bool document = space == EmbeddingSpace::kDocument;
+  if (kind == EmbedItem::Kind::kImage && (space == EmbeddingSpace::kClip || aligned)) {
     yaml = R"(inputs: {image: {type: image}}
 nodes:
   - {id: pixels, kind: preprocess.image, from: {image: inputs.image}}
@@ -100,7 +105,9 @@ nodes:
     return yaml + "outputs: {vector: " + vector + "}\n";
   }
   // Text, or text read from the item first: the transcript of audio, or
-  // what OCR reads in an image (in the text space).
+  // what OCR reads in an image (in the text and document spaces; the
+  // document space adds the image's layout, and the token ids tell whether
+  // anything was read).
   std::string text = "inputs.text";
   if (kind == EmbedItem::Kind::kAudio) {
     yaml = R"(inputs: {audio: {type: audio}}
@@ -114,6 +121,8 @@ nodes:
   - {id: reading, kind: model, model: ocr, from: {image: inputs.image}}
 )";
     text = "reading.text";
+    if (document)
+      yaml += "  - {id: layout, kind: preprocess.layout, from: {image: inputs.image}}\n";
   } else {
     yaml = "inputs: {text: {type: text}}\nnodes:\n";
   }
@@ -124,13 +133,29 @@ nodes:
       model, text);
   vector = aligned ? "aligned.text" : "embedding.text_embeds";
   if (aligned) yaml += "  - {id: aligned, kind: project, from: {text: embedding.text_embeds}}\n";
-  return yaml + "outputs: {vector: " + vector + "}\n";
+  std::string outputs = "vector: " + vector;
+  if (document) outputs += ", ids: tokens.input_ids";
+  if (document && kind == EmbedItem::Kind::kImage) outputs += ", layout: layout.descriptor";
+  return yaml + "outputs: {" + outputs + "}\n";
+}
+
+std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
+                                  std::span<const float> layout) {
+  std::vector<float> vector(kTextEmbedDimensions + kLayoutDimensions, 0.0f);
+  const float text_weight = layout.empty() ? 1.0f : std::sqrt(1 - kLayoutShare);
+  if (!read_nothing) {
+    for (std::size_t i = 0; i < text.size() && i < kTextEmbedDimensions; ++i)
+      vector[i] = text[i] * text_weight;
+  }
+  const float layout_weight = read_nothing ? 1.0f : std::sqrt(kLayoutShare);
+  for (std::size_t i = 0; i < layout.size() && i < kLayoutDimensions; ++i)
+    vector[kTextEmbedDimensions + i] = layout[i] * layout_weight;
+  return vector;
 }
 
 Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : executor_(executor) {
   for (auto kind : {EmbedItem::Kind::kText, EmbedItem::Kind::kImage, EmbedItem::Kind::kAudio}) {
-    for (auto space :
-         {EmbeddingSpace::kText, EmbeddingSpace::kClip, EmbeddingSpace::kClipAligned}) {
+    for (auto space : kEmbeddingSpaces) {
       constexpr const char* kKindNames[] = {"text", "image", "audio"};
       const std::string name =
           fmt::format("embed-{}-{}", kKindNames[static_cast<int>(kind)], SpaceName(space));
@@ -206,17 +231,26 @@ void Embedder::Embed(const EmbedItem& item, EmbeddingSpace space, VectorDone don
   if (!pipeline.workflow) return done(pipeline.why_not);
   const WorkflowPtr& workflow = pipeline.workflow;
   NamedTensors inputs = {{workflow->inputs[0].name, *Tensor::FromStrings({item.data}, {1})}};
-  executor_.Start(workflow, std::move(inputs), RunOptions{},
-                  [done = std::move(done)](const WorkflowEvent& event) {
-                    if (event.type == WorkflowEvent::Type::kError)
-                      return done(Status(event.error_code, event.text));
-                    if (event.type != WorkflowEvent::Type::kWorkflowFinished) return;
-                    auto vector = event.outputs.find("vector");
-                    if (vector == event.outputs.end())
-                      return done(Internal("the embedding pipeline produced no vector"));
-                    auto values = vector->second.span<float>();
-                    done(std::vector<float>(values.begin(), values.end()));
-                  });
+  executor_.Start(
+      workflow, std::move(inputs), RunOptions{},
+      [space, done = std::move(done)](const WorkflowEvent& event) {
+        if (event.type == WorkflowEvent::Type::kError)
+          return done(Status(event.error_code, event.text));
+        if (event.type != WorkflowEvent::Type::kWorkflowFinished) return;
+        auto vector = event.outputs.find("vector");
+        if (vector == event.outputs.end())
+          return done(Internal("the embedding pipeline produced no vector"));
+        auto values = vector->second.span<float>();
+        if (space != EmbeddingSpace::kDocument)
+          return done(std::vector<float>(values.begin(), values.end()));
+        auto ids = event.outputs.find("ids");
+        const bool read_nothing = ids != event.outputs.end() && ids->second.element_count() > 0 &&
+                                  ids->second.span<std::int64_t>()[0] == kEmptyFeature;
+        auto layout = event.outputs.find("layout");
+        done(DocumentVector(values, read_nothing,
+                            layout == event.outputs.end() ? std::span<const float>()
+                                                          : layout->second.span<float>()));
+      });
 }
 
 }  // namespace braid

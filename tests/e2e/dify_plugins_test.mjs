@@ -61,7 +61,7 @@ test('/v1/models says what each name serves; GET /v1/models/{id} works', async (
   assert.deepEqual(byId.clip.braid.dimensions, [512, 128]);
   assert.match(byId.clip.braid.description, /stand-ins with random weights/);
   assert.deepEqual(byId['text-embed'].braid.serves, ['embeddings', 'rerank', 'inference']);
-  assert.deepEqual(byId['text-embed'].braid.dimensions, [96]);
+  assert.deepEqual(byId['text-embed'].braid.dimensions, [96, 128]);
   assert.match(byId['text-embed'].braid.description, /WordNet/);
   assert.ok(byId.asr.braid.serves.includes('transcription'));
   assert.ok(byId.tts.braid.serves.includes('speech'));

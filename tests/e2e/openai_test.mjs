@@ -54,6 +54,14 @@ test('text-embed, the default: vectors that mean something', async () => {
     model: 'text-embed', input: [{ type: 'image_url', image_url: { url: imageUrl() } }, 'an invoice'],
   });
   assert.equal(picture.data[0].embedding.length, 96);
+  // 128 dimensions: the document space, the text's vector then an image's
+  // layout (zeros for a text).
+  const documents = await client.embeddings.create({
+    model: 'text-embed', dimensions: 128, input: [{ type: 'image_url', image_url: { url: imageUrl() } }, 'an invoice'],
+  });
+  assert.equal(documents.data[0].embedding.length, 128);
+  assert.ok(documents.data[0].embedding.slice(96).some((x) => x !== 0), 'an image has a layout');
+  assert.ok(documents.data[1].embedding.slice(96).every((x) => x === 0), 'a text has none');
   await assert.rejects(client.embeddings.create({ model: 'text-embed', dimensions: 512, input: 'x' }), (e) => e.status === 400);
 });
 

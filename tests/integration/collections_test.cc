@@ -7,6 +7,8 @@
 #include <rapidjson/document.h>
 
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "core/base64.h"
 #include "support/command.h"
@@ -125,11 +127,12 @@ TEST(CollectionsTest, AddSearchDeleteAndFindAgainAfterARestart) {
         info.body,
         R"({"name":"pics","space":"clip-aligned","dimensions":128,"count":2,"index":"flat"})");
 
-    // The retrieve node: image-search looks in `gallery` (the default text
-    // space: the image is embedded by what OCR reads in it).
+    // The retrieve node: image-search looks in `gallery` (the default
+    // document space: the image is embedded by what OCR reads in it and its
+    // layout).
     ASSERT_EQ(Curl(server, "POST", "/v1/collections/gallery/items",
                    R"({"items":[{"id":"g1","image":")" + first +
-                       R"("},{"id":"g2","text":"a caption","vector":)" + UnitVector(96) + "}]}")
+                       R"("},{"id":"g2","text":"a caption","vector":)" + UnitVector(128) + "}]}")
                   .code,
               200);
     auto run = Curl(server, "POST", "/v1/workflows/image-search/run",
@@ -167,6 +170,67 @@ TEST(CollectionsTest, AddSearchDeleteAndFindAgainAfterARestart) {
   EXPECT_FALSE(std::filesystem::exists(data.path() / "collections/pics"));
 }
 
+// A data URL of `rgb` encoded as `extension` (".png", ".jpg").
+std::string EncodedUrl(const cv::Mat& rgb, const std::string& extension) {
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  std::vector<unsigned char> bytes;
+  EXPECT_TRUE(cv::imencode(extension, bgr, bytes));
+  const std::string type = extension == ".png" ? "png" : "jpeg";
+  return "data:image/" + type + ";base64," +
+         Base64Encode(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+// Two pictures without a word in them: a sunset (orange over dark) and a
+// sea (blue under a pale sky).
+cv::Mat Picture(bool sunset) {
+  cv::Mat rgb(360, 480, CV_8UC3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    const bool upper = y < rgb.rows / 2;
+    const cv::Vec3b colour = sunset ? (upper ? cv::Vec3b(250, 140, 40) : cv::Vec3b(40, 20, 30))
+                                    : (upper ? cv::Vec3b(200, 225, 250) : cv::Vec3b(20, 60, 160));
+    rgb.row(y).setTo(cv::Scalar(colour[0], colour[1], colour[2]));
+  }
+  return rgb;
+}
+
+TEST(CollectionsTest, TheDocumentSpaceTellsImagesApartByTheirLook) {
+  testing::TempDir data;
+  ServerProcess server = Start(data);
+  ASSERT_TRUE(server.ready()) << server.ready_line();
+  auto added =
+      Curl(server, "POST", "/v1/collections/looks/items",
+           R"({"items":[{"id":"sunset","image":")" + EncodedUrl(Picture(true), ".png") +
+               R"("},{"id":"sea","image":")" + EncodedUrl(Picture(false), ".png") +
+               R"("},{"id":"page","image":")" + ImageUrl("text_0_DejaVu-Sans_40.png") + R"("}]})");
+  ASSERT_EQ(added.code, 200) << added.body;
+  EXPECT_THAT(Curl(server, "GET", "/v1/collections/looks").body,
+              HasSubstr(R"("space":"document","dimensions":128)"));
+
+  // Smaller JPEG copies find their originals by layout and colour alone
+  // (OCR reads nothing in either picture).
+  for (const bool sunset : {true, false}) {
+    cv::Mat copy;
+    cv::resize(Picture(sunset), copy, cv::Size(), 0.6, 0.6, cv::INTER_AREA);
+    auto found = Curl(server, "POST", "/v1/collections/looks/search",
+                      R"({"query":{"image":")" + EncodedUrl(copy, ".jpg") + R"("},"top_k":1})");
+    EXPECT_EQ(Ids(found), (std::vector<std::string>{sunset ? "sunset" : "sea"})) << found.body;
+  }
+
+  // A text query is matched on what the page says; a picture with nothing
+  // to read scores zero.
+  auto found =
+      Curl(server, "POST", "/v1/collections/looks/search", R"({"query":"a fox jumps over a dog"})");
+  ASSERT_EQ(found.code, 200) << found.body;
+  auto doc = Parse(found.body);
+  ASSERT_EQ(doc["results"].Size(), 3u) << found.body;
+  EXPECT_STREQ(doc["results"][0]["id"].GetString(), "page") << found.body;
+  EXPECT_GT(doc["results"][0]["score"].GetDouble(), 0.3) << found.body;
+  EXPECT_NEAR(doc["results"][1]["score"].GetDouble(), 0.0, 1e-6) << found.body;
+  EXPECT_NEAR(doc["results"][2]["score"].GetDouble(), 0.0, 1e-6) << found.body;
+  EXPECT_EQ(server.Stop(), 0);
+}
+
 TEST(CollectionsTest, BadInputGetsClearErrors) {
   testing::TempDir data;
   ServerProcess server = Start(data);
@@ -186,11 +250,11 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
       {"DELETE", "/v1/collections/nothing", "", 404, "no collection 'nothing'"},
       {"DELETE", "/v1/collections/docs/items/missing", "", 404, "has no item 'missing'"},
       {"POST", "/v1/collections/docs/items", R"({"items":[{"vector":[1,2,3]}]})", 400,
-       "items[0]: 'vector' has 3 values; text vectors have 96"},
+       "items[0]: 'vector' has 3 values; document vectors have 128"},
       {"POST", "/v1/collections/docs/search", R"({"query":{"vector":[1,0]}})", 400,
-       "query: 'vector' has 2 values; text vectors have 96"},
+       "query: 'vector' has 2 values; document vectors have 128"},
       {"POST", "/v1/collections/docs/items", R"({"space":"clip-aligned","items":[{"text":"a"}]})",
-       400, "collection 'docs' holds text vectors (96 dimensions), not clip-aligned"},
+       400, "collection 'docs' holds document vectors (128 dimensions), not clip-aligned"},
       {"POST", "/v1/collections/docs/items", R"({"space":"clip-huge","items":[{"text":"a"}]})", 400,
        "unknown space 'clip-huge'"},
       {"POST", "/v1/collections/docs/items", R"({"items":[]})", 400,

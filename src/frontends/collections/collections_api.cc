@@ -236,7 +236,8 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
   if (existing.ok()) space = (*existing)->space();
   if (doc->HasMember("space")) {
     if (!(*doc)["space"].IsString())
-      return responder->Send(JsonError(400, "'space' must be text, clip or clip-aligned"));
+      return responder->Send(
+          JsonError(400, "'space' must be document, text, clip or clip-aligned"));
     auto asked = ParseSpace((*doc)["space"].GetString());
     if (!asked.ok()) return responder->Send(JsonError(asked.status()));
     if (space && *space != *asked) {
@@ -246,7 +247,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     }
     space = *asked;
   }
-  if (!space) space = EmbeddingSpace::kText;
+  if (!space) space = EmbeddingSpace::kDocument;
   if (!doc->HasMember("items") || !(*doc)["items"].IsArray() || (*doc)["items"].Empty())
     return responder->Send(JsonError(400, "'items' must be a non-empty array"));
   const auto& values = (*doc)["items"];

@@ -6,7 +6,8 @@
 //   metadata?}], space?}: `image` is a data URL, plain base64, or
 //   {upload_file_id} from /v1/files/upload; `vector` is an embedding the
 //   client brings. The collection is created by its first add, in `space`
-//   (clip, 512 dimensions, the default; or clip-aligned, 128), which it
+//   (document, 128 dimensions, the default: braid's text embedder plus an
+//   image's layout; text, 96; clip, 512; or clip-aligned, 128), which it
 //   keeps. An existing id is replaced. → {collection, ids, created, count}.
 // - POST /v1/collections/{c}/search {query: {text | image | vector} or a
 //   string, top_k?} → {collection, results: [{id, score, text?,

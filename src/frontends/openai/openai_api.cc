@@ -71,8 +71,8 @@ std::string ModelServes(const ModelVersionStatus& model) {
   std::string serves = R"("serves":["inference"])";
   if (model.name == Embedder::kTextModel) {
     serves = fmt::format(
-        R"("serves":["embeddings","rerank","inference"],"inputs":["text","image","audio"],"dimensions":[{}],"context_length":512)",
-        kTextEmbedDimensions);
+        R"("serves":["embeddings","rerank","inference"],"inputs":["text","image","audio"],"dimensions":[{},{}],"context_length":512)",
+        kTextEmbedDimensions, Dimensions(EmbeddingSpace::kDocument));
   } else if (model.name == Embedder::kClipTextModel) {
     serves =
         R"("serves":["embeddings","inference"],"inputs":["text"],"dimensions":[512,128],"context_length":77)";
@@ -165,10 +165,13 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   EmbeddingSpace space = clip ? EmbeddingSpace::kClip : EmbeddingSpace::kText;
   if (doc.HasMember("dimensions")) {
     const int wanted = doc["dimensions"].IsInt() ? doc["dimensions"].GetInt() : -1;
-    if (!clip && wanted != kTextEmbedDimensions) {
-      return responder->Send(JsonError(
-          400, fmt::format("'dimensions' of {} must be {}", model, kTextEmbedDimensions)));
+    const int document = Dimensions(EmbeddingSpace::kDocument);
+    if (!clip && wanted != kTextEmbedDimensions && wanted != document) {
+      return responder->Send(
+          JsonError(400, fmt::format("'dimensions' of {} must be {} or {} (with an image's layout)",
+                                     model, kTextEmbedDimensions, document)));
     }
+    if (!clip && wanted == document) space = EmbeddingSpace::kDocument;
     if (clip && wanted != 512 && wanted != 128)
       return responder->Send(JsonError(400, "'dimensions' must be 512 or 128 (the aligned space)"));
     if (clip && wanted == 128) space = EmbeddingSpace::kClipAligned;

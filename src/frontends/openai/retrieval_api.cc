@@ -129,11 +129,13 @@ void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder
       return responder->Send(JsonError(400, "'model' must be a string"));
     model = (*doc)["model"].GetString();
   }
-  // The model names the space: text-embed's, CLIP's, or the aligned one.
+  // The model names the space: text-embed's (as the document space, so that
+  // images are compared by their layout as well as their words), CLIP's, or
+  // the aligned one.
   const EmbeddingSpace space = model == "clip"           ? EmbeddingSpace::kClip
                                : model == "clip-aligned" ? EmbeddingSpace::kClipAligned
-                                                         : EmbeddingSpace::kText;
-  if (space == EmbeddingSpace::kText && model != Embedder::kTextModel) {
+                                                         : EmbeddingSpace::kDocument;
+  if (space == EmbeddingSpace::kDocument && model != Embedder::kTextModel) {
     return responder->Send(
         JsonError(404, fmt::format("unknown rerank model '{}' (available: {}, clip, clip-aligned)",
                                    model, Embedder::kTextModel)));

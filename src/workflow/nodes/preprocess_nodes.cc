@@ -1,8 +1,9 @@
-// Preprocessing kinds: decoded media and token ids, computed on the CPU
-// pool. Media decoding is worth storing in the cache (a repeated image
-// skips its decode and resize); tokenising is cheap enough to redo.
+// Preprocessing kinds: decoded media, an image's layout descriptor and
+// token ids, computed on the CPU pool. Media decoding is worth storing in the cache (a repeated
+// image skips its decode and resize); tokenising is cheap enough to redo.
 #include "preprocess/audio.h"
 #include "preprocess/image.h"
+#include "preprocess/layout.h"
 #include "workflow/executor.h"
 #include "workflow/nodes/nodes.h"
 
@@ -35,6 +36,31 @@ class ImageKind : public CpuNodeKind {
     BRAID_ASSIGN_OR_RETURN(Tensor pixels, Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224}));
     BRAID_RETURN_IF_ERROR(ClipPreprocess(rgb, pixels.mutable_span<float>().data()));
     return NamedTensors{{"pixel_values", pixels}};
+  }
+};
+
+// The layout and colour descriptor of an image (LayoutDescriptor): the
+// document space's companion to the text OCR reads.
+class LayoutKind : public CpuNodeKind {
+ public:
+  std::vector<std::string> RequiredInputs() const override { return {"image"}; }
+  Result<std::vector<std::string>> Outputs(const NodeSpec&, const ModelCatalog&) const override {
+    return std::vector<std::string>{"descriptor"};
+  }
+  std::optional<InputType> InputTypeOf(std::string_view) const override {
+    return InputType::kImage;
+  }
+  NodeCaching caching() const override { return NodeCaching::kStored; }
+
+ protected:
+  Result<NamedTensors> Compute(NodeRun& run) const override {
+    BRAID_ASSIGN_OR_RETURN(cv::Mat rgb,
+                           DecodeImage(MediaOf(run), run.executor.image_limits(), false, 64));
+    BRAID_ASSIGN_OR_RETURN(auto values, LayoutDescriptor(rgb));
+    BRAID_ASSIGN_OR_RETURN(Tensor descriptor,
+                           Tensor::Allocate(DataType::kFp32, {1, kLayoutDimensions}));
+    std::copy(values.begin(), values.end(), descriptor.mutable_span<float>().begin());
+    return NamedTensors{{"descriptor", descriptor}};
   }
 };
 
@@ -95,6 +121,7 @@ class TextKind : public CpuNodeKind {
 
 void RegisterPreprocessNodes(NodeKindMap& kinds) {
   kinds["preprocess.image"] = std::make_unique<ImageKind>();
+  kinds["preprocess.layout"] = std::make_unique<LayoutKind>();
   kinds["preprocess.audio"] = std::make_unique<AudioKind>();
   kinds["preprocess.text"] = std::make_unique<TextKind>();
 }
