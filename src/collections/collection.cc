@@ -194,6 +194,20 @@ Result<EmbeddingSpace> ParseSpace(std::string_view name) {
       name);
 }
 
+std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
+                                  std::span<const float> layout) {
+  std::vector<float> vector(kTextEmbedDimensions + kLayoutDimensions, 0.0f);
+  const float text_weight = layout.empty() ? 1.0f : std::sqrt(1 - kLayoutShare);
+  if (!read_nothing) {
+    for (std::size_t i = 0; i < text.size() && i < kTextEmbedDimensions; ++i)
+      vector[i] = text[i] * text_weight;
+  }
+  const float layout_weight = read_nothing ? 1.0f : std::sqrt(kLayoutShare);
+  for (std::size_t i = 0; i < layout.size() && i < kLayoutDimensions; ++i)
+    vector[kTextEmbedDimensions + i] = layout[i] * layout_weight;
+  return vector;
+}
+
 std::string_view IndexKindName(IndexKind kind) {
   return kind == IndexKind::kFlat ? "flat" : "hnsw";
 }

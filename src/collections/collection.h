@@ -62,6 +62,18 @@ std::string_view SpaceName(EmbeddingSpace space);
 // "text", "clip", "clip-aligned" or "document"; InvalidArgument otherwise.
 Result<EmbeddingSpace> ParseSpace(std::string_view name);
 
+// The share of a document image's squared norm its layout descriptor holds:
+// enough to tell apart pages whose words are alike or absent, little enough
+// that a text query's cosine to a page is still what the page says
+// (√0.85 ≈ 0.92 of it).
+inline constexpr float kLayoutShare = 0.15f;
+
+// A document-space vector: the text embedding (left out when nothing was
+// read), then an image's layout descriptor (empty for texts and audio:
+// zeros). Of norm 1 when its parts are.
+std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
+                                  std::span<const float> layout);
+
 enum class IndexKind { kFlat, kHnsw };
 std::string_view IndexKindName(IndexKind kind);
 

@@ -6,7 +6,6 @@
 #include <mutex>
 
 #include "core/base64.h"
-#include "preprocess/layout.h"
 #include "preprocess/ngram_tokenizer.h"
 #include "preprocess/tokenizer.h"
 
@@ -137,20 +136,6 @@ nodes:
   if (document) outputs += ", ids: tokens.input_ids";
   if (document && kind == EmbedItem::Kind::kImage) outputs += ", layout: layout.descriptor";
   return yaml + "outputs: {" + outputs + "}\n";
-}
-
-std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
-                                  std::span<const float> layout) {
-  std::vector<float> vector(kTextEmbedDimensions + kLayoutDimensions, 0.0f);
-  const float text_weight = layout.empty() ? 1.0f : std::sqrt(1 - kLayoutShare);
-  if (!read_nothing) {
-    for (std::size_t i = 0; i < text.size() && i < kTextEmbedDimensions; ++i)
-      vector[i] = text[i] * text_weight;
-  }
-  const float layout_weight = read_nothing ? 1.0f : std::sqrt(kLayoutShare);
-  for (std::size_t i = 0; i < layout.size() && i < kLayoutDimensions; ++i)
-    vector[kTextEmbedDimensions + i] = layout[i] * layout_weight;
-  return vector;
 }
 
 Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : executor_(executor) {

@@ -17,7 +17,6 @@
 #include <rapidjson/document.h>
 
 #include <functional>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,18 +86,6 @@ class Embedder {
 
 // The YAML of the pipeline that embeds `kind` in `space`.
 std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space);
-
-// The share of a document image's squared norm its layout descriptor holds:
-// enough to tell apart pages whose words are alike or absent, little enough
-// that a text query's cosine to a page is still what the page says
-// (√0.85 ≈ 0.92 of it).
-inline constexpr float kLayoutShare = 0.15f;
-
-// A document-space vector: the text embedding (left out when nothing was
-// read), then an image's layout descriptor (empty for texts and audio:
-// zeros). Of norm 1 when its parts are.
-std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
-                                  std::span<const float> layout);
 
 // The model whose tokenizer counts a space's text tokens.
 std::string_view TextModelOf(EmbeddingSpace space);
