@@ -72,6 +72,7 @@ ResultCacheStats ResultCache::Stats() const {
   std::lock_guard lock(flights_mutex_);
   stats.coalesced = coalesced_;
   stats.bypassed = bypassed_;
+  stats.perceptual = perceptual_.Stats();
   return stats;
 }
 

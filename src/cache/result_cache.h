@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cache/memory_cache.h"
+#include "cache/perceptual_index.h"
 #include "cache/redis_tier.h"
 #include "core/thread_pool.h"
 
@@ -29,6 +30,7 @@ struct ResultCacheStats {
   std::optional<RedisStats> redis;
   std::uint64_t coalesced = 0;  // misses that waited for an identical computation
   std::uint64_t bypassed = 0;   // misses that did not wait for a less urgent one
+  PerceptualStats perceptual;
 };
 
 class ResultCache {
@@ -63,11 +65,16 @@ class ResultCache {
   Flight Lead(const Hash128& key, int priority, Waiter waiter);
   void Land(const Hash128& key, const Result<std::vector<Tensor>>& result);
 
+  // The recent images keyed by what they look like, for inputs declared
+  // with perceptual keys: a near duplicate is given its original's key.
+  PerceptualIndex& perceptual() { return perceptual_; }
+
   ResultCacheStats Stats() const;
 
  private:
   MemoryCache* memory_;
   RedisTier* redis_;
+  PerceptualIndex perceptual_;
   // Redis reads, off the callers' threads: each is a round trip that mostly
   // waits, so a few threads.
   static constexpr std::size_t kRedisReaders = 4;

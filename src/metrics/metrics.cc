@@ -359,6 +359,28 @@ std::string Metrics::Render(
            "Misses that computed (and cached) their own result rather than wait for a less "
            "urgent identical computation (a precompute, a lower priority).");
     fmt::format_to(std::back_inserter(out), "braid_cache_bypassed_total {}\n", cache->bypassed);
+    const PerceptualStats& perceptual = cache->perceptual;
+    Header(out, "braid_cache_image_keys_total", "counter",
+           "Keys given to image inputs declared cache_key: perceptual, by how: exact (bytes "
+           "seen before), perceptual (a verified near duplicate's key), new (its own).");
+    for (auto [how, value] : {std::pair{"exact", perceptual.exact},
+                              {"perceptual", perceptual.perceptual},
+                              {"new", perceptual.new_images}}) {
+      fmt::format_to(std::back_inserter(out), "braid_cache_image_keys_total{{how=\"{}\"}} {}\n",
+                     how, value);
+    }
+    Header(out, "braid_cache_perceptual_candidates_total", "counter",
+           "Earlier images within the perceptual hash's range of a new one, by whether their "
+           "thumbnails verified the match.");
+    for (auto [result, value] :
+         {std::pair{"verified", perceptual.verified}, {"rejected", perceptual.rejected}}) {
+      fmt::format_to(std::back_inserter(out),
+                     "braid_cache_perceptual_candidates_total{{result=\"{}\"}} {}\n", result,
+                     value);
+    }
+    Header(out, "braid_cache_perceptual_images", "gauge", "Images the perceptual index remembers.");
+    fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_images {}\n",
+                   perceptual.entries);
     if (cache->redis) {
       const RedisStats& redis = *cache->redis;
       for (auto [name, type, help, value] :

@@ -3,10 +3,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "preprocess/fingerprint.h"
 #include "workflow/node_kind.h"
 
 namespace braid {
 namespace {
+
+// A workflow input's key by its content.
+Hash128 InputKey(const Tensor& input) { return Hasher().Add("input").Add(input).Finish(); }
 
 // Node results in the cache: their names as a BYTES tensor, then the tensors.
 std::vector<Tensor> PackOutputs(const NamedTensors& outputs) {
@@ -57,20 +61,23 @@ std::string RenderTensor(const Tensor& tensor) {
 // One run's state. Shared by the callbacks of its nodes; the last holder frees it.
 class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
  public:
+  // `input_keys`: keys found for inputs beforehand (perceptual ones); the
+  // others are keyed by their content.
   WorkflowRun(Gate::Holder admitted, WorkflowExecutor& executor, WorkflowPtr workflow,
-              NamedTensors inputs, RunOptions options, EventSink sink)
+              NamedTensors inputs, RunOptions options, EventSink sink,
+              std::map<std::string, Hash128> input_keys)
       : admitted_(std::move(admitted)),
         executor_(executor),
         workflow_(std::move(workflow)),
         inputs_(std::move(inputs)),
         options_(std::move(options)),
         sink_(std::move(sink)),
-        start_(executor.clock_.Now()) {
+        start_(executor.clock_.Now()),
+        input_keys_(std::move(input_keys)) {
     if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
     if (executor_.cache_ != nullptr) {
-      for (const auto& [name, tensor] : inputs_)
-        input_keys_[name] = Hasher().Add("input").Add(tensor).Finish();
+      for (const auto& [name, tensor] : inputs_) input_keys_.try_emplace(name, InputKey(tensor));
     }
   }
 
@@ -461,9 +468,46 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
     sink(refused);
     return;
   }
-  auto run = std::make_shared<WorkflowRun>(std::move(*admitted), *this, std::move(workflow),
-                                           std::move(inputs), std::move(options), std::move(sink));
-  run->Start();
+  // Perceptual keys: bytes seen before are known at once; new ones are
+  // decoded and fingerprinted on the pool, off the caller's thread.
+  std::map<std::string, Hash128> keys;
+  bool fingerprint = false;
+  if (cache_ != nullptr) {
+    for (const auto& input : workflow->inputs) {
+      auto given = inputs.find(input.name);
+      if (!input.perceptual_key || given == inputs.end()) continue;
+      if (auto known = cache_->perceptual().Known(InputKey(given->second))) {
+        keys[input.name] = *known;
+      } else {
+        fingerprint = true;
+      }
+    }
+  }
+  auto start = [this, admitted = std::make_shared<Gate::Holder>(std::move(*admitted)), workflow,
+                inputs = std::move(inputs), options = std::move(options), sink = std::move(sink),
+                keys = std::move(keys)]() mutable {
+    for (const auto& input : workflow->inputs) {
+      auto given = inputs.find(input.name);
+      if (!input.perceptual_key || given == inputs.end() || keys.count(input.name)) continue;
+      keys[input.name] = PerceptualKey(given->second);
+    }
+    auto run = std::make_shared<WorkflowRun>(std::move(*admitted), *this, std::move(workflow),
+                                             std::move(inputs), std::move(options), std::move(sink),
+                                             std::move(keys));
+    run->Start();
+  };
+  if (!fingerprint || !pool_.Submit(start)) start();
+}
+
+Hash128 WorkflowExecutor::PerceptualKey(const Tensor& image) {
+  const Hash128 exact = InputKey(image);
+  const std::string_view bytes = FirstString(image);
+  auto rgb = DecodeImage(std::as_bytes(std::span(bytes.data(), bytes.size())), image_limits_, false,
+                         kFingerprintShortSide);
+  if (!rgb.ok()) return exact;  // the nodes that read it say what is wrong
+  auto fingerprint = Fingerprint(*rgb);
+  if (!fingerprint.ok()) return exact;
+  return cache_->perceptual().KeyFor(exact, *fingerprint);
 }
 
 Result<std::shared_ptr<const Tokenizer>> WorkflowExecutor::TokenizerFor(const std::string& model) {

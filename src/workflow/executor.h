@@ -162,6 +162,10 @@ class WorkflowExecutor {
 
  private:
   friend class WorkflowRun;
+  // The key of an image input declared `cache_key: perceptual`: an earlier
+  // near duplicate's, or its own content key (also when it cannot be decoded).
+  Hash128 PerceptualKey(const Tensor& image);
+
   ModelRunner& runner_;
   ThreadPool& pool_;
   Clock& clock_;

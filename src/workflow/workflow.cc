@@ -104,6 +104,19 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
                                  source, input.name, type);
         }
         if (spec.IsMap() && spec["optional"]) input.optional = spec["optional"].as<bool>();
+        if (spec.IsMap() && spec["cache_key"]) {
+          const std::string key = spec["cache_key"].as<std::string>();
+          if (key != "exact" && key != "perceptual") {
+            return InvalidArgument(
+                "{}: input '{}' has cache_key '{}'; expected exact or perceptual", source,
+                input.name, key);
+          }
+          if (key == "perceptual" && input.type != InputType::kImage) {
+            return InvalidArgument("{}: input '{}': a perceptual cache_key needs an image input",
+                                   source, input.name);
+          }
+          input.perceptual_key = key == "perceptual";
+        }
         workflow->inputs.push_back(std::move(input));
       }
     }

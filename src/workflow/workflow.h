@@ -41,6 +41,10 @@ struct WorkflowInput {
   std::string name;
   InputType type = InputType::kText;
   bool optional = false;
+  // `cache_key: perceptual` (images only): the input is keyed by what it
+  // looks like, so that a near duplicate of an earlier image (re-encoded,
+  // resized, slightly cropped) reuses that image's cached node results.
+  bool perceptual_key = false;
 };
 
 // What a node reads: a node's output, a workflow input (`inputs.NAME`), a

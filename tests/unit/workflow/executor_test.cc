@@ -9,6 +9,8 @@
 #include <cmath>
 #include <condition_variable>
 
+#include "support/pictures.h"
+
 namespace braid {
 namespace {
 
@@ -333,6 +335,66 @@ TEST_F(CachingExecutorTest, ARepeatedInputReusesItsBranchWhenTheOtherInputDiffer
   ASSERT_EQ(second.events.back().type, WorkflowEvent::Type::kWorkflowFinished);
   EXPECT_EQ(RenderTensor(second.events.back().outputs.at("report")),
             "left [2.0000, 1.0000] similarity 0.9345");
+}
+
+// An image keyed `cache_key` (exact or perceptual), decoded by a cached node.
+std::string ImageWorkflow(const std::string& cache_key) {
+  return "inputs: {image: {type: image, cache_key: " + cache_key + "}}\n" + R"(nodes:
+  - {id: pixels, kind: preprocess.image, from: {image: inputs.image}}
+outputs: {pixels: pixels.pixel_values}
+)";
+}
+
+Tensor Image(const cv::Mat& rgb) { return *Tensor::FromStrings({testing::Jpeg(rgb)}, {1}); }
+
+TEST_F(CachingExecutorTest, ANearDuplicateImageReusesItsOriginalsNodesWhenKeyedPerceptually) {
+  const cv::Mat original = testing::Picture(1);
+  const cv::Mat copy = testing::NearCopy(original, 70, 0.9, 0.01);
+  for (const std::string key : {"exact", "perceptual"}) {
+    SCOPED_TRACE(key);
+    MemoryCache memory{1 << 24, SteadyClock()};
+    ResultCache cache{&memory, nullptr};
+    WorkflowExecutor executor{runner_, pool_, SteadyClock()};
+    executor.SetCache(&cache);
+    const WorkflowPtr workflow = Load(ImageWorkflow(key));
+    std::vector<bool> cached;
+    for (const cv::Mat* image : {&original, &copy, &copy}) {
+      Recorder run;
+      executor.Start(workflow, {{"image", Image(*image)}}, {}, run.Sink());
+      run.Wait();
+      cached.push_back(run.Cached()["pixels"]);
+    }
+    Recorder other;
+    executor.Start(workflow, {{"image", Image(testing::Picture(2))}}, {}, other.Sink());
+    other.Wait();
+    EXPECT_FALSE(other.Cached()["pixels"]) << "a distinct picture computes its own";
+    const PerceptualStats stats = cache.Stats().perceptual;
+    if (key == "exact") {
+      EXPECT_THAT(cached, ::testing::ElementsAre(false, false, true));
+      EXPECT_EQ(stats.new_images + stats.perceptual + stats.exact, 0u) << "no fingerprints";
+    } else {
+      EXPECT_THAT(cached, ::testing::ElementsAre(false, true, true));
+      EXPECT_EQ(stats.new_images, 2u);
+      EXPECT_EQ(stats.perceptual, 1u);
+      EXPECT_EQ(stats.exact, 1u) << "the copy's bytes, the second time";
+    }
+  }
+}
+
+TEST(WorkflowCacheKeyTest, OnlyImagesTakePerceptualKeys) {
+  auto parse = [](const std::string& input) {
+    return ParseWorkflow("inputs: {x: " + input + "}\nnodes:\n" +
+                             "  - {id: t, kind: template, template: \"{{inputs.x}}\"}\n" +
+                             "outputs: {t: t.text}\n",
+                         "t", "t.yaml", Catalog)
+        .status();
+  };
+  EXPECT_TRUE(parse("{type: image, cache_key: perceptual}").ok());
+  EXPECT_TRUE(parse("{type: text, cache_key: exact}").ok());
+  EXPECT_THAT(parse("{type: text, cache_key: perceptual}").message(),
+              HasSubstr("a perceptual cache_key needs an image input"));
+  EXPECT_THAT(parse("{type: image, cache_key: fuzzy}").message(),
+              HasSubstr("has cache_key 'fuzzy'; expected exact or perceptual"));
 }
 
 TEST_F(CachingExecutorTest, ConcurrentRunsComputeASharedNodeOnce) {
