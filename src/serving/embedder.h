@@ -1,10 +1,14 @@
 // Embeddings of text, images and audio, shared by the OpenAI-compatible
 // embeddings and rerank endpoints, the TEI-compatible ones, collections and
-// retrieve nodes, in one of three spaces (collections/collection.h):
+// retrieve nodes, in one of four spaces (collections/collection.h):
 //   - text: braid's own text embedder (`text-embed`, trained on WordNet);
 //     images are embedded by the text OCR reads in them, audio by its
-//     transcript. The default: the only space whose vectors mean something
-//     on the embedded default repository.
+//     transcript. The default of /v1/embeddings and TEI.
+//   - document: the same, followed by an image's layout and colour
+//     descriptor (zeros for texts and audio; an image OCR reads nothing in
+//     keeps its layout alone, DocumentVector). The default of collections
+//     and /v1/rerank. These two spaces are the ones whose vectors mean
+//     something on the embedded default repository.
 //   - clip: CLIP's (clip-text, clip-image; the bundled models are stand-ins
 //     with random weights until a real CLIP export replaces them).
 //   - clip-aligned: the clip vectors through the trained projection heads.

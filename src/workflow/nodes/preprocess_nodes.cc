@@ -17,13 +17,13 @@ std::span<const std::byte> MediaOf(const NodeRun& run) {
   return std::as_bytes(std::span(media.data(), media.size()));
 }
 
-class ImageKind : public CpuNodeKind {
+// What the kinds that read an image share: one `image` input, decoded
+// under the server's caps with a short side of `min_short_side` or more
+// (DecodeImage), and a result worth storing.
+class ImageInputKind : public CpuNodeKind {
  public:
+  explicit ImageInputKind(int min_short_side) : min_short_side_(min_short_side) {}
   std::vector<std::string> RequiredInputs() const override { return {"image"}; }
-  std::vector<std::string> Parameters() const override { return {"size"}; }
-  Result<std::vector<std::string>> Outputs(const NodeSpec&, const ModelCatalog&) const override {
-    return std::vector<std::string>{"pixel_values"};
-  }
   std::optional<InputType> InputTypeOf(std::string_view) const override {
     return InputType::kImage;
   }
@@ -31,8 +31,26 @@ class ImageKind : public CpuNodeKind {
 
  protected:
   Result<NamedTensors> Compute(NodeRun& run) const override {
-    BRAID_ASSIGN_OR_RETURN(cv::Mat rgb,
-                           DecodeImage(MediaOf(run), run.executor.image_limits(), false, 224));
+    BRAID_ASSIGN_OR_RETURN(cv::Mat rgb, DecodeImage(MediaOf(run), run.executor.image_limits(),
+                                                    false, min_short_side_));
+    return FromImage(rgb);
+  }
+  virtual Result<NamedTensors> FromImage(const cv::Mat& rgb) const = 0;
+
+ private:
+  int min_short_side_;
+};
+
+class ImageKind : public ImageInputKind {
+ public:
+  ImageKind() : ImageInputKind(224) {}
+  std::vector<std::string> Parameters() const override { return {"size"}; }
+  Result<std::vector<std::string>> Outputs(const NodeSpec&, const ModelCatalog&) const override {
+    return std::vector<std::string>{"pixel_values"};
+  }
+
+ protected:
+  Result<NamedTensors> FromImage(const cv::Mat& rgb) const override {
     BRAID_ASSIGN_OR_RETURN(Tensor pixels, Tensor::Allocate(DataType::kFp32, {1, 3, 224, 224}));
     BRAID_RETURN_IF_ERROR(ClipPreprocess(rgb, pixels.mutable_span<float>().data()));
     return NamedTensors{{"pixel_values", pixels}};
@@ -41,21 +59,15 @@ class ImageKind : public CpuNodeKind {
 
 // The layout and colour descriptor of an image (LayoutDescriptor): the
 // document space's companion to the text OCR reads.
-class LayoutKind : public CpuNodeKind {
+class LayoutKind : public ImageInputKind {
  public:
-  std::vector<std::string> RequiredInputs() const override { return {"image"}; }
+  LayoutKind() : ImageInputKind(64) {}
   Result<std::vector<std::string>> Outputs(const NodeSpec&, const ModelCatalog&) const override {
     return std::vector<std::string>{"descriptor"};
   }
-  std::optional<InputType> InputTypeOf(std::string_view) const override {
-    return InputType::kImage;
-  }
-  NodeCaching caching() const override { return NodeCaching::kStored; }
 
  protected:
-  Result<NamedTensors> Compute(NodeRun& run) const override {
-    BRAID_ASSIGN_OR_RETURN(cv::Mat rgb,
-                           DecodeImage(MediaOf(run), run.executor.image_limits(), false, 64));
+  Result<NamedTensors> FromImage(const cv::Mat& rgb) const override {
     BRAID_ASSIGN_OR_RETURN(auto values, LayoutDescriptor(rgb));
     BRAID_ASSIGN_OR_RETURN(Tensor descriptor,
                            Tensor::Allocate(DataType::kFp32, {1, kLayoutDimensions}));
