@@ -55,6 +55,10 @@ function interval(previous, next) {
   }
   const cacheBefore = cacheCounts(previous.stats), cacheAfter = cacheCounts(next.stats);
   const lookups = cacheAfter.hits + cacheAfter.misses - cacheBefore.hits - cacheBefore.misses;
+  // Image inputs keyed perceptually: the share given an earlier near duplicate's key.
+  const imagesBefore = previous.stats.cache?.images, imagesAfter = next.stats.cache?.images;
+  const imageKeys = imagesAfter && imagesBefore
+    ? sum(['exact', 'perceptual', 'new'].map((how) => imagesAfter[how] - imagesBefore[how])) : 0;
   return {
     at: next.at,
     rates,
@@ -63,6 +67,7 @@ function interval(previous, next) {
     p95: quantile(0.95, previous.stats.latency, next.stats.latency),
     p99: quantile(0.99, previous.stats.latency, next.stats.latency),
     hitRatio: lookups > 0 ? ((cacheAfter.hits - cacheBefore.hits) / lookups) * 100 : null,
+    nearDuplicates: imageKeys > 0 ? ((imagesAfter.perceptual - imagesBefore.perceptual) / imageKeys) * 100 : null,
   };
 }
 
@@ -101,7 +106,9 @@ function render() {
     name: `priority ${level + 1}`,
     points: samples.map((s) => [s.at, sum(s.stats.models.map((m) => m.queue_depth[level] ?? 0))]),
   })), xMin, xMax);
-  charts.cache.draw(now.stats.cache ? [{ name: 'hits / lookups', points: points((i) => i.hitRatio) }] : [], xMin, xMax);
+  charts.cache.draw(now.stats.cache ? [{ name: 'hits / lookups', points: points((i) => i.hitRatio) },
+    ...(intervals.some((i) => i.nearDuplicates !== null)
+      ? [{ name: 'near-duplicate images / image keys', points: points((i) => i.nearDuplicates) }] : [])] : [], xMin, xMax);
   charts.instances.draw(active.map((m) => ({
     name: m.name,
     points: samples.map((s) => [s.at, byModel(s.stats).get(key(m))?.instances ?? 0]),

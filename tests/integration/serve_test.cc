@@ -19,6 +19,7 @@
 #include "core/base64.h"
 #include "grpc_service.grpc.pb.h"
 #include "support/command.h"
+#include "support/fixtures.h"
 #include "support/loopback.h"
 #include "support/redis_process.h"
 #include "support/server_process.h"
@@ -783,6 +784,19 @@ TEST(ServeWebTest, PagesAndDashboardFigures) {
   }
   EXPECT_TRUE(found);
   EXPECT_TRUE(doc["cache"].IsObject()) << "the memory tier is on by default";
+
+  // multimodal-assist keys its image perceptually: the same picture twice
+  // is a new image, then one known by its bytes.
+  const std::string run = R"({"inputs":{"image":")" + testing::FixtureImageDataUrl() +
+                          R"("},"response_mode":"blocking"})";
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(Post(server, "/v1/workflows/multimodal-assist/run", run).code, 200);
+  stats = Curl(server, "/dashboard/stats");
+  doc = Parse(stats.body);
+  ASSERT_TRUE(doc["cache"]["images"].IsObject()) << stats.body;
+  EXPECT_EQ(doc["cache"]["images"]["new"].GetUint64(), 1u) << stats.body;
+  EXPECT_EQ(doc["cache"]["images"]["exact"].GetUint64(), 1u) << stats.body;
+  EXPECT_EQ(doc["cache"]["images"]["perceptual"].GetUint64(), 0u) << stats.body;
 }
 
 TEST(ServeRepositoryTest, IndexUnloadAndLoad) {

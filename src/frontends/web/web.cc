@@ -74,8 +74,11 @@ std::string CacheJson(const std::optional<ResultCacheStats>& cache) {
     redis = fmt::format(R"({{"hits":{},"misses":{},"up":{}}})", cache->redis->hits,
                         cache->redis->misses, cache->redis->up);
   }
-  return fmt::format(R"({{"memory":{},"redis":{},"coalesced":{}}})", memory, redis,
-                     cache->coalesced);
+  const PerceptualStats& images = cache->perceptual;
+  return fmt::format(
+      R"({{"memory":{},"redis":{},"coalesced":{},"images":{{"exact":{},"perceptual":{},"new":{},"verified":{},"rejected":{}}}}})",
+      memory, redis, cache->coalesced, images.exact, images.perceptual, images.new_images,
+      images.verified, images.rejected);
 }
 
 // The compute budget: threads, leases held now and waiting by class
