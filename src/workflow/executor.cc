@@ -77,7 +77,9 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
     if (executor_.cache_ != nullptr) {
-      for (const auto& [name, tensor] : inputs_) input_keys_.try_emplace(name, InputKey(tensor));
+      for (const auto& [name, tensor] : inputs_) {
+        if (!input_keys_.count(name)) input_keys_[name] = InputKey(tensor);
+      }
     }
   }
 
