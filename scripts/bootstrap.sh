@@ -24,7 +24,7 @@ apt_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server redis-tools gnuplot-nox haproxy
   curl prometheus chromium ccache flite1-dev libmp3lame-dev libeigen3-dev
-  libfaiss-dev libopenblas-dev libjemalloc-dev wordnet-base
+  libfaiss-dev libopenblas-dev libjemalloc-dev wordnet-base libicu-dev
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 

@@ -73,7 +73,18 @@ ResultCacheStats ResultCache::Stats() const {
   stats.coalesced = coalesced_;
   stats.bypassed = bypassed_;
   stats.perceptual = perceptual_.Stats();
+  stats.canonical = canonical_;
   return stats;
+}
+
+void ResultCache::CountTextKey(bool normalized) {
+  std::lock_guard lock(flights_mutex_);
+  ++(normalized ? canonical_.text_normalized : canonical_.text_as_sent);
+}
+
+void ResultCache::CountAudioKey(bool decoded) {
+  std::lock_guard lock(flights_mutex_);
+  ++(decoded ? canonical_.audio_pcm : canonical_.audio_bytes);
 }
 
 }  // namespace braid

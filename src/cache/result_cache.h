@@ -25,12 +25,21 @@ namespace braid {
 
 enum class CacheTier { kMemory, kRedis };
 
+// Workflow inputs keyed by a canonical form rather than their bytes.
+struct CanonicalStats {
+  std::uint64_t text_normalized = 0;  // texts their canonical form changed
+  std::uint64_t text_as_sent = 0;     // texts already canonical
+  std::uint64_t audio_pcm = 0;        // audio keyed by its decoded samples
+  std::uint64_t audio_bytes = 0;      // audio that did not decode, keyed by its bytes
+};
+
 struct ResultCacheStats {
   std::optional<CacheStats> memory;
   std::optional<RedisStats> redis;
   std::uint64_t coalesced = 0;  // misses that waited for an identical computation
   std::uint64_t bypassed = 0;   // misses that did not wait for a less urgent one
   PerceptualStats perceptual;
+  CanonicalStats canonical;
 };
 
 class ResultCache {
@@ -69,6 +78,13 @@ class ResultCache {
   // with perceptual keys: a near duplicate is given its original's key.
   PerceptualIndex& perceptual() { return perceptual_; }
 
+  // Counts a workflow text input keyed by its canonical form: whether the
+  // form changed it.
+  void CountTextKey(bool normalized);
+  // Counts a workflow audio input keyed by its samples (`decoded`) or, when
+  // it did not decode, by its bytes.
+  void CountAudioKey(bool decoded);
+
   ResultCacheStats Stats() const;
 
  private:
@@ -87,6 +103,7 @@ class ResultCache {
   std::unordered_map<Hash128, InFlight, Hash128Hasher> flights_;  // guarded by flights_mutex_
   std::uint64_t coalesced_ = 0;                                   // guarded by flights_mutex_
   std::uint64_t bypassed_ = 0;                                    // guarded by flights_mutex_
+  CanonicalStats canonical_;                                      // guarded by flights_mutex_
 };
 
 }  // namespace braid

@@ -381,6 +381,23 @@ std::string Metrics::Render(
     Header(out, "braid_cache_perceptual_images", "gauge", "Images the perceptual index remembers.");
     fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_images {}\n",
                    perceptual.entries);
+    const CanonicalStats& canonical = cache->canonical;
+    Header(out, "braid_cache_text_keys_total", "counter",
+           "Text inputs declared cache_key: normalized or casefold, by whether their canonical "
+           "form changed them (normalized) or they came canonical (as_sent).");
+    for (auto [how, value] : {std::pair{"normalized", canonical.text_normalized},
+                              {"as_sent", canonical.text_as_sent}}) {
+      fmt::format_to(std::back_inserter(out), "braid_cache_text_keys_total{{how=\"{}\"}} {}\n", how,
+                     value);
+    }
+    Header(out, "braid_cache_audio_keys_total", "counter",
+           "Audio inputs declared cache_key: pcm, by how they were keyed: pcm (their decoded "
+           "samples) or bytes (they did not decode).");
+    for (auto [how, value] :
+         {std::pair{"pcm", canonical.audio_pcm}, {"bytes", canonical.audio_bytes}}) {
+      fmt::format_to(std::back_inserter(out), "braid_cache_audio_keys_total{{how=\"{}\"}} {}\n",
+                     how, value);
+    }
     if (cache->redis) {
       const RedisStats& redis = *cache->redis;
       for (auto [name, type, help, value] :

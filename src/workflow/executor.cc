@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "preprocess/canonical_text.h"
 #include "preprocess/fingerprint.h"
 #include "workflow/node_kind.h"
 
@@ -61,7 +62,7 @@ std::string RenderTensor(const Tensor& tensor) {
 // One run's state. Shared by the callbacks of its nodes; the last holder frees it.
 class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
  public:
-  // `input_keys`: keys found for inputs beforehand (perceptual ones); the
+  // `input_keys`: keys found for inputs beforehand (perceptual and pcm); the
   // others are keyed by their content.
   WorkflowRun(Gate::Holder admitted, WorkflowExecutor& executor, WorkflowPtr workflow,
               NamedTensors inputs, RunOptions options, EventSink sink,
@@ -470,19 +471,32 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
     sink(refused);
     return;
   }
-  // Perceptual keys: bytes seen before are known at once; new ones are
-  // decoded and fingerprinted on the pool, off the caller's thread.
+  // Canonical keys. Perceptual keys of bytes seen before are known at once;
+  // new images are fingerprinted, audio decoded and long texts normalised on
+  // the pool, off the caller's thread.
   std::map<std::string, Hash128> keys;
-  bool fingerprint = false;
-  if (cache_ != nullptr) {
-    for (const auto& input : workflow->inputs) {
-      auto given = inputs.find(input.name);
-      if (!input.perceptual_key || given == inputs.end()) continue;
-      if (auto known = cache_->perceptual().Known(InputKey(given->second))) {
-        keys[input.name] = *known;
-      } else {
-        fingerprint = true;
-      }
+  bool offload = false;
+  for (const auto& input : workflow->inputs) {
+    auto given = inputs.find(input.name);
+    if (given == inputs.end()) continue;
+    switch (input.cache_key) {
+      case CacheKeying::kExact:
+        break;
+      case CacheKeying::kNormalized:
+      case CacheKeying::kCasefold:
+        offload |= FirstString(given->second).size() > kInlineCanonicalBytes;
+        break;
+      case CacheKeying::kPerceptual:
+        if (cache_ == nullptr) break;
+        if (auto known = cache_->perceptual().Known(InputKey(given->second))) {
+          keys[input.name] = *known;
+        } else {
+          offload = true;
+        }
+        break;
+      case CacheKeying::kPcm:
+        offload |= cache_ != nullptr;
+        break;
     }
   }
   auto start = [this, admitted = std::make_shared<Gate::Holder>(std::move(*admitted)), workflow,
@@ -490,15 +504,46 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
                 keys = std::move(keys)]() mutable {
     for (const auto& input : workflow->inputs) {
       auto given = inputs.find(input.name);
-      if (!input.perceptual_key || given == inputs.end() || keys.count(input.name)) continue;
-      keys[input.name] = PerceptualKey(given->second);
+      if (given == inputs.end() || keys.count(input.name)) continue;
+      switch (input.cache_key) {
+        case CacheKeying::kExact:
+          break;
+        case CacheKeying::kNormalized:
+        case CacheKeying::kCasefold:
+          // The canonical text replaces the input: the nodes compute from
+          // it, so a cached result is always what its key computes.
+          CanonicalizeText(given->second, input.cache_key == CacheKeying::kCasefold);
+          break;
+        case CacheKeying::kPerceptual:
+          if (cache_ != nullptr) keys[input.name] = PerceptualKey(given->second);
+          break;
+        case CacheKeying::kPcm:
+          if (cache_ != nullptr) keys[input.name] = PcmKey(given->second);
+          break;
+      }
     }
     auto run = std::make_shared<WorkflowRun>(std::move(*admitted), *this, std::move(workflow),
                                              std::move(inputs), std::move(options), std::move(sink),
                                              std::move(keys));
     run->Start();
   };
-  if (!fingerprint || !pool_.Submit(start)) start();
+  if (!offload || !pool_.Submit(start)) start();
+}
+
+void WorkflowExecutor::CanonicalizeText(Tensor& text, bool casefold) {
+  const std::string_view sent = FirstString(text);
+  std::string canonical = CanonicalText(sent, casefold);
+  const bool changed = canonical != sent;
+  if (changed) text = *Tensor::FromStrings({std::move(canonical)}, {1});
+  if (cache_ != nullptr) cache_->CountTextKey(changed);
+}
+
+Hash128 WorkflowExecutor::PcmKey(const Tensor& audio) {
+  const std::string_view bytes = FirstString(audio);
+  auto decoded = DecodeAudio(std::as_bytes(std::span(bytes.data(), bytes.size())), audio_limits_);
+  cache_->CountAudioKey(decoded.ok());
+  if (!decoded.ok()) return InputKey(audio);  // the nodes that read it say what is wrong
+  return Hasher().Add("pcm").Add(std::as_bytes(std::span(decoded->samples))).Finish();
 }
 
 Hash128 WorkflowExecutor::PerceptualKey(const Tensor& image) {

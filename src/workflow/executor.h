@@ -121,11 +121,11 @@ class WorkflowExecutor {
 
   // Caches node results in `cache` (must outlive the executor). Each node
   // is keyed Merkle-style from its kind, parameters, model version and the
-  // keys of its inputs (a workflow input's key is its content hash), so a
-  // repeated image reuses its preprocessing, embedding and OCR even when
-  // the other inputs differ. Cached: preprocess.image/audio, and model and
-  // project nodes whose model has response_cache.enable. Call before the
-  // first run.
+  // keys of its inputs (a workflow input's key is its content hash, or the
+  // canonical key its cache_key declares), so a repeated image reuses its
+  // preprocessing, embedding and OCR even when the other inputs differ. Cached:
+  // preprocess.image/audio, and model and project nodes whose model has response_cache.enable. Call
+  // before the first run.
   void SetCache(ResultCache* cache) { cache_ = cache; }
   bool caching() const { return cache_ != nullptr; }
 
@@ -165,6 +165,14 @@ class WorkflowExecutor {
   // The key of an image input declared `cache_key: perceptual`: an earlier
   // near duplicate's, or its own content key (also when it cannot be decoded).
   Hash128 PerceptualKey(const Tensor& image);
+  // The key of an audio input declared `cache_key: pcm`: its decoded
+  // samples', or its content key when it does not decode.
+  Hash128 PcmKey(const Tensor& audio);
+  // Replaces a text input declared `cache_key: normalized|casefold` by its
+  // canonical form.
+  void CanonicalizeText(Tensor& text, bool casefold);
+  // Texts longer than this are normalised on the pool.
+  static constexpr std::size_t kInlineCanonicalBytes = 16 * 1024;
 
   ModelRunner& runner_;
   ThreadPool& pool_;

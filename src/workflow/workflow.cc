@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -106,16 +107,25 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
         if (spec.IsMap() && spec["optional"]) input.optional = spec["optional"].as<bool>();
         if (spec.IsMap() && spec["cache_key"]) {
           const std::string key = spec["cache_key"].as<std::string>();
-          if (key != "exact" && key != "perceptual") {
+          static const std::map<std::string, std::pair<CacheKeying, std::optional<InputType>>>
+              kKeyings = {{"exact", {CacheKeying::kExact, std::nullopt}},
+                          {"normalized", {CacheKeying::kNormalized, InputType::kText}},
+                          {"casefold", {CacheKeying::kCasefold, InputType::kText}},
+                          {"perceptual", {CacheKeying::kPerceptual, InputType::kImage}},
+                          {"pcm", {CacheKeying::kPcm, InputType::kAudio}}};
+          auto keying = kKeyings.find(key);
+          if (keying == kKeyings.end()) {
             return InvalidArgument(
-                "{}: input '{}' has cache_key '{}'; expected exact or perceptual", source,
-                input.name, key);
+                "{}: input '{}' has cache_key '{}'; expected exact, normalized, casefold, "
+                "perceptual or pcm",
+                source, input.name, key);
           }
-          if (key == "perceptual" && input.type != InputType::kImage) {
-            return InvalidArgument("{}: input '{}': a perceptual cache_key needs an image input",
-                                   source, input.name);
+          const auto [how, needs] = keying->second;
+          if (needs && *needs != input.type) {
+            return InvalidArgument("{}: input '{}': a {} cache_key is for {} inputs", source,
+                                   input.name, key, InputTypeName(*needs));
           }
-          input.perceptual_key = key == "perceptual";
+          input.cache_key = how;
         }
         workflow->inputs.push_back(std::move(input));
       }

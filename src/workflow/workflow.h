@@ -37,14 +37,23 @@ enum class InputType { kText, kImage, kAudio };
 // "text", "image" or "audio".
 const char* InputTypeName(InputType type);
 
+// How a workflow input is keyed for the node cache.
+enum class CacheKeying {
+  kExact,       // its bytes
+  kNormalized,  // text: made canonical (NFKC, white space) before any node reads it
+  kCasefold,    // text: the same, and case folded
+  kPerceptual,  // image: what it looks like, so that a near duplicate of an earlier
+                // image (re-encoded, resized, slightly cropped) reuses its results
+  kPcm,         // audio: its decoded samples, whatever the container and metadata
+};
+
 struct WorkflowInput {
   std::string name;
   InputType type = InputType::kText;
   bool optional = false;
-  // `cache_key: perceptual` (images only): the input is keyed by what it
-  // looks like, so that a near duplicate of an earlier image (re-encoded,
-  // resized, slightly cropped) reuses that image's cached node results.
-  bool perceptual_key = false;
+  // How the cache keys the input (`cache_key:`); exact (its bytes) unless
+  // the workflow says otherwise.
+  CacheKeying cache_key = CacheKeying::kExact;
 };
 
 // What a node reads: a node's output, a workflow input (`inputs.NAME`), a

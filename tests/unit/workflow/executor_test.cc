@@ -9,6 +9,7 @@
 #include <cmath>
 #include <condition_variable>
 
+#include "preprocess/audio_encoder.h"
 #include "support/pictures.h"
 
 namespace braid {
@@ -20,7 +21,7 @@ constexpr auto kPatience = std::chrono::seconds(10);
 
 class HeldRunner : public ModelRunner {
  public:
-  // ModelRunner: "double" returns x·2 as y; "broken" fails.
+  // ModelRunner: "double" returns x·2 as y; "echo" returns x; "broken" fails.
   void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
            std::function<void(Result<NamedTensors>)> done) override {
     std::unique_lock lock(mutex_);
@@ -30,6 +31,7 @@ class HeldRunner : public ModelRunner {
     peak_ = std::max(peak_, in_flight_);
     pending_.push_back([model, inputs = std::move(inputs), done = std::move(done)]() mutable {
       if (model == "broken") return done(InvalidArgument("the model refused"));
+      if (model == "echo") return done(NamedTensors{{"y", inputs.at("x")}});
       Tensor y = *Tensor::Allocate(DataType::kFp32, {1, 2});
       float x = inputs.at("x").span<float>()[0];
       y.mutable_span<float>()[0] = 2 * x;
@@ -89,7 +91,8 @@ class HeldRunner : public ModelRunner {
 
 Result<std::vector<std::string>> Catalog(const std::string& model,
                                          const std::vector<std::string>&) {
-  if (model == "double" || model == "broken") return std::vector<std::string>{"y"};
+  if (model == "double" || model == "echo" || model == "broken")
+    return std::vector<std::string>{"y"};
   return NotFound("no {}", model);
 }
 
@@ -381,7 +384,110 @@ TEST_F(CachingExecutorTest, ANearDuplicateImageReusesItsOriginalsNodesWhenKeyedP
   }
 }
 
-TEST(WorkflowCacheKeyTest, OnlyImagesTakePerceptualKeys) {
+TEST_F(CachingExecutorTest, TextKeyedCanonicallyHitsAcrossSpacingCaseAndUnicodeForms) {
+  const char* yaml = R"(
+inputs: {q: {type: text, cache_key: casefold}}
+nodes:
+  - {id: model, kind: model, model: echo, from: {x: inputs.q}}
+outputs: {seen: model.y}
+)";
+  const WorkflowPtr workflow = Load(yaml);
+  // Extra and odd white space, capitals, full-width letters, a no-break
+  // space, a zero-width space, a decomposed é and the "ﬁ" ligature.
+  const std::vector<std::string> spellings = {"héllo wide fine world",
+                                              "héllo  wide fine world",
+                                              " HÉLLO wide fine\tworld\n",
+                                              "\uFF28\u00C9llo wide fine world",
+                                              "he\u0301llo\u00A0wide fine world",
+                                              "héllo wide \uFB01ne world",
+                                              "héllo wi\u200Bde fine world"};
+  std::vector<bool> cached;
+  for (const auto& spelling : spellings) {
+    Recorder run;
+    executor_.Start(workflow, {{"q", Text(spelling)}}, {}, run.Sink());
+    if (cached.empty()) runner_.ReleaseWhenHeld(1);
+    run.Wait();
+    ASSERT_EQ(run.events.back().type, WorkflowEvent::Type::kWorkflowFinished);
+    EXPECT_EQ(RenderTensor(run.events.back().outputs.at("seen")), "héllo wide fine world")
+        << "the nodes read the canonical text";
+    cached.push_back(run.Cached()["model"]);
+  }
+  EXPECT_THAT(cached, ::testing::ElementsAre(false, true, true, true, true, true, true));
+  EXPECT_EQ(runner_.calls(), 1u);
+  const CanonicalStats stats = cache_.Stats().canonical;
+  EXPECT_EQ(stats.text_as_sent, 1u);
+  EXPECT_EQ(stats.text_normalized, 6u);
+}
+
+TEST_F(CachingExecutorTest, NormalizedTextKeepsItsCase) {
+  const WorkflowPtr workflow = Load(R"(
+inputs: {q: {type: text, cache_key: normalized}}
+nodes:
+  - {id: model, kind: model, model: echo, from: {x: inputs.q}}
+outputs: {seen: model.y}
+)");
+  std::vector<std::string> seen;
+  for (const std::string spelling : {"Paris  is big", "paris is big", " Paris is\u3000big"}) {
+    Recorder run;
+    executor_.Start(workflow, {{"q", Text(spelling)}}, {}, run.Sink());
+    if (seen.size() < 2) runner_.ReleaseWhenHeld(1);
+    run.Wait();
+    seen.push_back(RenderTensor(run.events.back().outputs.at("seen")));
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("Paris is big", "paris is big", "Paris is big"));
+  EXPECT_EQ(runner_.calls(), 2u) << "the third is the first's canonical text";
+}
+
+// `wav` with an INFO chunk (the encoder's name) before its data: the same
+// samples, other bytes.
+std::string WithInfoChunk(std::string wav) {
+  const std::string info = std::string("LIST\x12\0\0\0INFOISFT\x06\0\0\0braid\0", 26);
+  const std::size_t data = wav.find("data");
+  wav.insert(data, info);
+  const std::uint32_t riff = static_cast<std::uint32_t>(wav.size() - 8);
+  for (int i = 0; i < 4; ++i) wav[4 + i] = static_cast<char>((riff >> (8 * i)) & 0xFF);
+  return wav;
+}
+
+TEST_F(CachingExecutorTest, AudioKeyedByItsSamplesHitsWhateverItsMetadata) {
+  std::vector<float> tone(8000);
+  for (std::size_t i = 0; i < tone.size(); ++i)
+    tone[i] = 0.3F * std::sin(2 * 3.14159265F * 440 * static_cast<float>(i) / 16000);
+  const std::string plain = EncodeWav(tone, 16000);
+  const std::string tagged = WithInfoChunk(plain);
+  ASSERT_NE(plain, tagged);
+  std::vector<float> other = tone;
+  other[100] = 0.9F;
+  for (const std::string key : {"exact", "pcm"}) {
+    SCOPED_TRACE(key);
+    MemoryCache memory{1 << 24, SteadyClock()};
+    ResultCache cache{&memory, nullptr};
+    WorkflowExecutor executor{runner_, pool_, SteadyClock()};
+    executor.SetCache(&cache);
+    const WorkflowPtr workflow =
+        Load("inputs: {audio: {type: audio, cache_key: " + key + "}}\n" + R"(nodes:
+  - {id: samples, kind: preprocess.audio, from: {audio: inputs.audio}}
+outputs: {samples: samples.samples}
+)");
+    std::vector<bool> cached;
+    for (const std::string* bytes : {&plain, &tagged}) {
+      Recorder run;
+      executor.Start(workflow, {{"audio", Text(*bytes)}}, {}, run.Sink());
+      run.Wait();
+      ASSERT_EQ(run.events.back().type, WorkflowEvent::Type::kWorkflowFinished)
+          << run.events.back().text;
+      cached.push_back(run.Cached()["samples"]);
+    }
+    Recorder changed;
+    executor.Start(workflow, {{"audio", Text(EncodeWav(other, 16000))}}, {}, changed.Sink());
+    changed.Wait();
+    EXPECT_FALSE(changed.Cached()["samples"]) << "one sample differs: its own key";
+    EXPECT_THAT(cached, ::testing::ElementsAre(false, key == "pcm"));
+    EXPECT_EQ(cache.Stats().canonical.audio_pcm, key == "pcm" ? 3u : 0u);
+  }
+}
+
+TEST(WorkflowCacheKeyTest, EachCanonicalKeyNeedsItsInputType) {
   auto parse = [](const std::string& input) {
     return ParseWorkflow("inputs: {x: " + input + "}\nnodes:\n" +
                              "  - {id: t, kind: template, template: \"{{inputs.x}}\"}\n" +
@@ -392,9 +498,16 @@ TEST(WorkflowCacheKeyTest, OnlyImagesTakePerceptualKeys) {
   EXPECT_TRUE(parse("{type: image, cache_key: perceptual}").ok());
   EXPECT_TRUE(parse("{type: text, cache_key: exact}").ok());
   EXPECT_THAT(parse("{type: text, cache_key: perceptual}").message(),
-              HasSubstr("a perceptual cache_key needs an image input"));
+              HasSubstr("a perceptual cache_key is for image inputs"));
+  EXPECT_TRUE(parse("{type: text, cache_key: casefold}").ok());
+  EXPECT_TRUE(parse("{type: audio, cache_key: pcm}").ok());
+  EXPECT_THAT(parse("{type: image, cache_key: normalized}").message(),
+              HasSubstr("a normalized cache_key is for text inputs"));
+  EXPECT_THAT(parse("{type: text, cache_key: pcm}").message(),
+              HasSubstr("a pcm cache_key is for audio inputs"));
   EXPECT_THAT(parse("{type: image, cache_key: fuzzy}").message(),
-              HasSubstr("has cache_key 'fuzzy'; expected exact or perceptual"));
+              HasSubstr("has cache_key 'fuzzy'; expected exact, normalized, casefold, perceptual "
+                        "or pcm"));
 }
 
 TEST_F(CachingExecutorTest, ConcurrentRunsComputeASharedNodeOnce) {
