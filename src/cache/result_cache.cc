@@ -74,12 +74,28 @@ ResultCacheStats ResultCache::Stats() const {
   stats.bypassed = bypassed_;
   stats.perceptual = perceptual_.Stats();
   stats.canonical = canonical_;
+  stats.semantic = semantic_;
   return stats;
 }
 
 void ResultCache::CountTextKey(bool normalized) {
   std::lock_guard lock(flights_mutex_);
   ++(normalized ? canonical_.text_normalized : canonical_.text_as_sent);
+}
+
+void ResultCache::CountSemantic(SemanticOutcome outcome) {
+  std::lock_guard lock(flights_mutex_);
+  switch (outcome) {
+    case SemanticOutcome::kHit:
+      ++semantic_.hits;
+      break;
+    case SemanticOutcome::kMiss:
+      ++semantic_.misses;
+      break;
+    case SemanticOutcome::kRefused:
+      ++semantic_.refused;
+      break;
+  }
 }
 
 void ResultCache::CountAudioKey(bool decoded) {

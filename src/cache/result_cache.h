@@ -33,6 +33,14 @@ struct CanonicalStats {
   std::uint64_t audio_bytes = 0;      // audio that did not decode, keyed by its bytes
 };
 
+// Runs of workflows with a semantic cache.
+struct SemanticStats {
+  std::uint64_t hits = 0;     // answered with an earlier similar run's outputs
+  std::uint64_t misses = 0;   // looked up, nothing close enough
+  std::uint64_t refused = 0;  // the client refused semantic answers
+};
+enum class SemanticOutcome { kHit, kMiss, kRefused };
+
 struct ResultCacheStats {
   std::optional<CacheStats> memory;
   std::optional<RedisStats> redis;
@@ -40,6 +48,7 @@ struct ResultCacheStats {
   std::uint64_t bypassed = 0;   // misses that did not wait for a less urgent one
   PerceptualStats perceptual;
   CanonicalStats canonical;
+  SemanticStats semantic;
 };
 
 class ResultCache {
@@ -84,6 +93,7 @@ class ResultCache {
   // Counts a workflow audio input keyed by its samples (`decoded`) or, when
   // it did not decode, by its bytes.
   void CountAudioKey(bool decoded);
+  void CountSemantic(SemanticOutcome outcome);
 
   ResultCacheStats Stats() const;
 
@@ -104,6 +114,7 @@ class ResultCache {
   std::uint64_t coalesced_ = 0;                                   // guarded by flights_mutex_
   std::uint64_t bypassed_ = 0;                                    // guarded by flights_mutex_
   CanonicalStats canonical_;                                      // guarded by flights_mutex_
+  SemanticStats semantic_;                                        // guarded by flights_mutex_
 };
 
 }  // namespace braid

@@ -390,6 +390,16 @@ std::string Metrics::Render(
       fmt::format_to(std::back_inserter(out), "braid_cache_text_keys_total{{how=\"{}\"}} {}\n", how,
                      value);
     }
+    const SemanticStats& semantic = cache->semantic;
+    Header(out, "braid_cache_semantic_total", "counter",
+           "Runs of workflows with a semantic cache: hit (answered with an earlier similar "
+           "run's outputs), miss, refused (the client refused semantic answers).");
+    for (auto [result, value] : {std::pair{"hit", semantic.hits},
+                                 {"miss", semantic.misses},
+                                 {"refused", semantic.refused}}) {
+      fmt::format_to(std::back_inserter(out), "braid_cache_semantic_total{{result=\"{}\"}} {}\n",
+                     result, value);
+    }
     Header(out, "braid_cache_audio_keys_total", "counter",
            "Audio inputs declared cache_key: pcm, by how they were keyed: pcm (their decoded "
            "samples) or bytes (they did not decode).");

@@ -81,6 +81,12 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       for (const auto& [name, tensor] : inputs_) {
         if (!input_keys_.count(name)) input_keys_[name] = InputKey(tensor);
       }
+      if (workflow_->semantic_cache && !options_.precompute) {
+        semantic_ = executor_.SemanticCacheFor(workflow_);
+        semantic_context_ = SemanticContext();
+        semantic_pending_ = options_.semantic_cache;
+        if (!options_.semantic_cache) executor_.cache_->CountSemantic(SemanticOutcome::kRefused);
+      }
     }
   }
 
@@ -105,9 +111,15 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   // with the lock held; releases it around emitting and starting.
   void Advance(std::unique_lock<std::mutex>& lock) {
     while (!finished_) {
+      // A skipped embedding has nothing to look up: the held nodes go on.
+      if (semantic_pending_ &&
+          state_[workflow_->semantic_cache->embedding.node] == State::kSkipped) {
+        semantic_pending_ = false;
+      }
       const NodeSpec* ready = nullptr;
       for (const auto& node : workflow_->nodes) {
         if (state_[node.id] != State::kPending) continue;
+        if (semantic_pending_ && !workflow_->semantic_cache->upstream.count(node.id)) continue;
         bool resolved =
             std::all_of(node.depends_on.begin(), node.depends_on.end(), [&](const std::string& d) {
               return state_[d] == State::kDone || state_[d] == State::kSkipped;
@@ -161,10 +173,61 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       for (const auto& [name, ref] : workflow_->outputs) {
         if (auto value = Lookup(ref)) done.outputs[name] = *value;
       }
+      if (semantic_) {
+        auto embedding = Lookup(workflow_->semantic_cache->embedding);
+        if (embedding && embedding->dtype() == DataType::kFp32)
+          semantic_->Put(embedding->span<float>(), semantic_context_, done.outputs);
+      }
       lock.unlock();
       Emit(done);
       lock.lock();
     }
+  }
+
+  // What a semantic hit must share with this run besides the embedding:
+  // the inputs the embedding does not read (by their keys), the chat query
+  // unless the embedding reads it, and whether an upstream chat is there.
+  Hash128 SemanticContext() const {
+    const SemanticCacheSpec& spec = *workflow_->semantic_cache;
+    Hasher hasher;
+    hasher.Add("semantic");
+    for (const auto& name : spec.uncovered) {
+      hasher.Add(name);
+      auto key = input_keys_.find(name);
+      if (key != input_keys_.end()) {
+        hasher.Add(key->second);
+      } else {
+        hasher.Add("absent");
+      }
+    }
+    if (!spec.reads_query) hasher.Add("query").Add(options_.query);
+    return hasher.Add(std::int64_t{executor_.upstream_.has_value()}).Finish();
+  }
+
+  // After the embedding node: answers the run from the semantic cache when
+  // an earlier run was close enough (true), or lets the held nodes go on.
+  // Called with the lock held.
+  bool AnsweredSemantically(std::unique_lock<std::mutex>& lock) {
+    semantic_pending_ = false;
+    auto embedding = Lookup(workflow_->semantic_cache->embedding);
+    if (!embedding || embedding->dtype() != DataType::kFp32) return false;
+    auto hit = semantic_->Find(embedding->span<float>(), semantic_context_,
+                               workflow_->semantic_cache->threshold);
+    executor_.cache_->CountSemantic(hit ? SemanticOutcome::kHit : SemanticOutcome::kMiss);
+    if (!hit) return false;
+    // Only the embedding and what it needs have run: nothing else to stop.
+    finished_ = true;
+    WorkflowEvent done;
+    done.type = WorkflowEvent::Type::kWorkflowFinished;
+    done.status = "succeeded";
+    done.elapsed = executor_.clock_.Now() - start_;
+    done.outputs = std::move(hit->outputs);
+    done.semantic = true;
+    done.similarity = hit->similarity;
+    lock.unlock();
+    Emit(done);
+    lock.lock();
+    return true;
   }
 
   // The tensor a reference points at, if present.
@@ -400,6 +463,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     lock.unlock();
     Emit(finished);
     lock.lock();
+    if (semantic_pending_ && node.id == workflow_->semantic_cache->embedding.node &&
+        AnsweredSemantically(lock)) {
+      return;
+    }
     Advance(lock);
   }
 
@@ -435,10 +502,16 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   const TimePoint start_;
   std::mutex emit_mutex_;  // one event at a time to the sink; taken after mutex_ is released
   std::mutex mutex_;
-  std::map<std::string, State> state_;                                 // guarded by mutex_
-  std::map<std::string, NamedTensors> outputs_;                        // guarded by mutex_
-  std::map<std::string, Hash128> input_keys_;                          // set before the run starts
-  std::map<std::string, Hash128> node_keys_;                           // guarded by mutex_
+  std::map<std::string, State> state_;           // guarded by mutex_
+  std::map<std::string, NamedTensors> outputs_;  // guarded by mutex_
+  std::map<std::string, Hash128> input_keys_;    // set before the run starts
+  std::map<std::string, Hash128> node_keys_;     // guarded by mutex_
+  // The workflow's semantic cache (null without one or without a cache)
+  // and what a hit must share with this run.
+  std::shared_ptr<SemanticCache> semantic_;
+  Hash128 semantic_context_;
+  // Until the embedding is looked up, only the nodes it needs start.
+  bool semantic_pending_ = false;                                      // guarded by mutex_
   std::map<std::string, std::map<std::string, Hash128>> output_keys_;  // guarded by mutex_
   int running_ = 0;                                                    // guarded by mutex_
   int started_count_ = 0;                                              // guarded by mutex_
@@ -555,6 +628,17 @@ Hash128 WorkflowExecutor::PerceptualKey(const Tensor& image) {
   auto fingerprint = Fingerprint(*rgb);
   if (!fingerprint.ok()) return exact;
   return cache_->perceptual().KeyFor(exact, *fingerprint);
+}
+
+std::shared_ptr<SemanticCache> WorkflowExecutor::SemanticCacheFor(const WorkflowPtr& workflow) {
+  std::lock_guard lock(semantic_mutex_);
+  auto& [version, cache] = semantic_caches_[workflow->name];
+  if (version != workflow) {
+    version = workflow;
+    cache = std::make_shared<SemanticCache>(workflow->semantic_cache->capacity,
+                                            workflow->semantic_cache->ttl, clock_);
+  }
+  return cache;
 }
 
 Result<std::shared_ptr<const Tokenizer>> WorkflowExecutor::TokenizerFor(const std::string& model) {

@@ -24,6 +24,7 @@
 
 #include "cache/result_cache.h"
 #include "collections/collection_store.h"
+#include "collections/semantic_cache.h"
 #include "core/clock.h"
 #include "core/gate.h"
 #include "core/tensor.h"
@@ -80,6 +81,10 @@ struct WorkflowEvent {
   Duration elapsed{};    // node_finished, workflow_finished
   int index = 0;         // order in which the node started (1-based)
   bool cached = false;   // node_finished: the result came from the cache, not this run
+  // workflow_finished: the outputs are an earlier run's whose embedding was
+  // `similarity` (cosine) to this run's (the workflow's semantic_cache).
+  bool semantic = false;
+  float similarity = 0;
   StatusCode error_code = StatusCode::kOk;  // error: the failing node's status code
 };
 using EventSink = std::function<void(const WorkflowEvent&)>;
@@ -95,6 +100,9 @@ struct RunOptions {
   // `sys.query`: the chat message's text when the workflow has no text input
   // to take it (templates and remote.chat prompts may use it). Empty: absent.
   std::string query;
+  // false: the client refuses answers from the workflow's semantic cache
+  // (this run's outputs are still remembered for others).
+  bool semantic_cache = true;
 };
 
 class WorkflowExecutor {
@@ -173,6 +181,9 @@ class WorkflowExecutor {
   void CanonicalizeText(Tensor& text, bool casefold);
   // Texts longer than this are normalised on the pool.
   static constexpr std::size_t kInlineCanonicalBytes = 16 * 1024;
+  // The semantic cache of `workflow` (which declares one); a new one when
+  // the workflow was reloaded since.
+  std::shared_ptr<SemanticCache> SemanticCacheFor(const WorkflowPtr& workflow);
 
   ModelRunner& runner_;
   ThreadPool& pool_;
@@ -188,6 +199,10 @@ class WorkflowExecutor {
   std::mutex tokenizers_mutex_;
   std::map<std::string, std::shared_ptr<const Tokenizer>>
       tokenizers_;  // guarded by tokenizers_mutex_
+  std::mutex semantic_mutex_;
+  // workflow name → the workflow version its cache belongs to, and the cache
+  std::map<std::string, std::pair<WorkflowPtr, std::shared_ptr<SemanticCache>>>
+      semantic_caches_;  // guarded by semantic_mutex_
   // Every run holds it from Start until its last callback is gone.
   Gate runs_;
 };

@@ -59,6 +59,84 @@ const WorkflowInput* Workflow::FindInput(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// The most runs a workflow's semantic cache may remember.
+constexpr std::size_t kMaxSemanticCapacity = 1 << 20;
+
+// `semantic_cache: {embedding: NODE.OUTPUT, threshold?, capacity?, ttl_s?}`
+// of a workflow whose nodes are parsed. `check_reference` validates the
+// embedding's reference.
+template <typename CheckReference>
+Result<SemanticCacheSpec> ParseSemanticCache(const Workflow& workflow, const YAML::Node& yaml,
+                                             const std::string& source,
+                                             const CheckReference& check_reference) {
+  if (!yaml.IsMap() || !yaml["embedding"]) {
+    return InvalidArgument(
+        "{}: semantic_cache must be a map with 'embedding' (a node output) and optionally "
+        "'threshold', 'capacity', 'ttl_s'",
+        source);
+  }
+  SemanticCacheSpec spec;
+  for (const auto& field : yaml) {
+    const std::string key = field.first.as<std::string>();
+    if (key == "embedding") {
+      auto reference = ParseReference(field.second.as<std::string>());
+      if (!reference.ok())
+        return reference.status().WithContext(fmt::format("{}: semantic_cache.embedding", source));
+      spec.embedding = *reference;
+    } else if (key == "threshold") {
+      spec.threshold = field.second.as<float>();
+    } else if (key == "capacity") {
+      spec.capacity = field.second.as<std::size_t>();
+    } else if (key == "ttl_s") {
+      spec.ttl = std::chrono::seconds(field.second.as<std::int64_t>());
+    } else {
+      return InvalidArgument(
+          "{}: semantic_cache has unknown field '{}'; expected embedding, threshold, capacity, "
+          "ttl_s",
+          source, key);
+    }
+  }
+  if (!spec.embedding.IsNodeOutput() || spec.embedding.optional) {
+    return InvalidArgument("{}: semantic_cache.embedding must name a node output, not '{}'", source,
+                           spec.embedding.ToString());
+  }
+  BRAID_RETURN_IF_ERROR(check_reference(nullptr, "semantic_cache.embedding", spec.embedding));
+  if (!(spec.threshold > 0 && spec.threshold <= 1)) {
+    return InvalidArgument("{}: semantic_cache.threshold is {}; it must be in (0, 1]", source,
+                           spec.threshold);
+  }
+  if (spec.capacity < 1 || spec.capacity > kMaxSemanticCapacity) {
+    return InvalidArgument("{}: semantic_cache.capacity is {}; it must be 1 to {}", source,
+                           spec.capacity, kMaxSemanticCapacity);
+  }
+  if (spec.ttl.count() < 1)
+    return InvalidArgument("{}: semantic_cache.ttl_s must be at least 1", source);
+  // What the embedding needs: its node and theirs, back to the inputs.
+  std::vector<std::string> pending = {spec.embedding.node};
+  std::set<std::string> read;
+  while (!pending.empty()) {
+    const std::string id = pending.back();
+    pending.pop_back();
+    if (!spec.upstream.insert(id).second) continue;
+    const NodeSpec* node = workflow.FindNode(id);
+    for (const auto& dependency : node->depends_on) pending.push_back(dependency);
+    std::vector<Reference> refs = node->any_of;
+    for (const auto& [field, ref] : node->from) refs.push_back(ref);
+    for (const auto& ref : refs) {
+      if (ref.node == "inputs") read.insert(ref.output);
+      if (ref.node == "sys") spec.reads_query = true;
+    }
+  }
+  for (const auto& input : workflow.inputs) {
+    if (!read.count(input.name)) spec.uncovered.push_back(input.name);
+  }
+  return spec;
+}
+
+}  // namespace
+
 Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name,
                                   const std::filesystem::path& file, const ModelCatalog& catalog) {
   const std::string source = file.string();
@@ -77,10 +155,12 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
   try {
     for (const auto& entry : root) {
       const std::string key = entry.first.as<std::string>();
-      if (key != "description" && key != "inputs" && key != "nodes" && key != "outputs") {
+      if (key != "description" && key != "inputs" && key != "nodes" && key != "outputs" &&
+          key != "semantic_cache") {
         return InvalidArgument(
-            "{}: unknown key '{}' (line {}); expected description, inputs, nodes, outputs", source,
-            key, entry.first.Mark().line + 1);
+            "{}: unknown key '{}' (line {}); expected description, inputs, nodes, outputs, "
+            "semantic_cache",
+            source, key, entry.first.Mark().line + 1);
       }
     }
     if (root["description"]) workflow->description = root["description"].as<std::string>();
@@ -310,6 +390,11 @@ Result<WorkflowPtr> ParseWorkflow(std::string_view yaml, const std::string& name
       }
     }
     workflow->nodes = std::move(ordered);
+    if (const YAML::Node semantic = root["semantic_cache"]) {
+      auto spec = ParseSemanticCache(*workflow, semantic, source, check_reference);
+      if (!spec.ok()) return spec.status();
+      workflow->semantic_cache = std::move(spec).value();
+    }
   } catch (const YAML::Exception& e) {
     return InvalidArgument("{}: {} at line {}", source, e.msg, e.mark.line + 1);
   }

@@ -21,10 +21,13 @@
 // file, the node and the field.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +85,23 @@ struct NodeSpec {
   std::vector<std::string> depends_on;        // every node this one waits for
 };
 
+// `semantic_cache:` (opt-in): a run whose embedding is close enough to an
+// earlier run's is answered with that run's outputs. The embedding is a
+// node output (a vector); the nodes it needs run first and the others wait
+// for the lookup. Two runs are compared only when everything else they were
+// given is the same: the inputs the embedding does not read (by their cache
+// keys), the chat query unless the embedding reads it, the upstream chat's
+// presence.
+struct SemanticCacheSpec {
+  Reference embedding;
+  float threshold = 0.95F;  // least cosine similarity of a hit, in (0, 1]
+  std::size_t capacity = 1024;
+  std::chrono::seconds ttl{600};
+  std::set<std::string> upstream;      // the embedding's node and every node it needs
+  std::vector<std::string> uncovered;  // inputs the embedding does not read
+  bool reads_query = false;            // whether the embedding reads sys.query
+};
+
 struct Workflow {
   std::string name;
   std::string description;
@@ -89,6 +109,7 @@ struct Workflow {
   std::vector<WorkflowInput> inputs;
   std::vector<NodeSpec> nodes;  // topological order
   std::map<std::string, Reference> outputs;
+  std::optional<SemanticCacheSpec> semantic_cache;
 
   const NodeSpec* FindNode(const std::string& id) const;
   const WorkflowInput* FindInput(const std::string& name) const;

@@ -87,11 +87,15 @@ std::string WorkflowEventWriter::NodeFields(const WorkflowEvent& event, const No
 
 std::string WorkflowEventWriter::RunFields(const WorkflowEvent& event, std::string_view status) {
   const bool ok = status == "succeeded";
+  // A semantic cache hit says so, with how similar the earlier run was.
+  const std::string semantic =
+      event.semantic ? fmt::format(R"(,"cached":"semantic","similarity":{:.4f})", event.similarity)
+                     : "";
   return fmt::format(
-      R"("id":"{}","workflow_id":{},"status":"{}","outputs":{},"error":{},"elapsed_time":{:.6f},"total_tokens":0,"total_steps":{},"created_at":{},"finished_at":{})",
+      R"("id":"{}","workflow_id":{},"status":"{}","outputs":{},"error":{},"elapsed_time":{:.6f},"total_tokens":0,"total_steps":{},"created_at":{},"finished_at":{}{})",
       run_id_, JsonQuoted(workflow_->name), status, ok ? OutputsJson(event.outputs) : "{}",
       ok ? "null" : JsonQuoted(event.text), Seconds(event.elapsed), steps_, created_at_,
-      UnixSeconds());
+      UnixSeconds(), semantic);
 }
 
 std::string WorkflowEventWriter::Json(const WorkflowEvent& event) {
@@ -627,6 +631,7 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   std::string json = *request.body;
   NamedTensors file_inputs;
   std::string mode = "blocking";
+  bool semantic_cache = true;
   const std::string_view content_type = request.Header("Content-Type");
   if (content_type.starts_with("multipart/")) {
     auto parts = ParseMultipart(content_type, *request.body);
@@ -638,6 +643,10 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
         json = fmt::format(R"({{"inputs":{}}})", part.data);
       } else if (part.name == "response_mode") {
         mode = std::string(part.data);
+      } else if (part.name == "semantic_cache") {
+        if (part.data != "true" && part.data != "false")
+          return fail(InvalidArgument("'semantic_cache' must be true or false"));
+        semantic_cache = part.data == "true";
       } else if (spec != nullptr && !part.filename.empty()) {
         if (spec->type != InputType::kText) {
           if (Status s = CheckMedia(*spec, part.content_type); !s.ok()) return fail(s);
@@ -665,15 +674,21 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
   if (mode != "blocking" && mode != "streaming") {
     return fail(InvalidArgument("response_mode must be 'blocking' or 'streaming'"));
   }
+  if (doc.HasMember("semantic_cache")) {
+    if (!doc["semantic_cache"].IsBool())
+      return fail(InvalidArgument("'semantic_cache' must be true or false"));
+    semantic_cache = doc["semantic_cache"].GetBool();
+  }
   static const rapidjson::Value kEmpty(rapidjson::kObjectType);
   auto inputs = ParseInputs(**workflow, doc.HasMember("inputs") ? doc["inputs"] : kEmpty, files_,
                             std::move(file_inputs));
   if (!inputs.ok()) return fail(inputs.status());
   if (inputs->remote.empty())
-    return StartRun(*workflow, std::move(inputs->tensors), mode, std::move(responder));
+    return StartRun(*workflow, std::move(inputs->tensors), mode, semantic_cache,
+                    std::move(responder));
   if (!fetcher_.enabled()) return fail(fetcher_.Fetch(inputs->remote[0].url).status());
   fetch_pool_.Submit([this, workflow = *workflow, inputs = std::move(inputs).value(), mode,
-                      responder = std::move(responder)]() mutable {
+                      semantic_cache, responder = std::move(responder)]() mutable {
     for (const auto& remote : inputs.remote) {
       auto file = fetcher_.Fetch(remote.url);
       Status status = file.ok() ? Status::Ok() : file.status();
@@ -684,14 +699,15 @@ void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpRespond
             JsonError(status.WithContext(fmt::format("input '{}'", remote.spec->name))));
       inputs.tensors[remote.spec->name] = *Tensor::FromStrings({std::move(file->bytes)}, {1});
     }
-    StartRun(workflow, std::move(inputs.tensors), mode, std::move(responder));
+    StartRun(workflow, std::move(inputs.tensors), mode, semantic_cache, std::move(responder));
   });
 }
 
 void WorkflowApi::StartRun(WorkflowPtr workflow, NamedTensors inputs, const std::string& mode,
-                           HttpResponderPtr responder) {
+                           bool semantic_cache, HttpResponderPtr responder) {
   const std::string run_id = NewRunId();
   RunOptions options;
+  options.semantic_cache = semantic_cache;
   options.cancellation = std::make_shared<CancellationToken>();
   // A client that disconnects cancels the run's queued model work.
   responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });

@@ -2,7 +2,10 @@
 // POST /v1/workflows/{name}/run with response_mode blocking or streaming
 // (Server-Sent Events: workflow_started, node_started, node_finished,
 // text_chunk, workflow_finished, error; `event: ping` on a quiet stream),
-// POST /v1/workflows/tasks/{task_id}/stop. An upload to /v1/files/upload
+// POST /v1/workflows/tasks/{task_id}/stop. A run's body may carry
+// `"semantic_cache": false` to refuse an answer from the workflow's semantic
+// cache; a workflow_finished answered from it carries `"cached": "semantic"`
+// and the `similarity`. An upload to /v1/files/upload
 // starts the predictive precompute of the file's node results.
 #pragma once
 
@@ -72,9 +75,10 @@ class WorkflowApi {
 
  private:
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
-  // Starts a run whose inputs are all present and answers as `mode` says.
+  // Starts a run whose inputs are all present and answers as `mode` says;
+  // `semantic_cache` false refuses answers from the workflow's semantic cache.
   void StartRun(WorkflowPtr workflow, NamedTensors inputs, const std::string& mode,
-                HttpResponderPtr responder);
+                bool semantic_cache, HttpResponderPtr responder);
   // POST /v1/workflows/tasks/{task_id}/stop: cancels the run.
   void Stop(const std::string& task_id, HttpResponderPtr responder);
   void Upload(HttpRequest& request, HttpResponderPtr responder);

@@ -487,6 +487,109 @@ outputs: {samples: samples.samples}
   }
 }
 
+// `embed` gives [2a, 1]; `answer` doubles its first value. b is read by
+// nothing upstream of the embedding.
+constexpr const char* kSemantic = R"(
+inputs: {a: {type: text}, b: {type: text, optional: true}}
+nodes:
+  - {id: embed, kind: model, model: double, from: {x: inputs.a}}
+  - {id: answer, kind: model, model: double, from: {x: embed.y}}
+  - {id: note, kind: template, template: "{{inputs.b?}}"}
+outputs: {answer: answer.y}
+semantic_cache: {embedding: embed.y, threshold: 0.99}
+)";
+
+TEST_F(CachingExecutorTest, ASimilarRunIsAnsweredFromTheSemanticCache) {
+  const WorkflowPtr workflow = Load(kSemantic);
+  // Runs with `a` (and `b`); `computed` model calls are released.
+  auto run = [&](float a, std::optional<std::string> b, bool semantic, int computed) {
+    auto recorder = std::make_unique<Recorder>();
+    NamedTensors inputs = {{"a", Number(a)}};
+    if (b) inputs["b"] = Text(*b);
+    RunOptions options;
+    options.semantic_cache = semantic;
+    executor_.Start(workflow, inputs, options, recorder->Sink());
+    for (int i = 0; i < computed; ++i) runner_.ReleaseWhenHeld(1);
+    recorder->Wait();
+    EXPECT_EQ(recorder->events.back().type, WorkflowEvent::Type::kWorkflowFinished);
+    return recorder;
+  };
+  auto first = run(1, std::nullopt, true, 2);
+  EXPECT_FALSE(first->events.back().semantic);
+
+  auto similar = run(1.01F, std::nullopt, true, 1);
+  const WorkflowEvent& hit = similar->events.back();
+  EXPECT_TRUE(hit.semantic);
+  EXPECT_GE(hit.similarity, 0.99F);
+  EXPECT_EQ(RenderTensor(hit.outputs.at("answer")), "[4.0000, 1.0000]") << "the first run's";
+  EXPECT_THAT(similar->Names(WorkflowEvent::Type::kNodeStarted), ::testing::ElementsAre("embed"))
+      << "nothing but the embedding ran";
+
+  auto refused = run(1.01F, std::nullopt, false, 1);
+  EXPECT_FALSE(refused->events.back().semantic);
+  EXPECT_EQ(RenderTensor(refused->events.back().outputs.at("answer")), "[4.0400, 1.0000]");
+
+  auto far = run(-3, std::nullopt, true, 2);
+  EXPECT_FALSE(far->events.back().semantic) << "cosine below the threshold";
+
+  auto other_context = run(1, std::string("something else"), true, 0);
+  EXPECT_FALSE(other_context->events.back().semantic) << "b differs: never the same answer";
+  EXPECT_THAT(other_context->Names(WorkflowEvent::Type::kNodeStarted),
+              ::testing::ElementsAre("embed", "answer", "note"))
+      << "its nodes ran (from the node cache)";
+
+  const SemanticStats stats = cache_.Stats().semantic;
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 3u);
+  EXPECT_EQ(stats.refused, 1u);
+  EXPECT_EQ(runner_.calls(), 6u);
+}
+
+TEST_F(ExecutorTest, WithoutACacheASemanticWorkflowRunsWhole) {
+  for (float a : {1.0F, 1.01F}) {
+    Recorder recorder;
+    executor_.Start(Load(kSemantic), {{"a", Number(a)}}, {}, recorder.Sink());
+    runner_.ReleaseWhenHeld(1);
+    runner_.ReleaseWhenHeld(1);
+    recorder.Wait();
+    EXPECT_FALSE(recorder.events.back().semantic);
+  }
+}
+
+TEST(WorkflowSemanticCacheTest, TheSpecIsCheckedAndKnowsWhatTheEmbeddingReads) {
+  auto parse = [](const std::string& semantic) {
+    return ParseWorkflow(R"(
+inputs: {a: {type: text}, b: {type: text, optional: true}}
+nodes:
+  - {id: embed, kind: model, model: double, from: {x: inputs.a}}
+  - {id: answer, kind: model, model: double, from: {x: embed.y}}
+outputs: {answer: answer.y}
+semantic_cache: )" + semantic +
+                             "\n",
+                         "s", "s.yaml", Catalog);
+  };
+  auto good = parse("{embedding: embed.y, threshold: 0.9, capacity: 10, ttl_s: 30}");
+  ASSERT_TRUE(good.ok()) << good.status().message();
+  const SemanticCacheSpec& spec = *(*good)->semantic_cache;
+  EXPECT_EQ(spec.threshold, 0.9F);
+  EXPECT_EQ(spec.capacity, 10u);
+  EXPECT_EQ(spec.ttl, std::chrono::seconds(30));
+  EXPECT_THAT(spec.upstream, ::testing::ElementsAre("embed"));
+  EXPECT_THAT(spec.uncovered, ::testing::ElementsAre("b"));
+  EXPECT_FALSE(spec.reads_query);
+  EXPECT_THAT(parse("{embedding: answer.y}")->get()->semantic_cache->upstream,
+              ::testing::ElementsAre("answer", "embed"));
+  EXPECT_THAT(parse("{embedding: embed.y, threshold: 1.5}").status().message(),
+              HasSubstr("threshold is 1.5; it must be in (0, 1]"));
+  EXPECT_THAT(parse("{embedding: inputs.a}").status().message(),
+              HasSubstr("must name a node output, not 'inputs.a'"));
+  EXPECT_THAT(parse("{embedding: nowhere.y}").status().message(),
+              HasSubstr("missing node 'nowhere'"));
+  EXPECT_THAT(parse("{embedding: embed.y, size: 3}").status().message(),
+              HasSubstr("unknown field 'size'"));
+  EXPECT_THAT(parse("{threshold: 0.9}").status().message(), HasSubstr("with 'embedding'"));
+}
+
 TEST(WorkflowCacheKeyTest, EachCanonicalKeyNeedsItsInputType) {
   auto parse = [](const std::string& input) {
     return ParseWorkflow("inputs: {x: " + input + "}\nnodes:\n" +
