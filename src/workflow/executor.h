@@ -156,6 +156,10 @@ class WorkflowExecutor {
     embed_query_ = std::move(embed);
   }
 
+  // The semantic cache of `workflow` (which declares one), made at its
+  // first use and made anew when the workflow was reloaded. Thread-safe.
+  std::shared_ptr<SemanticCache> SemanticCacheFor(const WorkflowPtr& workflow);
+
   // The tokenizer of `model`, loaded once. Thread-safe.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
 
@@ -181,9 +185,6 @@ class WorkflowExecutor {
   void CanonicalizeText(Tensor& text, bool casefold);
   // Texts longer than this are normalised on the pool.
   static constexpr std::size_t kInlineCanonicalBytes = 16 * 1024;
-  // The semantic cache of `workflow` (which declares one); a new one when
-  // the workflow was reloaded since.
-  std::shared_ptr<SemanticCache> SemanticCacheFor(const WorkflowPtr& workflow);
 
   ModelRunner& runner_;
   ThreadPool& pool_;
