@@ -55,10 +55,13 @@ function interval(previous, next) {
   }
   const cacheBefore = cacheCounts(previous.stats), cacheAfter = cacheCounts(next.stats);
   const lookups = cacheAfter.hits + cacheAfter.misses - cacheBefore.hits - cacheBefore.misses;
-  // Image inputs keyed perceptually: the share given an earlier near duplicate's key.
-  const imagesBefore = previous.stats.cache?.images, imagesAfter = next.stats.cache?.images;
-  const imageKeys = imagesAfter && imagesBefore
-    ? sum(['exact', 'perceptual', 'new'].map((how) => imagesAfter[how] - imagesBefore[how])) : 0;
+  // The share of `part` among `counts` of cache.`group` over the interval; null when none.
+  const share = (group, part, counts) => {
+    const before = previous.stats.cache?.[group], after = next.stats.cache?.[group];
+    if (!before || !after) return null;
+    const all = sum(counts.map((c) => after[c] - before[c]));
+    return all > 0 ? ((after[part] - before[part]) / all) * 100 : null;
+  };
   return {
     at: next.at,
     rates,
@@ -67,7 +70,11 @@ function interval(previous, next) {
     p95: quantile(0.95, previous.stats.latency, next.stats.latency),
     p99: quantile(0.99, previous.stats.latency, next.stats.latency),
     hitRatio: lookups > 0 ? ((cacheAfter.hits - cacheBefore.hits) / lookups) * 100 : null,
-    nearDuplicates: imageKeys > 0 ? ((imagesAfter.perceptual - imagesBefore.perceptual) / imageKeys) * 100 : null,
+    // Image keys an earlier near duplicate gave, texts their canonical form
+    // changed, semantic lookups answered.
+    nearDuplicates: share('images', 'perceptual', ['exact', 'perceptual', 'new']),
+    respelled: share('texts', 'normalized', ['normalized', 'as_sent']),
+    semantic: share('semantic', 'hits', ['hits', 'misses']),
   };
 }
 
@@ -106,9 +113,12 @@ function render() {
     name: `priority ${level + 1}`,
     points: samples.map((s) => [s.at, sum(s.stats.models.map((m) => m.queue_depth[level] ?? 0))]),
   })), xMin, xMax);
-  charts.cache.draw(now.stats.cache ? [{ name: 'hits / lookups', points: points((i) => i.hitRatio) },
-    ...(intervals.some((i) => i.nearDuplicates !== null)
-      ? [{ name: 'near-duplicate images / image keys', points: points((i) => i.nearDuplicates) }] : [])] : [], xMin, xMax);
+  const tiers = [['nearDuplicates', 'near-duplicate images / image keys'],
+    ['respelled', 'respelled texts / text keys'], ['semantic', 'semantic hits / lookups']]
+    .filter(([field]) => intervals.some((i) => i[field] !== null))
+    .map(([field, name]) => ({ name, points: points((i) => i[field]) }));
+  charts.cache.draw(now.stats.cache
+    ? [{ name: 'hits / lookups', points: points((i) => i.hitRatio) }, ...tiers] : [], xMin, xMax);
   charts.instances.draw(active.map((m) => ({
     name: m.name,
     points: samples.map((s) => [s.at, byModel(s.stats).get(key(m))?.instances ?? 0]),

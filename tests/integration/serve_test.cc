@@ -460,6 +460,53 @@ std::string MetricsOf(const ServerProcess& server) {
       .out;
 }
 
+TEST(ServeSemanticCacheTest, ASimilarQuestionIsAnsweredFromTheSemanticCacheUnlessRefused) {
+  testing::TempDir dir;
+  dir.Write("ask.yaml", R"(
+inputs: {question: {type: text, cache_key: casefold}}
+nodes:
+  - {id: tokens, kind: preprocess.text, tokenizer: text-embed, from: {text: inputs.question}}
+  - {id: embed, kind: model, model: text-embed, from: {input_ids: tokens.input_ids}}
+  - {id: answer, kind: template, template: "you asked: {{inputs.question}}"}
+outputs: {answer: answer.text}
+semantic_cache: {embedding: embed.text_embeds, threshold: 0.9}
+)");
+  ServerProcess server({"--workflows", dir.path().string()});
+  ASSERT_TRUE(server.ready()) << server.ready_line();
+  auto ask = [&](const std::string& question, const std::string& extra = "") {
+    return Post(
+        server, "/v1/workflows/ask/run",
+        R"({"inputs":{"question":")" + question + R"("},"response_mode":"blocking")" + extra + "}");
+  };
+  Reply first = ask("How do I reset my password");
+  ASSERT_EQ(first.code, 200) << first.body;
+  EXPECT_THAT(first.body, Not(HasSubstr("semantic")));
+  // Another spelling: the same embedding (similarity 1), so the first
+  // run's answer, marked as such.
+  Reply again = ask("how do i  RESET my password");
+  ASSERT_EQ(again.code, 200) << again.body;
+  auto data = Parse(again.body);
+  EXPECT_STREQ(data["data"]["cached"].GetString(), "semantic");
+  EXPECT_GE(data["data"]["similarity"].GetDouble(), 0.99);
+  EXPECT_STREQ(data["data"]["outputs"]["answer"].GetString(),
+               "you asked: how do i reset my password");
+  EXPECT_EQ(data["data"]["nodes"].Size(), 2u) << "only the tokens and the embedding ran";
+  Reply refused = ask("how do i RESET my password", R"(,"semantic_cache":false)");
+  ASSERT_EQ(refused.code, 200) << refused.body;
+  EXPECT_THAT(refused.body, Not(HasSubstr("semantic")));
+  EXPECT_EQ(Parse(refused.body)["data"]["nodes"].Size(), 3u);
+  Reply unrelated = ask("what is the weather tomorrow");
+  EXPECT_THAT(unrelated.body, Not(HasSubstr("semantic")));
+  Reply bad = ask("x", R"(,"semantic_cache":"no")");
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_THAT(bad.body, HasSubstr("'semantic_cache' must be true or false"));
+  const std::string metrics = MetricsOf(server);
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_semantic_total{result=\"hit\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_semantic_total{result=\"miss\"} 2"));
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_semantic_total{result=\"refused\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_text_keys_total{how=\"normalized\"} 3"));
+}
+
 // Polls `condition` for up to 20 s.
 bool Eventually(const std::function<bool()>& condition) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -786,9 +833,9 @@ TEST(ServeWebTest, PagesAndDashboardFigures) {
   EXPECT_TRUE(doc["cache"].IsObject()) << "the memory tier is on by default";
 
   // multimodal-assist keys its image perceptually: the same picture twice
-  // is a new image, then one known by its bytes.
+  // is a new image, then one known by its bytes; its text is normalized.
   const std::string run = R"({"inputs":{"image":")" + testing::FixtureImageDataUrl() +
-                          R"("},"response_mode":"blocking"})";
+                          R"(","text":"what  does it say?"},"response_mode":"blocking"})";
   for (int i = 0; i < 2; ++i)
     ASSERT_EQ(Post(server, "/v1/workflows/multimodal-assist/run", run).code, 200);
   stats = Curl(server, "/dashboard/stats");
@@ -797,6 +844,9 @@ TEST(ServeWebTest, PagesAndDashboardFigures) {
   EXPECT_EQ(doc["cache"]["images"]["new"].GetUint64(), 1u) << stats.body;
   EXPECT_EQ(doc["cache"]["images"]["exact"].GetUint64(), 1u) << stats.body;
   EXPECT_EQ(doc["cache"]["images"]["perceptual"].GetUint64(), 0u) << stats.body;
+  EXPECT_EQ(doc["cache"]["texts"]["normalized"].GetUint64(), 2u) << stats.body;
+  EXPECT_EQ(doc["cache"]["texts"]["as_sent"].GetUint64(), 0u) << stats.body;
+  EXPECT_EQ(doc["cache"]["semantic"]["hits"].GetUint64(), 0u) << "no workflow declares one";
 }
 
 TEST(ServeRepositoryTest, IndexUnloadAndLoad) {
