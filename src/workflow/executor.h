@@ -12,6 +12,12 @@
 // A run cancelled from outside (RunOptions::cancellation: a stop request, the
 // client leaving) starts no further node and ends with one error event whose
 // status is "stopped" (kCancelled).
+//
+// A workflow with a semantic_cache (and an executor with a cache) first runs
+// only the nodes its embedding needs; when an earlier run with the same
+// context was close enough, the run ends there with that run's outputs
+// (workflow_finished says semantic, with the similarity), otherwise the
+// other nodes go on and the run's outputs are remembered at its end.
 #pragma once
 
 #include <filesystem>
