@@ -41,18 +41,31 @@ Hash128 PerceptualIndex::KeyFor(const Hash128& exact, const ImageFingerprint& fi
   } else {
     ++stats_.new_images;
   }
-  Entry entry{exact, key, fingerprint};
+  Insert({exact, key, fingerprint});
+  return key;
+}
+
+void PerceptualIndex::Remember(const Hash128& exact, const Hash128& key,
+                               const ImageFingerprint& fingerprint) {
+  std::lock_guard lock(mutex_);
+  if (by_exact_.count(exact)) return;
+  ++stats_.shared;
+  Insert({exact, key, fingerprint});
+}
+
+void PerceptualIndex::Insert(Entry entry) {
+  const Hash128 exact = entry.exact, key = entry.key;
+  const std::uint64_t hash = entry.fingerprint.hash;
   if (entries_.size() < capacity_) {
     entries_.push_back(std::move(entry));
-    hashes_.push_back(fingerprint.hash);
+    hashes_.push_back(hash);
   } else {
     by_exact_.erase(entries_[next_].exact);
     entries_[next_] = std::move(entry);
-    hashes_[next_] = fingerprint.hash;
+    hashes_[next_] = hash;
     next_ = (next_ + 1) % capacity_;
   }
   by_exact_[exact] = key;
-  return key;
 }
 
 PerceptualStats PerceptualIndex::Stats() const {

@@ -32,6 +32,7 @@ struct PerceptualStats {
   std::uint64_t verified = 0;    // candidates whose thumbnails matched
   std::uint64_t rejected = 0;    // candidates within range whose thumbnails did not
   std::uint64_t new_images = 0;  // keyed by themselves
+  std::uint64_t shared = 0;      // keyed by another replica, learnt through Redis
   std::size_t entries = 0;
 };
 
@@ -45,7 +46,12 @@ class PerceptualIndex {
   // Remembers the image either way.
   Hash128 KeyFor(const Hash128& exact, const ImageFingerprint& fingerprint);
 
+  // Remembers an image another replica keyed (its bytes' key, the key it
+  // was given, its fingerprint), unless these bytes are known already.
+  void Remember(const Hash128& exact, const Hash128& key, const ImageFingerprint& fingerprint);
+
   PerceptualStats Stats() const;
+  std::size_t capacity() const { return capacity_; }
 
  private:
   struct Entry {
@@ -53,6 +59,9 @@ class PerceptualIndex {
     Hash128 key;
     ImageFingerprint fingerprint;
   };
+  // Adds the entry, over the oldest once full. Called with the lock held.
+  void Insert(Entry entry);
+
   const std::size_t capacity_;
   mutable std::mutex mutex_;
   std::vector<Entry> entries_;         // a ring once full; guarded by mutex_

@@ -198,7 +198,19 @@ void RedisTier::Put(const Hash128& key, const std::vector<Tensor>& value, Durati
     ++dropped_;
     return;
   }
-  Write write{KeyFor(key), EncodeCacheValue(value, UnixMillis() + ttl_ms), ttl_ms};
+  Enqueue({KeyFor(key), EncodeCacheValue(value, UnixMillis() + ttl_ms), ttl_ms});
+}
+
+void RedisTier::Append(std::string_view stream, std::string value, std::size_t max_length) {
+  if (!up() || value.size() > options_.max_value_bytes) {
+    ++dropped_;
+    return;
+  }
+  Enqueue({options_.key_prefix + std::string(stream), std::move(value), 0,
+           static_cast<std::int64_t>(std::max<std::size_t>(max_length, 1))});
+}
+
+void RedisTier::Enqueue(Write write) {
   {
     std::lock_guard lock(writer_mutex_);
     if (queue_.size() >= options_.max_queued_writes) {
@@ -208,6 +220,46 @@ void RedisTier::Put(const Hash128& key, const std::vector<Tensor>& value, Durati
     queue_.push_back(std::move(write));
   }
   writer_wake_.notify_one();
+}
+
+std::optional<std::vector<RedisTier::StreamEntry>> RedisTier::ReadStream(std::string_view stream,
+                                                                         const std::string& after,
+                                                                         std::size_t count) {
+  Lent lent = Acquire();
+  if (lent.context == nullptr) return std::nullopt;
+  const std::string name = options_.key_prefix + std::string(stream);
+  const std::string start = after.empty() ? "-" : "(" + after;
+  Reply reply(static_cast<redisReply*>(redisCommand(lent.context, "XRANGE %b %b + COUNT %lld",
+                                                    name.data(), name.size(), start.data(),
+                                                    start.size(), static_cast<long long>(count))));
+  if (!reply) {
+    const std::string why = lent.context->errstr;
+    ++errors_;
+    Release(lent, false);
+    MarkDown(why);
+    return std::nullopt;
+  }
+  Release(lent, true);
+  if (reply->type != REDIS_REPLY_ARRAY) {
+    ++errors_;
+    return std::nullopt;
+  }
+  // Each entry is [id, [field, value, ...]]; the value is the first field's.
+  std::vector<StreamEntry> entries;
+  for (std::size_t i = 0; i < reply->elements; ++i) {
+    const redisReply* entry = reply->element[i];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+        entry->element[0]->type != REDIS_REPLY_STRING ||
+        entry->element[1]->type != REDIS_REPLY_ARRAY || entry->element[1]->elements < 2 ||
+        entry->element[1]->element[1]->type != REDIS_REPLY_STRING) {
+      ++errors_;
+      return std::nullopt;
+    }
+    const redisReply* value = entry->element[1]->element[1];
+    entries.push_back({std::string(entry->element[0]->str, entry->element[0]->len),
+                       std::string(value->str, value->len)});
+  }
+  return entries;
 }
 
 bool RedisTier::Probe() {
@@ -233,9 +285,15 @@ bool RedisTier::Probe() {
 
 bool RedisTier::SendWrites(std::vector<Write>& writes) {
   for (const Write& write : writes) {
-    redisAppendCommand(writer_, "SET %b %b PX %lld", write.key.data(), write.key.size(),
-                       write.value.data(), write.value.size(),
-                       static_cast<long long>(write.ttl_ms));
+    if (write.stream_length > 0) {
+      redisAppendCommand(writer_, "XADD %b MAXLEN ~ %lld * v %b", write.key.data(),
+                         write.key.size(), static_cast<long long>(write.stream_length),
+                         write.value.data(), write.value.size());
+    } else {
+      redisAppendCommand(writer_, "SET %b %b PX %lld", write.key.data(), write.key.size(),
+                         write.value.data(), write.value.size(),
+                         static_cast<long long>(write.ttl_ms));
+    }
   }
   for (std::size_t i = 0; i < writes.size(); ++i) {
     void* raw = nullptr;

@@ -71,6 +71,21 @@ class RedisTier {
   // Queues the value for the writer; returns at once.
   void Put(const Hash128& key, const std::vector<Tensor>& value, Duration ttl);
 
+  // Streams (Redis XADD/XRANGE) under the key prefix: what replicas tell
+  // each other in order, such as the images they keyed perceptually.
+  // Queues `value` for the writer, appended to `stream`, which keeps about
+  // `max_length` entries; returns at once.
+  void Append(std::string_view stream, std::string value, std::size_t max_length);
+  struct StreamEntry {
+    std::string id;
+    std::string value;
+  };
+  // Up to `count` entries of `stream` after entry `after` (from the first
+  // when empty), oldest first; nullopt while the tier is down, when every
+  // connection is busy, or on an error.
+  std::optional<std::vector<StreamEntry>> ReadStream(std::string_view stream,
+                                                     const std::string& after, std::size_t count);
+
   bool up() const { return up_.load(std::memory_order_acquire); }
   RedisStats Stats() const;
   // Blocks until the write queue is empty or `timeout` passes (tests, benchmarks).
@@ -81,7 +96,9 @@ class RedisTier {
     std::string key;
     std::string value;
     std::int64_t ttl_ms = 0;
+    std::int64_t stream_length = 0;  // > 0: appended to the stream `key`, trimmed to about this
   };
+  void Enqueue(Write write);
 
   // A pooled connection and the outage count when it was lent: one lent
   // before an outage is not pooled again after it.

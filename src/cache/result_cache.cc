@@ -1,11 +1,93 @@
 #include "cache/result_cache.h"
 
+#include <cstring>
 #include <limits>
+#include <random>
 
 namespace braid {
 
-ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis) : memory_(memory), redis_(redis) {
+namespace {
+
+std::uint64_t RandomReplicaId() {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32) ^ device();
+}
+
+// An image shared through the stream: the publishing replica, the bytes'
+// key, the key given and the fingerprint, as fixed-width fields.
+struct SharedImage {
+  std::uint64_t replica = 0;
+  Hash128 exact;
+  Hash128 key;
+  ImageFingerprint fingerprint;
+};
+constexpr std::string_view kSharedImageMagic = "PI1";
+constexpr std::size_t kSharedImageBytes = kSharedImageMagic.size() + 6 * sizeof(std::uint64_t) +
+                                          sizeof(ImageFingerprint::gray) +
+                                          sizeof(ImageFingerprint::colour);
+
+std::string EncodeSharedImage(const SharedImage& image) {
+  std::string out(kSharedImageMagic);
+  auto put = [&](const void* data, std::size_t size) {
+    out.append(static_cast<const char*>(data), size);
+  };
+  for (std::uint64_t field : {image.replica, image.exact.low, image.exact.high, image.key.low,
+                              image.key.high, image.fingerprint.hash}) {
+    put(&field, sizeof field);
+  }
+  put(image.fingerprint.gray.data(), image.fingerprint.gray.size());
+  put(image.fingerprint.colour.data(), image.fingerprint.colour.size());
+  return out;
+}
+
+std::optional<SharedImage> DecodeSharedImage(std::string_view bytes) {
+  if (bytes.size() != kSharedImageBytes || !bytes.starts_with(kSharedImageMagic))
+    return std::nullopt;
+  const char* at = bytes.data() + kSharedImageMagic.size();
+  auto take = [&](void* data, std::size_t size) {
+    std::memcpy(data, at, size);
+    at += size;
+  };
+  SharedImage image;
+  for (std::uint64_t* field : {&image.replica, &image.exact.low, &image.exact.high, &image.key.low,
+                               &image.key.high, &image.fingerprint.hash}) {
+    take(field, sizeof *field);
+  }
+  take(image.fingerprint.gray.data(), image.fingerprint.gray.size());
+  take(image.fingerprint.colour.data(), image.fingerprint.colour.size());
+  return image;
+}
+
+}  // namespace
+
+ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis, Clock& clock)
+    : memory_(memory), redis_(redis), clock_(clock), replica_(RandomReplicaId()) {
   if (redis_ != nullptr) redis_reads_ = std::make_unique<ThreadPool>(kRedisReaders);
+}
+
+Hash128 ResultCache::PerceptualKeyFor(const Hash128& exact, const ImageFingerprint& fingerprint) {
+  if (redis_ == nullptr) return perceptual_.KeyFor(exact, fingerprint);
+  LearnSharedImages();
+  const Hash128 key = perceptual_.KeyFor(exact, fingerprint);
+  redis_->Append(kPerceptualStream, EncodeSharedImage({replica_, exact, key, fingerprint}),
+                 perceptual_.capacity());
+  return key;
+}
+
+void ResultCache::LearnSharedImages() {
+  std::unique_lock lock(sync_mutex_, std::try_to_lock);
+  if (!lock.owns_lock() || !redis_->up()) return;
+  const TimePoint now = clock_.Now();
+  if (last_sync_ != TimePoint{} && now - last_sync_ < kPerceptualSyncInterval) return;
+  last_sync_ = now;
+  auto entries = redis_->ReadStream(kPerceptualStream, stream_after_, kPerceptualSyncBatch);
+  if (!entries) return;
+  for (const auto& entry : *entries) {
+    stream_after_ = entry.id;
+    auto image = DecodeSharedImage(entry.value);
+    if (image && image->replica != replica_)
+      perceptual_.Remember(image->exact, image->key, image->fingerprint);
+  }
 }
 
 void ResultCache::Lookup(const Hash128& key, LookupDone done) {

@@ -53,8 +53,10 @@ struct ResultCacheStats {
 
 class ResultCache {
  public:
-  // Either tier may be null (not configured). Both must outlive the cache.
-  ResultCache(MemoryCache* memory, RedisTier* redis);
+  // Either tier may be null (not configured). Both, and `clock` (which
+  // paces the looks at the images other replicas keyed), must outlive the
+  // cache.
+  ResultCache(MemoryCache* memory, RedisTier* redis, Clock& clock = SteadyClock());
 
   struct Hit {
     std::vector<Tensor> value;
@@ -86,6 +88,15 @@ class ResultCache {
   // The recent images keyed by what they look like, for inputs declared
   // with perceptual keys: a near duplicate is given its original's key.
   PerceptualIndex& perceptual() { return perceptual_; }
+  // The key for new image bytes (PerceptualIndex::KeyFor). With a Redis
+  // tier the replicas share their images: the ones others keyed since the
+  // last look (at most every kPerceptualSyncInterval) are learnt first, and
+  // this one is published for them. Blocks on Redis (a round trip at most):
+  // call it off the network threads.
+  Hash128 PerceptualKeyFor(const Hash128& exact, const ImageFingerprint& fingerprint);
+  static constexpr std::string_view kPerceptualStream = "perceptual";
+  static constexpr auto kPerceptualSyncInterval = std::chrono::milliseconds(100);
+  static constexpr std::size_t kPerceptualSyncBatch = 64;
 
   // Counts a workflow text input keyed by its canonical form: whether the
   // form changed it.
@@ -98,9 +109,19 @@ class ResultCache {
   ResultCacheStats Stats() const;
 
  private:
+  // Learns the images other replicas keyed since the last look.
+  void LearnSharedImages();
+
   MemoryCache* memory_;
   RedisTier* redis_;
+  Clock& clock_;
   PerceptualIndex perceptual_;
+  // This process among the replicas publishing images: its own come back
+  // from the stream and are skipped.
+  const std::uint64_t replica_;
+  std::mutex sync_mutex_;     // one look at the stream at a time; the others skip it
+  std::string stream_after_;  // guarded by sync_mutex_
+  std::chrono::steady_clock::time_point last_sync_{};  // guarded by sync_mutex_
   // Redis reads, off the callers' threads: each is a round trip that mostly
   // waits, so a few threads.
   static constexpr std::size_t kRedisReaders = 4;

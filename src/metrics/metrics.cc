@@ -378,6 +378,10 @@ std::string Metrics::Render(
                      "braid_cache_perceptual_candidates_total{{result=\"{}\"}} {}\n", result,
                      value);
     }
+    Header(out, "braid_cache_perceptual_shared_total", "counter",
+           "Images other replicas keyed perceptually, learnt through the Redis tier.");
+    fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_shared_total {}\n",
+                   perceptual.shared);
     Header(out, "braid_cache_perceptual_images", "gauge", "Images the perceptual index remembers.");
     fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_images {}\n",
                    perceptual.entries);

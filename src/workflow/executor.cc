@@ -627,7 +627,7 @@ Hash128 WorkflowExecutor::PerceptualKey(const Tensor& image) {
   if (!rgb.ok()) return exact;  // the nodes that read it say what is wrong
   auto fingerprint = Fingerprint(*rgb);
   if (!fingerprint.ok()) return exact;
-  return cache_->perceptual().KeyFor(exact, *fingerprint);
+  return cache_->PerceptualKeyFor(exact, *fingerprint);
 }
 
 std::shared_ptr<SemanticCache> WorkflowExecutor::SemanticCacheFor(const WorkflowPtr& workflow) {

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "cache/result_cache.h"
+#include "support/manual_clock.h"
+#include "support/pictures.h"
 #include "support/redis_process.h"
 
 namespace braid {
@@ -68,6 +70,40 @@ TEST(RedisTierTest, ValuesWrittenByOneTierAreReadByAnother) {
   EXPECT_EQ(stats.hits, 1u);
   EXPECT_EQ(stats.misses, 1u);
   EXPECT_EQ(writer.Stats().writes, 1u);
+}
+
+TEST(RedisTierTest, ReplicasShareTheImagesTheyKeyedPerceptually) {
+  testing::RedisProcess redis;
+  RedisTier tier_a(OptionsFor(redis), SteadyClock());
+  RedisTier tier_b(OptionsFor(redis), SteadyClock());
+  ASSERT_TRUE(WaitFor([&] { return tier_a.up() && tier_b.up(); }));
+  testing::ManualClock clock;
+  ResultCache a(nullptr, &tier_a, clock), b(nullptr, &tier_b, clock);
+  auto fingerprint = [](const cv::Mat& rgb) { return *Fingerprint(rgb); };
+  const cv::Mat original = testing::Picture(1);
+  const Hash128 key = a.PerceptualKeyFor({7, 7}, fingerprint(original));
+  EXPECT_EQ(key, (Hash128{7, 7})) << "a new image keys itself";
+  ASSERT_TRUE(tier_a.Flush(kPatience));
+
+  // B never saw the picture: a near copy of it is given A's key, and A's
+  // bytes are known to B from then on.
+  const Hash128 near =
+      b.PerceptualKeyFor({8, 8}, fingerprint(testing::NearCopy(original, 70, 0.9, 0.01)));
+  EXPECT_EQ(near, key);
+  const PerceptualStats stats = b.Stats().perceptual;
+  EXPECT_EQ(stats.shared, 1u);
+  EXPECT_EQ(stats.perceptual, 1u);
+  EXPECT_EQ(b.perceptual().Known({7, 7}), key);
+  ASSERT_TRUE(tier_b.Flush(kPatience));
+
+  // Within the sync interval A does not look; after it, A learns B's near
+  // copy but not its own image back. A distinct picture keys itself.
+  EXPECT_EQ(a.PerceptualKeyFor({9, 9}, fingerprint(testing::Picture(2))), (Hash128{9, 9}));
+  EXPECT_EQ(a.Stats().perceptual.shared, 0u);
+  clock.Advance(ResultCache::kPerceptualSyncInterval);
+  EXPECT_EQ(a.PerceptualKeyFor({10, 10}, fingerprint(testing::Picture(3))), (Hash128{10, 10}));
+  EXPECT_EQ(a.Stats().perceptual.shared, 1u) << "B's near copy, not A's own images";
+  EXPECT_EQ(a.perceptual().Known({8, 8}), key);
 }
 
 TEST(RedisTierTest, ExpiredValuesAreMisses) {

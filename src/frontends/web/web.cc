@@ -78,10 +78,11 @@ std::string CacheJson(const std::optional<ResultCacheStats>& cache) {
   const CanonicalStats& canonical = cache->canonical;
   const SemanticStats& semantic = cache->semantic;
   return fmt::format(
-      R"({{"memory":{},"redis":{},"coalesced":{},"images":{{"exact":{},"perceptual":{},"new":{},"verified":{},"rejected":{}}},"texts":{{"normalized":{},"as_sent":{}}},"audio":{{"pcm":{},"bytes":{}}},"semantic":{{"hits":{},"misses":{},"refused":{}}}}})",
+      R"({{"memory":{},"redis":{},"coalesced":{},"images":{{"exact":{},"perceptual":{},"new":{},"verified":{},"rejected":{},"shared":{}}},"texts":{{"normalized":{},"as_sent":{}}},"audio":{{"pcm":{},"bytes":{}}},"semantic":{{"hits":{},"misses":{},"refused":{}}}}})",
       memory, redis, cache->coalesced, images.exact, images.perceptual, images.new_images,
-      images.verified, images.rejected, canonical.text_normalized, canonical.text_as_sent,
-      canonical.audio_pcm, canonical.audio_bytes, semantic.hits, semantic.misses, semantic.refused);
+      images.verified, images.rejected, images.shared, canonical.text_normalized,
+      canonical.text_as_sent, canonical.audio_pcm, canonical.audio_bytes, semantic.hits,
+      semantic.misses, semantic.refused);
 }
 
 // The compute budget: threads, leases held now and waiting by class
