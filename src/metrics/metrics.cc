@@ -361,8 +361,9 @@ std::string Metrics::Render(
     fmt::format_to(std::back_inserter(out), "braid_cache_bypassed_total {}\n", cache->bypassed);
     const PerceptualStats& perceptual = cache->perceptual;
     Header(out, "braid_cache_image_keys_total", "counter",
-           "Keys given to image inputs declared cache_key: perceptual, by how: exact (bytes "
-           "seen before), perceptual (a verified near duplicate's key), new (its own).");
+           "Keys given to images keyed perceptually (workflow inputs with cache_key: perceptual, "
+           "models with response_cache.key: perceptual), by how: exact (bytes seen before), "
+           "perceptual (a verified near duplicate's key), new (its own).");
     for (auto [how, value] : {std::pair{"exact", perceptual.exact},
                               {"perceptual", perceptual.perceptual},
                               {"new", perceptual.new_images}}) {
@@ -405,8 +406,8 @@ std::string Metrics::Render(
                      result, value);
     }
     Header(out, "braid_cache_audio_keys_total", "counter",
-           "Audio inputs declared cache_key: pcm, by how they were keyed: pcm (their decoded "
-           "samples) or bytes (they did not decode).");
+           "Audio keyed by its samples (workflow inputs with cache_key: pcm, models with "
+           "response_cache.key: pcm), by how: pcm (decoded samples) or bytes (it did not decode).");
     for (auto [how, value] :
          {std::pair{"pcm", canonical.audio_pcm}, {"bytes", canonical.audio_bytes}}) {
       fmt::format_to(std::back_inserter(out), "braid_cache_audio_keys_total{{how=\"{}\"}} {}\n",

@@ -355,11 +355,23 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
     }
 
     if (const YAML::Node cache = root["response_cache"]) {
-      BRAID_RETURN_IF_ERROR(r.CheckKeys(cache, "response_cache", {"enable", "ttl_s"}));
+      BRAID_RETURN_IF_ERROR(r.CheckKeys(cache, "response_cache", {"enable", "ttl_s", "key"}));
       BRAID_RETURN_IF_ERROR(
           r.Bool(cache, "enable", "response_cache", &config.response_cache.enable));
       BRAID_RETURN_IF_ERROR(
           r.Int(cache, "ttl_s", "response_cache", 1, 365LL * 86400, &config.response_cache.ttl_s));
+      BRAID_RETURN_IF_ERROR(r.Choice<MediaKey>(cache, "key", "response_cache",
+                                               {{"exact", MediaKey::kExact},
+                                                {"perceptual", MediaKey::kPerceptual},
+                                                {"pcm", MediaKey::kPcm}},
+                                               &config.response_cache.key));
+      const bool media =
+          std::any_of(config.inputs.begin(), config.inputs.end(),
+                      [](const auto& input) { return input.datatype == DataType::kBytes; });
+      if (config.response_cache.key != MediaKey::kExact && !media) {
+        return r.Error(cache["key"], "response_cache.key",
+                       "keys encoded media: the model needs a BYTES input");
+      }
     }
 
     if (const YAML::Node opt = root["optimization"]) {

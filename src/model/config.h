@@ -71,9 +71,18 @@ struct DynamicBatching {
   std::int64_t priority_blocking_us = 0;
 };
 
+// How a model's result cache keys a BYTES [1] input of encoded media.
+enum class MediaKey {
+  kExact,       // its bytes
+  kPerceptual,  // an image: what it looks like (a near duplicate shares an earlier image's key)
+  kPcm,         // audio: its decoded samples, whatever the container and metadata
+};
+
 struct ResponseCacheConfig {
   bool enable = false;
   std::int64_t ttl_s = 300;
+  // `key:`; applies to the model's BYTES inputs, its other inputs are keyed exactly.
+  MediaKey key = MediaKey::kExact;
 };
 
 struct Optimization {

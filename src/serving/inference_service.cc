@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "backends/remote/remote_backend.h"
+#include "cache/canonical_keys.h"
 
 namespace braid {
 
@@ -163,12 +164,48 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
     return;
   }
+  if (cache_config.key == MediaKey::kExact) {
+    const Hash128 key = KeyOf(*model, *ordered);
+    return LookUp(scheduler, key, std::move(ordered).value(), options, std::move(done));
+  }
+  // Encoded media keyed by a canonical form: decoded on the keying pool,
+  // off the caller's (a network) thread.
+  ++in_flight_;
+  auto key_and_look_up = [this, scheduler, model, inputs = std::move(ordered).value(), options,
+                          done = std::move(done)]() mutable {
+    const Hash128 key = KeyOf(*model, inputs);
+    LookUp(scheduler, key, std::move(inputs), options, std::move(done));
+    FinishOne();
+  };
+  if (!keying_.Submit(key_and_look_up)) key_and_look_up();
+}
+
+Hash128 InferenceService::KeyOf(const Model& model, const std::vector<Tensor>& inputs) {
   Hasher hasher;
-  hasher.Add(model->name()).Add(model->version());
-  for (const Tensor& tensor : *ordered) hasher.Add(tensor);
-  const Hash128 key = hasher.Finish();
+  hasher.Add(model.name()).Add(model.version());
+  const MediaKey media = model.config().response_cache.key;
+  for (const Tensor& tensor : inputs) {
+    if (media == MediaKey::kExact || tensor.dtype() != DataType::kBytes ||
+        tensor.element_count() != 1) {
+      hasher.Add(tensor);
+      continue;
+    }
+    const Hash128 exact = Hasher().Add(tensor).Finish();
+    const std::string_view bytes = FirstString(tensor);
+    if (media == MediaKey::kPerceptual) {
+      hasher.Add(PerceptualImageKey(*cache_, exact, bytes, image_limits_));
+    } else {
+      hasher.Add(PcmAudioKey(*cache_, bytes, audio_limits_).value_or(exact));
+    }
+  }
+  return hasher.Finish();
+}
+
+void InferenceService::LookUp(const SchedulerPtr& scheduler, const Hash128& key,
+                              std::vector<Tensor> inputs, const InferOptions& options,
+                              InferCallback done) {
   ++in_flight_;  // the lookup, which may end on one of the cache's threads
-  cache_->Lookup(key, [this, scheduler, key, inputs = std::move(ordered).value(), options,
+  cache_->Lookup(key, [this, scheduler, key, inputs = std::move(inputs), options,
                        done = std::move(done)](std::optional<ResultCache::Hit> hit) mutable {
     if (hit) {
       InferResponse response{scheduler->shared_model(), std::move(hit->value), Duration{},

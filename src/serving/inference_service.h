@@ -24,6 +24,8 @@
 #include "core/clock.h"
 #include "core/thread_pool.h"
 #include "model/repository.h"
+#include "preprocess/audio.h"
+#include "preprocess/image.h"
 #include "scheduler/model_scheduler.h"
 
 namespace braid {
@@ -80,6 +82,13 @@ class InferenceService {
   InferenceService(ModelRepository& repository, Clock& clock, SchedulerOptions options = {},
                    ResultCache* cache = nullptr);
   ~InferenceService();
+
+  // Caps for decoding encoded media into canonical cache keys
+  // (response_cache.key perceptual or pcm). Call before the first request.
+  void SetMediaLimits(ImageLimits image, AudioLimits audio) {
+    image_limits_ = image;
+    audio_limits_ = audio;
+  }
 
   // Loads every model in the repository and starts their schedulers.
   Status LoadAll();
@@ -157,10 +166,19 @@ class InferenceService {
   void LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
                   const InferOptions& options, const Hash128& key, InferCallback done);
   void FinishOne();
+  // The result cache key of `inputs` for `model`: its name and version and
+  // each input, encoded media by the canonical form its response_cache.key
+  // declares (which decodes them: call it off the network threads then).
+  Hash128 KeyOf(const Model& model, const std::vector<Tensor>& inputs);
+  // Looks `key` up: a hit answers, a miss leads, waits or computes.
+  void LookUp(const SchedulerPtr& scheduler, const Hash128& key, std::vector<Tensor> inputs,
+              const InferOptions& options, InferCallback done);
 
   ModelRepository& repository_;
   Clock& clock_;
   ResultCache* cache_;
+  ImageLimits image_limits_;
+  AudioLimits audio_limits_;
   // Runs the schedulers' completion callbacks (cache fills, answers, the
   // next workflow node) off the models' workers, unless the options name
   // another pool. Drained in the destructor once every scheduler stopped.
@@ -176,6 +194,9 @@ class InferenceService {
   std::mutex idle_mutex_;
   std::condition_variable idle_;
   ThreadPool retirements_{1};  // drains replaced schedulers off the request path
+  // Decodes encoded media into canonical keys (response_cache.key) off the
+  // callers' threads; its tasks count in in_flight_.
+  ThreadPool keying_{2};
 };
 
 }  // namespace braid

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "cache/canonical_keys.h"
 #include "preprocess/canonical_text.h"
-#include "preprocess/fingerprint.h"
 #include "workflow/node_kind.h"
 
 namespace braid {
@@ -588,10 +588,16 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
           CanonicalizeText(given->second, input.cache_key == CacheKeying::kCasefold);
           break;
         case CacheKeying::kPerceptual:
-          if (cache_ != nullptr) keys[input.name] = PerceptualKey(given->second);
+          if (cache_ != nullptr) {
+            keys[input.name] = PerceptualImageKey(*cache_, InputKey(given->second),
+                                                  FirstString(given->second), image_limits_);
+          }
           break;
         case CacheKeying::kPcm:
-          if (cache_ != nullptr) keys[input.name] = PcmKey(given->second);
+          if (cache_ != nullptr) {
+            keys[input.name] = PcmAudioKey(*cache_, FirstString(given->second), audio_limits_)
+                                   .value_or(InputKey(given->second));
+          }
           break;
       }
     }
@@ -609,25 +615,6 @@ void WorkflowExecutor::CanonicalizeText(Tensor& text, bool casefold) {
   const bool changed = canonical != sent;
   if (changed) text = *Tensor::FromStrings({std::move(canonical)}, {1});
   if (cache_ != nullptr) cache_->CountTextKey(changed);
-}
-
-Hash128 WorkflowExecutor::PcmKey(const Tensor& audio) {
-  const std::string_view bytes = FirstString(audio);
-  auto decoded = DecodeAudio(std::as_bytes(std::span(bytes.data(), bytes.size())), audio_limits_);
-  cache_->CountAudioKey(decoded.ok());
-  if (!decoded.ok()) return InputKey(audio);  // the nodes that read it say what is wrong
-  return Hasher().Add("pcm").Add(std::as_bytes(std::span(decoded->samples))).Finish();
-}
-
-Hash128 WorkflowExecutor::PerceptualKey(const Tensor& image) {
-  const Hash128 exact = InputKey(image);
-  const std::string_view bytes = FirstString(image);
-  auto rgb = DecodeImage(std::as_bytes(std::span(bytes.data(), bytes.size())), image_limits_, false,
-                         kFingerprintShortSide);
-  if (!rgb.ok()) return exact;  // the nodes that read it say what is wrong
-  auto fingerprint = Fingerprint(*rgb);
-  if (!fingerprint.ok()) return exact;
-  return cache_->PerceptualKeyFor(exact, *fingerprint);
 }
 
 std::shared_ptr<SemanticCache> WorkflowExecutor::SemanticCacheFor(const WorkflowPtr& workflow) {

@@ -180,12 +180,6 @@ class WorkflowExecutor {
 
  private:
   friend class WorkflowRun;
-  // The key of an image input declared `cache_key: perceptual`: an earlier
-  // near duplicate's, or its own content key (also when it cannot be decoded).
-  Hash128 PerceptualKey(const Tensor& image);
-  // The key of an audio input declared `cache_key: pcm`: its decoded
-  // samples', or its content key when it does not decode.
-  Hash128 PcmKey(const Tensor& audio);
   // Replaces a text input declared `cache_key: normalized|casefold` by its
   // canonical form.
   void CanonicalizeText(Tensor& text, bool casefold);

@@ -24,6 +24,7 @@
 #include "support/redis_process.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
+#include "support/wav.h"
 
 namespace braid {
 namespace {
@@ -191,25 +192,36 @@ TEST_F(ServeTest, InferBinaryTensorsBothWays) {
   EXPECT_EQ(last, 7.5f);
 }
 
-TEST_F(ServeTest, OcrOverTheBinaryExtension) {
-  std::ifstream in(std::string(BRAID_TEST_FIXTURES) + "/images/text_2_DejaVu-Serif_40.jpg",
-                   std::ios::binary);
-  std::string image((std::istreambuf_iterator<char>(in)), {});
-  ASSERT_FALSE(image.empty());
+// `bytes` as the one BYTES element of `model`'s `input` over the binary
+// extension, asking for `outputs` (a JSON list of {"name"}).
+Reply InferBytes(const ServerProcess& server, const std::string& model, const std::string& input,
+                 const std::string& bytes, const std::string& outputs = "[]") {
   // A BYTES element on the wire: 4-byte little-endian length, then the bytes.
   std::string element(4, '\0');
-  const auto length = static_cast<std::uint32_t>(image.size());
+  const auto length = static_cast<std::uint32_t>(bytes.size());
   std::memcpy(element.data(), &length, sizeof(length));
-  element += image;
-  std::string header =
-      R"({"inputs":[{"name":"image","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":)" +
-      std::to_string(element.size()) + R"(}}],"outputs":[{"name":"text"},{"name":"words"}]})";
+  element += bytes;
+  const std::string header =
+      R"({"inputs":[{"name":")" + input +
+      R"(","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":)" +
+      std::to_string(element.size()) + R"(}}],"outputs":)" + outputs + "}";
   testing::TempDir dir;
-  auto file = dir.Write("ocr.bin", header + element);
+  auto file = dir.Write("request.bin", header + element);
+  return Curl(server, "/v2/models/" + model + "/infer",
+              "-X POST -H 'Inference-Header-Content-Length: " + std::to_string(header.size()) +
+                  "' --data-binary @" + file.string());
+}
+
+std::string Fixture(const std::string& relative) {
+  std::ifstream in(std::string(BRAID_TEST_FIXTURES) + "/" + relative, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+TEST_F(ServeTest, OcrOverTheBinaryExtension) {
+  const std::string image = Fixture("images/text_2_DejaVu-Serif_40.jpg");
+  ASSERT_FALSE(image.empty());
   Reply reply =
-      Curl(*server_, "/v2/models/ocr/infer",
-           "-X POST -H 'Inference-Header-Content-Length: " + std::to_string(header.size()) +
-               "' --data-binary @" + file.string());
+      InferBytes(*server_, "ocr", "image", image, R"([{"name":"text"},{"name":"words"}])");
   ASSERT_EQ(reply.code, 200) << reply.body;
   auto doc = Parse(reply.body);
   EXPECT_THAT(std::string(doc["outputs"][0]["data"][0].GetString()),
@@ -505,6 +517,49 @@ semantic_cache: {embedding: embed.text_embeds, threshold: 0.9}
   EXPECT_THAT(metrics, HasSubstr("braid_cache_semantic_total{result=\"miss\"} 2"));
   EXPECT_THAT(metrics, HasSubstr("braid_cache_semantic_total{result=\"refused\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("braid_cache_text_keys_total{how=\"normalized\"} 3"));
+}
+
+TEST(ServeMediaKeyTest, OcrAndAsrKeyEncodedMediaByWhatItHoldsNotItsBytes) {
+  ServerProcess server;
+  ASSERT_TRUE(server.ready()) << server.ready_line();
+  testing::TempDir dir;
+  const std::string original = (dir.path() / "original.jpg").string();
+  const std::string copy = (dir.path() / "copy.jpg").string();
+  // A picture, then what a chat app does to it: scaled down, recompressed,
+  // its metadata stripped.
+  ASSERT_EQ(RunCommand("convert -size 640x480 gradient:navy-orange -fill yellow -draw 'circle "
+                       "220,200 300,260' -fill teal -draw 'rectangle 380,80 560,300' '" +
+                       original + "'")
+                .exit_code,
+            0);
+  ASSERT_EQ(RunCommand("convert '" + original + "' -resize 90% -strip -quality 70 '" + copy + "'")
+                .exit_code,
+            0);
+  auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  Reply first = InferBytes(server, "ocr", "image", read(original));
+  Reply second = InferBytes(server, "ocr", "image", read(copy));
+  ASSERT_EQ(first.code, 200) << first.body;
+  ASSERT_EQ(second.code, 200) << second.body;
+  EXPECT_EQ(Parse(second.body)["outputs"][0]["data"][0].GetString(),
+            std::string(Parse(first.body)["outputs"][0]["data"][0].GetString()));
+  EXPECT_EQ(Parse(Curl(server, "/v2/models/ocr/stats").body)["model_stats"][0]["inference_count"]
+                .GetUint64(),
+            1u)
+      << "the near copy was answered from the cache";
+
+  const std::string wav = Fixture("speech/say_0.wav");
+  ASSERT_EQ(InferBytes(server, "asr", "audio", wav).code, 200);
+  ASSERT_EQ(InferBytes(server, "asr", "audio", testing::WithInfoChunk(wav)).code, 200);
+  EXPECT_EQ(Parse(Curl(server, "/v2/models/asr/stats").body)["model_stats"][0]["inference_count"]
+                .GetUint64(),
+            1u)
+      << "the same samples with other metadata";
+  const std::string metrics = MetricsOf(server);
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_image_keys_total{how=\"perceptual\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("braid_cache_audio_keys_total{how=\"pcm\"} 2"));
 }
 
 // Polls `condition` for up to 20 s.

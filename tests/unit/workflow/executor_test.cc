@@ -11,6 +11,7 @@
 
 #include "preprocess/audio_encoder.h"
 #include "support/pictures.h"
+#include "support/wav.h"
 
 namespace braid {
 namespace {
@@ -438,23 +439,12 @@ outputs: {seen: model.y}
   EXPECT_EQ(runner_.calls(), 2u) << "the third is the first's canonical text";
 }
 
-// `wav` with an INFO chunk (the encoder's name) before its data: the same
-// samples, other bytes.
-std::string WithInfoChunk(std::string wav) {
-  const std::string info = std::string("LIST\x12\0\0\0INFOISFT\x06\0\0\0braid\0", 26);
-  const std::size_t data = wav.find("data");
-  wav.insert(data, info);
-  const std::uint32_t riff = static_cast<std::uint32_t>(wav.size() - 8);
-  for (int i = 0; i < 4; ++i) wav[4 + i] = static_cast<char>((riff >> (8 * i)) & 0xFF);
-  return wav;
-}
-
 TEST_F(CachingExecutorTest, AudioKeyedByItsSamplesHitsWhateverItsMetadata) {
   std::vector<float> tone(8000);
   for (std::size_t i = 0; i < tone.size(); ++i)
     tone[i] = 0.3F * std::sin(2 * 3.14159265F * 440 * static_cast<float>(i) / 16000);
   const std::string plain = EncodeWav(tone, 16000);
-  const std::string tagged = WithInfoChunk(plain);
+  const std::string tagged = testing::WithInfoChunk(plain);
   ASSERT_NE(plain, tagged);
   std::vector<float> other = tone;
   other[100] = 0.9F;
