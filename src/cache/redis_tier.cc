@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cstdarg>
 
 #include "cache/value_codec.h"
 
@@ -156,20 +157,28 @@ void RedisTier::MarkDown(std::string_view why) {
   for (redisContext* context : idle) redisFree(context);
 }
 
-std::optional<std::pair<std::vector<Tensor>, Duration>> RedisTier::Get(const Hash128& key) {
+redisReply* RedisTier::Call(const char* format, ...) {
   Lent lent = Acquire();
-  if (lent.context == nullptr) return std::nullopt;
-  const std::string name = KeyFor(key);
-  Reply reply(
-      static_cast<redisReply*>(redisCommand(lent.context, "GET %b", name.data(), name.size())));
-  if (!reply) {
+  if (lent.context == nullptr) return nullptr;
+  va_list arguments;
+  va_start(arguments, format);
+  auto* reply = static_cast<redisReply*>(redisvCommand(lent.context, format, arguments));
+  va_end(arguments);
+  if (reply == nullptr) {
     const std::string why = lent.context->errstr;
     ++errors_;
     Release(lent, false);
     MarkDown(why);
-    return std::nullopt;
+    return nullptr;
   }
   Release(lent, true);
+  return reply;
+}
+
+std::optional<std::pair<std::vector<Tensor>, Duration>> RedisTier::Get(const Hash128& key) {
+  const std::string name = KeyFor(key);
+  Reply reply(Call("GET %b", name.data(), name.size()));
+  if (!reply) return std::nullopt;
   if (reply->type != REDIS_REPLY_STRING) {
     if (reply->type == REDIS_REPLY_NIL) {
       ++misses_;
@@ -225,21 +234,11 @@ void RedisTier::Enqueue(Write write) {
 std::optional<std::vector<RedisTier::StreamEntry>> RedisTier::ReadStream(std::string_view stream,
                                                                          const std::string& after,
                                                                          std::size_t count) {
-  Lent lent = Acquire();
-  if (lent.context == nullptr) return std::nullopt;
   const std::string name = options_.key_prefix + std::string(stream);
   const std::string start = after.empty() ? "-" : "(" + after;
-  Reply reply(static_cast<redisReply*>(redisCommand(lent.context, "XRANGE %b %b + COUNT %lld",
-                                                    name.data(), name.size(), start.data(),
-                                                    start.size(), static_cast<long long>(count))));
-  if (!reply) {
-    const std::string why = lent.context->errstr;
-    ++errors_;
-    Release(lent, false);
-    MarkDown(why);
-    return std::nullopt;
-  }
-  Release(lent, true);
+  Reply reply(Call("XRANGE %b %b + COUNT %lld", name.data(), name.size(), start.data(),
+                   start.size(), static_cast<long long>(count)));
+  if (!reply) return std::nullopt;
   if (reply->type != REDIS_REPLY_ARRAY) {
     ++errors_;
     return std::nullopt;

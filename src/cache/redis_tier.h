@@ -28,6 +28,7 @@
 #include "core/tensor.h"
 
 struct redisContext;
+struct redisReply;
 
 namespace braid {
 
@@ -110,6 +111,11 @@ class RedisTier {
   Lent Acquire();
   void Release(Lent lent, bool healthy);
   void MarkDown(std::string_view why);
+  // Sends one command (redisCommand's format) on a pooled connection and
+  // gives the connection back. The reply, which the caller frees; null when
+  // no connection is free, the tier is down, or the call failed (counted,
+  // and the tier marked down).
+  redisReply* Call(const char* format, ...);
   void WriterLoop();
   bool Probe();
   bool SendWrites(std::vector<Write>& writes);

@@ -54,22 +54,6 @@ Status ValidateId(const std::string& id) {
   return Status::Ok();
 }
 
-Status Normalise(std::vector<float>& vector, int dimension) {
-  if (vector.size() != static_cast<std::size_t>(dimension)) {
-    return InvalidArgument("the collection holds {}-dimensional vectors, not {}", dimension,
-                           vector.size());
-  }
-  double norm = 0;
-  for (float x : vector) {
-    if (!std::isfinite(x)) return InvalidArgument("vectors must hold finite numbers");
-    norm += double(x) * x;
-  }
-  if (norm == 0) return InvalidArgument("a zero vector has no direction to search by");
-  const double scale = 1 / std::sqrt(norm);
-  for (float& x : vector) x = static_cast<float>(x * scale);
-  return Status::Ok();
-}
-
 std::string NewId(const std::unordered_map<std::string, Label>& taken) {
   while (true) {
     std::string id = RandomId();
@@ -155,6 +139,22 @@ std::unique_ptr<faiss::Index> NewIndex(IndexKind kind, int dimension,
 }
 
 }  // namespace
+
+Status Normalise(std::vector<float>& vector, int dimension) {
+  if (vector.size() != static_cast<std::size_t>(dimension)) {
+    return InvalidArgument("the collection holds {}-dimensional vectors, not {}", dimension,
+                           vector.size());
+  }
+  double norm = 0;
+  for (float x : vector) {
+    if (!std::isfinite(x)) return InvalidArgument("vectors must hold finite numbers");
+    norm += double(x) * x;
+  }
+  if (norm == 0) return InvalidArgument("a zero vector has no direction to search by");
+  const double scale = 1 / std::sqrt(norm);
+  for (float& x : vector) x = static_cast<float>(x * scale);
+  return Status::Ok();
+}
 
 int Dimensions(EmbeddingSpace space) {
   switch (space) {

@@ -74,6 +74,10 @@ inline constexpr float kLayoutShare = 0.15f;
 std::vector<float> DocumentVector(std::span<const float> text, bool read_nothing,
                                   std::span<const float> layout);
 
+// Scales `vector` to norm 1 in place; InvalidArgument when it does not hold
+// `dimension` values, holds a non-finite one, or is all zeros.
+Status Normalise(std::vector<float>& vector, int dimension);
+
 enum class IndexKind { kFlat, kHnsw };
 std::string_view IndexKindName(IndexKind kind);
 

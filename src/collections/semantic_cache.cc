@@ -4,23 +4,10 @@
 #include <faiss/impl/IDSelector.h>
 
 #include <algorithm>
-#include <cmath>
+
+#include "collections/collection.h"
 
 namespace braid {
-namespace {
-
-// `vector` scaled to norm 1; empty when its norm is 0 or not finite.
-std::vector<float> Normalized(std::span<const float> vector) {
-  double norm = 0;
-  for (float value : vector) norm += double{value} * value;
-  norm = std::sqrt(norm);
-  if (!(norm > 0) || !std::isfinite(norm)) return {};
-  std::vector<float> out(vector.begin(), vector.end());
-  for (float& value : out) value = static_cast<float>(value / norm);
-  return out;
-}
-
-}  // namespace
 
 SemanticCache::SemanticCache(std::size_t capacity, Duration ttl, Clock& clock)
     : capacity_(std::max<std::size_t>(capacity, 1)), ttl_(ttl), clock_(clock) {}
@@ -29,13 +16,11 @@ SemanticCache::~SemanticCache() = default;
 
 std::optional<SemanticCache::Hit> SemanticCache::Find(std::span<const float> embedding,
                                                       const Hash128& context, float threshold) {
-  const std::vector<float> query = Normalized(embedding);
+  std::vector<float> query(embedding.begin(), embedding.end());
   std::lock_guard lock(mutex_);
   Expire(clock_.Now());
-  if (query.empty() || index_ == nullptr || entries_.empty() ||
-      query.size() != static_cast<std::size_t>(index_->d)) {
+  if (index_ == nullptr || entries_.empty() || !Normalise(query, index_->d).ok())
     return std::nullopt;
-  }
   const auto k = std::min<faiss::Index::idx_t>(kCandidates, index_->ntotal);
   std::vector<float> scores(k);
   std::vector<faiss::Index::idx_t> rows(k);
@@ -50,13 +35,13 @@ std::optional<SemanticCache::Hit> SemanticCache::Find(std::span<const float> emb
 
 void SemanticCache::Put(std::span<const float> embedding, const Hash128& context,
                         std::map<std::string, Tensor> outputs) {
-  const std::vector<float> vector = Normalized(embedding);
-  if (vector.empty()) return;
+  std::vector<float> vector(embedding.begin(), embedding.end());
   std::lock_guard lock(mutex_);
   const TimePoint now = clock_.Now();
   Expire(now);
-  if (index_ == nullptr) index_ = std::make_unique<faiss::IndexFlatIP>(vector.size());
-  if (vector.size() != static_cast<std::size_t>(index_->d)) return;
+  const int dimension = index_ ? index_->d : static_cast<int>(vector.size());
+  if (!Normalise(vector, dimension).ok()) return;
+  if (index_ == nullptr) index_ = std::make_unique<faiss::IndexFlatIP>(dimension);
   if (entries_.size() == capacity_) {
     faiss::IDSelectorRange oldest(0, 1);
     index_->remove_ids(oldest);

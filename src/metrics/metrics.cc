@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <tuple>
 
@@ -26,6 +27,16 @@ std::string Escape(std::string_view value) {
 
 void Header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+// A counter split by one label: a header, then `name{label="key"} value`
+// for each pair.
+void LabelledCounter(std::string& out, std::string_view name, std::string_view help,
+                     std::string_view label,
+                     std::initializer_list<std::pair<std::string_view, std::uint64_t>> values) {
+  Header(out, name, "counter", help);
+  for (const auto& [key, value] : values)
+    fmt::format_to(std::back_inserter(out), "{}{{{}=\"{}\"}} {}\n", name, label, key, value);
 }
 
 // Process CPU seconds and resident bytes from /proc/self.
@@ -360,25 +371,20 @@ std::string Metrics::Render(
            "urgent identical computation (a precompute, a lower priority).");
     fmt::format_to(std::back_inserter(out), "braid_cache_bypassed_total {}\n", cache->bypassed);
     const PerceptualStats& perceptual = cache->perceptual;
-    Header(out, "braid_cache_image_keys_total", "counter",
-           "Keys given to images keyed perceptually (workflow inputs with cache_key: perceptual, "
-           "models with response_cache.key: perceptual), by how: exact (bytes seen before), "
-           "perceptual (a verified near duplicate's key), new (its own).");
-    for (auto [how, value] : {std::pair{"exact", perceptual.exact},
-                              {"perceptual", perceptual.perceptual},
-                              {"new", perceptual.new_images}}) {
-      fmt::format_to(std::back_inserter(out), "braid_cache_image_keys_total{{how=\"{}\"}} {}\n",
-                     how, value);
-    }
-    Header(out, "braid_cache_perceptual_candidates_total", "counter",
-           "Earlier images within the perceptual hash's range of a new one, by whether their "
-           "thumbnails verified the match.");
-    for (auto [result, value] :
-         {std::pair{"verified", perceptual.verified}, {"rejected", perceptual.rejected}}) {
-      fmt::format_to(std::back_inserter(out),
-                     "braid_cache_perceptual_candidates_total{{result=\"{}\"}} {}\n", result,
-                     value);
-    }
+    LabelledCounter(out, "braid_cache_image_keys_total",
+                    "Keys given to images keyed perceptually (workflow inputs with cache_key: "
+                    "perceptual, models with response_cache.key: perceptual), by how: exact "
+                    "(bytes seen before), perceptual (a verified near duplicate's key), new (its "
+                    "own).",
+                    "how",
+                    {{"exact", perceptual.exact},
+                     {"perceptual", perceptual.perceptual},
+                     {"new", perceptual.new_images}});
+    LabelledCounter(out, "braid_cache_perceptual_candidates_total",
+                    "Earlier images within the perceptual hash's range of a new one, by whether "
+                    "their thumbnails verified the match.",
+                    "result",
+                    {{"verified", perceptual.verified}, {"rejected", perceptual.rejected}});
     Header(out, "braid_cache_perceptual_shared_total", "counter",
            "Images other replicas keyed perceptually, learnt through the Redis tier.");
     fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_shared_total {}\n",
@@ -387,32 +393,23 @@ std::string Metrics::Render(
     fmt::format_to(std::back_inserter(out), "braid_cache_perceptual_images {}\n",
                    perceptual.entries);
     const CanonicalStats& canonical = cache->canonical;
-    Header(out, "braid_cache_text_keys_total", "counter",
-           "Text inputs declared cache_key: normalized or casefold, by whether their canonical "
-           "form changed them (normalized) or they came canonical (as_sent).");
-    for (auto [how, value] : {std::pair{"normalized", canonical.text_normalized},
-                              {"as_sent", canonical.text_as_sent}}) {
-      fmt::format_to(std::back_inserter(out), "braid_cache_text_keys_total{{how=\"{}\"}} {}\n", how,
-                     value);
-    }
+    LabelledCounter(
+        out, "braid_cache_text_keys_total",
+        "Text inputs declared cache_key: normalized or casefold, by whether their "
+        "canonical form changed them (normalized) or they came canonical (as_sent).",
+        "how", {{"normalized", canonical.text_normalized}, {"as_sent", canonical.text_as_sent}});
     const SemanticStats& semantic = cache->semantic;
-    Header(out, "braid_cache_semantic_total", "counter",
-           "Runs of workflows with a semantic cache: hit (answered with an earlier similar "
-           "run's outputs), miss, refused (the client refused semantic answers).");
-    for (auto [result, value] : {std::pair{"hit", semantic.hits},
-                                 {"miss", semantic.misses},
-                                 {"refused", semantic.refused}}) {
-      fmt::format_to(std::back_inserter(out), "braid_cache_semantic_total{{result=\"{}\"}} {}\n",
-                     result, value);
-    }
-    Header(out, "braid_cache_audio_keys_total", "counter",
-           "Audio keyed by its samples (workflow inputs with cache_key: pcm, models with "
-           "response_cache.key: pcm), by how: pcm (decoded samples) or bytes (it did not decode).");
-    for (auto [how, value] :
-         {std::pair{"pcm", canonical.audio_pcm}, {"bytes", canonical.audio_bytes}}) {
-      fmt::format_to(std::back_inserter(out), "braid_cache_audio_keys_total{{how=\"{}\"}} {}\n",
-                     how, value);
-    }
+    LabelledCounter(
+        out, "braid_cache_semantic_total",
+        "Runs of workflows with a semantic cache: hit (answered with an earlier "
+        "similar run's outputs), miss, refused (the client refused semantic answers).",
+        "result",
+        {{"hit", semantic.hits}, {"miss", semantic.misses}, {"refused", semantic.refused}});
+    LabelledCounter(out, "braid_cache_audio_keys_total",
+                    "Audio keyed by its samples (workflow inputs with cache_key: pcm, models with "
+                    "response_cache.key: pcm), by how: pcm (decoded samples) or bytes (it did not "
+                    "decode).",
+                    "how", {{"pcm", canonical.audio_pcm}, {"bytes", canonical.audio_bytes}});
     if (cache->redis) {
       const RedisStats& redis = *cache->redis;
       for (auto [name, type, help, value] :

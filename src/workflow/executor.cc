@@ -548,6 +548,7 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
   // new images are fingerprinted, audio decoded and long texts normalised on
   // the pool, off the caller's thread.
   std::map<std::string, Hash128> keys;
+  std::map<std::string, Hash128> contents;  // new images' content keys, for their fingerprints
   bool offload = false;
   for (const auto& input : workflow->inputs) {
     auto given = inputs.find(input.name);
@@ -559,14 +560,17 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
       case CacheKeying::kCasefold:
         offload |= FirstString(given->second).size() > kInlineCanonicalBytes;
         break;
-      case CacheKeying::kPerceptual:
+      case CacheKeying::kPerceptual: {
         if (cache_ == nullptr) break;
-        if (auto known = cache_->perceptual().Known(InputKey(given->second))) {
+        const Hash128 content = InputKey(given->second);
+        if (auto known = cache_->perceptual().Known(content)) {
           keys[input.name] = *known;
         } else {
+          contents[input.name] = content;
           offload = true;
         }
         break;
+      }
       case CacheKeying::kPcm:
         offload |= cache_ != nullptr;
         break;
@@ -574,7 +578,7 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
   }
   auto start = [this, admitted = std::make_shared<Gate::Holder>(std::move(*admitted)), workflow,
                 inputs = std::move(inputs), options = std::move(options), sink = std::move(sink),
-                keys = std::move(keys)]() mutable {
+                keys = std::move(keys), contents = std::move(contents)]() mutable {
     for (const auto& input : workflow->inputs) {
       auto given = inputs.find(input.name);
       if (given == inputs.end() || keys.count(input.name)) continue;
@@ -589,7 +593,7 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
           break;
         case CacheKeying::kPerceptual:
           if (cache_ != nullptr) {
-            keys[input.name] = PerceptualImageKey(*cache_, InputKey(given->second),
+            keys[input.name] = PerceptualImageKey(*cache_, contents.at(input.name),
                                                   FirstString(given->second), image_limits_);
           }
           break;
