@@ -15,6 +15,8 @@ void AddRunCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddRouterCommand(CLI::App& app, int* exit_code);
 void AddAlignCommand(CLI::App& app, int* exit_code);
+// `braid quantize` and `braid models quantize`: after AddModelsCommand.
+void AddQuantizeCommands(CLI::App& app, int* exit_code);
 
 // `flag` when given, else the embedded default model repository: `models/`
 // beside the braid binary (where the build writes it), else the path

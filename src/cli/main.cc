@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   braid::cli::AddModelsCommand(app, &exit_code);
+  braid::cli::AddQuantizeCommands(app, &exit_code);
   braid::cli::AddInferCommand(app, &exit_code);
   braid::cli::AddServeCommand(app, &exit_code);
   braid::cli::AddRunCommand(app, &exit_code);

@@ -51,7 +51,7 @@ int RunModels(const std::filesystem::path& root, bool strict) {
 
 void AddModelsCommand(CLI::App& app, int* exit_code) {
   auto* models = app.add_subcommand("models", "Inspect a model repository");
-  models->require_subcommand(1);
+  models->require_subcommand(1);  // list, validate, quantize (quantize_command.cc)
   auto options = std::make_shared<ModelsOptions>();
 
   auto* list = models->add_subcommand(

@@ -395,11 +395,6 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
                                                      {"extended", O::GraphLevel::kExtended},
                                                      {"all", O::GraphLevel::kAll}},
                                                     &config.optimization.graph_optimization));
-      if (config.optimization.precision != O::Precision::kFp32 &&
-          config.optimization.execution_provider == O::Provider::kCpu) {
-        return r.Error(opt["precision"], "optimization.precision",
-                       "fp16 and int8 need execution_provider cuda or tensorrt");
-      }
     }
 
     if (const YAML::Node scale = root["autoscale"]) {

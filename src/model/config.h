@@ -90,6 +90,8 @@ struct Optimization {
   enum class Precision { kFp32, kFp16, kInt8 };
   enum class GraphLevel { kNone, kBasic, kExtended, kAll };
   Provider execution_provider = Provider::kCpu;
+  // int8 and fp16 serve the model's quantized copy (model.int8.onnx, model.fp16.onnx);
+  // under TensorRT they set its builder's precision for the FP32 file instead.
   Precision precision = Precision::kFp32;
   GraphLevel graph_optimization = GraphLevel::kAll;
 };

@@ -183,12 +183,6 @@ Status ConfigureProvider(const ModelConfig& config, Ort::SessionOptions& options
                       config.config_path().string(), wanted, OnnxRuntimeVersion(),
                       fmt::join(available, ", "));
   }
-  if (opt.execution_provider == O::Provider::kCuda && opt.precision != O::Precision::kFp32) {
-    return InvalidArgument(
-        "{}: optimization.precision {} needs execution_provider tensorrt; the CUDA provider runs "
-        "a model in the precision it was exported in",
-        config.config_path().string(), opt.precision == O::Precision::kFp16 ? "fp16" : "int8");
-  }
   // A build can list a provider whose shared library is not installed (the
   // npm build lists CUDA without shipping it); appending it fails then.
   try {
@@ -268,11 +262,12 @@ Status CheckDeclarations(const ModelConfig& config, Ort::Session& session,
 
 class OnnxRuntimeInstance : public ModelInstance {
  public:
-  OnnxRuntimeInstance(const ModelConfig& config, Ort::Session session)
+  OnnxRuntimeInstance(Ort::Session session, std::vector<std::string> input_names,
+                      std::vector<std::string> output_names)
       : session_(std::move(session)),
-        memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)) {
-    for (const auto& spec : config.inputs) input_names_.push_back(spec.name);
-    for (const auto& spec : config.outputs) output_names_.push_back(spec.name);
+        memory_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)),
+        input_names_(std::move(input_names)),
+        output_names_(std::move(output_names)) {
     for (const auto& name : input_names_) input_name_ptrs_.push_back(name.c_str());
     for (const auto& name : output_names_) output_name_ptrs_.push_back(name.c_str());
   }
@@ -368,13 +363,36 @@ Status WarmUp(const ModelConfig& config, ModelInstance& instance) {
   return instance.Execute(inputs, &outputs);
 }
 
+// The file a version folder serves: the config's default_model_filename
+// (model.onnx unless set), or for optimization.precision int8 or fp16 outside
+// TensorRT (which lowers the precision itself) its quantized copy beside it,
+// model.int8.onnx or model.fp16.onnx, as `braid models quantize` writes it.
+std::filesystem::path ModelFile(const ModelConfig& config,
+                                const std::filesystem::path& version_dir) {
+  std::filesystem::path file =
+      config.default_model_filename.empty() ? kDefaultFilename : config.default_model_filename;
+  using O = Optimization;
+  const auto& opt = config.optimization;
+  if (opt.precision == O::Precision::kFp32 || opt.execution_provider == O::Provider::kTensorRt) {
+    return version_dir / file;
+  }
+  const char* suffix = opt.precision == O::Precision::kInt8 ? ".int8" : ".fp16";
+  return version_dir / (file.stem().string() + suffix + file.extension().string());
+}
+
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
                                            const std::filesystem::path& version_dir) {
-  const auto file =
-      version_dir /
-      (config.default_model_filename.empty() ? kDefaultFilename : config.default_model_filename);
+  const auto file = ModelFile(config, version_dir);
   std::error_code error;
   if (!std::filesystem::is_regular_file(file, error)) {
+    if (config.optimization.precision != Optimization::Precision::kFp32) {
+      return NotFound(
+          "{}: model file missing; optimization.precision {} serves the quantized copy that "
+          "`braid models quantize {} --mode {}` writes",
+          file.string(), file.stem().extension().string().substr(1), config.name,
+          config.optimization.precision == Optimization::Precision::kInt8 ? "int8-dynamic"
+                                                                          : "fp16");
+    }
     return NotFound("{}: model file missing", file.string());
   }
   if (config.instance_group.kind == InstanceGroup::Kind::kGpu &&
@@ -397,7 +415,11 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
     for (int i = 0; i < config.InstancesToLoad(); ++i) {
       Ort::Session session(Environment(), file.c_str(), options[i < regular ? 0 : 1]);
       if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
-      auto instance = std::make_unique<OnnxRuntimeInstance>(config, std::move(session));
+      std::vector<std::string> input_names, output_names;
+      for (const auto& spec : config.inputs) input_names.push_back(spec.name);
+      for (const auto& spec : config.outputs) output_names.push_back(spec.name);
+      auto instance = std::make_unique<OnnxRuntimeInstance>(
+          std::move(session), std::move(input_names), std::move(output_names));
       auto warm = WarmUp(config, *instance);
       if (!warm.ok()) return warm.WithContext(fmt::format("{}: warm-up failed", file.string()));
       instances.push_back(std::move(instance));
@@ -408,9 +430,75 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   return instances;
 }
 
+class MemoryModel : public OnnxModelRunner {
+ public:
+  MemoryModel(Ort::Session session, std::vector<OnnxTensorInfo> inputs,
+              std::vector<OnnxTensorInfo> outputs)
+      : inputs_(std::move(inputs)),
+        outputs_(std::move(outputs)),
+        instance_(std::move(session), Names(inputs_), Names(outputs_)) {}
+
+  const std::vector<OnnxTensorInfo>& inputs() const override { return inputs_; }
+  const std::vector<OnnxTensorInfo>& outputs() const override { return outputs_; }
+  Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) override {
+    if (inputs.size() != inputs_.size()) {
+      return InvalidArgument("the model takes {} inputs, not {}", inputs_.size(), inputs.size());
+    }
+    std::vector<Tensor> outputs;
+    BRAID_RETURN_IF_ERROR(instance_.Execute(inputs, &outputs));
+    return outputs;
+  }
+
+ private:
+  static std::vector<std::string> Names(const std::vector<OnnxTensorInfo>& infos) {
+    std::vector<std::string> names;
+    for (const auto& info : infos) names.push_back(info.name);
+    return names;
+  }
+
+  std::vector<OnnxTensorInfo> inputs_;
+  std::vector<OnnxTensorInfo> outputs_;
+  OnnxRuntimeInstance instance_;
+};
+
+Result<OnnxTensorInfo> Describe(std::string name, const Ort::TypeInfo& type) {
+  if (type.GetONNXType() != ONNX_TYPE_TENSOR) {
+    return InvalidArgument("'{}' is not a tensor", name);
+  }
+  auto tensor = type.GetTensorTypeAndShapeInfo();
+  BRAID_ASSIGN_OR_RETURN(DataType datatype, FromOnnx(tensor.GetElementType()));
+  return OnnxTensorInfo{std::move(name), datatype, tensor.GetShape()};
+}
+
 }  // namespace
 
 BackendFactory MakeOnnxRuntimeBackend() { return Load; }
+
+Result<std::unique_ptr<OnnxModelRunner>> OpenOnnxModel(std::string_view bytes) {
+  try {
+    Ort::SessionOptions options;
+    options.DisablePerSessionThreads();
+    options.SetExecutionMode(ORT_SEQUENTIAL);
+    options.SetGraphOptimizationLevel(ORT_ENABLE_ALL);
+    Ort::Session session(Environment(), bytes.data(), bytes.size(), options);
+    Ort::AllocatorWithDefaultOptions allocator;
+    std::vector<OnnxTensorInfo> inputs, outputs;
+    for (std::size_t k = 0; k < session.GetInputCount(); ++k) {
+      BRAID_ASSIGN_OR_RETURN(auto info, Describe(session.GetInputNameAllocated(k, allocator).get(),
+                                                 session.GetInputTypeInfo(k)));
+      inputs.push_back(std::move(info));
+    }
+    for (std::size_t k = 0; k < session.GetOutputCount(); ++k) {
+      BRAID_ASSIGN_OR_RETURN(auto info, Describe(session.GetOutputNameAllocated(k, allocator).get(),
+                                                 session.GetOutputTypeInfo(k)));
+      outputs.push_back(std::move(info));
+    }
+    return std::unique_ptr<OnnxModelRunner>(
+        std::make_unique<MemoryModel>(std::move(session), std::move(inputs), std::move(outputs)));
+  } catch (const Ort::Exception& e) {
+    return InvalidArgument("onnxruntime cannot load the model: {}", e.what());
+  }
+}
 
 void UsePerSessionThreadPools() { per_session_pools = true; }
 

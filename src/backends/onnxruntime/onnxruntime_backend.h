@@ -2,7 +2,10 @@
 //
 // Each instance is one Ort::Session created from <version>/model.onnx (or
 // the config's default_model_filename) with the config's graph
-// optimisation level and execution provider.
+// optimisation level and execution provider. optimization.precision int8 or
+// fp16 serves the quantized copy beside it (model.int8.onnx,
+// model.fp16.onnx: `braid models quantize`), except under TensorRT, which
+// lowers the FP32 file's precision itself.
 //
 // Threads: every session whose intra_op_threads reaches the process's
 // compute budget (core/compute_budget.h) runs on ONNX Runtime's global
@@ -20,6 +23,10 @@
 // directly) and outputs are wrapped, not copied, when they come back.
 #pragma once
 
+#include <memory>
+#include <span>
+#include <string_view>
+
 #include "model/backend.h"
 
 namespace braid {
@@ -35,5 +42,27 @@ void UsePerSessionThreadPools();
 
 // The version of the ONNX Runtime library in use, e.g. "1.21.0".
 std::string OnnxRuntimeVersion();
+
+// A tensor an ONNX model declares; a dim below 0 is variable.
+struct OnnxTensorInfo {
+  std::string name;
+  DataType datatype;
+  Shape dims;
+};
+
+// An ONNX model held in memory and run outside the model repository, on the
+// process's compute budget (the global pool): for tools such as
+// `braid quantize` that run a model beside a transformed copy of it.
+class OnnxModelRunner {
+ public:
+  virtual ~OnnxModelRunner() = default;
+  virtual const std::vector<OnnxTensorInfo>& inputs() const = 0;
+  virtual const std::vector<OnnxTensorInfo>& outputs() const = 0;
+  // Runs the model on `inputs`, in inputs() order; all outputs, in outputs() order.
+  virtual Result<std::vector<Tensor>> Run(std::span<const Tensor> inputs) = 0;
+};
+
+// InvalidArgument when ONNX Runtime cannot load `bytes`.
+Result<std::unique_ptr<OnnxModelRunner>> OpenOnnxModel(std::string_view bytes);
 
 }  // namespace braid

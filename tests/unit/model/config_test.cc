@@ -161,7 +161,6 @@ TEST(ConfigTest, TensorSpecErrors) {
 TEST(ConfigTest, ContradictorySettings) {
   EXPECT_THAT(ErrorWith("dynamic_batching: {preferred_batch_size: [4, 16]}\n"),
               HasSubstr("above max_batch_size 8"));
-  EXPECT_THAT(ErrorWith("optimization: {precision: fp16}\n"), HasSubstr("cuda or tensorrt"));
   EXPECT_THAT(ErrorWith("dynamic_batching: {priority_levels: 2, offpeak: {priorities: [3]}}\n"),
               HasSubstr("past priority_levels 2"));
   EXPECT_THAT(ErrorWith("version_policy: {latest: 1, specific: [1]}\n"), HasSubstr("not both"));
