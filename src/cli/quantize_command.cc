@@ -37,7 +37,7 @@ void AddSharedOptions(CLI::App* command, QuantizeOptions& options) {
                    "at run time; int8-static: QDQ with activation ranges from calibration; "
                    "fp16: weights and compute in FP16, FP32 inputs and outputs kept")
       ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
-      ->default_str("int8-dynamic");
+      ->option_text("int8-dynamic|int8-static|fp16 (int8-dynamic)");
   command->add_option("--calibration", options.calibration,
                       "Folder of sample inputs: .npy files, images or .txt lines (one sample "
                       "each), or folders of <input>.npy; a quarter is held aside to measure the "
@@ -47,7 +47,7 @@ void AddSharedOptions(CLI::App* command, QuantizeOptions& options) {
   command
       ->add_option("--method", request.method, "Calibration of int8-static: minmax or percentile")
       ->transform(CLI::CheckedTransformer(methods, CLI::ignore_case))
-      ->default_str("minmax");
+      ->option_text("minmax|percentile (minmax)");
   command->add_option("--percentile", request.percentile, "Percentile kept by --method percentile")
       ->default_val(99.99)
       ->check(CLI::Range(50.0, 100.0));
