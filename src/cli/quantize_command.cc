@@ -93,7 +93,7 @@ int Run(QuantizeOptions& options) {
   auto report = quantize::QuantizeFile(
       request, [](std::string_view step) { fmt::print(stderr, "braid: {}\n", step); });
   if (!report.ok()) {
-    fmt::print(stderr, "braid: {}: {}\n", request.input.string(), report.status().message());
+    fmt::print(stderr, "braid: {}\n", report.status().message());
     return 1;
   }
   const auto& c = report->comparison;

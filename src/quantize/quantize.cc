@@ -42,14 +42,22 @@ std::optional<std::vector<float>> FloatValues(const TensorProto& tensor) {
   if (tensor.data_type() != TensorProto::FLOAT || tensor.data_location() == TensorProto::EXTERNAL) {
     return std::nullopt;
   }
-  std::int64_t count = 1;
-  for (auto d : tensor.dims()) count *= d;
-  std::vector<float> values(static_cast<std::size_t>(count));
+  // The dims must account for exactly the values held: checked before
+  // anything is allocated, since a hostile file can declare any dims.
+  const std::size_t held = tensor.has_raw_data()
+                               ? tensor.raw_data().size() / sizeof(float)
+                               : static_cast<std::size_t>(tensor.float_data_size());
+  if (tensor.has_raw_data() && tensor.raw_data().size() % sizeof(float) != 0) return std::nullopt;
+  std::size_t count = 1;
+  for (auto d : tensor.dims()) {
+    if (d < 0 || (d > 0 && count > held / static_cast<std::size_t>(d))) return std::nullopt;
+    count *= static_cast<std::size_t>(d);
+  }
+  if (count != held) return std::nullopt;
+  std::vector<float> values(count);
   if (tensor.has_raw_data()) {
-    if (tensor.raw_data().size() != values.size() * sizeof(float)) return std::nullopt;
     std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
   } else {
-    if (tensor.float_data_size() != count) return std::nullopt;
     std::copy(tensor.float_data().begin(), tensor.float_data().end(), values.begin());
   }
   return values;

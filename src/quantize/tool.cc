@@ -108,7 +108,9 @@ std::int64_t IndexBound(const onnx::ModelProto& model, const std::string& input)
   for (const auto& node : model.graph().node()) {
     if (node.op_type() != "Gather" || node.input_size() < 2 || node.input(1) != input) continue;
     for (const auto& tensor : model.graph().initializer()) {
-      if (tensor.name() == node.input(0) && tensor.dims_size() > 0) return tensor.dims(0);
+      if (tensor.name() == node.input(0) && tensor.dims_size() > 0) {
+        return std::max<std::int64_t>(tensor.dims(0), 1);
+      }
     }
   }
   return 2;

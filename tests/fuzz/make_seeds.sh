@@ -5,7 +5,7 @@
 set -euo pipefail
 out=$1 source=$2 protoc=$3
 rm -rf "$out"
-mkdir -p "$out"/{kserve_json,kserve_binary,multipart,http,grpc_infer,model_config,workflow,image,audio,tokenizer,npy,cache_value}
+mkdir -p "$out"/{kserve_json,kserve_binary,multipart,http,grpc_infer,model_config,workflow,image,audio,tokenizer,npy,cache_value,onnx_model}
 for config in "$source"/models/*/config.yaml; do cp "$config" "$out/model_config/$(basename "$(dirname "$config")").yaml"; done
 cp "$source"/workflows/*.yaml "$out/workflow/"
 
@@ -57,6 +57,40 @@ value("version_two.bin", [tensor(5, [1], struct.pack("<f", 1))], version=2)
 value("count_lies.bin", [tensor(5, [1], struct.pack("<f", 1))], count=1000)
 value("size_lies.bin", [struct.pack("<BB", 5, 1) + struct.pack("<q", 4) + struct.pack("<Q", 1 << 62)])
 value("bytes_malformed.bin", [tensor(6, [2], struct.pack("<I", 99) + b"x")])
+
+# ONNX models (protobuf written field by field): a MatMul whose weight's dims
+# lie about its data, one whose dims overflow, a negative dim, a graph output
+# no node makes, and a truncated file.
+def varint(n):
+    out = b""
+    n &= (1 << 64) - 1
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+def field(number, value):
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    value = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(value)) + value
+def value_info(name, dims):
+    shape = b"".join(field(1, field(1, d)) for d in dims)
+    return field(1, name) + field(2, field(1, field(1, 1) + field(2, shape)))
+def onnx_model(name, weight_dims, weight_bytes, outputs=("y",)):
+    weight = b"".join(field(1, d) for d in weight_dims) + field(2, 1) + field(8, "w") + field(9, weight_bytes)
+    node = field(1, "x") + field(1, "w") + field(2, "y") + field(4, "MatMul")
+    graph = (field(1, node) + field(2, "g") + field(5, weight) + field(11, value_info("x", [1, 4]))
+             + b"".join(field(12, value_info(o, [1, 2])) for o in outputs))
+    model = field(1, 8) + field(7, graph) + field(8, field(2, 17))
+    write(f"onnx_model/{name}", model)
+    return model
+whole = onnx_model("matmul.onnx", [4, 2], struct.pack("<8f", *range(8)))
+onnx_model("dims_lie.onnx", [4, 2], struct.pack("<3f", 1, 2, 3))
+onnx_model("dims_overflow.onnx", [1 << 40, 1 << 40], b"")
+onnx_model("negative_dim.onnx", [-4, 2], struct.pack("<8f", *range(8)))
+onnx_model("unmade_output.onnx", [4, 2], struct.pack("<8f", *range(8)), outputs=("y", "z"))
+write("onnx_model/truncated.onnx", whole[: len(whole) // 2])
 
 # HTTP: a header flood and a giant request line.
 write("http/header_flood.txt", "GET / HTTP/1.1\r\nHost: x\r\n" + "".join(f"X-H{k}: {'v' * 50}\r\n" for k in range(500)) + "\r\n")
