@@ -16,7 +16,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -28,6 +27,7 @@
 #include "backends/backends.h"
 #include "core/compute_budget.h"
 #include "model/config.h"
+#include "support/text_errors.h"
 
 namespace braid {
 namespace {
@@ -193,35 +193,10 @@ std::string Degrade(const Style& style, const std::string& text, std::mt19937& r
   return std::string(bytes.begin(), bytes.end());
 }
 
-// Lower-case letters and digits, one space between words.
-std::string Normalise(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte)) {
-      out += static_cast<char>(std::tolower(byte));
-    } else if ((std::isspace(byte) || c == '-') && !out.empty() && out.back() != ' ') {
-      out += ' ';
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
-
 double CharacterErrorRate(std::string_view reference, std::string_view read) {
-  const std::string a = Normalise(reference), b = Normalise(read);
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return static_cast<double>(row[b.size()]) / std::max<std::size_t>(1, a.size());
+  const std::string a = testing::NormaliseRecognised(reference);
+  const std::string b = testing::NormaliseRecognised(read);
+  return static_cast<double>(testing::EditDistance(a, b)) / std::max<std::size_t>(1, a.size());
 }
 
 struct Reading {

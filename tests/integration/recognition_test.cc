@@ -5,13 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <sstream>
 
 #include "backends/backends.h"
 #include "core/file_util.h"
 #include "model/repository.h"
+#include "support/text_errors.h"
 
 namespace braid {
 namespace {
@@ -23,36 +23,6 @@ const std::filesystem::path kFixtures = BRAID_TEST_FIXTURES;
 // margin for other builds of the same Debian packages.
 constexpr double kMaxCharacterErrorRate = 0.02;
 constexpr double kMaxWordErrorRate = 0.25;
-
-template <typename T>
-std::size_t EditDistance(const std::vector<T>& a, const std::vector<T>& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// Lower-case, punctuation dropped, whitespace collapsed.
-std::string Normalise(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (std::isalnum(static_cast<unsigned char>(c))) {
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else if (std::isspace(static_cast<unsigned char>(c)) && !out.empty() && out.back() != ' ') {
-      out += ' ';
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
 
 std::vector<std::string> Words(const std::string& text) {
   std::istringstream in(text);
@@ -109,10 +79,10 @@ TEST_F(RecognitionTest, OcrCharacterErrorRate) {
   for (const auto& [file, expected] : rows) {
     auto outputs = Run("ocr", kFixtures / file);
     ASSERT_TRUE(outputs.ok()) << file << ": " << outputs.status().ToString();
-    std::string got = Normalise((*(*outputs)[0].Strings())[0]);
-    std::string want = Normalise(expected);
-    errors += EditDistance(std::vector<char>(got.begin(), got.end()),
-                           std::vector<char>(want.begin(), want.end()));
+    std::string got = testing::NormaliseRecognised((*(*outputs)[0].Strings())[0]);
+    std::string want = testing::NormaliseRecognised(expected);
+    errors += testing::EditDistance(std::vector<char>(got.begin(), got.end()),
+                                    std::vector<char>(want.begin(), want.end()));
     characters += want.size();
     // Word boxes and confidences come with the text.
     const Tensor& words = (*outputs)[1];
@@ -139,10 +109,10 @@ TEST_F(RecognitionTest, AsrWordErrorRate) {
   for (const auto& [file, expected] : rows) {
     auto outputs = Run("asr", kFixtures / file);
     ASSERT_TRUE(outputs.ok()) << file << ": " << outputs.status().ToString();
-    auto got = Words(Normalise((*(*outputs)[0].Strings())[0]));
-    auto want = Words(Normalise(expected));
+    auto got = Words(testing::NormaliseRecognised((*(*outputs)[0].Strings())[0]));
+    auto want = Words(testing::NormaliseRecognised(expected));
     std::printf("  %s: \"%s\"\n", file.c_str(), std::string((*(*outputs)[0].Strings())[0]).c_str());
-    errors += EditDistance(got, want);
+    errors += testing::EditDistance(got, want);
     words += want.size();
     // Word timings are ordered and inside the clip.
     const Tensor& timings = (*outputs)[2];

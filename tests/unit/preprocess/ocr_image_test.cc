@@ -2,12 +2,13 @@
 
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 
 #include "backends/backends.h"
 #include "model/config.h"
+#include "support/text_errors.h"
 
 namespace braid {
 namespace {
@@ -175,45 +176,44 @@ TEST(OcrImageTest, ClearsBlotchesOffTheLinesOfAClutteredPageOnly) {
   EXPECT_GT(InkOutside(*tidy, text), 0);
 }
 
-std::string Normalise(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (std::isalnum(byte)) {
-      out += static_cast<char>(std::tolower(byte));
-    } else if (std::isspace(byte) && !out.empty() && out.back() != ' ') {
-      out += ' ';
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+// What the ocr model, loaded as the server loads it, reads in `gray`: its
+// four outputs, or none when this build lacks the tesseract backend.
+std::optional<std::vector<Tensor>> ReadWithOcrModel(const cv::Mat& gray) {
+  BackendRegistry backends;
+  RegisterBuiltinBackends(backends);
+  const BackendFactory* factory = backends.Find("tesseract");
+  if (factory == nullptr) return std::nullopt;
+  auto config = LoadModelConfig(std::filesystem::path(BRAID_TEST_MODELS) / "ocr");
+  EXPECT_TRUE(config.ok()) << config.status().message();
+  config->instance_group.count = 1;
+  auto instances = (*factory)(*config, config->directory / "1");
+  EXPECT_TRUE(instances.ok()) << instances.status().message();
+  std::vector<unsigned char> png;
+  EXPECT_TRUE(cv::imencode(".png", gray, png));
+  std::vector<Tensor> outputs;
+  const Status status = instances->front()->Execute(
+      std::vector<Tensor>{*Tensor::FromStrings({std::string(png.begin(), png.end())}, {1})},
+      &outputs);
+  EXPECT_TRUE(status.ok()) << status.message();
+  return outputs;
+}
+
+std::string TextOf(const std::vector<Tensor>& outputs) {
+  return testing::NormaliseRecognised(*outputs[0].Strings().value().begin());
 }
 
 // Small (11-pixel), faint (40 grey levels) and blurred: what raw Tesseract
 // reads nothing of; through the ocr model's preparation, every word, with
 // its box in the image as sent.
 TEST(OcrImageTest, TheOcrModelReadsSmallFaintBlurredText) {
-  BackendRegistry backends;
-  RegisterBuiltinBackends(backends);
-  const BackendFactory* factory = backends.Find("tesseract");
-  if (factory == nullptr) GTEST_SKIP() << "built without the tesseract backend";
-  auto config = LoadModelConfig(std::filesystem::path(BRAID_TEST_MODELS) / "ocr");
-  ASSERT_TRUE(config.ok()) << config.status().message();
-  config->instance_group.count = 1;
-  auto instances = (*factory)(*config, config->directory / "1");
-  ASSERT_TRUE(instances.ok()) << instances.status().message();
-
   cv::Mat faint;
   Scaled(Rendered(), 0.4).convertTo(faint, CV_8U, 40.0 / 255, 170);
   cv::GaussianBlur(faint, faint, cv::Size(), 0.7);
-  std::vector<unsigned char> png;
-  ASSERT_TRUE(cv::imencode(".png", faint, png));
-  std::vector<Tensor> outputs;
-  const Status status = instances->front()->Execute(
-      std::vector<Tensor>{*Tensor::FromStrings({std::string(png.begin(), png.end())}, {1})},
-      &outputs);
-  ASSERT_TRUE(status.ok()) << status.message();
-  EXPECT_EQ(Normalise(*outputs[0].Strings().value().begin()), Normalise(kSentence));
+  const auto read = ReadWithOcrModel(faint);
+  if (!read) GTEST_SKIP() << "built without the tesseract backend";
+  ASSERT_EQ(read->size(), 4u);
+  const auto& outputs = *read;
+  EXPECT_EQ(TextOf(outputs), testing::NormaliseRecognised(kSentence));
   const auto words = outputs[1].Strings().value();
   const auto boxes = outputs[2].span<std::int32_t>();
   const auto confidences = outputs[3].span<float>();
@@ -248,26 +248,12 @@ TEST(OcrImageTest, DeblursOnlyABlurredPage) {
 // Text at the blurred style's size (x-height 11 pixels) out of focus
 // (sigma 2): every word read.
 TEST(OcrImageTest, TheOcrModelReadsBlurredText) {
-  BackendRegistry backends;
-  RegisterBuiltinBackends(backends);
-  const BackendFactory* factory = backends.Find("tesseract");
-  if (factory == nullptr) GTEST_SKIP() << "built without the tesseract backend";
-  auto config = LoadModelConfig(std::filesystem::path(BRAID_TEST_MODELS) / "ocr");
-  ASSERT_TRUE(config.ok()) << config.status().message();
-  config->instance_group.count = 1;
-  auto instances = (*factory)(*config, config->directory / "1");
-  ASSERT_TRUE(instances.ok()) << instances.status().message();
-
   cv::Mat blurred;
   cv::GaussianBlur(Scaled(Rendered(), 0.7), blurred, cv::Size(), 2);
-  std::vector<unsigned char> png;
-  ASSERT_TRUE(cv::imencode(".png", blurred, png));
-  std::vector<Tensor> outputs;
-  const Status status = instances->front()->Execute(
-      std::vector<Tensor>{*Tensor::FromStrings({std::string(png.begin(), png.end())}, {1})},
-      &outputs);
-  ASSERT_TRUE(status.ok()) << status.message();
-  EXPECT_EQ(Normalise(*outputs[0].Strings().value().begin()), Normalise(kSentence));
+  const auto read = ReadWithOcrModel(blurred);
+  if (!read) GTEST_SKIP() << "built without the tesseract backend";
+  ASSERT_EQ(read->size(), 4u);
+  EXPECT_EQ(TextOf(*read), testing::NormaliseRecognised(kSentence));
 }
 
 }  // namespace
