@@ -52,13 +52,7 @@ T Check(Result<T> result) {
 std::vector<Sample> TextSamples(const std::vector<std::string>& texts, const Tokenizer& tokenizer,
                                 std::int64_t length) {
   std::vector<Sample> samples;
-  for (const auto& text : texts) {
-    auto ids = Check(tokenizer.Encode(text));
-    ids.resize(length, 0);
-    Tensor tensor = Check(Tensor::Allocate(DataType::kInt64, {1, length}));
-    std::copy(ids.begin(), ids.end(), tensor.mutable_span<std::int64_t>().begin());
-    samples.push_back({std::move(tensor)});
-  }
+  for (const auto& text : texts) samples.push_back(Check(TextSample(tokenizer, text, length)));
   return samples;
 }
 
@@ -112,10 +106,11 @@ double Median(std::vector<double> values) {
 void Measure(const std::string& title, const std::filesystem::path& file,
              const std::vector<Sample>& items, const std::vector<Sample>& queries, int rounds) {
   const auto model = Check(ReadModel(file));
-  const std::vector<Sample> calibration(items.begin(), items.begin() + 32);
+  const std::vector<Sample> calibration(items.begin(),
+                                        items.begin() + std::min<std::size_t>(32, items.size()));
   std::vector<Variant> variants;
   variants.push_back({"fp32", Check(SerializeModel(model)), nullptr});
-  const bool vnni = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  const bool vnni = CpuHasVnni();
   const Options options{.reduce_range = !vnni};
   variants.push_back({"int8 dynamic",
                       Check(SerializeModel(Check(QuantizeDynamic(model, options)).model)),

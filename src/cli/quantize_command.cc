@@ -48,7 +48,9 @@ void AddSharedOptions(CLI::App* command, QuantizeOptions& options) {
       ->add_option("--method", request.method, "Calibration of int8-static: minmax or percentile")
       ->transform(CLI::CheckedTransformer(methods, CLI::ignore_case))
       ->option_text("minmax|percentile (minmax)");
-  command->add_option("--percentile", request.percentile, "Percentile kept by --method percentile")
+  command
+      ->add_option("--percentile", request.percentile,
+                   "Percentile kept by --method percentile, above 50 and at most 100")
       ->default_val(99.99)
       ->check(CLI::Range(50.0, 100.0));
   command->add_option("--samples", request.samples, "Samples read or made, at most")
@@ -75,21 +77,12 @@ void AddSharedOptions(CLI::App* command, QuantizeOptions& options) {
       ->default_val("auto");
 }
 
-// Whether this CPU multiplies INT8 with VNNI (no 16-bit intermediate sums).
-bool HasVnni() {
-#if defined(__x86_64__)
-  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
-#else
-  return true;
-#endif
-}
-
 int Run(QuantizeOptions& options) {
   auto& request = options.request;
   if (!options.calibration.empty()) request.calibration = options.calibration;
   if (!options.tokenizer.empty()) request.tokenizer = options.tokenizer;
   request.options.reduce_range =
-      options.range == "reduced" || (options.range == "auto" && !HasVnni());
+      options.range == "reduced" || (options.range == "auto" && !quantize::CpuHasVnni());
   auto report = quantize::QuantizeFile(
       request, [](std::string_view step) { fmt::print(stderr, "braid: {}\n", step); });
   if (!report.ok()) {

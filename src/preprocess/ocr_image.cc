@@ -30,6 +30,10 @@ constexpr double kBlurredShare = 0.075;
 // and 60), and the largest page it runs on, each iteration costing two
 // Gaussian blurs of the whole page.
 constexpr int kDeblurIterations = 30;
+// A blur wider than a quarter of the text height has left nothing to
+// recover, and deconvolving it would cost seconds (each iteration blurs the
+// page twice with a kernel of about 8 sigma).
+constexpr double kDeblurLimitShare = 0.25;
 constexpr double kDeblurPixels = 4'000'000;
 // A page is cluttered (paper texture, blotches read as ink) when at least
 // this many groups of ink are not word-shaped; a group is word-shaped when
@@ -369,7 +373,7 @@ Result<OcrImage> PrepareOcrImage(const cv::Mat& gray, const OcrImageOptions& opt
   if (static_cast<double>(ratio.total()) <= kDeblurPixels) {
     const cv::Mat ink = cv::max(1 - ratio, 0);
     const double sigma = BlurSigma(ink);
-    if (sigma > kBlurredShare * letter) {
+    if (sigma > kBlurredShare * letter && sigma <= kDeblurLimitShare * letter) {
       ratio = 1 - Deblurred(ink, sigma, kDeblurIterations);
       out.deblur_sigma = sigma;
     }

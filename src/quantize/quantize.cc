@@ -98,23 +98,14 @@ struct Candidate {
   bool transposed = false;
 };
 
-class Graph {
+// The weights a graph's MatMul and Gemm nodes read, and which of those
+// nodes a pass can quantize. Reads the graph only.
+class Weights {
  public:
-  explicit Graph(onnx::GraphProto* graph) : graph_(graph) {
-    for (auto& tensor : *graph_->mutable_initializer()) {
-      initializers_[tensor.name()] = &tensor;
-      names_.insert(tensor.name());
-    }
-    for (const auto& input : graph_->input()) {
-      inputs_.insert(input.name());
-      names_.insert(input.name());
-    }
-    for (const auto& node : graph_->node()) {
-      for (const auto& name : node.output()) names_.insert(name);
-    }
+  explicit Weights(const onnx::GraphProto& graph) {
+    for (const auto& tensor : graph.initializer()) initializers_[tensor.name()] = &tensor;
+    for (const auto& input : graph.input()) inputs_.insert(input.name());
   }
-
-  onnx::GraphProto* proto() { return graph_; }
 
   std::optional<Candidate> CandidateOf(const onnx::NodeProto& node) const {
     if (!IsDefaultDomain(node) || node.input_size() < 2) return std::nullopt;
@@ -155,6 +146,42 @@ class Graph {
     return matrix;
   }
 
+ private:
+  // An initializer the caller cannot override: one listed as a graph input
+  // (IR 3 exports list them all) is an input with a default, not a weight.
+  bool IsWeight(const std::string& name) const {
+    return initializers_.count(name) && !inputs_.count(name);
+  }
+
+  std::map<std::string, const TensorProto*> initializers_;
+  std::set<std::string> inputs_;
+};
+
+// Every tensor name `graph` and its subgraphs (If, Loop, Scan bodies) read.
+void CollectReads(const onnx::GraphProto& graph, std::set<std::string>& read) {
+  for (const auto& node : graph.node()) {
+    for (const auto& name : node.input()) read.insert(name);
+    for (const auto& attr : node.attribute()) {
+      if (attr.has_g()) CollectReads(attr.g(), read);
+      for (const auto& body : attr.graphs()) CollectReads(body, read);
+    }
+  }
+  for (const auto& output : graph.output()) read.insert(output.name());
+}
+
+// A graph being rewritten: fresh names and the initializers added.
+class Graph {
+ public:
+  explicit Graph(onnx::GraphProto* graph) : graph_(graph) {
+    for (const auto& tensor : graph_->initializer()) names_.insert(tensor.name());
+    for (const auto& input : graph_->input()) names_.insert(input.name());
+    for (const auto& node : graph_->node()) {
+      for (const auto& name : node.output()) names_.insert(name);
+    }
+  }
+
+  onnx::GraphProto* proto() { return graph_; }
+
   // A name no tensor of the graph has yet, built on `base`.
   std::string Fresh(const std::string& base) {
     std::string name = base;
@@ -173,14 +200,12 @@ class Graph {
     return tensor->name();
   }
 
-  // Removes the initializers no node reads any more (the FP32 weights
-  // replaced by their quantized copies).
+  // Removes the initializers nothing reads any more (the FP32 weights
+  // replaced by their quantized copies); those listed as graph inputs stay.
   void DropUnusedInitializers() {
     std::set<std::string> read;
-    for (const auto& node : graph_->node()) {
-      for (const auto& name : node.input()) read.insert(name);
-    }
-    for (const auto& output : graph_->output()) read.insert(output.name());
+    CollectReads(*graph_, read);
+    for (const auto& input : graph_->input()) read.insert(input.name());
     auto* list = graph_->mutable_initializer();
     list->erase(std::remove_if(list->begin(), list->end(),
                                [&](const TensorProto& t) { return !read.count(t.name()); }),
@@ -188,13 +213,7 @@ class Graph {
   }
 
  private:
-  bool IsWeight(const std::string& name) const {
-    return initializers_.count(name) && !inputs_.count(name);
-  }
-
   onnx::GraphProto* graph_;
-  std::map<std::string, TensorProto*> initializers_;
-  std::set<std::string> inputs_;
   std::set<std::string> names_;
 };
 
@@ -255,12 +274,13 @@ template <typename Rewrite>
 Result<Quantized> RewriteCandidates(const onnx::ModelProto& model, std::string_view mode,
                                     Rewrite rewrite) {
   Quantized result{model};
+  const Weights weights(model.graph());
   Graph graph(result.model.mutable_graph());
   google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
   for (const auto& node : model.graph().node()) {
-    auto candidate = graph.CandidateOf(node);
+    auto candidate = weights.CandidateOf(node);
     std::optional<WeightMatrix> weight;
-    if (candidate) weight = graph.Matrix(*candidate);
+    if (candidate) weight = weights.Matrix(*candidate);
     if (!weight || !rewrite(graph, *candidate, *weight, node, nodes)) {
       *nodes.Add() = node;
       continue;
@@ -289,6 +309,14 @@ bool HasBias(const onnx::NodeProto& node) {
 }
 
 }  // namespace
+
+bool CpuHasVnni() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+#else
+  return true;
+#endif
+}
 
 std::string_view ModeName(Mode mode) {
   switch (mode) {
@@ -337,11 +365,10 @@ Result<std::string> SerializeModel(const onnx::ModelProto& model) {
 }
 
 std::vector<std::string> ActivationsToCalibrate(const onnx::ModelProto& model) {
-  onnx::ModelProto copy = model;
-  Graph graph(copy.mutable_graph());
+  const Weights weights(model.graph());
   std::vector<std::string> names;
   for (const auto& node : model.graph().node()) {
-    auto candidate = graph.CandidateOf(node);
+    auto candidate = weights.CandidateOf(node);
     if (candidate && std::find(names.begin(), names.end(), candidate->activation) == names.end()) {
       names.push_back(candidate->activation);
     }
@@ -366,7 +393,8 @@ onnx::ModelProto WithOutputs(const onnx::ModelProto& model,
 Result<Quantized> QuantizeDynamic(const onnx::ModelProto& model, const Options& options) {
   BRAID_RETURN_IF_ERROR(NeedOpset(model, 11, "int8 dynamic"));
   std::map<std::string, std::array<std::string, 3>> activations;  // name → quantized, scale, zp
-  std::map<std::string, QuantizedWeight> weights;
+  // By name and orientation: a Gemm with transB reads its weight transposed.
+  std::map<std::pair<std::string, bool>, QuantizedWeight> weights;
   return RewriteCandidates(
       model, "int8-dynamic",
       [&](Graph& graph, const Candidate& candidate, const WeightMatrix& matrix,
@@ -379,7 +407,7 @@ Result<Quantized> QuantizeDynamic(const onnx::ModelProto& model, const Options& 
           *out.Add() =
               MakeNode("DynamicQuantizeLinear", {name}, {a->second[0], a->second[1], a->second[2]});
         }
-        auto [w, fresh_w] = weights.try_emplace(candidate.weight);
+        auto [w, fresh_w] = weights.try_emplace({candidate.weight, candidate.transposed});
         if (fresh_w) w->second = AddQuantizedWeight(graph, candidate.weight, matrix, options);
         const std::string& result = node.output(0);
         const std::string integers = graph.Fresh(result + "_int32");
@@ -403,14 +431,16 @@ Result<Quantized> QuantizeDynamic(const onnx::ModelProto& model, const Options& 
 Result<Quantized> QuantizeStatic(const onnx::ModelProto& model, const Ranges& ranges,
                                  const Options& options) {
   BRAID_RETURN_IF_ERROR(NeedOpset(model, 13, "int8 static"));
-  std::map<std::string, std::string> activations;  // name → its dequantized copy
-  std::map<std::string, std::string> weights;      // name → its dequantized copy
+  std::map<std::string, std::string> activations;               // name → its dequantized copy
+  std::map<std::pair<std::string, bool>, std::string> weights;  // (name, transposed) → its copy
   return RewriteCandidates(
       model, "int8-static",
       [&](Graph& graph, const Candidate& candidate, const WeightMatrix& matrix,
           const onnx::NodeProto& node, auto& out) {
         auto range = ranges.find(candidate.activation);
         if (range == ranges.end()) return false;
+        const float span = std::max(range->second.high, 0.f) - std::min(range->second.low, 0.f);
+        if (!std::isfinite(span / 255.f)) return false;  // an activation that overflows stays FP32
         auto [a, fresh_a] = activations.try_emplace(candidate.activation);
         if (fresh_a) {
           const std::string& name = candidate.activation;
@@ -429,7 +459,7 @@ Result<Quantized> QuantizeStatic(const onnx::ModelProto& model, const Ranges& ra
           *out.Add() =
               MakeNode("DequantizeLinear", {quantized, scale_name, zero_name}, {a->second});
         }
-        auto [w, fresh_w] = weights.try_emplace(candidate.weight);
+        auto [w, fresh_w] = weights.try_emplace({candidate.weight, candidate.transposed});
         if (fresh_w) {
           const auto q = AddQuantizedWeight(graph, candidate.weight, matrix, options);
           w->second = graph.Fresh(candidate.weight + "_dequantized");
@@ -453,8 +483,11 @@ Result<Quantized> ConvertToFp16(const onnx::ModelProto& model) {
   auto to_half = [&](TensorProto& tensor) {
     auto values = FloatValues(tensor);
     if (!values) return;
+    // Past FP16's largest finite value (65504) a value would become
+    // infinite: masks such as -1e9 would turn a softmax into NaN.
     std::vector<std::uint16_t> halves(values->size());
-    std::transform(values->begin(), values->end(), halves.begin(), FloatToHalf);
+    std::transform(values->begin(), values->end(), halves.begin(),
+                   [](float v) { return FloatToHalf(std::clamp(v, -65504.f, 65504.f)); });
     tensor.clear_float_data();
     tensor.set_data_type(TensorProto::FLOAT16);
     tensor.set_raw_data(halves.data(), halves.size() * sizeof(std::uint16_t));
@@ -475,8 +508,9 @@ Result<Quantized> ConvertToFp16(const onnx::ModelProto& model) {
     if (!kept.count(tensor.name())) to_half(tensor);
   }
   for (auto& node : *graph->mutable_node()) {
+    const bool kept_constant = node.output_size() > 0 && kept.count(node.output(0));
     for (auto& attr : *node.mutable_attribute()) {
-      if (attr.type() == onnx::AttributeProto::TENSOR &&
+      if (attr.type() == onnx::AttributeProto::TENSOR && !kept_constant &&
           (node.op_type() == "Constant" || node.op_type() == "ConstantOfShape")) {
         to_half(*attr.mutable_t());
       } else if (node.op_type() == "Cast" && attr.name() == "to" &&
@@ -502,7 +536,11 @@ Result<Quantized> ConvertToFp16(const onnx::ModelProto& model) {
   }
   std::vector<onnx::NodeProto> tail;
   for (const auto& output : graph->output()) {
-    if (output.type().tensor_type().elem_type() != TensorProto::FLOAT) continue;
+    // An input handed straight back out stays as it came.
+    if (output.type().tensor_type().elem_type() != TensorProto::FLOAT ||
+        renamed.count(output.name())) {
+      continue;
+    }
     const std::string half = names.Fresh(output.name() + "_fp16");
     renamed[output.name()] = half;
     tail.push_back(MakeNode("Cast", {half}, {output.name()}));

@@ -10,7 +10,8 @@
 //     (QuantizeLinear → DequantizeLinear before the MatMul or Gemm);
 //   - fp16: every FP32 initializer, constant and intermediate tensor in FP16,
 //     the model's inputs and outputs kept FP32 by casts at the edges.
-// Other nodes are left as they are; Conv weights stay FP32.
+// Other nodes are left as they are; Conv weights stay FP32, and so do
+// initializers listed as graph inputs (the caller may override them).
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -46,8 +47,12 @@ struct Range {
 };
 using Ranges = std::map<std::string, Range>;
 
+// Whether this CPU multiplies INT8 with VNNI (AVX-VNNI or AVX512-VNNI), whose
+// sums do not pass through 16 bits; true off x86.
+bool CpuHasVnni();
+
 struct Options {
-  // Weights on 7 bits ([-64, 63]): ONNX Runtime's UINT8×INT8 kernels on x86
+  // Weights on 7 bits ([-63, 63]): ONNX Runtime's UINT8×INT8 kernels on x86
   // without VNNI add pairs of products in 16 bits, which full-range weights
   // can overflow.
   bool reduce_range = false;

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -22,11 +23,13 @@ namespace fs = std::filesystem;
 
 constexpr int kHistogramBins = 4096;
 constexpr std::int64_t kVariableDim = 16;
+constexpr std::int64_t kMaxSyntheticElements = 64 << 20;
 
 bool IsImage(const fs::path& path) {
   static const std::set<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".webp"};
   std::string extension = path.extension().string();
-  std::transform(extension.begin(), extension.end(), extension.begin(), ::tolower);
+  std::transform(extension.begin(), extension.end(), extension.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return kExtensions.count(extension) > 0;
 }
 
@@ -93,12 +96,9 @@ Result<std::vector<Sample>> TextSamples(const fs::path& file, const OnnxTensorIn
   std::istringstream lines(text);
   for (std::string line; samples.size() < limit && std::getline(lines, line);) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto ids = tokenizer->Encode(line);
-    if (!ids.ok()) return ids.status().WithContext(file.string());
-    ids->resize(static_cast<std::size_t>(input.dims[1]), 0);
-    BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kInt64, {1, input.dims[1]}));
-    std::copy(ids->begin(), ids->end(), tensor.mutable_span<std::int64_t>().begin());
-    samples.push_back({std::move(tensor)});
+    auto sample = TextSample(*tokenizer, line, input.dims[1]);
+    if (!sample.ok()) return sample.status().WithContext(file.string());
+    samples.push_back(std::move(*sample));
   }
   return samples;
 }
@@ -157,14 +157,20 @@ void AddDrift(const Tensor& reference, const Tensor& candidate, Drift& drift, do
   const std::size_t width = a.size() / static_cast<std::size_t>(rows);
   for (std::int64_t r = 0; r < rows; ++r) {
     double dot = 0, norm_a = 0, norm_b = 0;
+    bool finite = true;
     for (std::size_t k = r * width; k < (r + 1) * width; ++k) {
+      finite = finite && std::isfinite(a[k]) == std::isfinite(b[k]);
       dot += double(a[k]) * b[k];
       norm_a += double(a[k]) * a[k];
       norm_b += double(b[k]) * b[k];
-      drift.max_abs_error = std::max(drift.max_abs_error, std::abs(double(a[k]) - b[k]));
+      const double error = std::abs(double(a[k]) - b[k]);
+      drift.max_abs_error = std::isnan(error) ? INFINITY : std::max(drift.max_abs_error, error);
     }
-    const double cosine =
+    // A row that overflowed or became NaN in one model only is as far from
+    // the other as a row can be.
+    double cosine =
         norm_a > 0 && norm_b > 0 ? dot / std::sqrt(norm_a * norm_b) : (norm_a == norm_b ? 1 : 0);
+    if (!finite || !std::isfinite(cosine)) cosine = -1;
     drift.min_cosine = std::min(drift.min_cosine, cosine);
     cosine_sum += cosine;
     ++drift.rows;
@@ -172,6 +178,14 @@ void AddDrift(const Tensor& reference, const Tensor& candidate, Drift& drift, do
 }
 
 }  // namespace
+
+Result<Sample> TextSample(const Tokenizer& tokenizer, std::string_view text, std::int64_t length) {
+  BRAID_ASSIGN_OR_RETURN(auto ids, tokenizer.Encode(text));
+  ids.resize(static_cast<std::size_t>(length), 0);
+  BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kInt64, {1, length}));
+  std::copy(ids.begin(), ids.end(), tensor.mutable_span<std::int64_t>().begin());
+  return Sample{std::move(tensor)};
+}
 
 Result<std::vector<Sample>> LoadSamples(const fs::path& dir,
                                         const std::vector<OnnxTensorInfo>& inputs,
@@ -228,20 +242,30 @@ Result<std::vector<Sample>> LoadSamples(const fs::path& dir,
   return samples;
 }
 
-std::vector<Sample> SyntheticSamples(const onnx::ModelProto& model,
-                                     const std::vector<OnnxTensorInfo>& inputs, int count,
-                                     std::uint32_t seed) {
+Result<std::vector<Sample>> SyntheticSamples(const onnx::ModelProto& model,
+                                             const std::vector<OnnxTensorInfo>& inputs, int count,
+                                             std::uint32_t seed) {
   std::mt19937 random(seed);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<Sample> samples(count);
   for (auto& sample : samples) {
     for (const auto& input : inputs) {
+      if (input.datatype == DataType::kBytes) {
+        return InvalidArgument(
+            "input '{}' takes strings, which braid cannot make up; give "
+            "--calibration DIR with samples",
+            input.name);
+      }
       Shape shape = input.dims;
       for (std::size_t d = 0; d < shape.size(); ++d) {
         if (shape[d] < 0) shape[d] = d == 0 ? 1 : kVariableDim;
       }
-      if (!shape.empty()) shape[0] = 1;
-      Tensor tensor = *Tensor::Allocate(input.datatype, shape);
+      BRAID_ASSIGN_OR_RETURN(std::int64_t elements, ElementCount(shape));
+      if (elements > kMaxSyntheticElements) {
+        return InvalidArgument("input '{}' {} holds more than {} values per sample", input.name,
+                               ShapeToString(shape), kMaxSyntheticElements);
+      }
+      BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(input.datatype, shape));
       if (input.datatype == DataType::kFp32) {
         for (auto& v : tensor.mutable_span<float>()) v = normal(random);
       } else if (input.datatype == DataType::kInt64 || input.datatype == DataType::kInt32) {
@@ -249,11 +273,12 @@ std::vector<Sample> SyntheticSamples(const onnx::ModelProto& model,
         if (input.datatype == DataType::kInt64) {
           for (auto& v : tensor.mutable_span<std::int64_t>()) v = pick(random);
         } else {
-          for (auto& v : tensor.mutable_span<std::int32_t>())
+          for (auto& v : tensor.mutable_span<std::int32_t>()) {
             v = static_cast<std::int32_t>(pick(random));
+          }
         }
       } else {
-        tensor = *RandomTensor(input.datatype, shape, random);
+        BRAID_ASSIGN_OR_RETURN(tensor, RandomTensor(input.datatype, shape, random));
       }
       sample.push_back(std::move(tensor));
     }
@@ -390,8 +415,8 @@ Result<Report> QuantizeFile(const Request& request,
   } else {
     report.synthetic = true;
     const int count = static_cast<int>(std::max<std::size_t>(4, request.samples));
-    calibration = SyntheticSamples(model, inputs, count * 3 / 4, 1);
-    measured = SyntheticSamples(model, inputs, count - count * 3 / 4, 2);
+    BRAID_ASSIGN_OR_RETURN(calibration, SyntheticSamples(model, inputs, count * 3 / 4, 1));
+    BRAID_ASSIGN_OR_RETURN(measured, SyntheticSamples(model, inputs, count - count * 3 / 4, 2));
   }
   report.measured_samples = measured.size();
 
@@ -425,7 +450,7 @@ Result<Report> QuantizeFile(const Request& request,
   BRAID_ASSIGN_OR_RETURN(report.comparison,
                          Compare(original, bytes, measured, request.batch, request.rounds));
   const double drift = 1 - report.comparison.drift.mean_cosine;
-  if (drift > request.max_drift) {
+  if (!(drift <= request.max_drift)) {
     return MakeStatus(StatusCode::kFailedPrecondition,
                       "the {} model drifts {:.4f} from the original (1 − mean cosine similarity, "
                       "worst {:.4f}), past --max-drift {}: not written",

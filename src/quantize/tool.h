@@ -21,13 +21,16 @@ namespace braid::quantize {
 // One input set of a model, batch 1, in the model's input order.
 using Sample = std::vector<Tensor>;
 
+// `text` as token ids [1, length], padded with 0 or cut.
+Result<Sample> TextSample(const Tokenizer& tokenizer, std::string_view text, std::int64_t length);
+
 // Samples from the files of `dir` (sorted by name; at most `limit`):
 //   - `*.npy`, for a model of one input: one sample each, with or without
 //     the batch dimension;
 //   - sub-folders holding `<input name>.npy` for every input: one sample each;
 //   - images (.png .jpg .jpeg .bmp .webp), for a model whose one input is
-//     FP32 [3, S, S]: CLIP's preprocessing at S, as the server applies it;
-//   - `*.txt`, for a model whose one input is INT64 token ids: each
+//     FP32 [N, 3, S, S]: CLIP's preprocessing at S, as the server applies it;
+//   - `*.txt`, for a model whose one input is INT64 token ids [N, L]: each
 //     non-empty line one sample, encoded by `tokenizer`.
 // InvalidArgument when a file does not fit the model, or nothing is found.
 Result<std::vector<Sample>> LoadSamples(const std::filesystem::path& dir,
@@ -36,16 +39,18 @@ Result<std::vector<Sample>> LoadSamples(const std::filesystem::path& dir,
 
 // `count` samples of seeded random values: FP32 from a normal distribution;
 // integers below the row count of the table a Gather looks them up in (token
-// ids), else 0 or 1. Variable dims other than the batch's are 16.
-std::vector<Sample> SyntheticSamples(const onnx::ModelProto& model,
-                                     const std::vector<OnnxTensorInfo>& inputs, int count,
-                                     std::uint32_t seed);
+// ids), else 0 or 1. A variable batch dimension is 1, other variable dims
+// 16. InvalidArgument for string inputs and past 64 Mi values per input.
+Result<std::vector<Sample>> SyntheticSamples(const onnx::ModelProto& model,
+                                             const std::vector<OnnxTensorInfo>& inputs, int count,
+                                             std::uint32_t seed);
 
 enum class RangeMethod { kMinMax, kPercentile };
 
 // The range of every activation static quantization needs, over `samples`:
 // the extremes (min-max) or the `percentile` and 100 − `percentile`
-// percentiles of the values (a histogram of 4096 bins per activation).
+// percentiles of the values (a histogram of 4096 bins per activation, over
+// a second run of the samples).
 Result<Ranges> Calibrate(const onnx::ModelProto& model, const std::vector<Sample>& samples,
                          RangeMethod method, double percentile);
 

@@ -386,12 +386,11 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   std::error_code error;
   if (!std::filesystem::is_regular_file(file, error)) {
     if (config.optimization.precision != Optimization::Precision::kFp32) {
+      const bool int8 = config.optimization.precision == Optimization::Precision::kInt8;
       return NotFound(
           "{}: model file missing; optimization.precision {} serves the quantized copy that "
           "`braid models quantize {} --mode {}` writes",
-          file.string(), file.stem().extension().string().substr(1), config.name,
-          config.optimization.precision == Optimization::Precision::kInt8 ? "int8-dynamic"
-                                                                          : "fp16");
+          file.string(), int8 ? "int8" : "fp16", config.name, int8 ? "int8-dynamic" : "fp16");
     }
     return NotFound("{}: model file missing", file.string());
   }
