@@ -441,6 +441,21 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       Emit(error);
       return;
     }
+    WorkflowEvent finished;
+    finished.type = WorkflowEvent::Type::kNodeFinished;
+    finished.node_id = node.id;
+    finished.node_kind = node.kind;
+    finished.status = "succeeded";
+    finished.cached = cached;
+    finished.outputs = *result;
+    finished.elapsed = executor_.clock_.Now() - node_start;
+    // The node counts as done only once its event is out: until then no
+    // other thread can see every node resolved and finish the run ahead of
+    // this node_finished.
+    lock.unlock();
+    Emit(finished);
+    lock.lock();
+    if (finished_) return;
     outputs_[node.id] = *result;
     state_[node.id] = State::kDone;
     if (executor_.cache_ != nullptr) {
@@ -452,17 +467,6 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
                                           : Hasher().Add("content").Add(tensor).Finish();
       }
     }
-    WorkflowEvent finished;
-    finished.type = WorkflowEvent::Type::kNodeFinished;
-    finished.node_id = node.id;
-    finished.node_kind = node.kind;
-    finished.status = "succeeded";
-    finished.cached = cached;
-    finished.outputs = std::move(result).value();
-    finished.elapsed = executor_.clock_.Now() - node_start;
-    lock.unlock();
-    Emit(finished);
-    lock.lock();
     if (semantic_pending_ && node.id == workflow_->semantic_cache->embedding.node &&
         AnsweredSemantically(lock)) {
       return;
