@@ -118,18 +118,17 @@ Result<std::pair<fs::path, fs::path>> RepositoryFiles(const fs::path& root, cons
                                                       Mode mode) {
   const fs::path directory = root / name;
   BRAID_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(directory));
-  if (config.backend != "onnxruntime") {
+  if (config.backend != kOnnxRuntimeBackend) {
     return InvalidArgument("{} has backend {}; braid quantizes onnxruntime models", name,
                            config.backend);
   }
   const auto versions = ListVersions(directory);
   if (versions.empty()) return NotFound("{}: no version folders", directory.string());
-  const fs::path file =
-      config.default_model_filename.empty() ? "model.onnx" : config.default_model_filename;
   const fs::path folder = directory / std::to_string(versions.back());
-  const std::string suffix = mode == Mode::kFp16 ? ".fp16" : ".int8";
-  return std::pair{folder / file,
-                   folder / (file.stem().string() + suffix + file.extension().string())};
+  const auto precision =
+      mode == Mode::kFp16 ? Optimization::Precision::kFp16 : Optimization::Precision::kInt8;
+  return std::pair{OnnxModelFile(config, folder, Optimization::Precision::kFp32),
+                   OnnxModelFile(config, folder, precision)};
 }
 
 }  // namespace

@@ -30,11 +30,11 @@ constexpr double kBlurredShare = 0.075;
 // and 60), and the largest page it runs on, each iteration costing two
 // Gaussian blurs of the whole page.
 constexpr int kDeblurIterations = 30;
+constexpr double kDeblurPixels = 4'000'000;
 // A blur wider than a quarter of the text height has left nothing to
 // recover, and deconvolving it would cost seconds (each iteration blurs the
 // page twice with a kernel of about 8 sigma).
 constexpr double kDeblurLimitShare = 0.25;
-constexpr double kDeblurPixels = 4'000'000;
 // A page is cluttered (paper texture, blotches read as ink) when at least
 // this many groups of ink are not word-shaped; a group is word-shaped when
 // it is at least kWordAspect times as wide as it is high.
@@ -292,6 +292,13 @@ cv::Mat Deblurred(const cv::Mat& ink, double sigma, int iterations) {
   return estimate - kFloor;
 }
 
+// Analyse() on `gray` (8-bit, one channel) with light ink made dark; nothing
+// for an image of another type.
+Analysis AnalyseAnyInk(const cv::Mat& gray, double max_skew) {
+  if (gray.empty() || gray.type() != CV_8UC1) return {};
+  return Analyse(LightInk(gray) ? cv::Mat(255 - gray) : gray, max_skew);
+}
+
 }  // namespace
 
 cv::Rect OcrImage::BoxInOriginal(const cv::Rect& prepared) const {
@@ -315,16 +322,10 @@ cv::Rect OcrImage::BoxInOriginal(const cv::Rect& prepared) const {
   return cv::Rect(x0, y0, x1 - x0, y1 - y0);
 }
 
-double EstimateTextHeight(const cv::Mat& gray) {
-  if (gray.empty() || gray.type() != CV_8UC1) return 0;
-  if (LightInk(gray)) return Analyse(255 - gray, 0).text_height;
-  return Analyse(gray, 0).text_height;
-}
+double EstimateTextHeight(const cv::Mat& gray) { return AnalyseAnyInk(gray, 0).text_height; }
 
 double EstimateSkew(const cv::Mat& gray, double max_degrees) {
-  if (gray.empty() || gray.type() != CV_8UC1) return 0;
-  if (LightInk(gray)) return Analyse(255 - gray, max_degrees).skew;
-  return Analyse(gray, max_degrees).skew;
+  return AnalyseAnyInk(gray, max_degrees).skew;
 }
 
 Result<OcrImage> PrepareOcrImage(const cv::Mat& gray, const OcrImageOptions& options) {

@@ -94,7 +94,6 @@ struct WeightMatrix {
 struct Candidate {
   std::string activation;
   std::string weight;
-  bool gemm = false;
   bool transposed = false;
 };
 
@@ -115,7 +114,6 @@ class Weights {
                          FloatAttribute(node, "alpha", 1.f) == 1.f &&
                          FloatAttribute(node, "beta", 1.f) == 1.f;
       if (!plain) return std::nullopt;
-      candidate.gemm = true;
       candidate.transposed = IntAttribute(node, "transB", 0) != 0;
     } else if (node.op_type() != "MatMul") {
       return std::nullopt;
@@ -268,8 +266,9 @@ Status NeedOpset(const onnx::ModelProto& model, std::int64_t opset, std::string_
                          mode, opset, have);
 }
 
-// Rewrites every candidate node with `rewrite(candidate, weight, node, out)`,
-// which appends the replacement nodes to `out`; the others are kept.
+// Rewrites every candidate node with `rewrite(graph, candidate, weight, node,
+// out)`, which appends the replacement nodes to `out` and returns true, or
+// returns false to keep the node; the others are kept.
 template <typename Rewrite>
 Result<Quantized> RewriteCandidates(const onnx::ModelProto& model, std::string_view mode,
                                     Rewrite rewrite) {
@@ -294,12 +293,11 @@ Result<Quantized> RewriteCandidates(const onnx::ModelProto& model, std::string_v
   }
   *graph.proto()->mutable_node() = std::move(nodes);
   graph.DropUnusedInitializers();
-  BRAID_RETURN_IF_ERROR(CheckModel(result.model));
   return result;
 }
 
 // The output of a rewritten Gemm: its MatMul, plus the bias when it has one.
-void AddBias(Graph& graph, const onnx::NodeProto& node, const std::string& product,
+void AddBias(const onnx::NodeProto& node, const std::string& product,
              google::protobuf::RepeatedPtrField<onnx::NodeProto>& out) {
   *out.Add() = MakeNode("Add", {product, node.input(2)}, {node.output(0)});
 }
@@ -423,7 +421,7 @@ Result<Quantized> QuantizeDynamic(const onnx::ModelProto& model, const Options& 
         const bool bias = HasBias(node);
         const std::string product = bias ? graph.Fresh(result + "_product") : result;
         *out.Add() = MakeNode("Mul", {floats, scale}, {product});
-        if (bias) AddBias(graph, node, product, out);
+        if (bias) AddBias(node, product, out);
         return true;
       });
 }
@@ -471,7 +469,7 @@ Result<Quantized> QuantizeStatic(const onnx::ModelProto& model, const Ranges& ra
         const std::string product =
             bias ? graph.Fresh(node.output(0) + "_product") : node.output(0);
         *out.Add() = MakeNode("MatMul", {a->second, w->second}, {product});
-        if (bias) AddBias(graph, node, product, out);
+        if (bias) AddBias(node, product, out);
         return true;
       });
 }
@@ -561,7 +559,6 @@ Result<Quantized> ConvertToFp16(const onnx::ModelProto& model) {
     return InvalidArgument("nothing to convert (fp16): the model has no FP32 weight or constant");
   }
   *graph->mutable_node() = std::move(nodes);
-  BRAID_RETURN_IF_ERROR(CheckModel(result.model));
   return result;
 }
 

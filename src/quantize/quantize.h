@@ -73,7 +73,8 @@ onnx::ModelProto WithOutputs(const onnx::ModelProto& model,
                              const std::vector<std::string>& tensors);
 
 // InvalidArgument when the model has no FP32 MatMul or Gemm weight to
-// quantize (int8) or no FP32 tensor at all (fp16).
+// quantize (int8) or no FP32 tensor at all (fp16). The result is checked
+// when it is serialised (SerializeModel), not before.
 Result<Quantized> QuantizeDynamic(const onnx::ModelProto& model, const Options& options = {});
 // Activations without a range in `ranges` stay FP32.
 Result<Quantized> QuantizeStatic(const onnx::ModelProto& model, const Ranges& ranges,

@@ -389,14 +389,16 @@ Result<Comparison> Compare(std::string_view reference, std::string_view candidat
 
 Result<Report> QuantizeFile(const Request& request,
                             const std::function<void(std::string_view)>& progress) {
-  BRAID_ASSIGN_OR_RETURN(onnx::ModelProto model, ReadModel(request.input));
-  BRAID_ASSIGN_OR_RETURN(std::string original, SerializeModel(model));
+  BRAID_ASSIGN_OR_RETURN(std::string original, ReadFile(request.input));
+  auto parsed = ParseModel(original);
+  if (!parsed.ok()) return parsed.status().WithContext(request.input.string());
+  const onnx::ModelProto model = std::move(*parsed);
   BRAID_ASSIGN_OR_RETURN(auto runner, OpenOnnxModel(original));
   const auto& inputs = runner->inputs();
 
   Report report;
   std::error_code error;
-  report.input_bytes = fs::file_size(request.input, error);
+  report.input_bytes = original.size();
   std::vector<Sample> calibration, measured;
   if (request.calibration) {
     TokenizerPtr tokenizer;

@@ -363,26 +363,13 @@ Status WarmUp(const ModelConfig& config, ModelInstance& instance) {
   return instance.Execute(inputs, &outputs);
 }
 
-// The file a version folder serves: the config's default_model_filename
-// (model.onnx unless set), or for optimization.precision int8 or fp16 outside
-// TensorRT (which lowers the precision itself) its quantized copy beside it,
-// model.int8.onnx or model.fp16.onnx, as `braid models quantize` writes it.
-std::filesystem::path ModelFile(const ModelConfig& config,
-                                const std::filesystem::path& version_dir) {
-  std::filesystem::path file =
-      config.default_model_filename.empty() ? kDefaultFilename : config.default_model_filename;
-  using O = Optimization;
-  const auto& opt = config.optimization;
-  if (opt.precision == O::Precision::kFp32 || opt.execution_provider == O::Provider::kTensorRt) {
-    return version_dir / file;
-  }
-  const char* suffix = opt.precision == O::Precision::kInt8 ? ".int8" : ".fp16";
-  return version_dir / (file.stem().string() + suffix + file.extension().string());
-}
-
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
                                            const std::filesystem::path& version_dir) {
-  const auto file = ModelFile(config, version_dir);
+  // TensorRT lowers the FP32 file's precision itself.
+  const bool tensorrt = config.optimization.execution_provider == Optimization::Provider::kTensorRt;
+  const auto file =
+      OnnxModelFile(config, version_dir,
+                    tensorrt ? Optimization::Precision::kFp32 : config.optimization.precision);
   std::error_code error;
   if (!std::filesystem::is_regular_file(file, error)) {
     if (config.optimization.precision != Optimization::Precision::kFp32) {
@@ -411,14 +398,14 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
       BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options[priority]));
     }
 
+    std::vector<std::string> input_names, output_names;
+    for (const auto& spec : config.inputs) input_names.push_back(spec.name);
+    for (const auto& spec : config.outputs) output_names.push_back(spec.name);
     for (int i = 0; i < config.InstancesToLoad(); ++i) {
       Ort::Session session(Environment(), file.c_str(), options[i < regular ? 0 : 1]);
       if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
-      std::vector<std::string> input_names, output_names;
-      for (const auto& spec : config.inputs) input_names.push_back(spec.name);
-      for (const auto& spec : config.outputs) output_names.push_back(spec.name);
-      auto instance = std::make_unique<OnnxRuntimeInstance>(
-          std::move(session), std::move(input_names), std::move(output_names));
+      auto instance =
+          std::make_unique<OnnxRuntimeInstance>(std::move(session), input_names, output_names);
       auto warm = WarmUp(config, *instance);
       if (!warm.ok()) return warm.WithContext(fmt::format("{}: warm-up failed", file.string()));
       instances.push_back(std::move(instance));
@@ -472,6 +459,16 @@ Result<OnnxTensorInfo> Describe(std::string name, const Ort::TypeInfo& type) {
 }  // namespace
 
 BackendFactory MakeOnnxRuntimeBackend() { return Load; }
+
+std::filesystem::path OnnxModelFile(const ModelConfig& config,
+                                    const std::filesystem::path& version_dir,
+                                    Optimization::Precision precision) {
+  const std::filesystem::path file =
+      config.default_model_filename.empty() ? kDefaultFilename : config.default_model_filename;
+  if (precision == Optimization::Precision::kFp32) return version_dir / file;
+  const char* suffix = precision == Optimization::Precision::kInt8 ? ".int8" : ".fp16";
+  return version_dir / (file.stem().string() + suffix + file.extension().string());
+}
 
 Result<std::unique_ptr<OnnxModelRunner>> OpenOnnxModel(std::string_view bytes) {
   try {

@@ -23,6 +23,7 @@
 // directly) and outputs are wrapped, not copied, when they come back.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -34,6 +35,14 @@ namespace braid {
 inline constexpr char kOnnxRuntimeBackend[] = "onnxruntime";
 
 BackendFactory MakeOnnxRuntimeBackend();
+
+// The file of `version_dir` that serves `precision`: the config's
+// default_model_filename (model.onnx unless set) for FP32, its quantized copy
+// beside it for INT8 or FP16 (model.int8.onnx, model.fp16.onnx), as
+// `braid models quantize` writes it.
+std::filesystem::path OnnxModelFile(const ModelConfig& config,
+                                    const std::filesystem::path& version_dir,
+                                    Optimization::Precision precision);
 
 // For baselines (bench_workflows --per-model-pools): each session gets its
 // own pool sized by its config, spinning as ONNX Runtime does by default,
