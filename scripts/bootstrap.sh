@@ -48,6 +48,9 @@ else
   echo "onnxruntime: using ONNXRUNTIME_ROOT=$ONNXRUNTIME_ROOT"
 fi
 
+step "Silero VAD (live streams' voice activity model)"
+"$root/scripts/install-silero-vad.sh" "$root/.deps/silero-vad"
+
 step "npm packages for the end-to-end tests' real clients"
 if [[ ! -f "$root/node_modules/.package-lock.json" || "$root/package-lock.json" -nt "$root/node_modules/.package-lock.json" ]]; then
   (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)

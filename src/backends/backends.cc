@@ -23,6 +23,7 @@ void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image
 #endif
 #if BRAID_WITH_POCKETSPHINX
   registry.Register(kPocketSphinxBackend, MakePocketSphinxBackend(audio));
+  registry.RegisterStreamingRecognisers(kPocketSphinxBackend, MakePocketSphinxRecognisers());
 #endif
 #if BRAID_WITH_FLITE
   registry.Register(kFliteBackend, MakeFliteBackend());

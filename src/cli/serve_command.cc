@@ -230,6 +230,12 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve
+      ->add_option("--live-streams", options->live_streams,
+                   "Live transcription WebSockets (/v1/audio/transcriptions/stream) open at "
+                   "once; each holds a speech decoder (PocketSphinx: about 90 MB)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
       ->add_option("--cache-bytes", options->cache_bytes,
                    "In-process result cache size in bytes (0: none). Caches models with "
                    "response_cache.enable and workflow nodes")

@@ -27,6 +27,12 @@ class ThreadPool {
   // Blocks until every task submitted so far has finished.
   void WaitIdle();
 
+  // Stops admitting (Submit returns false), runs every task already queued
+  // (tasks they submit are refused) and joins the workers. What the
+  // destructor does; for an owner that must stop the pool before its
+  // members go. Call from outside the pool.
+  void Stop();
+
   std::size_t size() const { return workers_.size(); }
 
  private:

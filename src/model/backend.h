@@ -50,6 +50,30 @@ using ModelInstancePtr = std::unique_ptr<ModelInstance>;
 using BackendFactory = std::function<Result<std::vector<ModelInstancePtr>>(
     const ModelConfig& config, const std::filesystem::path& version_dir)>;
 
+// A word a recogniser heard, with its times in seconds.
+struct RecognisedWord {
+  std::string word;
+  double start = 0;
+  double end = 0;
+};
+
+// A speech recogniser that takes audio as it arrives (live input): one
+// utterance at a time, 16 kHz mono samples fed in pieces of any size. Not
+// thread-safe; a live stream owns one while it runs.
+class StreamingRecogniser {
+ public:
+  virtual ~StreamingRecogniser() = default;
+  virtual Status Begin() = 0;
+  virtual Status Feed(std::span<const std::int16_t> samples) = 0;
+  // The best guess so far for the utterance under way (may change).
+  virtual std::string Partial() = 0;
+  // Ends the utterance: its words, times from its first sample.
+  virtual Result<std::vector<RecognisedWord>> End() = 0;
+};
+// Opens a recogniser for a model of the backend (loads its data: slow).
+using StreamingRecogniserFactory =
+    std::function<Result<std::unique_ptr<StreamingRecogniser>>(const ModelConfig& config)>;
+
 // Backend name → factory. Filled once at start-up, read-only afterwards.
 class BackendRegistry {
  public:
@@ -58,8 +82,13 @@ class BackendRegistry {
   const BackendFactory* Find(std::string_view name) const;
   std::vector<std::string> Names() const;
 
+  // Backends that also recognise speech as it arrives.
+  void RegisterStreamingRecognisers(std::string name, StreamingRecogniserFactory factory);
+  const StreamingRecogniserFactory* FindStreamingRecognisers(std::string_view name) const;
+
  private:
   std::map<std::string, BackendFactory, std::less<>> factories_;
+  std::map<std::string, StreamingRecogniserFactory, std::less<>> streaming_recognisers_;
 };
 
 }  // namespace braid

@@ -17,6 +17,7 @@
 #include "frontends/kserve/generate_api.h"
 #include "frontends/openai/openai_api.h"
 #include "frontends/openai/retrieval_api.h"
+#include "frontends/live/live_api.h"
 #include "frontends/openai/speech_api.h"
 #include "frontends/web/web.h"
 #include "frontends/workflow/workflow_api.h"
@@ -56,6 +57,11 @@ struct Server::Parts {
   std::optional<RetrievalApi> retrieval_api;
   std::optional<CollectionsApi> collections_api;
   std::optional<SpeechApi> speech_api;
+  // Live streams' pool and decoders: stopped once the model requests are
+  // answered, destroyed after the HTTP server (whose connections hold the
+  // streams).
+  std::optional<LiveSpeech> live;
+  std::optional<LiveApi> live_api;
   std::optional<HttpServer> http;
   std::optional<HttpServer> metrics_http;
   std::optional<GrpcServer> grpc;
@@ -142,6 +148,12 @@ Status Server::Parts::Build() {
                            });
       });
   speech_api.emplace(*service);
+  LiveSpeechOptions live_options;
+  live_options.max_streams = options.live_streams;
+  live.emplace(*service, backends, live_options);
+  LiveApiOptions live_api_options;
+  live_api_options.audio = audio_limits;
+  live_api.emplace(*live, live_api_options);
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;
@@ -158,6 +170,7 @@ Status Server::Parts::Build() {
       [this](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return collections_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return speech_api->Handle(r, p); },
+      [this](HttpRequest& r, HttpResponderPtr& p) { return live_api->Handle(r, p); },
       [this](HttpRequest& r, HttpResponderPtr& p) { return openai_api->Handle(r, p); }};
   std::vector<RouteHandler> open = {MakeWebPages()};
   (options.protect_metrics ? keyed : open).push_back(MakeDashboardStats(*service, metrics));
@@ -245,6 +258,7 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   if (metrics_http) metrics_http->Stop();
   if (agent) agent->Stop();
   if (service) service->Shutdown(false);
+  if (live) live->Shutdown();
   if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
   if (workflow_pool) workflow_pool->WaitIdle();
   return report;

@@ -64,6 +64,7 @@ struct ServerOptions {
   double fetch_timeout_s = 10;
   std::int64_t max_image_pixels = 40'000'000;
   double max_audio_seconds = 600;
+  std::size_t live_streams = 8;  // live transcription streams open at once
   std::size_t cache_bytes = std::size_t{256} << 20;
   std::string redis;  // redis://host:port[/db]; empty: no shared tier
   double redis_timeout_ms = 5;

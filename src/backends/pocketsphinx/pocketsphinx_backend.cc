@@ -12,14 +12,86 @@ namespace {
 constexpr char kDefaultModelDir[] = "/usr/share/pocketsphinx/model/en-us";
 constexpr double kFramesPerSecond = 100.0;  // PocketSphinx's 10 ms frames
 
+// A decoder with its configuration, freed together.
+struct Decoder {
+  Decoder(cmd_ln_t* config, ps_decoder_t* decoder) : config(config), decoder(decoder) {}
+  ~Decoder() {
+    ps_free(decoder);
+    cmd_ln_free_r(config);
+  }
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  cmd_ln_t* config;
+  ps_decoder_t* decoder;
+};
+
+// The model files of `config`, checked to exist.
+struct ModelFiles {
+  std::string hmm, lm, dict, model_dir;
+};
+
+Result<ModelFiles> FindModelFiles(const ModelConfig& config) {
+  const std::filesystem::path model_dir = config.Parameter("model_dir", kDefaultModelDir);
+  ModelFiles files{(model_dir / "en-us").string(), (model_dir / "en-us.lm.bin").string(),
+                   (model_dir / "cmudict-en-us.dict").string(), model_dir.string()};
+  std::error_code error;
+  for (const auto& path : {files.hmm, files.lm, files.dict}) {
+    if (!std::filesystem::exists(path, error)) {
+      return NotFound("{}: pocketsphinx model file {} is missing (install pocketsphinx-en-us)",
+                      config.config_path().string(), path);
+    }
+  }
+  return files;
+}
+
+// `cmn`: cepstral mean normalisation, "batch" over each whole clip (a clip's
+// transcript then does not depend on what the decoder heard before) or
+// "live" from what was heard so far (streams).
+Result<std::unique_ptr<Decoder>> OpenDecoder(const ModelConfig& config, const ModelFiles& files,
+                                             const char* cmn) {
+  cmd_ln_t* ps_config = cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
+                                    files.lm.c_str(), "-dict", files.dict.c_str(), "-logfn",
+                                    "/dev/null", "-cmn", cmn, nullptr);
+  if (ps_config == nullptr)
+    return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
+  ps_decoder_t* decoder = ps_init(ps_config);
+  if (decoder == nullptr) {
+    cmd_ln_free_r(ps_config);
+    return Internal("{}: pocketsphinx could not load its model from {}",
+                    config.config_path().string(), files.model_dir);
+  }
+  return std::make_unique<Decoder>(ps_config, decoder);
+}
+
+// The words of the utterance just decoded, without fillers (<s>, </s>,
+// <sil>, [NOISE]) and alternate-pronunciation marks.
+std::vector<RecognisedWord> Words(ps_decoder_t* decoder) {
+  std::vector<RecognisedWord> words;
+  for (ps_seg_t* seg = ps_seg_iter(decoder); seg != nullptr; seg = ps_seg_next(seg)) {
+    std::string word = ps_seg_word(seg);
+    if (word.empty() || word[0] == '<' || word[0] == '[') continue;
+    if (auto paren = word.find('('); paren != std::string::npos) word.resize(paren);
+    int start = 0, end = 0;
+    ps_seg_frames(seg, &start, &end);
+    words.push_back({std::move(word), start / kFramesPerSecond, (end + 1) / kFramesPerSecond});
+  }
+  return words;
+}
+
+std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
+  std::vector<std::int16_t> pcm(samples.size());
+  for (std::size_t i = 0; i < pcm.size(); ++i) {
+    pcm[i] =
+        static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
+  }
+  return pcm;
+}
+
 class PocketSphinxInstance : public ModelInstance {
  public:
-  PocketSphinxInstance(cmd_ln_t* config, ps_decoder_t* decoder, AudioLimits limits)
-      : config_(config), decoder_(decoder), limits_(limits) {}
-  ~PocketSphinxInstance() override {
-    ps_free(decoder_);
-    cmd_ln_free_r(config_);
-  }
+  PocketSphinxInstance(std::unique_ptr<Decoder> decoder, AudioLimits limits)
+      : decoder_(std::move(decoder)), limits_(limits) {}
 
   // ModelInstance
   Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
@@ -30,28 +102,19 @@ class PocketSphinxInstance : public ModelInstance {
     BRAID_ASSIGN_OR_RETURN(
         Audio audio,
         DecodeAudio(std::as_bytes(std::span(clips[0].data(), clips[0].size())), limits_));
-    std::vector<std::int16_t> pcm(audio.samples.size());
-    for (std::size_t i = 0; i < pcm.size(); ++i) {
-      pcm[i] = static_cast<std::int16_t>(
-          std::lround(std::clamp(audio.samples[i], -1.0f, 1.0f) * 32767.0f));
-    }
-    if (ps_start_utt(decoder_) < 0) return Internal("pocketsphinx could not start an utterance");
-    ps_process_raw(decoder_, pcm.data(), pcm.size(), FALSE, TRUE);
-    ps_end_utt(decoder_);
+    const std::vector<std::int16_t> pcm = ToPcm16(audio.samples);
+    ps_decoder_t* decoder = decoder_->decoder;
+    if (ps_start_utt(decoder) < 0) return Internal("pocketsphinx could not start an utterance");
+    ps_process_raw(decoder, pcm.data(), pcm.size(), FALSE, TRUE);
+    ps_end_utt(decoder);
     std::int32_t score = 0;
-    const char* hypothesis = ps_get_hyp(decoder_, &score);
+    const char* hypothesis = ps_get_hyp(decoder, &score);
     std::vector<std::string> words;
     std::vector<float> timings;
-    for (ps_seg_t* seg = ps_seg_iter(decoder_); seg != nullptr; seg = ps_seg_next(seg)) {
-      std::string word = ps_seg_word(seg);
-      if (word.empty() || word[0] == '<' || word[0] == '[') continue;  // <s>, </s>, <sil>, [NOISE]
-      if (auto paren = word.find('('); paren != std::string::npos)
-        word.resize(paren);  // alternate pronunciations
-      int start = 0, end = 0;
-      ps_seg_frames(seg, &start, &end);
-      words.push_back(std::move(word));
-      timings.push_back(static_cast<float>(start / kFramesPerSecond));
-      timings.push_back(static_cast<float>((end + 1) / kFramesPerSecond));
+    for (RecognisedWord& word : Words(decoder)) {
+      words.push_back(std::move(word.word));
+      timings.push_back(static_cast<float>(word.start));
+      timings.push_back(static_cast<float>(word.end));
     }
     const auto n = static_cast<std::int64_t>(words.size());
     BRAID_ASSIGN_OR_RETURN(Tensor text, Tensor::FromStrings({hypothesis ? hypothesis : ""}, {1}));
@@ -63,9 +126,38 @@ class PocketSphinxInstance : public ModelInstance {
   }
 
  private:
-  cmd_ln_t* config_;
-  ps_decoder_t* decoder_;
+  std::unique_ptr<Decoder> decoder_;
   AudioLimits limits_;
+};
+
+class PocketSphinxRecogniser : public StreamingRecogniser {
+ public:
+  explicit PocketSphinxRecogniser(std::unique_ptr<Decoder> decoder) : decoder_(std::move(decoder)) {}
+
+  // StreamingRecogniser
+  Status Begin() override {
+    if (ps_start_utt(decoder_->decoder) < 0)
+      return Internal("pocketsphinx could not start an utterance");
+    return Status::Ok();
+  }
+  Status Feed(std::span<const std::int16_t> samples) override {
+    if (ps_process_raw(decoder_->decoder, samples.data(), samples.size(), FALSE, FALSE) < 0)
+      return Internal("pocketsphinx could not decode the audio");
+    return Status::Ok();
+  }
+  std::string Partial() override {
+    std::int32_t score = 0;
+    const char* hypothesis = ps_get_hyp(decoder_->decoder, &score);
+    return hypothesis ? hypothesis : "";
+  }
+  Result<std::vector<RecognisedWord>> End() override {
+    if (ps_end_utt(decoder_->decoder) < 0)
+      return Internal("pocketsphinx could not end the utterance");
+    return Words(decoder_->decoder);
+  }
+
+ private:
+  std::unique_ptr<Decoder> decoder_;
 };
 
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const AudioLimits& server) {
@@ -80,17 +172,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
         "BYTES, words BYTES, timings FP32",
         config.config_path().string());
   }
-  const std::filesystem::path model_dir = config.Parameter("model_dir", kDefaultModelDir);
-  const std::string hmm = (model_dir / "en-us").string();
-  const std::string lm = (model_dir / "en-us.lm.bin").string();
-  const std::string dict = (model_dir / "cmudict-en-us.dict").string();
-  std::error_code error;
-  for (const auto& path : {hmm, lm, dict}) {
-    if (!std::filesystem::exists(path, error)) {
-      return NotFound("{}: pocketsphinx model file {} is missing (install pocketsphinx-en-us)",
-                      config.config_path().string(), path);
-    }
-  }
+  BRAID_ASSIGN_OR_RETURN(ModelFiles files, FindModelFiles(config));
   AudioLimits limits;
   try {
     limits.max_seconds =
@@ -101,25 +183,21 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
   }
   std::vector<ModelInstancePtr> instances;
   for (int i = 0; i < config.InstancesToLoad(); ++i) {
-    // Batch cepstral mean normalisation over each whole clip: a clip's
-    // transcript then does not depend on what the decoder heard before.
-    cmd_ln_t* ps_config =
-        cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", hmm.c_str(), "-lm", lm.c_str(), "-dict",
-                    dict.c_str(), "-logfn", "/dev/null", "-cmn", "batch", nullptr);
-    if (ps_config == nullptr)
-      return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
-    ps_decoder_t* decoder = ps_init(ps_config);
-    if (decoder == nullptr) {
-      cmd_ln_free_r(ps_config);
-      return Internal("{}: pocketsphinx could not load its model from {}",
-                      config.config_path().string(), model_dir.string());
-    }
-    instances.push_back(std::make_unique<PocketSphinxInstance>(ps_config, decoder, limits));
+    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, "batch"));
+    instances.push_back(std::make_unique<PocketSphinxInstance>(std::move(decoder), limits));
   }
   return instances;
 }
 
 }  // namespace
+
+StreamingRecogniserFactory MakePocketSphinxRecognisers() {
+  return [](const ModelConfig& config) -> Result<std::unique_ptr<StreamingRecogniser>> {
+    BRAID_ASSIGN_OR_RETURN(ModelFiles files, FindModelFiles(config));
+    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, "live"));
+    return std::unique_ptr<StreamingRecogniser>(new PocketSphinxRecogniser(std::move(decoder)));
+  };
+}
 
 BackendFactory MakePocketSphinxBackend(AudioLimits limits) {
   return [limits](const ModelConfig& config, const std::filesystem::path&) {

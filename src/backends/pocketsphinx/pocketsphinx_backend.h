@@ -7,6 +7,10 @@
 // BYTES [1], words BYTES [n], timings FP32 [n,2] (start, end in seconds).
 // Parameters: model_dir (/usr/share/pocketsphinx/model/en-us), max_seconds
 // (600; the server's cap, when lower, wins).
+//
+// Live streams get decoders of their own (MakePocketSphinxRecognisers) with
+// cepstral mean normalisation from what was heard so far, since a stream's
+// whole utterance is not known when its first words are decoded.
 #pragma once
 
 #include "model/backend.h"
@@ -17,5 +21,6 @@ namespace braid {
 inline constexpr char kPocketSphinxBackend[] = "pocketsphinx";
 
 BackendFactory MakePocketSphinxBackend(AudioLimits limits = {});
+StreamingRecogniserFactory MakePocketSphinxRecognisers();
 
 }  // namespace braid

@@ -7,6 +7,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -20,6 +21,7 @@ namespace braid {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
 namespace {
@@ -113,6 +115,37 @@ std::string_view HttpRequest::Header(std::string_view name) const {
     if (EqualsIgnoringCase(key, name)) return value;
   }
   return {};
+}
+
+std::optional<std::string> HttpRequest::QueryParameter(std::string_view name) const {
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const std::string_view pair = rest.substr(0, amp);
+    const auto equals = pair.find('=');
+    if (PercentDecode(pair.substr(0, equals), true) == name)
+      return equals == std::string_view::npos ? "" : PercentDecode(pair.substr(equals + 1), true);
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+bool IsWebSocketUpgrade(const HttpRequest& request) {
+  auto has_token = [](std::string_view list, std::string_view token) {
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (EqualsIgnoringCase(item, token)) return true;
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+    return false;
+  };
+  return request.method == "GET" && has_token(request.Header("Upgrade"), "websocket") &&
+         has_token(request.Header("Connection"), "upgrade");
 }
 
 bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
@@ -274,8 +307,16 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // request read and no answer owed. Runs the check on the strand.
   void CloseIfIdle() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->ws_open_) return self->ws_handler_->OnDrain();
       if (!self->request_) self->Close();
     });
+  }
+
+  // After the network threads stopped: a WebSocket's handler hears that its
+  // connection is gone, so that it lets the session go.
+  void AbandonWebSocket() {
+    ws_open_ = false;
+    if (auto handler = std::move(ws_handler_)) handler->OnClosed();
   }
 
   // HttpResponder for the request being answered. Holds the session alive.
@@ -339,6 +380,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
         callback = std::move(on_disconnect_);
       }
       if (callback) callback();
+    }
+    void AcceptWebSocket(std::shared_ptr<WebSocketHandler> handler,
+                         WebSocketOptions options) override {
+      answered_ = true;
+      session_->upgrade_ = Upgrade{std::move(handler), options};
     }
     bool WriteChunk(std::string data) override {
       if (session_->closed_) return false;
@@ -543,6 +589,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       return;
     }
     server_.handler_(request, responder);
+    if (upgrade_) return StartWebSocket();
     Watch(std::move(responder));
   }
 
@@ -570,6 +617,156 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
             self->ReadNext();
           }
         });
+  }
+
+  // The WebSocket a handler was given: its calls go to the session's strand.
+  // It keeps the session (and so the connection) while the handler holds it;
+  // the handler lets it go when told the connection closed (OnClosed), and
+  // HttpServer::Stop tells every handler still open.
+  class Socket : public WebSocket {
+   public:
+    explicit Socket(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+
+    bool SendText(std::string text) override {
+      const auto& session = session_;
+      if (session->closed_ || session->ws_closing_) return false;
+      const std::size_t size = text.size();
+      if (session->unsent_.fetch_add(size) + size > session->ws_options_.max_unsent_bytes) {
+        net::defer(session->stream_.get_executor(), [session] { session->WsFinish(); });
+        return false;
+      }
+      net::defer(session->stream_.get_executor(),
+                 [session, text = std::move(text), size]() mutable {
+                   session->WsWrite(std::move(text), size);
+                 });
+      return true;
+    }
+    void ReadNext() override {
+      net::defer(session_->stream_.get_executor(), [session = session_] { session->WsRead(); });
+    }
+    void Close(int code, std::string reason) override {
+      const auto& session = session_;
+      session->ws_closing_ = true;
+      net::defer(session->stream_.get_executor(),
+                 [session, code, reason = std::move(reason)]() mutable {
+                   session->WsClose(code, std::move(reason));
+                 });
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+  };
+
+  struct Upgrade {
+    std::shared_ptr<WebSocketHandler> handler;
+    WebSocketOptions options;
+  };
+  struct Message {
+    std::string text;
+    std::size_t size;
+  };
+  // A close frame's reason is at most 123 bytes.
+  static constexpr std::size_t kMaxCloseReason = 123;
+
+  // The handler asked for a WebSocket: the handshake answers the request
+  // still in parser_, then the connection carries frames only.
+  void StartWebSocket() {
+    Upgrade upgrade = std::move(*upgrade_);
+    upgrade_.reset();
+    if (!websocket::is_upgrade(parser_->get())) {
+      return Write(Serialize(JsonError(400, "this endpoint speaks WebSocket only: send a GET with "
+                                            "Upgrade: websocket"),
+                             false, false, false),
+                   true, false);
+    }
+    ws_handler_ = std::move(upgrade.handler);
+    ws_options_ = upgrade.options;
+    ws_.emplace(stream_);
+    ws_->read_message_max(ws_options_.max_message_bytes);
+    websocket::stream_base::timeout timeout{};
+    timeout.handshake_timeout = server_.options_.request_timeout;
+    timeout.idle_timeout = ws_options_.idle_timeout;
+    timeout.keep_alive_pings = false;
+    ws_->set_option(timeout);
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& response) { response.set(http::field::server, "braid"); }));
+    ws_->async_accept(parser_->get(), [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->WsFinish();
+      self->ws_open_ = true;
+      if (self->server_.draining_) self->ws_closing_ = true;
+      self->ws_handler_->OnOpen(std::make_shared<Socket>(self));
+      if (self->server_.draining_) self->ws_handler_->OnDrain();
+    });
+  }
+
+  void WsRead() {
+    if (!ws_open_ || ws_reading_ || ws_finished_) return;
+    ws_reading_ = true;
+    ws_->async_read(ws_in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->ws_reading_ = false;
+      if (ec) return self->WsFinish();
+      if (self->ws_finished_) return;
+      std::string data = beast::buffers_to_string(self->ws_in_.data());
+      self->ws_in_.consume(self->ws_in_.size());
+      self->ws_handler_->OnMessage(std::move(data), self->ws_->got_binary());
+    });
+  }
+
+  void WsWrite(std::string text, std::size_t size) {
+    if (ws_finished_ || ws_close_started_) {
+      unsent_ -= size;
+      return;
+    }
+    ws_out_.push_back({std::move(text), size});
+    if (!ws_writing_) WsWriteFront();
+  }
+
+  void WsWriteFront() {
+    if (ws_out_.empty()) {
+      if (ws_close_ && !ws_close_started_) WsStartClose();
+      return;
+    }
+    ws_writing_ = true;
+    ws_->text(true);
+    SetDeadline(server_.options_.write_timeout);
+    ws_->async_write(net::buffer(ws_out_.front().text),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->ws_writing_ = false;
+                       self->deadline_ = 0;
+                       self->unsent_ -= self->ws_out_.front().size;
+                       self->ws_out_.pop_front();
+                       if (ec) return self->WsFinish();
+                       self->WsWriteFront();
+                     });
+  }
+
+  void WsClose(int code, std::string reason) {
+    if (ws_finished_ || ws_close_) return;
+    if (reason.size() > kMaxCloseReason) reason.resize(kMaxCloseReason);
+    ws_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+    if (!ws_open_) return WsFinish();
+    if (!ws_writing_) WsStartClose();
+  }
+
+  void WsStartClose() {
+    ws_close_started_ = true;
+    SetDeadline(server_.options_.write_timeout);
+    ws_->async_close(*ws_close_,
+                     [self = shared_from_this()](beast::error_code) { self->WsFinish(); });
+  }
+
+  // The connection is over: the handler hears it once, the drain stops
+  // waiting for it.
+  void WsFinish() {
+    if (ws_finished_) return;
+    ws_finished_ = true;
+    ws_closing_ = true;
+    for (const Message& message : ws_out_) unsent_ -= message.size;
+    ws_out_.clear();
+    auto handler = std::move(ws_handler_);
+    Close();
+    request_.reset();
+    if (handler) handler->OnClosed();
   }
 
   // The status line and headers, then the body and its tail as they are:
@@ -723,6 +920,21 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool read_after_watch_ = false;        // touched only on the strand
   bool unread_ = false;  // a refusal left the request's body unread; touched only on the strand
   std::atomic<bool> closed_{false};
+  // A WebSocket: asked for by the handler, then the stream over stream_.
+  // Touched only on the strand, but ws_closing_.
+  std::optional<Upgrade> upgrade_;
+  std::optional<websocket::stream<beast::tcp_stream&>> ws_;
+  std::shared_ptr<WebSocketHandler> ws_handler_;
+  WebSocketOptions ws_options_;
+  beast::flat_buffer ws_in_;
+  std::deque<Message> ws_out_;
+  std::optional<websocket::close_reason> ws_close_;
+  bool ws_open_ = false;
+  bool ws_reading_ = false;
+  bool ws_writing_ = false;
+  bool ws_close_started_ = false;
+  bool ws_finished_ = false;
+  std::atomic<bool> ws_closing_{false};  // no more messages are taken
 };
 
 void HttpServer::Impl::Take(tcp::socket socket, std::string address) {
@@ -787,6 +999,14 @@ void HttpServer::Stop() {
   impl_->io_.stop();
   for (auto& thread : impl_->threads_) thread.join();
   impl_->threads_.clear();
+  std::vector<std::shared_ptr<Impl::Session>> sessions;
+  {
+    std::lock_guard lock(impl_->sessions_mutex_);
+    for (const auto& [raw, weak] : impl_->sessions_) {
+      if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+  }
+  for (const auto& session : sessions) session->AbandonWebSocket();
 }
 
 std::size_t HttpServer::open_connections() const { return impl_->limits_.connections(); }

@@ -41,6 +41,9 @@ struct HttpRequest {
 
   // The first header named `name` (case-insensitive), or empty.
   std::string_view Header(std::string_view name) const;
+  // The first query parameter named `name`, percent-decoded; none when the
+  // query has no such parameter.
+  std::optional<std::string> QueryParameter(std::string_view name) const;
 };
 
 struct HttpResponse {
@@ -59,8 +62,50 @@ struct HttpResponse {
   std::vector<Part> tail;
 };
 
+// One accepted WebSocket connection (RFC 6455). Thread-safe.
+class WebSocket {
+ public:
+  virtual ~WebSocket() = default;
+  // Queues a text message; false once the connection is closing or gone, or
+  // when the client leaves more than WebSocketOptions::max_unsent_bytes
+  // unread (the connection is then dropped).
+  virtual bool SendText(std::string text) = 0;
+  // Reads the next message: one message is read per call, so a sender the
+  // handler cannot keep up with is slowed by TCP instead of buffered.
+  virtual void ReadNext() = 0;
+  // Sends a close frame with `code` (1000 normal, 1003 unsupported data,
+  // 1008 policy, 1011 server error) after the queued messages, then closes.
+  virtual void Close(int code, std::string reason) = 0;
+};
+
+// What a WebSocket route does with its connection. Its methods run on the
+// connection's network thread, one at a time, and must not block.
+class WebSocketHandler {
+ public:
+  virtual ~WebSocketHandler() = default;
+  // The handshake is done; nothing is read until `socket->ReadNext()`.
+  virtual void OnOpen(std::shared_ptr<WebSocket> socket) = 0;
+  virtual void OnMessage(std::string data, bool binary) = 0;
+  // The connection is gone (closed by either side, a timeout, an error or
+  // a message over the limit). Called once, last.
+  virtual void OnClosed() = 0;
+  // The server drains: finish soon and Close().
+  virtual void OnDrain() {}
+};
+
+struct WebSocketOptions {
+  std::size_t max_message_bytes = std::size_t{1} << 20;
+  // With no frame from the client for this long, the connection closes.
+  std::chrono::seconds idle_timeout{30};
+  std::size_t max_unsent_bytes = std::size_t{4} << 20;
+};
+
+// A GET asking to become a WebSocket (Upgrade: websocket).
+bool IsWebSocketUpgrade(const HttpRequest& request);
+
 // Answers one request. Thread-safe; every method may be called from any
-// thread. Exactly one of Send() or StartStream()…EndStream() is used.
+// thread. Exactly one of Send(), StartStream()…EndStream() or
+// AcceptWebSocket() is used.
 class HttpResponder {
  public:
   virtual ~HttpResponder() = default;
@@ -78,6 +123,13 @@ class HttpResponder {
   // `callback` runs (once, on a network thread) if the client disconnects
   // before the answer is written; at once if it already has.
   virtual void OnDisconnect(std::function<void()> callback) = 0;
+  // Turns the connection into a WebSocket served by `handler` (for a
+  // request IsWebSocketUpgrade accepts; others are answered 400). Must be
+  // called from within the HttpHandler, before it returns. The connection
+  // counts as a request in flight until it closes, so a drain waits for it
+  // (after telling the handler, OnDrain).
+  virtual void AcceptWebSocket(std::shared_ptr<WebSocketHandler> handler,
+                               WebSocketOptions options) = 0;
 };
 using HttpResponderPtr = std::shared_ptr<HttpResponder>;
 

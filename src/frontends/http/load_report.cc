@@ -150,6 +150,10 @@ class LoadReportingResponder : public HttpResponder {
   void OnDisconnect(std::function<void()> callback) override {
     inner_->OnDisconnect(std::move(callback));
   }
+  void AcceptWebSocket(std::shared_ptr<WebSocketHandler> handler,
+                       WebSocketOptions options) override {
+    inner_->AcceptWebSocket(std::move(handler), options);
+  }
 
  private:
   HttpResponderPtr inner_;
