@@ -17,11 +17,13 @@ std::vector<std::string> BackendRegistry::Names() const {
   return names;
 }
 
-void BackendRegistry::RegisterStreamingRecognisers(std::string name, StreamingRecogniserFactory factory) {
+void BackendRegistry::RegisterStreamingRecognisers(std::string name,
+                                                   StreamingRecogniserFactory factory) {
   streaming_recognisers_[std::move(name)] = std::move(factory);
 }
 
-const StreamingRecogniserFactory* BackendRegistry::FindStreamingRecognisers(std::string_view name) const {
+const StreamingRecogniserFactory* BackendRegistry::FindStreamingRecognisers(
+    std::string_view name) const {
   auto it = streaming_recognisers_.find(name);
   return it == streaming_recognisers_.end() ? nullptr : &it->second;
 }

@@ -43,9 +43,10 @@ struct AudioStream::Converter {
 Result<StreamEncoding> ParseStreamEncoding(std::string_view name) {
   if (name == "pcm_s16le") return StreamEncoding::kPcmS16le;
   if (name == "wav") return StreamEncoding::kWav;
-  return InvalidArgument("encoding '{}' is not supported: use pcm_s16le (raw 16-bit little-endian "
-                         "samples) or wav (a WAV header, then its samples)",
-                         name);
+  return InvalidArgument(
+      "encoding '{}' is not supported: use pcm_s16le (raw 16-bit little-endian "
+      "samples) or wav (a WAV header, then its samples)",
+      name);
 }
 
 Result<std::unique_ptr<AudioStream>> AudioStream::Open(StreamEncoding encoding, int sample_rate,
@@ -106,8 +107,8 @@ Status AudioStream::ReadWavHeader(std::vector<float>* out) {
       rate_ = static_cast<int>(ReadU32(fmt + 4));
       if ((tag != kWavePcm && tag != kWaveExtensible) || bits != 16)
         return InvalidArgument(
-            "the WAV stream holds format {} with {} bits a sample; live input takes 16-bit PCM", tag,
-            bits);
+            "the WAV stream holds format {} with {} bits a sample; live input takes 16-bit PCM",
+            tag, bits);
       BRAID_RETURN_IF_ERROR(CheckFormat(rate_, channels_, limits_));
       have_format = true;
     }
@@ -157,8 +158,8 @@ void AudioStream::Convert(std::span<const float> mono, std::vector<float>* out) 
   const std::size_t before = out->size();
   out->resize(before + room);
   std::size_t used = 0, produced = 0;
-  soxr_process(converter_->soxr, mono.data(), mono.size(), &used,
-               out->data() + before, room, &produced);
+  soxr_process(converter_->soxr, mono.data(), mono.size(), &used, out->data() + before, room,
+               &produced);
   out->resize(before + produced);
 }
 

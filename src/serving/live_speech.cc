@@ -23,8 +23,7 @@ std::string Join(const std::vector<RecognisedWord>& words) {
 std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
   std::vector<std::int16_t> pcm(samples.size());
   for (std::size_t i = 0; i < pcm.size(); ++i) {
-    pcm[i] =
-        static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
+    pcm[i] = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
   }
   return pcm;
 }
@@ -79,7 +78,7 @@ void LiveSession::Push(std::string bytes, Done done) {
       return done(status);
     if (self->audio_->seconds() > self->live_.options_.max_seconds) {
       return done(MakeStatus(StatusCode::kResourceExhausted, "the stream is over its {} s of audio",
-                                    self->live_.options_.max_seconds));
+                             self->live_.options_.max_seconds));
     }
     self->Step(std::move(done));
   });
@@ -110,20 +109,20 @@ void LiveSession::Step(Done done) {
   live_.service_.Infer(
       live_.options_.vad_model, 0, std::move(inputs), options,
       [self = shared_from_this(), done = std::move(done)](Result<InferResponse> result) mutable {
-        self->live_.pool_.Submit([self, result = std::move(result),
-                                  done = std::move(done)]() mutable {
-          if (!result.ok()) {
-            return done(Status(result.status().code(),
-                               fmt::format("voice activity detection failed: {}",
-                                           result.status().message())));
-          }
-          const auto& outputs = result->outputs;
-          const float probability = outputs[0].span<float>()[0];
-          std::copy_n(outputs[1].span<float>().begin(), kStateValues, self->state_h_.begin());
-          std::copy_n(outputs[2].span<float>().begin(), kStateValues, self->state_c_.begin());
-          if (Status status = self->Window(probability); !status.ok()) return done(status);
-          self->Step(std::move(done));
-        });
+        self->live_.pool_.Submit(
+            [self, result = std::move(result), done = std::move(done)]() mutable {
+              if (!result.ok()) {
+                return done(Status(
+                    result.status().code(),
+                    fmt::format("voice activity detection failed: {}", result.status().message())));
+              }
+              const auto& outputs = result->outputs;
+              const float probability = outputs[0].span<float>()[0];
+              std::copy_n(outputs[1].span<float>().begin(), kStateValues, self->state_h_.begin());
+              std::copy_n(outputs[2].span<float>().begin(), kStateValues, self->state_c_.begin());
+              if (Status status = self->Window(probability); !status.ok()) return done(status);
+              self->Step(std::move(done));
+            });
       });
 }
 
@@ -152,8 +151,11 @@ Status LiveSession::Window(float probability) {
     std::string partial = decoder_->Partial();
     if (!partial.empty() && partial != last_partial_) {
       last_partial_ = partial;
-      emit_({LiveEvent::Kind::kPartial, std::move(partial), Seconds(utterance_start_),
-             Seconds(windowed_), {}});
+      emit_({LiveEvent::Kind::kPartial,
+             std::move(partial),
+             Seconds(utterance_start_),
+             Seconds(windowed_),
+             {}});
     }
   }
   return Status::Ok();
@@ -226,7 +228,8 @@ Result<std::shared_ptr<LiveSession>> LiveSpeech::Open(std::string_view model,
   std::size_t open = open_.load();
   do {
     if (open >= options_.max_streams) {
-      return MakeStatus(StatusCode::kResourceExhausted, "all {} live streams are in use; retry later", options_.max_streams);
+      return MakeStatus(StatusCode::kResourceExhausted,
+                        "all {} live streams are in use; retry later", options_.max_streams);
     }
   } while (!open_.compare_exchange_weak(open, open + 1));
   return std::shared_ptr<LiveSession>(
@@ -247,7 +250,8 @@ Result<std::unique_ptr<StreamingRecogniser>> LiveSpeech::TakeDecoder(const Model
       return decoder;
     }
   }
-  const StreamingRecogniserFactory* factory = backends_.FindStreamingRecognisers(model.config().backend);
+  const StreamingRecogniserFactory* factory =
+      backends_.FindStreamingRecognisers(model.config().backend);
   if (factory == nullptr) return Internal("model '{}' lost its speech streams", model.name());
   return (*factory)(model.config());
 }

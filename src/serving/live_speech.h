@@ -35,9 +35,9 @@
 namespace braid {
 
 struct EndpointerOptions {
-  float start_threshold = 0.5f;  // a window at or above it is speech
-  float end_threshold = 0.35f;   // below it, silence
-  int end_silence_windows = 19;  // about 600 ms of silence ends an utterance
+  float start_threshold = 0.5f;     // a window at or above it is speech
+  float end_threshold = 0.35f;      // below it, silence
+  int end_silence_windows = 19;     // about 600 ms of silence ends an utterance
   int max_utterance_windows = 938;  // about 30 s: an utterance is cut there
 };
 
@@ -68,9 +68,9 @@ struct LiveEvent {
 };
 
 struct LiveSpeechOptions {
-  std::size_t max_streams = 8;   // open at once; each holds a decoder
+  std::size_t max_streams = 8;  // open at once; each holds a decoder
   std::string vad_model = "vad";
-  double max_seconds = 3600;     // of audio in one stream
+  double max_seconds = 3600;  // of audio in one stream
   EndpointerOptions endpointing;
   std::size_t threads = 0;  // the pool; 0: one per core
 };
@@ -112,10 +112,10 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   std::function<void(LiveEvent)> emit_;
   Endpointer endpointer_;
   std::unique_ptr<StreamingRecogniser> decoder_;
-  bool decoding_ = false;          // the decoder is inside an utterance
-  std::vector<float> samples_;     // 16 kHz samples not yet windowed
-  std::vector<float> preroll_;     // the last samples before an utterance
-  std::int64_t windowed_ = 0;      // samples put through detection so far
+  bool decoding_ = false;       // the decoder is inside an utterance
+  std::vector<float> samples_;  // 16 kHz samples not yet windowed
+  std::vector<float> preroll_;  // the last samples before an utterance
+  std::int64_t windowed_ = 0;   // samples put through detection so far
   std::int64_t utterance_start_ = 0;
   std::string last_partial_;
   std::vector<float> state_h_, state_c_;
@@ -157,7 +157,8 @@ class LiveSpeech {
   std::atomic<std::size_t> open_{0};
   std::mutex mutex_;
   // Loaded decoders no stream holds, by model and version.
-  std::map<std::string, std::vector<std::unique_ptr<StreamingRecogniser>>> idle_;  // guarded by mutex_
+  std::map<std::string, std::vector<std::unique_ptr<StreamingRecogniser>>>
+      idle_;  // guarded by mutex_
   ThreadPool pool_;
 };
 

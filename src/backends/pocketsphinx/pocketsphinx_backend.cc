@@ -3,6 +3,7 @@
 #include <pocketsphinx.h>
 
 #include <cmath>
+#include <optional>
 
 #include "preprocess/audio.h"
 
@@ -50,9 +51,9 @@ Result<ModelFiles> FindModelFiles(const ModelConfig& config) {
 // "live" from what was heard so far (streams).
 Result<std::unique_ptr<Decoder>> OpenDecoder(const ModelConfig& config, const ModelFiles& files,
                                              const char* cmn) {
-  cmd_ln_t* ps_config = cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
-                                    files.lm.c_str(), "-dict", files.dict.c_str(), "-logfn",
-                                    "/dev/null", "-cmn", cmn, nullptr);
+  cmd_ln_t* ps_config =
+      cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm", files.lm.c_str(),
+                  "-dict", files.dict.c_str(), "-logfn", "/dev/null", "-cmn", cmn, nullptr);
   if (ps_config == nullptr)
     return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
   ps_decoder_t* decoder = ps_init(ps_config);
@@ -65,16 +66,22 @@ Result<std::unique_ptr<Decoder>> OpenDecoder(const ModelConfig& config, const Mo
 }
 
 // The words of the utterance just decoded, without fillers (<s>, </s>,
-// <sil>, [NOISE]) and alternate-pronunciation marks.
+// <sil>, [NOISE]) and alternate-pronunciation marks, with times from the
+// utterance's start. A decoder numbers its frames on from one utterance to
+// the next (its n-gram search keeps counting), so they are taken from the
+// first segment's, the <s> that opens the utterance at its frame 0.
 std::vector<RecognisedWord> Words(ps_decoder_t* decoder) {
   std::vector<RecognisedWord> words;
+  std::optional<int> origin;
   for (ps_seg_t* seg = ps_seg_iter(decoder); seg != nullptr; seg = ps_seg_next(seg)) {
+    int start = 0, end = 0;
+    ps_seg_frames(seg, &start, &end);
+    if (!origin) origin = start;
     std::string word = ps_seg_word(seg);
     if (word.empty() || word[0] == '<' || word[0] == '[') continue;
     if (auto paren = word.find('('); paren != std::string::npos) word.resize(paren);
-    int start = 0, end = 0;
-    ps_seg_frames(seg, &start, &end);
-    words.push_back({std::move(word), start / kFramesPerSecond, (end + 1) / kFramesPerSecond});
+    words.push_back({std::move(word), (start - *origin) / kFramesPerSecond,
+                     (end + 1 - *origin) / kFramesPerSecond});
   }
   return words;
 }
@@ -82,8 +89,7 @@ std::vector<RecognisedWord> Words(ps_decoder_t* decoder) {
 std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
   std::vector<std::int16_t> pcm(samples.size());
   for (std::size_t i = 0; i < pcm.size(); ++i) {
-    pcm[i] =
-        static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
+    pcm[i] = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
   }
   return pcm;
 }
@@ -132,7 +138,8 @@ class PocketSphinxInstance : public ModelInstance {
 
 class PocketSphinxRecogniser : public StreamingRecogniser {
  public:
-  explicit PocketSphinxRecogniser(std::unique_ptr<Decoder> decoder) : decoder_(std::move(decoder)) {}
+  explicit PocketSphinxRecogniser(std::unique_ptr<Decoder> decoder)
+      : decoder_(std::move(decoder)) {}
 
   // StreamingRecogniser
   Status Begin() override {

@@ -674,8 +674,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     Upgrade upgrade = std::move(*upgrade_);
     upgrade_.reset();
     if (!websocket::is_upgrade(parser_->get())) {
-      return Write(Serialize(JsonError(400, "this endpoint speaks WebSocket only: send a GET with "
-                                            "Upgrade: websocket"),
+      return Write(Serialize(JsonError(400,
+                                       "this endpoint speaks WebSocket only: send a GET with "
+                                       "Upgrade: websocket"),
                              false, false, false),
                    true, false);
     }

@@ -197,8 +197,9 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (request.path != kPath) return false;
   if (!IsWebSocketUpgrade(request)) {
     responder->Send(JsonError(
-        400, "this endpoint is a WebSocket: connect with GET and Upgrade: websocket "
-             "(e.g. new WebSocket('ws://HOST/v1/audio/transcriptions/stream?sample_rate=16000'))"));
+        400,
+        "this endpoint is a WebSocket: connect with GET and Upgrade: websocket "
+        "(e.g. new WebSocket('ws://HOST/v1/audio/transcriptions/stream?sample_rate=16000'))"));
     return true;
   }
   auto refuse = [&](const Status& status) {
@@ -218,11 +219,10 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (!audio.ok()) return refuse(audio.status());
   auto socket = std::make_shared<TranscriptionSocket>();
   std::weak_ptr<TranscriptionSocket> weak = socket;
-  auto session =
-      live_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
-                 [weak](LiveEvent event) {
-                   if (auto socket = weak.lock()) socket->Emit(event);
-                 });
+  auto session = live_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
+                            [weak](LiveEvent event) {
+                              if (auto socket = weak.lock()) socket->Emit(event);
+                            });
   if (!session.ok()) return refuse(session.status());
   socket->Attach(std::move(*session));
   responder->AcceptWebSocket(std::move(socket), options_.socket);

@@ -23,8 +23,7 @@ namespace braid {
 
 struct LiveApiOptions {
   AudioLimits audio;
-  WebSocketOptions socket{std::size_t{256} << 10, std::chrono::seconds(10),
-                          std::size_t{1} << 20};
+  WebSocketOptions socket{std::size_t{256} << 10, std::chrono::seconds(10), std::size_t{1} << 20};
 };
 
 class LiveApi {
