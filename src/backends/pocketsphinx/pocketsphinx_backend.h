@@ -10,7 +10,9 @@
 //
 // Live streams get decoders of their own (MakePocketSphinxRecognisers) with
 // cepstral mean normalisation from what was heard so far, since a stream's
-// whole utterance is not known when its first words are decoded.
+// whole utterance is not known when its first words are decoded, and a
+// pruned search to keep up with real time: parameters stream_max_hmms
+// (-maxhmmpf, 3000) and stream_max_words (-maxwpf, 5).
 #pragma once
 
 #include "model/backend.h"

@@ -1,0 +1,165 @@
+// bench/live: live transcription over the WebSocket, measured from a real
+// client (`ws`) that sends flite speech in 20 ms frames on a real-time
+// schedule, as a microphone would.
+//   node bench/live/bench_live.mjs --port P --pid PID --fixtures DIR [--levels 1,4,16,64]
+// Prints markdown: the delay from the first spoken word to the first
+// partial, the final word error rate beside the same clips transcribed whole
+// by /v1/audio/transcriptions, and for growing numbers of simultaneous
+// streams how far the finals fall behind real time and the server's memory.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    pid: { type: 'string' },
+    fixtures: { type: 'string' },
+    levels: { type: 'string', default: '1,2,4,8,16,32,64' },
+  },
+});
+const kRate = 16000;
+const kFrame = 320;  // 20 ms
+const base = `127.0.0.1:${args.port}`;
+
+const rows = readFileSync(`${args.fixtures}/speech.tsv`, 'utf8').trim().split('\n').map((line) => line.split('\t'));
+const clip = (file) => {
+  const wav = readFileSync(`${args.fixtures}/${file}`);
+  return new Int16Array(wav.buffer.slice(wav.byteOffset + 44, wav.byteOffset + wav.length));
+};
+const silence = (seconds) => new Int16Array(Math.round(seconds * kRate));
+const concat = (parts) => {
+  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) { out.set(part, at); at += part.length; }
+  return out;
+};
+// The first 10 ms whose level is within 30 dB of the clip's loudest: where
+// the speaker starts.
+const onset = (samples) => {
+  const rms = [];
+  for (let at = 0; at + 160 <= samples.length; at += 160) {
+    let sum = 0;
+    for (let i = at; i < at + 160; i++) sum += samples[i] * samples[i];
+    rms.push(Math.sqrt(sum / 160));
+  }
+  const loudest = Math.max(...rms);
+  return rms.findIndex((r) => r >= loudest / 31.6) * 160 / kRate;
+};
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
+const words = (text) => text.toLowerCase().replace(/[^a-z0-9' ]/g, ' ').split(/\s+/).filter(Boolean);
+function editDistance(a, b) {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+const rss = () => {
+  const status = readFileSync(`/proc/${args.pid}/status`, 'utf8');
+  const field = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)[1]) / 1024;
+  return { now: field('VmRSS'), peak: field('VmHWM') };
+};
+
+// Streams `samples` in real time; resolves with each message and the time
+// (ms since the first frame was sent) it arrived.
+function stream(samples) {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(`ws://${base}/v1/audio/transcriptions/stream?sample_rate=${kRate}`);
+    const messages = [];
+    let t0 = 0;
+    socket.on('unexpected-response', (request, response) => reject(new Error(`HTTP ${response.statusCode}`)));
+    socket.on('error', reject);
+    socket.on('message', (data) => messages.push({ at: performance.now() - t0, ...JSON.parse(data.toString()) }));
+    socket.on('close', (code) => resolve({ code, messages }));
+    socket.on('open', () => {
+      const bytes = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+      t0 = performance.now();
+      let frame = 0;
+      const next = () => {
+        if (socket.readyState !== WebSocket.OPEN) return;
+        const at = frame * kFrame * 2;
+        if (at >= bytes.length) return socket.send(JSON.stringify({ type: 'end' }));
+        socket.send(bytes.subarray(at, at + kFrame * 2));
+        frame += 1;
+        setTimeout(next, Math.max(0, t0 + frame * 20 - performance.now()));
+      };
+      next();
+    });
+  });
+}
+
+async function wholeFile(file) {
+  const form = new FormData();
+  form.append('model', 'asr');
+  form.append('file', new Blob([readFileSync(`${args.fixtures}/${file}`)]), 'clip.wav');
+  const response = await fetch(`http://${base}/v1/audio/transcriptions`, { method: 'POST', body: form });
+  return (await response.json()).text;
+}
+
+// 1. Delay to the first partial, and the finals' word errors.
+const lead = 0.5;
+const firstPartial = [];
+let liveErrors = 0, wholeErrors = 0, total = 0;
+let cold = NaN;
+for (let round = 0; round < 2; round++) {
+  for (const [file, text] of rows) {
+    const samples = clip(file);
+    const { messages } = await stream(concat([silence(lead), samples, silence(1.0)]));
+    const spoken = (lead + onset(samples)) * 1000;
+    const partial = messages.find((m) => m.type === 'partial');
+    const delay = partial ? partial.at - spoken : NaN;
+    if (Number.isNaN(cold)) { cold = delay; continue; }  // the first stream loads a decoder
+    if (round === 0) continue;
+    firstPartial.push(delay);
+    const heard = messages.filter((m) => m.type === 'final').map((m) => m.text).join(' ');
+    liveErrors += editDistance(words(text), words(heard));
+    wholeErrors += editDistance(words(text), words(await wholeFile(file)));
+    total += words(text).length;
+  }
+}
+const liveWer = liveErrors / total, wholeWer = wholeErrors / total;
+console.log('### One stream at a time (warm)');
+console.log();
+console.log('| figure | value | goal |');
+console.log('|---|---:|---|');
+console.log(`| first partial after the first spoken word, p50 of ${firstPartial.length} clips | ${median(firstPartial).toFixed(0)} ms | ≤ 300 ms |`);
+console.log(`| first partial, worst clip | ${Math.max(...firstPartial).toFixed(0)} ms | |`);
+console.log(`| first partial of the server's first stream (loads a decoder) | ${cold.toFixed(0)} ms | |`);
+console.log(`| word error rate, live finals | ${(100 * liveWer).toFixed(1)} % (${liveErrors} of ${total} words) | |`);
+console.log(`| word error rate, the same clips whole (/v1/audio/transcriptions) | ${(100 * wholeWer).toFixed(1)} % (${wholeErrors} of ${total}) | |`);
+console.log(`| live − whole | ${(100 * (liveWer - wholeWer)).toFixed(1)} points | ≤ +2 |`);
+console.log();
+
+// 2. Streams at once: each sends three clips with pauses (10.6 s of audio).
+const program = concat([silence(0.5), ...rows.slice(0, 3).flatMap(([file]) => [clip(file), silence(1.2)])]);
+const seconds = program.length / kRate;
+console.log(`### Simultaneous real-time streams (${seconds.toFixed(1)} s of audio each: three clips with 1.2 s pauses)`);
+console.log();
+console.log('| streams | finals | lag p50 | lag max | streams > 1 s behind | refused | RSS after | RSS peak |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+for (const level of args.levels.split(',').map(Number)) {
+  // Warm: every stream's decoder loaded before the timed round.
+  await Promise.all(Array.from({ length: level }, () => stream(silence(0.2)).catch(() => null)));
+  const results = await Promise.all(Array.from({ length: level }, (_, i) =>
+    new Promise((resolve) => setTimeout(resolve, (20 * i) / level)).then(() => stream(program)).catch((e) => ({ error: e }))));
+  const lags = [];
+  let behind = 0, refused = 0, finals = 0;
+  for (const result of results) {
+    if (result.error) { refused++; continue; }
+    let worst = 0;
+    for (const m of result.messages.filter((m) => m.type === 'final')) {
+      finals++;
+      const lag = m.at - m.end * 1000;
+      lags.push(lag);
+      worst = Math.max(worst, lag);
+    }
+    if (worst > 1000) behind++;
+  }
+  const memory = rss();
+  console.log(`| ${level} | ${finals} | ${median(lags).toFixed(0)} ms | ${Math.max(...lags).toFixed(0)} ms | ${behind} | ${refused} | ${memory.now.toFixed(0)} MB | ${memory.peak.toFixed(0)} MB |`);
+}
+console.log();
+console.log('Lag: when a final arrived, minus when its utterance ended in the audio (the endpoint waits for 600 ms of silence, so a final cannot come sooner than that).');
