@@ -58,7 +58,7 @@ test('health and metadata', async () => {
   assert.equal(config.config.max_batch_size, 64);
   assert.equal(config.config.input[0].data_type, 'TYPE_INT64');
   const index = await call('RepositoryIndex', {});
-  assert.equal(index.models.length, 8);
+  assert.equal(index.models.length, 9);
 });
 
 test('ModelInfer with raw tensors returns raw outputs', async () => {

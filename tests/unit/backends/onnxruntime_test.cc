@@ -66,7 +66,7 @@ TEST_F(OnnxRuntimeTest, AllDefaultModelsAreReady) {
     EXPECT_EQ(model.state, ModelState::kReady) << model.name << ": " << model.reason;
     onnx_models += model.backend == kOnnxRuntimeBackend;
   }
-  EXPECT_EQ(onnx_models, 5);  // clip-image, clip-text, align, identity, text-embed
+  EXPECT_EQ(onnx_models, 6);  // clip-image, clip-text, align, identity, text-embed, vad
 }
 
 TEST_F(OnnxRuntimeTest, IdentityReturnsItsInputExactly) {
