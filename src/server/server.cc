@@ -192,7 +192,8 @@ Status Server::Parts::Build() {
   metrics_options.threads = 1;
   metrics_http.emplace(
       metrics_options,
-      MakeMetricsHandler(*service, metrics, options.protect_metrics ? options.api_key : ""));
+      MakeMetricsHandler(*service, metrics, options.protect_metrics ? options.api_key : "",
+                         {[this](std::string& out) { live->RenderMetrics(out); }}));
   GrpcServerOptions grpc_options;
   grpc_options.api_key = options.api_key;
   grpc_options.admin_key = options.admin_key;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <thread>
 
 namespace braid {
@@ -74,8 +75,10 @@ LiveSession::~LiveSession() {
 void LiveSession::Push(std::string bytes, Done done) {
   live_.pool_.Submit([self = shared_from_this(), bytes = std::move(bytes),
                       done = std::move(done)]() mutable {
+    const std::size_t before = self->samples_.size();
     if (Status status = self->audio_->Push(bytes, &self->samples_); !status.ok())
       return done(status);
+    self->live_.audio_samples_ += self->samples_.size() - before;
     if (self->audio_->seconds() > self->live_.options_.max_seconds) {
       return done(MakeStatus(StatusCode::kResourceExhausted, "the stream is over its {} s of audio",
                              self->live_.options_.max_seconds));
@@ -180,6 +183,7 @@ Status LiveSession::EndUtterance() {
   LiveEvent final{LiveEvent::Kind::kFinal, Join(words), offset, Seconds(windowed_), {}};
   final.end = std::max(final.end, words.back().end);
   final.words = std::move(words);
+  ++live_.utterances_;
   emit_(std::move(final));
   return Status::Ok();
 }
@@ -228,10 +232,12 @@ Result<std::shared_ptr<LiveSession>> LiveSpeech::Open(std::string_view model,
   std::size_t open = open_.load();
   do {
     if (open >= options_.max_streams) {
+      ++refused_;
       return MakeStatus(StatusCode::kResourceExhausted,
                         "all {} live streams are in use; retry later", options_.max_streams);
     }
   } while (!open_.compare_exchange_weak(open, open + 1));
+  ++opened_;
   return std::shared_ptr<LiveSession>(
       new LiveSession(*this, std::move(speech), std::move(audio), std::move(emit)));
 }
@@ -253,13 +259,47 @@ Result<std::unique_ptr<StreamingRecogniser>> LiveSpeech::TakeDecoder(const Model
   const StreamingRecogniserFactory* factory =
       backends_.FindStreamingRecognisers(model.config().backend);
   if (factory == nullptr) return Internal("model '{}' lost its speech streams", model.name());
-  return (*factory)(model.config());
+  auto decoder = (*factory)(model.config());
+  if (decoder.ok()) ++decoders_;
+  return decoder;
 }
 
 void LiveSpeech::GiveBack(const Model& model, std::unique_ptr<StreamingRecogniser> decoder) {
   std::lock_guard lock(mutex_);
   auto& idle = idle_[DecoderKey(model)];
-  if (idle.size() < options_.max_streams) idle.push_back(std::move(decoder));
+  if (idle.size() < options_.max_streams) {
+    idle.push_back(std::move(decoder));
+  } else {
+    --decoders_;
+  }
+}
+
+void LiveSpeech::RenderMetrics(std::string& out) const {
+  fmt::format_to(std::back_inserter(out),
+                 "# HELP braid_live_streams Live transcription streams open now.\n"
+                 "# TYPE braid_live_streams gauge\n"
+                 "braid_live_streams {}\n"
+                 "# HELP braid_live_streams_max Live streams that may be open at once "
+                 "(--live-streams).\n"
+                 "# TYPE braid_live_streams_max gauge\n"
+                 "braid_live_streams_max {}\n"
+                 "# HELP braid_live_streams_total Live streams asked for, by result.\n"
+                 "# TYPE braid_live_streams_total counter\n"
+                 "braid_live_streams_total{{result=\"opened\"}} {}\n"
+                 "braid_live_streams_total{{result=\"refused\"}} {}\n"
+                 "# HELP braid_live_decoders Speech decoders loaded for live streams, in use or "
+                 "kept for the next.\n"
+                 "# TYPE braid_live_decoders gauge\n"
+                 "braid_live_decoders {}\n"
+                 "# HELP braid_live_audio_seconds_total Seconds of live audio received.\n"
+                 "# TYPE braid_live_audio_seconds_total counter\n"
+                 "braid_live_audio_seconds_total {:.3f}\n"
+                 "# HELP braid_live_utterances_total Utterances recognised in live streams (finals "
+                 "sent).\n"
+                 "# TYPE braid_live_utterances_total counter\n"
+                 "braid_live_utterances_total {}\n",
+                 open_.load(), options_.max_streams, opened_.load(), refused_.load(),
+                 decoders_.load(), double(audio_samples_.load()) / kSpeechRate, utterances_.load());
 }
 
 }  // namespace braid

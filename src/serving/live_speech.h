@@ -145,6 +145,10 @@ class LiveSpeech {
   std::size_t open_streams() const { return open_.load(); }
   std::size_t max_streams() const { return options_.max_streams; }
 
+  // braid_live_* in Prometheus text: streams open, opened and refused,
+  // decoders loaded, audio received, utterances finished.
+  void RenderMetrics(std::string& out) const;
+
  private:
   friend class LiveSession;
   Result<std::unique_ptr<StreamingRecogniser>> TakeDecoder(const Model& model);
@@ -155,7 +159,12 @@ class LiveSpeech {
   const BackendRegistry& backends_;
   const LiveSpeechOptions options_;
   std::atomic<std::size_t> open_{0};
-  std::mutex mutex_;
+  std::atomic<std::uint64_t> opened_{0};
+  std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint64_t> decoders_{0};       // loaded, held or idle
+  std::atomic<std::uint64_t> audio_samples_{0};  // 16 kHz samples received
+  std::atomic<std::uint64_t> utterances_{0};
+  mutable std::mutex mutex_;
   // Loaded decoders no stream holds, by model and version.
   std::map<std::string, std::vector<std::unique_ptr<StreamingRecogniser>>>
       idle_;  // guarded by mutex_

@@ -234,6 +234,19 @@ test('streams cut off mid-utterance give their slots back; past the cap a stream
   for (const stream of held) assert.equal((await stream.closed).code, 1000);
   const health = await fetch(`http://127.0.0.1:${server.http}/v2/health/ready`);
   assert.equal(health.status, 200);
+  // Every stream's slot comes back; decoders are kept for reuse, never more
+  // than the cap.
+  const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  let scrape;
+  do {
+    scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+  } while (metric(scrape, 'braid_live_streams') !== 0 && await new Promise((resolve) => setTimeout(resolve, 50, true)));
+  assert.equal(metric(scrape, 'braid_live_streams_max'), 2);
+  assert.ok(metric(scrape, 'braid_live_streams_total\\{result="refused"\\}') >= 1, scrape);
+  assert.ok(metric(scrape, 'braid_live_streams_total\\{result="opened"\\}') >= 6, scrape);
+  assert.ok(metric(scrape, 'braid_live_decoders') <= 2, scrape);
+  assert.ok(metric(scrape, 'braid_live_utterances_total') >= 4, scrape);
+  assert.ok(metric(scrape, 'braid_live_audio_seconds_total') > 10, scrape);
 });
 
 test('SIGTERM during a stream: the utterance under way is finished, then 1001', async () => {

@@ -494,8 +494,10 @@ HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& c
   };
 }
 
-HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std::string api_key) {
-  return [&service, &metrics, api_key](HttpRequest& request, HttpResponderPtr responder) {
+HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std::string api_key,
+                               std::vector<MetricsSource> more) {
+  return [&service, &metrics, api_key, more = std::move(more)](HttpRequest& request,
+                                                               HttpResponderPtr responder) {
     if (request.path != "/metrics")
       return responder->Send(JsonError(404, "metrics are at /metrics"));
     if (!api_key.empty() && !KeyMatches(BearerToken(request), api_key))
@@ -505,6 +507,7 @@ HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std:
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     response.body = metrics.Render(CollectModelMetrics(service), service.in_flight(),
                                    service.cache_stats(), service.budget_stats());
+    for (const auto& source : more) source(response.body);
     responder->Send(std::move(response));
   };
 }

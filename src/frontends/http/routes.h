@@ -38,9 +38,13 @@ HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& c
 // without its key 401, before the body is read. Null when there is neither a
 // key nor a limiter.
 HttpAdmission MakeApiAdmission(ApiOptions options);
+// What a subsystem outside the model service adds to a scrape (Prometheus
+// text appended to `out`).
+using MetricsSource = std::function<void(std::string& out)>;
+
 // GET /metrics; when `api_key` is set a scrape must send it as a bearer token.
 HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics,
-                               std::string api_key = {});
+                               std::string api_key = {}, std::vector<MetricsSource> more = {});
 
 // Scheduler statistics and instance counts in the form Metrics::Render takes.
 std::map<std::string, std::map<std::int64_t, ModelMetricsInput>> CollectModelMetrics(

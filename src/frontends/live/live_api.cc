@@ -66,6 +66,12 @@ class TranscriptionSocket : public WebSocketHandler,
     Socket()->ReadNext();
   }
   void OnMessage(std::string data, bool binary) override {
+    if (ended_) {
+      // A drain ended the stream: what is still coming is dropped while the
+      // last final goes out.
+      std::lock_guard lock(mutex_);
+      if (draining_) return;
+    }
     if (ended_) return Fail(kPolicy, "nothing may follow {\"type\":\"end\"}");
     if (binary) {
       if (data.empty()) return Socket()->ReadNext();
