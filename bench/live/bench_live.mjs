@@ -1,7 +1,7 @@
 // bench/live: live transcription over the WebSocket, measured from a real
 // client (`ws`) that sends flite speech in 20 ms frames on a real-time
 // schedule, as a microphone would.
-//   node bench/live/bench_live.mjs --port P --pid PID --fixtures DIR [--levels 1,4,16,64]
+//   node bench/live/bench_live.mjs --port P --metrics P --pid PID --fixtures DIR [--levels 1,4,16,64]
 // Prints markdown: the delay from the first spoken word to the first
 // partial, the final word error rate beside the same clips transcribed whole
 // by /v1/audio/transcriptions, and for growing numbers of simultaneous
@@ -13,6 +13,7 @@ import WebSocket from 'ws';
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string' },
+    metrics: { type: 'string' },
     pid: { type: 'string' },
     fixtures: { type: 'string' },
     levels: { type: 'string', default: '1,2,4,8,16,32,64' },
@@ -141,8 +142,11 @@ console.log();
 console.log('| streams | finals | lag p50 | lag max | streams > 1 s behind | refused | RSS after | RSS peak |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const level of args.levels.split(',').map(Number)) {
-  // Warm: every stream's decoder loaded before the timed round.
+  // Warm: every stream's decoder loaded before the timed round, whose
+  // streams start once the warm ones have given their slots back.
   await Promise.all(Array.from({ length: level }, () => stream(silence(0.2)).catch(() => null)));
+  while (!/^braid_live_streams 0$/m.test(await (await fetch(`http://127.0.0.1:${args.metrics}/metrics`)).text()))
+    await new Promise((resolve) => setTimeout(resolve, 50));
   const results = await Promise.all(Array.from({ length: level }, (_, i) =>
     new Promise((resolve) => setTimeout(resolve, (20 * i) / level)).then(() => stream(program)).catch((e) => ({ error: e }))));
   const lags = [];

@@ -10,5 +10,6 @@ streams=$(echo "$levels" | tr ',' '\n' | sort -n | tail -1)
 start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
   --live-streams "$streams"
 port=$(address braid http | cut -d: -f2)
-node "$root/bench/live/bench_live.mjs" --port "$port" --pid "${pids[0]}" --fixtures "$build/fixtures" \
+metrics=$(address braid metrics | cut -d: -f2)
+node "$root/bench/live/bench_live.mjs" --port "$port" --metrics "$metrics" --pid "${pids[0]}" --fixtures "$build/fixtures" \
   --levels "$levels"

@@ -236,6 +236,11 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   serve
+      ->add_option("--live-idle-seconds", options->live_idle_s,
+                   "A live stream whose client sends no frame for this long is closed (1008)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  serve
       ->add_option("--cache-bytes", options->cache_bytes,
                    "In-process result cache size in bytes (0: none). Caches models with "
                    "response_cache.enable and workflow nodes")

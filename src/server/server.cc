@@ -153,6 +153,7 @@ Status Server::Parts::Build() {
   live.emplace(*service, backends, live_options);
   LiveApiOptions live_api_options;
   live_api_options.audio = audio_limits;
+  live_api_options.socket.idle_timeout = std::chrono::seconds(options.live_idle_s);
   live_api.emplace(*live, live_api_options);
 
   ApiOptions api_options;

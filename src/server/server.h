@@ -65,6 +65,7 @@ struct ServerOptions {
   std::int64_t max_image_pixels = 40'000'000;
   double max_audio_seconds = 600;
   std::size_t live_streams = 8;  // live transcription streams open at once
+  int live_idle_s = 10;          // a live stream with no frame for this long is closed
   std::size_t cache_bytes = std::size_t{256} << 20;
   std::string redis;  // redis://host:port[/db]; empty: no shared tier
   double redis_timeout_ms = 5;

@@ -13,7 +13,7 @@ const kRate = 16000;
 let server;
 
 before(async () => {
-  server = await startBraid(process.env.BRAID_BINARY, ['--live-streams', '2']);
+  server = await startBraid(process.env.BRAID_BINARY, ['--live-streams', '2', '--live-idle-seconds', '2']);
 });
 
 after(async () => {
@@ -216,6 +216,24 @@ async function openWhenFree() {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+test('a client that stops sending is closed with 1008, and one held back by braid is not', async () => {
+  const quiet = open();
+  await quiet.opened;
+  quiet.socket.send(bytes(silence(0.1)));
+  const closed = await quiet.closed;
+  assert.equal(closed.code, 1008);
+  assert.match(closed.reason, /no frame for 2 s/);
+  // 8 s of audio sent at once: braid reads it a frame at a time as it
+  // recognises it, so the client waits on TCP, not idle.
+  const busy = open();
+  await busy.opened;
+  const audio = bytes(concat(Array.from({ length: 3 }, () => [speech('say_2.wav'), silence(0.8)]).flat()));
+  await send(busy.socket, audio, 640, 0);
+  const done = await busy.closed;
+  assert.equal(done.code, 1000);
+  assert.equal(done.messages.filter((m) => m.type === 'final').length, 3);
+});
 
 test('streams cut off mid-utterance give their slots back; past the cap a stream is refused', async () => {
   const audio = bytes(concat([silence(0.2), speech('say_1.wav')]));

@@ -289,12 +289,28 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // Closes the connection if its deadline (a write without progress, an
   // idle wait the stream's own timer does not cover) has passed by `now`.
   void Sweep(std::int64_t now) {
-    const std::int64_t deadline = deadline_.load(std::memory_order_relaxed);
-    if (deadline == 0 || now < deadline) return;
+    if (!Expired(now)) return;
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      const std::int64_t deadline = self->deadline_.load(std::memory_order_relaxed);
-      if (deadline != 0 && NowNs() >= deadline) self->Close();
+      const std::int64_t now = NowNs();
+      if (!self->Expired(now)) return;
+      // A WebSocket client that sends nothing hears why before it goes.
+      const std::int64_t write = self->deadline_.load(std::memory_order_relaxed);
+      if (self->ws_open_ && !self->ws_close_ && (write == 0 || now < write)) {
+        self->ws_read_deadline_.store(0, std::memory_order_relaxed);
+        return self->WsClose(
+            1008, fmt::format("no frame for {} s", self->ws_options_.idle_timeout.count()));
+      }
+      self->Close();
     });
+  }
+
+  // A deadline (a write's, or a WebSocket read's) has passed by `now`.
+  bool Expired(std::int64_t now) const {
+    for (const auto* deadline : {&deadline_, &ws_read_deadline_}) {
+      const std::int64_t at = deadline->load(std::memory_order_relaxed);
+      if (at != 0 && now >= at) return true;
+    }
+    return false;
   }
 
   static std::int64_t NowNs() {
@@ -686,7 +702,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     ws_->read_message_max(ws_options_.max_message_bytes);
     websocket::stream_base::timeout timeout{};
     timeout.handshake_timeout = server_.options_.request_timeout;
-    timeout.idle_timeout = ws_options_.idle_timeout;
+    // Idle is timed by the sweeper, and only while a read waits: a stream
+    // whose next frame the handler has not asked for yet (backpressure) is
+    // not idle.
+    timeout.idle_timeout = websocket::stream_base::none();
     timeout.keep_alive_pings = false;
     ws_->set_option(timeout);
     ws_->set_option(websocket::stream_base::decorator(
@@ -703,8 +722,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void WsRead() {
     if (!ws_open_ || ws_reading_ || ws_finished_) return;
     ws_reading_ = true;
+    ws_read_deadline_.store(NowNs() + std::chrono::nanoseconds(ws_options_.idle_timeout).count(),
+                            std::memory_order_relaxed);
     ws_->async_read(ws_in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->ws_reading_ = false;
+      self->ws_read_deadline_.store(0, std::memory_order_relaxed);
       if (ec) return self->WsFinish();
       if (self->ws_finished_) return;
       std::string data = beast::buffers_to_string(self->ws_in_.data());
@@ -723,6 +745,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void WsWriteFront() {
+    if (ws_finished_) return;
     if (ws_out_.empty()) {
       if (ws_close_ && !ws_close_started_) WsStartClose();
       return;
@@ -762,8 +785,13 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (ws_finished_) return;
     ws_finished_ = true;
     ws_closing_ = true;
-    for (const Message& message : ws_out_) unsent_ -= message.size;
-    ws_out_.clear();
+    // A message being written stays until its write completes (cancelled by
+    // the Close below); the rest go now.
+    const std::size_t keep = ws_writing_ ? 1 : 0;
+    while (ws_out_.size() > keep) {
+      unsent_ -= ws_out_.back().size;
+      ws_out_.pop_back();
+    }
     auto handler = std::move(ws_handler_);
     Close();
     request_.reset();
@@ -936,6 +964,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool ws_close_started_ = false;
   bool ws_finished_ = false;
   std::atomic<bool> ws_closing_{false};  // no more messages are taken
+  // Steady-clock nanoseconds past which a pending read finds the client
+  // idle (the sweeper closes the connection); 0: no read pending.
+  std::atomic<std::int64_t> ws_read_deadline_{0};
 };
 
 void HttpServer::Impl::Take(tcp::socket socket, std::string address) {

@@ -95,7 +95,8 @@ class WebSocketHandler {
 
 struct WebSocketOptions {
   std::size_t max_message_bytes = std::size_t{1} << 20;
-  // With no frame from the client for this long, the connection closes.
+  // With no frame from the client for this long while the handler waits
+  // for one (ReadNext), the connection closes (checked once a second).
   std::chrono::seconds idle_timeout{30};
   std::size_t max_unsent_bytes = std::size_t{4} << 20;
 };
