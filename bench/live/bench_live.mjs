@@ -16,7 +16,7 @@ const { values: args } = parseArgs({
     metrics: { type: 'string' },
     pid: { type: 'string' },
     fixtures: { type: 'string' },
-    levels: { type: 'string', default: '1,2,4,8,16,32,64' },
+    levels: { type: 'string', default: '1,2,4,6,8,16,32,64' },
   },
 });
 const kRate = 16000;

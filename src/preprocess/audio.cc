@@ -91,6 +91,14 @@ fftwf_plan Plan() {
 
 }  // namespace
 
+std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
+  std::vector<std::int16_t> pcm(samples.size());
+  for (std::size_t i = 0; i < pcm.size(); ++i) {
+    pcm[i] = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
+  }
+  return pcm;
+}
+
 Result<std::vector<float>> Resample(std::span<const float> input, int from_rate, int to_rate) {
   if (from_rate == to_rate) return std::vector<float>(input.begin(), input.end());
   std::vector<float> output(

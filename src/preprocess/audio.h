@@ -35,6 +35,9 @@ struct Audio {
 // channel counts outside the limits; TooLarge past max_seconds.
 Result<Audio> DecodeAudio(std::span<const std::byte> bytes, const AudioLimits& limits = {});
 
+// Samples in [-1, 1] as 16-bit integers (clamped, rounded).
+std::vector<std::int16_t> ToPcm16(std::span<const float> samples);
+
 // Resamples mono `input` from `from_rate` to `to_rate` (soxr, high quality).
 Result<std::vector<float>> Resample(std::span<const float> input, int from_rate, int to_rate);
 

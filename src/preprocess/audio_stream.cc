@@ -154,13 +154,19 @@ void AudioStream::Convert(std::span<const float> mono, std::vector<float>* out) 
     return;
   }
   if (mono.empty()) return;  // soxr takes no input as the end of the stream
-  const std::size_t room = mono.size() * kSpeechRate / static_cast<std::size_t>(rate_) + 64;
-  const std::size_t before = out->size();
-  out->resize(before + room);
-  std::size_t used = 0, produced = 0;
-  soxr_process(converter_->soxr, mono.data(), mono.size(), &used, out->data() + before, room,
-               &produced);
-  out->resize(before + produced);
+  // Until soxr has taken every input sample (it takes them all when the
+  // room is enough, as it is here, but says so through `used`).
+  while (!mono.empty()) {
+    const std::size_t room = mono.size() * kSpeechRate / static_cast<std::size_t>(rate_) + 64;
+    const std::size_t before = out->size();
+    out->resize(before + room);
+    std::size_t used = 0, produced = 0;
+    soxr_process(converter_->soxr, mono.data(), mono.size(), &used, out->data() + before, room,
+                 &produced);
+    out->resize(before + produced);
+    if (used == 0 && produced == 0) return;
+    mono = mono.subspan(used);
+  }
 }
 
 void AudioStream::Flush(std::vector<float>* out) {

@@ -43,7 +43,6 @@ class AudioStream {
 
   // Seconds of input taken so far.
   double seconds() const;
-  int source_rate() const { return rate_; }
 
  private:
   AudioStream(StreamEncoding encoding, int rate, int channels, AudioLimits limits);

@@ -21,14 +21,6 @@ std::string Join(const std::vector<RecognisedWord>& words) {
   return text;
 }
 
-std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
-  std::vector<std::int16_t> pcm(samples.size());
-  for (std::size_t i = 0; i < pcm.size(); ++i) {
-    pcm[i] = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
-  }
-  return pcm;
-}
-
 Result<Tensor> FloatTensor(std::span<const float> values, Shape shape) {
   BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kFp32, std::move(shape)));
   std::copy(values.begin(), values.end(), tensor.mutable_span<float>().begin());
@@ -66,8 +58,13 @@ LiveSession::LiveSession(LiveSpeech& live, ModelPtr model, std::unique_ptr<Audio
 
 LiveSession::~LiveSession() {
   if (decoder_) {
-    if (decoding_) (void)decoder_->End();
-    live_.GiveBack(*model_, std::move(decoder_));
+    // Ending an utterance decodes its last pass: on the pool, not on the
+    // network thread that may drop the last reference.
+    auto decoder = std::make_shared<std::unique_ptr<StreamingRecogniser>>(std::move(decoder_));
+    live_.pool_.Submit([&live = live_, model = model_, decoder, decoding = decoding_] {
+      if (decoding) (void)(*decoder)->End();
+      live.GiveBack(*model, std::move(*decoder));
+    });
   }
   --live_.open_;
 }
@@ -120,6 +117,14 @@ void LiveSession::Step(Done done) {
                     fmt::format("voice activity detection failed: {}", result.status().message())));
               }
               const auto& outputs = result->outputs;
+              if (outputs.size() != 3 || outputs[0].span<float>().empty() ||
+                  outputs[1].span<float>().size() != kStateValues ||
+                  outputs[2].span<float>().size() != kStateValues) {
+                return done(
+                    Internal("the '{}' model is not Silero VAD v4 (outputs output "
+                             "[1,1], hn and cn [2,1,64])",
+                             self->live_.options_.vad_model));
+              }
               const float probability = outputs[0].span<float>()[0];
               std::copy_n(outputs[1].span<float>().begin(), kStateValues, self->state_h_.begin());
               std::copy_n(outputs[2].span<float>().begin(), kStateValues, self->state_c_.begin());

@@ -142,9 +142,6 @@ class LiveSpeech {
   // once the model requests are answered (InferenceService::Shutdown).
   void Shutdown();
 
-  std::size_t open_streams() const { return open_.load(); }
-  std::size_t max_streams() const { return options_.max_streams; }
-
   // braid_live_* in Prometheus text: streams open, opened and refused,
   // decoders loaded, audio received, utterances finished.
   void RenderMetrics(std::string& out) const;

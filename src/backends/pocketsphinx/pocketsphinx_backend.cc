@@ -1,11 +1,11 @@
 #include "backends/pocketsphinx/pocketsphinx_backend.h"
 
 #include <pocketsphinx.h>
+#include <sphinxbase/err.h>
 
 #include <cmath>
 #include <mutex>
 #include <optional>
-#include <tuple>
 
 #include "preprocess/audio.h"
 
@@ -15,12 +15,16 @@ namespace {
 constexpr char kDefaultModelDir[] = "/usr/share/pocketsphinx/model/en-us";
 constexpr double kFramesPerSecond = 100.0;  // PocketSphinx's 10 ms frames
 
-// PocketSphinx keeps its log file in a global that ps_init closes and
-// reopens (-logfn): two decoders opened at once close the same FILE twice
-// (seen as a deadlock inside glibc's stdio). Decoders are opened and freed
-// one at a time.
+// PocketSphinx logs through a process-wide FILE that each ps_init given
+// -logfn closes and reopens: two decoders opened at once closed the same
+// FILE twice (a deadlock inside glibc's stdio), and one opened while others
+// decode would pull the FILE from under their writes. Logging is turned off
+// once for the process instead, and decoders are opened and freed one at a
+// time.
 std::mutex& DecoderLifetimes() {
   static std::mutex mutex;
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { err_set_logfp(nullptr); });
   return mutex;
 }
 
@@ -58,19 +62,28 @@ Result<ModelFiles> FindModelFiles(const ModelConfig& config) {
   return files;
 }
 
+// How a stream's decoder prunes its search (-maxhmmpf, -maxwpf), since it
+// must keep up with real time.
+struct StreamPruning {
+  std::string max_hmms;
+  std::string max_words;
+};
+
 // Clips are decoded with cepstral mean normalisation over the whole clip (a
 // clip's transcript then does not depend on what the decoder heard before).
-// Streams normalise from what was heard so far, and prune the search to
-// `options` (-maxhmmpf, -maxwpf: 1.7× faster on the fixtures, same words),
-// since they must keep up with real time.
+// Streams (`stream` given) normalise from what was heard so far and prune
+// their search (1.7× faster on the fixtures, same words). cmd_ln_init copies
+// its arguments.
 Result<std::unique_ptr<Decoder>> OpenDecoder(const ModelConfig& config, const ModelFiles& files,
-                                             const std::vector<std::string>& options) {
-  std::vector<const char*> argv = {"-hmm",  files.hmm.c_str(),  "-lm",    files.lm.c_str(),
-                                   "-dict", files.dict.c_str(), "-logfn", "/dev/null"};
-  for (const auto& option : options) argv.push_back(option.c_str());
+                                             const StreamPruning* stream) {
   std::lock_guard lock(DecoderLifetimes());
-  cmd_ln_t* ps_config = cmd_ln_parse_r(nullptr, ps_args(), static_cast<std::int32_t>(argv.size()),
-                                       const_cast<char**>(argv.data()), FALSE);
+  cmd_ln_t* ps_config =
+      stream
+          ? cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
+                        files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "live", "-maxhmmpf",
+                        stream->max_hmms.c_str(), "-maxwpf", stream->max_words.c_str(), nullptr)
+          : cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
+                        files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "batch", nullptr);
   if (ps_config == nullptr)
     return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
   ps_decoder_t* decoder = ps_init(ps_config);
@@ -207,7 +220,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
   }
   std::vector<ModelInstancePtr> instances;
   for (int i = 0; i < config.InstancesToLoad(); ++i) {
-    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, {"-cmn", "batch"}));
+    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, nullptr));
     instances.push_back(std::make_unique<PocketSphinxInstance>(std::move(decoder), limits));
   }
   return instances;
@@ -218,17 +231,15 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const Audi
 StreamingRecogniserFactory MakePocketSphinxRecognisers() {
   return [](const ModelConfig& config) -> Result<std::unique_ptr<StreamingRecogniser>> {
     BRAID_ASSIGN_OR_RETURN(ModelFiles files, FindModelFiles(config));
-    std::vector<std::string> options = {"-cmn", "live"};
-    for (const auto& [parameter, flag, fallback] :
-         {std::tuple{"stream_max_hmms", "-maxhmmpf", "3000"},
-          std::tuple{"stream_max_words", "-maxwpf", "5"}}) {
-      const std::string value = config.Parameter(parameter, fallback);
-      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos)
+    StreamPruning pruning{config.Parameter("stream_max_hmms", "3000"),
+                          config.Parameter("stream_max_words", "5")};
+    for (const auto& [parameter, value] : {std::pair{"stream_max_hmms", &pruning.max_hmms},
+                                           std::pair{"stream_max_words", &pruning.max_words}}) {
+      if (value->empty() || value->find_first_not_of("0123456789") != std::string::npos)
         return InvalidArgument("{}: parameters.{} must be a whole number, not '{}'",
-                               config.config_path().string(), parameter, value);
-      options.insert(options.end(), {flag, value});
+                               config.config_path().string(), parameter, *value);
     }
-    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, options));
+    BRAID_ASSIGN_OR_RETURN(auto decoder, OpenDecoder(config, files, &pruning));
     return std::unique_ptr<StreamingRecogniser>(new PocketSphinxRecogniser(std::move(decoder)));
   };
 }

@@ -766,7 +766,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void WsClose(int code, std::string reason) {
     if (ws_finished_ || ws_close_) return;
-    if (reason.size() > kMaxCloseReason) reason.resize(kMaxCloseReason);
+    if (reason.size() > kMaxCloseReason) {
+      // Cut at a character boundary: a split UTF-8 sequence fails the close.
+      std::size_t size = kMaxCloseReason;
+      while (size > 0 && (static_cast<unsigned char>(reason[size]) & 0xC0) == 0x80) --size;
+      reason.resize(size);
+    }
     ws_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
     if (!ws_open_) return WsFinish();
     if (!ws_writing_) WsStartClose();
@@ -784,6 +789,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void WsFinish() {
     if (ws_finished_) return;
     ws_finished_ = true;
+    ws_open_ = false;
     ws_closing_ = true;
     // A message being written stays until its write completes (cancelled by
     // the Close below); the rest go now.
