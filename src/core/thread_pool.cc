@@ -45,6 +45,9 @@ void ThreadPool::WorkerLoop() {
     ++running_;
     lock.unlock();
     task();
+    // What the task holds is released before the lock is taken again: its
+    // destructors may submit work.
+    task = nullptr;
     lock.lock();
     --running_;
     if (tasks_.empty() && running_ == 0) idle_.notify_all();

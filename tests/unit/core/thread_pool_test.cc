@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -44,6 +46,34 @@ TEST(ThreadPoolTest, DestructorDrainsQueuedTasks) {
     for (int i = 0; i < 50; ++i) pool.Submit([&] { ++done; });
   }
   EXPECT_EQ(done.load(), 50);
+}
+
+}  // namespace
+}  // namespace braid
+
+namespace braid {
+namespace {
+
+// Submits a follow-up when destroyed: what a task's captured owner does
+// when the task held its last reference.
+struct SubmitsWhenDestroyed {
+  ThreadPool* pool = nullptr;
+  std::promise<void>* done = nullptr;
+  ~SubmitsWhenDestroyed() {
+    pool->Submit([done = done] { done->set_value(); });
+  }
+};
+
+TEST(ThreadPoolTest, ATaskWhoseCapturesSubmitWhenReleasedDoesNotDeadlock) {
+  ThreadPool pool(1);
+  std::promise<void> done;
+  auto owner = std::make_shared<SubmitsWhenDestroyed>();
+  owner->pool = &pool;
+  owner->done = &done;
+  ASSERT_TRUE(pool.Submit([owner = std::move(owner)] {}));
+  // Before the fix the worker released the task under its own lock and the
+  // follow-up's Submit never returned.
+  EXPECT_EQ(done.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
 }
 
 }  // namespace
