@@ -911,7 +911,8 @@ TEST(ServeRepositoryTest, IndexUnloadAndLoad) {
   ASSERT_EQ(index.code, 200);
   auto doc = Parse(index.body);
   ASSERT_TRUE(doc.IsArray());
-  EXPECT_EQ(doc.Size(), 9u) << "clip-image, clip-text, align, identity, ocr, asr, tts, text-embed, vad";
+  EXPECT_EQ(doc.Size(), 9u)
+      << "clip-image, clip-text, align, identity, ocr, asr, tts, text-embed, vad";
   EXPECT_EQ(Post(server, "/v2/repository/models/identity/unload", "{}").code, 200);
   EXPECT_EQ(Curl(server, "/v2/models/identity/ready").code, 503);
   EXPECT_EQ(Post(server, "/v2/models/identity/infer", IdentityRequest()).code, 503);
