@@ -1,13 +1,18 @@
 // bench/live: live transcription over the WebSocket, measured from a real
 // client (`ws`) that sends flite speech in 20 ms frames on a real-time
-// schedule, as a microphone would.
+// schedule, as a microphone would; with --transport grpc the same audio goes
+// as a sequence on gRPC ModelStreamInfer (@grpc/grpc-js), one call per
+// stream, 20 ms per request.
 //   node bench/live/bench_live.mjs --port P --metrics P --pid PID --fixtures DIR [--levels 1,4,16,64]
+//        [--transport ws|grpc --grpc P --proto FILE]
 // Prints markdown: the delay from the first spoken word to the first
 // partial, the final word error rate beside the same clips transcribed whole
 // by /v1/audio/transcriptions, and for growing numbers of simultaneous
 // streams how far the finals fall behind real time and the server's memory.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
 import WebSocket from 'ws';
 
 const { values: args } = parseArgs({
@@ -17,6 +22,9 @@ const { values: args } = parseArgs({
     pid: { type: 'string' },
     fixtures: { type: 'string' },
     levels: { type: 'string', default: '1,2,4,6,8,16,32,64' },
+    transport: { type: 'string', default: 'ws' },
+    grpc: { type: 'string' },
+    proto: { type: 'string' },
   },
 });
 const kRate = 16000;
@@ -64,9 +72,24 @@ const rss = () => {
   return { now: field('VmRSS'), peak: field('VmHWM') };
 };
 
-// Streams `samples` in real time; resolves with each message and the time
-// (ms since the first frame was sent) it arrived.
-function stream(samples) {
+// Calls send(bytes of frame i) every 20 ms on a real-time schedule from t0,
+// then end(); stops when open() turns false.
+function realTime(bytes, t0, open, send, end) {
+  let frame = 0;
+  const next = () => {
+    if (!open()) return;
+    const at = frame * kFrame * 2;
+    if (at >= bytes.length) return end();
+    send(bytes.subarray(at, at + kFrame * 2), frame);
+    frame += 1;
+    setTimeout(next, Math.max(0, t0 + frame * 20 - performance.now()));
+  };
+  next();
+}
+
+// Streams `samples` in real time over the WebSocket; resolves with each
+// message and the time (ms since the first frame was sent) it arrived.
+function streamWs(samples) {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(`ws://${base}/v1/audio/transcriptions/stream?sample_rate=${kRate}`);
     const messages = [];
@@ -76,21 +99,56 @@ function stream(samples) {
     socket.on('message', (data) => messages.push({ at: performance.now() - t0, ...JSON.parse(data.toString()) }));
     socket.on('close', (code) => resolve({ code, messages }));
     socket.on('open', () => {
-      const bytes = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
       t0 = performance.now();
-      let frame = 0;
-      const next = () => {
-        if (socket.readyState !== WebSocket.OPEN) return;
-        const at = frame * kFrame * 2;
-        if (at >= bytes.length) return socket.send(JSON.stringify({ type: 'end' }));
-        socket.send(bytes.subarray(at, at + kFrame * 2));
-        frame += 1;
-        setTimeout(next, Math.max(0, t0 + frame * 20 - performance.now()));
-      };
-      next();
+      realTime(Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength), t0,
+               () => socket.readyState === WebSocket.OPEN, (frame) => socket.send(frame),
+               () => socket.send(JSON.stringify({ type: 'end' })));
     });
   });
 }
+
+let client;
+let sequences = 0;
+// The same as one sequence on a ModelStreamInfer call.
+function streamGrpc(samples) {
+  client ??= (() => {
+    const definition = protoLoader.loadSync(args.proto,
+      { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+    const { GRPCInferenceService } = grpc.loadPackageDefinition(definition).inference;
+    return new GRPCInferenceService(`127.0.0.1:${args.grpc}`, grpc.credentials.createInsecure());
+  })();
+  return new Promise((resolve, reject) => {
+    const call = client.ModelStreamInfer();
+    const messages = [];
+    const id = ++sequences;
+    const t0 = performance.now();
+    let open = true;
+    const value = (p) => p && p[p.parameter_choice];
+    call.on('data', (response) => {
+      if (response.error_message) return reject(new Error(response.error_message));
+      const out = response.infer_response;
+      const event = value(out.parameters.event);
+      if (!event) return call.end();
+      const raw = out.raw_output_contents[out.outputs.findIndex((o) => o.name === 'text')];
+      messages.push({ at: performance.now() - t0, type: event, text: raw.subarray(4).toString(),
+                      end: value(out.parameters.end) });
+    });
+    call.on('error', () => {});
+    call.on('status', (status) => { open = false; resolve({ code: status.code, messages }); });
+    const piece = (bytes, frame, end = false) => ({
+      model_name: 'asr', id: `${frame}`,
+      parameters: { sequence_id: { int64_param: id }, sequence_start: { bool_param: frame === 0 },
+                    sequence_end: { bool_param: end } },
+      inputs: [{ name: 'audio', datatype: 'UINT8', shape: [bytes.length] }],
+      raw_input_contents: [bytes],
+    });
+    const bytes = Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength);
+    realTime(bytes, t0, () => open, (chunk, frame) => call.write(piece(chunk, frame)),
+             () => call.write(piece(Buffer.alloc(0), bytes.length, true)));
+  });
+}
+
+const stream = args.transport === 'grpc' ? streamGrpc : streamWs;
 
 async function wholeFile(file) {
   const form = new FormData();
@@ -122,7 +180,7 @@ for (let round = 0; round < 2; round++) {
   }
 }
 const liveWer = liveErrors / total, wholeWer = wholeErrors / total;
-console.log('### One stream at a time (warm)');
+console.log(`### One stream at a time (warm), ${args.transport === 'grpc' ? 'gRPC sequences' : 'WebSocket'}`);
 console.log();
 console.log('| figure | value | goal |');
 console.log('|---|---:|---|');
@@ -137,7 +195,7 @@ console.log();
 // 2. Streams at once: each sends three clips with pauses (10.6 s of audio).
 const program = concat([silence(0.5), ...rows.slice(0, 3).flatMap(([file]) => [clip(file), silence(1.2)])]);
 const seconds = program.length / kRate;
-console.log(`### Simultaneous real-time streams (${seconds.toFixed(1)} s of audio each: three clips with 1.2 s pauses)`);
+console.log(`### Simultaneous real-time streams, ${args.transport === 'grpc' ? 'gRPC sequences' : 'WebSocket'} (${seconds.toFixed(1)} s of audio each: three clips with 1.2 s pauses)`);
 console.log();
 console.log('| streams | finals | lag p50 | lag max | streams > 1 s behind | refused | RSS after | RSS peak |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
@@ -166,4 +224,5 @@ for (const level of args.levels.split(',').map(Number)) {
   console.log(`| ${level} | ${finals} | ${median(lags).toFixed(0)} ms | ${Math.max(...lags).toFixed(0)} ms | ${behind} | ${refused} | ${memory.now.toFixed(0)} MB | ${memory.peak.toFixed(0)} MB |`);
 }
 console.log();
+client?.close();
 console.log('Lag: when a final arrived, minus when its utterance ended in the audio (the endpoint waits for 600 ms of silence, so a final cannot come sooner than that).');

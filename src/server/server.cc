@@ -204,7 +204,8 @@ Status Server::Parts::Build() {
   grpc_options.idle_timeout = http_options.idle_timeout;
   grpc_options.max_connections = options.max_connections;
   grpc_options.max_connections_per_address = options.max_connections_per_address;
-  grpc.emplace(*service, metrics, SteadyClock(), grpc_options);
+  grpc_options.live_audio = audio_limits;
+  grpc.emplace(*service, metrics, SteadyClock(), &*live, grpc_options);
   if (options.agent_port >= 0) {
     agent.emplace([this] {
       AgentState state;

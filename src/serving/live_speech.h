@@ -92,6 +92,9 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   // emitted), then `done`.
   void Finish(Done done);
 
+  // The speech model the stream runs.
+  const Model& model() const { return *model_; }
+
  private:
   friend class LiveSpeech;
   static constexpr std::size_t kWindow = 512;  // Silero's window at 16 kHz

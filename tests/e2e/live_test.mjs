@@ -1,22 +1,32 @@
 // Live transcription over a WebSocket with the `ws` npm client: flite speech
 // sent in 20 ms frames as a microphone would, partials before the end, finals
-// per utterance, resampled WAV streams, refusals, disconnects and the drain.
-//   node --test tests/e2e/live_test.mjs   (BRAID_BINARY and BRAID_FIXTURES set by CTest)
+// per utterance, resampled WAV streams, refusals, disconnects and the drain;
+// and the same as sequences on gRPC ModelStreamInfer with @grpc/grpc-js.
+//   node --test tests/e2e/live_test.mjs
+//   (BRAID_BINARY, BRAID_FIXTURES and BRAID_PROTO set by CTest)
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
 import WebSocket from 'ws';
 import { startBraid } from './serve.mjs';
 
 const fixtures = process.env.BRAID_FIXTURES;
 const kRate = 16000;
 let server;
+let grpcClient;
 
 before(async () => {
   server = await startBraid(process.env.BRAID_BINARY, ['--live-streams', '2', '--live-idle-seconds', '2']);
+  const definition = protoLoader.loadSync(process.env.BRAID_PROTO,
+    { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+  const inference = grpc.loadPackageDefinition(definition).inference;
+  grpcClient = new inference.GRPCInferenceService(`127.0.0.1:${server.grpc}`, grpc.credentials.createInsecure());
 });
 
 after(async () => {
+  grpcClient.close();
   assert.equal(await server.stop(), 0);
 });
 
@@ -205,6 +215,18 @@ test('bad frames get an error message and a close code', async () => {
   assert.equal(closed.code, 1009, 'a frame over 256 KiB is too big');
 });
 
+const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+
+// The metrics once no live stream is open (a stream's slot comes back when
+// its last piece of audio is recognised).
+async function liveStreamsClosed() {
+  for (;;) {
+    const scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+    if (metric(scrape, 'braid_live_streams') === 0) return scrape;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 // Opens a stream, waiting while every slot is taken (429): a stream cut off
 // gives its slot back once its last piece of audio is recognised.
 async function openWhenFree() {
@@ -254,11 +276,7 @@ test('streams cut off mid-utterance give their slots back; past the cap a stream
   assert.equal(health.status, 200);
   // Every stream's slot comes back; decoders are kept for reuse, never more
   // than the cap.
-  const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-  let scrape;
-  do {
-    scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
-  } while (metric(scrape, 'braid_live_streams') !== 0 && await new Promise((resolve) => setTimeout(resolve, 50, true)));
+  const scrape = await liveStreamsClosed();
   assert.equal(metric(scrape, 'braid_live_streams_max'), 2);
   assert.ok(metric(scrape, 'braid_live_streams_total\\{result="refused"\\}') >= 1, scrape);
   assert.ok(metric(scrape, 'braid_live_streams_total\\{result="opened"\\}') >= 6, scrape);
@@ -267,7 +285,171 @@ test('streams cut off mid-utterance give their slots back; past the cap a stream
   assert.ok(metric(scrape, 'braid_live_audio_seconds_total') > 10, scrape);
 });
 
-test('SIGTERM during a stream: the utterance under way is finished, then 1001', async () => {
+// KServe BYTES raw contents: a 4-byte little-endian length, then the bytes.
+const rawBytes = (buffer) => {
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(buffer.length);
+  return Buffer.concat([length, buffer]);
+};
+const readStrings = (raw) => {
+  const out = [];
+  for (let at = 0; at < raw.length; at += 4 + raw.readUInt32LE(at))
+    out.push(raw.subarray(at + 4, at + 4 + raw.readUInt32LE(at)).toString());
+  return out;
+};
+const value = (parameter) => parameter && parameter[parameter.parameter_choice];
+
+// A ModelStreamInfer request carrying `audio` of sequence `id`.
+function piece(id, audio, { start = false, end = false, requestId = '', model = 'asr', parameters = {} } = {}) {
+  return {
+    model_name: model, id: requestId,
+    parameters: {
+      sequence_id: typeof id === 'number' ? { int64_param: id } : { string_param: id },
+      ...(start ? { sequence_start: { bool_param: true } } : {}),
+      ...(end ? { sequence_end: { bool_param: true } } : {}),
+      ...parameters,
+    },
+    inputs: [{ name: 'audio', datatype: 'BYTES', shape: [1] }],
+    raw_input_contents: [rawBytes(audio)],
+  };
+}
+
+// What one response says.
+function readResponse(response) {
+  const out = response.infer_response;
+  const tensors = Object.fromEntries(out.outputs.map((o, i) => [o.name, out.raw_output_contents[i]]));
+  const p = out.parameters;
+  return {
+    error: response.error_message,
+    id: out.id,
+    sequence: value(p.sequence_id),
+    event: value(p.event),
+    start: value(p.start),
+    end: value(p.end),
+    text: tensors.text && readStrings(tensors.text)[0],
+    words: tensors.words && readStrings(tensors.words),
+    timings: tensors.timings && Array.from({ length: tensors.timings.length / 4 }, (_, i) => tensors.timings.readFloatLE(4 * i)),
+    last: value(p.sequence_end) === true && value(p.triton_final_response) === true,
+  };
+}
+
+// A ModelStreamInfer call: `until` resolves with the first response that
+// matches (the test waits for events, not for time to pass); `status` with
+// the call's status.
+function sequenceCall(client = grpcClient) {
+  const call = client.ModelStreamInfer();
+  const responses = [];
+  const waiters = new Set();
+  call.on('data', (response) => {
+    responses.push(readResponse(response));
+    for (const check of [...waiters]) check();
+  });
+  call.on('error', () => {});
+  const status = new Promise((resolve) => call.on('status', resolve));
+  const until = (predicate, what, ms = 120000) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { waiters.delete(check); reject(new Error(`no ${what} within ${ms} ms: ${JSON.stringify(responses)}`)); }, ms);
+    function check() {
+      const found = responses.find(predicate);
+      if (!found) return;
+      clearTimeout(timer);
+      waiters.delete(check);
+      resolve(found);
+    }
+    waiters.add(check);
+    check();
+  });
+  return { call, responses, status, until };
+}
+
+test('gRPC: two live sequences on one ModelStreamInfer call, partials while spoken, finals with times', async () => {
+  await liveStreamsClosed();
+  const stream = sequenceCall();
+  const audio = { 7: bytes(concat([silence(0.5), speech('say_0.wav'), silence(1.2)])),
+                  second: bytes(concat([silence(0.3), speech('say_4.wav'), silence(1.2)])) };
+  const frames = Math.max(audio[7].length, audio.second.length) / 640;
+  // 20 ms of each sequence every 20 ms, as two microphones would send them;
+  // the first half, then (once a partial has come) the rest.
+  const sendFrames = async (from, to) => {
+    for (let frame = from; frame < to; frame++) {
+      for (const id of [7, 'second']) {
+        const chunk = audio[id].subarray(frame * 640, (frame + 1) * 640);
+        const last = (frame + 1) * 640 >= audio[id].length;
+        if (chunk.length === 0) continue;
+        stream.call.write(piece(id, chunk, { start: frame === 0, end: last, requestId: `${id}-${frame}` }));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  const half = Math.floor(frames / 2);
+  await sendFrames(0, half);
+  const partial = await stream.until((r) => r.sequence === 7 && r.event === 'partial', 'partial');
+  assert.ok(partial.text.length > 0 && partial.id.startsWith('7-'), JSON.stringify(partial));
+  await sendFrames(half, Math.ceil(frames));
+  await stream.until((r) => r.sequence === 7 && r.last, 'end of sequence 7');
+  await stream.until((r) => r.sequence === 'second' && r.last, 'end of sequence second');
+  stream.call.end();
+  assert.equal((await stream.status).code, grpc.status.OK);
+  assert.deepEqual(stream.responses.filter((r) => r.error), []);
+  for (const [id, clip] of [[7, 'say_0.wav'], ['second', 'say_4.wav']]) {
+    const finals = stream.responses.filter((r) => r.sequence === id && r.event === 'final');
+    assert.equal(finals.length, 1, JSON.stringify(finals));
+    const [final] = finals;
+    assert.ok(wordErrors(expected[clip], final.text) / expected[clip].split(' ').length <= 0.25, final.text);
+    assert.equal(final.words.join(' '), final.text);
+    assert.equal(final.timings.length, 2 * final.words.length);
+    for (let i = 0; i < final.timings.length; i += 2)
+      assert.ok(final.timings[i] >= final.start - 1e-3 && final.timings[i + 1] <= final.end + 1e-3, JSON.stringify(final));
+    assert.ok(final.end <= audio[id].length / 2 / kRate + 0.05);
+    const last = stream.responses.find((r) => r.sequence === id && r.last);
+    assert.equal(last.id, `${id}-${Math.ceil(audio[id].length / 640) - 1}`);
+  }
+});
+
+test('gRPC: bad sequence requests get error responses; a half-closed call ends its open sequence', async () => {
+  await liveStreamsClosed();
+  const unary = await new Promise((resolve) => grpcClient.ModelInfer(piece(1, Buffer.alloc(640), { start: true }),
+    (error) => resolve(error)));
+  assert.equal(unary?.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(unary.details, /ModelStreamInfer/);
+
+  const stream = sequenceCall();
+  const cases = [
+    [piece(99, Buffer.alloc(640), { requestId: 'unopened' }), /sequence 99 is not open/],
+    [piece(5, Buffer.alloc(640), { start: true, requestId: 'mp3', parameters: { encoding: { string_param: 'mp3' } } }), /encoding 'mp3'/],
+    [piece(6, Buffer.alloc(640), { start: true, requestId: 'text', model: 'clip-text' }), /cannot recognise a live stream/],
+    [piece('', Buffer.alloc(640), { start: true, requestId: 'empty-id' }), /sequence_id/],
+    [{ ...piece(4, Buffer.alloc(8), { start: true, requestId: 'floats' }), inputs: [{ name: 'audio', datatype: 'FP32', shape: [2] }], raw_input_contents: [Buffer.alloc(8)] }, /BYTES or UINT8/],
+  ];
+  for (const [request] of cases) stream.call.write(request);
+  for (const [request, message] of cases) {
+    const response = await stream.until((r) => r.id === request.id, request.id);
+    assert.match(response.error, message, request.id);
+  }
+  // Sequence 8: speech in UINT8 pieces, never ended by the client.
+  const speech8 = bytes(concat([silence(0.3), speech('say_3.wav')]));
+  stream.call.write({ ...piece(8, Buffer.alloc(0), { start: true, requestId: 'open-8' }),
+                      inputs: [{ name: 'audio', datatype: 'UINT8', shape: [0] }], raw_input_contents: [Buffer.alloc(0)] });
+  stream.call.write(piece(8, Buffer.alloc(640), { start: true, requestId: 'again' }));
+  assert.match((await stream.until((r) => r.id === 'again', 'again')).error, /sequence 8 is already open/);
+  stream.call.write(piece(9, Buffer.alloc(640), { start: true, requestId: 'open-9' }));
+  stream.call.write(piece(10, Buffer.alloc(640), { start: true, requestId: 'open-10' }));
+  assert.match((await stream.until((r) => r.id === 'open-10', 'open-10')).error, /all 2 live streams are in use/);
+  for (let at = 0; at < speech8.length; at += 6400) {
+    const chunk = speech8.subarray(at, at + 6400);
+    stream.call.write({ ...piece(8, chunk, { requestId: `8-${at}` }),
+                        inputs: [{ name: 'audio', datatype: 'UINT8', shape: [chunk.length] }], raw_input_contents: [chunk] });
+  }
+  stream.call.end();
+  assert.equal((await stream.status).code, grpc.status.OK);
+  const finals = stream.responses.filter((r) => r.sequence === 8 && r.event === 'final');
+  assert.equal(finals.length, 1, JSON.stringify(stream.responses));
+  assert.ok(wordErrors(expected['say_3.wav'], finals[0].text) <= 2, finals[0].text);
+  assert.ok(stream.responses.some((r) => r.sequence === 8 && r.last));
+  assert.ok(stream.responses.some((r) => r.sequence === 9 && r.last));
+  await liveStreamsClosed();
+});
+
+test('SIGTERM during a stream: the utterance under way is finished, then 1001 (UNAVAILABLE on gRPC)', async () => {
   const own = await startBraid(process.env.BRAID_BINARY);
   const socket = new WebSocket(`ws://127.0.0.1:${own.http}/v1/audio/transcriptions/stream`);
   const messages = [];
@@ -278,17 +460,30 @@ test('SIGTERM during a stream: the utterance under way is finished, then 1001', 
     if (message.type === 'partial') resolve();
   }));
   await new Promise((resolve) => socket.once('open', resolve));
+  // The same speech as a gRPC sequence beside it.
+  const client = new grpcClient.constructor(`127.0.0.1:${own.grpc}`, grpc.credentials.createInsecure());
+  const stream = sequenceCall(client);
   const audio = bytes(concat([silence(0.3), speech('say_5.wav'), speech('say_5.wav')]));
   let at = 0;
   const sender = setInterval(() => {
-    if (at < audio.length && socket.readyState === WebSocket.OPEN) socket.send(audio.subarray(at, at += 640));
+    if (at >= audio.length || socket.readyState !== WebSocket.OPEN) return;
+    const chunk = audio.subarray(at, at += 640);
+    socket.send(chunk);
+    stream.call.write(piece(1, chunk, { start: at === 640, requestId: `${at}` }));
   }, 20);
   await firstPartial;
+  await stream.until((r) => r.event === 'partial', 'gRPC partial');
   const exited = own.stop();
   assert.equal(await closed, 1001);
+  assert.equal((await stream.status).code, grpc.status.UNAVAILABLE);
   clearInterval(sender);
+  client.close();
   assert.equal(await exited, 0);
   const finals = messages.filter((m) => m.type === 'final');
   assert.equal(finals.length, 1, JSON.stringify(messages));
   assert.ok(finals[0].text.length > 0);
+  const sequenceFinals = stream.responses.filter((r) => r.event === 'final');
+  assert.equal(sequenceFinals.length, 1, JSON.stringify(stream.responses));
+  assert.ok(sequenceFinals[0].text.length > 0);
+  assert.ok(stream.responses.some((r) => r.last));
 });

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <deque>
+#include <limits>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -16,6 +18,8 @@
 #include "frontends/listener.h"
 #include "frontends/status_mapping.h"
 #include "grpc_service.grpc.pb.h"
+#include "preprocess/audio_stream.h"
+#include "serving/live_speech.h"
 
 namespace braid {
 namespace {
@@ -65,6 +69,14 @@ Status OptionsFromProto(const inference::ModelInferRequest& request, InferOption
   return Status::Ok();
 }
 
+void AddOutput(const std::string& name, const Tensor& tensor, inference::ModelInferResponse* out) {
+  auto* output = out->add_outputs();
+  output->set_name(name);
+  output->set_datatype(std::string(DataTypeName(tensor.dtype())));
+  for (auto dim : tensor.shape()) output->add_shape(dim);
+  out->add_raw_output_contents(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+}
+
 void FillResponse(const inference::ModelInferRequest& request, const InferResponse& response,
                   inference::ModelInferResponse* out) {
   const ModelConfig& config = response.model->config();
@@ -78,13 +90,100 @@ void FillResponse(const inference::ModelInferRequest& request, const InferRespon
         wanted |= requested.name() == config.outputs[o].name;
       if (!wanted) continue;
     }
-    const Tensor& tensor = response.outputs[o];
-    auto* output = out->add_outputs();
-    output->set_name(config.outputs[o].name);
-    output->set_datatype(std::string(DataTypeName(tensor.dtype())));
-    for (auto dim : tensor.shape()) output->add_shape(dim);
-    out->add_raw_output_contents(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+    AddOutput(config.outputs[o].name, response.outputs[o], out);
   }
+}
+
+// A request that is a piece of a live sequence (see grpc_server.h).
+bool InSequence(const inference::ModelInferRequest& request) {
+  return request.parameters().contains("sequence_id");
+}
+
+struct SequenceControl {
+  std::string name;              // the id as messages and the call's table write it
+  inference::InferParameter id;  // echoed on the responses
+  bool start = false;
+  bool end = false;
+};
+
+Result<bool> BoolParameter(const inference::ModelInferRequest& request, const std::string& key) {
+  auto it = request.parameters().find(key);
+  if (it == request.parameters().end()) return false;
+  if (!it->second.has_bool_param())
+    return InvalidArgument("parameter '{}' must be true or false", key);
+  return it->second.bool_param();
+}
+
+Result<int> IntParameter(const inference::ModelInferRequest& request, const std::string& key,
+                         int fallback) {
+  auto it = request.parameters().find(key);
+  if (it == request.parameters().end()) return fallback;
+  const inference::InferParameter& parameter = it->second;
+  if (parameter.has_int64_param() && parameter.int64_param() >= 0 &&
+      parameter.int64_param() <= std::numeric_limits<int>::max()) {
+    return static_cast<int>(parameter.int64_param());
+  }
+  if (parameter.has_uint64_param() &&
+      parameter.uint64_param() <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
+    return static_cast<int>(parameter.uint64_param());
+  }
+  return InvalidArgument("parameter '{}' must be a non-negative integer", key);
+}
+
+Result<SequenceControl> SequenceFromProto(const inference::ModelInferRequest& request) {
+  SequenceControl control;
+  control.id = request.parameters().at("sequence_id");
+  if (control.id.has_int64_param() && control.id.int64_param() != 0) {
+    control.name = std::to_string(control.id.int64_param());
+  } else if (control.id.has_uint64_param() && control.id.uint64_param() != 0) {
+    control.name = std::to_string(control.id.uint64_param());
+  } else if (control.id.has_string_param() && !control.id.string_param().empty()) {
+    control.name = fmt::format("'{}'", control.id.string_param());
+  } else {
+    return InvalidArgument(
+        "parameter 'sequence_id' must be a non-zero integer or a non-empty string");
+  }
+  BRAID_ASSIGN_OR_RETURN(control.start, BoolParameter(request, "sequence_start"));
+  BRAID_ASSIGN_OR_RETURN(control.end, BoolParameter(request, "sequence_end"));
+  return control;
+}
+
+// The audio bytes of a sequence's request: its one input, BYTES (the
+// elements joined) or UINT8.
+Result<std::string> SequenceAudio(const inference::ModelInferRequest& request) {
+  if (request.inputs_size() != 1) {
+    return InvalidArgument(
+        "a request of a sequence has one input, its audio bytes; this one has {}",
+        request.inputs_size());
+  }
+  BRAID_ASSIGN_OR_RETURN(auto inputs, InputsFromProto(request, nullptr));
+  const auto& [name, tensor] = *inputs.begin();
+  if (tensor.dtype() == DataType::kUint8)
+    return std::string(reinterpret_cast<const char*>(tensor.data()), tensor.byte_size());
+  if (tensor.dtype() != DataType::kBytes) {
+    return InvalidArgument("input '{}' holds audio bytes: BYTES or UINT8, not {}", name,
+                           DataTypeName(tensor.dtype()));
+  }
+  BRAID_ASSIGN_OR_RETURN(auto parts, tensor.Strings());
+  std::string audio;
+  for (std::string_view part : parts) audio.append(part);
+  return audio;
+}
+
+inference::InferParameter StringParam(std::string_view value) {
+  inference::InferParameter parameter;
+  parameter.set_string_param(std::string(value));
+  return parameter;
+}
+inference::InferParameter DoubleParam(double value) {
+  inference::InferParameter parameter;
+  parameter.set_double_param(value);
+  return parameter;
+}
+inference::InferParameter BoolParam(bool value) {
+  inference::InferParameter parameter;
+  parameter.set_bool_param(value);
+  return parameter;
 }
 
 inference::DataType ProtoType(DataType type) {
@@ -282,10 +381,12 @@ class StreamReactor;
 
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
  public:
-  Impl(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options)
+  Impl(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
+       GrpcServerOptions options)
       : service_(service),
         metrics_(metrics),
         clock_(clock),
+        live_(live),
         options_(std::move(options)),
         connections_(options_.max_connections, options_.max_connections_per_address) {}
 
@@ -465,6 +566,12 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
       reactor->Finish(denied);
       return reactor;
     }
+    if (InSequence(*request)) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "a request with sequence_id is a piece of a live stream: "
+                                   "send the sequence on ModelStreamInfer"));
+      return reactor;
+    }
     const TimePoint received = clock_.Now();
     // The request message lives until Finish, which comes after inference.
     std::shared_ptr<const void> no_owner;
@@ -548,13 +655,15 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   InferenceService& service_;
   Metrics& metrics_;
   Clock& clock_;
+  LiveSpeech* const live_;
   const GrpcServerOptions options_;
   GrpcConnections connections_;
 };
 
 // One ModelStreamInfer call: reads requests one after another, runs them
 // concurrently, and writes each response as it completes (one write in
-// flight at a time, as gRPC requires). Deletes itself in OnDone.
+// flight at a time, as gRPC requires); the pieces of a live sequence run in
+// order, one at a time. Deletes itself in OnDone.
 class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferRequest,
                                                      inference::ModelStreamInferResponse> {
  public:
@@ -578,12 +687,14 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     StartRead(&incoming_);
   }
 
-  // The server is draining: the requests read so far are answered, then the
-  // stream ends with UNAVAILABLE (the client reconnects elsewhere); what it
-  // sends meanwhile is not read. Called under the server's streams_mutex_.
+  // The server is draining: the requests read so far are answered and the
+  // open sequences ended, then the stream ends with UNAVAILABLE (the client
+  // reconnects elsewhere); what it sends meanwhile is not read. Called under
+  // the server's streams_mutex_.
   void Drain() {
     std::lock_guard lock(mutex_);
     draining_ = true;
+    EndSequencesLocked();
     MaybeFinishLocked();
   }
 
@@ -591,12 +702,19 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     std::unique_lock lock(mutex_);
     if (!ok || finished_) {
       reading_done_ = true;
+      EndSequencesLocked();
       MaybeFinishLocked();
       return;
     }
-    ++pending_;
     auto request = std::make_shared<inference::ModelInferRequest>(std::move(incoming_));
     incoming_.Clear();
+    if (InSequence(*request)) {
+      const bool read_more = TakeSequenceLocked(*request) && !draining_;
+      lock.unlock();
+      if (read_more) StartRead(&incoming_);
+      return;
+    }
+    ++pending_;
     const bool read_more = !draining_;
     lock.unlock();
     server_.RunInfer(*request, request, context_, [this, request](Result<InferResponse> result) {
@@ -609,8 +727,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
       }
       std::lock_guard guard(mutex_);
       --pending_;
-      outgoing_.push_back(std::move(response));
-      if (!writing_) WriteNextLocked();
+      QueueLocked(std::move(response));
     });
     if (read_more) StartRead(&incoming_);
   }
@@ -640,9 +757,32 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   }
 
  private:
+  // A piece of a sequence's audio; `end` ends the sequence after it.
+  struct Chunk {
+    std::string audio;
+    std::string request_id;
+    bool end = false;
+  };
+  // An open live sequence. Its session works on one chunk at a time.
+  struct Sequence {
+    std::string name;
+    inference::InferParameter id;
+    std::shared_ptr<LiveSession> session;
+    // Guarded by the reactor's mutex_:
+    std::string request_id;     // of the chunk under way, for its events
+    std::optional<Chunk> next;  // waiting for the chunk under way
+    bool busy = false;
+    bool ended = false;  // its last chunk has come
+  };
+
   void WriteNextLocked() {
     writing_ = true;
     StartWrite(&outgoing_.front());
+  }
+  void QueueLocked(inference::ModelStreamInferResponse response) {
+    if (failed_) return;
+    outgoing_.push_back(std::move(response));
+    if (!writing_) WriteNextLocked();
   }
   void MaybeFinishLocked() {
     if ((reading_done_ || draining_) && pending_ == 0 && outgoing_.empty() && !writing_ &&
@@ -658,18 +798,204 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     }
   }
 
+  // A response about `sequence` to its request `request_id`.
+  static inference::ModelStreamInferResponse SequenceResponse(const Sequence& sequence,
+                                                              const std::string& request_id) {
+    inference::ModelStreamInferResponse response;
+    auto* out = response.mutable_infer_response();
+    const Model& model = sequence.session->model();
+    out->set_model_name(model.config().name);
+    out->set_model_version(std::to_string(model.version()));
+    out->set_id(request_id);
+    (*out->mutable_parameters())["sequence_id"] = sequence.id;
+    return response;
+  }
+
+  void QueueErrorLocked(const std::string& request_id, const Status& status,
+                        const Sequence* sequence = nullptr) {
+    inference::ModelStreamInferResponse response;
+    if (sequence != nullptr) response = SequenceResponse(*sequence, request_id);
+    response.mutable_infer_response()->set_id(request_id);
+    response.set_error_message(status.message());
+    QueueLocked(std::move(response));
+  }
+
+  // Takes a request of a live sequence; false when reading must wait until
+  // it starts (its sequence is still on an earlier one).
+  bool TakeSequenceLocked(const inference::ModelInferRequest& request) {
+    auto refuse = [&](const Status& status) {
+      QueueErrorLocked(request.id(), status);
+      return true;
+    };
+    if (server_.live_ == nullptr)
+      return refuse(InvalidArgument("this server runs no live sequences"));
+    if (draining_) return refuse(Unavailable("the server is shutting down"));
+    auto control = SequenceFromProto(request);
+    if (!control.ok()) return refuse(control.status());
+    auto audio = SequenceAudio(request);
+    if (!audio.ok())
+      return refuse(audio.status().WithContext(fmt::format("sequence {}", control->name)));
+    auto it = sequences_.find(control->name);
+    if (control->start) {
+      if (it != sequences_.end())
+        return refuse(InvalidArgument("sequence {} is already open", control->name));
+      auto opened = OpenSequence(request, *control);
+      if (!opened.ok()) return refuse(opened.status());
+      it = sequences_.emplace(control->name, std::move(*opened)).first;
+    } else if (it == sequences_.end()) {
+      return refuse(InvalidArgument(
+          "sequence {} is not open: its first request needs sequence_start true", control->name));
+    }
+    const std::shared_ptr<Sequence>& sequence = it->second;
+    if (sequence->ended) return refuse(InvalidArgument("sequence {} has ended", control->name));
+    sequence->ended = control->end;
+    sequence->next = Chunk{std::move(*audio), request.id(), control->end};
+    ++pending_;
+    if (sequence->busy) return false;
+    StartChunkLocked(sequence);
+    return true;
+  }
+
+  Result<std::shared_ptr<Sequence>> OpenSequence(const inference::ModelInferRequest& request,
+                                                 const SequenceControl& control) {
+    std::string_view encoding_name = "pcm_s16le";
+    if (auto it = request.parameters().find("encoding"); it != request.parameters().end()) {
+      if (!it->second.has_string_param())
+        return InvalidArgument("parameter 'encoding' must be a string");
+      encoding_name = it->second.string_param();
+    }
+    BRAID_ASSIGN_OR_RETURN(StreamEncoding encoding, ParseStreamEncoding(encoding_name));
+    BRAID_ASSIGN_OR_RETURN(int rate, IntParameter(request, "sample_rate", kSpeechRate));
+    BRAID_ASSIGN_OR_RETURN(int channels, IntParameter(request, "channels", 1));
+    BRAID_ASSIGN_OR_RETURN(
+        auto audio, AudioStream::Open(encoding, rate, channels, server_.options_.live_audio));
+    auto sequence = std::make_shared<Sequence>();
+    sequence->name = control.name;
+    sequence->id = control.id;
+    // The session lives inside the sequence and emits only while it works
+    // on a chunk, which the call waits for.
+    BRAID_ASSIGN_OR_RETURN(
+        sequence->session,
+        server_.live_->Open(request.model_name(), std::move(audio),
+                            [this, raw = sequence.get()](LiveEvent event) { Emit(*raw, event); }));
+    return sequence;
+  }
+
+  void StartChunkLocked(const std::shared_ptr<Sequence>& sequence) {
+    Chunk chunk = std::move(*sequence->next);
+    sequence->next.reset();
+    sequence->busy = true;
+    sequence->request_id = chunk.request_id;
+    auto finish = [this, sequence] {
+      sequence->session->Finish(
+          [this, sequence](Status status) { ChunkDone(sequence, status, true); });
+    };
+    if (chunk.end && chunk.audio.empty()) return finish();
+    sequence->session->Push(std::move(chunk.audio),
+                            [this, sequence, finish, end = chunk.end](Status status) {
+                              if (!status.ok() || !end) return ChunkDone(sequence, status, false);
+                              finish();
+                            });
+  }
+
+  // A sequence's chunk is done (`ended`: and the sequence with it).
+  void ChunkDone(const std::shared_ptr<Sequence>& sequence, const Status& status, bool ended) {
+    bool resume = false;
+    {
+      std::lock_guard lock(mutex_);
+      --pending_;
+      sequence->busy = false;
+      if (!status.ok() || ended) {
+        if (status.ok()) {
+          auto response = SequenceResponse(*sequence, sequence->request_id);
+          auto& parameters = *response.mutable_infer_response()->mutable_parameters();
+          parameters["sequence_end"] = BoolParam(true);
+          parameters["triton_final_response"] = BoolParam(true);
+          QueueLocked(std::move(response));
+        } else {
+          QueueErrorLocked(sequence->request_id,
+                           status.WithContext(fmt::format("sequence {}", sequence->name)),
+                           sequence.get());
+        }
+        if (sequence->next) {
+          --pending_;
+          sequence->next.reset();
+          resume = true;
+        }
+        sequences_.erase(sequence->name);
+      } else if (sequence->next) {
+        StartChunkLocked(sequence);
+        resume = true;
+      }
+      // A waiting chunk paused reading, unless the call was ending anyway.
+      resume = resume && !reading_done_ && !draining_;
+      MaybeFinishLocked();
+    }
+    if (resume) StartRead(&incoming_);
+  }
+
+  void Emit(const Sequence& sequence, const LiveEvent& event) {
+    auto response = [&] {
+      std::lock_guard lock(mutex_);
+      return SequenceResponse(sequence, sequence.request_id);
+    }();
+    auto* out = response.mutable_infer_response();
+    auto& parameters = *out->mutable_parameters();
+    const bool final = event.kind == LiveEvent::Kind::kFinal;
+    parameters["event"] = StringParam(final ? "final" : "partial");
+    parameters["start"] = DoubleParam(event.start);
+    parameters["end"] = DoubleParam(event.end);
+    if (auto text = Tensor::FromStrings({event.text}, {1}); text.ok())
+      AddOutput("text", *text, out);
+    if (final) {
+      std::vector<std::string> words;
+      const auto count = static_cast<std::int64_t>(event.words.size());
+      auto timings = Tensor::Allocate(DataType::kFp32, {count, 2});
+      if (!timings.ok()) return;
+      auto times = timings->mutable_span<float>();
+      for (std::size_t i = 0; i < event.words.size(); ++i) {
+        words.push_back(event.words[i].word);
+        times[2 * i] = static_cast<float>(event.words[i].start);
+        times[2 * i + 1] = static_cast<float>(event.words[i].end);
+      }
+      if (auto list = Tensor::FromStrings(words, {count}); list.ok())
+        AddOutput("words", *list, out);
+      AddOutput("timings", *timings, out);
+    }
+    std::lock_guard lock(mutex_);
+    QueueLocked(std::move(response));
+  }
+
+  // The call is ending: every open sequence ends after the audio it has,
+  // its last final sent.
+  void EndSequencesLocked() {
+    for (auto& [name, sequence] : sequences_) {
+      if (sequence->ended) continue;
+      sequence->ended = true;
+      if (sequence->next) {
+        sequence->next->end = true;
+        continue;
+      }
+      sequence->next = Chunk{"", sequence->request_id, true};
+      ++pending_;
+      if (!sequence->busy) StartChunkLocked(sequence);
+    }
+  }
+
   GrpcServer::Impl& server_;
   grpc::CallbackServerContext* context_;
   inference::ModelInferRequest incoming_;
   std::mutex mutex_;
   std::deque<inference::ModelStreamInferResponse>
       outgoing_;               // guarded by mutex_; front is being written
-  int pending_ = 0;            // guarded by mutex_
+  int pending_ = 0;            // requests read and not answered; guarded by mutex_
   bool writing_ = false;       // guarded by mutex_
   bool reading_done_ = false;  // guarded by mutex_
   bool finished_ = false;      // guarded by mutex_
   bool draining_ = false;      // guarded by mutex_
   bool failed_ = false;        // guarded by mutex_
+  // Open live sequences by name; guarded by mutex_.
+  std::map<std::string, std::shared_ptr<Sequence>> sequences_;
 };
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
@@ -677,9 +1003,9 @@ GrpcServer::Impl::ModelStreamInfer(grpc::CallbackServerContext* context) {
   return new StreamReactor(*this, context);
 }
 
-GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock,
+GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
                        GrpcServerOptions options)
-    : impl_(std::make_unique<Impl>(service, metrics, clock, std::move(options))) {}
+    : impl_(std::make_unique<Impl>(service, metrics, clock, live, std::move(options))) {}
 
 GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(0)); }
 

@@ -2,6 +2,25 @@
 // callback API. Unary calls and ModelStreamInfer share InferenceService with
 // the HTTP API; a call's deadline becomes the request's hard deadline and a
 // cancelled call cancels its queued work.
+//
+// Live speech on ModelStreamInfer, as Triton's sequence batcher and
+// decoupled models do it: requests to a model that recognises speech as it
+// arrives (asr) carrying the parameter `sequence_id` (a non-zero int64 or a
+// non-empty string) are pieces of one audio stream, in order. The first has
+// `sequence_start: true` and may give `encoding` ("pcm_s16le" or "wav"),
+// `sample_rate` and `channels`; the last has `sequence_end: true`. Each
+// holds its audio bytes in the model's input (BYTES, or UINT8). braid
+// answers with zero or more responses per request, each echoing
+// `sequence_id` and the request's id: `event` "partial" or "final", `start`
+// and `end` in seconds from the stream's start, the output `text`, and for
+// finals `words` and `timings` as the model's whole-file answer has them;
+// after the last request's final, a response with `sequence_end` and
+// `triton_final_response` true. An error ends its sequence with a response
+// that carries `error_message`. Sequences belong to their call: one that is
+// open when the client half-closes, or when the server drains, is ended (its
+// final is sent) before the call ends. A request that must wait behind its
+// sequence's earlier audio stops the call's reading until it can start, so
+// a client sending faster than real time is slowed by flow control.
 #pragma once
 
 #include <chrono>
@@ -11,6 +30,7 @@
 #include "core/rate_limiter.h"
 #include "core/status.h"
 #include "metrics/metrics.h"
+#include "preprocess/audio.h"
 #include "serving/inference_service.h"
 
 namespace inference {
@@ -18,6 +38,8 @@ class ModelInferRequest;
 }
 
 namespace braid {
+
+class LiveSpeech;
 
 // The request's inputs as tensors. Raw contents are wrapped, not copied:
 // `owner` keeps the message that holds them alive. Errors are
@@ -42,12 +64,16 @@ struct GrpcServerOptions {
   // either a new connection is closed at once.
   std::size_t max_connections = 4096;
   std::size_t max_connections_per_address = 0;
+  // What a live sequence's audio may be (rates, channels).
+  AudioLimits live_audio;
 };
 
 class GrpcServer {
  public:
-  // `service`, `metrics` and `clock` must outlive the server.
-  GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, GrpcServerOptions options);
+  // `service`, `metrics`, `clock` and `live` must outlive the server; `live`
+  // (null: no live sequences) until Shutdown has returned.
+  GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
+             GrpcServerOptions options);
   ~GrpcServer();
 
   // Binds host:port (0: a free port) and starts serving; returns the port.
