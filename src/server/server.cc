@@ -61,6 +61,7 @@ struct Server::Parts {
   // answered, destroyed after the HTTP server (whose connections hold the
   // streams).
   std::optional<LiveSpeech> live;
+  std::optional<LiveVideo> live_video;
   std::optional<LiveApi> live_api;
   std::optional<HttpServer> http;
   std::optional<HttpServer> metrics_http;
@@ -151,10 +152,15 @@ Status Server::Parts::Build() {
   LiveSpeechOptions live_options;
   live_options.max_streams = options.live_streams;
   live.emplace(*service, backends, live_options);
+  LiveVideoOptions video_options;
+  video_options.max_streams = options.live_streams;
+  video_options.image = image_limits;
+  live_video.emplace(*service, &*embedder, video_options);
   LiveApiOptions live_api_options;
   live_api_options.audio = audio_limits;
   live_api_options.socket.idle_timeout = std::chrono::seconds(options.live_idle_s);
-  live_api.emplace(*live, live_api_options);
+  live_api_options.video_socket.idle_timeout = live_api_options.socket.idle_timeout;
+  live_api.emplace(*live, *live_video, live_api_options);
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;
@@ -194,7 +200,8 @@ Status Server::Parts::Build() {
   metrics_http.emplace(
       metrics_options,
       MakeMetricsHandler(*service, metrics, options.protect_metrics ? options.api_key : "",
-                         {[this](std::string& out) { live->RenderMetrics(out); }}));
+                         {[this](std::string& out) { live->RenderMetrics(out); },
+                          [this](std::string& out) { live_video->RenderMetrics(out); }}));
   GrpcServerOptions grpc_options;
   grpc_options.api_key = options.api_key;
   grpc_options.admin_key = options.admin_key;
@@ -262,6 +269,7 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   if (agent) agent->Stop();
   if (service) service->Shutdown(false);
   if (live) live->Shutdown();
+  if (live_video) live_video->Shutdown();
   if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
   if (workflow_pool) workflow_pool->WaitIdle();
   return report;

@@ -1,7 +1,8 @@
 // Live transcription over a WebSocket with the `ws` npm client: flite speech
 // sent in 20 ms frames as a microphone would, partials before the end, finals
 // per utterance, resampled WAV streams, refusals, disconnects and the drain;
-// and the same as sequences on gRPC ModelStreamInfer with @grpc/grpc-js.
+// the same as sequences on gRPC ModelStreamInfer with @grpc/grpc-js; and
+// video frames whose scene changes are read by OCR and embedded.
 //   node --test tests/e2e/live_test.mjs
 //   (BRAID_BINARY, BRAID_FIXTURES and BRAID_PROTO set by CTest)
 import assert from 'node:assert/strict';
@@ -447,6 +448,70 @@ test('gRPC: bad sequence requests get error responses; a half-closed call ends i
   assert.ok(stream.responses.some((r) => r.sequence === 8 && r.last));
   assert.ok(stream.responses.some((r) => r.sequence === 9 && r.last));
   await liveStreamsClosed();
+});
+
+const image = (name) => readFileSync(`${fixtures}/images/${name}`);
+const imageText = Object.fromEntries(readFileSync(`${fixtures}/images.tsv`, 'utf8').trim().split('\n')
+  .map((line) => line.split('\t')).map(([file, text]) => [file.replace('images/', ''), text.toLowerCase()]));
+const videoUrl = (query) => `ws://127.0.0.1:${server.http}/v1/video/stream?${query}`;
+
+test('video frames: a result per scene change with OCR text, an embedding and the capture time', async () => {
+  const socket = new WebSocket(videoUrl('fps=2'));
+  const messages = [];
+  socket.on('message', (data) => messages.push(JSON.parse(data.toString())));
+  const closed = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
+  await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject); });
+  const slide = ['text_0_DejaVu-Sans_40.png', 'text_1_DejaVu-Sans_40.png', 'text_2_DejaVu-Sans_40.jpg'];
+  // Three frames of the first slide at 2 fps (times from their index), then
+  // frames with capture times: the second slide twice, the third once.
+  for (let i = 0; i < 3; i++) socket.send(image(slide[0]));
+  for (const [t, name] of [[10, slide[1]], [10.5, slide[1]], [11.25, slide[2]]]) {
+    socket.send(JSON.stringify({ type: 'frame', t }));
+    socket.send(image(name));
+  }
+  socket.send(JSON.stringify({ type: 'end' }));
+  assert.equal(await closed, 1000);
+  assert.deepEqual(messages.map((m) => [m.type, m.index, m.t]),
+    [['scene', 0, 0], ['scene', 3, 10], ['scene', 5, 11.25]], JSON.stringify(messages.map((m) => m.text)));
+  messages.forEach((scene, i) => {
+    const reference = imageText[slide[i]];
+    assert.ok(wordErrors(reference, scene.text.toLowerCase().replace(/[^a-z0-9 ]/g, ' ')) <= 2, scene.text);
+    assert.equal(scene.change, 1);
+    assert.ok(scene.embedding.length >= 64);
+    assert.ok(Math.abs(Math.hypot(...scene.embedding) - 1) < 1e-3);
+  });
+  assert.notDeepEqual(messages[0].embedding, messages[1].embedding);
+  const scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+  assert.ok(metric(scrape, 'braid_live_video_frames_total\\{kind="key"\\}') >= 3, scrape);
+  assert.ok(metric(scrape, 'braid_live_video_frames_total\\{kind="other"\\}') >= 3, scrape);
+});
+
+test('video: bad parameters are refused, bad frames closed with an error', async () => {
+  for (const [query, message] of [['fps=0', /fps/], ['scene_threshold=2', /scene_threshold/], ['ocr=maybe', /true or false/]]) {
+    const socket = new WebSocket(videoUrl(query));
+    const status = await new Promise((resolve) => {
+      socket.once('unexpected-response', (request, response) => {
+        let body = '';
+        response.on('data', (chunk) => { body += chunk; });
+        response.on('end', () => resolve({ code: response.statusCode, body }));
+      });
+      socket.once('open', () => resolve({ code: 101 }));
+      socket.on('error', () => {});
+    });
+    assert.equal(status.code, 400, query);
+    assert.match(JSON.parse(status.body).error, message);
+  }
+  for (const [frame, message] of [[Buffer.from('not an image at all'), /image|format/i],
+                                  [JSON.stringify({ type: 'frame' }), /capture time/]]) {
+    const socket = new WebSocket(videoUrl('embed=false'));
+    const messages = [];
+    socket.on('message', (data) => messages.push(JSON.parse(data.toString())));
+    const closed = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
+    await new Promise((resolve) => socket.once('open', resolve));
+    socket.send(frame);
+    assert.equal(await closed, 1003);
+    assert.match(messages[0]?.error, message);
+  }
 });
 
 test('SIGTERM during a stream: the utterance under way is finished, then 1001 (UNAVAILABLE on gRPC)', async () => {

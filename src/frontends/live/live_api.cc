@@ -6,14 +6,17 @@
 #include <rapidjson/writer.h>
 
 #include <charconv>
+#include <functional>
 #include <mutex>
+#include <optional>
 
 #include "frontends/status_mapping.h"
 
 namespace braid {
 namespace {
 
-constexpr char kPath[] = "/v1/audio/transcriptions/stream";
+constexpr char kSpeechPath[] = "/v1/audio/transcriptions/stream";
+constexpr char kVideoPath[] = "/v1/video/stream";
 
 // Close codes (RFC 6455 7.4.1).
 constexpr int kNormal = 1000;
@@ -44,17 +47,38 @@ Result<int> IntParameter(const HttpRequest& request, std::string_view name, int 
   return value;
 }
 
-// One client's stream: frames in, events out. Its methods run on the
-// connection's network thread; the session's `done` callbacks on the live
-// pool.
-class TranscriptionSocket : public WebSocketHandler,
-                            public std::enable_shared_from_this<TranscriptionSocket> {
- public:
-  void Attach(std::shared_ptr<LiveSession> session) { session_ = std::move(session); }
+// A number in [low, high].
+Result<double> NumberParameter(const HttpRequest& request, std::string_view name, double fallback,
+                               double low, double high) {
+  auto text = request.QueryParameter(name);
+  if (!text) return fallback;
+  double value = 0;
+  auto [end, error] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (error != std::errc() || end != text->data() + text->size() || !(value >= low) ||
+      !(value <= high)) {
+    return InvalidArgument("query parameter {}='{}' is not a number in [{}, {}]", name, *text, low,
+                           high);
+  }
+  return value;
+}
 
-  // Sends `event` (from the live pool).
-  void Emit(const LiveEvent& event) {
-    if (auto socket = Socket()) socket->SendText(LiveEventJson(event));
+Result<bool> FlagParameter(const HttpRequest& request, std::string_view name) {
+  auto text = request.QueryParameter(name);
+  if (!text || *text == "true" || *text == "1") return true;
+  if (*text == "false" || *text == "0") return false;
+  return InvalidArgument("query parameter {}='{}' must be true or false", name, *text);
+}
+
+// One client's stream: binary frames in, one at a time, and JSON text
+// frames out. Its methods run on the connection's network thread; the
+// `done` callbacks of Push and Finish on a live pool.
+class LiveSocket : public WebSocketHandler, public std::enable_shared_from_this<LiveSocket> {
+ public:
+  using Done = std::function<void(Status)>;
+
+  // Sends a text frame (from a live pool).
+  void Send(std::string text) {
+    if (auto socket = Socket()) socket->SendText(std::move(text));
   }
 
   // WebSocketHandler
@@ -68,7 +92,7 @@ class TranscriptionSocket : public WebSocketHandler,
   void OnMessage(std::string data, bool binary) override {
     if (ended_) {
       // A drain ended the stream: what is still coming is dropped while the
-      // last final goes out.
+      // last results go out.
       std::lock_guard lock(mutex_);
       if (draining_) return;
     }
@@ -79,7 +103,7 @@ class TranscriptionSocket : public WebSocketHandler,
         std::lock_guard lock(mutex_);
         busy_ = true;
       }
-      return session_->Push(std::move(data), [self = shared_from_this()](Status status) {
+      return Push(std::move(data), [self = shared_from_this()](Status status) {
         bool draining = false;
         {
           std::lock_guard lock(self->mutex_);
@@ -95,22 +119,19 @@ class TranscriptionSocket : public WebSocketHandler,
     message.Parse(data.data(), data.size());
     if (message.HasParseError() || !message.IsObject() || !message.HasMember("type") ||
         !message["type"].IsString()) {
-      return Fail(kUnsupportedData,
-                  "a text frame must be JSON {\"type\":\"end\"}; audio goes in binary frames");
+      return Fail(kUnsupportedData, fmt::format("a text frame must be JSON: {}", Usage()));
     }
     const std::string_view type = message["type"].GetString();
-    if (type != "end") {
-      return Fail(kUnsupportedData,
-                  fmt::format("unknown message type '{}': the only one is \"end\"", type));
-    }
-    End(kNormal, "end of stream");
+    if (type == "end") return End(kNormal, "end of stream");
+    if (Status status = Control(type, message); !status.ok())
+      return Fail(kUnsupportedData, status.message());
+    Socket()->ReadNext();
   }
   void OnClosed() override {
     std::lock_guard lock(mutex_);
     socket_.reset();
   }
-  // Between two pieces of audio the stream ends at once; during one, when
-  // it is done.
+  // Between two frames the stream ends at once; during one, when it is done.
   void OnDrain() override {
     bool now = false;
     {
@@ -120,6 +141,16 @@ class TranscriptionSocket : public WebSocketHandler,
     }
     if (now) End(kGoingAway, "the server is shutting down");
   }
+
+ protected:
+  // A binary frame.
+  virtual void Push(std::string data, Done done) = 0;
+  // The end of the stream: what is under way is finished.
+  virtual void Finish(Done done) = 0;
+  // A text frame of another type than "end": InvalidArgument when unknown.
+  virtual Status Control(std::string_view type, const rapidjson::Document& message) = 0;
+  // What the client may send, for error messages.
+  virtual std::string_view Usage() const = 0;
 
  private:
   static int CloseCodeFor(const Status& status) {
@@ -138,10 +169,10 @@ class TranscriptionSocket : public WebSocketHandler,
     return socket_;
   }
 
-  // The last utterance is finished, then the socket closes with `code`.
+  // The stream is finished, then the socket closes with `code`.
   void End(int code, std::string reason) {
     if (ended_.exchange(true)) return;
-    session_->Finish([self = shared_from_this(), code, reason = std::move(reason)](Status status) {
+    Finish([self = shared_from_this(), code, reason = std::move(reason)](Status status) {
       if (!status.ok()) return self->Fail(kServerError, status.message());
       if (auto socket = self->Socket()) socket->Close(code, reason);
     });
@@ -155,12 +186,67 @@ class TranscriptionSocket : public WebSocketHandler,
     }
   }
 
-  std::shared_ptr<LiveSession> session_;
   std::atomic<bool> ended_{false};
   std::mutex mutex_;
   std::shared_ptr<WebSocket> socket_;  // guarded by mutex_; none once closed
   bool busy_ = false;                  // a Push is under way; guarded by mutex_
   bool draining_ = false;              // guarded by mutex_
+};
+
+// Speech: audio in, partial and final transcripts out.
+class TranscriptionSocket : public LiveSocket {
+ public:
+  void Attach(std::shared_ptr<LiveSession> session) { session_ = std::move(session); }
+
+ private:
+  void Push(std::string data, Done done) override {
+    session_->Push(std::move(data), std::move(done));
+  }
+  void Finish(Done done) override { session_->Finish(std::move(done)); }
+  Status Control(std::string_view type, const rapidjson::Document&) override {
+    return InvalidArgument("unknown message type '{}': the only one is \"end\"", type);
+  }
+  std::string_view Usage() const override {
+    return "{\"type\":\"end\"}; audio goes in binary frames";
+  }
+
+  std::shared_ptr<LiveSession> session_;
+};
+
+// Video: images in, key frames' results out.
+class VideoSocket : public LiveSocket {
+ public:
+  VideoSocket(double fps) : fps_(fps) {}
+  void Attach(std::shared_ptr<VideoSession> session) { session_ = std::move(session); }
+
+ private:
+  void Push(std::string data, Done done) override {
+    const double time = next_time_.value_or(double(frames_) / fps_);
+    next_time_.reset();
+    ++frames_;
+    session_->Push(std::move(data), time, std::move(done));
+  }
+  void Finish(Done done) override { done(Status::Ok()); }
+  Status Control(std::string_view type, const rapidjson::Document& message) override {
+    if (type != "frame") {
+      return InvalidArgument("unknown message type '{}': the types are \"frame\" and \"end\"",
+                             type);
+    }
+    if (!message.HasMember("t") || !message["t"].IsNumber() || message["t"].GetDouble() < 0)
+      return InvalidArgument("{{\"type\":\"frame\"}} needs \"t\": the capture time in seconds");
+    next_time_ = message["t"].GetDouble();
+    return Status::Ok();
+  }
+  std::string_view Usage() const override {
+    return "{\"type\":\"frame\",\"t\":SECONDS} before a frame, or {\"type\":\"end\"}; images "
+           "go in binary frames";
+  }
+
+  const double fps_;
+  // Touched by Push and Control only, on the network thread, one at a time.
+  std::int64_t frames_ = 0;
+  std::optional<double> next_time_;
+  std::shared_ptr<VideoSession> session_;
 };
 
 }  // namespace
@@ -197,15 +283,41 @@ std::string LiveEventJson(const LiveEvent& event) {
   return buffer.GetString();
 }
 
-LiveApi::LiveApi(LiveSpeech& live, LiveApiOptions options) : live_(live), options_(options) {}
+std::string VideoEventJson(const VideoEvent& event) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.SetMaxDecimalPlaces(6);
+  writer.StartObject();
+  writer.Key("type");
+  writer.String("scene");
+  writer.Key("index");
+  writer.Int64(event.index);
+  writer.Key("t");
+  writer.Double(event.time);
+  writer.Key("change");
+  writer.Double(event.change);
+  writer.Key("text");
+  writer.String(event.text.data(), static_cast<rapidjson::SizeType>(event.text.size()));
+  writer.Key("embedding");
+  writer.StartArray();
+  for (float value : event.embedding) writer.Double(value);
+  writer.EndArray();
+  writer.EndObject();
+  return buffer.GetString();
+}
+
+LiveApi::LiveApi(LiveSpeech& speech, LiveVideo& video, LiveApiOptions options)
+    : speech_(speech), video_(video), options_(options) {}
 
 bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  if (request.path != kPath) return false;
+  const bool speech = request.path == kSpeechPath;
+  if (!speech && request.path != kVideoPath) return false;
   if (!IsWebSocketUpgrade(request)) {
     responder->Send(JsonError(
-        400,
-        "this endpoint is a WebSocket: connect with GET and Upgrade: websocket "
-        "(e.g. new WebSocket('ws://HOST/v1/audio/transcriptions/stream?sample_rate=16000'))"));
+        400, fmt::format("this endpoint is a WebSocket: connect with GET and Upgrade: websocket "
+                         "(e.g. new WebSocket('ws://HOST{}'))",
+                         speech ? "/v1/audio/transcriptions/stream?sample_rate=16000"
+                                : "/v1/video/stream?fps=2")));
     return true;
   }
   auto refuse = [&](const Status& status) {
@@ -215,6 +327,29 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     responder->Send(std::move(response));
     return true;
   };
+  if (!speech) {
+    auto fps = NumberParameter(request, "fps", 1, 0.001, 1000);
+    if (!fps.ok()) return refuse(fps.status());
+    VideoStreamOptions stream;
+    auto ocr = FlagParameter(request, "ocr");
+    if (!ocr.ok()) return refuse(ocr.status());
+    auto embed = FlagParameter(request, "embed");
+    if (!embed.ok()) return refuse(embed.status());
+    auto threshold = NumberParameter(request, "scene_threshold", stream.scenes.threshold, 0, 1);
+    if (!threshold.ok()) return refuse(threshold.status());
+    stream.ocr = *ocr;
+    stream.embed = *embed;
+    stream.scenes.threshold = *threshold;
+    auto socket = std::make_shared<VideoSocket>(*fps);
+    std::weak_ptr<VideoSocket> weak = socket;
+    auto session = video_.Open(stream, [weak](VideoEvent event) {
+      if (auto socket = weak.lock()) socket->Send(VideoEventJson(event));
+    });
+    if (!session.ok()) return refuse(session.status());
+    socket->Attach(std::move(*session));
+    responder->AcceptWebSocket(std::move(socket), options_.video_socket);
+    return true;
+  }
   auto encoding = ParseStreamEncoding(request.QueryParameter("encoding").value_or("pcm_s16le"));
   if (!encoding.ok()) return refuse(encoding.status());
   auto rate = IntParameter(request, "sample_rate", kSpeechRate);
@@ -225,10 +360,10 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (!audio.ok()) return refuse(audio.status());
   auto socket = std::make_shared<TranscriptionSocket>();
   std::weak_ptr<TranscriptionSocket> weak = socket;
-  auto session = live_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
-                            [weak](LiveEvent event) {
-                              if (auto socket = weak.lock()) socket->Emit(event);
-                            });
+  auto session = speech_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
+                              [weak](LiveEvent event) {
+                                if (auto socket = weak.lock()) socket->Send(LiveEventJson(event));
+                              });
   if (!session.ok()) return refuse(session.status());
   socket->Attach(std::move(*session));
   responder->AcceptWebSocket(std::move(socket), options_.socket);
