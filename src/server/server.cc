@@ -62,6 +62,7 @@ struct Server::Parts {
   // streams).
   std::optional<LiveSpeech> live;
   std::optional<LiveVideo> live_video;
+  std::optional<LiveReports> live_reports;
   std::optional<LiveApi> live_api;
   std::optional<HttpServer> http;
   std::optional<HttpServer> metrics_http;
@@ -160,7 +161,8 @@ Status Server::Parts::Build() {
   live_api_options.audio = audio_limits;
   live_api_options.socket.idle_timeout = std::chrono::seconds(options.live_idle_s);
   live_api_options.video_socket.idle_timeout = live_api_options.socket.idle_timeout;
-  live_api.emplace(*live, *live_video, live_api_options);
+  live_reports.emplace();
+  live_api.emplace(*live, *live_video, *live_reports, live_api_options);
 
   ApiOptions api_options;
   api_options.api_key = options.api_key;

@@ -193,6 +193,11 @@ Status LiveSession::EndUtterance() {
   return Status::Ok();
 }
 
+double LiveSession::settled() const {
+  if (decoding_) return Seconds(utterance_start_);
+  return Seconds(std::max<std::int64_t>(0, windowed_ - static_cast<std::int64_t>(kPreroll)));
+}
+
 void LiveSession::Finish(Done done) {
   live_.pool_.Submit([self = shared_from_this(), done = std::move(done)]() mutable {
     self->audio_->Flush(&self->samples_);

@@ -94,6 +94,10 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
 
   // The speech model the stream runs.
   const Model& model() const { return *model_; }
+  // No final still to come starts before this many seconds: the start of
+  // the utterance under way, or the earliest a next one could start (with
+  // its preroll). Read between pieces of work (from a `done`).
+  double settled() const;
 
  private:
   friend class LiveSpeech;

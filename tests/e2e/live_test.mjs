@@ -1,8 +1,9 @@
 // Live transcription over a WebSocket with the `ws` npm client: flite speech
 // sent in 20 ms frames as a microphone would, partials before the end, finals
 // per utterance, resampled WAV streams, refusals, disconnects and the drain;
-// the same as sequences on gRPC ModelStreamInfer with @grpc/grpc-js; and
-// video frames whose scene changes are read by OCR and embedded.
+// the same as sequences on gRPC ModelStreamInfer with @grpc/grpc-js; video
+// frames whose scene changes are read by OCR and embedded; and live reports
+// that put both on one timeline.
 //   node --test tests/e2e/live_test.mjs
 //   (BRAID_BINARY, BRAID_FIXTURES and BRAID_PROTO set by CTest)
 import assert from 'node:assert/strict';
@@ -512,6 +513,102 @@ test('video: bad parameters are refused, bad frames closed with an error', async
     assert.equal(await closed, 1003);
     assert.match(messages[0]?.error, message);
   }
+});
+
+// A live report's reader (server-sent events): `chunks` resolves with every
+// chunk once the report is done.
+async function readReport(eventsUrl) {
+  const response = await fetch(`http://127.0.0.1:${server.http}${eventsUrl}`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /text\/event-stream/);
+  return { chunks: chunksOf(response) };
+}
+async function chunksOf(response) {
+  const chunks = [];
+  let buffer = '';
+  const decoder = new TextDecoder();
+  for await (const part of response.body) {
+    buffer += decoder.decode(part, { stream: true });
+    for (let end; (end = buffer.indexOf('\n\n')) >= 0; buffer = buffer.slice(end + 2)) {
+      const event = buffer.slice(0, end);
+      if (event.startsWith('data: ')) chunks.push(JSON.parse(event.slice(6)));
+    }
+  }
+  return chunks;
+}
+
+const postReport = (body) => fetch(`http://127.0.0.1:${server.http}/v1/live/reports`,
+  { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+test('live-report: speech and scenes on one timeline, released in time order while input arrives', async () => {
+  await liveStreamsClosed();
+  const made = await postReport({});
+  assert.equal(made.status, 201);
+  const report = await made.json();
+  assert.match(report.id, /^report-/);
+  const { chunks } = await readReport(report.events_url);
+  const second = await fetch(`http://127.0.0.1:${server.http}${report.events_url}`);
+  assert.equal(second.status, 409, 'one reader at a time');
+
+  const speechStream = open(report.speech_url.split('?')[1]);
+  await speechStream.opened;
+  const again = open(report.speech_url.split('?')[1]);
+  const refused = await again.opened.then(() => null, (e) => e);
+  assert.equal(refused?.status, 409);
+  assert.match(JSON.parse(refused.body).error, /already has its speech stream/);
+  // The speaker reads the first slide, pauses, then the second one; the
+  // audio is sent at once (braid reads it as fast as it recognises it) and
+  // ended before any frame: the report holds its speech until the video has
+  // caught up, so the chunks still come in time order.
+  const audio = concat([silence(0.5), speech('say_0.wav'), silence(4.3 - 0.5 - speech('say_0.wav').length / kRate),
+                        speech('say_4.wav'), silence(1.2)]);
+  await send(speechStream.socket, bytes(audio), 6400, 0);
+  assert.equal((await speechStream.closed).code, 1000);
+
+  const video = new WebSocket(`ws://127.0.0.1:${server.http}${report.video_url}&embed=false`);
+  const videoClosed = new Promise((resolve) => video.once('close', (code) => resolve(code)));
+  await new Promise((resolve) => video.once('open', resolve));
+  const slides = ['text_0_DejaVu-Sans_40.png', 'text_4_DejaVu-Sans_40.png'];
+  for (const [t, slide] of [[0, 0], [1, 0], [2, 0], [4, 1], [5, 1]]) {
+    video.send(JSON.stringify({ type: 'frame', t }));
+    video.send(image(slides[slide]));
+  }
+  video.send(JSON.stringify({ type: 'end' }));
+  assert.equal(await videoClosed, 1000);
+
+  const all = await chunks;
+  assert.deepEqual(all.map((c) => c.type), ['scene', 'speech', 'scene', 'speech', 'done'], JSON.stringify(all));
+  const [scene0, speech0, scene1, speech1, done] = all;
+  assert.deepEqual([scene0.t, scene0.index, scene1.t, scene1.index], [0, 0, 4, 3]);
+  assert.ok(wordErrors(imageText[slides[0]], scene0.text.toLowerCase()) <= 2, scene0.text);
+  assert.ok(wordErrors(expected['say_0.wav'], speech0.text) <= 1, speech0.text);
+  assert.ok(wordErrors(expected['say_4.wav'], speech1.text) <= 1, speech1.text);
+  assert.ok(speech0.start < 4 && speech1.start >= 4, JSON.stringify([speech0, speech1]));
+  assert.equal(speech0.scene, 0);
+  assert.equal(speech0.scene_text, scene0.text);
+  assert.equal(speech1.scene, 3);
+  assert.deepEqual(done, { type: 'done', utterances: 2, scenes: 2 });
+  // A late reader gets the whole report.
+  assert.deepEqual(await (await readReport(report.events_url)).chunks, all);
+});
+
+test('live-report: refusals', async () => {
+  const none = await postReport({ speech: false, video: false });
+  assert.equal(none.status, 400);
+  assert.equal((await postReport({ speech: 'yes' })).status, 400);
+  const missing = open('report=report-nosuch');
+  const error = await missing.opened.then(() => null, (e) => e);
+  assert.equal(error?.status, 404);
+  assert.equal((await fetch(`http://127.0.0.1:${server.http}/v1/live/reports/report-nosuch/events`)).status, 404);
+  const speechOnly = await (await postReport({ video: false })).json();
+  assert.equal(speechOnly.video_url, null);
+  const video = new WebSocket(videoUrl(`report=${speechOnly.id}`));
+  const status = await new Promise((resolve) => {
+    video.once('unexpected-response', (request, response) => resolve(response.statusCode));
+    video.once('open', () => resolve(101));
+    video.on('error', () => {});
+  });
+  assert.equal(status, 409);
 });
 
 test('SIGTERM during a stream: the utterance under way is finished, then 1001 (UNAVAILABLE on gRPC)', async () => {

@@ -6,17 +6,21 @@
 #include <rapidjson/writer.h>
 
 #include <charconv>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <optional>
 
 #include "frontends/status_mapping.h"
+#include "serving/embedder.h"
 
 namespace braid {
 namespace {
 
 constexpr char kSpeechPath[] = "/v1/audio/transcriptions/stream";
 constexpr char kVideoPath[] = "/v1/video/stream";
+constexpr char kReportsPath[] = "/v1/live/reports";
+constexpr char kReportsPrefix[] = "/v1/live/reports/";
 
 // Close codes (RFC 6455 7.4.1).
 constexpr int kNormal = 1000;
@@ -193,14 +197,49 @@ class LiveSocket : public WebSocketHandler, public std::enable_shared_from_this<
   bool draining_ = false;              // guarded by mutex_
 };
 
+// A stream's part in a live report. Once joined, the report hears that the
+// stream has ended when the stream's session lets its events go (this is
+// held by them), after its last work.
+class ReportFeed {
+ public:
+  ReportFeed(std::shared_ptr<LiveReport> report, LiveReport::Input input)
+      : report_(std::move(report)), input_(input) {}
+  ~ReportFeed() {
+    if (joined_) report_->End(input_);
+  }
+  ReportFeed(const ReportFeed&) = delete;
+  ReportFeed& operator=(const ReportFeed&) = delete;
+
+  // Before the stream's first piece of input.
+  Status Join() {
+    BRAID_RETURN_IF_ERROR(report_->Attach(input_));
+    joined_ = true;
+    return Status::Ok();
+  }
+  const std::shared_ptr<LiveReport>& report() const { return report_; }
+
+ private:
+  std::shared_ptr<LiveReport> report_;
+  LiveReport::Input input_;
+  bool joined_ = false;
+};
+
 // Speech: audio in, partial and final transcripts out.
 class TranscriptionSocket : public LiveSocket {
  public:
-  void Attach(std::shared_ptr<LiveSession> session) { session_ = std::move(session); }
+  void Attach(std::shared_ptr<LiveSession> session, std::shared_ptr<LiveReport> report) {
+    session_ = std::move(session);
+    report_ = std::move(report);
+  }
 
  private:
   void Push(std::string data, Done done) override {
-    session_->Push(std::move(data), std::move(done));
+    if (!report_) return session_->Push(std::move(data), std::move(done));
+    session_->Push(std::move(data), [session = session_.get(), report = report_,
+                                     done = std::move(done)](Status status) {
+      if (status.ok()) report->Settle(LiveReport::Input::kSpeech, session->settled());
+      done(status);
+    });
   }
   void Finish(Done done) override { session_->Finish(std::move(done)); }
   Status Control(std::string_view type, const rapidjson::Document&) override {
@@ -211,20 +250,29 @@ class TranscriptionSocket : public LiveSocket {
   }
 
   std::shared_ptr<LiveSession> session_;
+  std::shared_ptr<LiveReport> report_;  // none outside a report
 };
 
 // Video: images in, key frames' results out.
 class VideoSocket : public LiveSocket {
  public:
   VideoSocket(double fps) : fps_(fps) {}
-  void Attach(std::shared_ptr<VideoSession> session) { session_ = std::move(session); }
+  void Attach(std::shared_ptr<VideoSession> session, std::shared_ptr<LiveReport> report) {
+    session_ = std::move(session);
+    report_ = std::move(report);
+  }
 
  private:
   void Push(std::string data, Done done) override {
     const double time = next_time_.value_or(double(frames_) / fps_);
     next_time_.reset();
     ++frames_;
-    session_->Push(std::move(data), time, std::move(done));
+    if (!report_) return session_->Push(std::move(data), time, std::move(done));
+    session_->Push(std::move(data), time,
+                   [report = report_, time, done = std::move(done)](Status status) {
+                     if (status.ok()) report->Settle(LiveReport::Input::kVideo, time);
+                     done(status);
+                   });
   }
   void Finish(Done done) override { done(Status::Ok()); }
   Status Control(std::string_view type, const rapidjson::Document& message) override {
@@ -247,6 +295,21 @@ class VideoSocket : public LiveSocket {
   std::int64_t frames_ = 0;
   std::optional<double> next_time_;
   std::shared_ptr<VideoSession> session_;
+  std::shared_ptr<LiveReport> report_;  // none outside a report
+};
+
+// A report's chunks as server-sent events, started at most once.
+struct ReportEvents {
+  void Start() {
+    std::lock_guard lock(mutex);
+    if (started) return;
+    started = true;
+    responder->StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+  }
+
+  std::mutex mutex;
+  bool started = false;  // guarded by mutex
+  HttpResponderPtr responder;
 };
 
 }  // namespace
@@ -306,10 +369,12 @@ std::string VideoEventJson(const VideoEvent& event) {
   return buffer.GetString();
 }
 
-LiveApi::LiveApi(LiveSpeech& speech, LiveVideo& video, LiveApiOptions options)
-    : speech_(speech), video_(video), options_(options) {}
+LiveApi::LiveApi(LiveSpeech& speech, LiveVideo& video, LiveReports& reports, LiveApiOptions options)
+    : speech_(speech), video_(video), reports_(reports), options_(options) {}
 
 bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
+  if (request.path == kReportsPath || request.path.starts_with(kReportsPrefix))
+    return HandleReport(request, responder);
   const bool speech = request.path == kSpeechPath;
   if (!speech && request.path != kVideoPath) return false;
   if (!IsWebSocketUpgrade(request)) {
@@ -327,6 +392,15 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     responder->Send(std::move(response));
     return true;
   };
+  // The stream may feed a live report (report=ID); it joins once open.
+  std::shared_ptr<ReportFeed> feed;
+  if (auto id = request.QueryParameter("report")) {
+    auto report = reports_.Find(*id);
+    if (!report.ok()) return refuse(report.status());
+    feed = std::make_shared<ReportFeed>(
+        std::move(*report), speech ? LiveReport::Input::kSpeech : LiveReport::Input::kVideo);
+  }
+  std::shared_ptr<LiveReport> report = feed ? feed->report() : nullptr;
   if (!speech) {
     auto fps = NumberParameter(request, "fps", 1, 0.001, 1000);
     if (!fps.ok()) return refuse(fps.status());
@@ -342,11 +416,15 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     stream.scenes.threshold = *threshold;
     auto socket = std::make_shared<VideoSocket>(*fps);
     std::weak_ptr<VideoSocket> weak = socket;
-    auto session = video_.Open(stream, [weak](VideoEvent event) {
+    auto session = video_.Open(stream, [weak, feed](VideoEvent event) {
+      if (feed) feed->report()->Scene(event);
       if (auto socket = weak.lock()) socket->Send(VideoEventJson(event));
     });
     if (!session.ok()) return refuse(session.status());
-    socket->Attach(std::move(*session));
+    if (feed) {
+      if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+    }
+    socket->Attach(std::move(*session), std::move(report));
     responder->AcceptWebSocket(std::move(socket), options_.video_socket);
     return true;
   }
@@ -361,13 +439,100 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   auto socket = std::make_shared<TranscriptionSocket>();
   std::weak_ptr<TranscriptionSocket> weak = socket;
   auto session = speech_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
-                              [weak](LiveEvent event) {
+                              [weak, feed](LiveEvent event) {
+                                if (feed) feed->report()->Speech(event);
                                 if (auto socket = weak.lock()) socket->Send(LiveEventJson(event));
                               });
   if (!session.ok()) return refuse(session.status());
-  socket->Attach(std::move(*session));
+  if (feed) {
+    if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+  }
+  socket->Attach(std::move(*session), std::move(report));
   responder->AcceptWebSocket(std::move(socket), options_.socket);
   return true;
 }
 
+// POST /v1/live/reports makes a report; GET /v1/live/reports/ID/events
+// reads it.
+bool LiveApi::HandleReport(HttpRequest& request, HttpResponderPtr& responder) {
+  if (request.path == kReportsPath) {
+    if (request.method != "POST") {
+      responder->Send(JsonError(405, "make a live report with POST /v1/live/reports"));
+      return true;
+    }
+    bool speech = true, video = true;
+    if (request.body && !request.body->empty()) {
+      auto body = ParseJsonObject(*request.body);
+      if (!body.ok()) {
+        responder->Send(JsonError(body.status()));
+        return true;
+      }
+      for (auto [name, flag] : {std::pair{"speech", &speech}, std::pair{"video", &video}}) {
+        if (!body->HasMember(name)) continue;
+        if (!(*body)[name].IsBool()) {
+          responder->Send(JsonError(400, fmt::format("'{}' must be true or false", name)));
+          return true;
+        }
+        *flag = (*body)[name].GetBool();
+      }
+    }
+    auto report = reports_.Create(speech, video);
+    if (!report.ok()) {
+      responder->Send(JsonError(report.status()));
+      return true;
+    }
+    const std::string& id = (*report)->id();
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    writer.StartObject();
+    writer.Key("id");
+    writer.String(id.c_str());
+    writer.Key("speech_url");
+    if (speech) {
+      writer.String(fmt::format("{}?report={}", kSpeechPath, id).c_str());
+    } else {
+      writer.Null();
+    }
+    writer.Key("video_url");
+    if (video) {
+      writer.String(fmt::format("{}?report={}", kVideoPath, id).c_str());
+    } else {
+      writer.Null();
+    }
+    writer.Key("events_url");
+    writer.String(fmt::format("{}{}/events", kReportsPrefix, id).c_str());
+    writer.EndObject();
+    HttpResponse response;
+    response.status = 201;
+    response.body = buffer.GetString();
+    responder->Send(std::move(response));
+    return true;
+  }
+  std::string_view rest = std::string_view(request.path).substr(std::strlen(kReportsPrefix));
+  constexpr std::string_view kEvents = "/events";
+  if (request.method != "GET" || !rest.ends_with(kEvents)) {
+    responder->Send(JsonError(404, "read a live report with GET /v1/live/reports/ID/events"));
+    return true;
+  }
+  auto report = reports_.Find(std::string(rest.substr(0, rest.size() - kEvents.size())));
+  if (!report.ok()) {
+    responder->Send(JsonError(report.status()));
+    return true;
+  }
+  auto events = std::make_shared<ReportEvents>();
+  events->responder = responder;
+  auto ticket = (*report)->Read([events](const std::string& chunk, bool last) {
+    events->Start();
+    if (!events->responder->WriteChunk(fmt::format("data: {}\n\n", chunk))) return false;
+    if (last) events->responder->EndStream();
+    return true;
+  });
+  if (!ticket.ok()) {
+    responder->Send(JsonError(ticket.status()));
+    return true;
+  }
+  events->Start();
+  responder->OnDisconnect([report = *report, ticket = *ticket] { report->Unread(ticket); });
+  return true;
+}
 }  // namespace braid

@@ -27,10 +27,20 @@
 // (what OCR read in it and its CLIP embedding), {"type":"error",...} before
 // closing on bad input, and closes with 1000 after the last frame. Refusals
 // as above (404 when the OCR or CLIP model is not loaded).
+//
+// live-report (serving/live_report.h): POST /v1/live/reports (body
+// optional: {"speech":true,"video":true}) makes a report and answers 201
+// {"id","speech_url","video_url","events_url"}; the two streams join it by
+// opening their WebSockets with report=ID, and GET /v1/live/reports/ID/events
+// sends its chunks as server-sent events (data: JSON) as they are released,
+// the chunks so far first, ending after {"type":"done"}. 404 for an unknown
+// report, 409 for a second stream of one kind or a second reader, 429 past
+// the reports kept.
 #pragma once
 
 #include "frontends/http/http_server.h"
 #include "preprocess/audio.h"
+#include "serving/live_report.h"
 #include "serving/live_speech.h"
 #include "serving/live_video.h"
 
@@ -46,14 +56,18 @@ struct LiveApiOptions {
 
 class LiveApi {
  public:
-  // `speech` and `video` must outlive the API and every stream it opens.
-  LiveApi(LiveSpeech& speech, LiveVideo& video, LiveApiOptions options = {});
+  // `speech`, `video` and `reports` must outlive the API and every stream
+  // it opens.
+  LiveApi(LiveSpeech& speech, LiveVideo& video, LiveReports& reports, LiveApiOptions options = {});
 
   bool Handle(HttpRequest& request, HttpResponderPtr& responder);
 
  private:
+  bool HandleReport(HttpRequest& request, HttpResponderPtr& responder);
+
   LiveSpeech& speech_;
   LiveVideo& video_;
+  LiveReports& reports_;
   LiveApiOptions options_;
 };
 
