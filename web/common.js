@@ -5,10 +5,15 @@ const keyInput = document.getElementById('api-key');
 keyInput.value = localStorage.getItem('braid-api-key') ?? '';
 keyInput.addEventListener('change', () => localStorage.setItem('braid-api-key', keyInput.value));
 
+// The API key typed in the header ('' for none).
+export function apiKey() {
+  return keyInput.value;
+}
+
 // fetch() with the API key, when one is set, as a bearer token.
 export function api(path, options = {}) {
   const headers = new Headers(options.headers ?? {});
-  if (keyInput.value) headers.set('Authorization', `Bearer ${keyInput.value}`);
+  if (apiKey()) headers.set('Authorization', `Bearer ${apiKey()}`);
   return fetch(path, { ...options, headers });
 }
 

@@ -338,8 +338,8 @@ function readResponse(response) {
 // A ModelStreamInfer call: `until` resolves with the first response that
 // matches (the test waits for events, not for time to pass); `status` with
 // the call's status.
-function sequenceCall(client = grpcClient) {
-  const call = client.ModelStreamInfer();
+function sequenceCall(client = grpcClient, metadata = new grpc.Metadata()) {
+  const call = client.ModelStreamInfer(metadata);
   const responses = [];
   const waiters = new Set();
   call.on('data', (response) => {
@@ -612,8 +612,16 @@ test('live-report: refusals', async () => {
 });
 
 test('SIGTERM during a stream: the utterance under way is finished, then 1001 (UNAVAILABLE on gRPC)', async () => {
-  const own = await startBraid(process.env.BRAID_BINARY);
-  const socket = new WebSocket(`ws://127.0.0.1:${own.http}/v1/audio/transcriptions/stream`);
+  // Behind an API key: a browser's WebSocket offers it as a subprotocol.
+  const own = await startBraid(process.env.BRAID_BINARY, ['--api-key', 'sesame42']);
+  const streamUrl = `ws://127.0.0.1:${own.http}/v1/audio/transcriptions/stream`;
+  const keyless = new WebSocket(streamUrl);
+  const refused = await new Promise((resolve) => {
+    keyless.once('unexpected-response', (request, response) => resolve(response.statusCode));
+    keyless.on('error', () => {});
+  });
+  assert.equal(refused, 401);
+  const socket = new WebSocket(streamUrl, ['braid', 'bearer.sesame42']);
   const messages = [];
   const closed = new Promise((resolve) => socket.once('close', (code) => resolve(code)));
   const firstPartial = new Promise((resolve) => socket.on('message', (data) => {
@@ -622,9 +630,12 @@ test('SIGTERM during a stream: the utterance under way is finished, then 1001 (U
     if (message.type === 'partial') resolve();
   }));
   await new Promise((resolve) => socket.once('open', resolve));
+  assert.equal(socket.protocol, 'braid');
   // The same speech as a gRPC sequence beside it.
   const client = new grpcClient.constructor(`127.0.0.1:${own.grpc}`, grpc.credentials.createInsecure());
-  const stream = sequenceCall(client);
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', 'Bearer sesame42');
+  const stream = sequenceCall(client, metadata);
   const audio = bytes(concat([silence(0.3), speech('say_5.wav'), speech('say_5.wav')]));
   let at = 0;
   const sender = setInterval(() => {

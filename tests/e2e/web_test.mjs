@@ -86,7 +86,7 @@ test('the pages come from the binary alone: no request leaves the server', async
   assert.ok(requests.length >= 6);
   for (const url of requests) assert.ok(url.startsWith(base), url);
   let bytes = 0;
-  for (const path of ['/', '/dashboard', '/web/style.css', '/web/common.js', '/web/playground.js', '/web/dashboard.js']) {
+  for (const path of ['/', '/dashboard', '/web/style.css', '/web/common.js', '/web/playground.js', '/web/live.js', '/web/dashboard.js']) {
     const response = await fetch(`${base}${path}`);
     assert.equal(response.status, 200, path);
     bytes += (await response.arrayBuffer()).byteLength;
@@ -168,6 +168,37 @@ test('image-text-match: both encoders render, the answer matches, a repeat is ma
   assert.deepEqual(problems, []);
   await page.screenshot({ path: `${output}/image-text-match.png`, fullPage: true });
   await page.close();
+});
+
+test('the playground transcribes the microphone live: partials while it speaks, a final at Stop', async () => {
+  // Chromium's fake microphone plays a fixture (in a loop).
+  const listener = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+           `--use-file-for-fake-audio-capture=${speech}`],
+  });
+  try {
+    const page = await listener.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(error.message));
+    await page.goto(`${base}/`);
+    await page.click('#listen');
+    await page.waitForFunction(() => window.braidLive.partials > 0, null, { timeout: 60000 });
+    assert.equal(await page.evaluate(() => window.braidLive.state), 'listening');
+    assert.ok((await page.textContent('#live-transcript .partial')).length > 0 ||
+              (await page.evaluate(() => window.braidLive.finals.length)) > 0);
+    await page.click('#listen');
+    await page.waitForFunction(() => ['done', 'failed'].includes(window.braidLive.state), null, { timeout: 60000 });
+    const live = await page.evaluate(() => window.braidLive);
+    assert.equal(live.state, 'done', await page.textContent('#live-status'));
+    assert.ok(live.finals.length >= 1);
+    assert.match(live.finals.map((f) => f.text).join(' '), /weather|nice|today/);
+    assert.match(await page.textContent('#live-transcript'), /weather|nice|today/);
+    await page.screenshot({ path: `${output}/live-transcription.png` });
+    assert.deepEqual(problems, []);
+  } finally {
+    await listener.close();
+  }
 });
 
 test('the dashboard figures move under a generated load', async () => {

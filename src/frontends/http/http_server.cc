@@ -131,21 +131,50 @@ std::optional<std::string> HttpRequest::QueryParameter(std::string_view name) co
   return std::nullopt;
 }
 
+namespace {
+
+// The first item of a comma-separated header value (spaces around items
+// dropped) that `matches`.
+template <typename Predicate>
+std::optional<std::string_view> FindListItem(std::string_view list, Predicate matches) {
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (matches(item)) return item;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return std::nullopt;
+}
+
+bool HasToken(std::string_view list, std::string_view token) {
+  return FindListItem(list,
+                      [token](std::string_view item) { return EqualsIgnoringCase(item, token); })
+      .has_value();
+}
+
+constexpr std::string_view kBraidProtocol = "braid";
+constexpr std::string_view kBearerProtocol = "bearer.";
+
+bool OffersBraidProtocol(std::string_view protocols) {
+  return FindListItem(protocols, [](std::string_view item) { return item == kBraidProtocol; })
+      .has_value();
+}
+
+}  // namespace
+
 bool IsWebSocketUpgrade(const HttpRequest& request) {
-  auto has_token = [](std::string_view list, std::string_view token) {
-    while (!list.empty()) {
-      const auto comma = list.find(',');
-      std::string_view item = list.substr(0, comma);
-      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-      if (EqualsIgnoringCase(item, token)) return true;
-      if (comma == std::string_view::npos) break;
-      list.remove_prefix(comma + 1);
-    }
-    return false;
-  };
-  return request.method == "GET" && has_token(request.Header("Upgrade"), "websocket") &&
-         has_token(request.Header("Connection"), "upgrade");
+  return request.method == "GET" && HasToken(request.Header("Upgrade"), "websocket") &&
+         HasToken(request.Header("Connection"), "upgrade");
+}
+
+std::string_view WebSocketBearer(const HttpRequest& request) {
+  if (!IsWebSocketUpgrade(request)) return {};
+  auto item = FindListItem(request.Header("Sec-WebSocket-Protocol"),
+                           [](std::string_view item) { return item.starts_with(kBearerProtocol); });
+  return item ? item->substr(kBearerProtocol.size()) : std::string_view();
 }
 
 bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
@@ -708,8 +737,19 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     timeout.idle_timeout = websocket::stream_base::none();
     timeout.keep_alive_pings = false;
     ws_->set_option(timeout);
-    ws_->set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& response) { response.set(http::field::server, "braid"); }));
+    // A browser that offers the subprotocol "braid" (with its key as
+    // "bearer.KEY", WebSocketBearer) must hear it selected.
+    const auto offered = parser_->get()[http::field::sec_websocket_protocol];
+    const bool braid_protocol =
+        OffersBraidProtocol(std::string_view(offered.data(), offered.size()));
+    ws_->set_option(
+        websocket::stream_base::decorator([braid_protocol](websocket::response_type& response) {
+          response.set(http::field::server, "braid");
+          if (braid_protocol) {
+            response.set(http::field::sec_websocket_protocol,
+                         beast::string_view(kBraidProtocol.data(), kBraidProtocol.size()));
+          }
+        }));
     ws_->async_accept(parser_->get(), [self = shared_from_this()](beast::error_code ec) {
       if (ec) return self->WsFinish();
       self->ws_open_ = true;

@@ -103,6 +103,10 @@ struct WebSocketOptions {
 
 // A GET asking to become a WebSocket (Upgrade: websocket).
 bool IsWebSocketUpgrade(const HttpRequest& request);
+// The API key of a WebSocket handshake that offers it as the subprotocol
+// "bearer.KEY" (a browser's WebSocket cannot send Authorization; it offers
+// "braid" beside it, which the server selects); empty otherwise.
+std::string_view WebSocketBearer(const HttpRequest& request);
 
 // Answers one request. Thread-safe; every method may be called from any
 // thread. Exactly one of Send(), StartStream()…EndStream() or

@@ -130,7 +130,9 @@ std::string StatsJson(const std::string& name, std::int64_t version, const Sched
 }
 
 std::string_view BearerToken(const HttpRequest& request) {
-  return BearerCredential(request.Header("Authorization"));
+  if (auto header = request.Header("Authorization"); !header.empty())
+    return BearerCredential(header);
+  return WebSocketBearer(request);
 }
 
 // The body of a repository load or unload: empty, or {"parameters": {...}}

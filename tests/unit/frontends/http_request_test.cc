@@ -31,5 +31,19 @@ TEST(HttpRequestTest, AWebSocketUpgradeIsAGetThatAsksForIt) {
   EXPECT_FALSE(IsWebSocketUpgrade(request));
 }
 
+TEST(HttpRequestTest, ABrowserWebSocketOffersItsKeyAsASubprotocol) {
+  HttpRequest request;
+  request.method = "GET";
+  request.headers = {{"Connection", "Upgrade"},
+                     {"Upgrade", "websocket"},
+                     {"Sec-WebSocket-Protocol", "braid, bearer.sesame42"}};
+  EXPECT_EQ(WebSocketBearer(request), "sesame42");
+  request.headers.back().second = "braid";
+  EXPECT_EQ(WebSocketBearer(request), "");
+  // Only a WebSocket handshake carries a key that way.
+  request.headers = {{"Sec-WebSocket-Protocol", "bearer.sesame42"}};
+  EXPECT_EQ(WebSocketBearer(request), "");
+}
+
 }  // namespace
 }  // namespace braid
