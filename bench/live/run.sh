@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/live: live transcription (the WebSocket at
 # /v1/audio/transcriptions/stream, and gRPC ModelStreamInfer sequences)
-# from a real client in real time.
+# from a real client in real time, then live video frames (/v1/video/stream).
 #   bench/live/run.sh [LEVELS] [TRANSPORTS]
 #   (defaults 1,2,4,6,8,16,32,64 simultaneous streams; ws,grpc)
 set -euo pipefail
@@ -20,3 +20,4 @@ for transport in ${transports//,/ }; do
     --fixtures "$build/fixtures" --levels "$levels" --transport "$transport" --grpc "$grpc" \
     --proto "$root/proto/grpc_service.proto"
 done
+node "$root/bench/live/bench_video.mjs" --port "$port" --fixtures "$build/fixtures"
