@@ -66,7 +66,7 @@ LiveSession::~LiveSession() {
       live.GiveBack(*model, std::move(*decoder));
     });
   }
-  --live_.open_;
+  live_.slots_.GiveBack();
 }
 
 void LiveSession::Push(std::string bytes, Done done) {
@@ -216,6 +216,7 @@ LiveSpeech::LiveSpeech(InferenceService& service, const BackendRegistry& backend
     : service_(service),
       backends_(backends),
       options_(std::move(options)),
+      slots_(options_.max_streams),
       pool_(options_.threads > 0 ? options_.threads
                                  : std::max<std::size_t>(2, std::thread::hardware_concurrency())) {}
 
@@ -239,15 +240,10 @@ Result<std::shared_ptr<LiveSession>> LiveSpeech::Open(std::string_view model,
         "scripts/install-silero-vad.sh and rebuild)",
         options_.vad_model);
   }
-  std::size_t open = open_.load();
-  do {
-    if (open >= options_.max_streams) {
-      ++refused_;
-      return MakeStatus(StatusCode::kResourceExhausted,
-                        "all {} live streams are in use; retry later", options_.max_streams);
-    }
-  } while (!open_.compare_exchange_weak(open, open + 1));
-  ++opened_;
+  if (!slots_.TryTake()) {
+    return MakeStatus(StatusCode::kResourceExhausted, "all {} live streams are in use; retry later",
+                      options_.max_streams);
+  }
   return std::shared_ptr<LiveSession>(
       new LiveSession(*this, std::move(speech), std::move(audio), std::move(emit)));
 }
@@ -308,8 +304,8 @@ void LiveSpeech::RenderMetrics(std::string& out) const {
                  "sent).\n"
                  "# TYPE braid_live_utterances_total counter\n"
                  "braid_live_utterances_total {}\n",
-                 open_.load(), options_.max_streams, opened_.load(), refused_.load(),
-                 decoders_.load(), double(audio_samples_.load()) / kSpeechRate, utterances_.load());
+                 slots_.open(), slots_.max(), slots_.opened(), slots_.refused(), decoders_.load(),
+                 double(audio_samples_.load()) / kSpeechRate, utterances_.load());
 }
 
 }  // namespace braid

@@ -31,6 +31,7 @@
 #include "model/backend.h"
 #include "preprocess/audio_stream.h"
 #include "serving/inference_service.h"
+#include "serving/stream_slots.h"
 
 namespace braid {
 
@@ -162,9 +163,7 @@ class LiveSpeech {
   InferenceService& service_;
   const BackendRegistry& backends_;
   const LiveSpeechOptions options_;
-  std::atomic<std::size_t> open_{0};
-  std::atomic<std::uint64_t> opened_{0};
-  std::atomic<std::uint64_t> refused_{0};
+  StreamSlots slots_;
   std::atomic<std::uint64_t> decoders_{0};       // loaded, held or idle
   std::atomic<std::uint64_t> audio_samples_{0};  // 16 kHz samples received
   std::atomic<std::uint64_t> utterances_{0};

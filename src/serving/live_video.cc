@@ -38,7 +38,7 @@ VideoSession::VideoSession(LiveVideo& live, VideoStreamOptions options,
                            std::function<void(VideoEvent)> emit)
     : live_(live), options_(options), emit_(std::move(emit)), detector_(options.scenes) {}
 
-VideoSession::~VideoSession() { --live_.open_; }
+VideoSession::~VideoSession() { live_.slots_.GiveBack(); }
 
 void VideoSession::Push(std::string image, double time, Done done) {
   live_.pool_.Submit([self = shared_from_this(), image = std::move(image), time,
@@ -144,6 +144,7 @@ LiveVideo::LiveVideo(InferenceService& service, Embedder* embedder, LiveVideoOpt
     : service_(service),
       embedder_(embedder),
       options_(std::move(options)),
+      slots_(options_.max_streams),
       pool_(options_.threads > 0 ? options_.threads
                                  : std::max<std::size_t>(2, std::thread::hardware_concurrency())) {}
 
@@ -158,15 +159,10 @@ Result<std::shared_ptr<VideoSession>> LiveVideo::Open(VideoStreamOptions options
     if (embedder_ == nullptr) return Unavailable("this server embeds no images");
     BRAID_RETURN_IF_ERROR(service_.GetModel(Embedder::kClipImageModel).status());
   }
-  std::size_t open = open_.load();
-  do {
-    if (open >= options_.max_streams) {
-      ++refused_;
-      return MakeStatus(StatusCode::kResourceExhausted,
-                        "all {} live video streams are in use; retry later", options_.max_streams);
-    }
-  } while (!open_.compare_exchange_weak(open, open + 1));
-  ++opened_;
+  if (!slots_.TryTake()) {
+    return MakeStatus(StatusCode::kResourceExhausted,
+                      "all {} live video streams are in use; retry later", options_.max_streams);
+  }
   return std::shared_ptr<VideoSession>(new VideoSession(*this, options, std::move(emit)));
 }
 
@@ -188,7 +184,7 @@ void LiveVideo::RenderMetrics(std::string& out) const {
                  "# TYPE braid_live_video_frames_total counter\n"
                  "braid_live_video_frames_total{{kind=\"key\"}} {}\n"
                  "braid_live_video_frames_total{{kind=\"other\"}} {}\n",
-                 open_.load(), opened_.load(), refused_.load(), key, frames - key);
+                 slots_.open(), slots_.opened(), slots_.refused(), key, frames - key);
 }
 
 }  // namespace braid

@@ -24,6 +24,7 @@
 #include "preprocess/image.h"
 #include "serving/embedder.h"
 #include "serving/inference_service.h"
+#include "serving/stream_slots.h"
 
 namespace braid {
 
@@ -137,9 +138,7 @@ class LiveVideo {
   InferenceService& service_;
   Embedder* const embedder_;
   const LiveVideoOptions options_;
-  std::atomic<std::size_t> open_{0};
-  std::atomic<std::uint64_t> opened_{0};
-  std::atomic<std::uint64_t> refused_{0};
+  StreamSlots slots_;
   std::atomic<std::uint64_t> frames_{0};
   std::atomic<std::uint64_t> key_frames_{0};
   ThreadPool pool_;
