@@ -33,19 +33,31 @@ async function listen() {
   try {
     microphone = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
   } catch (error) {
+    button.onclick = start;
     return setStatus('failed', `no microphone: ${error.message}`);
   }
   const context = new AudioContext();
   const rate = context.sampleRate;
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const key = apiKey();
-  const socket = new WebSocket(`${scheme}://${location.host}/v1/audio/transcriptions/stream?sample_rate=${rate}`,
-    key ? ['braid', `bearer.${key}`] : undefined);
+  let socket;
+  try {
+    socket = new WebSocket(`${scheme}://${location.host}/v1/audio/transcriptions/stream?sample_rate=${rate}`,
+      key ? ['braid', `bearer.${key}`] : undefined);
+  } catch (error) {
+    // A key with characters a subprotocol cannot hold (spaces, '=', '/').
+    microphone.getTracks().forEach((track) => track.stop());
+    context.close();
+    button.onclick = start;
+    return setStatus('failed', `cannot connect with this API key: ${error.message}`);
+  }
   socket.binaryType = 'arraybuffer';
   const source = context.createMediaStreamSource(microphone);
   const processor = context.createScriptProcessor(2048, 1, 1);
   processor.onaudioprocess = (event) => {
-    if (socket.readyState !== WebSocket.OPEN) return;
+    // Audio the server has not taken yet beyond a second is dropped, not
+    // piled up in the browser.
+    if (socket.readyState !== WebSocket.OPEN || socket.bufferedAmount > 2 * rate) return;
     const samples = event.inputBuffer.getChannelData(0);
     const pcm = new Int16Array(samples.length);
     for (let i = 0; i < samples.length; i++) pcm[i] = Math.max(-1, Math.min(1, samples[i])) * 32767;

@@ -214,6 +214,7 @@ Status Server::Parts::Build() {
   grpc_options.max_connections = options.max_connections;
   grpc_options.max_connections_per_address = options.max_connections_per_address;
   grpc_options.live_audio = audio_limits;
+  grpc_options.live_idle_timeout = std::chrono::seconds(options.live_idle_s);
   grpc.emplace(*service, metrics, SteadyClock(), &*live, grpc_options);
   if (options.agent_port >= 0) {
     agent.emplace([this] {
@@ -253,6 +254,9 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   stopped = true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   if (service) service->BeginDrain();
+  // No stream can join a live report any more: each finishes with the
+  // streams it has, so that its readers end with them.
+  if (live_reports) live_reports->AbandonAll();
   // 1–2: the front ends finish what they admitted, within the deadline.
   std::thread grpc_drain;
   if (grpc) {
@@ -271,8 +275,9 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   if (agent) agent->Stop();
   if (service) service->Shutdown(false);
   if (live) live->Shutdown();
-  if (live_video) live_video->Shutdown();
   if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
+  // After the executor: a key frame's embedding runs there.
+  if (live_video) live_video->Shutdown();
   if (workflow_pool) workflow_pool->WaitIdle();
   return report;
 }

@@ -34,13 +34,32 @@ Status LiveReport::Attach(Input input) {
   if (stream.attached)
     return MakeStatus(StatusCode::kFailedPrecondition, "report {} already has its {} stream", id_,
                       name);
+  if (stream.ended)
+    return MakeStatus(StatusCode::kFailedPrecondition, "report {} takes no more {}", id_, name);
   stream.attached = true;
   return Status::Ok();
+}
+
+void LiveReport::Detach(Input input) {
+  std::lock_guard lock(mutex_);
+  StreamFor(input).attached = false;
+}
+
+void LiveReport::Abandon() {
+  std::lock_guard lock(mutex_);
+  for (Stream* stream : {&speech_, &video_}) {
+    if (!stream->attached) stream->ended = true;
+  }
+  ReleaseLocked();
 }
 
 void LiveReport::Speech(const LiveEvent& event) {
   if (event.kind != LiveEvent::Kind::kFinal) return;
   std::lock_guard lock(mutex_);
+  if (chunks_.size() + waiting_.size() >= kMaxChunks) {
+    ++dropped_;
+    return;
+  }
   Item item;
   item.time = std::max(event.start, speech_.settled);
   item.order = 1;
@@ -50,6 +69,10 @@ void LiveReport::Speech(const LiveEvent& event) {
 
 void LiveReport::Scene(const VideoEvent& event) {
   std::lock_guard lock(mutex_);
+  if (chunks_.size() + waiting_.size() >= kMaxChunks) {
+    ++dropped_;
+    return;
+  }
   Item item;
   // A frame stamped before one already settled is put at that point: the
   // timeline only moves forward.
@@ -129,6 +152,10 @@ void LiveReport::ReleaseLocked() {
     writer.Int(utterances_);
     writer.Key("scenes");
     writer.Int(scenes_);
+    if (dropped_ > 0) {
+      writer.Key("dropped");
+      writer.Uint64(dropped_);
+    }
     writer.EndObject();
     DeliverLocked(buffer.GetString());
   }
@@ -191,12 +218,18 @@ Result<std::shared_ptr<LiveReport>> LiveReports::Find(const std::string& id) {
   return it->second;
 }
 
+void LiveReports::AbandonAll() {
+  std::lock_guard lock(mutex_);
+  for (auto& [id, report] : reports_) report->Abandon();
+}
+
 void LiveReports::ForgetOldLocked() {
   const auto now = std::chrono::steady_clock::now();
   std::erase_if(reports_, [&](const auto& entry) {
-    const LiveReport& report = *entry.second;
-    if (report.done()) return now - report.finished() > options_.keep;
-    return now - report.created() > options_.keep && !report.active();
+    LiveReport& report = *entry.second;
+    if (!report.done() && now - report.created() > options_.keep && !report.active())
+      report.Abandon();
+    return report.done() && now - report.finished() > options_.keep;
   });
 }
 

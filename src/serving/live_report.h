@@ -33,11 +33,17 @@
 
 namespace braid {
 
+// Thread-safe.
 class LiveReport {
  public:
+  // Chunks a report keeps, released and waiting; past it new items are
+  // dropped and counted ("dropped" in the last chunk).
+  static constexpr std::size_t kMaxChunks = 10000;
+
   enum class Input { kSpeech, kVideo };
   // Called with each chunk, in order, under the report's lock (`last` for
-  // "done"); false when the reader has gone.
+  // "done"), so it must not call into the report; false when the reader has
+  // gone.
   using Reader = std::function<bool(const std::string& chunk, bool last)>;
 
   LiveReport(std::string id, bool speech, bool video);
@@ -47,6 +53,12 @@ class LiveReport {
   // A stream joins as `input`; FailedPrecondition when the report does not
   // expect it or another stream already feeds it.
   Status Attach(Input input);
+  // A stream that joined and then did not open after all.
+  void Detach(Input input);
+  // Every stream the report expects that has not joined counts as ended,
+  // so the report finishes with the ones that did (the server is draining,
+  // or nobody came).
+  void Abandon();
   // A speech stream's final; partials are not part of the report.
   void Speech(const LiveEvent& event);
   void Scene(const VideoEvent& event);
@@ -99,6 +111,7 @@ class LiveReport {
   std::int64_t scene_ = -1;                              // on screen; guarded by mutex_
   std::string scene_text_;                               // guarded by mutex_
   int utterances_ = 0, scenes_ = 0;                      // guarded by mutex_
+  std::size_t dropped_ = 0;                              // items past kMaxChunks; guarded by mutex_
   bool done_ = false;                                    // guarded by mutex_
   std::chrono::steady_clock::time_point finished_ =
       std::chrono::steady_clock::time_point::max();  // guarded by mutex_
@@ -106,15 +119,18 @@ class LiveReport {
 
 struct LiveReportsOptions {
   std::size_t max_reports = 64;  // kept at once
-  // A report is forgotten this long after it was made if no stream ever
-  // joined it, or this long after it was done.
+  // A report this old that no stream feeds is abandoned (LiveReport::
+  // Abandon); one done this long ago is forgotten.
   std::chrono::seconds keep{300};
 };
 
-// The reports by id.
+// The reports by id. Thread-safe.
 class LiveReports {
  public:
   explicit LiveReports(LiveReportsOptions options = {}) : options_(options) {}
+
+  // Abandons every report: the server is draining, so no stream can join.
+  void AbandonAll();
 
   // A new report expecting the inputs given (at least one);
   // ResourceExhausted when max_reports are kept.

@@ -50,7 +50,8 @@ class SceneDetector {
     double change = 0;  // the share of pixels moved, in [0, 1]
     bool key = false;   // a new scene: the frame becomes the key frame
   };
-  // Compares a frame (its thumbnail and full size) with the last key frame.
+  // Compares a frame (its thumbnail and its decoded size, which a reduced
+  // JPEG decode makes smaller than the image) with the last key frame.
   // The first frame, and a frame whose size differs from the key frame's,
   // change by 1.
   Verdict Push(const cv::Mat& thumbnail, cv::Size frame_size);
@@ -121,12 +122,14 @@ class LiveVideo {
   LiveVideo& operator=(const LiveVideo&) = delete;
 
   // A stream; `emit` runs on the pool for each key frame. NotFound when the
-  // OCR or CLIP model it needs is not loaded, ResourceExhausted when
-  // max_streams are open.
+  // OCR or CLIP model it needs is not loaded, Unavailable when it wants
+  // embeddings and there is no embedder, ResourceExhausted when max_streams
+  // are open.
   Result<std::shared_ptr<VideoSession>> Open(VideoStreamOptions options,
                                              std::function<void(VideoEvent)> emit);
   // Runs the queued work and stops the pool; later work is dropped. Call
-  // once the model requests are answered (InferenceService::Shutdown).
+  // once the model requests and the embeddings (the workflow executor) are
+  // answered.
   void Shutdown();
 
   // braid_live_video_* in Prometheus text: streams open, opened and

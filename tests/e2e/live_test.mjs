@@ -222,11 +222,13 @@ const metric = (text, name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(t
 // The metrics once no live stream is open (a stream's slot comes back when
 // its last piece of audio is recognised).
 async function liveStreamsClosed() {
-  for (;;) {
-    const scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
-    if (metric(scrape, 'braid_live_streams') === 0) return scrape;
+  let scrape = '';
+  for (let tries = 0; tries < 600; tries++) {
+    scrape = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+    if (metric(scrape, 'braid_live_streams') === 0 && metric(scrape, 'braid_live_video_streams') === 0) return scrape;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  assert.fail(`live streams still open after 30 s:\n${scrape}`);
 }
 
 // Opens a stream, waiting while every slot is taken (429): a stream cut off
@@ -456,6 +458,27 @@ const imageText = Object.fromEntries(readFileSync(`${fixtures}/images.tsv`, 'utf
   .map((line) => line.split('\t')).map(([file, text]) => [file.replace('images/', ''), text.toLowerCase()]));
 const videoUrl = (query) => `ws://127.0.0.1:${server.http}/v1/video/stream?${query}`;
 
+test('gRPC: a sequence without audio for --live-idle-seconds is ended; an ended id starts again at once', async () => {
+  await liveStreamsClosed();
+  const stream = sequenceCall();
+  stream.call.write(piece(21, Buffer.alloc(640), { start: true, requestId: 'quiet' }));
+  const idle = await stream.until((r) => r.error && r.sequence === 21, 'idle error');
+  assert.match(idle.error, /sequence 21 ended: no audio for 2 s/);
+  await stream.until((r) => r.sequence === 21 && r.last, 'end of the idle sequence');
+  await liveStreamsClosed();
+  // The second start comes before the first sequence's end is answered
+  // (both fit the cap of 2).
+  for (let round = 0; round < 2; round++) {
+    stream.call.write(piece(22, Buffer.alloc(640), { start: true, requestId: `start-${round}` }));
+    stream.call.write(piece(22, Buffer.alloc(640), { end: true, requestId: `end-${round}` }));
+  }
+  await stream.until((r) => r.id === 'end-1' && r.last, 'the second end');
+  stream.call.end();
+  assert.equal((await stream.status).code, grpc.status.OK);
+  assert.deepEqual(stream.responses.filter((r) => r.error && r.sequence !== 21), []);
+  assert.equal(stream.responses.filter((r) => r.sequence === 22 && r.last).length, 2);
+});
+
 test('video frames: a result per scene change with OCR text, an embedding and the capture time', async () => {
   const socket = new WebSocket(videoUrl('fps=2'));
   const messages = [];
@@ -560,7 +583,7 @@ test('live-report: speech and scenes on one timeline, released in time order whi
   // audio is sent at once (braid reads it as fast as it recognises it) and
   // ended before any frame: the report holds its speech until the video has
   // caught up, so the chunks still come in time order.
-  const audio = concat([silence(0.5), speech('say_0.wav'), silence(4.3 - 0.5 - speech('say_0.wav').length / kRate),
+  const audio = concat([silence(0.5), speech('say_0.wav'), silence(4.6 - 0.5 - speech('say_0.wav').length / kRate),
                         speech('say_4.wav'), silence(1.2)]);
   await send(speechStream.socket, bytes(audio), 6400, 0);
   assert.equal((await speechStream.closed).code, 1000);
@@ -593,6 +616,7 @@ test('live-report: speech and scenes on one timeline, released in time order whi
 });
 
 test('live-report: refusals', async () => {
+  await liveStreamsClosed();
   const none = await postReport({ speech: false, video: false });
   assert.equal(none.status, 400);
   assert.equal((await postReport({ speech: 'yes' })).status, 400);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <deque>
 #include <limits>
 #include <map>
@@ -391,6 +392,13 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
         connections_(options_.max_connections, options_.max_connections_per_address) {}
 
   std::unique_ptr<grpc::Server> server_;
+  // Ends live sequences that get no audio for options_.live_idle_timeout,
+  // checking once a second (only when there is a LiveSpeech).
+  std::thread sweeper_;
+  std::mutex sweeper_mutex_;
+  std::condition_variable sweeper_wake_;
+  bool sweeper_stop_ = false;  // guarded by sweeper_mutex_
+  void Sweep();
   // Open ModelStreamInfer streams, so that a drain can end them. A stream
   // leaves under this lock before it is deleted (lock order: streams_mutex_,
   // then a stream's own).
@@ -698,6 +706,21 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     MaybeFinishLocked();
   }
 
+  // Ends the sequences that have had no audio since `before`: each gets an
+  // error saying so, then its final and end. Called under the server's
+  // streams_mutex_.
+  void EndIdleSequences(TimePoint before, std::chrono::seconds idle) {
+    std::lock_guard lock(mutex_);
+    for (auto& [name, sequence] : sequences_) {
+      if (sequence->ended || sequence->busy || sequence->last_audio >= before) continue;
+      QueueErrorLocked(sequence->request_id,
+                       MakeStatus(StatusCode::kDeadlineExceeded,
+                                  "sequence {} ended: no audio for {} s", name, idle.count()),
+                       sequence.get());
+      EndSequenceLocked(sequence);
+    }
+  }
+
   void OnReadDone(bool ok) override {
     std::unique_lock lock(mutex_);
     if (!ok || finished_) {
@@ -771,6 +794,7 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     // Guarded by the reactor's mutex_:
     std::string request_id;     // of the chunk under way, for its events
     std::optional<Chunk> next;  // waiting for the chunk under way
+    TimePoint last_audio;       // when its last chunk came
     bool busy = false;
     bool ended = false;  // its last chunk has come
   };
@@ -814,8 +838,11 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   void QueueErrorLocked(const std::string& request_id, const Status& status,
                         const Sequence* sequence = nullptr) {
     inference::ModelStreamInferResponse response;
-    if (sequence != nullptr) response = SequenceResponse(*sequence, request_id);
-    response.mutable_infer_response()->set_id(request_id);
+    if (sequence != nullptr) {
+      response = SequenceResponse(*sequence, request_id);
+    } else {
+      response.mutable_infer_response()->set_id(request_id);
+    }
     response.set_error_message(status.message());
     QueueLocked(std::move(response));
   }
@@ -846,9 +873,13 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
       return refuse(InvalidArgument(
           "sequence {} is not open: its first request needs sequence_start true", control->name));
     }
-    const std::shared_ptr<Sequence>& sequence = it->second;
+    // The work holds the sequence; the table forgets it once its end has
+    // come, so that its id may start a new one at once.
+    const std::shared_ptr<Sequence> sequence = it->second;
     if (sequence->ended) return refuse(InvalidArgument("sequence {} has ended", control->name));
+    if (control->end) sequences_.erase(it);
     sequence->ended = control->end;
+    sequence->last_audio = server_.clock_.Now();
     sequence->next = Chunk{std::move(*audio), request.id(), control->end};
     ++pending_;
     if (sequence->busy) return false;
@@ -922,7 +953,10 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
           sequence->next.reset();
           resume = true;
         }
-        sequences_.erase(sequence->name);
+        if (auto it = sequences_.find(sequence->name);
+            it != sequences_.end() && it->second == sequence) {
+          sequences_.erase(it);
+        }
       } else if (sequence->next) {
         StartChunkLocked(sequence);
         resume = true;
@@ -951,7 +985,10 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
       std::vector<std::string> words;
       const auto count = static_cast<std::int64_t>(event.words.size());
       auto timings = Tensor::Allocate(DataType::kFp32, {count, 2});
-      if (!timings.ok()) return;
+      if (!timings.ok()) {
+        std::lock_guard lock(mutex_);
+        return QueueErrorLocked(sequence.request_id, timings.status(), &sequence);
+      }
       auto times = timings->mutable_span<float>();
       for (std::size_t i = 0; i < event.words.size(); ++i) {
         words.push_back(event.words[i].word);
@@ -969,17 +1006,19 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   // The call is ending: every open sequence ends after the audio it has,
   // its last final sent.
   void EndSequencesLocked() {
-    for (auto& [name, sequence] : sequences_) {
-      if (sequence->ended) continue;
-      sequence->ended = true;
-      if (sequence->next) {
-        sequence->next->end = true;
-        continue;
-      }
-      sequence->next = Chunk{"", sequence->request_id, true};
-      ++pending_;
-      if (!sequence->busy) StartChunkLocked(sequence);
+    for (auto& [name, sequence] : sequences_) EndSequenceLocked(sequence);
+  }
+  // `sequence` ends after the audio it has, its last final sent.
+  void EndSequenceLocked(const std::shared_ptr<Sequence>& sequence) {
+    if (sequence->ended) return;
+    sequence->ended = true;
+    if (sequence->next) {
+      sequence->next->end = true;
+      return;
     }
+    sequence->next = Chunk{"", sequence->request_id, true};
+    ++pending_;
+    if (!sequence->busy) StartChunkLocked(sequence);
   }
 
   GrpcServer::Impl& server_;
@@ -1001,6 +1040,20 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
 GrpcServer::Impl::ModelStreamInfer(grpc::CallbackServerContext* context) {
   return new StreamReactor(*this, context);
+}
+
+void GrpcServer::Impl::Sweep() {
+  std::unique_lock lock(sweeper_mutex_);
+  while (!sweeper_wake_.wait_for(lock, std::chrono::seconds(1), [this] { return sweeper_stop_; })) {
+    lock.unlock();
+    {
+      const TimePoint before = clock_.Now() - options_.live_idle_timeout;
+      std::lock_guard streams(streams_mutex_);
+      for (StreamReactor* stream : streams_)
+        stream->EndIdleSequences(before, options_.live_idle_timeout);
+    }
+    lock.lock();
+  }
 }
 
 GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
@@ -1037,10 +1090,19 @@ Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t p
   impl_->server_ = builder.BuildAndStart();
   if (!impl_->server_) return Unavailable("cannot start the gRPC server on {}:{}", host, port);
   impl_->connections_.Start(std::move(acceptor));
+  if (impl_->live_ != nullptr) impl_->sweeper_ = std::thread([this] { impl_->Sweep(); });
   return bound;
 }
 
 void GrpcServer::Shutdown(Duration timeout) {
+  if (impl_->sweeper_.joinable()) {
+    {
+      std::lock_guard lock(impl_->sweeper_mutex_);
+      impl_->sweeper_stop_ = true;
+    }
+    impl_->sweeper_wake_.notify_all();
+    impl_->sweeper_.join();
+  }
   impl_->connections_.Stop();
   if (!impl_->server_) return;
   {

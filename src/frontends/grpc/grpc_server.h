@@ -15,12 +15,17 @@
 // and `end` in seconds from the stream's start, the output `text`, and for
 // finals `words` and `timings` as the model's whole-file answer has them;
 // after the last request's final, a response with `sequence_end` and
-// `triton_final_response` true. An error ends its sequence with a response
-// that carries `error_message`. Sequences belong to their call: one that is
-// open when the client half-closes, or when the server drains, is ended (its
-// final is sent) before the call ends. A request that must wait behind its
-// sequence's earlier audio stops the call's reading until it can start, so
-// a client sending faster than real time is slowed by flow control.
+// `triton_final_response` true. A request refused before it runs (its
+// sequence not open, a second start, no audio bytes, every live stream in
+// use) gets a response with `error_message` and its id, and an open sequence
+// stays open; an error while recognising (audio braid cannot read) ends the
+// sequence with a response carrying `error_message` and `sequence_id`. Once
+// a sequence's end has come, its id may start a new one. Sequences belong to their call: one that
+// is open when the client half-closes, or when the server drains, or that gets no audio for
+// live_idle_timeout, is ended (its final is sent; when idle after an error response saying so)
+// before the call ends. A request that must wait behind its sequence's earlier audio stops the
+// call's reading until it can start, so a client sending faster than real time is slowed by flow
+// control.
 #pragma once
 
 #include <chrono>
@@ -64,8 +69,10 @@ struct GrpcServerOptions {
   // either a new connection is closed at once.
   std::size_t max_connections = 4096;
   std::size_t max_connections_per_address = 0;
-  // What a live sequence's audio may be (rates, channels).
+  // What a live sequence's audio may be (rates, channels), and how long it
+  // may go without a piece of audio before it is ended.
   AudioLimits live_audio;
+  std::chrono::seconds live_idle_timeout{10};
 };
 
 class GrpcServer {

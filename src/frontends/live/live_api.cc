@@ -27,6 +27,7 @@ constexpr int kNormal = 1000;
 constexpr int kGoingAway = 1001;
 constexpr int kUnsupportedData = 1003;
 constexpr int kPolicy = 1008;
+constexpr int kTooBig = 1009;
 constexpr int kServerError = 1011;
 
 std::string ErrorJson(std::string_view message) {
@@ -161,6 +162,8 @@ class LiveSocket : public WebSocketHandler, public std::enable_shared_from_this<
     switch (status.code()) {
       case StatusCode::kInvalidArgument:
         return kUnsupportedData;
+      case StatusCode::kTooLarge:
+        return kTooBig;
       case StatusCode::kResourceExhausted:
         return kPolicy;
       default:
@@ -210,11 +213,17 @@ class ReportFeed {
   ReportFeed(const ReportFeed&) = delete;
   ReportFeed& operator=(const ReportFeed&) = delete;
 
-  // Before the stream's first piece of input.
+  // Before the stream opens, so that a report that has the stream already
+  // refuses it first.
   Status Join() {
     BRAID_RETURN_IF_ERROR(report_->Attach(input_));
     joined_ = true;
     return Status::Ok();
+  }
+  // The stream did not open after all.
+  void Leave() {
+    report_->Detach(input_);
+    joined_ = false;
   }
   const std::shared_ptr<LiveReport>& report() const { return report_; }
 
@@ -256,7 +265,7 @@ class TranscriptionSocket : public LiveSocket {
 // Video: images in, key frames' results out.
 class VideoSocket : public LiveSocket {
  public:
-  VideoSocket(double fps) : fps_(fps) {}
+  explicit VideoSocket(double fps) : fps_(fps) {}
   void Attach(std::shared_ptr<VideoSession> session, std::shared_ptr<LiveReport> report) {
     session_ = std::move(session);
     report_ = std::move(report);
@@ -416,13 +425,16 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     stream.scenes.threshold = *threshold;
     auto socket = std::make_shared<VideoSocket>(*fps);
     std::weak_ptr<VideoSocket> weak = socket;
+    if (feed) {
+      if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+    }
     auto session = video_.Open(stream, [weak, feed](VideoEvent event) {
       if (feed) feed->report()->Scene(event);
       if (auto socket = weak.lock()) socket->Send(VideoEventJson(event));
     });
-    if (!session.ok()) return refuse(session.status());
-    if (feed) {
-      if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+    if (!session.ok()) {
+      if (feed) feed->Leave();
+      return refuse(session.status());
     }
     socket->Attach(std::move(*session), std::move(report));
     responder->AcceptWebSocket(std::move(socket), options_.video_socket);
@@ -438,14 +450,17 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (!audio.ok()) return refuse(audio.status());
   auto socket = std::make_shared<TranscriptionSocket>();
   std::weak_ptr<TranscriptionSocket> weak = socket;
+  if (feed) {
+    if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+  }
   auto session = speech_.Open(request.QueryParameter("model").value_or("asr"), std::move(*audio),
                               [weak, feed](LiveEvent event) {
                                 if (feed) feed->report()->Speech(event);
                                 if (auto socket = weak.lock()) socket->Send(LiveEventJson(event));
                               });
-  if (!session.ok()) return refuse(session.status());
-  if (feed) {
-    if (Status joined = feed->Join(); !joined.ok()) return refuse(joined);
+  if (!session.ok()) {
+    if (feed) feed->Leave();
+    return refuse(session.status());
   }
   socket->Attach(std::move(*session), std::move(report));
   responder->AcceptWebSocket(std::move(socket), options_.socket);
@@ -478,7 +493,10 @@ bool LiveApi::HandleReport(HttpRequest& request, HttpResponderPtr& responder) {
     }
     auto report = reports_.Create(speech, video);
     if (!report.ok()) {
-      responder->Send(JsonError(report.status()));
+      HttpResponse response = JsonError(report.status());
+      if (report.status().code() == StatusCode::kResourceExhausted)
+        response.headers.emplace_back("Retry-After", "1");
+      responder->Send(std::move(response));
       return true;
     }
     const std::string& id = (*report)->id();
@@ -510,8 +528,12 @@ bool LiveApi::HandleReport(HttpRequest& request, HttpResponderPtr& responder) {
   }
   std::string_view rest = std::string_view(request.path).substr(std::strlen(kReportsPrefix));
   constexpr std::string_view kEvents = "/events";
-  if (request.method != "GET" || !rest.ends_with(kEvents)) {
+  if (!rest.ends_with(kEvents)) {
     responder->Send(JsonError(404, "read a live report with GET /v1/live/reports/ID/events"));
+    return true;
+  }
+  if (request.method != "GET") {
+    responder->Send(JsonError(405, "read a live report with GET /v1/live/reports/ID/events"));
     return true;
   }
   auto report = reports_.Find(std::string(rest.substr(0, rest.size() - kEvents.size())));

@@ -123,6 +123,29 @@ TEST(LiveReportTest, AFrameStampedBeforeTheSettledTimeIsPutThere) {
   EXPECT_EQ(seen.Summary().front(), "scene 1 @5");
 }
 
+TEST(LiveReportTest, AnAbandonedReportFinishesWithTheStreamsThatJoined) {
+  LiveReport report("r", true, true);
+  ASSERT_TRUE(report.Attach(Input::kSpeech).ok());
+  Seen seen;
+  ASSERT_TRUE(report.Read(seen.Reader()).ok());
+  report.Speech(Final("anyone there", 0.1, 0.9));
+  report.Settle(Input::kSpeech, 2.0);
+  EXPECT_TRUE(seen.chunks.empty()) << "the video may still come";
+  report.Abandon();
+  EXPECT_EQ(report.Attach(Input::kVideo).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(seen.Summary(), (std::vector<std::string>{"speech 'anyone there' @0.1 on -1"}));
+  report.End(Input::kSpeech);
+  EXPECT_EQ(seen.Summary().back(), "done 1 0");
+  EXPECT_TRUE(seen.last);
+}
+
+TEST(LiveReportTest, AStreamThatDidNotOpenMayJoinAgain) {
+  LiveReport report("r", true, false);
+  ASSERT_TRUE(report.Attach(Input::kSpeech).ok());
+  report.Detach(Input::kSpeech);
+  EXPECT_TRUE(report.Attach(Input::kSpeech).ok());
+}
+
 TEST(LiveReportsTest, ReportsAreFoundByIdAndCapped) {
   LiveReportsOptions options;
   options.max_reports = 1;
