@@ -55,31 +55,31 @@ void LiveReport::Abandon() {
 
 void LiveReport::Speech(const LiveEvent& event) {
   if (event.kind != LiveEvent::Kind::kFinal) return;
-  std::lock_guard lock(mutex_);
-  if (chunks_.size() + waiting_.size() >= kMaxChunks) {
-    ++dropped_;
-    return;
-  }
   Item item;
-  item.time = std::max(event.start, speech_.settled);
   item.order = 1;
   item.speech = event;
-  waiting_.emplace(std::pair(item.time, item.order), std::move(item));
+  std::lock_guard lock(mutex_);
+  item.time = std::max(event.start, speech_.settled);
+  WaitLocked(std::move(item));
 }
 
 void LiveReport::Scene(const VideoEvent& event) {
+  Item item;
+  item.order = 0;
+  item.scene_index = event.index;
+  item.scene_text = event.text;
   std::lock_guard lock(mutex_);
+  // A frame stamped before one already settled is put at that point: the
+  // timeline only moves forward.
+  item.time = std::max(event.time, video_.settled);
+  WaitLocked(std::move(item));
+}
+
+void LiveReport::WaitLocked(Item item) {
   if (chunks_.size() + waiting_.size() >= kMaxChunks) {
     ++dropped_;
     return;
   }
-  Item item;
-  // A frame stamped before one already settled is put at that point: the
-  // timeline only moves forward.
-  item.time = std::max(event.time, video_.settled);
-  item.order = 0;
-  item.scene_index = event.index;
-  item.scene_text = event.text;
   waiting_.emplace(std::pair(item.time, item.order), std::move(item));
 }
 

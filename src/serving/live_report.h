@@ -96,6 +96,8 @@ class LiveReport {
     std::string scene_text;
   };
   Stream& StreamFor(Input input) { return input == Input::kSpeech ? speech_ : video_; }
+  // Holds `item` until it can be released (or drops it past kMaxChunks).
+  void WaitLocked(Item item);
   // Moves what every stream has settled past to the chunks, in time order.
   void ReleaseLocked();
   void DeliverLocked(std::string chunk);
