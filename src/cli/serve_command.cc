@@ -40,6 +40,7 @@ int RunServe(const ServeOptions& flags) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   ServerOptions options = flags;
@@ -60,7 +61,15 @@ int RunServe(const ServeOptions& flags) {
   std::fflush(stdout);
 
   int signal = 0;
-  sigwait(&signals, &signal);
+  // SIGHUP: the TLS certificate is read again (a renewed one goes live
+  // without dropping a connection).
+  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
+    if (Status reloaded = (*server)->ReloadTls(); reloaded.ok()) {
+      spdlog::info("SIGHUP: TLS files read again");
+    } else {
+      spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());
+    }
+  }
   spdlog::warn("{}: draining (up to {} s)", signal == SIGTERM ? "SIGTERM" : "SIGINT",
                flags.drain_timeout_s);
   const DrainReport report = (*server)->Shutdown(
@@ -122,6 +131,26 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "Answer HAProxy's agent-check on this port (0: pick a free one): a weight "
                    "that falls with load, 'drain' while draining (deploy/haproxy)")
       ->check(CLI::Range(0, 65535));
+  auto* tls_cert =
+      serve
+          ->add_option("--tls-cert", options->tls.cert,
+                       "PEM certificate chain: the HTTP and gRPC ports then speak TLS only "
+                       "(1.2 or later; HTTP/2 or HTTP/1.1 by ALPN). SIGHUP reads it again")
+          ->check(CLI::ExistingFile);
+  auto* tls_key = serve->add_option("--tls-key", options->tls.key, "PEM private key of --tls-cert")
+                      ->check(CLI::ExistingFile);
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
+  serve
+      ->add_option("--tls-client-ca", options->tls.client_ca,
+                   "PEM CA: clients must show a certificate it signed (mutual TLS)")
+      ->check(CLI::ExistingFile)
+      ->needs(tls_cert);
+  serve
+      ->add_flag("--tls-metrics", options->tls_metrics,
+                 "The metrics port speaks TLS too (default: plaintext, for scrapers inside the "
+                 "cluster)")
+      ->needs(tls_cert);
   serve
       ->add_option(
           "--api-key", options->api_key,

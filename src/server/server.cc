@@ -192,6 +192,7 @@ Status Server::Parts::Build() {
   http_options.write_timeout = std::chrono::seconds(options.write_timeout_s);
   http_options.idle_timeout = std::chrono::seconds(options.idle_timeout_s);
   http_options.admit = MakeApiAdmission(api_options);
+  http_options.tls = options.tls;
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
@@ -199,6 +200,7 @@ Status Server::Parts::Build() {
                                             std::move(keyed), std::move(open)));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
+  if (options.tls_metrics) metrics_options.tls = options.tls;
   metrics_http.emplace(
       metrics_options,
       MakeMetricsHandler(*service, metrics, options.protect_metrics ? options.api_key : "",
@@ -206,6 +208,7 @@ Status Server::Parts::Build() {
                           [this](std::string& out) { live_video->RenderMetrics(out); }}));
   GrpcServerOptions grpc_options;
   grpc_options.api_key = options.api_key;
+  grpc_options.tls = options.tls;
   grpc_options.admin_key = options.admin_key;
   grpc_options.protect_health = options.protect_health;
   grpc_options.max_message_bytes = options.max_body_bytes;
@@ -321,6 +324,11 @@ Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Server::~Server() { parts_->Stop(std::chrono::seconds(0)); }
 
 const ServerPorts& Server::ports() const { return parts_->ports; }
+
+Status Server::ReloadTls() {
+  BRAID_RETURN_IF_ERROR(parts_->http->ReloadTls());
+  return parts_->metrics_http->ReloadTls();
+}
 
 DrainReport Server::Shutdown(std::chrono::steady_clock::duration timeout) {
   return parts_->Stop(timeout);

@@ -25,6 +25,7 @@
 
 #include "core/compute_budget.h"
 #include "core/status.h"
+#include "frontends/tls_files.h"
 #include "scheduler/model_scheduler.h"
 
 namespace braid {
@@ -42,6 +43,10 @@ struct ServerOptions {
   std::uint16_t grpc_port = 8001;
   std::uint16_t metrics_port = 8002;
   int agent_port = -1;  // HAProxy agent-check (frontends/agent); -1: none, 0: a free port
+  // TLS on the HTTP and gRPC ports (and the metrics port with
+  // tls_metrics); no certificate: plaintext.
+  TlsFiles tls;
+  bool tls_metrics = false;
   std::string api_key;
   std::string admin_key;
   bool protect_health = false;
@@ -106,6 +111,11 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   const ServerPorts& ports() const;
+
+  // Reads the TLS files again: new connections use them, open ones go on
+  // (HTTP and metrics at once; gRPC watches the files itself and takes
+  // them within a second). On an error nothing changes.
+  Status ReloadTls();
 
   // Drains (steps 1–3 above), giving in-flight work up to `timeout` in all,
   // and stops every subsystem. Blocks. Call once.

@@ -34,6 +34,7 @@
 
 #include "core/rate_limiter.h"
 #include "core/status.h"
+#include "frontends/tls_files.h"
 #include "metrics/metrics.h"
 #include "preprocess/audio.h"
 #include "serving/inference_service.h"
@@ -73,6 +74,10 @@ struct GrpcServerOptions {
   // may go without a piece of audio before it is ended.
   AudioLimits live_audio;
   std::chrono::seconds live_idle_timeout{10};
+  // Set: TLS only (1.2 or later), the files watched and taken again
+  // within a second of a change; with a client CA, clients must show a
+  // certificate it signed.
+  TlsFiles tls;
 };
 
 class GrpcServer {

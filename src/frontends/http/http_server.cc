@@ -5,15 +5,16 @@
 #include <zlib.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
 #include <mutex>
-#include <unordered_map>
+#include <type_traits>
 
-#include "core/gate.h"
-#include "frontends/listener.h"
+#include "core/base64.h"
+#include "frontends/http/connection.h"
 #include "frontends/status_mapping.h"
 
 namespace braid {
@@ -22,11 +23,62 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+using http_internal::AcceptsGzip;
+using http_internal::BodyCharge;
+using http_internal::Connection;
+using http_internal::HoldBody;
+using http_internal::Http2Upgrade;
+using http_internal::NowNs;
+using http_internal::PlainStream;
+using http_internal::ServerCore;
+using http_internal::TlsStream;
 
 namespace {
 
-// gzip (RFC 1952) of `data`; empty on failure.
+std::string ReasonPhrase(int status) {
+  auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  return reason.empty() ? "Status" : std::string(reason.data(), reason.size());
+}
+
+constexpr char kPlainToTls[] = R"({"error":"this port speaks TLS: use https://"})";
+
+// What an HTTP/2 client sends first (RFC 9113 §3.4).
+constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+bool Compressible(std::string_view content_type) {
+  return content_type.starts_with("application/json") || content_type.starts_with("text/");
+}
+
+}  // namespace
+
+namespace http_internal {
+
+bool BodyBudget::Take(std::size_t bytes) {
+  std::size_t used = used_.load();
+  do {
+    if (bytes > limit_ - std::min(used, limit_)) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+  return true;
+}
+
+bool BodyCharge::GrowTo(std::size_t total) {
+  if (total <= bytes_) return true;
+  if (!budget_->Take(total - bytes_)) return false;
+  bytes_ = total;
+  return true;
+}
+
+std::shared_ptr<const std::string> HoldBody(std::string bytes, BodyCharge charge) {
+  struct Held {
+    std::string bytes;
+    BodyCharge charge;
+  };
+  auto held = std::make_shared<Held>(Held{std::move(bytes), std::move(charge)});
+  return std::shared_ptr<const std::string>(held, &held->bytes);
+}
+
 std::string Gzip(std::string_view data) {
   z_stream stream{};
   if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
@@ -43,72 +95,28 @@ std::string Gzip(std::string_view data) {
   return result == Z_STREAM_END ? out : std::string();
 }
 
-std::string ReasonPhrase(int status) {
-  auto reason = http::obsolete_reason(static_cast<http::status>(status));
-  return reason.empty() ? "Status" : std::string(reason.data(), reason.size());
+void CompressIfWorthIt(HttpResponse& response, bool gzip_ok, std::size_t min_bytes) {
+  if (!gzip_ok || !response.tail.empty() || response.body.size() < min_bytes ||
+      !Compressible(response.content_type))
+    return;
+  if (std::string compressed = Gzip(response.body); !compressed.empty()) {
+    response.body = std::move(compressed);
+    response.headers.emplace_back("Content-Encoding", "gzip");
+    response.headers.emplace_back("Vary", "Accept-Encoding");
+  }
 }
 
-bool Compressible(std::string_view content_type) {
-  return content_type.starts_with("application/json") || content_type.starts_with("text/");
+bool AcceptsGzip(const HttpRequest& request) {
+  return request.Header("Accept-Encoding").find("gzip") != std::string_view::npos;
 }
 
-// The bytes of request bodies in memory, process-wide, against a limit.
-class BodyBudget {
- public:
-  explicit BodyBudget(std::size_t limit) : limit_(limit) {}
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
-  bool Take(std::size_t bytes) {
-    std::size_t used = used_.load();
-    do {
-      if (bytes > limit_ - std::min(used, limit_)) return false;
-    } while (!used_.compare_exchange_weak(used, used + bytes));
-    return true;
-  }
-  void Give(std::size_t bytes) { used_ -= bytes; }
-  std::size_t used() const { return used_.load(); }
-
- private:
-  const std::size_t limit_;
-  std::atomic<std::size_t> used_{0};
-};
-
-// One body's share of the budget, given back when it is destroyed.
-class BodyCharge {
- public:
-  explicit BodyCharge(std::shared_ptr<BodyBudget> budget) : budget_(std::move(budget)) {}
-  BodyCharge(BodyCharge&& other) noexcept
-      : budget_(std::move(other.budget_)), bytes_(std::exchange(other.bytes_, 0)) {}
-  BodyCharge& operator=(BodyCharge&& other) noexcept {
-    Release();
-    budget_ = std::move(other.budget_);
-    bytes_ = std::exchange(other.bytes_, 0);
-    return *this;
-  }
-  ~BodyCharge() { Release(); }
-
-  // Raises the share to `total` bytes; false if the budget has not that many.
-  bool GrowTo(std::size_t total) {
-    if (total <= bytes_) return true;
-    if (!budget_->Take(total - bytes_)) return false;
-    bytes_ = total;
-    return true;
-  }
-  void Release() {
-    if (bytes_ > 0) budget_->Give(std::exchange(bytes_, 0));
-  }
-
- private:
-  std::shared_ptr<BodyBudget> budget_;
-  std::size_t bytes_ = 0;
-};
-
-// A request body that holds its share of the budget while anyone holds it.
-struct ChargedBody {
-  std::string bytes;
-  BodyCharge charge;
-};
-
-}  // namespace
+}  // namespace http_internal
 
 std::string_view HttpRequest::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
@@ -161,6 +169,27 @@ constexpr std::string_view kBearerProtocol = "bearer.";
 bool OffersBraidProtocol(std::string_view protocols) {
   return FindListItem(protocols, [](std::string_view item) { return item == kBraidProtocol; })
       .has_value();
+}
+
+}  // namespace
+
+namespace {
+
+// The decoded HTTP2-Settings of a request asking to go on as cleartext
+// HTTP/2 (RFC 7540 §3.2); none if it does not ask, or asks wrongly.
+std::optional<std::string> H2cSettings(const HttpRequest& request) {
+  if (!HasToken(request.Header("Upgrade"), "h2c") ||
+      !HasToken(request.Header("Connection"), "HTTP2-Settings"))
+    return std::nullopt;
+  std::string text(request.Header("HTTP2-Settings"));
+  for (char& c : text) {
+    if (c == '-') c = '+';
+    if (c == '_') c = '/';
+  }
+  while (text.size() % 4 != 0) text += '=';
+  auto decoded = Base64Decode(text);
+  if (!decoded.ok()) return std::nullopt;
+  return std::move(*decoded);
 }
 
 }  // namespace
@@ -224,40 +253,40 @@ HttpResponse JsonError(const Status& status) {
 class HttpServer::Impl {
  public:
   Impl(HttpServerOptions options, HttpHandler handler)
-      : options_(options),
-        handler_(std::move(handler)),
-        budget_(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
-        limits_(options.max_connections, options.max_connections_per_address),
-        listener_(io_, limits_, Refusal(), [this](tcp::socket socket, std::string address) {
+      : core_(std::move(options), std::move(handler)),
+        listener_(io_, core_.limits, Refusal(), [this](tcp::socket socket, std::string address) {
           Take(std::move(socket), std::move(address));
         }) {}
 
+  template <typename Stream>
   class Session;
 
-  HttpServerOptions options_;
-  HttpHandler handler_;
-  // Shared with the bodies handed out, which may outlive the server.
-  std::shared_ptr<BodyBudget> budget_;
-  // Declared before io_: sessions destroyed with io_'s pending handlers
-  // still update them.
-  std::atomic<bool> draining_{false};
-  ConnectionLimits limits_;
-  // Held by each connection from the first byte of a request until its
-  // answer is written: what the drain waits for. Never closed; the drain
-  // stops admission by closing the acceptor and the idle connections.
-  Gate requests_;
-  std::mutex sessions_mutex_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by sessions_mutex_
-  net::io_context io_{options_.threads};
+  // Declared before io_: connections destroyed with io_'s pending handlers
+  // still update it.
+  ServerCore core_;
+  net::io_context io_{core_.options.threads};
   Listener listener_;
   net::steady_timer sweeper_{io_};
   std::vector<std::thread> threads_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  std::mutex tls_mutex_;
+  // What new TLS connections handshake with (a reload swaps it; open ones
+  // keep theirs); none: plaintext.
+  std::shared_ptr<ssl::context> tls_;  // guarded by tls_mutex_
 
   // Once a second: closes the connections whose deadline has passed.
   void Sweep();
   // Serves a connection the listener admitted.
   void Take(tcp::socket socket, std::string address);
+  // A plaintext connection is HTTP/2 if it opens with the client preface
+  // (prior knowledge), HTTP/1.1 otherwise: reads until that is clear.
+  void Detect(std::shared_ptr<PlainStream> stream, std::string address,
+              std::shared_ptr<beast::flat_buffer> received);
+  // A TLS connection is HTTP/2 if ALPN chose h2, HTTP/1.1 otherwise; a
+  // client that speaks plain HTTP to it is told so (nginx's 400).
+  void Handshake(std::shared_ptr<TlsStream> stream, std::string address);
+  void StartHandshake(std::shared_ptr<TlsStream> stream, std::string address,
+                      std::shared_ptr<beast::flat_buffer> received);
 
   // What a connection past the caps gets before it is closed.
   static std::string Refusal() {
@@ -269,7 +298,9 @@ class HttpServer::Impl {
   }
 };
 
-class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+template <typename Stream>
+class HttpServer::Impl::Session : public Connection,
+                                  public std::enable_shared_from_this<Session<Stream>> {
  public:
   static constexpr std::size_t kDirectBodyBytes = 64 << 10;
   // What a large body's buffer starts at before its bytes arrive.
@@ -290,36 +321,32 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   static constexpr std::chrono::seconds kLingerTime{2};
   static constexpr std::size_t kLingerBytes = std::size_t{16} << 20;
 
-  // `address` has been counted in the server's limits_.
-  Session(Impl& server, tcp::socket socket, std::string address)
+  // `address` has been counted in the server's limits; `received` holds
+  // bytes already read from `stream`.
+  Session(ServerCore& server, Stream stream, std::string address, beast::flat_buffer received)
       : server_(server),
-        stream_(std::move(socket)),
+        stream_(std::move(stream)),
         address_(std::move(address)),
-        charge_(server.budget_) {}
-  ~Session() {
-    {
-      std::lock_guard lock(server_.sessions_mutex_);
-      server_.sessions_.erase(this);
-    }
-    server_.limits_.Release(address_);
+        buffer_(std::move(received)),
+        charge_(server.budget) {}
+  ~Session() override {
+    server_.Remove(this);
+    if (!handed_over_) server_.limits.Release(address_);
   }
 
   void Run() {
-    {
-      std::lock_guard lock(server_.sessions_mutex_);
-      server_.sessions_.emplace(this, weak_from_this());
-    }
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->server_.draining_) return self->Close();
+    server_.Add(this, this->weak_from_this());
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if (self->server_.draining) return self->Close();
       self->ReadNext();
     });
   }
 
   // Closes the connection if its deadline (a write without progress, an
   // idle wait the stream's own timer does not cover) has passed by `now`.
-  void Sweep(std::int64_t now) {
+  void Sweep(std::int64_t now) override {
     if (!Expired(now)) return;
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       const std::int64_t now = NowNs();
       if (!self->Expired(now)) return;
       // A WebSocket client that sends nothing hears why before it goes.
@@ -342,16 +369,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     return false;
   }
 
-  static std::int64_t NowNs() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-
   // The drain closes a connection only while it is idle: no byte of a
   // request read and no answer owed. Runs the check on the strand.
-  void CloseIfIdle() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+  void Drain() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if (self->ws_open_) return self->ws_handler_->OnDrain();
       if (!self->request_) self->Close();
     });
@@ -359,7 +380,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   // After the network threads stopped: a WebSocket's handler hears that its
   // connection is gone, so that it lets the session go.
-  void AbandonWebSocket() {
+  void Abandon() override {
     ws_open_ = false;
     if (auto handler = std::move(ws_handler_)) handler->OnClosed();
   }
@@ -438,7 +459,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       chunk += data;
       chunk += "\r\n";
       const std::size_t size = chunk.size();
-      if (session_->unsent_.fetch_add(size) + size > session_->server_.options_.max_unsent_bytes) {
+      if (session_->unsent_.fetch_add(size) + size > session_->server_.options.max_unsent_bytes) {
         // The client does not read as fast as the answer comes: it is let go.
         net::defer(session_->stream_.get_executor(), [session = session_] { session->Close(); });
         return false;
@@ -452,7 +473,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     void EndStream() override {
       net::defer(session_->stream_.get_executor(),
                  [session = session_, keep = keep_alive_]() mutable {
-                   session->Write(Outgoing{"0\r\n\r\n"}, true, keep);
+                   session->Write(Outgoing{"0\r\n\r\n", {}, {}, 0}, true, keep);
                  });
     }
 
@@ -471,10 +492,10 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   // until then), then reads its header.
   void ReadNext() {
     deadline_ = 0;
-    stream_.expires_after(server_.options_.idle_timeout);
+    Tcp().expires_after(server_.options.idle_timeout);
     if (buffer_.size() > 0) return ReadHeader();
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (ec) return self->OnReadError(ec);
                               self->buffer_.commit(n);
                               self->ReadHeader();
@@ -482,23 +503,24 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadHeader() {
-    request_ = server_.requests_.TryEnter();
+    request_ = server_.requests.TryEnter();
     parser_.emplace();
-    parser_->body_limit(server_.options_.max_body_bytes);
-    parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnHeader(ec); });
+    parser_->body_limit(server_.options.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->OnHeader(ec);
+                            });
   }
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    stream_.expires_after(server_.options_.request_timeout);
+    Tcp().expires_after(server_.options.request_timeout);
     head_ = Head();
     const auto declared = parser_->content_length();
     const bool has_body = parser_->chunked() || (declared && *declared > 0);
-    if (server_.options_.admit) {
-      if (auto refusal = server_.options_.admit(head_, has_body)) {
+    if (server_.options.admit) {
+      if (auto refusal = server_.options.admit(head_, has_body)) {
         // Refused on its head: a body is never read, so a connection that
         // announced one cannot carry another request.
         const bool keep = !has_body && parser_->get().keep_alive();
@@ -511,7 +533,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (EqualsIgnoringCase(std::string_view(expect.data(), expect.size()), "100-continue")) {
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       net::async_write(stream_, net::buffer(kContinue),
-                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                          if (ec) return self->Close();
                          self->ReadBody();
                        });
@@ -525,7 +547,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     // the parser's small reads cost far more per byte on big tensors.
     auto length = parser_->content_length();
     if (!parser_->chunked() && length && *length >= kDirectBodyBytes) {
-      if (*length > server_.options_.max_body_bytes) return OnReadError(http::error::body_limit);
+      if (*length > server_.options.max_body_bytes) return OnReadError(http::error::body_limit);
       const std::size_t have = std::min<std::size_t>(buffer_.size(), *length);
       const std::size_t first = std::max(have, std::min<std::size_t>(*length, kFirstBodyBytes));
       if (!charge_.GrowTo(first)) return RefuseBody();
@@ -542,7 +564,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void ReadParsed() {
     if (parser_->is_done()) return Dispatch(std::move(parser_->get().body()));
     http::async_read_some(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                             if (ec) return self->OnReadError(ec);
                             if (!self->charge_.GrowTo(self->parser_->get().body().size()))
                               return self->RefuseBody();
@@ -563,7 +585,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     const std::size_t target = body->size();
     net::async_read(
         stream_, net::buffer(body->data() + filled, target - filled),
-        [self = shared_from_this(), body, target, length](beast::error_code ec, std::size_t) {
+        [self = this->shared_from_this(), body, target, length](beast::error_code ec, std::size_t) {
           if (ec) return self->OnReadError(ec);
           self->ReadDirect(std::move(body), target, length);
         });
@@ -605,35 +627,37 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit) {
       status = 413;
       message =
-          fmt::format("request body is over the {} byte limit", server_.options_.max_body_bytes);
+          fmt::format("request body is over the {} byte limit", server_.options.max_body_bytes);
     } else if (ec == http::error::header_limit) {
       status = 431;
       message = fmt::format("request headers are over the {} byte limit",
-                            server_.options_.max_header_bytes);
+                            server_.options.max_header_bytes);
     }
     Write(Serialize(JsonError(status, message), false, false, false), true, false);
   }
 
   // The request's header is in parser_; `body` is its whole body.
   void Dispatch(std::string body) {
-    stream_.expires_never();
+    Tcp().expires_never();
     answering_ = true;
     const auto& message = parser_->get();
     HttpRequest request = std::move(head_);
     const std::size_t count = request.headers.size();
-    const bool keep_alive = message.keep_alive() && !server_.draining_;
-    auto held = std::make_shared<ChargedBody>(
-        ChargedBody{std::move(body), std::exchange(charge_, BodyCharge(server_.budget_))});
-    request.body = std::shared_ptr<const std::string>(held, &held->bytes);
-    std::string_view accept = request.Header("Accept-Encoding");
-    const bool gzip_ok = accept.find("gzip") != std::string_view::npos;
-    auto responder = std::make_shared<Responder>(shared_from_this(), keep_alive, gzip_ok);
-    if (count > server_.options_.max_header_count) {
-      responder->Send(JsonError(431, fmt::format("{} headers is more than the {} allowed", count,
-                                                 server_.options_.max_header_count)));
+    const bool keep_alive = message.keep_alive() && !server_.draining;
+    request.body = HoldBody(std::move(body), std::exchange(charge_, BodyCharge(server_.budget)));
+    const bool gzip_ok = AcceptsGzip(request);
+    if (count > server_.options.max_header_count) {
+      std::make_shared<Responder>(this->shared_from_this(), keep_alive, gzip_ok)
+          ->Send(JsonError(431, fmt::format("{} headers is more than the {} allowed", count,
+                                            server_.options.max_header_count)));
       return;
     }
-    server_.handler_(request, responder);
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      if (auto settings = H2cSettings(request))
+        return UpgradeToHttp2(std::move(request), std::move(*settings));
+    }
+    auto responder = std::make_shared<Responder>(this->shared_from_this(), keep_alive, gzip_ok);
+    server_.handler(request, responder);
     if (upgrade_) return StartWebSocket();
     Watch(std::move(responder));
   }
@@ -648,20 +672,19 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (!answering_ || buffer_.size() > 0) return;
     watching_ = true;
     std::weak_ptr<Responder> weak = responder;
-    stream_.socket().async_read_some(
-        buffer_.prepare(4096),
-        [self = shared_from_this(), weak](beast::error_code ec, std::size_t n) {
-          self->watching_ = false;
-          if (ec) {
-            if (auto responder = weak.lock()) responder->Disconnected();
-            return self->Close();
-          }
-          self->buffer_.commit(n);
-          if (self->read_after_watch_) {
-            self->read_after_watch_ = false;
-            self->ReadNext();
-          }
-        });
+    ReadSide().async_read_some(buffer_.prepare(4096), [self = this->shared_from_this(), weak](
+                                                          beast::error_code ec, std::size_t n) {
+      self->watching_ = false;
+      if (ec) {
+        if (auto responder = weak.lock()) responder->Disconnected();
+        return self->Close();
+      }
+      self->buffer_.commit(n);
+      if (self->read_after_watch_) {
+        self->read_after_watch_ = false;
+        self->ReadNext();
+      }
+    });
   }
 
   // The WebSocket a handler was given: its calls go to the session's strand.
@@ -730,7 +753,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     ws_.emplace(stream_);
     ws_->read_message_max(ws_options_.max_message_bytes);
     websocket::stream_base::timeout timeout{};
-    timeout.handshake_timeout = server_.options_.request_timeout;
+    timeout.handshake_timeout = server_.options.request_timeout;
     // Idle is timed by the sweeper, and only while a read waits: a stream
     // whose next frame the handler has not asked for yet (backpressure) is
     // not idle.
@@ -750,12 +773,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
                          beast::string_view(kBraidProtocol.data(), kBraidProtocol.size()));
           }
         }));
-    ws_->async_accept(parser_->get(), [self = shared_from_this()](beast::error_code ec) {
+    ws_->async_accept(parser_->get(), [self = this->shared_from_this()](beast::error_code ec) {
       if (ec) return self->WsFinish();
       self->ws_open_ = true;
-      if (self->server_.draining_) self->ws_closing_ = true;
+      if (self->server_.draining) self->ws_closing_ = true;
       self->ws_handler_->OnOpen(std::make_shared<Socket>(self));
-      if (self->server_.draining_) self->ws_handler_->OnDrain();
+      if (self->server_.draining) self->ws_handler_->OnDrain();
     });
   }
 
@@ -764,7 +787,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     ws_reading_ = true;
     ws_read_deadline_.store(NowNs() + std::chrono::nanoseconds(ws_options_.idle_timeout).count(),
                             std::memory_order_relaxed);
-    ws_->async_read(ws_in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    ws_->async_read(ws_in_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       self->ws_reading_ = false;
       self->ws_read_deadline_.store(0, std::memory_order_relaxed);
       if (ec) return self->WsFinish();
@@ -792,9 +815,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     }
     ws_writing_ = true;
     ws_->text(true);
-    SetDeadline(server_.options_.write_timeout);
+    SetDeadline(server_.options.write_timeout);
     ws_->async_write(net::buffer(ws_out_.front().text),
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        self->ws_writing_ = false;
                        self->deadline_ = 0;
                        self->unsent_ -= self->ws_out_.front().size;
@@ -819,9 +842,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void WsStartClose() {
     ws_close_started_ = true;
-    SetDeadline(server_.options_.write_timeout);
+    SetDeadline(server_.options.write_timeout);
     ws_->async_close(*ws_close_,
-                     [self = shared_from_this()](beast::error_code) { self->WsFinish(); });
+                     [self = this->shared_from_this()](beast::error_code) { self->WsFinish(); });
   }
 
   // The connection is over: the handler hears it once, the drain stops
@@ -849,15 +872,7 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   Outgoing Serialize(HttpResponse response, bool keep_alive, bool gzip_ok, bool chunked) {
     std::size_t tail_bytes = 0;
     for (const auto& part : response.tail) tail_bytes += part.size;
-    if (gzip_ok && response.tail.empty() &&
-        response.body.size() >= server_.options_.gzip_min_bytes &&
-        Compressible(response.content_type)) {
-      if (std::string compressed = Gzip(response.body); !compressed.empty()) {
-        response.body = std::move(compressed);
-        response.headers.emplace_back("Content-Encoding", "gzip");
-        response.headers.emplace_back("Vary", "Accept-Encoding");
-      }
-    }
+    http_internal::CompressIfWorthIt(response, gzip_ok, server_.options.gzip_min_bytes);
     Outgoing out;
     std::string& head = out.head;
     head.reserve(256);
@@ -873,8 +888,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n",
                      response.body.size() + tail_bytes);
     }
-    head += keep_alive && !server_.draining_ ? "Connection: keep-alive\r\n\r\n"
-                                             : "Connection: close\r\n\r\n";
+    head += keep_alive && !server_.draining ? "Connection: keep-alive\r\n\r\n"
+                                            : "Connection: close\r\n\r\n";
     if (!chunked) {
       out.body = std::move(response.body);
       out.tail = std::move(response.tail);
@@ -898,15 +913,17 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     for (const auto& part : front.tail) buffers_.emplace_back(part.data, part.size);
     // The write timeout runs from the last progress: a slow reader is
     // served, one that stopped reading is let go (by the sweeper).
-    SetDeadline(server_.options_.write_timeout);
+    SetDeadline(server_.options.write_timeout);
     net::async_write(
         stream_, buffers_,
         [this](beast::error_code ec, std::size_t) -> std::size_t {
           if (ec) return 0;
-          SetDeadline(server_.options_.write_timeout);
+          SetDeadline(server_.options.write_timeout);
           return kWriteSliceBytes;
         },
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+          self->OnWrite(ec);
+        });
   }
 
   void OnWrite(beast::error_code ec) {
@@ -919,14 +936,14 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       answering_ = false;
       request_.reset();
       if (unread_) return LingeringClose();
-      if (!done.keep_alive || server_.draining_) return Close();
+      if (!done.keep_alive || server_.draining) return Close();
       if (watching_) {
         // The watcher's read is still pending: it resumes reading when
         // bytes come (they are the next request) or closes on end of
         // stream; it has no timeout of its own, so the sweeper closes the
         // connection if it stays idle.
         read_after_watch_ = true;
-        SetDeadline(server_.options_.idle_timeout);
+        SetDeadline(server_.options.idle_timeout);
       } else {
         ReadNext();
       }
@@ -937,8 +954,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (closed_.exchange(true)) return;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().close();
   }
 
   void SetDeadline(std::chrono::seconds from_now) {
@@ -953,19 +970,47 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   void LingeringClose() {
     if (closed_.exchange(true)) return;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(kLingerTime);
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().expires_after(kLingerTime);
     Discard(0);
   }
 
   void Discard(std::size_t dropped) {
     buffer_.clear();
-    stream_.async_read_some(
+    Tcp().async_read_some(
         buffer_.prepare(kFirstReadBytes * 16),
-        [self = shared_from_this(), dropped](beast::error_code ec, std::size_t n) {
-          if (ec || dropped + n > kLingerBytes) return self->stream_.close();
+        [self = this->shared_from_this(), dropped](beast::error_code ec, std::size_t n) {
+          if (ec || dropped + n > kLingerBytes) return self->Tcp().close();
           self->Discard(dropped + n);
         });
+  }
+
+  // The TCP connection under the stream.
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  // What a read between requests goes to: the bare socket, or TLS.
+  decltype(auto) ReadSide() {
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      return (stream_.socket());
+    } else {
+      return (stream_);
+    }
+  }
+
+  // The request asked to go on as HTTP/2 (`settings` is its HTTP2-Settings):
+  // the connection answers 101 and becomes an HTTP/2 connection whose
+  // stream 1 is this request. The session lets go of it.
+  void UpgradeToHttp2(HttpRequest request, std::string settings) {
+    static const std::string kSwitching =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    handed_over_ = true;
+    closed_ = true;
+    answering_ = false;
+    const bool head = request.method == "HEAD";
+    const std::string_view received(static_cast<const char*>(buffer_.cdata().data()),
+                                    buffer_.size());
+    ServeHttp2(server_, std::move(stream_), address_, received, kSwitching,
+               Http2Upgrade{std::move(request), std::move(settings), head});
+    request_.reset();
   }
 
   struct PendingWrite {
@@ -974,8 +1019,8 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     bool keep_alive;
   };
 
-  Impl& server_;
-  beast::tcp_stream stream_;
+  ServerCore& server_;
+  Stream stream_;
   const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -995,10 +1040,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
   bool read_after_watch_ = false;        // touched only on the strand
   bool unread_ = false;  // a refusal left the request's body unread; touched only on the strand
   std::atomic<bool> closed_{false};
+  // The connection went on as HTTP/2 (UpgradeToHttp2); touched only on the strand.
+  bool handed_over_ = false;
   // A WebSocket: asked for by the handler, then the stream over stream_.
   // Touched only on the strand, but ws_closing_.
   std::optional<Upgrade> upgrade_;
-  std::optional<websocket::stream<beast::tcp_stream&>> ws_;
+  std::optional<websocket::stream<Stream&>> ws_;
   std::shared_ptr<WebSocketHandler> ws_handler_;
   WebSocketOptions ws_options_;
   beast::flat_buffer ws_in_;
@@ -1016,34 +1063,180 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 };
 
 void HttpServer::Impl::Take(tcp::socket socket, std::string address) {
-  std::make_shared<Session>(*this, std::move(socket), std::move(address))->Run();
+  std::shared_ptr<ssl::context> tls;
+  {
+    std::lock_guard lock(tls_mutex_);
+    tls = tls_;
+  }
+  if (tls) {
+    // The connection's SSL object holds its own reference to the OpenSSL
+    // context: a reload may let `tls` go while connections still use it.
+    return Handshake(std::make_shared<TlsStream>(std::move(socket), *tls), std::move(address));
+  }
+  Detect(std::make_shared<PlainStream>(std::move(socket)), std::move(address),
+         std::make_shared<beast::flat_buffer>());
+}
+
+void HttpServer::Impl::Detect(std::shared_ptr<PlainStream> stream, std::string address,
+                              std::shared_ptr<beast::flat_buffer> received) {
+  stream->expires_after(core_.options.idle_timeout);
+  stream->async_read_some(
+      received->prepare(Session<PlainStream>::kFirstReadBytes),
+      [this, stream, address = std::move(address), received](beast::error_code ec,
+                                                             std::size_t n) mutable {
+        if (ec) {
+          core_.limits.Release(address);
+          return;
+        }
+        received->commit(n);
+        const std::string_view bytes(static_cast<const char*>(received->cdata().data()),
+                                     received->size());
+        const std::size_t compared = std::min(bytes.size(), kHttp2Preface.size());
+        const bool preface = bytes.substr(0, compared) == kHttp2Preface.substr(0, compared);
+        if (preface && bytes.size() < kHttp2Preface.size())
+          return Detect(std::move(stream), std::move(address), std::move(received));
+        stream->expires_never();
+        if (preface) {
+          return ServeHttp2(core_, std::move(*stream), std::move(address), bytes, {}, std::nullopt);
+        }
+        std::make_shared<Session<PlainStream>>(core_, std::move(*stream), std::move(address),
+                                               std::move(*received))
+            ->Run();
+      });
+}
+
+void HttpServer::Impl::Handshake(std::shared_ptr<TlsStream> stream, std::string address) {
+  auto& tcp = beast::get_lowest_layer(*stream);
+  tcp.expires_after(core_.options.request_timeout);
+  auto received = std::make_shared<beast::flat_buffer>();
+  tcp.async_read_some(
+      received->prepare(Session<TlsStream>::kFirstReadBytes),
+      [this, stream, address = std::move(address), received](beast::error_code ec,
+                                                             std::size_t n) mutable {
+        if (ec) {
+          core_.limits.Release(address);
+          return;
+        }
+        received->commit(n);
+        // A TLS record of a handshake begins with 22.
+        if (static_cast<const unsigned char*>(received->cdata().data())[0] == 22)
+          return StartHandshake(std::move(stream), std::move(address), std::move(received));
+        static const std::string kPlain = fmt::format(
+            "HTTP/1.1 400 Bad Request\r\nServer: braid\r\nContent-Type: application/json\r\n"
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+            sizeof(kPlainToTls) - 1, kPlainToTls);
+        net::async_write(beast::get_lowest_layer(*stream).socket(), net::buffer(kPlain),
+                         [this, stream, address](beast::error_code, std::size_t) {
+                           beast::error_code ignored;
+                           auto& socket = beast::get_lowest_layer(*stream).socket();
+                           socket.shutdown(tcp::socket::shutdown_send, ignored);
+                           socket.close(ignored);
+                           core_.limits.Release(address);
+                         });
+      });
+}
+
+void HttpServer::Impl::StartHandshake(std::shared_ptr<TlsStream> stream, std::string address,
+                                      std::shared_ptr<beast::flat_buffer> received) {
+  stream->async_handshake(
+      ssl::stream_base::server, received->data(),
+      [this, stream, address = std::move(address), received](beast::error_code ec,
+                                                             std::size_t) mutable {
+        if (ec) {
+          core_.limits.Release(address);
+          return;
+        }
+        beast::get_lowest_layer(*stream).expires_never();
+        const unsigned char* protocol = nullptr;
+        unsigned int length = 0;
+        SSL_get0_alpn_selected(stream->native_handle(), &protocol, &length);
+        if (std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2") {
+          return ServeHttp2(core_, std::move(*stream), std::move(address), {}, {}, std::nullopt);
+        }
+        std::make_shared<Session<TlsStream>>(core_, std::move(*stream), std::move(address),
+                                             beast::flat_buffer())
+            ->Run();
+      });
 }
 
 void HttpServer::Impl::Sweep() {
   sweeper_.expires_after(std::chrono::seconds(1));
   sweeper_.async_wait([this](beast::error_code ec) {
     if (ec) return;
-    const std::int64_t now = Session::NowNs();
-    std::vector<std::shared_ptr<Session>> sessions;
-    {
-      std::lock_guard lock(sessions_mutex_);
-      sessions.reserve(sessions_.size());
-      for (const auto& [raw, weak] : sessions_) {
-        if (auto session = weak.lock()) sessions.push_back(std::move(session));
-      }
-    }
-    for (const auto& session : sessions) session->Sweep(now);
+    const std::int64_t now = NowNs();
+    for (const auto& connection : core_.Open()) connection->Sweep(now);
     Sweep();
   });
 }
 
+namespace {
+
+// ALPN (RFC 7301): h2 when the client offers it, else http/1.1, else no
+// protocol (the client speaks HTTP/1.1 without asking).
+int SelectProtocol(SSL*, const unsigned char** out, unsigned char* out_length,
+                   const unsigned char* offered, unsigned int offered_length, void*) {
+  for (std::string_view wanted : {std::string_view("h2"), std::string_view("http/1.1")}) {
+    for (unsigned int i = 0; i < offered_length;) {
+      const unsigned int length = offered[i];
+      if (i + 1 + length > offered_length) break;
+      if (std::string_view(reinterpret_cast<const char*>(offered + i + 1), length) == wanted) {
+        *out = offered + i + 1;
+        *out_length = static_cast<unsigned char>(length);
+        return SSL_TLSEXT_ERR_OK;
+      }
+      i += 1 + length;
+    }
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+// A server context for `files`: TLS 1.2 or later with forward-secret AEAD
+// ciphers (Mozilla's "intermediate"), ALPN, and client certificates
+// required when a client CA is given.
+Result<std::shared_ptr<ssl::context>> MakeTlsContext(const TlsFiles& files) {
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* native = context->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  SSL_CTX_set_options(
+      native, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_cipher_list(native,
+                          "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                          "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305");
+  beast::error_code ec;
+  context->use_certificate_chain_file(files.cert, ec);
+  if (ec) return InvalidArgument("--tls-cert {}: {}", files.cert, ec.message());
+  context->use_private_key_file(files.key, ssl::context::pem, ec);
+  if (ec) return InvalidArgument("--tls-key {}: {}", files.key, ec.message());
+  if (SSL_CTX_check_private_key(native) != 1)
+    return InvalidArgument("--tls-key {} does not match --tls-cert {}", files.key, files.cert);
+  if (!files.client_ca.empty()) {
+    context->load_verify_file(files.client_ca, ec);
+    if (ec) return InvalidArgument("--tls-client-ca {}: {}", files.client_ca, ec.message());
+    context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  }
+  SSL_CTX_set_alpn_select_cb(native, SelectProtocol, nullptr);
+  return context;
+}
+
+}  // namespace
+
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
-    : impl_(std::make_unique<Impl>(options, std::move(handler))) {}
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
 Result<std::uint16_t> HttpServer::Listen(const std::string& host, std::uint16_t port) {
+  if (impl_->core_.options.tls.enabled()) BRAID_RETURN_IF_ERROR(ReloadTls());
   return impl_->listener_.Listen(host, port);
+}
+
+Status HttpServer::ReloadTls() {
+  if (!impl_->core_.options.tls.enabled()) return Status::Ok();
+  BRAID_ASSIGN_OR_RETURN(auto context, MakeTlsContext(impl_->core_.options.tls));
+  std::lock_guard lock(impl_->tls_mutex_);
+  impl_->tls_ = std::move(context);
+  return Status::Ok();
 }
 
 net::io_context& HttpServer::io_context() { return impl_->io_; }
@@ -1052,23 +1245,15 @@ void HttpServer::Start() {
   impl_->work_.emplace(impl_->io_.get_executor());
   impl_->listener_.Start();
   impl_->Sweep();
-  for (int i = 0; i < impl_->options_.threads; ++i)
+  for (int i = 0; i < impl_->core_.options.threads; ++i)
     impl_->threads_.emplace_back([this] { impl_->io_.run(); });
 }
 
 bool HttpServer::Drain(std::chrono::steady_clock::time_point deadline) {
-  impl_->draining_ = true;
+  impl_->core_.draining = true;
   impl_->listener_.Close();
-  std::vector<std::shared_ptr<Impl::Session>> sessions;
-  {
-    std::lock_guard lock(impl_->sessions_mutex_);
-    for (const auto& [raw, weak] : impl_->sessions_) {
-      if (auto session = weak.lock()) sessions.push_back(std::move(session));
-    }
-  }
-  for (const auto& session : sessions) session->CloseIfIdle();
-  sessions.clear();
-  return impl_->requests_.Wait(deadline);
+  for (const auto& connection : impl_->core_.Open()) connection->Drain();
+  return impl_->core_.requests.Wait(deadline);
 }
 
 void HttpServer::Stop() {
@@ -1077,20 +1262,13 @@ void HttpServer::Stop() {
   impl_->io_.stop();
   for (auto& thread : impl_->threads_) thread.join();
   impl_->threads_.clear();
-  std::vector<std::shared_ptr<Impl::Session>> sessions;
-  {
-    std::lock_guard lock(impl_->sessions_mutex_);
-    for (const auto& [raw, weak] : impl_->sessions_) {
-      if (auto session = weak.lock()) sessions.push_back(std::move(session));
-    }
-  }
-  for (const auto& session : sessions) session->AbandonWebSocket();
+  for (const auto& connection : impl_->core_.Open()) connection->Abandon();
 }
 
-std::size_t HttpServer::open_connections() const { return impl_->limits_.connections(); }
+std::size_t HttpServer::open_connections() const { return impl_->core_.limits.connections(); }
 
-std::size_t HttpServer::requests_in_flight() const { return impl_->requests_.in_flight(); }
+std::size_t HttpServer::requests_in_flight() const { return impl_->core_.requests.in_flight(); }
 
-std::size_t HttpServer::body_bytes_in_flight() const { return impl_->budget_->used(); }
+std::size_t HttpServer::body_bytes_in_flight() const { return impl_->core_.budget->used(); }
 
 }  // namespace braid

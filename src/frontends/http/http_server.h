@@ -1,5 +1,6 @@
-// HttpServer: HTTP/1.1 on Boost.Asio/Beast, behind a small interface so that
-// the rest of braid never sees the library.
+// HttpServer: HTTP/1.1 on Boost.Asio/Beast and HTTP/2 on nghttp2, plaintext
+// or TLS (OpenSSL), behind a small interface so that the rest of braid never
+// sees the libraries. Both protocols call the same handlers.
 //
 // Each connection reads one request at a time and answers it before reading
 // the next, so pipelined requests are answered in order. Handlers run on a
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "frontends/tls_files.h"
 
 namespace boost::asio {
 class io_context;
@@ -165,6 +167,15 @@ struct HttpServerOptions {
   int threads = 2;
   // Asked for every request on its head (none: every request goes on).
   HttpAdmission admit;
+  // Set: every connection speaks TLS (1.2 or later), and ALPN picks HTTP/2
+  // or HTTP/1.1. Unset: HTTP/1.1, and HTTP/2 for a client that opens with
+  // its preface (prior knowledge) or asks with `Upgrade: h2c`.
+  TlsFiles tls;
+  // HTTP/2: streams a connection may have open at once, and streams whose
+  // answer is still owed (reset ones included) past which new ones are
+  // refused (REFUSED_STREAM).
+  std::uint32_t max_concurrent_streams = 128;
+  std::size_t max_streams_owed = 256;
 };
 
 class HttpServer {
@@ -175,7 +186,11 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and listens; port 0 picks a free port. Returns the bound port.
+  // With TLS, loads the certificate first.
   Result<std::uint16_t> Listen(const std::string& host, std::uint16_t port);
+  // Reads the TLS files again: new connections handshake with them, open
+  // ones go on with what they have. On an error nothing changes.
+  Status ReloadTls();
   // Starts the network threads. Non-blocking.
   void Start();
   // Stops accepting and closes the idle connections. A request whose first

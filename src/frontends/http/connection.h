@@ -1,0 +1,164 @@
+// What HttpServer's two protocols share: the server's state each
+// connection works against (options, the handler, the body budget, the
+// drain gate, the registry of open connections), the base every connection
+// implements, and the stream types a connection runs over. Internal to
+// src/frontends/http: it shows Asio and Beast, which the rest of braid never
+// sees.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/gate.h"
+#include "frontends/http/http_server.h"
+#include "frontends/listener.h"
+
+namespace braid::http_internal {
+
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+// The bytes of request bodies in memory, process-wide, against a limit.
+class BodyBudget {
+ public:
+  explicit BodyBudget(std::size_t limit) : limit_(limit) {}
+
+  bool Take(std::size_t bytes);
+  void Give(std::size_t bytes) { used_ -= bytes; }
+  std::size_t used() const { return used_.load(); }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> used_{0};
+};
+
+// One body's share of the budget, given back when it is destroyed.
+class BodyCharge {
+ public:
+  explicit BodyCharge(std::shared_ptr<BodyBudget> budget) : budget_(std::move(budget)) {}
+  BodyCharge(BodyCharge&& other) noexcept
+      : budget_(std::move(other.budget_)), bytes_(std::exchange(other.bytes_, 0)) {}
+  BodyCharge& operator=(BodyCharge&& other) noexcept {
+    Release();
+    budget_ = std::move(other.budget_);
+    bytes_ = std::exchange(other.bytes_, 0);
+    return *this;
+  }
+  ~BodyCharge() { Release(); }
+
+  // Raises the share to `total` bytes; false if the budget has not that many.
+  bool GrowTo(std::size_t total);
+  void Release() {
+    if (bytes_ > 0) budget_->Give(std::exchange(bytes_, 0));
+  }
+
+ private:
+  std::shared_ptr<BodyBudget> budget_;
+  std::size_t bytes_ = 0;
+};
+
+// The body handed to a handler: it holds its share of the budget while
+// anyone holds it.
+std::shared_ptr<const std::string> HoldBody(std::string bytes, BodyCharge charge);
+
+// gzip (RFC 1952) of `data`; empty on failure.
+std::string Gzip(std::string_view data);
+// Gzips `response`'s body in place when the client takes gzip and the body
+// is large and textual (never a response with a tail).
+void CompressIfWorthIt(HttpResponse& response, bool gzip_ok, std::size_t min_bytes);
+// The client takes gzip (its Accept-Encoding).
+bool AcceptsGzip(const HttpRequest& request);
+
+// Steady-clock nanoseconds, as the connections' deadlines are kept.
+std::int64_t NowNs();
+
+// An open connection, of either protocol, as the server sees it. Its
+// methods may be called from any thread; they run their work on the
+// connection's strand.
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Closes the connection if a deadline has passed by `now` (NowNs).
+  virtual void Sweep(std::int64_t now) = 0;
+  // The server drains: the connection closes once it owes no answer.
+  virtual void Drain() = 0;
+  // After the network threads stopped: lets go of what the connection's
+  // handlers hold (a WebSocket's).
+  virtual void Abandon() = 0;
+};
+
+// The server's state every connection works against.
+struct ServerCore {
+  ServerCore(HttpServerOptions options_in, HttpHandler handler_in)
+      : options(std::move(options_in)),
+        handler(std::move(handler_in)),
+        budget(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
+        limits(options.max_connections, options.max_connections_per_address) {}
+
+  void Add(Connection* connection, std::weak_ptr<Connection> weak) {
+    std::lock_guard lock(connections_mutex);
+    connections.emplace(connection, std::move(weak));
+  }
+  void Remove(Connection* connection) {
+    std::lock_guard lock(connections_mutex);
+    connections.erase(connection);
+  }
+  std::vector<std::shared_ptr<Connection>> Open() {
+    std::vector<std::shared_ptr<Connection>> open;
+    std::lock_guard lock(connections_mutex);
+    open.reserve(connections.size());
+    for (const auto& [raw, weak] : connections) {
+      if (auto connection = weak.lock()) open.push_back(std::move(connection));
+    }
+    return open;
+  }
+
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  // Shared with the bodies handed out, which may outlive the server.
+  const std::shared_ptr<BodyBudget> budget;
+  std::atomic<bool> draining{false};
+  ConnectionLimits limits;
+  // Held from the first byte of a request until its answer is written:
+  // what the drain waits for. Never closed; the drain stops admission by
+  // closing the acceptor and the idle connections.
+  Gate requests;
+  std::mutex connections_mutex;
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded
+};
+
+// An HTTP/1.1 request that asked to continue as HTTP/2 (Upgrade: h2c), read
+// in full: it becomes the connection's stream 1.
+struct Http2Upgrade {
+  HttpRequest request;   // body included
+  std::string settings;  // HTTP2-Settings, base64url-decoded
+  bool head = false;     // a HEAD request
+};
+
+// Serves `stream` as HTTP/2 from here on. `received` holds bytes already
+// read from it (the client's preface, in part or whole); `prefix` is
+// written before the server's first frame (an upgrade's 101 answer). The
+// connection counts in `core.limits` under `address` until it closes.
+template <typename Stream>
+void ServeHttp2(ServerCore& core, Stream stream, std::string address, std::string_view received,
+                std::string prefix, std::optional<Http2Upgrade> upgrade);
+
+extern template void ServeHttp2<PlainStream>(ServerCore&, PlainStream, std::string,
+                                             std::string_view, std::string,
+                                             std::optional<Http2Upgrade>);
+extern template void ServeHttp2<TlsStream>(ServerCore&, TlsStream, std::string, std::string_view,
+                                           std::string, std::optional<Http2Upgrade>);
+
+}  // namespace braid::http_internal
