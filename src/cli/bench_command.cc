@@ -43,7 +43,7 @@ struct BenchOptions {
   double window_s = 3;
   int max_windows = 6;
   double stability = 0.15;
-  int threads = 2;
+  HttpClientOptions client;
   std::string api_key;
   std::string csv, json, plot;
 };
@@ -85,8 +85,8 @@ void AddKey(std::vector<HttpRequestSpec>& requests, const std::string& api_key) 
 
 Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
   if (options.model.empty()) return InvalidArgument("--model is required for {}", options.endpoint);
-  BRAID_ASSIGN_OR_RETURN(std::string metadata,
-                         HttpGet(options.url, "/v2/models/" + options.model, options.api_key));
+  BRAID_ASSIGN_OR_RETURN(std::string metadata, HttpGet(options.url, "/v2/models/" + options.model,
+                                                       options.api_key, options.client.tls_ca));
   BRAID_ASSIGN_OR_RETURN(auto shapes, ParseShapes(options.shapes));
   BRAID_ASSIGN_OR_RETURN(auto specs, InputsFromMetadata(metadata, shapes, options.batch_size));
   std::map<std::string, Tensor> files;
@@ -107,7 +107,8 @@ Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
     std::vector<inference::ModelInferRequest> requests;
     for (const auto& set : sets)
       requests.push_back(KserveGrpcRequest(options.model, specs, set, parameters));
-    return MakeGrpcTarget(options.grpc, std::move(requests), options.api_key);
+    return MakeGrpcTarget(options.grpc, std::move(requests), options.api_key, 2,
+                          !options.client.tls_ca.empty(), options.client.tls_ca);
   }
   std::vector<HttpRequestSpec> requests;
   for (const auto& set : sets) {
@@ -116,7 +117,7 @@ Result<std::unique_ptr<Target>> KserveTarget(const BenchOptions& options) {
                            : KserveJsonRequest(options.model, specs, set, parameters));
   }
   AddKey(requests, options.api_key);
-  return MakeHttpTarget(options.url, std::move(requests), options.threads);
+  return MakeHttpTarget(options.url, std::move(requests), options.client);
 }
 
 Result<std::unique_ptr<Target>> MakeTarget(const BenchOptions& options) {
@@ -154,7 +155,7 @@ Result<std::unique_ptr<Target>> MakeTarget(const BenchOptions& options) {
         options.endpoint);
   }
   AddKey(requests, options.api_key);
-  return MakeHttpTarget(options.url, std::move(requests), options.threads);
+  return MakeHttpTarget(options.url, std::move(requests), options.client);
 }
 
 // Writes a gnuplot script beside `png` and runs it: p50 and p99 latency
@@ -314,7 +315,18 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                    "Stable when the last 3 windows' throughput and p50 lie within this fraction "
                    "of their mean")
       ->capture_default_str();
-  bench->add_option("--threads", options->threads, "Client network threads (HTTP)")
+  bench->add_flag("--http2", options->client.http2,
+                  "HTTP/2 to --url (h2c with prior knowledge for http://, ALPN for https://), "
+                  "--connections connections each carrying many requests at once");
+  bench->add_option("--connections", options->client.connections, "HTTP/2 connections")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  bench
+      ->add_option("--tls-ca", options->client.tls_ca,
+                   "CA that signed the server's certificate, for an https:// --url and for gRPC "
+                   "(given: gRPC speaks TLS)")
+      ->check(CLI::ExistingFile);
+  bench->add_option("--threads", options->client.threads, "Client network threads (HTTP)")
       ->capture_default_str();
   bench->add_option("--api-key", options->api_key, "Bearer key, if the server asks for one")
       ->envname("BRAID_API_KEY");

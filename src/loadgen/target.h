@@ -1,7 +1,9 @@
 // Targets of `braid bench`: what sends one request and reports whether it
 // succeeded. HTTP/1.1 keep-alive connections (a pool that grows to the
-// concurrency offered) and gRPC (a few HTTP/2 channels), both asynchronous,
-// so one process can offer hundreds of concurrent requests on two cores.
+// concurrency offered), HTTP/2 (a few connections, each carrying many
+// streams) and gRPC (a few HTTP/2 channels), plaintext or TLS, all
+// asynchronous, so one process can offer hundreds of concurrent requests on
+// two cores.
 #pragma once
 
 #include <functional>
@@ -36,17 +38,31 @@ struct HttpRequestSpec {
   std::string body;
 };
 
-// `requests` are sent in turn. `threads` network threads.
+struct HttpClientOptions {
+  int threads = 2;  // network threads
+  // HTTP/2 (h2c with prior knowledge for http://, ALPN h2 for https://) on
+  // `connections` connections; else HTTP/1.1.
+  bool http2 = false;
+  int connections = 1;
+  // https:// (and gRPC over TLS): the CA that signed the server's
+  // certificate; empty: the system's.
+  std::string tls_ca;
+};
+
+// `requests` are sent in turn to `url` (http:// or https://).
 Result<std::unique_ptr<Target>> MakeHttpTarget(const std::string& url,
                                                std::vector<HttpRequestSpec> requests,
-                                               int threads = 2);
+                                               const HttpClientOptions& options = {});
+// With `tls`, the channels speak TLS and trust `tls_ca` (empty: the
+// system's CAs).
 Result<std::unique_ptr<Target>> MakeGrpcTarget(const std::string& address,
                                                std::vector<inference::ModelInferRequest> requests,
-                                               const std::string& api_key = "", int channels = 2);
+                                               const std::string& api_key = "", int channels = 2,
+                                               bool tls = false, const std::string& tls_ca = "");
 
 // A blocking GET for setup (model metadata); the body on 2xx, an error
 // naming the status otherwise.
 Result<std::string> HttpGet(const std::string& url, const std::string& path,
-                            const std::string& api_key = "");
+                            const std::string& api_key = "", const std::string& tls_ca = "");
 
 }  // namespace braid

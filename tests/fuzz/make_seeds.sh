@@ -5,7 +5,7 @@
 set -euo pipefail
 out=$1 source=$2 protoc=$3
 rm -rf "$out"
-mkdir -p "$out"/{kserve_json,kserve_binary,multipart,http,grpc_infer,model_config,workflow,image,audio,tokenizer,npy,cache_value,onnx_model}
+mkdir -p "$out"/{kserve_json,kserve_binary,multipart,http,http2,grpc_infer,model_config,workflow,image,audio,tokenizer,npy,cache_value,onnx_model}
 for config in "$source"/models/*/config.yaml; do cp "$config" "$out/model_config/$(basename "$(dirname "$config")").yaml"; done
 cp "$source"/workflows/*.yaml "$out/workflow/"
 
@@ -96,6 +96,20 @@ write("onnx_model/truncated.onnx", whole[: len(whole) // 2])
 write("http/header_flood.txt", "GET / HTTP/1.1\r\nHost: x\r\n" + "".join(f"X-H{k}: {'v' * 50}\r\n" for k in range(500)) + "\r\n")
 write("http/giant_request_line.txt", "GET /" + "a" * 70000 + " HTTP/1.1\r\nHost: x\r\n\r\n")
 write("http/slow_body.txt", "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + "x" * 100)
+
+# HTTP/2 (after the preface the harness sends): an HPACK bomb (one large
+# field indexed, then referenced again and again), a rapid reset flood, an
+# endless CONTINUATION, and a request on a stream whose window is shut.
+def h2_frame(kind, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def h2_literal(name, value):
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+h2_get = b"\x82\x84\x86\x41\x09localhost"
+big = b"\x40\x01x\x7f\x81\x1f" + b"v" * 4000  # literal with indexing, a 4000-byte value
+write("http2/hpack_bomb", h2_frame(1, 5, 1, h2_get + big + b"\xbe" * 3000))
+write("http2/rapid_reset", b"".join(h2_frame(1, 5, 2 * k + 1, h2_get) + h2_frame(3, 0, 2 * k + 1, struct.pack(">I", 8)) for k in range(2000)))
+write("http2/continuation_flood", h2_frame(1, 0, 1, h2_get) + b"".join(h2_frame(9, 0, 1, h2_literal(b"x-a", b"b" * 50)) for _ in range(2000)))
+write("http2/zero_window", h2_frame(4, 0, 0, struct.pack(">HI", 4, 0)) + h2_frame(1, 5, 1, h2_get))
 
 # Tokenizer: invalid UTF-8 and long runs.
 write("tokenizer/invalid_utf8.txt", b"\xff\xfe\xc3\x28\xe2\x82\xf0\x28\x8c\xbc abc \xed\xa0\x80")

@@ -119,7 +119,8 @@ class Http2Connection;
 
 // Answers one stream. Thread-safe: every method defers to the strand.
 template <typename Stream>
-class Http2Responder : public HttpResponder {
+class Http2Responder : public HttpResponder,
+                       public std::enable_shared_from_this<Http2Responder<Stream>> {
  public:
   Http2Responder(std::shared_ptr<Http2Connection<Stream>> connection, std::int32_t id, bool gzip_ok)
       : connection_(std::move(connection)), id_(id), gzip_ok_(gzip_ok) {
@@ -139,13 +140,17 @@ class Http2Responder : public HttpResponder {
       connection.Respond(id, std::move(response), true);
     });
   }
+  // The answer is made on any network thread, not the connection's: one
+  // connection's streams are encoded in parallel.
   void SendFrom(std::function<HttpResponse()> make) override {
     answered_ = true;
-    Post([make = std::move(make), gzip = gzip_ok_](Http2Connection<Stream>& connection,
-                                                   std::int32_t id) {
+    net::post(connection_->Network(), [self = this->shared_from_this(), make = std::move(make)] {
       HttpResponse response = make();
-      CompressIfWorthIt(response, gzip, connection.core_.options.gzip_min_bytes);
-      connection.Respond(id, std::move(response), true);
+      CompressIfWorthIt(response, self->gzip_ok_, self->connection_->core_.options.gzip_min_bytes);
+      self->Post([response = std::move(response)](Http2Connection<Stream>& connection,
+                                                  std::int32_t id) mutable {
+        connection.Respond(id, std::move(response), true);
+      });
     });
   }
   void StartStream(int status, std::string content_type,
@@ -273,6 +278,13 @@ class Http2Connection : public Connection,
     });
   }
   void Abandon() override {}
+
+  // The network threads' executor (not the connection's strand).
+  net::io_context::executor_type Network() {
+    return static_cast<net::io_context&>(
+               net::query(stream_.get_executor(), net::execution::context))
+        .get_executor();
+  }
 
   // The responders' work, on the strand.
   void Respond(std::int32_t id, HttpResponse response, bool end) {
@@ -534,7 +546,12 @@ class Http2Connection : public Connection,
     stream.disconnected = [weak = std::weak_ptr<Http2Responder<Stream>>(responder)] {
       if (auto responder = weak.lock()) responder->Disconnected();
     };
-    core_.handler(request, std::move(responder));
+    // On any network thread: one connection's requests are handled in
+    // parallel, as many HTTP/1.1 connections' are.
+    net::post(Network(), [&core = core_, request = std::move(request),
+                          responder = std::move(responder)]() mutable {
+      core.handler(request, std::move(responder));
+    });
   }
 
   // The request's header block is in: checks it, and hands it on if it

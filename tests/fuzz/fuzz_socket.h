@@ -1,0 +1,60 @@
+// The socket side of the fuzz targets that drive a real server on loopback:
+// one connection per input, the bytes written, the write side closed and
+// the answer read to the end.
+#pragma once
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+#include <thread>
+
+#include "support/loopback.h"
+
+namespace braid::testing {
+
+// Writes `prefix`, then `data`, to a new connection to `port`, closes its
+// write side and reads until the server closes (or 5 s pass quietly).
+inline void ExchangeOnce(std::uint16_t port, std::string_view prefix, const std::uint8_t* data,
+                         std::size_t size) {
+  // A refused connect is retried for a while (the harness shares the
+  // machine's sockets with the server it drives); a server that stops
+  // accepting for good still ends the run.
+  int fd = ConnectLoopback(port);
+  for (int attempt = 0; fd < 0 && attempt < 200; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    fd = ConnectLoopback(port);
+  }
+  if (fd < 0) {
+    std::perror("fuzz: connect to the server under test");
+    std::abort();
+  }
+  const auto send_all = [fd](const void* bytes, std::size_t length) {
+    for (std::size_t sent = 0; sent < length;) {
+      const ssize_t n =
+          send(fd, static_cast<const char*>(bytes) + sent, length - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;  // the server may close early on bad input
+      sent += static_cast<std::size_t>(n);
+    }
+    return true;
+  };
+  if (send_all(prefix.data(), prefix.size())) send_all(data, size);
+  shutdown(fd, SHUT_WR);
+  char buffer[4096];
+  pollfd poll_fd{fd, POLLIN, 0};
+  while (poll(&poll_fd, 1, 5000) > 0) {
+    if (recv(fd, buffer, sizeof(buffer), 0) <= 0) break;
+  }
+  // Close with a reset: hundreds of connections a second would otherwise
+  // fill the ephemeral ports with TIME_WAIT and make connect() fail.
+  const linger reset{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+  close(fd);
+}
+
+}  // namespace braid::testing
