@@ -64,7 +64,9 @@ int RunServe(const ServeOptions& flags) {
   // SIGHUP: the TLS certificate is read again (a renewed one goes live
   // without dropping a connection).
   while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
-    if (Status reloaded = (*server)->ReloadTls(); reloaded.ok()) {
+    if (!flags.tls.enabled()) {
+      spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
+    } else if (Status reloaded = (*server)->ReloadTls(); reloaded.ok()) {
       spdlog::info("SIGHUP: TLS files read again");
     } else {
       spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());

@@ -5,9 +5,12 @@
 // screenshots land in BRAID_TEST_OUTPUT.)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { makeCertificates, spkiHash } from './certs.mjs';
 import { startBraid } from './serve.mjs';
 
 const binary = process.env.BRAID_BINARY;
@@ -198,6 +201,41 @@ test('the playground transcribes the microphone live: partials while it speaks, 
     assert.deepEqual(problems, []);
   } finally {
     await listener.close();
+  }
+});
+
+test('over TLS the playground loads and runs on HTTP/2: the page, its scripts and the streamed run', async () => {
+  const folder = mkdtempSync(join(tmpdir(), 'braid-web-tls-'));
+  let secure;
+  let trusting;
+  try {
+    const certs = await makeCertificates(folder);
+    secure = await startBraid(binary, ['--tls-cert', certs['server-a.pem'], '--tls-key', certs['server-a.key']]);
+    // Chromium trusts the test server's key and nothing else.
+    trusting = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: [`--ignore-certificate-errors-spki-list=${await spkiHash(certs['server-a.pem'])}`],
+    });
+    const page = await trusting.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems = [];
+    page.on('pageerror', (error) => problems.push(error.message));
+    await page.goto(`https://localhost:${secure.http}/?workflow=image-text-match`);
+    await page.waitForSelector('#run:not([disabled])');
+    await page.setInputFiles('input[name=image]', picture);
+    await page.fill('textarea[name=text]', 'a line of printed text');
+    const run = await runAndWait(page);
+    assert.ok(run.log.some((e) => e.what === 'finished'));
+    const protocols = await page.evaluate(() => [
+      ...performance.getEntriesByType('navigation'),
+      ...performance.getEntriesByType('resource'),
+    ].map((entry) => [entry.name, entry.nextHopProtocol]));
+    assert.ok(protocols.length >= 4, JSON.stringify(protocols));
+    for (const [name, protocol] of protocols) assert.equal(protocol, 'h2', name);
+    assert.deepEqual(problems, []);
+  } finally {
+    await trusting?.close();
+    await secure?.stop();
+    rmSync(folder, { recursive: true, force: true });
   }
 });
 

@@ -382,6 +382,10 @@ class GrpcConnections {
 
 class StreamReactor;
 
+// ModelInfer answers from this size on are gzipped for a client that takes
+// gzip (as HTTP answers are).
+constexpr std::size_t kCompressMinBytes = 1024;
+
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
  public:
   Impl(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
@@ -586,10 +590,14 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     // The request message lives until Finish, which comes after inference.
     std::shared_ptr<const void> no_owner;
     RunInfer(*request, no_owner, context,
-             [this, reactor, request, response, received](Result<InferResponse> result) {
+             [this, context, reactor, request, response, received](Result<InferResponse> result) {
                grpc::Status status = grpc::Status::OK;
                if (result.ok()) {
                  FillResponse(*request, *result, response);
+                 // gzip, as HTTP does, for answers worth it; gRPC sends it
+                 // plain to a client that does not accept gzip.
+                 if (response->ByteSizeLong() >= kCompressMinBytes)
+                   context->set_compression_algorithm(GRPC_COMPRESS_GZIP);
                } else {
                  status = ToGrpc(result.status());
                }
@@ -1100,8 +1108,6 @@ Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t p
   auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
       grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
       std::move(credentials));
-  // Answers are gzipped for a client that accepts gzip (grpc-accept-encoding).
-  builder.SetDefaultCompressionAlgorithm(GRPC_COMPRESS_GZIP);
   builder.RegisterService(impl_.get());
   const GrpcServerOptions& options = impl_->options_;
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
