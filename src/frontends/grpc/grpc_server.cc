@@ -382,8 +382,8 @@ class GrpcConnections {
 
 class StreamReactor;
 
-// ModelInfer answers from this size on are gzipped for a client that takes
-// gzip (as HTTP answers are).
+// ModelInfer answers from this size on are compressed for a client that
+// accepts it (HTTP gzips its large JSON and text answers from the same size).
 constexpr std::size_t kCompressMinBytes = 1024;
 
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
@@ -594,10 +594,11 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                grpc::Status status = grpc::Status::OK;
                if (result.ok()) {
                  FillResponse(*request, *result, response);
-                 // gzip, as HTTP does, for answers worth it; gRPC sends it
-                 // plain to a client that does not accept gzip.
+                 // Compressed, at a low level, for answers worth it: gRPC
+                 // picks an algorithm the client accepts (gzip for the
+                 // common clients), none for a client that accepts none.
                  if (response->ByteSizeLong() >= kCompressMinBytes)
-                   context->set_compression_algorithm(GRPC_COMPRESS_GZIP);
+                   context->set_compression_level(GRPC_COMPRESS_LEVEL_LOW);
                } else {
                  status = ToGrpc(result.status());
                }
@@ -1102,8 +1103,8 @@ GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock
 GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(0)); }
 
 Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t port) {
-  BRAID_ASSIGN_OR_RETURN(const std::uint16_t bound, impl_->connections_.Listen(host, port));
   BRAID_ASSIGN_OR_RETURN(auto credentials, Credentials(impl_->options_.tls));
+  BRAID_ASSIGN_OR_RETURN(const std::uint16_t bound, impl_->connections_.Listen(host, port));
   grpc::ServerBuilder builder;
   auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
       grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,

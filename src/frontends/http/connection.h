@@ -8,7 +8,6 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <cstdint>
@@ -150,7 +149,8 @@ struct Http2Upgrade {
 // Serves `stream` as HTTP/2 from here on. `received` holds bytes already
 // read from it (the client's preface, in part or whole); `prefix` is
 // written before the server's first frame (an upgrade's 101 answer). The
-// connection counts in `core.limits` under `address` until it closes.
+// connection counts in `core.limits` under `address` until it is destroyed
+// (its last responder let go).
 template <typename Stream>
 void ServeHttp2(ServerCore& core, Stream stream, std::string address, std::string_view received,
                 std::string prefix, std::optional<Http2Upgrade> upgrade);

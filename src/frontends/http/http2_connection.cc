@@ -123,7 +123,10 @@ class Http2Responder : public HttpResponder,
                        public std::enable_shared_from_this<Http2Responder<Stream>> {
  public:
   Http2Responder(std::shared_ptr<Http2Connection<Stream>> connection, std::int32_t id, bool gzip_ok)
-      : connection_(std::move(connection)), id_(id), gzip_ok_(gzip_ok) {
+      : connection_(std::move(connection)),
+        id_(id),
+        gzip_ok_(gzip_ok),
+        hold_(connection_->core_.requests.TryEnter()) {
     ++connection_->owed_;
   }
   ~Http2Responder() override {
@@ -185,12 +188,14 @@ class Http2Responder : public HttpResponder,
     Post([](Http2Connection<Stream>& connection, std::int32_t id) { connection.Finish(id); });
   }
   void OnDisconnect(std::function<void()> callback) override {
-    std::lock_guard lock(mutex_);
-    if (gone_) {
-      callback();
-      return;
+    {
+      std::lock_guard lock(mutex_);
+      if (!gone_) {
+        on_disconnect_ = std::move(callback);
+        return;
+      }
     }
-    on_disconnect_ = std::move(callback);
+    callback();
   }
   void AcceptWebSocket(std::shared_ptr<WebSocketHandler>, WebSocketOptions) override {
     Send(JsonError(400, "WebSocket needs HTTP/1.1: connect without HTTP/2"));
@@ -224,6 +229,9 @@ class Http2Responder : public HttpResponder,
   const std::shared_ptr<Http2Connection<Stream>> connection_;
   const std::int32_t id_;
   const bool gzip_ok_;
+  // While the handler holds the responder, a drain waits for it (the
+  // stream's own hold ends when the stream closes, reset ones included).
+  const std::optional<Gate::Holder> hold_;
   std::atomic<bool> answered_{false};
   std::mutex mutex_;
   std::function<void()> on_disconnect_;  // guarded by mutex_
@@ -295,7 +303,7 @@ class Http2Connection : public Connection,
   }
   void Append(std::int32_t id, Piece piece) {
     Http2Stream* stream = Find(id);
-    if (stream == nullptr || stream->out_end) {
+    if (stream == nullptr || stream->out_end || stream->head) {
       unsent_ -= piece.unsent;
       return;
     }
@@ -398,7 +406,7 @@ class Http2Connection : public Connection,
     if (closed_) return;
     stream_.async_read_some(net::buffer(in_),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-                              if (ec) return self->Close();
+                              if (ec || self->closed_) return self->Close();
                               if (!self->Receive(std::string_view(self->in_.data(), n))) return;
                               self->Flush();
                               if (nghttp2_session_want_read(self->session_) != 0) self->Read();
@@ -559,6 +567,8 @@ class Http2Connection : public Connection,
   void OnRequestHead(Http2Stream& stream, bool end) {
     const auto& options = core_.options;
     HttpRequest& request = stream.request;
+    stream.head = request.method == "HEAD";
+    stream.request_done = end;
     if (stream.header_bytes > options.max_header_bytes) {
       return Refuse(stream, JsonError(431, fmt::format("request headers are over the {} byte limit",
                                                        options.max_header_bytes)));
@@ -571,7 +581,6 @@ class Http2Connection : public Connection,
     const auto question = request.target.find('?');
     request.path = PercentDecode(std::string_view(request.target).substr(0, question));
     if (question != std::string::npos) request.query = request.target.substr(question + 1);
-    stream.head = request.method == "HEAD";
     const std::string_view declared = request.Header("content-length");
     std::size_t length = 0;
     if (!declared.empty())
@@ -622,8 +631,15 @@ class Http2Connection : public Connection,
       return 0;
     // Counted as HPACK counts a field (RFC 7541 §4.1); past a limit the
     // fields are dropped, not kept, and the stream is answered 431.
+    // Counted before anything is copied: an HPACK bomb (a large indexed
+    // field repeated) costs a count, not memory.
     stream->header_bytes += name_length + value_length + 32;
     const std::string_view key(reinterpret_cast<const char*>(name), name_length);
+    if (!key.starts_with(':')) ++stream->header_count;
+    const auto& options = self.core_.options;
+    if (stream->header_bytes > options.max_header_bytes ||
+        stream->header_count > options.max_header_count)
+      return 0;
     std::string field(reinterpret_cast<const char*>(value), value_length);
     if (key.starts_with(':')) {
       if (key == ":method") stream->request.method = std::move(field);
@@ -631,10 +647,6 @@ class Http2Connection : public Connection,
       if (key == ":authority") stream->request.headers.emplace_back("host", std::move(field));
       return 0;
     }
-    ++stream->header_count;
-    if (stream->header_bytes > self.core_.options.max_header_bytes ||
-        stream->header_count > self.core_.options.max_header_count)
-      return 0;
     stream->request.headers.emplace_back(std::string(key), std::move(field));
     return 0;
   }

@@ -171,17 +171,17 @@ bool OffersBraidProtocol(std::string_view protocols) {
       .has_value();
 }
 
-}  // namespace
-
-namespace {
-
 // The decoded HTTP2-Settings of a request asking to go on as cleartext
 // HTTP/2 (RFC 7540 §3.2); none if it does not ask, or asks wrongly.
 std::optional<std::string> H2cSettings(const HttpRequest& request) {
-  if (!HasToken(request.Header("Upgrade"), "h2c") ||
+  const auto settings = std::find_if(
+      request.headers.begin(), request.headers.end(),
+      [](const auto& field) { return EqualsIgnoringCase(field.first, "HTTP2-Settings"); });
+  if (settings == request.headers.end() || !HasToken(request.Header("Upgrade"), "h2c") ||
+      !HasToken(request.Header("Connection"), "Upgrade") ||
       !HasToken(request.Header("Connection"), "HTTP2-Settings"))
     return std::nullopt;
-  std::string text(request.Header("HTTP2-Settings"));
+  std::string text(settings->second);
   for (char& c : text) {
     if (c == '-') c = '+';
     if (c == '_') c = '/';
@@ -326,6 +326,7 @@ class HttpServer::Impl::Session : public Connection,
   Session(ServerCore& server, Stream stream, std::string address, beast::flat_buffer received)
       : server_(server),
         stream_(std::move(stream)),
+        executor_(stream_.get_executor()),
         address_(std::move(address)),
         buffer_(std::move(received)),
         charge_(server.budget) {}
@@ -336,7 +337,7 @@ class HttpServer::Impl::Session : public Connection,
 
   void Run() {
     server_.Add(this, this->weak_from_this());
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+    net::dispatch(executor_, [self = this->shared_from_this()] {
       if (self->server_.draining) return self->Close();
       self->ReadNext();
     });
@@ -346,7 +347,7 @@ class HttpServer::Impl::Session : public Connection,
   // idle wait the stream's own timer does not cover) has passed by `now`.
   void Sweep(std::int64_t now) override {
     if (!Expired(now)) return;
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+    net::dispatch(executor_, [self = this->shared_from_this()] {
       const std::int64_t now = NowNs();
       if (!self->Expired(now)) return;
       // A WebSocket client that sends nothing hears why before it goes.
@@ -372,7 +373,7 @@ class HttpServer::Impl::Session : public Connection,
   // The drain closes a connection only while it is idle: no byte of a
   // request read and no answer owed. Runs the check on the strand.
   void Drain() override {
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+    net::dispatch(executor_, [self = this->shared_from_this()] {
       if (self->ws_open_) return self->ws_handler_->OnDrain();
       if (!self->request_) self->Close();
     });
@@ -404,15 +405,15 @@ class HttpServer::Impl::Session : public Connection,
     void Send(HttpResponse response) override {
       answered_ = true;
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
-      net::defer(session_->stream_.get_executor(),
+      net::defer(session_->executor_,
                  [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                    session->Write(std::move(bytes), true, keep);
                  });
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
-      net::defer(session_->stream_.get_executor(), [session = session_, make = std::move(make),
-                                                    keep = keep_alive_, gzip = gzip_ok_]() mutable {
+      net::defer(session_->executor_, [session = session_, make = std::move(make),
+                                       keep = keep_alive_, gzip = gzip_ok_]() mutable {
         session->Write(session->Serialize(make(), keep, gzip, false), true, keep);
       });
     }
@@ -424,10 +425,9 @@ class HttpServer::Impl::Session : public Connection,
       head.content_type = std::move(content_type);
       head.headers = std::move(headers);
       Outgoing bytes = session_->Serialize(std::move(head), keep_alive_, false, true);
-      net::defer(session_->stream_.get_executor(),
-                 [session = session_, bytes = std::move(bytes)]() mutable {
-                   session->Write(std::move(bytes), false, true);
-                 });
+      net::defer(session_->executor_, [session = session_, bytes = std::move(bytes)]() mutable {
+        session->Write(std::move(bytes), false, true);
+      });
     }
     void OnDisconnect(std::function<void()> callback) override {
       std::lock_guard lock(disconnect_mutex_);
@@ -461,20 +461,19 @@ class HttpServer::Impl::Session : public Connection,
       const std::size_t size = chunk.size();
       if (session_->unsent_.fetch_add(size) + size > session_->server_.options.max_unsent_bytes) {
         // The client does not read as fast as the answer comes: it is let go.
-        net::defer(session_->stream_.get_executor(), [session = session_] { session->Close(); });
+        net::defer(session_->executor_, [session = session_] { session->Close(); });
         return false;
       }
-      net::defer(session_->stream_.get_executor(),
+      net::defer(session_->executor_,
                  [session = session_, chunk = std::move(chunk), size]() mutable {
                    session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
                  });
       return true;
     }
     void EndStream() override {
-      net::defer(session_->stream_.get_executor(),
-                 [session = session_, keep = keep_alive_]() mutable {
-                   session->Write(Outgoing{"0\r\n\r\n", {}, {}, 0}, true, keep);
-                 });
+      net::defer(session_->executor_, [session = session_, keep = keep_alive_]() mutable {
+        session->Write(Outgoing{"0\r\n\r\n", {}, {}, 0}, true, keep);
+      });
     }
 
    private:
@@ -700,25 +699,23 @@ class HttpServer::Impl::Session : public Connection,
       if (session->closed_ || session->ws_closing_) return false;
       const std::size_t size = text.size();
       if (session->unsent_.fetch_add(size) + size > session->ws_options_.max_unsent_bytes) {
-        net::defer(session->stream_.get_executor(), [session] { session->WsFinish(); });
+        net::defer(session->executor_, [session] { session->WsFinish(); });
         return false;
       }
-      net::defer(session->stream_.get_executor(),
-                 [session, text = std::move(text), size]() mutable {
-                   session->WsWrite(std::move(text), size);
-                 });
+      net::defer(session->executor_, [session, text = std::move(text), size]() mutable {
+        session->WsWrite(std::move(text), size);
+      });
       return true;
     }
     void ReadNext() override {
-      net::defer(session_->stream_.get_executor(), [session = session_] { session->WsRead(); });
+      net::defer(session_->executor_, [session = session_] { session->WsRead(); });
     }
     void Close(int code, std::string reason) override {
       const auto& session = session_;
       session->ws_closing_ = true;
-      net::defer(session->stream_.get_executor(),
-                 [session, code, reason = std::move(reason)]() mutable {
-                   session->WsClose(code, std::move(reason));
-                 });
+      net::defer(session->executor_, [session, code, reason = std::move(reason)]() mutable {
+        session->WsClose(code, std::move(reason));
+      });
     }
 
    private:
@@ -1005,6 +1002,7 @@ class HttpServer::Impl::Session : public Connection,
     handed_over_ = true;
     closed_ = true;
     answering_ = false;
+    server_.Remove(this);
     const bool head = request.method == "HEAD";
     const std::string_view received(static_cast<const char*>(buffer_.cdata().data()),
                                     buffer_.size());
@@ -1021,6 +1019,9 @@ class HttpServer::Impl::Session : public Connection,
 
   ServerCore& server_;
   Stream stream_;
+  // stream_'s, kept: an upgrade to HTTP/2 moves stream_ away while a drain
+  // or the sweeper may still call in.
+  const typename Stream::executor_type executor_;
   const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -1215,6 +1216,9 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const TlsFiles& files) {
     if (ec) return InvalidArgument("--tls-client-ca {}: {}", files.client_ca, ec.message());
     context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
   }
+  // Sessions resumed under client certificates need an id context.
+  static constexpr unsigned char kSessionContext[] = "braid";
+  SSL_CTX_set_session_id_context(native, kSessionContext, sizeof(kSessionContext) - 1);
   SSL_CTX_set_alpn_select_cb(native, SelectProtocol, nullptr);
   return context;
 }
