@@ -1,6 +1,6 @@
-// The socket side of the fuzz targets that drive a real server on loopback:
-// one connection per input, the bytes written, the write side closed and
-// the answer read to the end.
+// What the fuzz targets that drive a real HTTP server on loopback share: the
+// server under test, and the socket side (one connection per input, the
+// bytes written, the write side closed and the answer read to the end).
 #pragma once
 
 #include <poll.h>
@@ -11,12 +11,41 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <string>
 #include <string_view>
 #include <thread>
 
+#include "frontends/http/http_server.h"
 #include "support/loopback.h"
 
 namespace braid::testing {
+
+// Starts, once, a braid HttpServer on loopback with small limits: /stream
+// is answered with one streamed chunk, anything else with the size of the
+// body read. Returns its port.
+inline std::uint16_t StartHttpServerUnderTest() {
+  static std::unique_ptr<HttpServer> server;
+  HttpServerOptions options;
+  options.max_body_bytes = 1 << 20;
+  options.request_timeout = std::chrono::seconds(2);
+  options.idle_timeout = std::chrono::seconds(2);
+  server =
+      std::make_unique<HttpServer>(options, [](HttpRequest& request, HttpResponderPtr responder) {
+        if (request.path == "/stream") {
+          responder->StartStream(200, "text/event-stream");
+          responder->WriteChunk("data: " + std::to_string(request.body->size()) + "\n\n");
+          responder->EndStream();
+          return;
+        }
+        responder->Send(
+            {200, "application/json", "{\"bytes\":" + std::to_string(request.body->size()) + "}"});
+      });
+  auto bound = server->Listen("127.0.0.1", 0);
+  if (!bound.ok()) std::abort();
+  server->Start();
+  return *bound;
+}
 
 // Writes `prefix`, then `data`, to a new connection to `port`, closes its
 // write side and reads until the server closes (or 5 s pass quietly).

@@ -11,6 +11,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -79,6 +80,41 @@ std::string Gzip(std::string_view data);
 void CompressIfWorthIt(HttpResponse& response, bool gzip_ok, std::size_t min_bytes);
 // The client takes gzip (its Accept-Encoding).
 bool AcceptsGzip(const HttpRequest& request);
+
+// A responder's word that its client has gone: the callback given to
+// OnDisconnect runs once, when the client goes or at once if it has gone,
+// never under the lock. Thread-safe.
+class DisconnectWatch {
+ public:
+  void Set(std::function<void()> callback) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!gone_) {
+        callback_ = std::move(callback);
+        return;
+      }
+    }
+    callback();
+  }
+  void Gone() {
+    std::function<void()> callback;
+    {
+      std::lock_guard lock(mutex_);
+      gone_ = true;
+      callback = std::move(callback_);
+    }
+    if (callback) callback();
+  }
+  bool gone() const {
+    std::lock_guard lock(mutex_);
+    return gone_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::function<void()> callback_;  // guarded by mutex_
+  bool gone_ = false;               // guarded by mutex_
+};
 
 // Steady-clock nanoseconds, as the connections' deadlines are kept.
 std::int64_t NowNs();

@@ -168,7 +168,7 @@ class Http2Responder : public HttpResponder,
     });
   }
   bool WriteChunk(std::string data) override {
-    if (connection_->closed_ || gone()) return false;
+    if (connection_->closed_ || disconnect_.gone()) return false;
     if (data.empty()) return true;
     const std::size_t size = data.size();
     if (connection_->unsent_.fetch_add(size) + size > connection_->core_.options.max_unsent_bytes) {
@@ -188,36 +188,16 @@ class Http2Responder : public HttpResponder,
     Post([](Http2Connection<Stream>& connection, std::int32_t id) { connection.Finish(id); });
   }
   void OnDisconnect(std::function<void()> callback) override {
-    {
-      std::lock_guard lock(mutex_);
-      if (!gone_) {
-        on_disconnect_ = std::move(callback);
-        return;
-      }
-    }
-    callback();
+    disconnect_.Set(std::move(callback));
   }
   void AcceptWebSocket(std::shared_ptr<WebSocketHandler>, WebSocketOptions) override {
     Send(JsonError(400, "WebSocket needs HTTP/1.1: connect without HTTP/2"));
   }
 
   // On the strand: the stream was reset or the connection lost.
-  void Disconnected() {
-    std::function<void()> callback;
-    {
-      std::lock_guard lock(mutex_);
-      gone_ = true;
-      callback = std::move(on_disconnect_);
-    }
-    if (callback) callback();
-  }
+  void Disconnected() { disconnect_.Gone(); }
 
  private:
-  bool gone() {
-    std::lock_guard lock(mutex_);
-    return gone_;
-  }
-
   template <typename Work>
   void Post(Work work) {
     net::defer(connection_->stream_.get_executor(),
@@ -233,9 +213,7 @@ class Http2Responder : public HttpResponder,
   // stream's own hold ends when the stream closes, reset ones included).
   const std::optional<Gate::Holder> hold_;
   std::atomic<bool> answered_{false};
-  std::mutex mutex_;
-  std::function<void()> on_disconnect_;  // guarded by mutex_
-  bool gone_ = false;                    // guarded by mutex_
+  DisconnectWatch disconnect_;
 };
 
 template <typename Stream>

@@ -430,23 +430,10 @@ class HttpServer::Impl::Session : public Connection,
       });
     }
     void OnDisconnect(std::function<void()> callback) override {
-      std::lock_guard lock(disconnect_mutex_);
-      if (gone_) {
-        callback();
-        return;
-      }
-      on_disconnect_ = std::move(callback);
+      disconnect_.Set(std::move(callback));
     }
     // Runs on the strand when the watcher finds the client gone.
-    void Disconnected() {
-      std::function<void()> callback;
-      {
-        std::lock_guard lock(disconnect_mutex_);
-        gone_ = true;
-        callback = std::move(on_disconnect_);
-      }
-      if (callback) callback();
-    }
+    void Disconnected() { disconnect_.Gone(); }
     void AcceptWebSocket(std::shared_ptr<WebSocketHandler> handler,
                          WebSocketOptions options) override {
       answered_ = true;
@@ -481,9 +468,7 @@ class HttpServer::Impl::Session : public Connection,
     bool keep_alive_;
     bool gzip_ok_;
     std::atomic<bool> answered_{false};
-    std::mutex disconnect_mutex_;
-    std::function<void()> on_disconnect_;  // guarded by disconnect_mutex_
-    bool gone_ = false;                    // guarded by disconnect_mutex_
+    http_internal::DisconnectWatch disconnect_;
   };
 
  private:
