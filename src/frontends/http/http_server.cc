@@ -174,11 +174,12 @@ bool OffersBraidProtocol(std::string_view protocols) {
 // The decoded HTTP2-Settings of a request asking to go on as cleartext
 // HTTP/2 (RFC 7540 §3.2); none if it does not ask, or asks wrongly.
 std::optional<std::string> H2cSettings(const HttpRequest& request) {
+  // Every HTTP/1.1 request is asked: the Upgrade header decides first.
+  if (!HasToken(request.Header("Upgrade"), "h2c")) return std::nullopt;
   const auto settings = std::find_if(
       request.headers.begin(), request.headers.end(),
       [](const auto& field) { return EqualsIgnoringCase(field.first, "HTTP2-Settings"); });
-  if (settings == request.headers.end() || !HasToken(request.Header("Upgrade"), "h2c") ||
-      !HasToken(request.Header("Connection"), "Upgrade") ||
+  if (settings == request.headers.end() || !HasToken(request.Header("Connection"), "Upgrade") ||
       !HasToken(request.Header("Connection"), "HTTP2-Settings"))
     return std::nullopt;
   std::string text(settings->second);
