@@ -69,6 +69,10 @@ class StreamingRecogniser {
   virtual std::string Partial() = 0;
   // Ends the utterance: its words, times from its first sample.
   virtual Result<std::vector<RecognisedWord>> End() = 0;
+  // Forgets what earlier streams taught it (a running normalisation), so
+  // that a stream's words do not depend on which streams the recogniser
+  // served before. Between utterances only.
+  virtual void Reset() = 0;
 };
 // Opens a recogniser for a model of the backend (loads its data: slow).
 using StreamingRecogniserFactory =

@@ -63,6 +63,7 @@ LiveSession::~LiveSession() {
     auto decoder = std::make_shared<std::unique_ptr<StreamingRecogniser>>(std::move(decoder_));
     live_.pool_.Submit([&live = live_, model = model_, decoder, decoding = decoding_] {
       if (decoding) (void)(*decoder)->End();
+      (*decoder)->Reset();
       live.GiveBack(*model, std::move(*decoder));
     });
   }

@@ -3,9 +3,11 @@
 // priority-1 requests, both from real `braid bench` processes against a
 // real `braid serve`. What must hold whatever the machine's speed: every
 // priority-1 request is answered successfully, the flood is partly refused
-// (the overload is real) yet still served, no request starts computing
-// past its deadline, and the server stays healthy with bounded memory. The
-// latency figures are printed, not asserted (bench/overload/run.sh
+// (the overload is real), no request starts computing past its deadline,
+// and afterwards the server is healthy, serves priority 2 again and has
+// bounded memory. How much of the flood is served depends on how fast the
+// machine is that day (on a slow one every 250 ms deadline may pass), so
+// it is printed with the latencies, not asserted (bench/overload/run.sh
 // measures them against the unloaded baseline).
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
@@ -62,15 +64,14 @@ TEST(OverloadTest, PriorityOneIsServedWhileAFloodIsShed) {
   const auto& shed = flood_doc["points"][0];
   const auto& served = urgent_doc["points"][0];
   std::printf(
-      "flood: %.0f req/s served, %lu errors (p99 to refuse %.2f ms); priority 1: %lu ok, "
+      "flood: %lu served (%.0f req/s), %lu errors (p99 to refuse %.2f ms); priority 1: %lu ok, "
       "p99 %.2f ms\n",
-      shed["throughput"].GetDouble(), shed["errors"].GetUint64(),
+      shed["requests"].GetUint64(), shed["throughput"].GetDouble(), shed["errors"].GetUint64(),
       shed["error_p99_us"].GetDouble() / 1000, served["requests"].GetUint64(),
       served["p99_us"].GetDouble() / 1000);
   EXPECT_GT(served["requests"].GetUint64(), 0u);
   EXPECT_EQ(served["errors"].GetUint64(), 0u) << "no priority-1 request refused or timed out";
   EXPECT_GT(shed["errors"].GetUint64(), 0u) << "the flood was past saturation";
-  EXPECT_GT(shed["requests"].GetUint64(), 0u) << "yet part of it was served";
 
   auto stats = RunCommand("curl -s " + server.url() + "/v2/models/clip-text/stats");
   rapidjson::Document doc;
@@ -83,6 +84,16 @@ TEST(OverloadTest, PriorityOneIsServedWhileAFloodIsShed) {
   auto ready =
       RunCommand("curl -s -o /dev/null -w '%{http_code}' " + server.url() + "/v2/health/ready");
   EXPECT_EQ(ready.out, "200");
+  std::string ids = "[49406";
+  for (int i = 1; i < 77; ++i) ids += i == 3 ? ",49407" : i < 3 ? ",320" : ",0";
+  const auto request = dir.path() / "after.json";
+  std::ofstream(request) << R"({"inputs":[{"name":"input_ids","shape":[1,77],"datatype":"INT64",)"
+                         << R"("data":)" << ids << R"(]}],"parameters":{"priority":2}})";
+  auto after = RunCommand(
+      "curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' "
+      "--data-binary @" +
+      request.string() + " " + server.url() + "/v2/models/clip-text/infer");
+  EXPECT_EQ(after.out, "200") << "priority 2 is served once the flood is over";
   auto rss = RunCommand("curl -s http://127.0.0.1:" + std::to_string(server.metrics_port()) +
                         "/metrics | sed -n 's/^braid_process_resident_memory_bytes //p'");
   const double rss_mb = std::atof(rss.out.c_str()) / (1 << 20);

@@ -1,11 +1,15 @@
 #include "backends/pocketsphinx/pocketsphinx_backend.h"
 
 #include <pocketsphinx.h>
+#include <sphinxbase/cmn.h>
 #include <sphinxbase/err.h>
+#include <sphinxbase/feat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "preprocess/audio.h"
 
@@ -72,18 +76,21 @@ struct StreamPruning {
 // Clips are decoded with cepstral mean normalisation over the whole clip (a
 // clip's transcript then does not depend on what the decoder heard before).
 // Streams (`stream` given) normalise from what was heard so far and prune
-// their search (1.7× faster on the fixtures, same words). cmd_ln_init copies
-// its arguments.
+// their search (1.7× faster on the fixtures, same words). They keep every
+// frame and no noise estimate: braid's own voice detector already cut the
+// utterance out (PocketSphinx's would shift the words' times), and a noise
+// estimate carried from an earlier stream would change a later stream's
+// words. cmd_ln_init copies its arguments.
 Result<std::unique_ptr<Decoder>> OpenDecoder(const ModelConfig& config, const ModelFiles& files,
                                              const StreamPruning* stream) {
   std::lock_guard lock(DecoderLifetimes());
   cmd_ln_t* ps_config =
-      stream
-          ? cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
-                        files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "live", "-maxhmmpf",
-                        stream->max_hmms.c_str(), "-maxwpf", stream->max_words.c_str(), nullptr)
-          : cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
-                        files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "batch", nullptr);
+      stream ? cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
+                           files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "live",
+                           "-remove_silence", "no", "-remove_noise", "no", "-maxhmmpf",
+                           stream->max_hmms.c_str(), "-maxwpf", stream->max_words.c_str(), nullptr)
+             : cmd_ln_init(nullptr, ps_args(), TRUE, "-hmm", files.hmm.c_str(), "-lm",
+                           files.lm.c_str(), "-dict", files.dict.c_str(), "-cmn", "batch", nullptr);
   if (ps_config == nullptr)
     return Internal("{}: pocketsphinx rejected its configuration", config.config_path().string());
   ps_decoder_t* decoder = ps_init(ps_config);
@@ -166,10 +173,19 @@ class PocketSphinxInstance : public ModelInstance {
   AudioLimits limits_;
 };
 
+// A stream's decoder normalises each frame by the mean of what it has heard
+// (-cmn live), carried from one utterance to the next. Decoders are reused
+// across streams, so a stream starts from the mean the model ships with, as
+// a fresh decoder would: reused or fresh, the same audio gives the same
+// words.
 class PocketSphinxRecogniser : public StreamingRecogniser {
  public:
-  explicit PocketSphinxRecogniser(std::unique_ptr<Decoder> decoder)
-      : decoder_(std::move(decoder)) {}
+  explicit PocketSphinxRecogniser(std::unique_ptr<Decoder> decoder) : decoder_(std::move(decoder)) {
+    const cmn_t& cmn = Normalisation();
+    initial_mean_.assign(cmn.cmn_mean, cmn.cmn_mean + cmn.veclen);
+    initial_sum_.assign(cmn.sum, cmn.sum + cmn.veclen);
+    initial_frames_ = cmn.nframe;
+  }
 
   // StreamingRecogniser
   Status Begin() override {
@@ -192,9 +208,20 @@ class PocketSphinxRecogniser : public StreamingRecogniser {
       return Internal("pocketsphinx could not end the utterance");
     return Words(decoder_->decoder);
   }
+  void Reset() override {
+    cmn_t& cmn = Normalisation();
+    std::copy(initial_mean_.begin(), initial_mean_.end(), cmn.cmn_mean);
+    std::copy(initial_sum_.begin(), initial_sum_.end(), cmn.sum);
+    cmn.nframe = initial_frames_;
+  }
 
  private:
+  cmn_t& Normalisation() { return *ps_get_feat(decoder_->decoder)->cmn_struct; }
+
   std::unique_ptr<Decoder> decoder_;
+  std::vector<mfcc_t> initial_mean_;
+  std::vector<mfcc_t> initial_sum_;
+  std::int32_t initial_frames_ = 0;
 };
 
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const AudioLimits& server) {
