@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include "frontends/tls_files.h"
+
 namespace braid::cli {
 
 void AddModelsCommand(CLI::App& app, int* exit_code);
@@ -25,5 +27,10 @@ std::filesystem::path ModelRepositoryOrDefault(const std::string& flag);
 // `flag` when given, else the embedded default workflows: `workflows/`
 // beside the braid binary, else the path compiled in at build time.
 std::filesystem::path WorkflowsOrDefault(const std::string& flag);
+
+// --tls-cert, --tls-key and --tls-client-ca for a command's listening
+// ports (`ports`, as in "HTTP and gRPC"). Returns --tls-cert, for flags
+// that need it.
+CLI::Option* AddTlsFlags(CLI::App& command, TlsFiles& tls, const std::string& ports);
 
 }  // namespace braid::cli

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "frontends/grpc/credentials.h"
 #include "frontends/http/http_server.h"
 #include "routing/router.h"
 
@@ -27,6 +28,8 @@ struct RouterCommandOptions {
   std::size_t max_inflight = 256;
   int retries = 2;
   int threads = 0;  // 0: one per core, at least 2
+  TlsFiles tls;     // the router's own ports
+  ClientTlsFiles upstream_tls;
 };
 
 int RunRouter(const RouterCommandOptions& flags) {
@@ -34,6 +37,7 @@ int RunRouter(const RouterCommandOptions& flags) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto policy = ParsePolicy(flags.policy);
@@ -53,8 +57,10 @@ int RunRouter(const RouterCommandOptions& flags) {
   options.eject_time = milliseconds(flags.eject_s * 1000);
   options.max_inflight_per_replica = flags.max_inflight;
   options.retries = flags.retries;
+  options.upstream_tls = flags.upstream_tls;
   HttpServerOptions http_options;
   http_options.max_body_bytes = std::size_t{1} << 30;
+  http_options.tls = flags.tls;
   http_options.threads = flags.threads > 0
                              ? flags.threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
@@ -78,9 +84,14 @@ int RunRouter(const RouterCommandOptions& flags) {
   std::unique_ptr<grpc::Server> grpc_server;
   int grpc_port = 0;
   if (auto* service = router->GrpcService()) {
+    auto credentials = GrpcServerCredentials(flags.tls);
+    if (!credentials.ok()) {
+      fmt::print(stderr, "braid router: {}\n", credentials.status().message());
+      return 1;
+    }
     grpc::ServerBuilder builder;
-    builder.AddListeningPort(flags.host + ":" + std::to_string(flags.grpc_port),
-                             grpc::InsecureServerCredentials(), &grpc_port);
+    builder.AddListeningPort(flags.host + ":" + std::to_string(flags.grpc_port), *credentials,
+                             &grpc_port);
     builder.SetMaxReceiveMessageSize(-1);
     builder.SetMaxSendMessageSize(-1);
     builder.RegisterCallbackGenericService(service);
@@ -97,7 +108,16 @@ int RunRouter(const RouterCommandOptions& flags) {
              flags.replicas.size());
   std::fflush(stdout);
   int signal = 0;
-  sigwait(&signals, &signal);
+  // SIGHUP: the TLS files are read again (gRPC watches them itself).
+  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
+    if (!flags.tls.enabled()) {
+      spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
+    } else if (Status reloaded = http.ReloadTls(); reloaded.ok()) {
+      spdlog::info("SIGHUP: TLS files read again");
+    } else {
+      spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());
+    }
+  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   std::thread http_drain([&] { http.Drain(deadline); });
   if (grpc_server)
@@ -117,7 +137,10 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
       "router",
       "Balance HTTP requests over several braid serve replicas: policies, health checks, "
       "ejection, retries, drain");
-  router->add_option("--replica", options->replicas, "A replica's URL, http://host:port (repeat)")
+  router
+      ->add_option("--replica", options->replicas,
+                   "A replica's URL, http://host:port or https://host:port (repeat; all of one "
+                   "scheme)")
       ->required();
   router->add_option("--grpc-replica", options->grpc_replicas,
                      "A replica's gRPC host:port, one per --replica in the same order (repeat); "
@@ -153,6 +176,23 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   router->add_option("--threads", options->threads,
                      "Network threads, which also forward (default: one per core, at least 2)");
+  AddTlsFlags(*router, options->tls, "router's HTTP and gRPC");
+  router
+      ->add_option("--upstream-ca", options->upstream_tls.ca,
+                   "https:// replicas: the PEM CA their certificates must chain to (default: the "
+                   "system's CAs)")
+      ->check(CLI::ExistingFile);
+  auto* upstream_cert =
+      router
+          ->add_option("--upstream-cert", options->upstream_tls.cert,
+                       "https:// replicas: PEM certificate the router shows them (for replicas "
+                       "started with --tls-client-ca)")
+          ->check(CLI::ExistingFile);
+  auto* upstream_key =
+      router->add_option("--upstream-key", options->upstream_tls.key, "PEM key of --upstream-cert")
+          ->check(CLI::ExistingFile);
+  upstream_cert->needs(upstream_key);
+  upstream_key->needs(upstream_cert);
   router->callback([options, exit_code] { *exit_code = RunRouter(*options); });
 }
 

@@ -133,21 +133,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "Answer HAProxy's agent-check on this port (0: pick a free one): a weight "
                    "that falls with load, 'drain' while draining (deploy/haproxy)")
       ->check(CLI::Range(0, 65535));
-  auto* tls_cert =
-      serve
-          ->add_option("--tls-cert", options->tls.cert,
-                       "PEM certificate chain: the HTTP and gRPC ports then speak TLS only "
-                       "(1.2 or later; HTTP/2 or HTTP/1.1 by ALPN). SIGHUP reads it again")
-          ->check(CLI::ExistingFile);
-  auto* tls_key = serve->add_option("--tls-key", options->tls.key, "PEM private key of --tls-cert")
-                      ->check(CLI::ExistingFile);
-  tls_cert->needs(tls_key);
-  tls_key->needs(tls_cert);
-  serve
-      ->add_option("--tls-client-ca", options->tls.client_ca,
-                   "PEM CA: clients must show a certificate it signed (mutual TLS)")
-      ->check(CLI::ExistingFile)
-      ->needs(tls_cert);
+  CLI::Option* tls_cert = AddTlsFlags(*serve, options->tls, "HTTP and gRPC");
   serve
       ->add_flag("--tls-metrics", options->tls_metrics,
                  "The metrics port speaks TLS too (default: plaintext, for scrapers inside the "

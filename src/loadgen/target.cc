@@ -17,7 +17,8 @@
 #include <type_traits>
 #include <unordered_map>
 
-#include "core/file_util.h"
+#include "frontends/grpc/credentials.h"
+#include "frontends/tls_client.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace braid {
@@ -55,27 +56,6 @@ Result<tcp::endpoint> Resolve(const Endpoint& endpoint) {
   return resolved.begin()->endpoint();
 }
 
-// A client's TLS: the server's certificate checked against `ca` (empty: the
-// system's CAs) and its name, ALPN offering `protocol`.
-Result<std::shared_ptr<ssl::context>> ClientTls(const std::string& ca, std::string_view protocol) {
-  auto context = std::make_shared<ssl::context>(ssl::context::tls_client);
-  SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
-  beast::error_code error;
-  if (ca.empty()) {
-    context->set_default_verify_paths(error);
-  } else {
-    context->load_verify_file(ca, error);
-  }
-  if (error) return InvalidArgument("--tls-ca {}: {}", ca, error.message());
-  context->set_verify_mode(ssl::verify_peer);
-  std::string alpn(1, static_cast<char>(protocol.size()));
-  alpn += protocol;
-  SSL_CTX_set_alpn_protos(context->native_handle(),
-                          reinterpret_cast<const unsigned char*>(alpn.data()),
-                          static_cast<unsigned>(alpn.size()));
-  return context;
-}
-
 using TlsSocket = ssl::stream<tcp::socket>;
 
 template <typename Socket, typename Executor>
@@ -98,8 +78,7 @@ void AsyncConnect(Socket& socket, const tcp::endpoint& address, const std::strin
         if constexpr (std::is_same_v<Socket, tcp::socket>) {
           handler(error);
         } else {
-          SSL_set_tlsext_host_name(socket.native_handle(), host.c_str());
-          socket.set_verify_callback(ssl::host_name_verification(host));
+          ExpectServerName(socket, host);
           socket.async_handshake(ssl::stream_base::client, std::move(handler));
         }
       });
@@ -248,8 +227,7 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
       return Unavailable("cannot connect to {}:{}: {}", host, address.port(), error.message());
     beast::get_lowest_layer(socket_).set_option(tcp::no_delay(true));
     if constexpr (!std::is_same_v<Socket, tcp::socket>) {
-      SSL_set_tlsext_host_name(socket_.native_handle(), host.c_str());
-      socket_.set_verify_callback(ssl::host_name_verification(host));
+      ExpectServerName(socket_, host);
       socket_.handshake(ssl::stream_base::client, error);
       if (error) return Unavailable("TLS with {}: {}", host, error.message());
       const unsigned char* protocol = nullptr;
@@ -532,7 +510,8 @@ Result<std::unique_ptr<Target>> MakeHttpTarget(const std::string& url,
     return std::unique_ptr<Target>(std::make_unique<HttpTarget<tcp::socket>>(
         std::move(endpoint), address, std::move(requests), options.threads, nullptr));
   }
-  BRAID_ASSIGN_OR_RETURN(auto tls, ClientTls(options.tls_ca, options.http2 ? "h2" : "http/1.1"));
+  BRAID_ASSIGN_OR_RETURN(auto tls,
+                         MakeClientTls({options.tls_ca}, options.http2 ? "h2" : "http/1.1"));
   if (options.http2) {
     return MakeHttp2Target<TlsSocket>(std::move(endpoint), address, std::move(requests), options,
                                       tls.get());
@@ -548,11 +527,7 @@ Result<std::unique_ptr<Target>> MakeGrpcTarget(const std::string& address,
   if (requests.empty()) return InvalidArgument("no requests to send");
   std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
   if (tls) {
-    grpc::SslCredentialsOptions ssl;
-    if (!tls_ca.empty()) {
-      BRAID_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(tls_ca));
-    }
-    credentials = grpc::SslCredentials(ssl);
+    BRAID_ASSIGN_OR_RETURN(credentials, MakeGrpcClientTls({tls_ca}));
   }
   return std::unique_ptr<Target>(std::make_unique<GrpcTarget>(address, std::move(requests), api_key,
                                                               channels, std::move(credentials)));
@@ -572,10 +547,9 @@ Result<std::string> HttpGet(const std::string& url, const std::string& path,
     stream.connect(tcp::resolver(io).resolve(endpoint.host, endpoint.port));
     beast::flat_buffer buffer;
     if (endpoint.tls) {
-      BRAID_ASSIGN_OR_RETURN(auto tls, ClientTls(tls_ca, "http/1.1"));
+      BRAID_ASSIGN_OR_RETURN(auto tls, MakeClientTls({tls_ca}, "http/1.1"));
       beast::ssl_stream<beast::tcp_stream&> secure(stream, *tls);
-      SSL_set_tlsext_host_name(secure.native_handle(), endpoint.host.c_str());
-      secure.set_verify_callback(ssl::host_name_verification(endpoint.host));
+      ExpectServerName(secure, endpoint.host);
       secure.handshake(ssl::stream_base::client);
       http::write(secure, request);
       http::read(secure, buffer, response);

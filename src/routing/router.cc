@@ -10,12 +10,14 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <charconv>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include "core/hash.h"
+#include "frontends/grpc/credentials.h"
 
 namespace braid {
 namespace {
@@ -23,7 +25,14 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+
+// A connection to a replica: TCP for http:// replicas, TLS for https://.
+using PlainUpstream = beast::tcp_stream;
+using TlsUpstream = beast::ssl_stream<beast::tcp_stream>;
+template <typename Stream>
+constexpr bool kTls = std::is_same_v<Stream, TlsUpstream>;
 
 // The value of `name` in a query string, decoded; empty if absent.
 std::string QueryValue(std::string_view query, std::string_view name) {
@@ -71,10 +80,26 @@ struct Replica {
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> failures{0};
   std::mutex mutex;
-  int consecutive_failures = 0;                          // guarded by mutex
-  TimePoint ejected_until{};                             // guarded by mutex
-  std::vector<std::unique_ptr<beast::tcp_stream>> idle;  // guarded by mutex
-  std::unique_ptr<grpc::GenericStub> grpc;               // set when the router proxies gRPC
+  int consecutive_failures = 0;  // guarded by mutex
+  TimePoint ejected_until{};     // guarded by mutex
+  // Keep-alive connections not in use, of the replicas' one kind; guarded by
+  // mutex.
+  std::vector<std::unique_ptr<PlainUpstream>> idle;
+  std::vector<std::unique_ptr<TlsUpstream>> idle_tls;
+  std::unique_ptr<grpc::GenericStub> grpc;  // set when the router proxies gRPC
+
+  template <typename Stream>
+  std::vector<std::unique_ptr<Stream>>& Idle() {
+    if constexpr (kTls<Stream>) {
+      return idle_tls;
+    } else {
+      return idle;
+    }
+  }
+  void ForgetIdle() {  // with mutex held
+    idle.clear();
+    idle_tls.clear();
+  }
 };
 
 // How one try on a replica ended. kAnswered: the client has its answer.
@@ -83,6 +108,7 @@ struct Replica {
 // kFailed (no answer) leave the answer for another replica or for last_.
 enum class Outcome { kAnswered, kRelayedFailure, kUnavailable, kFailed };
 
+template <typename Stream>
 class Forwarding;
 
 }  // namespace
@@ -106,17 +132,24 @@ class Router::Impl : public grpc::CallbackGenericService {
 
   Status Init() {
     if (options_.replicas.empty()) return InvalidArgument("give at least one --replica URL");
+    const bool tls = options_.replicas.front().starts_with("https://");
+    if (tls) {
+      BRAID_ASSIGN_OR_RETURN(tls_, MakeClientTls(options_.upstream_tls, "http/1.1"));
+    }
     for (const auto& url : options_.replicas) {
-      constexpr std::string_view kScheme = "http://";
-      if (!std::string_view(url).starts_with(kScheme))
-        return InvalidArgument("replica '{}' must be an http:// URL", url);
+      const std::string_view scheme = tls ? "https://" : "http://";
+      if (!std::string_view(url).starts_with(scheme)) {
+        return InvalidArgument(
+            "replica '{}' must be an {} URL: the replicas are all http:// or all https://", url,
+            scheme);
+      }
       auto replica = std::make_unique<Replica>();
       replica->url = url;
-      std::string rest = url.substr(kScheme.size());
+      std::string rest = url.substr(scheme.size());
       if (!rest.empty() && rest.back() == '/') rest.pop_back();
       auto colon = rest.rfind(':');
       replica->host = colon == std::string::npos ? rest : rest.substr(0, colon);
-      replica->port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+      replica->port = colon == std::string::npos ? (tls ? "443" : "80") : rest.substr(colon + 1);
       beast::error_code error;
       auto resolved = tcp::resolver(io_).resolve(replica->host, replica->port, error);
       if (error || resolved.empty())
@@ -128,12 +161,16 @@ class Router::Impl : public grpc::CallbackGenericService {
       if (options_.grpc_replicas.size() != replicas_.size())
         return InvalidArgument("give one --grpc-replica per --replica ({} and {})",
                                options_.grpc_replicas.size(), replicas_.size());
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+      if (tls) {
+        BRAID_ASSIGN_OR_RETURN(credentials, MakeGrpcClientTls(options_.upstream_tls));
+      }
       for (std::size_t i = 0; i < replicas_.size(); ++i) {
         grpc::ChannelArguments args;
         args.SetMaxReceiveMessageSize(-1);
         args.SetMaxSendMessageSize(-1);
-        replicas_[i]->grpc = std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
-            options_.grpc_replicas[i], grpc::InsecureChannelCredentials(), args));
+        replicas_[i]->grpc = std::make_unique<grpc::GenericStub>(
+            grpc::CreateCustomChannel(options_.grpc_replicas[i], credentials, args));
       }
     }
     CheckAll();
@@ -186,17 +223,30 @@ class Router::Impl : public grpc::CallbackGenericService {
     return picker_.Pick(views, key);
   }
 
-  std::unique_ptr<beast::tcp_stream> TakeIdle(Replica& replica) {
+  template <typename Stream>
+  std::unique_ptr<Stream> TakeIdle(Replica& replica) {
     std::lock_guard lock(replica.mutex);
-    if (replica.idle.empty()) return nullptr;
-    auto stream = std::move(replica.idle.back());
-    replica.idle.pop_back();
+    auto& idle = replica.Idle<Stream>();
+    if (idle.empty()) return nullptr;
+    auto stream = std::move(idle.back());
+    idle.pop_back();
     return stream;
   }
 
-  void ReturnIdle(Replica& replica, std::unique_ptr<beast::tcp_stream> stream) {
+  template <typename Stream>
+  void ReturnIdle(Replica& replica, std::unique_ptr<Stream> stream) {
     std::lock_guard lock(replica.mutex);
-    replica.idle.push_back(std::move(stream));
+    replica.Idle<Stream>().push_back(std::move(stream));
+  }
+
+  // A connection not yet made, of the replicas' kind.
+  template <typename Stream, typename Executor>
+  std::unique_ptr<Stream> NewStream(Executor executor) {
+    if constexpr (kTls<Stream>) {
+      return std::make_unique<Stream>(std::move(executor), *tls_);
+    } else {
+      return std::make_unique<Stream>(std::move(executor));
+    }
   }
 
   const RouterOptions& options() const { return options_; }
@@ -215,7 +265,7 @@ class Router::Impl : public grpc::CallbackGenericService {
     if (++replica.consecutive_failures >= options_.eject_after_failures && !replica.ejected) {
       replica.ejected = true;
       replica.ejected_until = clock_.Now() + options_.eject_time;
-      replica.idle.clear();
+      replica.ForgetIdle();
       spdlog::warn("replica {} ejected after {} consecutive failures", replica.url,
                    replica.consecutive_failures);
     }
@@ -226,16 +276,8 @@ class Router::Impl : public grpc::CallbackGenericService {
   void Check(Replica& replica) {
     bool ok = false;
     try {
-      beast::tcp_stream stream(io_);
-      stream.expires_after(
-          std::min<Duration>(options_.health_interval * 2, std::chrono::seconds(2)));
-      stream.connect(replica.address);
-      http::request<http::empty_body> request(http::verb::get, "/v2/health/ready", 11);
-      request.set(http::field::host, replica.host);
-      http::write(stream, request);
-      beast::flat_buffer buffer;
-      http::response<http::string_body> response;
-      http::read(stream, buffer, response);
+      const http::response<http::string_body> response =
+          tls_ ? AskReady<TlsUpstream>(replica) : AskReady<PlainUpstream>(replica);
       ok = response.result_int() == 200;
       if (auto load = response.find("X-Braid-Load"); load != response.end()) {
         double value = 0;
@@ -254,7 +296,28 @@ class Router::Impl : public grpc::CallbackGenericService {
       replica.consecutive_failures = 0;
       spdlog::warn("replica {} re-admitted", replica.url);
     }
-    if (!ok) replica.idle.clear();
+    if (!ok) replica.ForgetIdle();
+  }
+
+  // The replica's answer to GET /v2/health/ready, on a connection of its
+  // own; throws when there is none.
+  template <typename Stream>
+  http::response<http::string_body> AskReady(const Replica& replica) {
+    std::unique_ptr<Stream> stream = NewStream<Stream>(io_.get_executor());
+    beast::get_lowest_layer(*stream).expires_after(
+        std::min<Duration>(options_.health_interval * 2, std::chrono::seconds(2)));
+    beast::get_lowest_layer(*stream).connect(replica.address);
+    if constexpr (kTls<Stream>) {
+      ExpectServerName(*stream, replica.host);
+      stream->handshake(ssl::stream_base::client);
+    }
+    http::request<http::empty_body> request(http::verb::get, "/v2/health/ready", 11);
+    request.set(http::field::host, replica.host);
+    http::write(*stream, request);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(*stream, buffer, response);
+    return response;
   }
 
   void CheckAll() {
@@ -275,8 +338,9 @@ class Router::Impl : public grpc::CallbackGenericService {
  private:
   const RouterOptions options_;
   Clock& clock_;
-  asio::io_context& network_;  // the HTTP server's: forwarding runs on its threads
-  asio::io_context io_;        // for the health checks' blocking sockets; never run
+  asio::io_context& network_;          // the HTTP server's: forwarding runs on its threads
+  asio::io_context io_;                // for the health checks' blocking sockets; never run
+  std::shared_ptr<ssl::context> tls_;  // set for https:// replicas; outlives their connections
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::mutex picker_mutex_;
   Picker picker_;  // guarded by picker_mutex_
@@ -293,8 +357,9 @@ namespace {
 // replica): pick a replica, send the request over a pooled keep-alive
 // connection (a fresh one when the pooled one turns out closed), relay the
 // answer (a chunked one chunk by chunk), and try another replica where
-// that is safe.
-class Forwarding : public std::enable_shared_from_this<Forwarding> {
+// that is safe. `Stream` is the replicas' kind of connection.
+template <typename Stream>
+class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
  public:
   Forwarding(Router::Impl& router, const HttpRequest& request, HttpResponderPtr responder)
       : router_(router),
@@ -333,24 +398,39 @@ class Forwarding : public std::enable_shared_from_this<Forwarding> {
     ++replica_->requests;
     upstream_.set(http::field::host, replica_->host + ":" + replica_->port);
     upstream_.prepare_payload();
-    stream_ = router_.TakeIdle(*replica_);
+    stream_ = router_.TakeIdle<Stream>(*replica_);
     if (stream_) return Exchange(/*pooled=*/true);
     Connect();
   }
 
   void Connect() {
     // A strand of its own: the stream's timeout and its operation may
-    // complete on different network threads.
-    stream_ = std::make_unique<beast::tcp_stream>(asio::make_strand(router_.network()));
-    stream_->expires_after(router_.options().connect_timeout);
-    stream_->async_connect(replica_->address, [self = shared_from_this()](beast::error_code error) {
+    // complete on different network threads. The connect timeout covers
+    // the TLS handshake too.
+    stream_ = router_.NewStream<Stream>(asio::make_strand(router_.network()));
+    auto& socket = beast::get_lowest_layer(*stream_);
+    socket.expires_after(router_.options().connect_timeout);
+    socket.async_connect(replica_->address, [self = this->shared_from_this()](
+                                                beast::error_code error) {
       if (error) {
         self->last_ = JsonError(502, fmt::format("replica {} is unreachable: {}",
                                                  self->replica_->url, error.message()));
         return self->TryEnded(Outcome::kFailed);
       }
-      self->stream_->socket().set_option(tcp::no_delay(true), error);
-      self->Exchange(/*pooled=*/false);
+      beast::get_lowest_layer(*self->stream_).socket().set_option(tcp::no_delay(true), error);
+      if constexpr (kTls<Stream>) {
+        ExpectServerName(*self->stream_, self->replica_->host);
+        self->stream_->async_handshake(ssl::stream_base::client, [self](beast::error_code error) {
+          if (error) {
+            self->last_ = JsonError(502, fmt::format("TLS with replica {} failed: {}",
+                                                     self->replica_->url, error.message()));
+            return self->TryEnded(Outcome::kFailed);
+          }
+          self->Exchange(/*pooled=*/false);
+        });
+      } else {
+        self->Exchange(/*pooled=*/false);
+      }
     });
   }
 
@@ -358,21 +438,21 @@ class Forwarding : public std::enable_shared_from_this<Forwarding> {
   // replica closed meanwhile fails at once; then a fresh one is tried
   // before the replica counts as failed.
   void Exchange(bool pooled) {
-    stream_->expires_after(router_.options().upstream_timeout);
-    http::async_write(*stream_, upstream_,
-                      [self = shared_from_this(), pooled](beast::error_code error, std::size_t) {
-                        if (error) return self->ExchangeFailed(pooled, error);
-                        self->buffer_.clear();
-                        self->parser_.emplace();
-                        self->parser_->body_limit(std::uint64_t{1} << 34);
-                        self->parser_->skip(self->head_request_);
-                        http::async_read_header(
-                            *self->stream_, self->buffer_, *self->parser_,
-                            [self, pooled](beast::error_code error, std::size_t) {
-                              if (error) return self->ExchangeFailed(pooled, error);
-                              self->OnHead();
-                            });
-                      });
+    beast::get_lowest_layer(*stream_).expires_after(router_.options().upstream_timeout);
+    http::async_write(
+        *stream_, upstream_,
+        [self = this->shared_from_this(), pooled](beast::error_code error, std::size_t) {
+          if (error) return self->ExchangeFailed(pooled, error);
+          self->buffer_.clear();
+          self->parser_.emplace();
+          self->parser_->body_limit(std::uint64_t{1} << 34);
+          self->parser_->skip(self->head_request_);
+          http::async_read_header(*self->stream_, self->buffer_, *self->parser_,
+                                  [self, pooled](beast::error_code error, std::size_t) {
+                                    if (error) return self->ExchangeFailed(pooled, error);
+                                    self->OnHead();
+                                  });
+        });
   }
 
   void ExchangeFailed(bool pooled, beast::error_code error) {
@@ -418,7 +498,7 @@ class Forwarding : public std::enable_shared_from_this<Forwarding> {
       body.data = answer_.data() + filled;
       body.size = want;
     }
-    auto done = [self = shared_from_this()](beast::error_code error, std::size_t) {
+    auto done = [self = this->shared_from_this()](beast::error_code error, std::size_t) {
       if (error == http::error::need_buffer) error = {};
       self->OnBody(error);
     };
@@ -485,7 +565,7 @@ class Forwarding : public std::enable_shared_from_this<Forwarding> {
 
   // The try in progress.
   Replica* replica_ = nullptr;
-  std::unique_ptr<beast::tcp_stream> stream_;
+  std::unique_ptr<Stream> stream_;
   beast::flat_buffer buffer_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
   int status_ = 0;
@@ -519,7 +599,9 @@ void Router::Impl::Handle(HttpRequest& request, HttpResponderPtr responder) {
     }
     return responder->Send(JsonError(404, fmt::format("no replica '{}'", wanted)));
   }
-  std::make_shared<Forwarding>(*this, request, std::move(responder))->Start();
+  if (tls_)
+    return std::make_shared<Forwarding<TlsUpstream>>(*this, request, std::move(responder))->Start();
+  std::make_shared<Forwarding<PlainUpstream>>(*this, request, std::move(responder))->Start();
 }
 
 namespace {

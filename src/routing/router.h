@@ -23,6 +23,11 @@
 // name, as raw bytes, to the replica the policy picks (the same health,
 // caps, drain and retries of UNAVAILABLE; cache_affinity hashes the
 // request message).
+//
+// TLS to the replicas: https:// replica URLs (all of them, or none) are
+// reached over TLS, their certificates checked against `upstream_tls.ca`
+// and their names, with `upstream_tls.cert` shown to replicas that ask for
+// a client certificate; their gRPC ports are then reached over TLS too.
 #pragma once
 
 #include <memory>
@@ -31,6 +36,7 @@
 
 #include "core/clock.h"
 #include "frontends/http/http_server.h"
+#include "frontends/tls_client.h"
 #include "routing/policy.h"
 
 namespace boost::asio {
@@ -43,7 +49,7 @@ class CallbackGenericService;
 namespace braid {
 
 struct RouterOptions {
-  std::vector<std::string> replicas;       // http://host:port
+  std::vector<std::string> replicas;       // http://host:port or https://host:port
   std::vector<std::string> grpc_replicas;  // host:port, empty or one per replica
   Policy policy = Policy::kRoundRobin;
   Duration health_interval = std::chrono::milliseconds(500);
@@ -53,6 +59,7 @@ struct RouterOptions {
   int retries = 2;  // further replicas tried for an idempotent request
   Duration connect_timeout = std::chrono::seconds(1);
   Duration upstream_timeout = std::chrono::seconds(120);
+  ClientTlsFiles upstream_tls;  // for https:// replicas
 };
 
 class Router {

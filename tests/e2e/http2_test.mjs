@@ -5,7 +5,7 @@
 //   node --test tests/e2e/http2_test.mjs
 //   (BRAID_BINARY, BRAID_FIXTURES and BRAID_PROTO set by CTest)
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { createServer } from 'node:http';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import tls from 'node:tls';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
@@ -649,6 +650,70 @@ test('mTLS (--tls-client-ca): a client certificate of the CA is let in; none, or
   } finally {
     for (const c of clients) c.close();
     assert.equal(await stop(server), 0);
+  }
+});
+
+// Starts `braid router` on free ports; resolves with its ports once ready.
+function startRouter(args) {
+  const child = spawn(binary, ['router', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', ...args],
+                      { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.once('line', (line) => {
+      const match = /^braid router ready http=[^:]+:(\d+)(?: grpc=[^:]+:(\d+))? /.exec(line);
+      if (!match) return reject(new Error(`unexpected ready line: ${line}`));
+      resolve({ child, http: Number(match[1]), grpc: Number(match[2]),
+                stop: () => new Promise((done) => { child.once('exit', (code) => done(code)); child.kill('SIGTERM'); }) });
+    });
+    child.once('exit', (code) => reject(new Error(`braid router exited with ${code} before it was ready`)));
+  });
+}
+
+test('router over TLS: h2 by ALPN in front, https and gRPC over TLS to replicas that want its client certificate', async (t) => {
+  const lacking = missing('openssl', 'curl');
+  if (lacking.length) return t.skip(`${lacking.join(', ')} missing (${kSkipHint})`);
+  // Two replicas: `secure`, and one that lets in only clients of the CA.
+  const strict = await startBraid(binary, [...tlsFlags(), '--tls-client-ca', certs['ca.pem']]);
+  const replicas = [secure, strict].flatMap((r) => ['--replica', `https://127.0.0.1:${r.http}`, '--grpc-replica', `127.0.0.1:${r.grpc}`]);
+  const upstreamCa = ['--upstream-ca', certs['ca.pem']];
+  const clientCert = ['--upstream-cert', certs['client.pem'], '--upstream-key', certs['client.key']];
+  const router = await startRouter([...replicas, ...upstreamCa, ...clientCert, ...tlsFlags(certs['server-b.pem'], certs['server-b.key']),
+                                    '--health-interval-ms', '100']);
+  // Without a client certificate the strict replica refuses the router; with
+  // the system's CAs neither replica's certificate is trusted.
+  const uncertified = await startRouter([...replicas, ...upstreamCa]);
+  const untrusting = await startRouter(replicas);
+  const clients = [];
+  try {
+    const state = async (r) => JSON.parse((await curl(r === router ? overTls(r.http, '/router/replicas', ['--cacert', certs['ca.pem']])
+      : [`http://127.0.0.1:${r.http}/router/replicas`])).body);
+    await eventually(async () => (await state(router)).replicas.every((r) => r.healthy), 'both replicas healthy behind the router');
+    const values = identityValues(10);
+    for (let i = 0; i < 4; i++) {
+      const answer = await curl(overTls(router.http, '/v2/models/identity/infer',
+        ['--http2', '--cacert', certs['ca.pem'], '-H', 'Content-Type: application/json', '-d', identityBody(values)]));
+      assert.equal(answer.code, 0, answer.stderr);
+      assert.deepEqual([answer.status, answer.version], [200, '2'], answer.body);
+      assert.deepEqual(outputOf(answer.body), values);
+    }
+    assert.deepEqual((await state(router)).replicas.map((r) => r.requests > 0 && r.failures === 0), [true, true],
+                     'round robin reached both replicas over TLS');
+    assert.equal((await peerCertificate(router.http)).serialNumber, 'B002', 'the router shows its own certificate');
+
+    const client = grpcClient(router.grpc, grpc.credentials.createSsl(pem('ca.pem')), kTlsTarget);
+    clients.push(client);
+    for (let i = 0; i < 4; i++)
+      assert.deepEqual(rawFloats((await unary(client, 'ModelInfer', grpcIdentity(values))).raw_output_contents[0]), values);
+
+    assert.deepEqual((await state(uncertified)).replicas.map((r) => r.healthy), [true, false]);
+    assert.deepEqual((await state(untrusting)).replicas.map((r) => r.healthy), [false, false]);
+    const refused = await curl([`http://127.0.0.1:${untrusting.http}/v2/models/identity/infer`,
+                                '-H', 'Content-Type: application/json', '-d', identityBody(values)]);
+    assert.equal(refused.status, 503, refused.body);
+  } finally {
+    for (const c of clients) c.close();
+    for (const r of [router, uncertified, untrusting]) assert.equal(await r.stop(), 0);
+    assert.equal(await stop(strict), 0);
   }
 });
 

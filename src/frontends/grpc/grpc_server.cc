@@ -3,8 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/security/tls_certificate_provider.h>
-#include <grpcpp/security/tls_credentials_options.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +16,7 @@
 #include <unordered_set>
 
 #include "core/credentials.h"
+#include "frontends/grpc/credentials.h"
 #include "frontends/listener.h"
 #include "frontends/status_mapping.h"
 #include "grpc_service.grpc.pb.h"
@@ -1067,35 +1066,6 @@ void GrpcServer::Impl::Sweep() {
   }
 }
 
-namespace {
-
-// The files must be readable now: the watcher would only log it.
-Status Readable(const std::string& path, std::string_view flag) {
-  if (access(path.c_str(), R_OK) != 0) return InvalidArgument("{} {}: cannot be read", flag, path);
-  return Status::Ok();
-}
-
-Result<std::shared_ptr<grpc::ServerCredentials>> Credentials(const TlsFiles& files) {
-  if (!files.enabled()) return grpc::InsecureServerCredentials();
-  BRAID_RETURN_IF_ERROR(Readable(files.cert, "--tls-cert"));
-  BRAID_RETURN_IF_ERROR(Readable(files.key, "--tls-key"));
-  if (!files.client_ca.empty()) BRAID_RETURN_IF_ERROR(Readable(files.client_ca, "--tls-client-ca"));
-  constexpr unsigned kRefreshSeconds = 1;
-  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-      files.key, files.cert, files.client_ca, kRefreshSeconds);
-  grpc::experimental::TlsServerCredentialsOptions options(provider);
-  options.watch_identity_key_cert_pairs();
-  if (files.client_ca.empty()) {
-    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  } else {
-    options.watch_root_certs();
-    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  }
-  return grpc::experimental::TlsServerCredentials(options);
-}
-
-}  // namespace
-
 GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock, LiveSpeech* live,
                        GrpcServerOptions options)
     : impl_(std::make_unique<Impl>(service, metrics, clock, live, std::move(options))) {}
@@ -1103,7 +1073,7 @@ GrpcServer::GrpcServer(InferenceService& service, Metrics& metrics, Clock& clock
 GrpcServer::~GrpcServer() { Shutdown(std::chrono::seconds(0)); }
 
 Result<std::uint16_t> GrpcServer::Start(const std::string& host, std::uint16_t port) {
-  BRAID_ASSIGN_OR_RETURN(auto credentials, Credentials(impl_->options_.tls));
+  BRAID_ASSIGN_OR_RETURN(auto credentials, GrpcServerCredentials(impl_->options_.tls));
   BRAID_ASSIGN_OR_RETURN(const std::uint16_t bound, impl_->connections_.Listen(host, port));
   grpc::ServerBuilder builder;
   auto acceptor = builder.experimental().AddExternalConnectionAcceptor(
