@@ -67,13 +67,21 @@ h2load_measure() {
     /^status codes:/ { ok = $3 + 0; other = $5 + $7 + $9 }
     END { printf "%.1f %d\n", rps, failed + errored + other }' <<<"$out"
 }
-# wrk_rps URL CONNECTIONS → "rps errors": HTTP/1.1 keep-alive POSTs (lib.sh's
-# wrk_measure) after a 1 s warm-up run.
+# cpu_ticks PID → the process's user and system CPU so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+# wrk_rps URL CONNECTIONS SERVER_PID → "rps errors cpu_us": HTTP/1.1
+# keep-alive POSTs (lib.sh's wrk_measure) after a 1 s warm-up run, and the
+# server's own CPU per request during the measured run (what the client's
+# TLS costs on the same cores does not count there).
 wrk_rps() {
   wrk_measure "$1" "$2" 1 "$work/identity.json" >/dev/null
-  local p50 rps bad
+  local p50 rps bad before after
+  before=$(cpu_ticks "$3")
   read -r p50 rps bad <<<"$(wrk_measure "$1" "$2" "$seconds" "$work/identity.json")"
-  echo "$rps $bad"
+  after=$(cpu_ticks "$3")
+  echo "$rps $bad $(awk -v t="$((after - before))" -v us="$tick_us" -v n="$rps" -v s="$seconds" \
+    'BEGIN { printf "%.1f", (n > 0 ? t * us / (n * s) : 0) }')"
 }
 # handshake_rate HOST:PORT VERSION_FLAG → full handshakes a second: openssl
 # s_time with new connections only, timed by the wall clock around it
@@ -105,11 +113,11 @@ declare -A label=(
 measure() {
   case $1 in
     h2c_1x64) h2load_measure "$plain_url" 1 64 ;;
-    h1_64) wrk_rps "$plain_url" 64 ;;
+    h1_64) wrk_rps "$plain_url" 64 "$plain_pid" ;;
     h2c_64x1) h2load_measure "$plain_url" 64 1 ;;
     h2c_2x32) h2load_measure "$plain_url" 2 32 ;;
     tls_h2_1x64) h2load_measure "$tls_url" 1 64 ;;
-    tls_h1_64) wrk_rps "$tls_url" 64 ;;
+    tls_h1_64) wrk_rps "$tls_url" 64 "$tls_pid" ;;
     tls_h2_64x1) h2load_measure "$tls_url" 64 1 ;;
     hs_13) handshake_rate "$tls_address" -tls1_3 ;;
     hs_13_ref) handshake_rate "$reference_address" -tls1_3 ;;
@@ -130,14 +138,15 @@ alive() {
   done
 }
 
-declare -A rates errors
+declare -A rates errors cpus
 for run in $(seq "$runs"); do
   for name in "${names[@]}"; do
     echo "run $run/$runs: ${label[$name]}" >&2
     result=$(measure "$name")
     alive
-    read -r rps bad <<<"$result"
+    read -r rps bad cpu <<<"$result"
     rates[$name]+="$rps "
+    [[ -n ${cpu:-} ]] && cpus[$name]+="$cpu "
     errors[$name]=$((${errors[$name]:-0} + bad))
   done
 done
@@ -154,4 +163,5 @@ us() { awk -v r="$1" 'BEGIN { printf "%.0f", (r > 0 ? 1e6 / r : 0) }'; }
 echo
 echo "- h2c (1 connection × 64 streams) / HTTP/1.1 keep-alive (64 connections): **$(ratio "${med[h2c_1x64]}" "${med[h1_64]}")×** (goal ≥ 0.9); over 2 connections × 32 streams: $(ratio "${med[h2c_2x32]}" "${med[h1_64]}")×"
 echo "- TLS / plaintext at 64: h2 1×64 **$(ratio "${med[tls_h2_1x64]}" "${med[h2c_1x64]}")×**, HTTP/1.1 keep-alive **$(ratio "${med[tls_h1_64]}" "${med[h1_64]}")×** (goals ≥ 0.8); h2 64×1 $(ratio "${med[tls_h2_64x1]}" "${med[h2c_64x1]}")×"
+echo "- braid's own CPU per request, HTTP/1.1 keep-alive at 64: plaintext $(median "${cpus[h1_64]}") µs, TLS $(median "${cpus[tls_h1_64]}") µs (runs: $(sed 's/ $//; s/ / · /g' <<<"${cpus[h1_64]}") and $(sed 's/ $//; s/ / · /g' <<<"${cpus[tls_h1_64]}")): TLS / plaintext at equal server CPU **$(ratio "$(median "${cpus[h1_64]}")" "$(median "${cpus[tls_h1_64]}")")×**"
 echo "- full TLS handshake, one client in sequence, client and server CPU together (RSA-2048, loopback): TLS 1.3 **$(us "${med[hs_13]}") µs** (openssl s_server: $(us "${med[hs_13_ref]}") µs), TLS 1.2 $(us "${med[hs_12]}") µs (s_server: $(us "${med[hs_12_ref]}") µs)"
