@@ -304,8 +304,8 @@ class Router::Impl : public grpc::CallbackGenericService {
   template <typename Stream>
   http::response<http::string_body> AskReady(const Replica& replica) {
     std::unique_ptr<Stream> stream = NewStream<Stream>(io_.get_executor());
-    beast::get_lowest_layer(*stream).expires_after(
-        std::min<Duration>(options_.health_interval * 2, std::chrono::seconds(2)));
+    beast::get_lowest_layer(*stream).expires_after(std::clamp<Duration>(
+        options_.health_interval * 2, std::chrono::seconds(1), std::chrono::seconds(2)));
     beast::get_lowest_layer(*stream).connect(replica.address);
     if constexpr (kTls<Stream>) {
       ExpectServerName(*stream, replica.host);

@@ -29,7 +29,9 @@ const fileServer = createServer((req, res) => {
     '/to-metadata': () => { res.writeHead(301, { Location: 'http://169.254.169.254/latest/meta-data/' }); res.end(); },
     '/loop': () => { res.writeHead(302, { Location: '/loop' }); res.end(); },
     '/big.png': () => { res.writeHead(200, { 'Content-Type': 'image/png' }); res.end(Buffer.alloc(300000)); },
-    '/slow.png': () => { setTimeout(() => { res.writeHead(200, { 'Content-Type': 'image/png' }); res.end(png); }, 3000); },
+    // Answers long after any --fetch-timeout the tests give (the timer does
+    // not keep the test process alive).
+    '/slow.png': () => { setTimeout(() => { res.writeHead(200, { 'Content-Type': 'image/png' }); res.end(png); }, 60000).unref(); },
   };
   (routes[req.url] ?? (() => { res.writeHead(404); res.end(); }))();
 });
@@ -72,7 +74,7 @@ before(async () => {
   plain = await startBraid(process.env.BRAID_BINARY, [
     '--upstream-chat', `http://127.0.0.1:${upstream.port}/v1`, '--sse-ping-interval', '0.5']);
   fetching = await startBraid(process.env.BRAID_BINARY, [
-    '--fetch-hosts', '127.0.0.1', '--fetch-max-bytes', '200000', '--fetch-timeout', '1']);
+    '--fetch-hosts', '127.0.0.1', '--fetch-max-bytes', '200000', '--fetch-timeout', '5']);
 });
 
 after(async () => {
@@ -179,7 +181,7 @@ test('SSRF: no redirect reaches an internal address, other hosts are refused, li
   await refused('/to-metadata', 400, /host '169\.254\.169\.254' is not on the fetch allow-list/);
   await refused('/loop', 400, /redirected more than 3 times/);
   await refused('/big.png', 413, /over the 200000 bytes allowed/);
-  await refused('/slow.png', 504, /took over 1000 ms/);
+  await refused('/slow.png', 504, /took over 5000 ms/);
   await refused('/', 400, /host 'localhost' is not on the fetch allow-list/, `localhost:${files.secretPort}`);
   assert.equal(files.secretHits, 0, 'nothing reached the secret server');
 });

@@ -105,8 +105,11 @@ test('a deadline shorter than the queue wait is DEADLINE_EXCEEDED', async () => 
   const pixels = Buffer.alloc(16 * 3 * 224 * 224 * 4);
   const big = { model_name: 'clip-image', inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [16, 3, 224, 224] }],
                 raw_input_contents: [pixels] };
-  // Keep the model busy, then send a request that cannot make its 1 ms deadline.
-  const busy = [call('ModelInfer', big), call('ModelInfer', big)];
+  // Keep the model busy (the busy requests may queue as long as a loaded
+  // machine needs: the model's own queue timeout is 2 s), then send a
+  // request that cannot make its 1 ms deadline.
+  const patient = { ...big, parameters: { timeout: { int64_param: 60000000 } } };
+  const busy = [call('ModelInfer', patient), call('ModelInfer', patient)];
   await assert.rejects(call('ModelInfer', { ...big, inputs: [{ ...big.inputs[0], shape: [1, 3, 224, 224] }],
                                            raw_input_contents: [pixels.subarray(0, 3 * 224 * 224 * 4)] },
                             { deadline: Date.now() + 1 }),

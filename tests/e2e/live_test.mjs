@@ -269,7 +269,12 @@ test('streams cut off mid-utterance give their slots back; past the cap a stream
     stream.socket.terminate();
     await stream.closed;
   }
-  const held = [await openWhenFree(), await openWhenFree()];
+  // Both slots taken at once, once the cut-off streams have given theirs
+  // back: a held stream that waited alone for the other slot could pass
+  // --live-idle-seconds without audio and be closed.
+  await liveStreamsClosed();
+  const held = [open(), open()];
+  await Promise.all(held.map((stream) => stream.opened));
   const third = open();
   const error = await third.opened.then(() => null, (e) => e);
   assert.equal(error?.status, 429);

@@ -33,10 +33,13 @@ bool WaitFor(const std::function<bool()>& condition) {
   return condition();
 }
 
-RedisOptions OptionsFor(const testing::RedisProcess& redis) {
+// A timeout that a loaded machine does not hit by accident (the server's
+// default is 5 ms): a test that wants one hit gives its own.
+RedisOptions OptionsFor(const testing::RedisProcess& redis,
+                        Duration timeout = std::chrono::seconds(2)) {
   auto options = ParseRedisUrl(redis.url());
   EXPECT_TRUE(options.ok());
-  options->timeout = std::chrono::milliseconds(50);
+  options->timeout = timeout;
   return *options;
 }
 
@@ -128,15 +131,15 @@ TEST(RedisTierTest, AnOutageCostsHitsAndTheTierComesBackByItself) {
   // The first call notices; after that lookups answer "miss" without trying.
   EXPECT_FALSE(tier.Get({3, 3}).has_value());
   EXPECT_FALSE(tier.up());
-  const auto start = std::chrono::steady_clock::now();
+  const std::uint64_t errors = tier.Stats().errors;
+  EXPECT_GE(errors, 1u);
   for (int i = 0; i < 1000; ++i) {
     EXPECT_FALSE(tier.Get({3, 3}).has_value());
     tier.Put({4, std::uint64_t(i)}, Value(4), std::chrono::seconds(30));
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1))
-      << "a down tier must not make callers wait";
+  EXPECT_EQ(tier.Stats().errors, errors)
+      << "a down tier makes no calls (so it makes no caller wait on one)";
   EXPECT_GE(tier.Stats().dropped_writes, 1000u);
-  EXPECT_GE(tier.Stats().errors, 1u);
 
   ASSERT_TRUE(redis.Start());
   ASSERT_TRUE(WaitFor([&] { return tier.up(); })) << "the writer thread reconnects";
@@ -150,21 +153,19 @@ TEST(RedisTierTest, AnOutageCostsHitsAndTheTierComesBackByItself) {
 
 TEST(RedisTierTest, AHangingRedisCostsOneTimeoutThenNothing) {
   testing::RedisProcess redis;
-  RedisTier tier(OptionsFor(redis), SteadyClock());  // 50 ms timeout
+  RedisTier tier(OptionsFor(redis, std::chrono::milliseconds(100)), SteadyClock());
   ASSERT_TRUE(WaitFor([&] { return tier.up(); }));
   tier.Put({7, 7}, Value(7), std::chrono::seconds(30));
   ASSERT_TRUE(tier.Flush(kPatience));
   ASSERT_TRUE(tier.Get({7, 7}).has_value());
 
   redis.Pause();
-  auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(tier.Get({7, 7}).has_value()) << "times out";
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   EXPECT_FALSE(tier.up());
-  start = std::chrono::steady_clock::now();
+  const std::uint64_t errors = tier.Stats().errors;
+  EXPECT_GE(errors, 1u) << "the call that timed out";
   for (int i = 0; i < 100; ++i) EXPECT_FALSE(tier.Get({7, 7}).has_value());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50))
-      << "while down, lookups do not wait";
+  EXPECT_EQ(tier.Stats().errors, errors) << "while down, lookups make no call, so none waits";
 
   redis.Resume();
   ASSERT_TRUE(WaitFor([&] { return tier.up(); }));

@@ -382,10 +382,13 @@ TEST(ServeCancelTest, ClientThatLeavesHasItsQueuedWorkDropped) {
     const std::size_t bytes = std::size_t(images) * 3 * 224 * 224 * sizeof(float);
     std::string header = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
                          R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
-                         std::to_string(bytes) + R"(}}],"parameters":{"cache":false}})";
+                         std::to_string(bytes) +
+                         R"(}}],"parameters":{"cache":false,"timeout":60000000}})";
     return std::make_pair(header, header + std::string(bytes, '\0'));
   };
-  // Keep clip-image busy with six large batches...
+  // Keep clip-image busy with six large batches (every request may queue
+  // as long as a loaded machine needs: the model's own queue timeout, 2 s,
+  // could refuse the small one on arrival, and then it is never queued)...
   auto [big_header, big] = body(16);
   auto file = dir.Write("big.bin", big);
   std::string busy =
@@ -574,7 +577,10 @@ bool Eventually(const std::function<bool()>& condition) {
 
 TEST(ServeRedisTest, TwoServersShareResultsThroughRedis) {
   testing::RedisProcess redis;
-  ServerProcess first({"--redis", redis.url()}), second({"--redis", redis.url()});
+  // Redis calls may take what a loaded machine needs (the default of 5 ms
+  // turns one slow answer into a miss): these tests count hits.
+  ServerProcess first({"--redis", redis.url(), "--redis-timeout-ms", "2000"}),
+      second({"--redis", redis.url(), "--redis-timeout-ms", "2000"});
   ASSERT_TRUE(first.ready() && second.ready());
   Reply computed = Post(first, "/v2/models/clip-text/infer", ClipTextRequest(1000));
   ASSERT_EQ(computed.code, 200) << computed.body;
@@ -597,7 +603,7 @@ TEST(ServeRedisTest, TwoServersShareResultsThroughRedis) {
 
 TEST(ServeRedisTest, ARedisOutageDuringLoadFailsNoRequestAndTheTierComesBack) {
   testing::RedisProcess redis;
-  ServerProcess server({"--redis", redis.url()});
+  ServerProcess server({"--redis", redis.url(), "--redis-timeout-ms", "2000"});
   ASSERT_TRUE(server.ready());
   ASSERT_TRUE(Eventually(
       [&] { return MetricsOf(server).find("\nbraid_cache_redis_up 1") != std::string::npos; }));

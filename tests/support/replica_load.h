@@ -67,12 +67,13 @@ inline std::vector<std::string> LoadThenAct(const std::string& url, const Server
 }
 
 // A clip-image request for `images` images of one colour, computed every
-// time (parameters.cache=false): a slow request.
+// time (parameters.cache=false): a slow request, which may wait its turn as
+// long as a loaded machine needs (the model's own queue timeout is 2 s).
 inline std::string ClipImageBatch(int images, const std::string& value) {
   std::string batch = R"({"inputs":[{"name":"pixel_values","shape":[)" + std::to_string(images) +
                       R"(,3,224,224],"datatype":"FP32","data":[)";
   for (int i = 0; i < images * 3 * 224 * 224; ++i) batch += (i ? "," : "") + value;
-  return batch + R"(]}],"parameters":{"cache":false}})";
+  return batch + R"(]}],"parameters":{"cache":false,"timeout":60000000}})";
 }
 
 // `requests` batches of 32 clip-image inputs sent to `replica` at once (the
