@@ -5,7 +5,8 @@
 // as asynchronous I/O on the network thread that read the request.
 //
 // Health: an active check of GET /v2/health/ready on every replica each
-// `health_interval` (its X-Braid-Load header feeds load_weighted), and
+// `health_interval`, answered within twice that but 1 s at least and 2 s
+// at most (its X-Braid-Load header feeds load_weighted), and
 // passive ejection after `eject_after_failures` consecutive failures
 // (connection errors, 502/503/504), re-admitted by the next passing check
 // after `eject_time`. Idempotent requests (GET, and POSTs to inference,
