@@ -317,6 +317,26 @@ test('h2c with prior knowledge: curl gets HTTP/2 answers for health, the model l
   assert.deepEqual(outputOf(inferred.body), values);
 });
 
+test('a 304 (If-None-Match on a page) has no body and no content-length, over HTTP/1.1 and h2c', async () => {
+  const path = '/web/style.css';
+  const first = await fetch(`http://127.0.0.1:${plain.http}${path}`);
+  const etag = first.headers.get('etag');
+  assert.ok((await first.arrayBuffer()).byteLength > 0 && etag);
+  const again = await fetch(`http://127.0.0.1:${plain.http}${path}`, { headers: { 'If-None-Match': etag } });
+  assert.equal(again.status, 304);
+  assert.equal(again.headers.get('content-length'), null);
+  assert.equal((await again.arrayBuffer()).byteLength, 0);
+  const session = h2c(plain.http);
+  try {
+    const answer = await h2(session, { ':path': path, 'if-none-match': etag });
+    assert.equal(answer.status, 304);
+    assert.equal(answer.headers['content-length'], undefined);
+    assert.equal(answer.body.length, 0);
+  } finally {
+    session.close();
+  }
+});
+
 test('nghttp: the response, braid\'s SETTINGS (128 concurrent streams), a body, a POST', async (t) => {
   if (missing('nghttp').length) return t.skip(`nghttp is missing (${kSkipHint})`);
   const base = `http://127.0.0.1:${plain.http}`;

@@ -81,6 +81,10 @@ void CompressIfWorthIt(HttpResponse& response, bool gzip_ok, std::size_t min_byt
 // The client takes gzip (its Accept-Encoding).
 bool AcceptsGzip(const HttpRequest& request);
 
+// Answers that have no body and send no Content-Length (RFC 9110 8.6: a
+// 304's would have to be the length of the representation it stands for).
+inline bool WithoutLength(int status) { return status == 204 || status == 304; }
+
 // A responder's word that its client has gone: the callback given to
 // OnDisconnect runs once, when the client goes or at once if it has gone,
 // never under the lock. Thread-safe.

@@ -487,7 +487,8 @@ class Http2Connection : public Connection,
       fields.emplace_back(Lowercase(name), std::move(value));
     }
     if (end) {
-      fields.emplace_back("content-length", std::to_string(length));
+      if (!WithoutLength(response.status))
+        fields.emplace_back("content-length", std::to_string(length));
     } else if (!cache_control) {
       fields.emplace_back("cache-control", "no-cache");
     }

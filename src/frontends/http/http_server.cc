@@ -34,6 +34,7 @@ using http_internal::NowNs;
 using http_internal::PlainStream;
 using http_internal::ServerCore;
 using http_internal::TlsStream;
+using http_internal::WithoutLength;
 
 namespace {
 
@@ -867,7 +868,7 @@ class HttpServer::Impl::Session : public Connection,
       fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
     if (chunked) {
       head += "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n";
-    } else {
+    } else if (!WithoutLength(response.status)) {
       fmt::format_to(std::back_inserter(head), "Content-Length: {}\r\n",
                      response.body.size() + tail_bytes);
     }
