@@ -3,9 +3,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <string>
 
+#include "core/status.h"
 #include "frontends/tls_files.h"
 
 namespace braid::cli {
@@ -32,5 +35,14 @@ std::filesystem::path WorkflowsOrDefault(const std::string& flag);
 // ports (`ports`, as in "HTTP and gRPC"). Returns --tls-cert, for flags
 // that need it.
 CLI::Option* AddTlsFlags(CLI::App& command, TlsFiles& tls, const std::string& ports);
+
+// Blocks SIGTERM, SIGINT and SIGHUP in every thread started after it (call
+// it first); returns the set for WaitForStop.
+sigset_t BlockStopSignals();
+// Waits for SIGTERM or SIGINT and returns it. Each SIGHUP meanwhile calls
+// `reload` when `tls` has a certificate (a renewed one goes live without
+// dropping a connection; one that does not load leaves the old in place).
+int WaitForStop(const sigset_t& signals, const TlsFiles& tls,
+                const std::function<Status()>& reload);
 
 }  // namespace braid::cli

@@ -2,9 +2,7 @@
 // replicas (see routing/router.h).
 #include <fmt/core.h>
 #include <grpcpp/grpcpp.h>
-#include <spdlog/spdlog.h>
 
-#include <csignal>
 #include <thread>
 
 #include "cli/commands.h"
@@ -33,12 +31,7 @@ struct RouterCommandOptions {
 };
 
 int RunRouter(const RouterCommandOptions& flags) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   auto policy = ParsePolicy(flags.policy);
   if (!policy.ok()) {
@@ -107,17 +100,7 @@ int RunRouter(const RouterCommandOptions& flags) {
              grpc_server ? fmt::format(" grpc={}:{}", flags.host, grpc_port) : "", flags.policy,
              flags.replicas.size());
   std::fflush(stdout);
-  int signal = 0;
-  // SIGHUP: the TLS files are read again (gRPC watches them itself).
-  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
-    if (!flags.tls.enabled()) {
-      spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
-    } else if (Status reloaded = http.ReloadTls(); reloaded.ok()) {
-      spdlog::info("SIGHUP: TLS files read again");
-    } else {
-      spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());
-    }
-  }
+  WaitForStop(signals, flags.tls, [&] { return http.ReloadTls(); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   std::thread http_drain([&] { http.Drain(deadline); });
   if (grpc_server)

@@ -36,12 +36,7 @@ std::filesystem::path DefaultDataDirectory() {
 int RunServe(const ServeOptions& flags) {
   if (flags.debug) spdlog::set_level(spdlog::level::debug);
   // Block the stop signals in every thread; the main thread waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockStopSignals();
 
   ServerOptions options = flags;
   options.repository = ModelRepositoryOrDefault(flags.repository_flag);
@@ -60,18 +55,7 @@ int RunServe(const ServeOptions& flags) {
              ports.agent ? fmt::format(" agent={}:{}", flags.host, ports.agent) : "");
   std::fflush(stdout);
 
-  int signal = 0;
-  // SIGHUP: the TLS certificate is read again (a renewed one goes live
-  // without dropping a connection).
-  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
-    if (!flags.tls.enabled()) {
-      spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
-    } else if (Status reloaded = (*server)->ReloadTls(); reloaded.ok()) {
-      spdlog::info("SIGHUP: TLS files read again");
-    } else {
-      spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());
-    }
-  }
+  const int signal = WaitForStop(signals, flags.tls, [&] { return (*server)->ReloadTls(); });
   spdlog::warn("{}: draining (up to {} s)", signal == SIGTERM ? "SIGTERM" : "SIGINT",
                flags.drain_timeout_s);
   const DrainReport report = (*server)->Shutdown(

@@ -719,6 +719,11 @@ test('router over TLS: h2 by ALPN in front, https and gRPC over TLS to replicas 
     assert.deepEqual((await state(router)).replicas.map((r) => r.requests > 0 && r.failures === 0), [true, true],
                      'round robin reached both replicas over TLS');
     assert.equal((await peerCertificate(router.http)).serialNumber, 'B002', 'the router shows its own certificate');
+    // SIGHUP reads its files again; it does not stop the router.
+    router.child.kill('SIGHUP');
+    await eventually(async () => (await curl(overTls(router.http, '/v2/health/ready', ['--cacert', certs['ca.pem']]))).status === 200,
+                     'the router serving after SIGHUP');
+    assert.equal(router.child.exitCode, null);
 
     const client = grpcClient(router.grpc, grpc.credentials.createSsl(pem('ca.pem')), kTlsTarget);
     clients.push(client);

@@ -1,3 +1,5 @@
+#include <spdlog/spdlog.h>
+
 #include "cli/commands.h"
 
 namespace braid::cli {
@@ -19,6 +21,31 @@ CLI::Option* AddTlsFlags(CLI::App& command, TlsFiles& tls, const std::string& po
       ->check(CLI::ExistingFile)
       ->needs(cert);
   return cert;
+}
+
+sigset_t BlockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int WaitForStop(const sigset_t& signals, const TlsFiles& tls,
+                const std::function<Status()>& reload) {
+  int signal = 0;
+  while (sigwait(&signals, &signal) == 0 && signal == SIGHUP) {
+    if (!tls.enabled()) {
+      spdlog::info("SIGHUP: nothing to reload (no --tls-cert)");
+    } else if (Status reloaded = reload(); reloaded.ok()) {
+      spdlog::info("SIGHUP: TLS files read again");
+    } else {
+      spdlog::error("SIGHUP: TLS files not reloaded, the old ones stay: {}", reloaded.message());
+    }
+  }
+  return signal;
 }
 
 }  // namespace braid::cli
