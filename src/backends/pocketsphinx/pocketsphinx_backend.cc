@@ -6,7 +6,6 @@
 #include <sphinxbase/feat.h>
 
 #include <algorithm>
-#include <cmath>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -121,14 +120,6 @@ std::vector<RecognisedWord> Words(ps_decoder_t* decoder) {
                      (end + 1 - *origin) / kFramesPerSecond});
   }
   return words;
-}
-
-std::vector<std::int16_t> ToPcm16(std::span<const float> samples) {
-  std::vector<std::int16_t> pcm(samples.size());
-  for (std::size_t i = 0; i < pcm.size(); ++i) {
-    pcm[i] = static_cast<std::int16_t>(std::lround(std::clamp(samples[i], -1.0f, 1.0f) * 32767.0f));
-  }
-  return pcm;
 }
 
 class PocketSphinxInstance : public ModelInstance {

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -24,12 +23,11 @@ std::vector<std::int16_t> Clip(const std::string& name) {
   const std::string bytes{std::istreambuf_iterator<char>(in), {}};
   auto audio = DecodeAudio(std::as_bytes(std::span(bytes.data(), bytes.size())));
   EXPECT_TRUE(audio.ok()) << name;
-  std::vector<std::int16_t> pcm;
-  if (!audio.ok()) return pcm;
+  if (!audio.ok()) return {};
   // Half a second of silence on each side, as a stream's endpointer leaves.
-  pcm.resize(8000);
-  for (float sample : audio->samples)
-    pcm.push_back(static_cast<std::int16_t>(std::lround(std::clamp(sample, -1.0f, 1.0f) * 32767)));
+  const std::vector<std::int16_t> speech = ToPcm16(audio->samples);
+  std::vector<std::int16_t> pcm(8000);
+  pcm.insert(pcm.end(), speech.begin(), speech.end());
   pcm.resize(pcm.size() + 8000);
   return pcm;
 }
