@@ -5,6 +5,7 @@
 #include "backends/backends.h"
 #include "cli/commands.h"
 #include "model/repository.h"
+#include "preprocess/tokenizer.h"
 
 namespace braid::cli {
 namespace {
@@ -12,6 +13,22 @@ namespace {
 struct ModelsOptions {
   std::string repository;
 };
+
+// A model that takes token ids is given text through the tokenizer in its
+// version folder (workflows' preprocess.text, /v1/embeddings): NotFound when
+// it has none, the parse error when the files are broken.
+Status TokenizerProblem(const ModelRepository& repository, const ModelVersionStatus& model) {
+  auto loaded = repository.Get(model.name, model.version);
+  if (!loaded.ok() || !(*loaded)->config().FindInput("input_ids")) return Status::Ok();
+  auto tokenizer =
+      LoadModelTokenizer((*loaded)->config().directory / std::to_string(model.version));
+  if (tokenizer.ok()) return Status::Ok();
+  if (tokenizer.status().code() == StatusCode::kNotFound) {
+    return NotFound("{}; text reaches it only as input_ids its clients tokenize",
+                    tokenizer.status().message());
+  }
+  return tokenizer.status();
+}
 
 // Loads every model under `root` and prints a line per model version.
 // Returns the exit code: 0 when every model is READY (or when !strict).
@@ -38,7 +55,13 @@ int RunModels(const std::filesystem::path& root, bool strict) {
     fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", model.name, version,
                model.backend.empty() ? "-" : model.backend, ModelStateName(model.state),
                model.state == ModelState::kReady ? model.description : model.reason);
-    if (model.state != ModelState::kReady) ++failures;
+    if (model.state != ModelState::kReady) {
+      ++failures;
+    } else if (auto problem = TokenizerProblem(repository, model); !problem.ok()) {
+      const bool absent = problem.code() == StatusCode::kNotFound;
+      fmt::print("{:<20} {:>7}  {}: {}\n", "", "", absent ? "note" : "error", problem.message());
+      if (!absent) ++failures;
+    }
   }
   if (strict && failures > 0) {
     fmt::print(stderr, "braid: {} of {} models failed validation\n", failures, index.size());

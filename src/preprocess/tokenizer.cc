@@ -123,12 +123,14 @@ std::vector<std::string> Strings(const std::unordered_map<std::string, std::int6
   return strings;
 }
 
+// A BPE's merge rules, each pair of symbols with its rank (lower merges first).
+using MergeRanks = std::map<std::pair<std::string, std::string>, int>;
+
 class BpeTokenizer : public Tokenizer {
  public:
-  BpeTokenizer(std::unordered_map<std::string, std::int64_t> vocab,
-               std::map<std::pair<std::string, std::string>, int> ranks, std::string suffix,
-               std::int64_t unk, std::int64_t bos, std::int64_t eos, std::int64_t pad,
-               std::size_t context_length)
+  BpeTokenizer(std::unordered_map<std::string, std::int64_t> vocab, MergeRanks ranks,
+               std::string suffix, std::int64_t unk, std::int64_t bos, std::int64_t eos,
+               std::int64_t pad, std::size_t context_length)
       : vocab_(std::move(vocab)),
         strings_(Strings(vocab_)),
         ranks_(std::move(ranks)),
@@ -172,13 +174,15 @@ class BpeTokenizer : public Tokenizer {
 
   std::size_t CountTokens(std::string_view text) const override {
     auto ids = Encode(text);
-    if (!ids.ok()) return 0;
-    std::size_t count = 0;
-    for (std::size_t i = 0; i < ids->size(); ++i) {
-      if ((*ids)[i] == pad_ && i > 0 && (*ids)[i - 1] == eos_) break;
-      ++count;
+    return ids.ok() ? Unpadded(*ids) : 0;
+  }
+
+  // Padding starts after the end token (which the padding may repeat).
+  std::size_t Unpadded(const std::vector<std::int64_t>& ids) const override {
+    for (std::size_t i = 1; i < ids.size(); ++i) {
+      if (ids[i] == pad_ && ids[i - 1] == eos_) return i;
     }
-    return count;
+    return ids.size();
   }
 
   std::size_t vocab_size() const override { return vocab_.size(); }
@@ -255,7 +259,7 @@ class BpeTokenizer : public Tokenizer {
 
   std::unordered_map<std::string, std::int64_t> vocab_;
   std::vector<std::string> strings_;
-  std::map<std::pair<std::string, std::string>, int> ranks_;
+  MergeRanks ranks_;
   std::string suffix_;
   std::int64_t unk_, bos_, eos_, pad_;
   std::size_t context_length_;
@@ -362,6 +366,89 @@ std::int64_t IdOf(const std::unordered_map<std::string, std::int64_t>& vocab,
                   std::string_view token) {
   auto it = vocab.find(std::string(token));
   return it == vocab.end() ? -1 : it->second;
+}
+
+// Adds the merge "a b" as the next rank.
+Status AddMerge(std::string_view text, MergeRanks& ranks) {
+  auto space = text.find(' ');
+  if (space == std::string_view::npos) return InvalidArgument("merge '{}' has no space", text);
+  const int rank = static_cast<int>(ranks.size());
+  ranks.emplace(
+      std::make_pair(std::string(text.substr(0, space)), std::string(text.substr(space + 1))),
+      rank);
+  return Status::Ok();
+}
+
+// A byte-level BPE; with CLIP's conventions (start and end tokens, padded
+// to `context_length`) when words end in `suffix`. `pad`: -1 for 0.
+TokenizerPtr MakeBpe(std::unordered_map<std::string, std::int64_t> vocab, MergeRanks ranks,
+                     std::string suffix, std::string_view unk_token, std::int64_t pad,
+                     std::size_t context_length) {
+  const bool clip = !suffix.empty();
+  const std::int64_t unk = IdOf(vocab, unk_token);
+  const std::int64_t bos = clip ? IdOf(vocab, "<|startoftext|>") : -1;
+  const std::int64_t eos = clip ? IdOf(vocab, "<|endoftext|>") : -1;
+  return std::make_unique<BpeTokenizer>(std::move(vocab), std::move(ranks), std::move(suffix), unk,
+                                        bos, eos, std::max<std::int64_t>(pad, 0),
+                                        clip ? context_length : 0);
+}
+
+// A special token of special_tokens_map.json: a string or {content: ...}.
+std::string SpecialToken(const rapidjson::Document& map, const char* name, const char* fallback) {
+  if (!map.IsObject() || !map.HasMember(name)) return fallback;
+  const auto& value = map[name];
+  if (value.IsString()) return value.GetString();
+  if (value.IsObject() && value.HasMember("content") && value["content"].IsString())
+    return value["content"].GetString();
+  return fallback;
+}
+
+// vocab.json, merges.txt and, when present, special_tokens_map.json.
+Result<TokenizerPtr> LoadBpeFiles(const std::filesystem::path& folder, std::size_t context_length) {
+  constexpr std::size_t kMaxBytes = std::size_t{64} << 20;
+  BRAID_ASSIGN_OR_RETURN(std::string vocab_text, ReadFile(folder / "vocab.json", kMaxBytes));
+  rapidjson::Document vocab_doc;
+  vocab_doc.Parse<rapidjson::kParseIterativeFlag>(vocab_text.data(), vocab_text.size());
+  if (vocab_doc.HasParseError() || !vocab_doc.IsObject())
+    return InvalidArgument("{}: not a JSON object of tokens and ids",
+                           (folder / "vocab.json").string());
+  std::unordered_map<std::string, std::int64_t> vocab;
+  bool end_of_word = false;
+  for (const auto& entry : vocab_doc.GetObject()) {
+    std::string token(entry.name.GetString(), entry.name.GetStringLength());
+    if (!entry.value.IsInt64())
+      return InvalidArgument("{}: the id of '{}' is not an integer",
+                             (folder / "vocab.json").string(), token);
+    end_of_word = end_of_word || token.ends_with("</w>");
+    vocab[std::move(token)] = entry.value.GetInt64();
+  }
+  BRAID_ASSIGN_OR_RETURN(std::string merges_text, ReadFile(folder / "merges.txt", kMaxBytes));
+  MergeRanks ranks;
+  std::size_t line_number = 0;
+  for (std::string_view rest = merges_text; !rest.empty();) {
+    const std::size_t end = std::min(rest.find('\n'), rest.size());
+    std::string_view line = rest.substr(0, end);
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+    ++line_number;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (line.empty() || (line_number == 1 && line.starts_with("#version"))) continue;
+    if (Status status = AddMerge(line, ranks); !status.ok())
+      return status.WithContext(
+          fmt::format("{}:{}", (folder / "merges.txt").string(), line_number));
+  }
+  rapidjson::Document special;
+  std::error_code error;
+  if (std::filesystem::exists(folder / "special_tokens_map.json", error)) {
+    BRAID_ASSIGN_OR_RETURN(std::string text,
+                           ReadFile(folder / "special_tokens_map.json", std::size_t{1} << 20));
+    special.Parse(text.data(), text.size());
+  }
+  // CLIPTokenizer's defaults: <|endoftext|> stands for unknown and padding.
+  const std::string unk = SpecialToken(special, "unk_token", "<|endoftext|>");
+  const std::string pad = SpecialToken(special, "pad_token", "<|endoftext|>");
+  const std::int64_t pad_id = IdOf(vocab, pad);
+  return MakeBpe(std::move(vocab), std::move(ranks), end_of_word ? "</w>" : "", unk, pad_id,
+                 context_length);
 }
 
 // braid's hashed n-gram features (ngram_tokenizer.h).
@@ -472,39 +559,28 @@ Result<TokenizerPtr> ParseTokenizer(std::string_view json, std::size_t context_l
   if (type == "BPE") {
     if (!model.HasMember("merges") || !model["merges"].IsArray())
       return InvalidArgument("tokenizer.json: BPE model has no 'merges'");
-    std::map<std::pair<std::string, std::string>, int> ranks;
-    int rank = 0;
+    MergeRanks ranks;
     for (const auto& merge : model["merges"].GetArray()) {
-      std::string left, right;
+      std::string text;
       if (merge.IsString()) {  // "a b"
-        std::string_view text(merge.GetString(), merge.GetStringLength());
-        auto space = text.find(' ');
-        if (space == std::string_view::npos)
-          return InvalidArgument("tokenizer.json: merge '{}' has no space", text);
-        left = text.substr(0, space);
-        right = text.substr(space + 1);
+        text.assign(merge.GetString(), merge.GetStringLength());
       } else if (merge.IsArray() && merge.Size() == 2 && merge[0].IsString() &&
                  merge[1].IsString()) {  // ["a", "b"]
-        left = merge[0].GetString();
-        right = merge[1].GetString();
+        text = fmt::format("{} {}", merge[0].GetString(), merge[1].GetString());
       } else {
         return InvalidArgument("tokenizer.json: merge {} is neither \"a b\" nor [\"a\", \"b\"]",
-                               rank);
+                               ranks.size());
       }
-      ranks.emplace(std::make_pair(std::move(left), std::move(right)), rank++);
+      if (Status status = AddMerge(text, ranks); !status.ok())
+        return status.WithContext("tokenizer.json");
     }
-    const std::string suffix = string_member("end_of_word_suffix", "");
-    const bool clip = !suffix.empty();
-    std::int64_t unk = IdOf(vocab, string_member("unk_token", ""));
-    std::int64_t bos = clip ? IdOf(vocab, "<|startoftext|>") : -1;
-    std::int64_t eos = clip ? IdOf(vocab, "<|endoftext|>") : -1;
     std::int64_t pad = 0;
     if (doc.HasMember("padding") && doc["padding"].IsObject() &&
         doc["padding"].HasMember("pad_id") && doc["padding"]["pad_id"].IsInt64()) {
       pad = doc["padding"]["pad_id"].GetInt64();
     }
-    return TokenizerPtr(std::make_unique<BpeTokenizer>(
-        std::move(vocab), std::move(ranks), suffix, unk, bos, eos, pad, clip ? context_length : 0));
+    return MakeBpe(std::move(vocab), std::move(ranks), string_member("end_of_word_suffix", ""),
+                   string_member("unk_token", ""), pad, context_length);
   }
   if (type == "WordPiece") {
     const std::string prefix = string_member("continuing_subword_prefix", "##");
@@ -529,6 +605,20 @@ Result<TokenizerPtr> LoadTokenizer(const std::filesystem::path& path, std::size_
   auto tokenizer = ParseTokenizer(json, context_length);
   if (!tokenizer.ok()) return tokenizer.status().WithContext(path.string());
   return tokenizer;
+}
+
+Result<TokenizerPtr> LoadModelTokenizer(const std::filesystem::path& folder,
+                                        std::size_t context_length) {
+  std::error_code error;
+  if (std::filesystem::exists(folder / "tokenizer.json", error))
+    return LoadTokenizer(folder / "tokenizer.json", context_length);
+  if (std::filesystem::exists(folder / "vocab.json", error) &&
+      std::filesystem::exists(folder / "merges.txt", error)) {
+    auto tokenizer = LoadBpeFiles(folder, context_length);
+    if (!tokenizer.ok()) return tokenizer.status().WithContext(folder.string());
+    return tokenizer;
+  }
+  return NotFound("{} has no tokenizer.json, nor vocab.json with merges.txt", folder.string());
 }
 
 }  // namespace braid

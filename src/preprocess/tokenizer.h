@@ -1,4 +1,5 @@
-// Text tokenizers loaded from a Hugging Face `tokenizer.json`.
+// Text tokenizers loaded from a Hugging Face `tokenizer.json`, or from the
+// `vocab.json` and `merges.txt` a BPE export ships instead.
 //
 // Three models are supported (the third is braid's own, ngram_tokenizer.h):
 //  - BPE over bytes (CLIP, GPT-2 family). With CLIP's conventions when the
@@ -54,6 +55,10 @@ class Tokenizer {
   // Tokens an Encode() fills before padding (for usage counts).
   virtual std::size_t CountTokens(std::string_view text) const = 0;
 
+  // How many of `ids`, an Encode() result, are tokens rather than padding:
+  // the ones an attention mask marks 1.
+  virtual std::size_t Unpadded(const std::vector<std::int64_t>& ids) const { return ids.size(); }
+
   virtual std::size_t vocab_size() const = 0;
 
  protected:
@@ -70,6 +75,14 @@ using TokenizerPtr = std::unique_ptr<Tokenizer>;
 Result<TokenizerPtr> ParseTokenizer(std::string_view json, std::size_t context_length = 77);
 Result<TokenizerPtr> LoadTokenizer(const std::filesystem::path& path,
                                    std::size_t context_length = 77);
+
+// The tokenizer a model folder ships: its tokenizer.json, else its
+// vocab.json and merges.txt (a byte-level BPE, with CLIP's conventions when
+// the vocabulary has "</w>" forms; special_tokens_map.json, when present,
+// names the unknown and padding tokens, which default to CLIP's
+// <|endoftext|>). NotFound when the folder has neither.
+Result<TokenizerPtr> LoadModelTokenizer(const std::filesystem::path& folder,
+                                        std::size_t context_length = 77);
 
 // GPT-2's reversible map from bytes to printable code points (UTF-8):
 // printable Latin-1 bytes map to themselves, the others to 256 upwards.

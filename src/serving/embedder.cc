@@ -87,7 +87,7 @@ std::string_view TextModelOf(EmbeddingSpace space) {
              : Embedder::kClipTextModel;
 }
 
-std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space) {
+std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space, bool attention_mask) {
   const bool aligned = space == EmbeddingSpace::kClipAligned;
   std::string yaml;
   std::string vector;
@@ -128,8 +128,8 @@ nodes:
   const std::string_view model = TextModelOf(space);
   yaml += fmt::format(
       "  - {{id: tokens, kind: preprocess.text, tokenizer: {0}, from: {{text: {1}}}}}\n"
-      "  - {{id: embedding, kind: model, model: {0}, from: {{input_ids: tokens.input_ids}}}}\n",
-      model, text);
+      "  - {{id: embedding, kind: model, model: {0}, from: {{input_ids: tokens.input_ids{2}}}}}\n",
+      model, text, attention_mask ? ", attention_mask: tokens.attention_mask" : "");
   vector = aligned ? "aligned.text" : "embedding.text_embeds";
   if (aligned) yaml += "  - {id: aligned, kind: project, from: {text: embedding.text_embeds}}\n";
   std::string outputs = "vector: " + vector;
@@ -144,7 +144,10 @@ Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : ex
       constexpr const char* kKindNames[] = {"text", "image", "audio"};
       const std::string name =
           fmt::format("embed-{}-{}", kKindNames[static_cast<int>(kind)], SpaceName(space));
-      auto parsed = ParseWorkflow(EmbeddingPipeline(kind, space), name, "(built in)", catalog);
+      const bool mask =
+          catalog(std::string(TextModelOf(space)), {"input_ids", "attention_mask"}).ok();
+      auto parsed =
+          ParseWorkflow(EmbeddingPipeline(kind, space, mask), name, "(built in)", catalog);
       Pipeline& pipeline = pipelines_[static_cast<int>(kind)][static_cast<int>(space)];
       if (parsed.ok()) {
         pipeline.workflow = *std::move(parsed);

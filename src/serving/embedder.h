@@ -88,8 +88,10 @@ class Embedder {
   Pipeline pipelines_[3][std::size(kEmbeddingSpaces)];
 };
 
-// The YAML of the pipeline that embeds `kind` in `space`.
-std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space);
+// The YAML of the pipeline that embeds `kind` in `space`; `attention_mask`:
+// the space's text model takes one beside the token ids (a Hugging Face
+// export does).
+std::string EmbeddingPipeline(EmbedItem::Kind kind, EmbeddingSpace space, bool attention_mask);
 
 // The model whose tokenizer counts a space's text tokens.
 std::string_view TextModelOf(EmbeddingSpace space);

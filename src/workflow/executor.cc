@@ -643,7 +643,7 @@ Result<std::shared_ptr<const Tokenizer>> WorkflowExecutor::TokenizerFor(const st
     if (it != tokenizers_.end()) return it->second;
   }
   BRAID_ASSIGN_OR_RETURN(auto directory, runner_.ModelDirectory(model));
-  BRAID_ASSIGN_OR_RETURN(TokenizerPtr tokenizer, LoadTokenizer(directory / "tokenizer.json"));
+  BRAID_ASSIGN_OR_RETURN(TokenizerPtr tokenizer, LoadModelTokenizer(directory));
   std::shared_ptr<const Tokenizer> shared = std::move(tokenizer);
   std::lock_guard lock(tokenizers_mutex_);
   tokenizers_[model] = shared;

@@ -116,8 +116,9 @@ struct Workflow {
 };
 using WorkflowPtr = std::shared_ptr<const Workflow>;
 
-// Checks a model reference during validation: the model exists and has the
-// named inputs/outputs. Returns the model's output names, or an error.
+// Checks a model reference during validation: the model exists and
+// `inputs` are its inputs, every one of them. Returns the model's output
+// names, or an error.
 using ModelCatalog = std::function<Result<std::vector<std::string>>(
     const std::string& model, const std::vector<std::string>& inputs)>;
 

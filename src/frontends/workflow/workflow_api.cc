@@ -5,6 +5,7 @@
 #include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/base64.h"
@@ -337,6 +338,17 @@ ModelCatalog MakeModelCatalog(InferenceService& service) {
     for (const auto& input : inputs) {
       if (!model->config().FindInput(input))
         return InvalidArgument("model '{}' has no input '{}'", name, input);
+    }
+    std::vector<std::string> missing;
+    for (const auto& spec : model->config().inputs) {
+      if (std::find(inputs.begin(), inputs.end(), spec.name) == inputs.end())
+        missing.push_back(spec.name);
+    }
+    if (!missing.empty()) {
+      const bool mask =
+          std::find(missing.begin(), missing.end(), "attention_mask") != missing.end();
+      return InvalidArgument("model '{}' also needs {}{}", name, fmt::join(missing, ", "),
+                             mask ? " (a preprocess.text node gives it beside input_ids)" : "");
     }
     std::vector<std::string> outputs;
     for (const auto& spec : model->config().outputs) outputs.push_back(spec.name);

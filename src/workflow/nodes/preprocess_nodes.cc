@@ -111,7 +111,7 @@ class TextKind : public CpuNodeKind {
     return Status::Ok();
   }
   Result<std::vector<std::string>> Outputs(const NodeSpec&, const ModelCatalog&) const override {
-    return std::vector<std::string>{"input_ids"};
+    return std::vector<std::string>{"input_ids", "attention_mask"};
   }
   std::optional<InputType> InputTypeOf(std::string_view) const override { return InputType::kText; }
 
@@ -121,11 +121,15 @@ class TextKind : public CpuNodeKind {
                            run.executor.TokenizerFor(run.node.params.at("tokenizer")));
     const std::string_view text = FirstString(run.inputs.begin()->second);
     BRAID_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(text));
-    BRAID_ASSIGN_OR_RETURN(
-        Tensor tensor,
-        Tensor::Allocate(DataType::kInt64, {1, static_cast<std::int64_t>(ids.size())}));
+    const Shape shape = {1, static_cast<std::int64_t>(ids.size())};
+    BRAID_ASSIGN_OR_RETURN(Tensor tensor, Tensor::Allocate(DataType::kInt64, shape));
     std::copy(ids.begin(), ids.end(), tensor.mutable_span<std::int64_t>().begin());
-    return NamedTensors{{"input_ids", tensor}};
+    // 1 for the tokens, 0 for the padding, as Hugging Face exports take it.
+    BRAID_ASSIGN_OR_RETURN(Tensor mask, Tensor::Allocate(DataType::kInt64, shape));
+    auto marks = mask.mutable_span<std::int64_t>();
+    const std::size_t tokens = tokenizer->Unpadded(ids);
+    for (std::size_t i = 0; i < marks.size(); ++i) marks[i] = i < tokens ? 1 : 0;
+    return NamedTensors{{"input_ids", tensor}, {"attention_mask", mask}};
   }
 };
 

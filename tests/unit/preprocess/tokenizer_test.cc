@@ -3,8 +3,14 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
+#include <fstream>
 #include <set>
+
+#include "support/temp_dir.h"
 
 namespace braid {
 namespace {
@@ -151,6 +157,76 @@ TEST(StandInTokenizerTest, GeneratedTokenizerMatchesTheClipTextModel) {
   }
   // Words of the training corpus become single tokens.
   EXPECT_LT((*tokenizer)->CountTokens("the photo"), 2u + 10u);
+}
+
+// vocab.json and merges.txt as a Hugging Face export writes them, from the
+// same vocabulary and merges as a tokenizer.json.
+void WriteBpeFiles(const std::string& tokenizer_json, const testing::TempDir& dir) {
+  rapidjson::Document doc;
+  doc.Parse(tokenizer_json.c_str());
+  rapidjson::StringBuffer vocab;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(vocab);
+  doc["model"]["vocab"].Accept(writer);
+  dir.Write("vocab.json", vocab.GetString());
+  std::string merges = "#version: 0.2\n";
+  for (const auto& merge : doc["model"]["merges"].GetArray())
+    merges += merge.GetString() + std::string("\n");
+  dir.Write("merges.txt", merges);
+}
+
+TEST(BpeFilesTest, VocabAndMergesLoadWithClipsPadding) {
+  testing::TempDir dir;
+  WriteBpeFiles(ClipStyleJson(), dir);
+  auto tokenizer = LoadModelTokenizer(dir.path(), 8);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  auto ids = (*tokenizer)->Encode("  HELLO   hi! ");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_THAT(*ids, ElementsAre(98, 57, 7, 34, 52, 99, 99, 99))
+      << "CLIPTokenizer pads with <|endoftext|>";
+  EXPECT_EQ((*tokenizer)->Unpadded(*ids), 6u) << "the mask keeps the first end token";
+  EXPECT_EQ((*tokenizer)->CountTokens("hello hi!"), 6u);
+
+  dir.Write("special_tokens_map.json", R"({"pad_token": {"content": "a", "special": true}})");
+  EXPECT_THAT(*(*LoadModelTokenizer(dir.path(), 8))->Encode("hello"),
+              ElementsAre(98, 57, 99, 0, 0, 0, 0, 0))
+      << "special_tokens_map.json names the padding";
+}
+
+TEST(BpeFilesTest, TokenizerJsonComesFirstAndAFolderWithNeitherIsNotFound) {
+  testing::TempDir dir;
+  auto none = LoadModelTokenizer(dir.path());
+  EXPECT_EQ(none.status().code(), StatusCode::kNotFound);
+  EXPECT_THAT(none.status().message(),
+              HasSubstr("no tokenizer.json, nor vocab.json with merges.txt"));
+  dir.Write("vocab.json", R"({"a": 0})");
+  dir.Write("merges.txt", "#version: 0.2\na\n");
+  EXPECT_THAT(LoadModelTokenizer(dir.path()).status().message(),
+              HasSubstr("merges.txt:2: merge 'a' has no space"));
+  dir.Write("tokenizer.json", ClipStyleJson());
+  auto tokenizer = LoadModelTokenizer(dir.path(), 8);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  EXPECT_THAT(*(*tokenizer)->Encode("hello"), ElementsAre(98, 57, 99, 0, 0, 0, 0, 0));
+}
+
+TEST(BpeFilesTest, TheStandInsFilesGiveTheSameTokensAsItsTokenizerJson) {
+  const std::filesystem::path json = std::string(BRAID_TEST_MODELS) + "/clip-text/1/tokenizer.json";
+  std::ifstream in(json);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  testing::TempDir dir;
+  WriteBpeFiles(text, dir);
+  auto from_json = LoadTokenizer(json);
+  auto from_files = LoadModelTokenizer(dir.path());
+  ASSERT_TRUE(from_json.ok() && from_files.ok()) << from_files.status().ToString();
+  for (const char* sentence :
+       {"A photo of a cat, sitting on the sofa! 42 ünïcode", "the invoice's total amount due"}) {
+    auto a = *(*from_json)->Encode(sentence);
+    auto b = *(*from_files)->Encode(sentence);
+    const std::size_t tokens = (*from_json)->Unpadded(a);
+    ASSERT_EQ((*from_files)->Unpadded(b), tokens) << sentence;
+    EXPECT_EQ(std::vector(a.begin(), a.begin() + tokens),
+              std::vector(b.begin(), b.begin() + tokens))
+        << sentence;
+  }
 }
 
 }  // namespace
