@@ -2,6 +2,7 @@
 
 #include "backends/onnxruntime/onnxruntime_backend.h"
 #include "backends/remote/remote_backend.h"
+#include "backends/whisper/whisper_backend.h"
 #if BRAID_WITH_TESSERACT
 #include "backends/tesseract/tesseract_backend.h"
 #endif
@@ -18,6 +19,7 @@ void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image
                              const AudioLimits& audio) {
   registry.Register(kOnnxRuntimeBackend, MakeOnnxRuntimeBackend());
   registry.Register(kRemoteBackend, MakeRemoteBackend());
+  registry.Register(kWhisperBackend, MakeWhisperBackend(audio));
 #if BRAID_WITH_TESSERACT
   registry.Register(kTesseractBackend, MakeTesseractBackend(image));
 #endif

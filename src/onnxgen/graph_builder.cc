@@ -9,13 +9,15 @@ namespace braid::onnxgen {
 namespace {
 
 void AddValueInfo(onnx::ValueInfoProto* info, const std::string& name, int type,
-                  const std::vector<std::int64_t>& dims) {
+                  const std::vector<std::int64_t>& dims, const std::vector<std::string>& names) {
   info->set_name(name);
   auto* tensor_type = info->mutable_type()->mutable_tensor_type();
   tensor_type->set_elem_type(type);
   auto* shape = tensor_type->mutable_shape();
   for (std::size_t i = 0; i < dims.size(); ++i) {
-    if (dims[i] < 0) {
+    if (dims[i] < 0 && i < names.size() && !names[i].empty()) {
+      shape->add_dim()->set_dim_param(names[i]);
+    } else if (dims[i] < 0) {
       shape->add_dim()->set_dim_param(i == 0 ? "batch" : "dim" + std::to_string(i));
     } else {
       shape->add_dim()->set_dim_value(dims[i]);
@@ -31,13 +33,14 @@ std::int64_t Count(const std::vector<std::int64_t>& dims) {
 
 }  // namespace
 
-void GraphBuilder::Input(const std::string& name, int type, const std::vector<std::int64_t>& dims) {
-  AddValueInfo(graph_->add_input(), name, type, dims);
+void GraphBuilder::Input(const std::string& name, int type, const std::vector<std::int64_t>& dims,
+                         const std::vector<std::string>& names) {
+  AddValueInfo(graph_->add_input(), name, type, dims, names);
 }
 
-void GraphBuilder::Output(const std::string& name, int type,
-                          const std::vector<std::int64_t>& dims) {
-  AddValueInfo(graph_->add_output(), name, type, dims);
+void GraphBuilder::Output(const std::string& name, int type, const std::vector<std::int64_t>& dims,
+                          const std::vector<std::string>& names) {
+  AddValueInfo(graph_->add_output(), name, type, dims, names);
 }
 
 std::string GraphBuilder::Weight(const std::string& name, const std::vector<std::int64_t>& dims,

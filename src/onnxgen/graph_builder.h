@@ -24,9 +24,12 @@ class GraphBuilder {
  public:
   GraphBuilder(onnx::GraphProto* graph, std::uint32_t seed) : graph_(graph), random_(seed) {}
 
-  // A dim below 0 is variable ("batch" for the first, "dimN" otherwise).
-  void Input(const std::string& name, int type, const std::vector<std::int64_t>& dims);
-  void Output(const std::string& name, int type, const std::vector<std::int64_t>& dims);
+  // A dim below 0 is variable, named by `names` where it gives a name, else
+  // "batch" for the first and "dimN" for the others.
+  void Input(const std::string& name, int type, const std::vector<std::int64_t>& dims,
+             const std::vector<std::string>& names = {});
+  void Output(const std::string& name, int type, const std::vector<std::int64_t>& dims,
+              const std::vector<std::string>& names = {});
 
   // A weight drawn uniformly from [-scale*sqrt(3), scale*sqrt(3)] (std `scale`).
   std::string Weight(const std::string& name, const std::vector<std::int64_t>& dims, float scale);

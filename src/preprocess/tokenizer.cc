@@ -49,6 +49,36 @@ const std::vector<std::string>& ByteSymbols() {
 
 namespace {
 
+// Splits a UTF-8 string into its characters.
+std::vector<std::string> Characters(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < text.size();) {
+    unsigned char c = text[i];
+    std::size_t length = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    out.emplace_back(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string BytesOfSymbols(std::string_view symbols) {
+  static const std::unordered_map<std::string, char> kBytes = [] {
+    std::unordered_map<std::string, char> bytes;
+    for (int b = 0; b < 256; ++b) bytes[ByteSymbols()[b]] = static_cast<char>(b);
+    return bytes;
+  }();
+  std::string out;
+  for (const auto& symbol : Characters(symbols)) {
+    auto it = kBytes.find(symbol);
+    if (it != kBytes.end()) out += it->second;
+  }
+  return out;
+}
+
+namespace {
+
 bool IsLetter(unsigned char c) { return std::isalpha(c) || c >= 0x80; }
 
 // CLIP's pre-tokenisation: special tokens, English contractions, runs of
@@ -98,18 +128,6 @@ std::vector<std::string> ClipPieces(const std::string& text) {
     pieces.push_back(text.substr(start, i - start));
   }
   return pieces;
-}
-
-// Splits a UTF-8 string into its characters.
-std::vector<std::string> Characters(std::string_view text) {
-  std::vector<std::string> out;
-  for (std::size_t i = 0; i < text.size();) {
-    unsigned char c = text[i];
-    std::size_t length = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    out.emplace_back(text.substr(i, length));
-    i += length;
-  }
-  return out;
 }
 
 // id → string of a vocabulary.
@@ -194,19 +212,9 @@ class BpeTokenizer : public Tokenizer {
   bool IsSpecial(std::int64_t id) const override { return id == bos_ || id == eos_ || id == unk_; }
   // The byte symbols back to bytes, without the end-of-word suffix.
   std::string Surface(const std::string& token) const override {
-    static const std::unordered_map<std::string, char> kBytes = [] {
-      std::unordered_map<std::string, char> bytes;
-      for (int b = 0; b < 256; ++b) bytes[ByteSymbols()[b]] = static_cast<char>(b);
-      return bytes;
-    }();
     std::string_view rest = token;
     if (!suffix_.empty() && rest.ends_with(suffix_)) rest.remove_suffix(suffix_.size());
-    std::string out;
-    for (const auto& symbol : Characters(rest)) {
-      auto it = kBytes.find(symbol);
-      if (it != kBytes.end()) out += it->second;
-    }
-    return out;
+    return BytesOfSymbols(rest);
   }
 
  private:

@@ -88,6 +88,10 @@ Result<TokenizerPtr> LoadModelTokenizer(const std::filesystem::path& folder,
 // printable Latin-1 bytes map to themselves, the others to 256 upwards.
 const std::vector<std::string>& ByteSymbols();
 
+// The bytes a string of those symbols stands for (symbols outside the map
+// are dropped): the inverse of ByteSymbols, for detokenising.
+std::string BytesOfSymbols(std::string_view symbols);
+
 // True when `text` is well-formed UTF-8.
 bool IsValidUtf8(std::string_view text);
 

@@ -80,6 +80,8 @@ std::string ModelServes(const ModelVersionStatus& model) {
     serves = R"("serves":["embeddings","inference"],"inputs":["image"],"dimensions":[512,128])";
   } else if (model.name == "asr") {
     serves = R"("serves":["transcription","inference"],"inputs":["audio"],"aliases":["whisper-1"])";
+  } else if (model.backend == "whisper") {
+    serves = R"("serves":["transcription","inference"],"inputs":["audio"])";
   } else if (model.name == "tts") {
     serves =
         R"("serves":["speech","inference"],"inputs":["text"],"aliases":["tts-1","tts-1-hd","gpt-4o-mini-tts"])";
@@ -216,6 +218,96 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
       });
 }
 
+namespace {
+
+// A model the transcription route can call: encoded audio in, text out.
+bool Transcribes(const ModelConfig& config) {
+  const TensorSpec* audio = config.FindInput("audio");
+  return audio != nullptr && audio->datatype == DataType::kBytes && config.inputs.size() == 1 &&
+         std::any_of(config.outputs.begin(), config.outputs.end(),
+                     [](const TensorSpec& spec) { return spec.name == "text"; });
+}
+
+const Tensor* OutputNamed(const InferResponse& response, std::string_view name) {
+  const auto& specs = response.model->config().outputs;
+  for (std::size_t k = 0; k < specs.size() && k < response.outputs.size(); ++k) {
+    if (specs[k].name == name) return &response.outputs[k];
+  }
+  return nullptr;
+}
+
+struct HeardSegment {
+  double start = 0, end = 0;
+  std::string text;
+};
+
+// What a recogniser heard, from its outputs: a whisper model's segments
+// (JSON) and language, or PocketSphinx's words and their times (one segment).
+struct Heard {
+  std::string text, language = "english";  // a whisper model's is the code ("en")
+  std::vector<HeardSegment> segments;
+  std::string segments_json, words_json;
+};
+
+Heard ReadHeard(const InferResponse& response) {
+  Heard heard;
+  if (const Tensor* text = OutputNamed(response, "text")) heard.text = FirstString(*text);
+  if (const Tensor* language = OutputNamed(response, "language"))
+    heard.language = FirstString(*language);
+  if (const Tensor* segments = OutputNamed(response, "segments")) {
+    heard.segments_json = FirstString(*segments);
+    rapidjson::Document doc;
+    doc.Parse(heard.segments_json.c_str());
+    if (!doc.IsArray()) return heard;
+    for (const auto& segment : doc.GetArray()) {
+      if (segment.IsObject() && segment.HasMember("start") && segment["start"].IsNumber() &&
+          segment.HasMember("end") && segment["end"].IsNumber() && segment.HasMember("text") &&
+          segment["text"].IsString()) {
+        heard.segments.push_back({segment["start"].GetDouble(), segment["end"].GetDouble(),
+                                  segment["text"].GetString()});
+      }
+    }
+    return heard;
+  }
+  const Tensor* words = OutputNamed(response, "words");
+  const Tensor* timings = OutputNamed(response, "timings");
+  std::vector<std::string> items;
+  if (words != nullptr && timings != nullptr) {
+    auto strings = words->Strings();
+    auto times = timings->span<float>();
+    for (std::size_t w = 0; strings.ok() && w < strings->size(); ++w) {
+      items.push_back(fmt::format(R"({{"word":{},"start":{:.2f},"end":{:.2f}}})",
+                                  JsonQuoted((*strings)[w]), times[2 * w], times[2 * w + 1]));
+    }
+    if (!times.empty()) heard.segments.push_back({times.front(), times.back(), heard.text});
+  }
+  if (heard.segments.empty() && !heard.text.empty()) heard.segments.push_back({0, 0, heard.text});
+  heard.words_json = fmt::format("[{}]", fmt::join(items, ","));
+  heard.segments_json = fmt::format(
+      R"([{{"id":0,"seek":0,"start":{:.2f},"end":{:.2f},"text":{}}}])",
+      heard.segments.empty() ? 0.0 : heard.segments[0].start,
+      heard.segments.empty() ? 0.0 : heard.segments[0].end, JsonQuoted(heard.text));
+  return heard;
+}
+
+// SubRip (`vtt` false) or WebVTT cues of the segments.
+std::string Subtitles(const std::vector<HeardSegment>& segments, bool vtt) {
+  auto time = [vtt](double seconds) {
+    const auto ms = static_cast<std::int64_t>(std::llround(seconds * 1000));
+    return fmt::format("{:02}:{:02}:{:02}{}{:03}", ms / 3600000, ms / 60000 % 60, ms / 1000 % 60,
+                       vtt ? '.' : ',', ms % 1000);
+  };
+  std::string out = vtt ? "WEBVTT\n\n" : "";
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (!vtt) out += fmt::format("{}\n", i + 1);
+    out += fmt::format("{} --> {}\n{}\n\n", time(segments[i].start), time(segments[i].end),
+                       segments[i].text);
+  }
+  return out;
+}
+
+}  // namespace
+
 void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder) {
   auto parts = ParseMultipart(request.Header("Content-Type"), *request.body);
   if (!parts.ok()) return responder->Send(JsonError(parts.status()));
@@ -228,37 +320,44 @@ void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder)
   }
   if (file.empty())
     return responder->Send(JsonError(400, "the multipart 'file' part (the audio) is required"));
-  if (format != "json" && format != "text" && format != "verbose_json") {
-    return responder->Send(JsonError(400, "response_format must be json, text or verbose_json"));
-  }
-  if (!model.empty() && model != "asr" && model != "whisper-1") {
+  if (format != "json" && format != "text" && format != "verbose_json" && format != "srt" &&
+      format != "vtt") {
     return responder->Send(
-        JsonError(404, fmt::format("unknown transcription model '{}' (available: asr)", model)));
+        JsonError(400, "response_format must be json, text, verbose_json, srt or vtt"));
+  }
+  if (model.empty() || model == "whisper-1") model = "asr";
+  auto found = service_.GetModel(model);
+  if (!found.ok() || !Transcribes((*found)->config())) {
+    std::vector<std::string> names;
+    for (const auto& status : service_.Index()) {
+      auto loaded = service_.GetModel(status.name);
+      if (loaded.ok() && Transcribes((*loaded)->config())) names.push_back(status.name);
+    }
+    return responder->Send(JsonError(
+        404, fmt::format("unknown transcription model '{}' (available: {})", model,
+                         fmt::join(names, ", "))));
   }
   auto clip = *Tensor::FromStrings({std::string(file)}, {1});
   // Keep the body alive: the tensor above copied the file already.
-  service_.Infer("asr", 0, {{"audio", clip}}, {}, [responder, format](Result<InferResponse> result) {
+  service_.Infer(model, 0, {{"audio", clip}}, {}, [responder, format](Result<InferResponse> result) {
     if (!result.ok()) return responder->Send(JsonError(result.status()));
-    const std::string text(FirstString(result->outputs[0]));
+    const Heard heard = ReadHeard(*result);
     HttpResponse response;
     if (format == "text") {
       response.content_type = "text/plain; charset=utf-8";
-      response.body = text + "\n";
+      response.body = heard.text + "\n";
+    } else if (format == "srt" || format == "vtt") {
+      response.content_type =
+          format == "vtt" ? "text/vtt; charset=utf-8" : "application/x-subrip; charset=utf-8";
+      response.body = Subtitles(heard.segments, format == "vtt");
     } else if (format == "json") {
-      response.body = fmt::format(R"({{"text":{}}})", JsonQuoted(text));
+      response.body = fmt::format(R"({{"text":{}}})", JsonQuoted(heard.text));
     } else {
-      auto words = result->outputs[1].Strings();
-      auto timings = result->outputs[2].span<float>();
-      std::vector<std::string> items;
-      for (std::size_t w = 0; words.ok() && w < words->size(); ++w) {
-        items.push_back(fmt::format(R"({{"word":{},"start":{:.2f},"end":{:.2f}}})",
-                                    JsonQuoted((*words)[w]), timings[2 * w], timings[2 * w + 1]));
-      }
-      const float start = timings.empty() ? 0 : timings.front();
-      const float end = timings.empty() ? 0 : timings.back();
+      const double duration = heard.segments.empty() ? 0 : heard.segments.back().end;
       response.body = fmt::format(
-          R"({{"task":"transcribe","language":"english","duration":{:.2f},"text":{},"segments":[{{"id":0,"seek":0,"start":{:.2f},"end":{:.2f},"text":{}}}],"words":[{}]}})",
-          end, JsonQuoted(text), start, end, JsonQuoted(text), fmt::join(items, ","));
+          R"({{"task":"transcribe","language":{},"duration":{:.2f},"text":{},"segments":{}{}}})",
+          JsonQuoted(heard.language), duration, JsonQuoted(heard.text), heard.segments_json,
+          heard.words_json.empty() ? "" : R"(,"words":)" + heard.words_json);
     }
     responder->Send(std::move(response));
   });

@@ -1,0 +1,40 @@
+// The Whisper backend (`backend: whisper`): speech recognition with an
+// export of OpenAI's Whisper made by Hugging Face Optimum
+// (`optimum-cli export onnx --model openai/whisper-tiny DIR`), run by ONNX
+// Runtime on the process's compute budget.
+//
+// The version folder holds encoder_model.onnx, decoder_model.onnx,
+// decoder_with_past_model.onnx and the tokenizer (tokenizer.json, or
+// vocab.json with added_tokens.json). A batch's audio is cut into 30 s
+// windows; each round encodes the next window of every clip that has one
+// (the encoder batches across requests), detects the language on the first
+// window when the config does not fix it, then decodes greedily: the first
+// step runs decoder_model on the prompt (<|startoftranscript|>, language,
+// task, and <|notimestamps|> without timestamps), every later step runs
+// decoder_with_past_model on one new token per sequence with the key/value
+// cache the steps before returned, the sequences still going batched
+// together (a finished one leaves the batch). Timestamp tokens follow
+// Whisper's rules (pairs, never decreasing, the first within 1 s) and cut
+// the window's tokens into segments; the next window starts where the last
+// complete segment ended, so speech cut at a window's edge is heard again
+// whole. Tokens become text through the byte-level BPE's symbols.
+//
+// Config: one input (`audio` BYTES [1], any container DecodeAudio reads) and
+// three outputs, BYTES [1] each: `text`, `language` (the code, "en") and
+// `segments` (a JSON array of {id, seek, start, end, text, tokens,
+// avg_logprob}). parameters: language (a code, or auto: detected), task
+// (transcribe or translate), timestamps (true or false), max_new_tokens
+// per window (default 224), kv_cache (false re-runs decoder_model on the
+// whole sequence each step: for measuring the cache), max_seconds.
+#pragma once
+
+#include "model/backend.h"
+#include "preprocess/audio.h"
+
+namespace braid {
+
+inline constexpr char kWhisperBackend[] = "whisper";
+
+BackendFactory MakeWhisperBackend(const AudioLimits& server);
+
+}  // namespace braid
