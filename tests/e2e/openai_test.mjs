@@ -93,6 +93,35 @@ test('transcriptions in every response format', async () => {
   assert.equal(verbose.words.length, 7);
 });
 
+// A Whisper-shaped model (modelgen whisper): Optimum's export interface,
+// decoders forced to say one script for speech, nothing for silence.
+test('transcriptions through a whisper model: segments, language, srt and vtt', async () => {
+  const whisper = await startBraid(process.env.BRAID_BINARY,
+    ['--model-repository', process.env.BRAID_WHISPER_REPOSITORY]);
+  try {
+    const local = new OpenAI({ apiKey: 'not-needed', baseURL: `http://127.0.0.1:${whisper.http}/v1` });
+    const ids = [];
+    for await (const model of local.models.list()) ids.push(model.id);
+    assert.ok(ids.includes('whisper'), ids.join(' '));
+    const file = () => createReadStream(`${fixtures}/speech/say_2.wav`);
+    const json = await local.audio.transcriptions.create({ file: file(), model: 'whisper' });
+    assert.equal(json.text, 'The quick brown fox. It jumps.');
+    const verbose = await local.audio.transcriptions.create({ file: file(), model: 'whisper', response_format: 'verbose_json' });
+    assert.equal(verbose.language, 'en');
+    assert.deepEqual(verbose.segments.map((s) => [s.start, s.end, s.text]),
+      [[0, 1.5, 'The quick brown fox.'], [1.5, 3, 'It jumps.']]);
+    assert.equal(verbose.duration, 3);
+    const srt = await local.audio.transcriptions.create({ file: file(), model: 'whisper', response_format: 'srt' });
+    assert.equal(String(srt), '1\n00:00:00,000 --> 00:00:01,500\nThe quick brown fox.\n\n2\n00:00:01,500 --> 00:00:03,000\nIt jumps.\n\n');
+    const vtt = await local.audio.transcriptions.create({ file: file(), model: 'whisper', response_format: 'vtt' });
+    assert.match(String(vtt), /^WEBVTT\n\n00:00:00\.000 --> 00:00:01\.500\nThe quick brown fox\.\n/);
+    await assert.rejects(local.audio.transcriptions.create({ file: file(), model: 'nosuch' }),
+      (error) => error.status === 404 && /available: whisper/.test(error.message));
+  } finally {
+    assert.equal(await whisper.stop(), 0);
+  }
+});
+
 test('chat completions run a workflow, blocking and streaming', async () => {
   const reply = await client.chat.completions.create({
     model: 'multimodal-assist', messages: [{ role: 'user', content: 'what is the weather like?' }],

@@ -6,16 +6,20 @@
 // pseudo-random numbers: the outputs are deterministic but mean nothing.
 //
 //   modelgen MODEL OUTPUT.onnx   MODEL: clip-image | clip-text | align | identity | identity-wide
+//   modelgen whisper REPOSITORY  a Whisper-shaped model for tests (REPOSITORY/whisper)
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "onnxgen/align_graph.h"
 #include "onnxgen/graph_builder.h"
+#include "onnxgen/whisper_graph.h"
 #include "tools/modelgen/tokenizer_gen.h"
 
 namespace {
@@ -173,6 +177,34 @@ void BuildIdentity(onnx::GraphProto* graph, std::int64_t width) {
   g.Output("output", onnx::TensorProto::FLOAT, {-1, width});
 }
 
+// A Whisper-shaped model (onnxgen/whisper_graph.h) with its config: speech
+// (loud audio) gives two segments of English, silence nothing.
+bool WriteWhisper(const std::filesystem::path& repository) {
+  braid::onnxgen::WhisperStandIn spec;
+  spec.words = {"ĠThe", "Ġquick", "Ġbrown", "Ġfox", "ĠIt", "Ġjumps"};
+  spec.loud = {"<|en|>", "<|transcribe|>", "<|0.00|>", "ĠThe", "Ġquick", "Ġbrown", "Ġfox",
+               ".",      "<|1.50|>",       "<|1.50|>", "ĠIt",  "Ġjumps", ".",      "<|3.00|>"};
+  spec.quiet = {"<|en|>", "<|transcribe|>", "<|0.00|>"};
+  const auto folder = repository / "whisper";
+  std::filesystem::create_directories(folder / "1");
+  std::ofstream(folder / "config.yaml")
+      << R"(# A Whisper-shaped stand-in written by modelgen: Optimum's file names and
+# interface, decoders forced to say one script (onnxgen/whisper_graph.h).
+backend: whisper
+description: "stand-in with forced output (Whisper export interface): for tests"
+max_batch_size: 8
+inputs: [{name: audio, datatype: BYTES, dims: [1]}]
+outputs:
+  - {name: text, datatype: BYTES, dims: [1]}
+  - {name: language, datatype: BYTES, dims: [1]}
+  - {name: segments, datatype: BYTES, dims: [1]}
+dynamic_batching: {max_queue_delay_us: 5000}
+)";
+  auto status = braid::onnxgen::WriteWhisperStandIn(spec, folder / "1");
+  if (!status.ok()) std::fprintf(stderr, "modelgen: %s\n", status.message().c_str());
+  return status.ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -181,10 +213,13 @@ int main(int argc, char** argv) {
                  "usage: modelgen MODEL OUTPUT.onnx\n"
                  "  writes a seeded ONNX stand-in model; MODEL is one of\n"
                  "  clip-image, clip-text, align, identity, identity-wide, or clip-tokenizer\n"
-                 "  (the clip-text stand-in's tokenizer.json)\n");
+                 "  (the clip-text stand-in's tokenizer.json)\n"
+                 "usage: modelgen whisper REPOSITORY\n"
+                 "  writes a Whisper-shaped model for tests into REPOSITORY/whisper\n");
     return argc == 2 ? 0 : 2;
   }
   const std::string name = argv[1];
+  if (name == "whisper") return WriteWhisper(argv[2]) ? 0 : 1;
   if (name == "clip-tokenizer") {
     if (braid::modelgen::WriteClipTokenizer(argv[2])) return 0;
     std::fprintf(stderr, "modelgen: cannot write %s\n", argv[2]);

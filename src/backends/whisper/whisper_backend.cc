@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <random>
 
 #include "backends/onnxruntime/onnxruntime_backend.h"
 #include "core/file_util.h"
@@ -26,6 +28,20 @@ constexpr std::size_t kWindowSamples = 30 * kSpeechRate;
 constexpr double kSecondsPerTimestamp = 0.02;
 constexpr std::int64_t kMaxInitialTimestamp = 50;  // the first timestamp within 1 s
 constexpr float kSuppressed = -std::numeric_limits<float>::infinity();
+// Whisper's thresholds for decoding a window again at a higher temperature.
+constexpr double kMaxCompressionRatio = 2.4;
+constexpr double kMinAverageLogprob = -1.0;
+
+// How many times zlib shrinks `text` (1 for empty text).
+double CompressionRatio(std::string_view text) {
+  if (text.empty()) return 1;
+  uLongf size = compressBound(text.size());
+  std::vector<Bytef> compressed(size);
+  if (compress2(compressed.data(), &size, reinterpret_cast<const Bytef*>(text.data()), text.size(),
+                Z_DEFAULT_COMPRESSION) != Z_OK)
+    return 1;
+  return static_cast<double>(text.size()) / static_cast<double>(size);
+}
 
 // A Whisper tokenizer's strings and special tokens.
 struct Vocabulary {
@@ -183,16 +199,23 @@ Result<Tensor> Rows(const Tensor& tensor, const std::vector<std::size_t>& rows) 
   return out;
 }
 
-// [sequences, length - from] INT64 of each sequence's tokens from `from` on.
-Result<Tensor> Ids(const std::vector<const std::vector<std::int64_t>*>& sequences,
-                   std::size_t from) {
-  const std::size_t length = sequences.front()->size() - from;
-  BRAID_ASSIGN_OR_RETURN(
-      Tensor ids, Tensor::Allocate(DataType::kInt64, {static_cast<std::int64_t>(sequences.size()),
-                                                      static_cast<std::int64_t>(length)}));
+// [rows, length - from] INT64 of each row's tokens from `from` on.
+template <typename Sequences>
+Result<Tensor> Ids(const Sequences& rows, std::size_t from) {
+  auto tokens = [](const auto& row) -> const std::vector<std::int64_t>& {
+    if constexpr (requires { row.hypothesis; }) {
+      return row.hypothesis.tokens;
+    } else {
+      return row;
+    }
+  };
+  const std::size_t length = tokens(rows.front()).size() - from;
+  BRAID_ASSIGN_OR_RETURN(Tensor ids,
+                         Tensor::Allocate(DataType::kInt64, {static_cast<std::int64_t>(rows.size()),
+                                                             static_cast<std::int64_t>(length)}));
   auto out = ids.mutable_span<std::int64_t>();
-  for (std::size_t s = 0; s < sequences.size(); ++s)
-    std::copy(sequences[s]->begin() + from, sequences[s]->end(), out.begin() + s * length);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    std::copy(tokens(rows[r]).begin() + from, tokens(rows[r]).end(), out.begin() + r * length);
   return ids;
 }
 
@@ -201,6 +224,8 @@ struct Options {
   bool translate = false;
   bool timestamps = true;
   std::size_t max_new_tokens = 224;
+  std::size_t beam_size = 1;  // 1: greedy
+  bool fallback = true;       // decode a failed window again at higher temperatures
   bool kv_cache = true;
   AudioLimits limits;
 };
@@ -210,6 +235,32 @@ struct Options {
 struct Decoded {
   std::vector<std::int64_t> tokens;
   double logprob = 0;
+  float temperature = 0;
+  double compression_ratio = 1;  // of the text, by zlib: repetition compresses well
+
+  double avg_logprob() const {
+    return logprob / static_cast<double>(std::max<std::size_t>(tokens.size(), 1));
+  }
+};
+
+// A sequence being decoded: its tokens (the prompt first) and their log-probability.
+struct Hypothesis {
+  std::vector<std::int64_t> tokens;
+  double logprob = 0;
+};
+
+// A row of the decoder's batch: a hypothesis of one window.
+struct Row {
+  std::size_t window = 0;
+  Hypothesis hypothesis;
+};
+
+// A next token for a row's hypothesis, scored by the log-probability of
+// the grown hypothesis.
+struct Candidate {
+  double score = 0;
+  std::size_t row = 0;
+  std::int64_t token = 0;
 };
 
 struct Segment {
@@ -217,6 +268,8 @@ struct Segment {
   std::string text;
   std::vector<std::int64_t> tokens;
   double avg_logprob = 0;
+  float temperature = 0;
+  double compression_ratio = 1;
   std::size_t seek = 0;  // the window's start, in samples
 };
 
@@ -295,7 +348,26 @@ class WhisperInstance : public ModelInstance {
     BRAID_RETURN_IF_ERROR(ChooseLanguages(round, encoded));
     std::vector<std::vector<std::int64_t>> prompts;
     for (const Clip* clip : round) prompts.push_back(Prompt(clip->language));
-    BRAID_ASSIGN_OR_RETURN(auto decoded, Decode(encoded, std::move(prompts)));
+    BRAID_ASSIGN_OR_RETURN(auto decoded, Decode(encoded, prompts, 0));
+    // Whisper's fallback: a window decoded into repetition (text that
+    // compresses too well) or into unlikely tokens is sampled again, hotter.
+    for (float temperature : {0.2f, 0.4f, 0.6f, 0.8f, 1.0f}) {
+      std::vector<std::size_t> again;
+      for (std::size_t r = 0; options_.fallback && r < decoded.size(); ++r) {
+        if (decoded[r].compression_ratio > kMaxCompressionRatio ||
+            decoded[r].avg_logprob() < kMinAverageLogprob)
+          again.push_back(r);
+      }
+      if (again.empty()) break;
+      BRAID_ASSIGN_OR_RETURN(Tensor rows, Rows(encoded, again));
+      std::vector<std::vector<std::int64_t>> retried;
+      for (auto r : again) retried.push_back(prompts[r]);
+      BRAID_ASSIGN_OR_RETURN(auto redone, Decode(rows, retried, temperature));
+      for (std::size_t k = 0; k < again.size(); ++k) {
+        decoded[again[k]] = std::move(redone[k]);
+        decoded[again[k]].temperature = temperature;
+      }
+    }
     for (std::size_t r = 0; r < round.size(); ++r) {
       Clip& clip = *round[r];
       const std::size_t advance = Segments(decoded[r], clip.seek, window[r], clip.segments);
@@ -321,8 +393,7 @@ class WhisperInstance : public ModelInstance {
       }
     }
     if (!detect) return Status::Ok();
-    const std::vector<std::int64_t> start = {vocabulary_->start};
-    std::vector<const std::vector<std::int64_t>*> starts(round.size(), &start);
+    const std::vector<std::vector<std::int64_t>> starts(round.size(), {vocabulary_->start});
     BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(starts, 0));
     BRAID_ASSIGN_OR_RETURN(auto out,
                            decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
@@ -350,21 +421,22 @@ class WhisperInstance : public ModelInstance {
     return prompt;
   }
 
-  // Greedy decoding of the prompts (all of one length) over the encoded windows.
+  // Decodes the prompts (all of one length) over the encoded windows: beam
+  // search at temperature 0 (greedy with beam_size 1), sampling above it.
+  // Every hypothesis of every window is a row of the decoder's batch; a row
+  // whose window is done leaves it, and the cache's rows follow their
+  // hypotheses' parents.
   Result<std::vector<Decoded>> Decode(const Tensor& encoded,
-                                      std::vector<std::vector<std::int64_t>> sequences) {
-    const std::size_t prompt = sequences.front().size();
-    std::vector<std::size_t> active(sequences.size());
-    std::iota(active.begin(), active.end(), 0);
-    std::vector<Decoded> decoded(sequences.size());
-    std::map<std::string, Tensor> cache;  // past_key_values.* of the active rows
+                                      const std::vector<std::vector<std::int64_t>>& prompts,
+                                      float temperature) {
+    const std::size_t prompt = prompts.front().size();
+    const std::size_t width = temperature > 0 ? 1 : options_.beam_size;
+    std::vector<std::vector<Hypothesis>> finished(prompts.size());
+    std::vector<Row> rows;
+    for (std::size_t i = 0; i < prompts.size(); ++i) rows.push_back({i, {prompts[i], 0}});
+    std::map<std::string, Tensor> cache;  // past_key_values.* of the rows
     Tensor encoder_rows = encoded;
-    auto rows_of = [&] {
-      std::vector<const std::vector<std::int64_t>*> rows;
-      for (auto a : active) rows.push_back(&sequences[a]);
-      return rows;
-    };
-    BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(rows_of(), 0));
+    BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(rows, 0));
     BRAID_ASSIGN_OR_RETURN(auto out,
                            decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
     Tensor logits = out[decoder_.outputs().at("logits")];
@@ -378,28 +450,56 @@ class WhisperInstance : public ModelInstance {
     for (;;) {
       const auto steps = static_cast<std::size_t>(logits.shape()[1]);
       const auto vocab = static_cast<std::size_t>(logits.shape()[2]);
-      std::vector<std::size_t> going;  // positions in `active` that continue
-      for (std::size_t k = 0; k < active.size(); ++k) {
-        auto& sequence = sequences[active[k]];
-        auto row = logits.span<float>().subspan((k * steps + steps - 1) * vocab, vocab);
-        const auto [token, logprob] = Choose(row, sequence, prompt);
-        sequence.push_back(token);
-        if (token == vocabulary_->end_of_text) continue;
-        decoded[active[k]].logprob += logprob;
-        if (sequence.size() - prompt < options_.max_new_tokens) going.push_back(k);
+      std::vector<std::vector<Candidate>> candidates(prompts.size());
+      for (std::size_t r = 0; r < rows.size(); ++r) {
+        auto row = logits.span<float>().subspan((r * steps + steps - 1) * vocab, vocab);
+        const Hypothesis& hypothesis = rows[r].hypothesis;
+        const std::vector<float> logprobs = LogProbs(row, hypothesis.tokens, prompt);
+        auto& mine = candidates[rows[r].window];
+        for (std::int64_t token : Picks(logprobs, temperature, width + 1))
+          mine.push_back({hypothesis.logprob + logprobs[token], r, token});
       }
-      if (going.empty()) break;
-      if (going.size() < active.size()) {
-        std::vector<std::size_t> next;
-        for (auto k : going) next.push_back(active[k]);
-        active = std::move(next);
-        for (auto& [name, tensor] : cache) {
-          BRAID_ASSIGN_OR_RETURN(tensor, Rows(tensor, going));
+      std::vector<Row> next;
+      std::vector<std::size_t> parents;
+      for (std::size_t i = 0; i < candidates.size(); ++i) {
+        auto& mine = candidates[i];
+        if (mine.empty()) continue;  // done before this step
+        std::sort(mine.begin(), mine.end(),
+                  [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+        std::vector<Row> live;
+        std::vector<std::size_t> live_parents;
+        for (const Candidate& candidate : mine) {
+          Hypothesis grown{rows[candidate.row].hypothesis.tokens, candidate.score};
+          if (candidate.token == vocabulary_->end_of_text) {
+            if (finished[i].size() < width) finished[i].push_back(std::move(grown));
+            continue;
+          }
+          if (live.size() == width) continue;
+          grown.tokens.push_back(candidate.token);
+          if (grown.tokens.size() - prompt >= options_.max_new_tokens) {
+            if (finished[i].size() < width) finished[i].push_back(std::move(grown));
+            continue;
+          }
+          live.push_back({i, std::move(grown)});
+          live_parents.push_back(candidate.row);
         }
-        BRAID_ASSIGN_OR_RETURN(encoder_rows, Rows(encoder_rows, going));
+        if (finished[i].size() >= width) continue;  // this window is done
+        next.insert(next.end(), std::make_move_iterator(live.begin()),
+                    std::make_move_iterator(live.end()));
+        parents.insert(parents.end(), live_parents.begin(), live_parents.end());
       }
+      if (next.empty()) break;
+      std::vector<std::size_t> same(rows.size());
+      std::iota(same.begin(), same.end(), 0);
+      if (parents != same) {
+        for (auto& [name, tensor] : cache) {
+          BRAID_ASSIGN_OR_RETURN(tensor, Rows(tensor, parents));
+        }
+        BRAID_ASSIGN_OR_RETURN(encoder_rows, Rows(encoder_rows, parents));
+      }
+      rows = std::move(next);
       if (with_past_) {
-        BRAID_ASSIGN_OR_RETURN(Tensor last, Ids(rows_of(), sequences[active[0]].size() - 1));
+        BRAID_ASSIGN_OR_RETURN(Tensor last, Ids(rows, rows[0].hypothesis.tokens.size() - 1));
         std::map<std::string, Tensor> named = cache;
         named["input_ids"] = last;
         if (with_past_->Takes("encoder_hidden_states"))
@@ -408,36 +508,43 @@ class WhisperInstance : public ModelInstance {
         logits = out[with_past_->outputs().at("logits")];
         keep_cache(*with_past_, out);
       } else {
-        BRAID_ASSIGN_OR_RETURN(Tensor all, Ids(rows_of(), 0));
+        BRAID_ASSIGN_OR_RETURN(Tensor all, Ids(rows, 0));
         BRAID_ASSIGN_OR_RETURN(
             out, decoder_.Run({{"input_ids", all}, {"encoder_hidden_states", encoder_rows}}));
         logits = out[decoder_.outputs().at("logits")];
       }
     }
-    for (std::size_t s = 0; s < sequences.size(); ++s) {
-      auto& tokens = decoded[s].tokens;
-      tokens.assign(sequences[s].begin() + prompt, sequences[s].end());
-      if (!tokens.empty() && tokens.back() == vocabulary_->end_of_text) tokens.pop_back();
+    // Each window's likeliest hypothesis per token (Whisper's ranking).
+    std::vector<Decoded> decoded(prompts.size());
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      auto score = [&](const Hypothesis& h) {
+        return h.logprob / static_cast<double>(std::max<std::size_t>(h.tokens.size() - prompt, 1));
+      };
+      const Hypothesis& best = *std::max_element(
+          finished[i].begin(), finished[i].end(),
+          [&](const Hypothesis& a, const Hypothesis& b) { return score(a) < score(b); });
+      decoded[i].tokens.assign(best.tokens.begin() + prompt, best.tokens.end());
+      decoded[i].logprob = best.logprob;
+      decoded[i].compression_ratio = CompressionRatio(vocabulary_->Text(decoded[i].tokens));
     }
     return decoded;
   }
 
-  // The next token of `sequence` and its log-probability, under Whisper's
+  // The log-probabilities of the next token of `sequence` under Whisper's
   // rules: no special tokens but <|endoftext|> and timestamps; timestamps
-  // in pairs, never decreasing, the first within 1 s, and chosen whenever
-  // together they are likelier than any one text token.
-  std::pair<std::int64_t, double> Choose(std::span<const float> row,
-                                         const std::vector<std::int64_t>& sequence,
-                                         std::size_t prompt) const {
+  // in pairs, never decreasing, the first within 1 s, and only timestamps
+  // whenever together they are likelier than any one text token.
+  std::vector<float> LogProbs(std::span<const float> row, const std::vector<std::int64_t>& sequence,
+                              std::size_t prompt) const {
     const Vocabulary& v = *vocabulary_;
     const auto vocab = static_cast<std::int64_t>(row.size());
     std::vector<float> logits(row.begin(), row.end());
     const std::int64_t begin = std::min(v.timestamp_begin, vocab);
-    for (std::int64_t id = v.end_of_text + 1; id < begin; ++id) logits[id] = kSuppressed;
     auto suppress = [&](std::int64_t from, std::int64_t to) {
       for (std::int64_t id = std::max<std::int64_t>(from, 0); id < std::min(to, vocab); ++id)
         logits[id] = kSuppressed;
     };
+    suppress(v.end_of_text + 1, begin);
     if (!options_.timestamps) {
       suppress(begin, vocab);
     } else {
@@ -461,8 +568,30 @@ class WhisperInstance : public ModelInstance {
       const double best_text = *std::max_element(logits.begin(), logits.begin() + begin) - total;
       if (timestamps > best_text) suppress(0, begin);
     }
-    const auto best = std::max_element(logits.begin(), logits.end()) - logits.begin();
-    return {best, logits[best] - LogSumExp(logits, 0, vocab)};
+    const auto total = static_cast<float>(LogSumExp(logits, 0, vocab));
+    for (float& logit : logits) logit -= total;
+    return logits;
+  }
+
+  // The `count` likeliest tokens at temperature 0; else one drawn from the
+  // distribution sharpened or flattened by the temperature.
+  std::vector<std::int64_t> Picks(const std::vector<float>& logprobs, float temperature,
+                                  std::size_t count) {
+    if (temperature > 0) {
+      std::vector<double> weights(logprobs.size());
+      for (std::size_t id = 0; id < logprobs.size(); ++id)
+        weights[id] = std::exp(double(logprobs[id]) / temperature);
+      std::discrete_distribution<std::int64_t> draw(weights.begin(), weights.end());
+      return {draw(random_)};
+    }
+    std::vector<std::int64_t> ids(logprobs.size());
+    std::iota(ids.begin(), ids.end(), 0);
+    count = std::min(count, ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + count, ids.end(),
+                      [&](std::int64_t a, std::int64_t b) { return logprobs[a] > logprobs[b]; });
+    ids.resize(count);
+    while (!ids.empty() && logprobs[ids.back()] == kSuppressed) ids.pop_back();
+    return ids;
   }
 
   static double LogSumExp(const std::vector<float>& logits, std::int64_t from, std::int64_t to) {
@@ -483,13 +612,12 @@ class WhisperInstance : public ModelInstance {
     const auto& tokens = decoded.tokens;
     const double offset = static_cast<double>(seek) / kSpeechRate;
     const double duration = static_cast<double>(window) / kSpeechRate;
-    const double avg_logprob =
-        tokens.empty() ? 0 : decoded.logprob / static_cast<double>(tokens.size());
     auto add = [&](double start, double end, std::span<const std::int64_t> part) {
       std::string text = v.Text(part);
       if (Trimmed(text).empty()) return;
       out.push_back({offset + start, offset + end, std::move(text),
-                     std::vector<std::int64_t>(part.begin(), part.end()), avg_logprob, seek});
+                     std::vector<std::int64_t>(part.begin(), part.end()), decoded.avg_logprob(),
+                     decoded.temperature, decoded.compression_ratio, seek});
     };
     std::vector<std::size_t> cuts;  // between two timestamps in a row
     for (std::size_t i = 1; options_.timestamps && i < tokens.size(); ++i) {
@@ -546,6 +674,10 @@ class WhisperInstance : public ModelInstance {
       json.EndArray();
       json.Key("avg_logprob");
       json.Double(std::round(s.avg_logprob * 1e4) / 1e4);
+      json.Key("temperature");
+      json.Double(std::round(s.temperature * 10) / 10);
+      json.Key("compression_ratio");
+      json.Double(std::round(s.compression_ratio * 1e4) / 1e4);
       json.EndObject();
     }
     json.EndArray();
@@ -556,6 +688,7 @@ class WhisperInstance : public ModelInstance {
   std::optional<Graph> with_past_;
   std::shared_ptr<const Vocabulary> vocabulary_;
   Options options_;
+  std::mt19937 random_{5489};  // sampling: the same audio, the same fallback transcript
 };
 
 Result<bool> Flag(const ModelConfig& config, const char* name, const char* fallback) {
@@ -582,15 +715,20 @@ Result<Options> ParseOptions(const ModelConfig& config, const Vocabulary& vocabu
   options.translate = task == "translate";
   BRAID_ASSIGN_OR_RETURN(options.timestamps, Flag(config, "timestamps", "true"));
   BRAID_ASSIGN_OR_RETURN(options.kv_cache, Flag(config, "kv_cache", "true"));
+  BRAID_ASSIGN_OR_RETURN(options.fallback, Flag(config, "temperature_fallback", "true"));
   try {
     options.max_new_tokens = std::stoul(config.Parameter("max_new_tokens", "224"));
+    options.beam_size = std::stoul(config.Parameter("beam_size", "1"));
     options.limits.max_seconds =
         std::min(server.max_seconds, std::stod(config.Parameter("max_seconds", "600")));
   } catch (const std::exception&) {
-    return InvalidArgument("{}: parameters.max_new_tokens and max_seconds must be numbers", path);
+    return InvalidArgument(
+        "{}: parameters.max_new_tokens, beam_size and max_seconds must be numbers", path);
   }
   if (options.max_new_tokens < 1 || options.max_new_tokens > 440)
     return InvalidArgument("{}: parameters.max_new_tokens must be from 1 to 440", path);
+  if (options.beam_size < 1 || options.beam_size > 16)
+    return InvalidArgument("{}: parameters.beam_size must be from 1 to 16", path);
   return options;
 }
 

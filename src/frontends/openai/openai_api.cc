@@ -283,10 +283,10 @@ Heard ReadHeard(const InferResponse& response) {
   }
   if (heard.segments.empty() && !heard.text.empty()) heard.segments.push_back({0, 0, heard.text});
   heard.words_json = fmt::format("[{}]", fmt::join(items, ","));
-  heard.segments_json = fmt::format(
-      R"([{{"id":0,"seek":0,"start":{:.2f},"end":{:.2f},"text":{}}}])",
-      heard.segments.empty() ? 0.0 : heard.segments[0].start,
-      heard.segments.empty() ? 0.0 : heard.segments[0].end, JsonQuoted(heard.text));
+  heard.segments_json =
+      fmt::format(R"([{{"id":0,"seek":0,"start":{:.2f},"end":{:.2f},"text":{}}}])",
+                  heard.segments.empty() ? 0.0 : heard.segments[0].start,
+                  heard.segments.empty() ? 0.0 : heard.segments[0].end, JsonQuoted(heard.text));
   return heard;
 }
 
@@ -333,11 +333,13 @@ void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder)
       auto loaded = service_.GetModel(status.name);
       if (loaded.ok() && Transcribes((*loaded)->config())) names.push_back(status.name);
     }
-    return responder->Send(JsonError(
-        404, fmt::format("unknown transcription model '{}' (available: {})", model,
-                         fmt::join(names, ", "))));
+    return responder->Send(
+        JsonError(404, fmt::format("unknown transcription model '{}' (available: {})", model,
+                                   fmt::join(names, ", "))));
   }
-  auto clip = *Tensor::FromStrings({std::string(file)}, {1});
+  // One clip, with a batch dimension for a model that batches.
+  const Shape shape = (*found)->config().max_batch_size > 0 ? Shape{1, 1} : Shape{1};
+  auto clip = *Tensor::FromStrings({std::string(file)}, shape);
   // Keep the body alive: the tensor above copied the file already.
   service_.Infer(model, 0, {{"audio", clip}}, {}, [responder, format](Result<InferResponse> result) {
     if (!result.ok()) return responder->Send(JsonError(result.status()));

@@ -27,8 +27,8 @@ onnxgen::WhisperStandIn Script() {
   // Byte-level forms: "Ġ" is the space, "Ã¯" the two bytes of "ï"; "." is
   // a byte symbol already.
   spec.words = {"ĠHello", "Ġworld", "ĠAgain", "ĠQuiet", "ĠnaÃ¯ve"};
-  spec.loud = {"<|de|>", "<|transcribe|>", "<|0.00|>", "ĠHello", "Ġworld", ".", "<|2.00|>",
-               "<|2.00|>", "ĠAgain", ".", "<|4.00|>"};
+  spec.loud = {"<|de|>",   "<|transcribe|>", "<|0.00|>", "ĠHello", "Ġworld",  ".",
+               "<|2.00|>", "<|2.00|>",       "ĠAgain",   ".",      "<|4.00|>"};
   spec.quiet = {"<|en|>", "<|transcribe|>", "<|0.00|>", "ĠQuiet", ".", "ĠnaÃ¯ve", "<|1.00|>"};
   return spec;
 }
@@ -61,6 +61,7 @@ struct Transcript {
   std::string text, language;
   std::vector<std::pair<double, double>> times;
   std::vector<std::string> texts;
+  std::vector<double> temperatures, compression_ratios;
 };
 
 class WhisperTest : public ::testing::Test {
@@ -79,7 +80,8 @@ class WhisperTest : public ::testing::Test {
     return MakeWhisperBackend(AudioLimits{})(config, dir->path() / "1");
   }
 
-  static std::vector<Transcript> Run(ModelInstance& instance, const std::vector<std::string>& clips) {
+  static std::vector<Transcript> Run(ModelInstance& instance,
+                                     const std::vector<std::string>& clips) {
     auto audio = *Tensor::FromStrings(clips, {static_cast<std::int64_t>(clips.size()), 1});
     std::vector<Tensor> outputs;
     auto status = instance.Execute(std::span(&audio, 1), &outputs);
@@ -97,6 +99,8 @@ class WhisperTest : public ::testing::Test {
       for (const auto& s : segments.GetArray()) {
         t.times.emplace_back(s["start"].GetDouble(), s["end"].GetDouble());
         t.texts.emplace_back(s["text"].GetString());
+        t.temperatures.push_back(s["temperature"].GetDouble());
+        t.compression_ratios.push_back(s["compression_ratio"].GetDouble());
       }
       transcripts.push_back(std::move(t));
     }
@@ -119,7 +123,8 @@ TEST_F(WhisperTest, DecodesTheScriptWithSegmentsLanguagesAndWindows) {
   EXPECT_EQ(transcripts[0].language, "de");
   EXPECT_EQ(transcripts[0].text, "Hello world. Again. Hello world. Again.");
   EXPECT_EQ(transcripts[0].times, (Times{{0, 2}, {2, 4}, {30, 32}, {32, 34}}));
-  EXPECT_THAT(transcripts[0].texts, ElementsAre("Hello world.", "Again.", "Hello world.", "Again."));
+  EXPECT_THAT(transcripts[0].texts,
+              ElementsAre("Hello world.", "Again.", "Hello world.", "Again."));
   EXPECT_EQ(transcripts[1].language, "en");
   EXPECT_EQ(transcripts[1].text, "Quiet. naïve") << "byte-level symbols back to UTF-8";
   EXPECT_EQ(transcripts[1].times, (Times{{0, 1}}));
@@ -141,12 +146,56 @@ TEST_F(WhisperTest, WithoutTheCacheTheSameTranscript) {
   EXPECT_EQ(b[1].text, "Hello world. Again.");
 }
 
+TEST_F(WhisperTest, BeamSearchAgreesWithGreedyOnAForcedScript) {
+  auto greedy = Load("");
+  auto beams = Load("beam_size: 4");
+  ASSERT_TRUE(greedy.ok() && beams.ok()) << beams.status().ToString();
+  // Four hypotheses per window: the rows grow from one per window after the
+  // prompt, follow their parents, and leave when their window is done.
+  const std::vector<std::string> clips = {Tone(40), Silence(2), Tone(3)};
+  auto a = Run(*(*greedy)[0], clips);
+  auto b = Run(*(*beams)[0], clips);
+  ASSERT_EQ(b.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a[i].text, b[i].text) << i;
+    EXPECT_EQ(a[i].times, b[i].times) << i;
+  }
+  EXPECT_EQ(b[0].times.size(), 4u);
+}
+
+TEST_F(WhisperTest, RepetitionFallsBackToHotterSampling) {
+  onnxgen::WhisperStandIn spec = Script();
+  spec.loud = {"<|en|>", "<|transcribe|>", "<|0.00|>"};
+  for (int i = 0; i < 40; ++i) spec.loud.push_back("ĠHello");
+  spec.loud.push_back("<|5.00|>");
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "1");
+  ASSERT_TRUE(onnxgen::WriteWhisperStandIn(spec, dir.path() / "1").ok());
+  auto with = Load("", &dir);
+  auto without = Load("temperature_fallback: false", &dir);
+  ASSERT_TRUE(with.ok() && without.ok());
+  auto hot = Run(*(*with)[0], {Tone(5), Silence(1)});
+  auto cold = Run(*(*without)[0], {Tone(5)});
+  ASSERT_EQ(hot.size(), 2u);
+  ASSERT_EQ(cold.size(), 1u);
+  ASSERT_EQ(cold[0].temperatures.size(), 1u);
+  EXPECT_GT(cold[0].compression_ratios[0], 2.4) << "forty times the same word";
+  EXPECT_EQ(cold[0].temperatures[0], 0.0);
+  // Sampling still says the script (it wins by a wide margin), so every
+  // temperature repeats it and the last one, 1.0, stands.
+  ASSERT_EQ(hot[0].temperatures.size(), 1u);
+  EXPECT_EQ(hot[0].temperatures[0], 1.0);
+  EXPECT_EQ(hot[0].text, cold[0].text);
+  EXPECT_EQ(hot[1].text, "Quiet. naïve") << "a window that decoded well is left alone";
+  EXPECT_EQ(hot[1].temperatures, std::vector<double>{0.0});
+}
+
 TEST_F(WhisperTest, AFixedLanguageAndNoTimestamps) {
   // A model that speaks without timestamps: its text starts after
   // <|notimestamps|>, the prompt's fourth token.
   onnxgen::WhisperStandIn spec = Script();
-  spec.loud = {"<|de|>", "<|transcribe|>", "<|notimestamps|>", "ĠHello", "Ġworld", ".",
-               "ĠAgain", "."};
+  spec.loud = {"<|de|>", "<|transcribe|>", "<|notimestamps|>", "ĠHello", "Ġworld", ".", "ĠAgain",
+               "."};
   testing::TempDir dir;
   std::filesystem::create_directories(dir.path() / "1");
   ASSERT_TRUE(onnxgen::WriteWhisperStandIn(spec, dir.path() / "1").ok());
@@ -164,6 +213,7 @@ TEST_F(WhisperTest, BadConfigsAreRefusedByName) {
   EXPECT_THAT(Load("task: summarise").status().message(), HasSubstr("transcribe or translate"));
   EXPECT_THAT(Load("kv_cache: maybe").status().message(), HasSubstr("true or false"));
   EXPECT_THAT(Load("max_new_tokens: 0").status().message(), HasSubstr("from 1 to 440"));
+  EXPECT_THAT(Load("beam_size: 17").status().message(), HasSubstr("from 1 to 16"));
   auto instances = Load("");
   ASSERT_TRUE(instances.ok());
   auto garbage = *Tensor::FromStrings({"not audio"}, {1, 1});
