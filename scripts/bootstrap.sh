@@ -25,7 +25,7 @@ apt_packages=(
   libhiredis-dev redis-server redis-tools gnuplot-nox haproxy
   curl prometheus chromium ccache flite1-dev libmp3lame-dev libeigen3-dev
   libfaiss-dev libopenblas-dev libjemalloc-dev wordnet-base libicu-dev
-  libnghttp2-dev nghttp2-client libssl-dev openssl wrk
+  libnghttp2-dev nghttp2-client libssl-dev openssl wrk libtorch-dev
 )
 command -v npm >/dev/null || apt_packages+=(npm)
 

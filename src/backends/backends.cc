@@ -12,6 +12,9 @@
 #if BRAID_WITH_FLITE
 #include "backends/flite/flite_backend.h"
 #endif
+#if BRAID_WITH_TORCH
+#include "backends/torchscript/torchscript_backend.h"
+#endif
 
 namespace braid {
 
@@ -29,6 +32,9 @@ void RegisterBuiltinBackends(BackendRegistry& registry, const ImageLimits& image
 #endif
 #if BRAID_WITH_FLITE
   registry.Register(kFliteBackend, MakeFliteBackend());
+#endif
+#if BRAID_WITH_TORCH
+  registry.Register(kTorchScriptBackend, MakeTorchScriptBackend());
 #endif
 }
 

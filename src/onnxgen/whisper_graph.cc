@@ -1,14 +1,13 @@
 #include "onnxgen/whisper_graph.h"
 
 #include <fmt/format.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <cmath>
 #include <fstream>
 #include <map>
 
 #include "onnxgen/graph_builder.h"
+#include "onnxgen/tokenizer_json.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid::onnxgen {
@@ -37,42 +36,15 @@ std::vector<std::string> Vocabulary(const WhisperStandIn& spec, std::int64_t* fi
   return tokens;
 }
 
-std::string TokenizerJson(const std::vector<std::string>& tokens, std::int64_t first_special) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> json(buffer);
-  json.StartObject();
-  json.Key("version");
-  json.String("1.0");
-  json.Key("added_tokens");
-  json.StartArray();
-  for (std::size_t id = first_special; id < tokens.size(); ++id) {
-    json.StartObject();
-    json.Key("id");
-    json.Int64(static_cast<std::int64_t>(id));
-    json.Key("content");
-    json.String(tokens[id].c_str());
-    json.Key("special");
-    json.Bool(true);
-    json.EndObject();
-  }
-  json.EndArray();
-  json.Key("model");
-  json.StartObject();
-  json.Key("type");
-  json.String("BPE");
-  json.Key("vocab");
-  json.StartObject();
+std::string WhisperTokenizerJson(const std::vector<std::string>& tokens,
+                                 std::int64_t first_special) {
+  BpeTokenizerFile file;
   for (std::size_t id = 0; id < tokens.size(); ++id) {
-    json.Key(tokens[id].c_str());
-    json.Int64(static_cast<std::int64_t>(id));
+    file.vocab.emplace_back(tokens[id], static_cast<std::int64_t>(id));
+    if (static_cast<std::int64_t>(id) >= first_special)
+      file.added.emplace_back(static_cast<std::int64_t>(id), tokens[id]);
   }
-  json.EndObject();
-  json.Key("merges");
-  json.StartArray();
-  json.EndArray();
-  json.EndObject();
-  json.EndObject();
-  return buffer.GetString();
+  return TokenizerJson(file);
 }
 
 class Whisper {
@@ -298,7 +270,7 @@ Status WriteWhisperStandIn(const WhisperStandIn& spec, const std::filesystem::pa
   BRAID_RETURN_IF_ERROR(
       CheckAndWriteModel(whisper.Decoder(true), folder / "decoder_with_past_model.onnx"));
   std::ofstream out(folder / "tokenizer.json", std::ios::binary | std::ios::trunc);
-  if (!(out << TokenizerJson(tokens, first_special)))
+  if (!(out << WhisperTokenizerJson(tokens, first_special)))
     return Internal("cannot write {}", (folder / "tokenizer.json").string());
   return Status::Ok();
 }

@@ -523,6 +523,18 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
   std::vector<Tensor> outputs;
   if (status.ok()) status = model_->Execute(instance, inputs, &outputs, time_left);
   *compute = clock_.Now() - start;
+  if (status.code() == StatusCode::kInvalidArgument && batch.size() > 1) {
+    // One request's input the backend refuses (media it cannot decode)
+    // must not fail the requests batched with it: each runs again alone.
+    for (auto& pending : batch) {
+      std::vector<Pending> alone;
+      alone.push_back(std::move(pending));
+      Duration own{};
+      RunBatch(instance, alone, clock_.Now(), done, &own);
+      *compute += own;
+    }
+    return;
+  }
 
   std::int64_t total = 0;
   for (const auto& pending : batch) total += pending.items;

@@ -9,6 +9,16 @@
 
 namespace braid {
 
+Tensor AsOneItem(const ModelConfig& config, std::string_view input, Tensor tensor) {
+  const TensorSpec* spec = config.FindInput(input);
+  if (config.max_batch_size <= 0 || spec == nullptr || tensor.shape().size() != spec->dims.size())
+    return tensor;
+  Shape batched = {1};
+  batched.insert(batched.end(), tensor.shape().begin(), tensor.shape().end());
+  auto reshaped = tensor.Reshape(std::move(batched));
+  return reshaped.ok() ? *std::move(reshaped) : tensor;
+}
+
 Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
                            InferOptions* options) {
   if (key == "cache") {

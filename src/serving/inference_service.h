@@ -71,6 +71,11 @@ using ParameterValue = std::variant<std::monostate, bool, std::int64_t, std::uin
 Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
                            InferOptions* options);
 
+// `tensor`, one item of `config`'s input `input` (its dims, no batch
+// dimension), with a batch dimension of 1 when the model batches; as it is
+// otherwise (or when it has one already).
+Tensor AsOneItem(const ModelConfig& config, std::string_view input, Tensor tensor);
+
 class InferenceService {
  public:
   // `repository`, `clock` and `cache` (may be null: no result cache) must

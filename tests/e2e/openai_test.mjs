@@ -2,7 +2,9 @@
 // client, as Dify's OpenAI-API-compatible provider would call them.
 //   node --test tests/e2e/openai_test.mjs   (BRAID_BINARY and BRAID_FIXTURES set by CTest)
 import assert from 'node:assert/strict';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { startBraid } from './serve.mjs';
@@ -96,8 +98,14 @@ test('transcriptions in every response format', async () => {
 // A Whisper-shaped model (modelgen whisper): Optimum's export interface,
 // decoders forced to say one script for speech, nothing for silence.
 test('transcriptions through a whisper model: segments, language, srt and vtt', async () => {
+  const workflows = mkdtempSync(join(tmpdir(), 'braid-whisper-'));
+  writeFileSync(join(workflows, 'hear.yaml'), `inputs: {audio: {type: audio}}
+nodes:
+  - {id: heard, kind: model, model: whisper, from: {audio: inputs.audio}}
+outputs: {text: heard.text}
+`);
   const whisper = await startBraid(process.env.BRAID_BINARY,
-    ['--model-repository', process.env.BRAID_WHISPER_REPOSITORY]);
+    ['--model-repository', process.env.BRAID_WHISPER_REPOSITORY, '--workflows', workflows]);
   try {
     const local = new OpenAI({ apiKey: 'not-needed', baseURL: `http://127.0.0.1:${whisper.http}/v1` });
     const ids = [];
@@ -117,8 +125,17 @@ test('transcriptions through a whisper model: segments, language, srt and vtt', 
     assert.match(String(vtt), /^WEBVTT\n\n00:00:00\.000 --> 00:00:01\.500\nThe quick brown fox\.\n/);
     await assert.rejects(local.audio.transcriptions.create({ file: file(), model: 'nosuch' }),
       (error) => error.status === 404 && /available: whisper/.test(error.message));
+    // A workflow's audio reaches the batching model as a batch of one.
+    const form = new FormData();
+    form.append('audio', new Blob([readFileSync(`${fixtures}/speech/say_2.wav`)]), 'say_2.wav');
+    form.append('response_mode', 'blocking');
+    const run = await fetch(`http://127.0.0.1:${whisper.http}/v1/workflows/hear/run`, { method: 'POST', body: form });
+    const body = await run.json();
+    assert.equal(body.data.status, 'succeeded', JSON.stringify(body));
+    assert.equal(body.data.outputs.text, 'The quick brown fox. It jumps.');
   } finally {
     assert.equal(await whisper.stop(), 0);
+    rmSync(workflows, { recursive: true });
   }
 });
 

@@ -4,14 +4,12 @@
 // trained on a small built-in English corpus. Deterministic.
 #include "tools/modelgen/tokenizer_gen.h"
 
-#include <rapidjson/prettywriter.h>
-#include <rapidjson/stringbuffer.h>
-
 #include <cctype>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "onnxgen/tokenizer_json.h"
 #include "preprocess/tokenizer.h"
 
 namespace braid::modelgen {
@@ -92,61 +90,19 @@ bool WriteClipTokenizer(const std::string& path) {
     words = std::move(merged_words);
   }
 
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> json(buffer);
-  json.StartObject();
-  json.Key("version");
-  json.String("1.0");
-  json.Key("added_tokens");
-  json.StartArray();
-  for (auto [id, content] :
-       {std::pair{kStartOfText, "<|startoftext|>"}, {kEndOfText, "<|endoftext|>"}}) {
-    json.StartObject();
-    json.Key("id");
-    json.Int64(id);
-    json.Key("content");
-    json.String(content);
-    json.Key("special");
-    json.Bool(true);
-    json.EndObject();
-  }
-  json.EndArray();
-  json.Key("model");
-  json.StartObject();
-  json.Key("type");
-  json.String("BPE");
-  json.Key("end_of_word_suffix");
-  json.String("</w>");
-  json.Key("unk_token");
-  json.String("<|endoftext|>");
-  json.Key("vocab");
-  json.StartObject();
+  onnxgen::BpeTokenizerFile file;
+  file.added = {{kStartOfText, "<|startoftext|>"}, {kEndOfText, "<|endoftext|>"}};
+  file.end_of_word_suffix = "</w>";
+  file.unk_token = "<|endoftext|>";
   std::int64_t id = 0;
-  for (const auto& symbol : bytes) {
-    json.Key(symbol.c_str());
-    json.Int64(id++);
-  }
-  for (const auto& symbol : bytes) {
-    json.Key((symbol + "</w>").c_str());
-    json.Int64(id++);
-  }
-  for (const auto& [left, right] : merges) {
-    json.Key((left + right).c_str());
-    json.Int64(id++);
-  }
-  json.Key("<|startoftext|>");
-  json.Int64(kStartOfText);
-  json.Key("<|endoftext|>");
-  json.Int64(kEndOfText);
-  json.EndObject();
-  json.Key("merges");
-  json.StartArray();
-  for (const auto& [left, right] : merges) json.String((left + " " + right).c_str());
-  json.EndArray();
-  json.EndObject();
-  json.EndObject();
+  for (const auto& symbol : bytes) file.vocab.emplace_back(symbol, id++);
+  for (const auto& symbol : bytes) file.vocab.emplace_back(symbol + "</w>", id++);
+  for (const auto& [left, right] : merges) file.vocab.emplace_back(left + right, id++);
+  file.vocab.emplace_back("<|startoftext|>", kStartOfText);
+  file.vocab.emplace_back("<|endoftext|>", kEndOfText);
+  file.merges = std::move(merges);
   std::ofstream out(path, std::ios::trunc);
-  out << buffer.GetString();
+  out << onnxgen::TokenizerJson(file);
   return static_cast<bool>(out);
 }
 

@@ -456,7 +456,10 @@ class WhisperInstance : public ModelInstance {
         const Hypothesis& hypothesis = rows[r].hypothesis;
         const std::vector<float> logprobs = LogProbs(row, hypothesis.tokens, prompt);
         auto& mine = candidates[rows[r].window];
-        for (std::int64_t token : Picks(logprobs, temperature, width + 1))
+        const auto picks = Picks(logprobs, temperature, width + 1);
+        // Nothing allowed (a vocabulary without the tokens the rules want): it ends here.
+        if (picks.empty()) mine.push_back({hypothesis.logprob, r, vocabulary_->end_of_text});
+        for (std::int64_t token : picks)
           mine.push_back({hypothesis.logprob + logprobs[token], r, token});
       }
       std::vector<Row> next;

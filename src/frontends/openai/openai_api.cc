@@ -337,9 +337,8 @@ void OpenAiApi::Transcriptions(HttpRequest& request, HttpResponderPtr responder)
         JsonError(404, fmt::format("unknown transcription model '{}' (available: {})", model,
                                    fmt::join(names, ", "))));
   }
-  // One clip, with a batch dimension for a model that batches.
-  const Shape shape = (*found)->config().max_batch_size > 0 ? Shape{1, 1} : Shape{1};
-  auto clip = *Tensor::FromStrings({std::string(file)}, shape);
+  auto clip =
+      AsOneItem((*found)->config(), "audio", *Tensor::FromStrings({std::string(file)}, {1}));
   // Keep the body alive: the tensor above copied the file already.
   service_.Infer(model, 0, {{"audio", clip}}, {}, [responder, format](Result<InferResponse> result) {
     if (!result.ok()) return responder->Send(JsonError(result.status()));

@@ -307,6 +307,10 @@ void ServiceModelRunner::Run(const std::string& model, NamedTensors inputs, cons
   options.deadline = call.deadline;
   options.cancellation = call.cancellation;
   options.use_cache = call.use_cache;
+  // A workflow's values are single items: a batching model takes them as a batch of one.
+  if (auto loaded = service_.GetModel(model); loaded.ok()) {
+    for (auto& [name, tensor] : inputs) tensor = AsOneItem((*loaded)->config(), name, tensor);
+  }
   service_.Infer(model, 0, std::move(inputs), options,
                  [done = std::move(done)](Result<InferResponse> result) {
                    if (!result.ok()) return done(result.status());

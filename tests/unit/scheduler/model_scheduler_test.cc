@@ -48,6 +48,7 @@ class TestBackend {
     TestBackend& backend_;
   };
 
+  // A negative id is an input the backend refuses (InvalidArgument).
   Status Run(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) {
     std::vector<int> ids;
     for (float v : inputs[0].span<float>()) ids.push_back(static_cast<int>(v));
@@ -62,6 +63,9 @@ class TestBackend {
     Duration compute = fixed_cost_ + per_item_cost_ * static_cast<int>(ids.size());
     lock.unlock();
     clock_.Advance(compute);
+    for (int id : ids) {
+      if (id < 0) return InvalidArgument("input {} cannot be read", id);
+    }
     Tensor out = *Tensor::Allocate(DataType::kFp32, inputs[0].shape());
     for (std::size_t i = 0; i < ids.size(); ++i) out.mutable_span<float>()[i] = ids[i] + 1000.0f;
     outputs->push_back(std::move(out));
@@ -278,6 +282,27 @@ TEST_F(SchedulerTest, BatchesFillUpToMaxBatchSizeAndSplitResults) {
   EXPECT_EQ(stats.batch_sizes[4], 1u);
   EXPECT_EQ(stats.batch_sizes[2], 1u);
   EXPECT_EQ(stats.success, 7u);
+}
+
+TEST_F(SchedulerTest, ARefusedInputFailsItsOwnRequestNotItsBatch) {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  Start(config);
+  backend_.Hold();
+  auto first = Submit(0);
+  backend_.WaitForBatches(1);
+  auto good = Submit(1);
+  auto bad = Submit(-2);
+  auto other = Submit(3);
+  backend_.ReleaseAll();
+  ASSERT_TRUE(good->Wait().status.ok()) << good->Wait().status.ToString();
+  EXPECT_EQ(ValueOf(good->Wait()), 1001);
+  EXPECT_EQ(ValueOf(other->Wait()), 1003);
+  EXPECT_EQ(bad->Wait().status.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad->Wait().status.message(), HasSubstr("input -2 cannot be read"));
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(0), ElementsAre(1, -2, 3), ElementsAre(1),
+                                              ElementsAre(-2), ElementsAre(3)))
+      << "the batch failed, then each request ran alone";
 }
 
 // A batch may take until the last of its requests' deadlines (a remote
