@@ -146,6 +146,14 @@ Result<Vocabulary> LoadVocabulary(const fs::path& folder) {
                           {"<|notimestamps|>", vocabulary.no_timestamps}}) {
     if (id < 0) return InvalidArgument("{}: the tokenizer has no {}", folder.string(), name);
   }
+  // An English-only model (generation_config.json's is_multilingual false,
+  // as Optimum copies it) is prompted without language and task tokens.
+  if (fs::exists(folder / "generation_config.json", error)) {
+    BRAID_ASSIGN_OR_RETURN(auto generation, ReadJson(folder / "generation_config.json"));
+    if (generation.IsObject() && generation.HasMember("is_multilingual") &&
+        generation["is_multilingual"].IsBool() && !generation["is_multilingual"].GetBool())
+      vocabulary.languages.clear();
+  }
   // Older tokenizer files leave the timestamps out: they follow <|notimestamps|>.
   vocabulary.timestamp_begin = id_of("<|0.00|>");
   if (vocabulary.timestamp_begin < 0) vocabulary.timestamp_begin = vocabulary.no_timestamps + 1;
@@ -520,6 +528,7 @@ class WhisperInstance : public ModelInstance {
     // Each window's likeliest hypothesis per token (Whisper's ranking).
     std::vector<Decoded> decoded(prompts.size());
     for (std::size_t i = 0; i < prompts.size(); ++i) {
+      if (finished[i].empty()) continue;  // no hypothesis ever ended: nothing heard
       auto score = [&](const Hypothesis& h) {
         return h.logprob / static_cast<double>(std::max<std::size_t>(h.tokens.size() - prompt, 1));
       };
@@ -580,6 +589,7 @@ class WhisperInstance : public ModelInstance {
   // distribution sharpened or flattened by the temperature.
   std::vector<std::int64_t> Picks(const std::vector<float>& logprobs, float temperature,
                                   std::size_t count) {
+    if (*std::max_element(logprobs.begin(), logprobs.end()) == kSuppressed) return {};
     if (temperature > 0) {
       std::vector<double> weights(logprobs.size());
       for (std::size_t id = 0; id < logprobs.size(); ++id)

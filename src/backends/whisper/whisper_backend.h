@@ -5,7 +5,9 @@
 //
 // The version folder holds encoder_model.onnx, decoder_model.onnx,
 // decoder_with_past_model.onnx and the tokenizer (tokenizer.json, or
-// vocab.json with added_tokens.json). A batch's audio is cut into 30 s
+// vocab.json with added_tokens.json) and, when present,
+// generation_config.json (an English-only model's is_multilingual false:
+// no language or task tokens in its prompt). A batch's audio is cut into 30 s
 // windows; each round encodes the next window of every clip that has one
 // (the encoder batches across requests), detects the language on the first
 // window when the config does not fix it, then decodes: greedily, or by

@@ -208,6 +208,24 @@ TEST_F(WhisperTest, AFixedLanguageAndNoTimestamps) {
   EXPECT_EQ(transcripts[0].times, (Times{{0, 3}})) << "one segment, the window";
 }
 
+TEST_F(WhisperTest, AnEnglishOnlyModelIsPromptedWithoutLanguageAndTask) {
+  // The prompt is <|startoftranscript|> alone: the text's first timestamp
+  // is what position 0 predicts.
+  onnxgen::WhisperStandIn spec = Script();
+  spec.loud = {"<|0.00|>", "ĠHello", "Ġworld", ".", "<|1.00|>"};
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() / "1");
+  ASSERT_TRUE(onnxgen::WriteWhisperStandIn(spec, dir.path() / "1").ok());
+  dir.Write("1/generation_config.json", R"({"is_multilingual": false, "max_length": 448})");
+  auto instances = Load("", &dir);
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  auto transcripts = Run(*(*instances)[0], {Tone(2)});
+  ASSERT_EQ(transcripts.size(), 1u);
+  EXPECT_EQ(transcripts[0].language, "en");
+  EXPECT_EQ(transcripts[0].text, "Hello world.");
+  EXPECT_EQ(transcripts[0].times, (Times{{0, 1}}));
+}
+
 TEST_F(WhisperTest, BadConfigsAreRefusedByName) {
   EXPECT_THAT(Load("language: xx").status().message(), HasSubstr("'xx' has no token"));
   EXPECT_THAT(Load("task: summarise").status().message(), HasSubstr("transcribe or translate"));
