@@ -101,6 +101,12 @@ std::size_t NgramTokenizer::CountTokens(std::string_view text) const {
   return NgramFeatures(text, spec_).size();
 }
 
+std::size_t NgramTokenizer::Unpadded(const std::vector<std::int64_t>& ids) const {
+  std::size_t length = ids.size();
+  while (length > 0 && ids[length - 1] == kPadFeature) --length;
+  return length;
+}
+
 Result<std::vector<Token>> NgramTokenizer::Tokenize(std::string_view text) const {
   if (!IsValidUtf8(text)) return InvalidArgument("text is not valid UTF-8");
   std::vector<Token> tokens;

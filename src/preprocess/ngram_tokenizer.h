@@ -67,6 +67,8 @@ class NgramTokenizer : public Tokenizer {
   Result<std::vector<std::int64_t>> Encode(std::string_view text) const override;
   // Features before padding.
   std::size_t CountTokens(std::string_view text) const override;
+  // The features before the padding.
+  std::size_t Unpadded(const std::vector<std::int64_t>& ids) const override;
   // The features with their words and n-grams and the bytes they cover.
   Result<std::vector<Token>> Tokenize(std::string_view text) const override;
   std::size_t vocab_size() const override { return static_cast<std::size_t>(spec_.rows()); }

@@ -48,10 +48,11 @@ class TorchScriptInstance : public ModelInstance {
       for (const Tensor& input : inputs) {
         BRAID_ASSIGN_OR_RETURN(c10::ScalarType type, TorchType(input.dtype()));
         const std::vector<std::int64_t> sizes(input.shape().begin(), input.shape().end());
-        // libtorch reads the buffer and never writes it: the module gets
-        // its inputs in inference mode.
+        // A copy the module owns: it may write its inputs in place, and an
+        // output may be a view of one, which must outlive the request's buffers.
         at::Tensor tensor = torch::from_blob(const_cast<std::byte*>(input.data()), sizes,
-                                             torch::TensorOptions().dtype(type));
+                                             torch::TensorOptions().dtype(type))
+                                .clone();
         if (device_ != c10::Device(c10::kCPU)) tensor = tensor.to(device_);
         if (half_ && type == c10::ScalarType::Float) tensor = tensor.to(c10::ScalarType::Half);
         arguments.emplace_back(std::move(tensor));

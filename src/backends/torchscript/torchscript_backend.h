@@ -8,7 +8,8 @@
 // takes the config's inputs in config order, each with its batch dimension,
 // and returns one tensor (a single output), a tuple or list of tensors
 // (config order) or a dict of them (by output name); each must have the
-// config's data type. Inputs reach libtorch without a copy on the CPU and
+// config's data type. Inputs are copied into tensors the module owns (a
+// module may write them in place, and an output may be a view of one);
 // outputs are wrapped, not copied.
 //
 // Threads: libtorch's own intra-op pool (OpenMP), sized once to the

@@ -28,6 +28,8 @@ constexpr std::size_t kWindowSamples = 30 * kSpeechRate;
 constexpr double kSecondsPerTimestamp = 0.02;
 constexpr std::int64_t kMaxInitialTimestamp = 50;  // the first timestamp within 1 s
 constexpr float kSuppressed = -std::numeric_limits<float>::infinity();
+// Token ids a tokenizer file may use (Whisper's vocabulary has 51865).
+constexpr std::int64_t kMaxTokenId = std::int64_t{1} << 22;
 // Whisper's thresholds for decoding a window again at a higher temperature.
 constexpr double kMaxCompressionRatio = 2.4;
 constexpr double kMinAverageLogprob = -1.0;
@@ -80,9 +82,10 @@ Status AddTokens(const rapidjson::Value& object, std::map<std::string, std::int6
                  const fs::path& file) {
   if (!object.IsObject()) return InvalidArgument("{}: not an object of tokens", file.string());
   for (const auto& entry : object.GetObject()) {
-    if (!entry.value.IsInt64() || entry.value.GetInt64() < 0)
-      return InvalidArgument("{}: the id of '{}' is not a count", file.string(),
-                             entry.name.GetString());
+    if (!entry.value.IsInt64() || entry.value.GetInt64() < 0 ||
+        entry.value.GetInt64() >= kMaxTokenId)
+      return InvalidArgument("{}: the id of '{}' is not a count below {}", file.string(),
+                             entry.name.GetString(), kMaxTokenId);
     ids[std::string(entry.name.GetString(), entry.name.GetStringLength())] = entry.value.GetInt64();
   }
   return Status::Ok();
@@ -102,7 +105,8 @@ Result<Vocabulary> LoadVocabulary(const fs::path& folder) {
   std::error_code error;
   if (fs::exists(folder / "tokenizer.json", error)) {
     BRAID_ASSIGN_OR_RETURN(auto doc, ReadJson(folder / "tokenizer.json"));
-    if (!doc.IsObject() || !doc.HasMember("model") || !doc["model"].HasMember("vocab"))
+    if (!doc.IsObject() || !doc.HasMember("model") || !doc["model"].IsObject() ||
+        !doc["model"].HasMember("vocab"))
       return InvalidArgument("{}: no model.vocab", (folder / "tokenizer.json").string());
     BRAID_RETURN_IF_ERROR(AddTokens(doc["model"]["vocab"], ids, folder / "tokenizer.json"));
     if (doc.HasMember("added_tokens") && doc["added_tokens"].IsArray()) {
@@ -195,6 +199,20 @@ class Graph {
   std::unique_ptr<OnnxModelRunner> model_;
   std::map<std::string, std::size_t> outputs_;
 };
+
+// The `logits` a decoder returned: FP32 [rows, steps, vocabulary], the
+// vocabulary wider than `widest`.
+Result<Tensor> Logits(const Graph& graph, const std::vector<Tensor>& outputs, std::size_t rows,
+                      std::int64_t widest) {
+  const Tensor& logits = outputs[graph.outputs().at("logits")];
+  const Shape& shape = logits.shape();
+  if (logits.dtype() != DataType::kFp32 || shape.size() != 3 ||
+      shape[0] != static_cast<std::int64_t>(rows) || shape[1] < 1 || shape[2] <= widest) {
+    return Internal("the decoder's logits are {} {}, not FP32 [{}, steps, more than {}]",
+                    DataTypeName(logits.dtype()), ShapeToString(shape), rows, widest);
+  }
+  return logits;
+}
 
 // Rows `rows` of `tensor` (along its first dimension) in a buffer of their own.
 Result<Tensor> Rows(const Tensor& tensor, const std::vector<std::size_t>& rows) {
@@ -405,7 +423,7 @@ class WhisperInstance : public ModelInstance {
     BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(starts, 0));
     BRAID_ASSIGN_OR_RETURN(auto out,
                            decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
-    const Tensor& logits = out[decoder_.outputs().at("logits")];
+    BRAID_ASSIGN_OR_RETURN(Tensor logits, Logits(decoder_, out, round.size(), Widest()));
     const auto vocab = static_cast<std::size_t>(logits.shape()[2]);
     for (std::size_t r = 0; r < round.size(); ++r) {
       if (!round[r]->language.empty()) continue;
@@ -415,6 +433,14 @@ class WhisperInstance : public ModelInstance {
       round[r]->language = best->first;
     }
     return Status::Ok();
+  }
+
+  // The largest id whose logit the decoding reads: <|endoftext|> and the
+  // languages (timestamps past the logits' width are never offered).
+  std::int64_t Widest() const {
+    std::int64_t widest = vocabulary_->end_of_text;
+    for (const auto& [code, id] : vocabulary_->languages) widest = std::max(widest, id);
+    return widest;
   }
 
   std::vector<std::int64_t> Prompt(const std::string& language) const {
@@ -447,7 +473,7 @@ class WhisperInstance : public ModelInstance {
     BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(rows, 0));
     BRAID_ASSIGN_OR_RETURN(auto out,
                            decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
-    Tensor logits = out[decoder_.outputs().at("logits")];
+    BRAID_ASSIGN_OR_RETURN(Tensor logits, Logits(decoder_, out, rows.size(), Widest()));
     auto keep_cache = [&](const Graph& graph, const std::vector<Tensor>& tensors) {
       for (const auto& [name, index] : graph.outputs()) {
         if (name.starts_with("present."))
@@ -516,13 +542,13 @@ class WhisperInstance : public ModelInstance {
         if (with_past_->Takes("encoder_hidden_states"))
           named["encoder_hidden_states"] = encoder_rows;
         BRAID_ASSIGN_OR_RETURN(out, with_past_->Run(named));
-        logits = out[with_past_->outputs().at("logits")];
+        BRAID_ASSIGN_OR_RETURN(logits, Logits(*with_past_, out, rows.size(), Widest()));
         keep_cache(*with_past_, out);
       } else {
         BRAID_ASSIGN_OR_RETURN(Tensor all, Ids(rows, 0));
         BRAID_ASSIGN_OR_RETURN(
             out, decoder_.Run({{"input_ids", all}, {"encoder_hidden_states", encoder_rows}}));
-        logits = out[decoder_.outputs().at("logits")];
+        BRAID_ASSIGN_OR_RETURN(logits, Logits(decoder_, out, rows.size(), Widest()));
       }
     }
     // Each window's likeliest hypothesis per token (Whisper's ranking).
@@ -581,6 +607,7 @@ class WhisperInstance : public ModelInstance {
       if (timestamps > best_text) suppress(0, begin);
     }
     const auto total = static_cast<float>(LogSumExp(logits, 0, vocab));
+    if (total == kSuppressed) return logits;  // nothing allowed: all stay -inf, not NaN
     for (float& logit : logits) logit -= total;
     return logits;
   }
@@ -701,7 +728,9 @@ class WhisperInstance : public ModelInstance {
   std::optional<Graph> with_past_;
   std::shared_ptr<const Vocabulary> vocabulary_;
   Options options_;
-  std::mt19937 random_{5489};  // sampling: the same audio, the same fallback transcript
+  // Sampling's draws, seeded once per instance: a sequence of requests is
+  // transcribed the same way each time; one request's draws depend on what ran before.
+  std::mt19937 random_{5489};
 };
 
 Result<bool> Flag(const ModelConfig& config, const char* name, const char* fallback) {
@@ -782,11 +811,15 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
     if (options.kv_cache) {
       BRAID_ASSIGN_OR_RETURN(with_past, Graph::Open(version_dir / "decoder_with_past_model.onnx"));
     }
-    for (const Graph* graph : {&encoder, &decoder}) {
+    for (const Graph* graph : {&encoder, &decoder, with_past ? &*with_past : nullptr}) {
+      if (graph == nullptr) continue;
       const char* wanted = graph == &encoder ? "last_hidden_state" : "logits";
       if (!graph->outputs().count(wanted))
         return InvalidArgument("{}: a Whisper export's {} has no '{}' output", version_dir.string(),
-                               graph == &encoder ? "encoder" : "decoder", wanted);
+                               graph == &encoder   ? "encoder"
+                               : graph == &decoder ? "decoder"
+                                                   : "decoder with past",
+                               wanted);
     }
     instances.push_back(std::make_unique<WhisperInstance>(std::move(encoder), std::move(decoder),
                                                           std::move(with_past), shared, options));

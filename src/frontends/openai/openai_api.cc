@@ -258,7 +258,10 @@ Heard ReadHeard(const InferResponse& response) {
     heard.segments_json = FirstString(*segments);
     rapidjson::Document doc;
     doc.Parse(heard.segments_json.c_str());
-    if (!doc.IsArray()) return heard;
+    if (!doc.IsArray()) {
+      heard.segments_json = "[]";  // spliced into verbose_json only when it is JSON
+      return heard;
+    }
     for (const auto& segment : doc.GetArray()) {
       if (segment.IsObject() && segment.HasMember("start") && segment["start"].IsNumber() &&
           segment.HasMember("end") && segment["end"].IsNumber() && segment.HasMember("text") &&

@@ -131,6 +131,35 @@ TEST_F(TorchScriptTest, WhatTheConfigGetsWrongIsRefusedAtLoad) {
             StatusCode::kNotFound);
 }
 
+TEST_F(TorchScriptTest, InputsAreTheModulesOwnToWriteAndToReturn) {
+  // forward() doubles its input in place and returns it: the request's
+  // buffer must stay as it was, and the output must not be a view of it.
+  std::filesystem::create_directories(dir_.path() / "1");
+  torch::jit::Module module("InPlace");
+  module.define(R"(
+def forward(self, x):
+    return x.mul_(2.0)
+)");
+  module.save((dir_.path() / "1" / "model.pt").string());
+  auto config = ParseModelConfig(
+      "backend: torchscript\nmax_batch_size: 8\n"
+      "inputs: [{name: x, datatype: FP32, dims: [2]}]\n"
+      "outputs: [{name: y, datatype: FP32, dims: [2]}]\n",
+      "inplace", dir_.path(), "config.yaml");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto instances = MakeTorchScriptBackend()(*config, dir_.path() / "1");
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  auto x = *Tensor::Allocate(DataType::kFp32, {1, 2});
+  x.mutable_span<float>()[0] = 3;
+  x.mutable_span<float>()[1] = 4;
+  std::vector<Tensor> outputs;
+  ASSERT_TRUE((*instances)[0]->Execute(std::span(&x, 1), &outputs).ok());
+  EXPECT_EQ(x.span<float>()[0], 3.0f) << "the request's buffer is left alone";
+  x.mutable_span<float>()[0] = 99;
+  EXPECT_EQ(outputs[0].span<float>()[0], 6.0f) << "the output has a buffer of its own";
+  EXPECT_EQ(outputs[0].span<float>()[1], 8.0f);
+}
+
 TEST_F(TorchScriptTest, ServedFromARepositoryLikeAnyBackend) {
   testing::TempDir root;
   std::filesystem::create_directories(root.path() / "linear" / "1");
