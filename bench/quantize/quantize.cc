@@ -25,6 +25,7 @@
 #include "preprocess/tokenizer.h"
 #include "quantize/tool.h"
 #include "scheduler/model_scheduler.h"
+#include "support/exit_on_error.h"
 #include "support/pictures.h"
 
 namespace braid::quantize {
@@ -38,16 +39,8 @@ struct Variant {
   std::unique_ptr<OnnxModelRunner> runner;
 };
 
-[[noreturn]] void Fail(const Status& status) {
-  fmt::print(stderr, "bench_quantize: {}\n", status.ToString());
-  std::exit(1);
-}
-
-template <typename T>
-T Check(Result<T> result) {
-  if (!result.ok()) Fail(result.status());
-  return std::move(*result);
-}
+using testing::Check;
+using testing::Fail;
 
 std::vector<Sample> TextSamples(const std::vector<std::string>& texts, const Tokenizer& tokenizer,
                                 std::int64_t length) {

@@ -22,6 +22,7 @@
 #include "core/compute_budget.h"
 #include "model/config.h"
 #include "onnxgen/graph_builder.h"
+#include "support/exit_on_error.h"
 #include "support/temp_dir.h"
 
 namespace braid {
@@ -30,16 +31,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::int64_t kWidth = 512, kHidden = 2048;
 
-[[noreturn]] void Fail(const Status& status) {
-  fmt::print(stderr, "bench_torchscript: {}\n", status.ToString());
-  std::exit(1);
-}
-
-template <typename T>
-T Check(Result<T> result) {
-  if (!result.ok()) Fail(result.status());
-  return std::move(*result);
-}
+using testing::Check;
+using testing::Fail;
 
 std::vector<float> Seeded(std::size_t count, float scale, std::mt19937& random) {
   std::uniform_real_distribution<float> uniform(-scale, scale);

@@ -23,6 +23,7 @@
 #include "model/config.h"
 #include "onnxgen/whisper_graph.h"
 #include "preprocess/audio_encoder.h"
+#include "support/exit_on_error.h"
 #include "support/temp_dir.h"
 
 namespace braid {
@@ -30,16 +31,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-[[noreturn]] void Fail(const Status& status) {
-  fmt::print(stderr, "bench_whisper: {}\n", status.ToString());
-  std::exit(1);
-}
-
-template <typename T>
-T Check(Result<T> result) {
-  if (!result.ok()) Fail(result.status());
-  return std::move(*result);
-}
+using testing::Check;
+using testing::Fail;
 
 double Median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
