@@ -20,6 +20,7 @@ import { after, before, test } from 'node:test';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { createParser } from 'eventsource-parser';
+import WebSocket from 'ws';
 import { makeCertificates, run } from './certs.mjs';
 import * as wire from './h2_wire.mjs';
 import { startBraid } from './serve.mjs';
@@ -547,6 +548,27 @@ test('TLS: curl negotiates h2 and http/1.1 by ALPN and verifies braid\'s certifi
   assert.match(cleartext.body, /speaks TLS/);
   const priorKnowledge = await curl(['--http2-prior-knowledge', `http://127.0.0.1:${port}/v2/health/ready`]);
   assert.notEqual(priorKnowledge.status, 200, 'h2c on the TLS port is not served');
+});
+
+test('TLS: a WebSocket over TLS streams speech, is answered and closes cleanly', async () => {
+  const [file, text] = readFileSync(`${process.env.BRAID_FIXTURES}/speech.tsv`, 'utf8').split('\n')[0].split('\t');
+  const pcm = readFileSync(`${process.env.BRAID_FIXTURES}/${file}`).subarray(44);
+  const socket = new WebSocket(`wss://localhost:${secure.http}/v1/audio/transcriptions/stream?sample_rate=16000`,
+    { ca: pem('ca.pem') });
+  const messages = [];
+  socket.on('message', (data) => messages.push(JSON.parse(data.toString())));
+  const closed = new Promise((resolve, reject) => {
+    socket.once('close', (code) => resolve(code));
+    socket.once('error', reject);
+  });
+  await once(socket, 'open');
+  // 200 ms frames in quick succession: many TLS records each way.
+  for (let at = 0; at < pcm.length; at += 6400) socket.send(pcm.subarray(at, at + 6400));
+  socket.send(JSON.stringify({ type: 'end' }));
+  assert.equal(await closed, 1000);
+  const final = messages.filter((message) => message.type === 'final').map((message) => message.text).join(' ');
+  assert.ok(final.length > 0, JSON.stringify(messages));
+  assert.ok(text.split(' ').some((word) => final.includes(word)), `${final} vs ${text}`);
 });
 
 test('TLS: openssl s_client sees ALPN h2, TLS 1.2 accepted and TLS 1.1 refused', async (t) => {

@@ -9,7 +9,6 @@
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,12 +22,13 @@
 
 #include "core/gate.h"
 #include "frontends/http/http_server.h"
+#include "frontends/http/tls_socket.h"
 #include "frontends/listener.h"
 
 namespace braid::http_internal {
 
 using PlainStream = boost::beast::tcp_stream;
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TlsStream = TlsSocket;
 
 // The bytes of request bodies in memory, process-wide, against a limit.
 class BodyBudget {

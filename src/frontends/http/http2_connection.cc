@@ -27,7 +27,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/ssl.hpp>
 #include <charconv>
 #include <cstring>
 #include <deque>

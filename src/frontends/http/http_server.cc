@@ -363,9 +363,10 @@ class HttpServer::Impl::Session : public Connection,
     });
   }
 
-  // A deadline (a write's, or a WebSocket read's) has passed by `now`.
+  // A deadline (a write's, a WebSocket read's, or a TLS request's reads')
+  // has passed by `now`.
   bool Expired(std::int64_t now) const {
-    for (const auto* deadline : {&deadline_, &ws_read_deadline_}) {
+    for (const auto* deadline : {&deadline_, &ws_read_deadline_, &read_deadline_}) {
       const std::int64_t at = deadline->load(std::memory_order_relaxed);
       if (at != 0 && now >= at) return true;
     }
@@ -478,7 +479,7 @@ class HttpServer::Impl::Session : public Connection,
   // until then), then reads its header.
   void ReadNext() {
     deadline_ = 0;
-    Tcp().expires_after(server_.options.idle_timeout);
+    ReadsExpireAfter(server_.options.idle_timeout);
     if (buffer_.size() > 0) return ReadHeader();
     stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
@@ -501,7 +502,7 @@ class HttpServer::Impl::Session : public Connection,
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    Tcp().expires_after(server_.options.request_timeout);
+    ReadsExpireAfter(server_.options.request_timeout);
     head_ = Head();
     const auto declared = parser_->content_length();
     const bool has_body = parser_->chunked() || (declared && *declared > 0);
@@ -624,7 +625,7 @@ class HttpServer::Impl::Session : public Connection,
 
   // The request's header is in parser_; `body` is its whole body.
   void Dispatch(std::string body) {
-    Tcp().expires_never();
+    ReadsNeverExpire();
     answering_ = true;
     const auto& message = parser_->get();
     HttpRequest request = std::move(head_);
@@ -942,6 +943,24 @@ class HttpServer::Impl::Session : public Connection,
     Tcp().close();
   }
 
+  // A request's reads time out `from_now`: by the TCP stream's timer, or
+  // over TLS (whose reads bypass it) by the sweeper.
+  void ReadsExpireAfter(std::chrono::seconds from_now) {
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      Tcp().expires_after(from_now);
+    } else {
+      read_deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
+                           std::memory_order_relaxed);
+    }
+  }
+  void ReadsNeverExpire() {
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      Tcp().expires_never();
+    } else {
+      read_deadline_.store(0, std::memory_order_relaxed);
+    }
+  }
+
   void SetDeadline(std::chrono::seconds from_now) {
     deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
                     std::memory_order_relaxed);
@@ -1019,6 +1038,9 @@ class HttpServer::Impl::Session : public Connection,
   // 0: none. Covers what the stream's timer does not: writes (from their
   // last progress) and the idle wait of a pending watcher read.
   std::atomic<std::int64_t> deadline_{0};
+  // Over TLS: steady-clock nanoseconds past which a request's reads have
+  // taken too long (the sweeper closes the connection); 0: none.
+  std::atomic<std::int64_t> read_deadline_{0};
   std::deque<PendingWrite> writes_;         // touched only on the strand
   std::vector<net::const_buffer> buffers_;  // the front write's; touched only on the strand
   // From the first byte of a request until its answer is written.
@@ -1059,7 +1081,8 @@ void HttpServer::Impl::Take(tcp::socket socket, std::string address) {
   if (tls) {
     // The connection's SSL object holds its own reference to the OpenSSL
     // context: a reload may let `tls` go while connections still use it.
-    return Handshake(std::make_shared<TlsStream>(std::move(socket), *tls), std::move(address));
+    return Handshake(std::make_shared<TlsStream>(std::move(socket), tls->native_handle()),
+                     std::move(address));
   }
   Detect(std::make_shared<PlainStream>(std::move(socket)), std::move(address),
          std::make_shared<beast::flat_buffer>());
@@ -1126,25 +1149,32 @@ void HttpServer::Impl::Handshake(std::shared_ptr<TlsStream> stream, std::string 
 
 void HttpServer::Impl::StartHandshake(std::shared_ptr<TlsStream> stream, std::string address,
                                       std::shared_ptr<beast::flat_buffer> received) {
-  stream->async_handshake(
-      ssl::stream_base::server, received->data(),
-      [this, stream, address = std::move(address), received](beast::error_code ec,
-                                                             std::size_t) mutable {
-        if (ec) {
-          core_.limits.Release(address);
-          return;
-        }
-        beast::get_lowest_layer(*stream).expires_never();
-        const unsigned char* protocol = nullptr;
-        unsigned int length = 0;
-        SSL_get0_alpn_selected(stream->native_handle(), &protocol, &length);
-        if (std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2") {
-          return ServeHttp2(core_, std::move(*stream), std::move(address), {}, {}, std::nullopt);
-        }
-        std::make_shared<Session<TlsStream>>(core_, std::move(*stream), std::move(address),
-                                             beast::flat_buffer())
-            ->Run();
-      });
+  // The handshake's deadline: a TLS socket's reads bypass the TCP stream's
+  // timer. The timer ends with the handshake (cancelled) or ends it
+  // (closing the socket the handshake waits on).
+  auto timer = std::make_shared<net::steady_timer>(stream->get_executor());
+  timer->expires_after(core_.options.request_timeout);
+  timer->async_wait([stream](beast::error_code ec) {
+    if (!ec && stream->native_handle() != nullptr) beast::get_lowest_layer(*stream).close();
+  });
+  stream->async_handshake(received->cdata(), [this, stream, address = std::move(address),
+                                              timer](beast::error_code ec) mutable {
+    timer->cancel();
+    if (ec) {
+      core_.limits.Release(address);
+      return;
+    }
+    beast::get_lowest_layer(*stream).expires_never();
+    const unsigned char* protocol = nullptr;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected(stream->native_handle(), &protocol, &length);
+    if (std::string_view(reinterpret_cast<const char*>(protocol), length) == "h2") {
+      return ServeHttp2(core_, std::move(*stream), std::move(address), {}, {}, std::nullopt);
+    }
+    std::make_shared<Session<TlsStream>>(core_, std::move(*stream), std::move(address),
+                                         beast::flat_buffer())
+        ->Run();
+  });
 }
 
 void HttpServer::Impl::Sweep() {

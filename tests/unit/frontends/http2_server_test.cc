@@ -1,11 +1,13 @@
 // HttpServer's HTTP/2 and TLS paths, in process (so that the sanitizer
 // builds run them), driven by curl and openssl: h2c by prior knowledge and
 // by Upgrade, h2 and HTTP/1.1 by ALPN, a streamed answer, a client that
-// goes away, and a certificate reload.
+// goes away, a certificate reload, large bodies and pipelined requests over
+// TLS, and a TLS client that stalls.
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <string>
@@ -32,10 +34,14 @@ void MakeCertificate(const std::filesystem::path& folder, const std::string& nam
 class Http2ServerTest : public ::testing::Test {
  protected:
   // Answers /stream with three chunks, /hold by waiting until the client
-  // goes, everything else with the size of the body it got.
-  void Start(TlsFiles tls = {}) {
+  // goes, /big with kBigBytes bytes, everything else with the size of the
+  // body it got. `timeout` is how long an idle connection or a request
+  // being received may take.
+  void Start(TlsFiles tls = {}, std::chrono::seconds timeout = std::chrono::seconds(30)) {
     HttpServerOptions options;
     options.tls = std::move(tls);
+    options.idle_timeout = timeout;
+    options.request_timeout = timeout;
     server_ = std::make_unique<HttpServer>(
         options, [this](HttpRequest& request, HttpResponderPtr responder) {
           if (request.path == "/stream") {
@@ -43,6 +49,10 @@ class Http2ServerTest : public ::testing::Test {
             for (int i = 0; i < 3; ++i)
               responder->WriteChunk("data: " + std::to_string(i) + "\n\n");
             responder->EndStream();
+            return;
+          }
+          if (request.path == "/big") {
+            responder->Send({200, "application/octet-stream", std::string(kBigBytes, 'x')});
             return;
           }
           if (request.path == "/hold") {
@@ -75,6 +85,19 @@ class Http2ServerTest : public ::testing::Test {
     return result.out;
   }
 
+  // A Python client over TLS (trusting `ca`) on the server's port: runs
+  // `body` with `connection` open, an ssl.SSLSocket.
+  testing::CommandResult Python(const std::string& ca, const std::string& body) {
+    const auto script = dir_.path() / "client.py";
+    std::ofstream(script) << "import socket, ssl\n"
+                          << "context = ssl.create_default_context(cafile='" << ca << "')\n"
+                          << "connection = context.wrap_socket(socket.create_connection(("
+                          << "'127.0.0.1', " << port_ << ")), server_hostname='localhost')\n"
+                          << body << "\n";
+    return RunCommand("python3 " + script.string());
+  }
+
+  static constexpr std::size_t kBigBytes = 300000;
   testing::TempDir dir_;
   std::unique_ptr<HttpServer> server_;
   std::string port_;
@@ -117,6 +140,57 @@ TEST_F(Http2ServerTest, TlsChoosesHttp2OrHttp11ByAlpnAndRefusesPlainHttp) {
   EXPECT_EQ(Curl("--http1.1" + ca, "/stream"), "data: 0\n\ndata: 1\n\ndata: 2\n\n 1.1");
   const auto plain = RunCommand("curl -s -w ' %{http_code}' http://127.0.0.1:" + port_ + "/");
   EXPECT_EQ(plain.out, R"({"error":"this port speaks TLS: use https://"} 400)");
+}
+
+TEST_F(Http2ServerTest, TlsCarriesLargeBodiesBothWaysAndPipelinedRequests) {
+  MakeCertificate(dir_.path(), "a", "braid-a");
+  const std::string ca = (dir_.path() / "a.pem").string();
+  Start({ca, (dir_.path() / "a.key").string(), ""});
+  const auto upload = dir_.path() / "upload.bin";
+  ASSERT_EQ(RunCommand("head -c 1000000 /dev/urandom > " + upload.string()).exit_code, 0);
+  // Many records each way, and answers larger than one write's share.
+  for (const std::string version : {"--http1.1", "--http2"}) {
+    EXPECT_EQ(Curl(version + " --data-binary @" + upload.string() + " --cacert " + ca, "/"),
+              std::string(R"({"method":"POST","bytes":1000000} )") +
+                  (version == "--http2" ? "2" : "1.1"));
+    const auto big = RunCommand("curl -sS --max-time 20 --resolve localhost:" + port_ +
+                                ":127.0.0.1 -o /dev/null -w '%{size_download}' " + version +
+                                " --cacert " + ca + " https://localhost:" + port_ + "/big");
+    EXPECT_EQ(big.out, std::to_string(kBigBytes)) << version << big.err;
+  }
+  // Two requests, the second split across two records: both are answered,
+  // in order, on one connection.
+  const auto pipelined =
+      Python(ca,
+             "first = b'POST /a HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n\\r\\nab'\n"
+             "second = b'POST /b HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 3\\r\\n\\r\\nabc'\n"
+             "connection.sendall(first + second[:20])\n"
+             "connection.sendall(second[20:])\n"
+             "answers = b''\n"
+             "while answers.count(b'bytes') < 2:\n"
+             "    chunk = connection.recv(65536)\n"
+             "    if not chunk: break\n"
+             "    answers += chunk\n"
+             "print(answers.count(b'\"bytes\":2}'), answers.count(b'\"bytes\":3}'),\n"
+             "      answers.index(b'\"bytes\":2}') < answers.index(b'\"bytes\":3}'))");
+  EXPECT_EQ(pipelined.out, "1 1 True\n") << pipelined.err;
+}
+
+TEST_F(Http2ServerTest, ATlsClientThatStallsInItsRequestIsClosed) {
+  MakeCertificate(dir_.path(), "a", "braid-a");
+  const std::string ca = (dir_.path() / "a.pem").string();
+  Start({ca, (dir_.path() / "a.key").string(), ""}, std::chrono::seconds(1));
+  // Half a header, then nothing: the server closes the connection (the
+  // client would wait 60 s for anything else).
+  const auto stalled = Python(ca,
+                              "connection.settimeout(60)\n"
+                              "connection.sendall(b'GET / HTTP/1.1\\r\\nHost: x\\r\\n')\n"
+                              "try:\n"
+                              "    answer = connection.recv(1)\n"
+                              "except (ssl.SSLEOFError, ConnectionResetError):\n"
+                              "    answer = b''\n"
+                              "print('closed' if answer == b'' else 'answered')");
+  EXPECT_EQ(stalled.out, "closed\n") << stalled.err;
 }
 
 TEST_F(Http2ServerTest, AReloadTakesTheNewCertificateAndABadOneChangesNothing) {
