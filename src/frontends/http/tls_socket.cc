@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <boost/asio/error.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace braid::http_internal {
 
@@ -58,8 +58,13 @@ int WireRead(BIO* bio, char* data, int size) {
 
 int WireWrite(BIO* bio, const char* data, int size) {
   BIO_clear_retry_flags(bio);
-  static_cast<TlsSocket::Wire*>(BIO_get_data(bio))
-      ->out.append(data, static_cast<std::size_t>(size));
+  // No exception may cross OpenSSL's C frames.
+  try {
+    static_cast<TlsSocket::Wire*>(BIO_get_data(bio))
+        ->out.append(data, static_cast<std::size_t>(size));
+  } catch (const std::bad_alloc&) {
+    return -1;
+  }
   return size;
 }
 
@@ -106,6 +111,8 @@ TlsSocket::TlsSocket(net::ip::tcp::socket socket, SSL_CTX* context)
   }
   BIO_set_data(bio, wire_.get());
   SSL_set_bio(ssl_, bio, bio);
+  // An idle connection holds no record buffers (as under Asio's engine).
+  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   SSL_set_accept_state(ssl_);
 }
 
@@ -123,7 +130,6 @@ void TlsSocket::ClearErrors() { ERR_clear_error(); }
 
 TlsSocket::Next TlsSocket::Classify(int result, boost::system::error_code& ec) {
   if (result > 0) return Next::kDone;
-  const int saved_errno = errno;
   switch (SSL_get_error(ssl_, result)) {
     case SSL_ERROR_WANT_READ:
       return Next::kRead;
@@ -131,12 +137,13 @@ TlsSocket::Next TlsSocket::Classify(int result, boost::system::error_code& ec) {
       ec = net::error::eof;
       return Next::kDone;
     case SSL_ERROR_SYSCALL:
-      ec = saved_errno == 0
-               ? boost::system::error_code(net::error::eof)
-               : boost::system::error_code(saved_errno, boost::system::system_category());
+      // The BIO makes no system call: the stream ended where OpenSSL did
+      // not expect it to, which the connection treats as the client gone.
+      ec = net::error::eof;
       return Next::kDone;
     default: {
-      const unsigned long error = ERR_peek_last_error();
+      const unsigned long error = ERR_get_error();
+      ERR_clear_error();
       ec = error == 0
                ? boost::system::error_code(net::error::operation_not_supported)
                : boost::system::error_code(static_cast<int>(error), net::error::get_ssl_category());
@@ -153,8 +160,8 @@ bool TlsSocket::TakeOutput() {
 
 void TlsSocket::Close() {
   boost::system::error_code ignored;
-  // close_notify, unless a write is under way (it would interleave) or
-  // the socket has no room for it now.
+  // close_notify, unless a write is under way (it would interleave); sent
+  // without waiting, so a full socket takes part of it or none.
   if (ssl_ != nullptr && tcp_.socket().is_open() && SSL_is_init_finished(ssl_) &&
       wire_->sending.empty()) {
     ClearErrors();

@@ -2,13 +2,17 @@
 // TCP stream (which cost braid's HTTP/1.1 over TLS about a quarter of its
 // plaintext throughput): OpenSSL reads the ciphertext from the
 // connection's own buffer and writes into another through a BIO of
-// braid's, and each read or write is one operation on the socket, with no
-// composed operation or timer around it. Internal to src/frontends/http.
+// braid's, and reads and writes go straight to the socket, with no memory
+// BIO to copy through and no Beast operation or timer around them.
+// Internal to src/frontends/http.
 //
-// One read and one write may be outstanding at once, as on a socket; the
-// connection's strand runs them, so OpenSSL is never entered twice at once.
-// Reads and writes have no timeouts (they bypass the TCP stream's timer):
-// the connection keeps its deadlines.
+// One read and one write may be outstanding at once, as on a socket. Every
+// caller runs on the connection's strand (the socket's executor), so
+// OpenSSL is never entered twice at once, and handlers are called on that
+// strand rather than on an executor of their own. Reads and writes have no
+// timeouts (they bypass the TCP stream's timer): the connection keeps its
+// deadlines. Bytes OpenSSL writes while reading (a key update's answer, an
+// alert) go out with the next write.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -77,10 +81,10 @@ class TlsSocket {
     auto it = boost::asio::buffer_sequence_begin(buffers);
     const auto end = boost::asio::buffer_sequence_end(buffers);
     for (; it != end && from.size() == 0; ++it) from = boost::asio::const_buffer(*it);
-    if (from.size() < kRecordBytes && it != end) {
-      staging_.resize(kRecordBytes);
-      staging_.resize(boost::asio::buffer_copy(boost::asio::buffer(staging_), buffers));
-      from = boost::asio::buffer(staging_);
+    if (from.size() < kRecordBytes && boost::asio::buffer_size(buffers) > from.size()) {
+      if (staging_.empty()) staging_.resize(kRecordBytes);
+      from = boost::asio::buffer(staging_.data(),
+                                 boost::asio::buffer_copy(boost::asio::buffer(staging_), buffers));
     }
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         [this, from](auto handler) {
@@ -137,11 +141,9 @@ class TlsSocket {
   // Completes `self` with `args`: through the executor when the initiating
   // call has not returned yet (`first`).
   template <typename Self, typename... Args>
-  static void Complete(Self& self, bool first, Args... args) {
+  void Complete(Self& self, bool first, Args... args) {
     if (!first) return self.complete(args...);
-    auto executor = self.get_executor();
-    boost::asio::post(std::move(executor),
-                      [self = std::move(self), args...]() mutable { self.complete(args...); });
+    Post([self = std::move(self)](Args... later) mutable { self.complete(later...); }, args...);
   }
 
   struct HandshakeOperation {
@@ -155,7 +157,7 @@ class TlsSocket {
       auto& wire = *socket.wire_;
       if (reading) wire.Received(n);
       if (!reading) wire.sending.clear();
-      if (ec || failed) return Complete(self, std::exchange(first, false), ec ? ec : failed);
+      if (ec || failed) return socket.Complete(self, std::exchange(first, false), ec ? ec : failed);
       const bool was_first = std::exchange(first, false);
       const Next next = socket.Step([](SSL* ssl) { return SSL_do_handshake(ssl); }, failed);
       // What OpenSSL wrote (its flight, or the alert of a failure) goes
@@ -169,7 +171,7 @@ class TlsSocket {
         reading = true;
         return socket.tcp_.socket().async_read_some(wire.Space(), std::move(self));
       }
-      Complete(self, was_first, failed);
+      socket.Complete(self, was_first, failed);
     }
   };
 
@@ -243,6 +245,8 @@ class TlsSocket {
       auto& sending = socket.wire_->sending;
       if (!ec && sent < sending.size()) return Send();
       sending.clear();
+      // An answer far larger than a record does not keep its buffer.
+      if (sending.capacity() > 2 * kRecordBytes) sending.shrink_to_fit();
       handler(ec, ec ? std::size_t{0} : done);
     }
 
