@@ -111,8 +111,6 @@ TlsSocket::TlsSocket(net::ip::tcp::socket socket, SSL_CTX* context)
   }
   BIO_set_data(bio, wire_.get());
   SSL_set_bio(ssl_, bio, bio);
-  // An idle connection holds no record buffers (as under Asio's engine).
-  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   SSL_set_accept_state(ssl_);
 }
 
