@@ -5,6 +5,8 @@
 //   - decoding steps per second with the key/value cache
 //     (decoder_with_past_model, one new token a step) and without it
 //     (decoder_model re-run on the whole sequence each step), one clip;
+//   - the same with the cache through decoder_model_merged.onnx alone (the
+//     two decoders behind an If), against the two files;
 //   - transcripts per second for --concurrency clips decoded as one batch
 //     (sequences stepping together) and one after the other.
 // Each figure is the median of --rounds, the variants taking turns. The
@@ -88,6 +90,11 @@ int Run(int tokens, int concurrency, int rounds) {
     Fail(status);
   auto cached = Load(dir.path(), true);
   auto uncached = Load(dir.path(), false);
+  testing::TempDir merged_dir;
+  std::filesystem::create_directories(merged_dir.path() / "1");
+  for (const char* file : {"encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.json"})
+    std::filesystem::copy_file(dir.path() / "1" / file, merged_dir.path() / "1" / file);
+  auto merged = Load(merged_dir.path(), true);
 
   std::vector<float> samples(5 * kSpeechRate);
   for (std::size_t i = 0; i < samples.size(); ++i)
@@ -96,11 +103,13 @@ int Run(int tokens, int concurrency, int rounds) {
   // Tokens decoded: the opening timestamp, the text, the closing one, <|endoftext|>.
   const int steps = tokens + 3;
 
-  std::vector<double> with_cache, without_cache, batched, one_by_one;
+  std::vector<double> with_cache, without_cache, through_merged, batched, one_by_one;
   Transcribe(*cached, {clip});  // warm-up
+  Transcribe(*merged, {clip});
   for (int round = 0; round < rounds; ++round) {
     with_cache.push_back(Transcribe(*cached, {clip}));
     without_cache.push_back(Transcribe(*uncached, {clip}));
+    through_merged.push_back(Transcribe(*merged, {clip}));
     batched.push_back(Transcribe(*cached, std::vector<std::string>(concurrency, clip)));
     double sequential = 0;
     for (int c = 0; c < concurrency; ++c) sequential += Transcribe(*cached, {clip});
@@ -109,6 +118,7 @@ int Run(int tokens, int concurrency, int rounds) {
   }
   const double cache_rate = steps / Median(with_cache);
   const double no_cache_rate = steps / Median(without_cache);
+  const double merged_rate = steps / Median(through_merged);
   const double batch_rate = concurrency / Median(batched);
   const double serial_rate = concurrency / Median(one_by_one);
   fmt::print("\n| measure | figure |\n|---|---:|\n");
@@ -116,6 +126,9 @@ int Run(int tokens, int concurrency, int rounds) {
              cache_rate);
   fmt::print("| decoding steps/s, no cache | {:.1f} |\n", no_cache_rate);
   fmt::print("| cache / no cache | **{:.2f}×** (goal ≥ 3) |\n", cache_rate / no_cache_rate);
+  fmt::print("| decoding steps/s, key/value cache, decoder_model_merged.onnx | {:.1f} |\n",
+             merged_rate);
+  fmt::print("| merged / two decoder files | **{:.2f}×** |\n", merged_rate / cache_rate);
   fmt::print("| transcripts/s, {} clips as one batch | {:.2f} |\n", concurrency, batch_rate);
   fmt::print("| transcripts/s, {} clips one after the other | {:.2f} |\n", concurrency,
              serial_rate);

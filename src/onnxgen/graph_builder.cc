@@ -113,6 +113,14 @@ void GraphBuilder::SetFloat(onnx::NodeProto* node, const std::string& name, floa
   attr->set_f(value);
 }
 
+onnx::GraphProto* GraphBuilder::SetGraph(onnx::NodeProto* node, const std::string& name) {
+  auto* attr = node->add_attribute();
+  attr->set_name(name);
+  attr->set_type(onnx::AttributeProto::GRAPH);
+  attr->mutable_g()->set_name(name);
+  return attr->mutable_g();
+}
+
 onnx::ModelProto NewModel(const std::string& name, const std::string& producer) {
   onnx::ModelProto model;
   model.set_ir_version(8);

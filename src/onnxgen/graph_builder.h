@@ -55,6 +55,8 @@ class GraphBuilder {
   static void SetInts(onnx::NodeProto* node, const std::string& name,
                       const std::vector<std::int64_t>& values);
   static void SetFloat(onnx::NodeProto* node, const std::string& name, float value);
+  // Adds a graph attribute (an If's branch, named `name`) and returns the graph to build.
+  static onnx::GraphProto* SetGraph(onnx::NodeProto* node, const std::string& name);
 
  private:
   onnx::GraphProto* graph_;

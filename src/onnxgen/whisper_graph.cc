@@ -90,27 +90,67 @@ class Whisper {
   onnx::ModelProto Decoder(bool past) const {
     onnx::ModelProto model = NewModel(past ? "whisper-decoder-with-past" : "whisper-decoder");
     GraphBuilder g(model.mutable_graph(), spec_.seed + 1);
-    const std::int64_t d = spec_.d_model, h = spec_.heads;
-    const std::vector<std::string> ids_dims = {"batch_size", "decoder_sequence_length"};
-    g.Input("input_ids", onnx::TensorProto::INT64, {-1, -1}, ids_dims);
-    if (!past) {
-      g.Input("encoder_hidden_states", onnx::TensorProto::FLOAT, {-1, kEncoderFrames, d},
-              {"batch_size"});
+    DecoderInputs(g, past, false);
+    DecoderBody(g, past, false);
+    return model;
+  }
+
+  // decoder_model_merged.onnx: both decoders as the branches of an If on
+  // use_cache_branch, as Optimum merges them. Both branches give the same
+  // outputs: the cache branch passes the encoder's keys and values through.
+  onnx::ModelProto MergedDecoder() const {
+    onnx::ModelProto model = NewModel("whisper-decoder-merged");
+    GraphBuilder g(model.mutable_graph(), spec_.seed + 1);
+    DecoderInputs(g, true, true);
+    auto* branches = g.Node("If", {"use_cache_branch"});
+    onnx::GraphProto* first = GraphBuilder::SetGraph(branches, "else_branch");
+    GraphBuilder without_cache(first, spec_.seed + 1);
+    DecoderBody(without_cache, false, true);
+    GraphBuilder with_cache(GraphBuilder::SetGraph(branches, "then_branch"), spec_.seed + 1);
+    DecoderBody(with_cache, true, true);
+    branches->clear_output();
+    for (const auto& output : first->output()) {
+      branches->add_output(output.name());
+      *model.mutable_graph()->add_output() = output;
     }
-    const std::vector<std::string> past_dims = {"batch_size", "", "past_decoder_sequence_length"};
-    const std::vector<std::string> present_dims = {
-        "batch_size", "", past ? "past_decoder_sequence_length + 1" : "decoder_sequence_length"};
+    return model;
+  }
+
+ private:
+  // The decoder's inputs: the merged decoder takes all of them, the
+  // encoder's keys and values of any length (a first step gets empty ones).
+  void DecoderInputs(GraphBuilder& g, bool past, bool merged) const {
+    const std::int64_t h = spec_.heads;
+    g.Input("input_ids", onnx::TensorProto::INT64, {-1, -1},
+            {"batch_size", "decoder_sequence_length"});
+    if (!past || merged) {
+      g.Input("encoder_hidden_states", onnx::TensorProto::FLOAT,
+              {-1, kEncoderFrames, spec_.d_model}, {"batch_size"});
+    }
     for (std::int64_t l = 0; past && l < spec_.layers; ++l) {
       for (const char* which : {"decoder.key", "decoder.value"}) {
         g.Input(fmt::format("past_key_values.{}.{}", l, which), onnx::TensorProto::FLOAT,
-                {-1, h, -1, head_dim_}, past_dims);
+                {-1, h, -1, head_dim_}, {"batch_size", "", "past_decoder_sequence_length"});
       }
       for (const char* which : {"encoder.key", "encoder.value"}) {
         g.Input(fmt::format("past_key_values.{}.{}", l, which), onnx::TensorProto::FLOAT,
-                {-1, h, kEncoderFrames, head_dim_}, {"batch_size"});
+                {-1, h, merged ? -1 : kEncoderFrames, head_dim_},
+                {"batch_size", "", "encoder_sequence_length_out"});
       }
     }
-    g.Ints("heads_shape", {0, 0, h, head_dim_});
+    if (merged) g.Input("use_cache_branch", onnx::TensorProto::BOOL, {1});
+  }
+
+  // What a decoder computes from its inputs, into `g`'s outputs: logits and
+  // the presents (the encoder's too without the cache, or when merged).
+  void DecoderBody(GraphBuilder& g, bool past, bool merged) const {
+    const std::int64_t d = spec_.d_model;
+    const std::vector<std::string> ids_dims = {"batch_size", "decoder_sequence_length"};
+    const std::vector<std::string> present_dims = {
+        "batch_size", "", past ? "past_decoder_sequence_length + 1" : "decoder_sequence_length"};
+    const std::vector<std::string> encoder_dims = {"batch_size", "", "encoder_sequence_length_out"};
+    const std::int64_t frames = merged ? -1 : kEncoderFrames;
+    g.Ints("heads_shape", {0, 0, spec_.heads, head_dim_});
     g.Ints("merge_shape", {0, 0, d});
     g.Scalar("scale", 1.0f / std::sqrt(static_cast<float>(head_dim_)));
     auto zero = g.Ints("zero", {0});
@@ -151,16 +191,18 @@ class Whisper {
         key = Concat(g, fmt::format("past_key_values.{}.decoder.key", l), key);
         value = Concat(g, fmt::format("past_key_values.{}.decoder.value", l), value);
       }
-      Present(g, key, fmt::format("present.{}.decoder.key", l), present_dims);
-      Present(g, value, fmt::format("present.{}.decoder.value", l), present_dims);
+      Present(g, key, fmt::format("present.{}.decoder.key", l), -1, present_dims);
+      Present(g, value, fmt::format("present.{}.decoder.value", l), -1, present_dims);
       x = g.Op("Add", {x, Attention(g, layer + ".self", x, key, value, mask)});
       std::string cross_key = fmt::format("past_key_values.{}.encoder.key", l);
       std::string cross_value = fmt::format("past_key_values.{}.encoder.value", l);
       if (!past) {
         cross_key = Heads(g, "encoder_hidden_states");
         cross_value = cross_key;
-        Present(g, cross_key, fmt::format("present.{}.encoder.key", l), {"batch_size"});
-        Present(g, cross_value, fmt::format("present.{}.encoder.value", l), {"batch_size"});
+      }
+      if (!past || merged) {
+        Present(g, cross_key, fmt::format("present.{}.encoder.key", l), frames, encoder_dims);
+        Present(g, cross_value, fmt::format("present.{}.encoder.value", l), frames, encoder_dims);
       }
       if (l == 0) loud_key = cross_key;
       x = g.Op("Add", {x, Attention(g, layer + ".cross", x, cross_key, cross_value, "")});
@@ -172,10 +214,8 @@ class Whisper {
                                  g.Scalar("computed_scale", 0.001f)});
     g.Op("Add", {Forced(g, loud_key, positions), computed}, "logits");
     g.Output("logits", onnx::TensorProto::FLOAT, {-1, -1, vocab_}, ids_dims);
-    return model;
   }
 
- private:
   // [B, T, D] → [B, H, T, D/H].
   std::string Heads(GraphBuilder& g, const std::string& x) const {
     auto* heads = g.Node("Transpose", {g.Op("Reshape", {x, "heads_shape"})});
@@ -189,12 +229,11 @@ class Whisper {
     return concat->output(0);
   }
 
+  // Output `name`: [batch, heads, `length` (-1: variable), head_dim].
   void Present(GraphBuilder& g, const std::string& value, const std::string& name,
-               const std::vector<std::string>& dims) const {
+               std::int64_t length, const std::vector<std::string>& dims) const {
     g.Op("Identity", {value}, name);
-    const bool encoder = name.find("encoder") != std::string::npos;
-    g.Output(name, onnx::TensorProto::FLOAT,
-             {-1, spec_.heads, encoder ? kEncoderFrames : -1, head_dim_}, dims);
+    g.Output(name, onnx::TensorProto::FLOAT, {-1, spec_.heads, length, head_dim_}, dims);
   }
 
   std::string Attention(GraphBuilder& g, const std::string& name, const std::string& x,
@@ -269,6 +308,8 @@ Status WriteWhisperStandIn(const WhisperStandIn& spec, const std::filesystem::pa
   BRAID_RETURN_IF_ERROR(CheckAndWriteModel(whisper.Decoder(false), folder / "decoder_model.onnx"));
   BRAID_RETURN_IF_ERROR(
       CheckAndWriteModel(whisper.Decoder(true), folder / "decoder_with_past_model.onnx"));
+  BRAID_RETURN_IF_ERROR(
+      CheckAndWriteModel(whisper.MergedDecoder(), folder / "decoder_model_merged.onnx"));
   std::ofstream out(folder / "tokenizer.json", std::ios::binary | std::ios::trunc);
   if (!(out << WhisperTokenizerJson(tokens, first_special)))
     return Internal("cannot write {}", (folder / "tokenizer.json").string());

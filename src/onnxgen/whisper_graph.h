@@ -1,8 +1,10 @@
-// Whisper-shaped stand-ins: the three ONNX files of Hugging Face Optimum's
+// Whisper-shaped stand-ins: the four ONNX files of Hugging Face Optimum's
 // Whisper export (encoder_model.onnx, decoder_model.onnx,
-// decoder_with_past_model.onnx, with its input and output names, data types
-// and dims) and a tokenizer.json in the real format, written for tests and
-// benchmarks on machines that reach no model hub.
+// decoder_with_past_model.onnx and decoder_model_merged.onnx, which holds
+// the two decoders behind an If on its use_cache_branch input, with the
+// export's input and output names, data types and dims) and a
+// tokenizer.json in the real format, written for tests and benchmarks on
+// machines that reach no model hub.
 //
 // The decoders compute what a Whisper decoder computes (token and position
 // embeddings, causal self-attention over a key/value cache, cross-attention
@@ -42,9 +44,9 @@ struct WhisperStandIn {
   std::uint32_t seed = 1;
 };
 
-// Writes encoder_model.onnx, decoder_model.onnx, decoder_with_past_model.onnx
-// and tokenizer.json into `folder` (which must exist). InvalidArgument when
-// a script names a token the vocabulary lacks.
+// Writes encoder_model.onnx, decoder_model.onnx, decoder_with_past_model.onnx,
+// decoder_model_merged.onnx and tokenizer.json into `folder` (which must
+// exist). InvalidArgument when a script names a token the vocabulary lacks.
 Status WriteWhisperStandIn(const WhisperStandIn& spec, const std::filesystem::path& folder);
 
 }  // namespace braid::onnxgen

@@ -165,6 +165,7 @@ Result<Vocabulary> LoadVocabulary(const fs::path& folder) {
 }
 
 // An ONNX file run by name: inputs given as a map, outputs found by name.
+// Copies share the session (a merged decoder serves both decoding steps).
 class Graph {
  public:
   static Result<Graph> Open(const fs::path& file) {
@@ -196,7 +197,7 @@ class Graph {
   }
 
  private:
-  std::unique_ptr<OnnxModelRunner> model_;
+  std::shared_ptr<OnnxModelRunner> model_;
   std::map<std::string, std::size_t> outputs_;
 };
 
@@ -421,8 +422,8 @@ class WhisperInstance : public ModelInstance {
     if (!detect) return Status::Ok();
     const std::vector<std::vector<std::int64_t>> starts(round.size(), {vocabulary_->start});
     BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(starts, 0));
-    BRAID_ASSIGN_OR_RETURN(auto out,
-                           decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
+    BRAID_ASSIGN_OR_RETURN(
+        auto out, Step(decoder_, {{"input_ids", ids}, {"encoder_hidden_states", encoded}}, false));
     BRAID_ASSIGN_OR_RETURN(Tensor logits, Logits(decoder_, out, round.size(), Widest()));
     const auto vocab = static_cast<std::size_t>(logits.shape()[2]);
     for (std::size_t r = 0; r < round.size(); ++r) {
@@ -471,16 +472,18 @@ class WhisperInstance : public ModelInstance {
     std::map<std::string, Tensor> cache;  // past_key_values.* of the rows
     Tensor encoder_rows = encoded;
     BRAID_ASSIGN_OR_RETURN(Tensor ids, Ids(rows, 0));
-    BRAID_ASSIGN_OR_RETURN(auto out,
-                           decoder_.Run({{"input_ids", ids}, {"encoder_hidden_states", encoded}}));
+    BRAID_ASSIGN_OR_RETURN(
+        auto out, Step(decoder_, {{"input_ids", ids}, {"encoder_hidden_states", encoded}}, false));
     BRAID_ASSIGN_OR_RETURN(Tensor logits, Logits(decoder_, out, rows.size(), Widest()));
-    auto keep_cache = [&](const Graph& graph, const std::vector<Tensor>& tensors) {
+    // The encoder's keys and values come from the first step only: a merged
+    // decoder's cache branch may give them back empty.
+    auto keep_cache = [&](const Graph& graph, const std::vector<Tensor>& tensors, bool first) {
       for (const auto& [name, index] : graph.outputs()) {
-        if (name.starts_with("present."))
+        if (name.starts_with("present.") && (first || name.find(".decoder.") != std::string::npos))
           cache["past_key_values." + name.substr(8)] = tensors[index];
       }
     };
-    if (with_past_) keep_cache(decoder_, out);
+    if (with_past_) keep_cache(decoder_, out, true);
     for (;;) {
       const auto steps = static_cast<std::size_t>(logits.shape()[1]);
       const auto vocab = static_cast<std::size_t>(logits.shape()[2]);
@@ -541,13 +544,14 @@ class WhisperInstance : public ModelInstance {
         named["input_ids"] = last;
         if (with_past_->Takes("encoder_hidden_states"))
           named["encoder_hidden_states"] = encoder_rows;
-        BRAID_ASSIGN_OR_RETURN(out, with_past_->Run(named));
+        BRAID_ASSIGN_OR_RETURN(out, Step(*with_past_, std::move(named), true));
         BRAID_ASSIGN_OR_RETURN(logits, Logits(*with_past_, out, rows.size(), Widest()));
-        keep_cache(*with_past_, out);
+        keep_cache(*with_past_, out, false);
       } else {
         BRAID_ASSIGN_OR_RETURN(Tensor all, Ids(rows, 0));
         BRAID_ASSIGN_OR_RETURN(
-            out, decoder_.Run({{"input_ids", all}, {"encoder_hidden_states", encoder_rows}}));
+            out,
+            Step(decoder_, {{"input_ids", all}, {"encoder_hidden_states", encoder_rows}}, false));
         BRAID_ASSIGN_OR_RETURN(logits, Logits(decoder_, out, rows.size(), Widest()));
       }
     }
@@ -566,6 +570,26 @@ class WhisperInstance : public ModelInstance {
       decoded[i].compression_ratio = CompressionRatio(vocabulary_->Text(decoded[i].tokens));
     }
     return decoded;
+  }
+
+  // Runs a decoding step: the first (`cached` false: the prompt, no cache)
+  // or a later one. A merged decoder is told which branch to take, and its
+  // first step gets empty past keys and values, [rows, heads, 0, head size].
+  Result<std::vector<Tensor>> Step(const Graph& graph, std::map<std::string, Tensor> named,
+                                   bool cached) const {
+    if (graph.Takes("use_cache_branch")) {
+      BRAID_ASSIGN_OR_RETURN(Tensor branch, Tensor::Allocate(DataType::kBool, {1}));
+      branch.mutable_data()[0] = std::byte{cached};
+      named["use_cache_branch"] = std::move(branch);
+      const std::int64_t rows = named.at("input_ids").shape()[0];
+      for (const auto& info : graph.inputs()) {
+        if (!info.name.starts_with("past_key_values.") || named.count(info.name)) continue;
+        BRAID_ASSIGN_OR_RETURN(
+            named[info.name],
+            Tensor::Allocate(DataType::kFp32, {rows, info.dims[1], 0, info.dims[3]}));
+      }
+    }
+    return graph.Run(named);
   }
 
   // The log-probabilities of the next token of `sequence` under Whisper's
@@ -791,6 +815,39 @@ Status CheckInterface(const ModelConfig& config) {
   return Status::Ok();
 }
 
+// The first step's decoder and, with the cache, the later steps': the
+// export's decoder_model.onnx and decoder_with_past_model.onnx, or its
+// decoder_model_merged.onnx for both where the folder has only that.
+Result<std::pair<Graph, std::optional<Graph>>> OpenDecoders(const fs::path& version_dir,
+                                                            bool kv_cache) {
+  std::error_code error;
+  if (fs::exists(version_dir / "decoder_model.onnx", error)) {
+    BRAID_ASSIGN_OR_RETURN(Graph decoder, Graph::Open(version_dir / "decoder_model.onnx"));
+    if (!kv_cache) return std::pair{std::move(decoder), std::optional<Graph>()};
+    BRAID_ASSIGN_OR_RETURN(Graph with_past,
+                           Graph::Open(version_dir / "decoder_with_past_model.onnx"));
+    return std::pair{std::move(decoder), std::optional<Graph>(std::move(with_past))};
+  }
+  const fs::path file = version_dir / "decoder_model_merged.onnx";
+  if (!fs::exists(file, error))
+    return NotFound("{} has neither decoder_model.onnx nor decoder_model_merged.onnx",
+                    version_dir.string());
+  BRAID_ASSIGN_OR_RETURN(Graph merged, Graph::Open(file));
+  if (!merged.Takes("use_cache_branch"))
+    return InvalidArgument("{}: a merged decoder takes use_cache_branch", file.string());
+  for (const auto& info : merged.inputs()) {
+    if (info.name.starts_with("past_key_values.") &&
+        (info.dims.size() != 4 || info.dims[1] < 1 || info.dims[3] < 1))
+      return InvalidArgument(
+          "{}: {} must be [batch, heads, length, head size] with fixed heads "
+          "and head size",
+          file.string(), info.name);
+  }
+  std::optional<Graph> with_past;
+  if (kv_cache) with_past = merged;
+  return std::pair{std::move(merged), std::move(with_past)};
+}
+
 Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::path& version_dir,
                                            const AudioLimits& server) {
   BRAID_RETURN_IF_ERROR(CheckInterface(config));
@@ -806,11 +863,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
       return InvalidArgument(
           "{}: the encoder must take input_features [batch, {}, {}] (braid computes {} mel bins)",
           (version_dir / "encoder_model.onnx").string(), kMelBins, kMelFrames, kMelBins);
-    BRAID_ASSIGN_OR_RETURN(Graph decoder, Graph::Open(version_dir / "decoder_model.onnx"));
-    std::optional<Graph> with_past;
-    if (options.kv_cache) {
-      BRAID_ASSIGN_OR_RETURN(with_past, Graph::Open(version_dir / "decoder_with_past_model.onnx"));
-    }
+    BRAID_ASSIGN_OR_RETURN(auto decoders, OpenDecoders(version_dir, options.kv_cache));
+    auto& [decoder, with_past] = decoders;
     for (const Graph* graph : {&encoder, &decoder, with_past ? &*with_past : nullptr}) {
       if (graph == nullptr) continue;
       const char* wanted = graph == &encoder ? "last_hidden_state" : "logits";

@@ -3,8 +3,10 @@
 // (`optimum-cli export onnx --model openai/whisper-tiny DIR`), run by ONNX
 // Runtime on the process's compute budget.
 //
-// The version folder holds encoder_model.onnx, decoder_model.onnx,
-// decoder_with_past_model.onnx and the tokenizer (tokenizer.json, or
+// The version folder holds encoder_model.onnx, decoder_model.onnx and
+// decoder_with_past_model.onnx (or, instead of those two,
+// decoder_model_merged.onnx, which holds both behind its use_cache_branch
+// input) and the tokenizer (tokenizer.json, or
 // vocab.json with added_tokens.json) and, when present,
 // generation_config.json (an English-only model's is_multilingual false:
 // no language or task tokens in its prompt). A batch's audio is cut into 30 s

@@ -146,6 +146,34 @@ TEST_F(WhisperTest, WithoutTheCacheTheSameTranscript) {
   EXPECT_EQ(b[1].text, "Hello world. Again.");
 }
 
+TEST_F(WhisperTest, AMergedDecoderAloneGivesTheSameTranscripts) {
+  // A folder as the ONNX community's Whisper repositories ship it: the
+  // encoder, decoder_model_merged.onnx and the tokenizer, no split decoders.
+  testing::TempDir merged;
+  std::filesystem::create_directories(merged.path() / "1");
+  for (const char* file : {"encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.json"})
+    std::filesystem::copy_file(dir_->path() / "1" / file, merged.path() / "1" / file);
+  const std::vector<std::string> clips = {Tone(40), Silence(2), Tone(3)};
+  for (const std::string parameters : {"", "kv_cache: false", "beam_size: 4"}) {
+    auto split = Load(parameters);
+    auto both = Load(parameters, &merged);
+    ASSERT_TRUE(split.ok() && both.ok()) << both.status().ToString();
+    auto a = Run(*(*split)[0], clips);
+    auto b = Run(*(*both)[0], clips);
+    ASSERT_EQ(b.size(), 3u) << parameters;
+    for (std::size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(a[i].text, b[i].text) << parameters << " clip " << i;
+      EXPECT_EQ(a[i].language, b[i].language) << parameters << " clip " << i;
+      EXPECT_EQ(a[i].times, b[i].times) << parameters << " clip " << i;
+    }
+    EXPECT_EQ(b[0].text, "Hello world. Again. Hello world. Again.") << parameters;
+    EXPECT_EQ(b[1].text, "Quiet. naïve") << parameters;
+  }
+  std::filesystem::remove(merged.path() / "1" / "decoder_model_merged.onnx");
+  EXPECT_THAT(Load("", &merged).status().message(),
+              HasSubstr("neither decoder_model.onnx nor decoder_model_merged.onnx"));
+}
+
 TEST_F(WhisperTest, BeamSearchAgreesWithGreedyOnAForcedScript) {
   auto greedy = Load("");
   auto beams = Load("beam_size: 4");
