@@ -37,7 +37,21 @@ Result<EmbedItem> ParseEmbedItem(const rapidjson::Value& part) {
       return InvalidArgument("text inputs must be non-empty UTF-8");
     return EmbedItem{EmbedItem::Kind::kText, std::move(value)};
   };
-  if (part.IsString()) return text(part.GetString());
+  // Dify sends audio (and video) as image_url: a data URL goes by its media type.
+  auto media = [](std::string_view url) -> Result<EmbedItem> {
+    BRAID_ASSIGN_OR_RETURN(DataUrl data, ParseDataUrl(url));
+    if (data.media_type.starts_with("audio/"))
+      return EmbedItem{EmbedItem::Kind::kAudio, std::move(data.data)};
+    if (data.media_type.starts_with("image/"))
+      return EmbedItem{EmbedItem::Kind::kImage, std::move(data.data)};
+    return InvalidArgument("cannot embed a data URL of type {}", data.media_type);
+  };
+  if (part.IsString()) {
+    const std::string_view value(part.GetString(), part.GetStringLength());
+    // An image or audio data URL sent as a plain string is that media, not text.
+    if (value.starts_with("data:image/") || value.starts_with("data:audio/")) return media(value);
+    return text(std::string(value));
+  }
   if (!part.IsObject() || !part.HasMember("type") || !part["type"].IsString())
     return InvalidArgument("each input must be a string or a content part {{type, ...}}");
   const std::string type = part["type"].GetString();
@@ -49,13 +63,7 @@ Result<EmbedItem> ParseEmbedItem(const rapidjson::Value& part) {
                                   : image.IsObject() && image.HasMember("url") ? &image["url"]
                                                                                : nullptr;
     if (url == nullptr || !url->IsString()) return InvalidArgument("image_url needs a url");
-    BRAID_ASSIGN_OR_RETURN(DataUrl data, ParseDataUrl(url->GetString()));
-    // Dify sends audio (and video) as image_url: route by media type.
-    if (data.media_type.starts_with("audio/"))
-      return EmbedItem{EmbedItem::Kind::kAudio, std::move(data.data)};
-    if (data.media_type.starts_with("image/"))
-      return EmbedItem{EmbedItem::Kind::kImage, std::move(data.data)};
-    return InvalidArgument("cannot embed a data URL of type {}", data.media_type);
+    return media(url->GetString());
   }
   return InvalidArgument("unsupported content part type '{}'", type);
 }
@@ -69,8 +77,9 @@ Result<std::vector<EmbedItem>> ParseEmbedItems(const rapidjson::Value& value) {
   }
   if (value.Size() > kMaxEmbedItems) return InvalidArgument("at most {} inputs", kMaxEmbedItems);
   for (const auto& part : value.GetArray()) {
-    BRAID_ASSIGN_OR_RETURN(EmbedItem item, ParseEmbedItem(part));
-    items.push_back(std::move(item));
+    auto item = ParseEmbedItem(part);
+    if (!item.ok()) return item.status().WithContext(fmt::format("input[{}]", items.size()));
+    items.push_back(std::move(item).value());
   }
   return items;
 }

@@ -41,7 +41,9 @@ Result<rapidjson::Document> ParseJsonObject(std::string_view body);
 
 // A string, or a content part {type: "text", text} or {type: "image_url",
 // image_url: {url: "data:..."}} (an audio data URL is audio, as Dify sends
-// it). InvalidArgument otherwise, or for empty or invalid UTF-8 text.
+// it). A string that is an image or audio data URL ("data:image/png;base64,...")
+// is that image or audio. InvalidArgument otherwise, or for empty or invalid
+// UTF-8 text.
 Result<EmbedItem> ParseEmbedItem(const rapidjson::Value& value);
 // One item, or an array of them (at most kMaxEmbedItems).
 inline constexpr std::size_t kMaxEmbedItems = 256;

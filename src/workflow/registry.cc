@@ -1,5 +1,7 @@
 #include "workflow/registry.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "core/file_util.h"
@@ -31,10 +33,17 @@ Status WorkflowRegistry::Load(const std::filesystem::path& directory, const Mode
 
 Result<WorkflowPtr> WorkflowRegistry::Get(const std::string& name) const {
   auto it = entries_.find(name);
-  if (it == entries_.end()) return NotFound("unknown workflow '{}'", name);
+  if (it == entries_.end())
+    return NotFound("unknown workflow '{}'; the workflows are: {}", name, Names());
   if (!it->second.workflow)
     return Unavailable("workflow '{}' is unavailable: {}", name, it->second.reason);
   return it->second.workflow;
+}
+
+std::string WorkflowRegistry::Names() const {
+  std::vector<std::string_view> names;
+  for (const auto& [name, entry] : entries_) names.push_back(name);
+  return names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "));
 }
 
 }  // namespace braid

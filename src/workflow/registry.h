@@ -23,8 +23,11 @@ class WorkflowRegistry {
   Status Load(const std::filesystem::path& directory, const ModelCatalog& catalog);
 
   const std::map<std::string, WorkflowEntry>& entries() const { return entries_; }
-  // The workflow, NotFound for an unknown name, Unavailable for a bad one.
+  // The workflow, NotFound for an unknown name (saying which there are),
+  // Unavailable for a bad one.
   Result<WorkflowPtr> Get(const std::string& name) const;
+  // The workflows' names, comma-separated ("none" when there are none).
+  std::string Names() const;
 
  private:
   std::map<std::string, WorkflowEntry> entries_;

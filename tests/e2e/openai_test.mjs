@@ -81,6 +81,20 @@ test('image and audio content parts, float format, 128 dimensions', async () => 
   });
   const text = await client.embeddings.create({ model: 'clip', input: 'the weather is nice today' });
   assert.deepEqual(audio.data[0].embedding, text.data[0].embedding);
+  // An image data URL sent as a plain string is the image, not its text.
+  const plain = await client.embeddings.create({ model: 'clip-image', encoding_format: 'float', input: [imageUrl()] });
+  assert.deepEqual(plain.data[0].embedding, image.data[0].embedding);
+});
+
+test('each CLIP tower takes its own kind of input and a bad item is named', async () => {
+  await assert.rejects(client.embeddings.create({ model: 'clip-image', input: ['a cat'] }),
+    (e) => e.status === 400 && /clip-image embeds images; input\[0\] is text: send it to clip-text/.test(e.message));
+  await assert.rejects(client.embeddings.create({ model: 'clip-text', input: ['a cat', imageUrl()] }),
+    (e) => e.status === 400 && /input\[1\] is an image: send it to clip-image/.test(e.message));
+  await assert.rejects(client.embeddings.create({ model: 'clip', input: ['a cat', 'data:image/png;base64,@@'] }),
+    (e) => e.status === 400 && /input\[1\]: invalid base64/.test(e.message));
+  const both = await client.embeddings.create({ model: 'clip-text', input: ['a cat', `data:audio/wav;base64,${wavBase64()}`] });
+  assert.equal(both.data.length, 2, 'clip-text takes audio, transcribed');
 });
 
 test('transcriptions in every response format', async () => {

@@ -146,6 +146,13 @@ test('multimodal-assist routes text-only requests to the text path', async () =>
 test('bad requests get clear 4xx errors', async () => {
   let response = await run('no-such-flow', {});
   assert.equal(response.status, 404);
+  assert.match((await response.json()).error, /unknown workflow 'no-such-flow'; the workflows are: .*speech-report/);
+  // Dify's own path names no workflow: the answer says how to name one.
+  response = await fetch(`${base}/v1/workflows/run`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ inputs: {} }),
+  });
+  assert.equal(response.status, 404);
+  assert.match((await response.json()).error, /POST \/v1\/workflows\/\{name\}\/run; the workflows are: .*speech-report/);
   response = await run('speech-report', {});
   assert.equal(response.status, 400);
   assert.match((await response.json()).error, /needs input 'audio'/);

@@ -141,7 +141,8 @@ TEST(CliTest, RunPrintsWorkflowEventsAsTheyHappen) {
                     HasSubstr("the weather is nice today"), HasSubstr("Invoice number 4821")));
   ExpectCleanErrorIn(kBraid + " run speech-report --text hello", "takes no text input");
   ExpectCleanErrorIn(kBraid + " run speech-report", "needs --audio");
-  ExpectCleanErrorIn(kBraid + " run no-such-workflow --text x", "unknown workflow");
+  ExpectCleanErrorIn(kBraid + " run no-such-workflow --text x",
+                     "unknown workflow 'no-such-workflow'; the workflows are: ");
 }
 
 TEST(CliTest, BrokenRepositoryIsReportedPerModel) {

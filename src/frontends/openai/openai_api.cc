@@ -190,6 +190,22 @@ void OpenAiApi::Embeddings(HttpRequest& request, HttpResponderPtr responder) {
   auto items = ParseEmbedItems(doc["input"]);
   if (!items.ok()) return responder->Send(JsonError(items.status()));
   if (items->empty()) return responder->Send(JsonError(400, "'input' is empty"));
+  // clip-image and clip-text name one tower of the clip space; clip takes any kind.
+  for (std::size_t k = 0; k < items->size(); ++k) {
+    const EmbedItem::Kind kind = (*items)[k].kind;
+    if (model == Embedder::kClipImageModel && kind != EmbedItem::Kind::kImage) {
+      return responder->Send(JsonError(
+          400, fmt::format("clip-image embeds images; input[{}] is {}: send it to clip-text, or "
+                           "every kind to clip",
+                           k, kind == EmbedItem::Kind::kText ? "text" : "audio")));
+    }
+    if (model == Embedder::kClipTextModel && kind == EmbedItem::Kind::kImage) {
+      return responder->Send(JsonError(
+          400, fmt::format("clip-text embeds text (and transcribed audio); input[{}] is an image: "
+                           "send it to clip-image, or every kind to clip",
+                           k)));
+    }
+  }
   const std::size_t tokens = embedder_.CountTokens(*items, space);
   embedder_.EmbedAll(
       std::move(items).value(), space,

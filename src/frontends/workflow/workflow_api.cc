@@ -632,6 +632,14 @@ bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
       responder->Send(JsonError(405, "workflow runs take POST"));
       return true;
     }
+    // Dify's own path names no workflow (Dify's API key picks the app).
+    if (name == "run" && !registry_.entries().count(name)) {
+      responder->Send(JsonError(
+          404, fmt::format("a run names its workflow: POST /v1/workflows/{{name}}/run; the "
+                           "workflows are: {}",
+                           registry_.Names())));
+      return true;
+    }
     Run(name, request, responder);
     return true;
   }
