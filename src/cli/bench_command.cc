@@ -212,6 +212,7 @@ int RunBench(const BenchOptions& options) {
   fmt::print("|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
   std::fflush(stdout);
   std::vector<BenchPoint> points;
+  std::vector<std::string> failed_levels;  // where every request failed
   for (double level : levels) {
     LoadSpec spec;
     spec.open_loop = open_loop;
@@ -229,10 +230,20 @@ int RunBench(const BenchOptions& options) {
     });
     if (live) fmt::print(stderr, "\r\033[K");
     const auto& s = point.summary;
+    const bool failed = s.requests == 0 && s.errors > 0;
+    if (failed) failed_levels.push_back(fmt::format("{:g}", level));
     fmt::print("| {:g} | {:.1f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {:.2f} |\n", level,
                s.throughput, s.p50_us / 1000, s.p90_us / 1000, s.p99_us / 1000, s.max_us / 1000,
-               s.errors, point.stable ? "yes" : "no", s.error_p99_us / 1000);
+               s.errors,
+               failed         ? "failed"
+               : point.stable ? "yes"
+                              : "no",
+               s.error_p99_us / 1000);
     std::fflush(stdout);
+    for (const auto& [message, count] : point.error_messages) {
+      fmt::print(stderr, "braid bench: {} {:g}: {} × {}\n", open_loop ? "rate" : "concurrency",
+                 level, count, message);
+    }
     points.push_back(point);
   }
   auto write = [&](const std::string& path, const std::string& text) -> Status {
@@ -250,6 +261,10 @@ int RunBench(const BenchOptions& options) {
   }
   if (!options.plot.empty()) {
     if (Status s = Plot(points, (*target)->Describe(), options.plot); !s.ok()) return fail(s);
+  }
+  if (!failed_levels.empty()) {
+    return fail(Unavailable("every request failed at {} {} (the errors are above)",
+                            open_loop ? "rate" : "concurrency", fmt::join(failed_levels, ", ")));
   }
   return 0;
 }

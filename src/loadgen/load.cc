@@ -1,5 +1,7 @@
 #include "loadgen/load.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -19,21 +21,29 @@ double Micros(Wall::duration d) { return std::chrono::duration<double, std::micr
 // Collects outcomes; Take() hands over what arrived since the last Take.
 class Recorder {
  public:
-  void Add(double latency_us, bool ok) {
+  // `error` empty: the request succeeded.
+  void Add(double latency_us, std::string_view error) {
     std::lock_guard lock(mutex_);
     ++total_;
-    if (ok) {
+    if (error.empty()) {
       latencies_.push_back(latency_us);
     } else {
       error_latencies_.push_back(latency_us);
       ++errors_;
+      Remember(error);
     }
   }
   // A request the open loop did not send: an error with no answer.
-  void Drop() {
+  void Drop(std::size_t in_flight) {
     std::lock_guard lock(mutex_);
     ++total_;
     ++errors_;
+    Remember(fmt::format("not sent: {} requests were already waiting for answers", in_flight));
+  }
+  // The first distinct error messages of the whole run and their counts.
+  std::vector<std::pair<std::string, std::uint64_t>> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
   }
   struct Outcomes {
     std::vector<double> latencies, error_latencies;
@@ -66,10 +76,23 @@ class Recorder {
   }
 
  private:
+  static constexpr std::size_t kMessagesKept = 3;
+
+  void Remember(std::string_view error) {
+    for (auto& [message, count] : seen_) {
+      if (message == error) {
+        ++count;
+        return;
+      }
+    }
+    if (seen_.size() < kMessagesKept) seen_.emplace_back(error, 1);
+  }
+
   std::mutex mutex_;
   std::vector<double> latencies_, error_latencies_;
   std::uint64_t errors_ = 0;
-  std::uint64_t total_ = 0;  // never reset
+  std::uint64_t total_ = 0;                                  // never reset
+  std::vector<std::pair<std::string, std::uint64_t>> seen_;  // never reset
 };
 
 // The requests in flight, so that the run can wait for them to end.
@@ -107,15 +130,19 @@ void Client(const std::shared_ptr<Shared>& shared) {
   if (shared->stop) return;
   shared->outstanding.Begin();
   const auto start = Wall::now();
-  shared->target.Send(shared->next_index++, [shared, start](bool ok) {
-    shared->recorder.Add(Micros(Wall::now() - start), ok);
+  shared->target.Send(shared->next_index++, [shared, start](std::string_view error) {
+    shared->recorder.Add(Micros(Wall::now() - start), error);
     shared->outstanding.End();
     Client(shared);
   });
 }
 
+// The last three windows agree, and requests succeeded in them.
 bool Stable(const std::vector<LatencySummary>& windows, double spread) {
   if (windows.size() < 3) return false;
+  for (std::size_t i = windows.size() - 3; i < windows.size(); ++i) {
+    if (windows[i].requests == 0) return false;
+  }
   auto agree = [&](auto field) {
     double mean = 0;
     for (std::size_t i = windows.size() - 3; i < windows.size(); ++i) mean += field(windows[i]);
@@ -142,13 +169,13 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
         next += gaps.Next();
         std::this_thread::sleep_until(next);
         if (shared->outstanding.count() >= spec.max_outstanding) {
-          shared->recorder.Drop();
+          shared->recorder.Drop(spec.max_outstanding);
           continue;
         }
         shared->outstanding.Begin();
         const auto scheduled = next;
-        shared->target.Send(shared->next_index++, [shared, scheduled](bool ok) {
-          shared->recorder.Add(Micros(Wall::now() - scheduled), ok);
+        shared->target.Send(shared->next_index++, [shared, scheduled](std::string_view error) {
+          shared->recorder.Add(Micros(Wall::now() - scheduled), error);
           shared->outstanding.End();
         });
       }
@@ -208,6 +235,7 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
   point.summary = Summarize(std::move(latencies), std::move(error_latencies), errors, seconds);
   point.stable = Stable(windows, spec.stability);
   point.completed = shared->recorder.total();
+  point.error_messages = shared->recorder.seen();
   return point;
 }
 

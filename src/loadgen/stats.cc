@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "frontends/kserve/kserve.h"
+
 namespace braid {
 
 double Percentile(const std::vector<double>& sorted, double p) {
@@ -52,12 +54,7 @@ std::string PointsToCsv(const std::vector<BenchPoint>& points) {
 }
 
 std::string PointsToJson(const std::vector<BenchPoint>& points, const std::string& target) {
-  std::string out = "{\"target\":\"";
-  for (char c : target) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) >= 0x20) out += c;
-  }
-  out += "\",\"points\":[";
+  std::string out = "{\"target\":" + JsonQuoted(target) + ",\"points\":[";
   for (std::size_t i = 0; i < points.size(); ++i) {
     const auto& s = points[i].summary;
     fmt::format_to(
@@ -65,10 +62,16 @@ std::string PointsToJson(const std::vector<BenchPoint>& points, const std::strin
         "{}{{\"mode\":\"{}\",\"load\":{},\"requests\":{},\"errors\":{},\"seconds\":{:.3f},"
         "\"throughput\":{:.2f},\"p50_us\":{:.1f},\"p90_us\":{:.1f},\"p99_us\":{:.1f},"
         "\"max_us\":{:.1f},\"mean_us\":{:.1f},\"stable\":{},\"completed\":{},"
-        "\"error_p99_us\":{:.1f}}}",
+        "\"error_p99_us\":{:.1f},\"error_messages\":[",
         i ? "," : "", points[i].mode, points[i].load, s.requests, s.errors, s.seconds, s.throughput,
         s.p50_us, s.p90_us, s.p99_us, s.max_us, s.mean_us, points[i].stable, points[i].completed,
         s.error_p99_us);
+    const auto& messages = points[i].error_messages;
+    for (std::size_t m = 0; m < messages.size(); ++m) {
+      fmt::format_to(std::back_inserter(out), "{}{{\"message\":{},\"count\":{}}}", m ? "," : "",
+                     JsonQuoted(messages[m].first), messages[m].second);
+    }
+    out += "]}";
   }
   out += "]}\n";
   return out;

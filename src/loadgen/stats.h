@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace braid {
@@ -35,6 +36,9 @@ struct BenchPoint {
   LatencySummary summary;
   bool stable = true;           // the last windows agreed (see LoadSpec::stability)
   std::uint64_t completed = 0;  // every request answered at this level, warm-up included
+  // The first distinct error messages at this level (warm-up included), how
+  // often each came.
+  std::vector<std::pair<std::string, std::uint64_t>> error_messages;
 };
 
 // CSV with a header row; JSON as {"points":[...]}.

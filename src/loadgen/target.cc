@@ -1,5 +1,6 @@
 #include "loadgen/target.h"
 
+#include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 #include <nghttp2/nghttp2.h>
 
@@ -29,6 +30,18 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+
+// How much of an error answer's body a failure repeats.
+constexpr std::size_t kAnswerBytes = 200;
+
+// "HTTP 400: {"error":...}": a non-2xx answer, its body cut to kAnswerBytes.
+std::string Answered(int status, std::string_view body) {
+  return fmt::format("HTTP {}: {}", status, body.substr(0, kAnswerBytes));
+}
+
+std::string Failure(std::string_view what, const beast::error_code& error) {
+  return fmt::format("{}: {}", what, error.message());
+}
 
 struct Endpoint {
   std::string host;
@@ -150,7 +163,7 @@ class HttpTarget : public Target {
     AsyncConnect(
         connection->socket, address_, endpoint_.host,
         [this, connection, &wire, done = std::move(done)](beast::error_code error) mutable {
-          if (error) return done(false);
+          if (error) return done(Failure("connect", error));
           Exchange(std::move(connection), wire, std::move(done));
         });
   }
@@ -170,20 +183,22 @@ class HttpTarget : public Target {
     asio::async_write(
         connection->socket, asio::buffer(wire),
         [this, connection, done = std::move(done)](beast::error_code error, std::size_t) mutable {
-          if (error) return done(false);
+          if (error) return done(Failure("write", error));
           connection->parser.emplace();
           connection->parser->body_limit(std::size_t{1} << 30);
           http::async_read(
               connection->socket, connection->buffer, *connection->parser,
               [this, connection, done = std::move(done)](beast::error_code error, std::size_t) {
-                if (error) return done(false);
+                if (error) return done(Failure("read", error));
                 const auto& response = connection->parser->get();
-                const bool ok = response.result_int() / 100 == 2;
+                const std::string failure = response.result_int() / 100 == 2
+                                                ? std::string()
+                                                : Answered(response.result_int(), response.body());
                 if (response.keep_alive()) {
                   std::lock_guard lock(mutex_);
                   idle_.push_back(connection);
                 }
-                done(ok);
+                done(failure);
               });
         });
   }
@@ -240,6 +255,7 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
     nghttp2_session_callbacks_new(&callbacks);
     nghttp2_session_callbacks_set_on_header_callback(callbacks, OnHeader);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, OnStreamClosed);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, OnData);
     const int created = nghttp2_session_client_new(&session_, callbacks, this);
     nghttp2_session_callbacks_del(callbacks);
     if (created != 0) return Internal("nghttp2: {}", nghttp2_strerror(created));
@@ -270,10 +286,11 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
     int status = 0;
     const std::string* body = nullptr;
     std::size_t sent = 0;
+    std::string answer;  // the start of the response's body (kept for errors)
   };
 
   void Submit(const Http2Request& request, Target::Done done) {
-    if (broken_) return done(false);
+    if (broken_) return done("the HTTP/2 connection is closed");
     std::vector<nghttp2_nv> nv;
     nv.reserve(request.fields.size());
     for (const auto& [name, value] : request.fields) {
@@ -281,14 +298,14 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
                     reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
                     value.size(), NGHTTP2_NV_FLAG_NONE});
     }
-    auto pending = std::make_unique<Pending>(Pending{std::move(done), 0, &request.body, 0});
+    auto pending = std::make_unique<Pending>(Pending{std::move(done), 0, &request.body, 0, {}});
     nghttp2_data_provider provider{};
     provider.source.ptr = pending.get();
     provider.read_callback = ReadBody;
     const std::int32_t id =
         nghttp2_submit_request(session_, nullptr, nv.data(), nv.size(),
                                request.body.empty() ? nullptr : &provider, pending.get());
-    if (id < 0) return pending->done(false);
+    if (id < 0) return pending->done(fmt::format("nghttp2: {}", nghttp2_strerror(id)));
     pending_.emplace(id, std::move(pending));
     Flush();
   }
@@ -331,7 +348,7 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
     beast::get_lowest_layer(socket_).close(ignored);
     auto pending = std::move(pending_);
     pending_.clear();
-    for (auto& [id, request] : pending) request->done(false);
+    for (auto& [id, request] : pending) request->done("the HTTP/2 connection broke");
   }
 
   static int OnHeader(nghttp2_session* session, const nghttp2_frame* frame,
@@ -346,6 +363,15 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
     return 0;
   }
 
+  static int OnData(nghttp2_session* session, std::uint8_t, std::int32_t id,
+                    const std::uint8_t* data, std::size_t length, void*) {
+    auto* pending = static_cast<Pending*>(nghttp2_session_get_stream_user_data(session, id));
+    if (pending != nullptr && pending->answer.size() < kAnswerBytes)
+      pending->answer.append(reinterpret_cast<const char*>(data),
+                             std::min(length, kAnswerBytes - pending->answer.size()));
+    return 0;
+  }
+
   static int OnStreamClosed(nghttp2_session*, std::int32_t id, std::uint32_t error_code,
                             void* user_data) {
     auto& self = *static_cast<Http2Client*>(user_data);
@@ -353,7 +379,13 @@ class Http2Client : public std::enable_shared_from_this<Http2Client<Socket>> {
     if (it == self.pending_.end()) return 0;
     std::unique_ptr<Pending> pending = std::move(it->second);
     self.pending_.erase(it);
-    pending->done(error_code == NGHTTP2_NO_ERROR && pending->status / 100 == 2);
+    if (error_code != NGHTTP2_NO_ERROR) {
+      pending->done(fmt::format("HTTP/2 stream reset: {}", nghttp2_http2_strerror(error_code)));
+    } else if (pending->status / 100 != 2) {
+      pending->done(Answered(pending->status, pending->answer));
+    } else {
+      pending->done({});
+    }
     return 0;
   }
 
@@ -475,11 +507,14 @@ class GrpcTarget : public Target {
     auto* call = new Call;
     if (!api_key_.empty()) call->context.AddMetadata("authorization", "Bearer " + api_key_);
     auto& stub = stubs_[next_++ % stubs_.size()];
-    stub->async()->ModelInfer(&call->context, &requests_[index % requests_.size()], &call->response,
-                              [call, done = std::move(done)](grpc::Status status) {
-                                delete call;
-                                done(status.ok());
-                              });
+    stub->async()->ModelInfer(
+        &call->context, &requests_[index % requests_.size()], &call->response,
+        [call, done = std::move(done)](grpc::Status status) {
+          delete call;
+          done(status.ok() ? std::string()
+                           : fmt::format("gRPC {}: {}", static_cast<int>(status.error_code()),
+                                         status.error_message()));
+        });
   }
 
   std::string Describe() const override {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -21,7 +22,9 @@ namespace braid {
 
 class Target {
  public:
-  using Done = std::function<void(bool ok)>;
+  // Empty when the request succeeded; else what went wrong ("HTTP 400:
+  // {...}", "connect: Connection refused", "gRPC 5: ...").
+  using Done = std::function<void(std::string_view error)>;
   virtual ~Target() = default;
   // Sends request number `index` (modulo the target's requests). Calls
   // `done` exactly once, on another thread, never before returning.

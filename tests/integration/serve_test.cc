@@ -713,6 +713,22 @@ TEST(ServeBenchTest, BraidBenchCountsAddUpOverHttpAndGrpc) {
   auto bad = RunCommand(std::string(BRAID_BINARY) + " bench --url " + server.url() + " -m nope");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("braid bench:"));
+
+  // A run whose every request fails is a failed run, and says why.
+  auto refused = RunCommand(std::string(BRAID_BINARY) + " bench --url " + server.url() +
+                            " --endpoint workflow --workflow speech-report --inputs '{}'"
+                            " --warmup 0.1 --window 0.2 --max-windows 3 --json " +
+                            out + "/refused.json");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.out, HasSubstr("| failed |"));
+  EXPECT_THAT(refused.err,
+              HasSubstr(R"(HTTP 400: {"error":"workflow 'speech-report' needs input)"));
+  EXPECT_THAT(refused.err, HasSubstr("every request failed at concurrency 1"));
+  auto report = Parse(RunCommand("cat " + out + "/refused.json").out);
+  ASSERT_TRUE(report.HasMember("points"));
+  const auto& messages = report["points"][0]["error_messages"];
+  ASSERT_EQ(messages.Size(), 1u);
+  EXPECT_GT(messages[0]["count"].GetUint64(), 0u);
 }
 
 TEST(ServeAutoscaleTest, InstancesFollowTheLoad) {

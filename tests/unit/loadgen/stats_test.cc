@@ -69,7 +69,13 @@ TEST(ReportTest, CsvAndJsonCarryEveryPoint) {
   EXPECT_NE(json.find(R"({"mode":"concurrency","load":16,"requests":2,"errors":3,)"),
             std::string::npos)
       << json;
-  EXPECT_NE(json.find(R"("stable":false,"completed":20,"error_p99_us":70.0})"), std::string::npos);
+  EXPECT_NE(json.find(R"("stable":false,"completed":20,"error_p99_us":70.0,"error_messages":[]})"),
+            std::string::npos)
+      << json;
+  b.error_messages = {{"HTTP 400: {\"error\":\"x\"}", 3}};
+  EXPECT_NE(PointsToJson({b}, "t").find(
+                R"("error_messages":[{"message":"HTTP 400: {\"error\":\"x\"}","count":3}])"),
+            std::string::npos);
 }
 
 }  // namespace
