@@ -1,5 +1,6 @@
 // `braid models list|validate [DIR]`.
 #include <fmt/core.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "backends/backends.h"
@@ -30,9 +31,37 @@ Status TokenizerProblem(const ModelRepository& repository, const ModelVersionSta
   return tokenizer.status();
 }
 
+// Prints a line per model under `root` as its config describes it, loading
+// nothing. Returns the exit code: 0 unless the folder cannot be read.
+int ListModels(const std::filesystem::path& root) {
+  BackendRegistry backends;
+  RegisterBuiltinBackends(backends);
+  ModelRepository repository(root, backends);
+  auto configs = repository.Configs();
+  if (!configs.ok()) {
+    fmt::print(stderr, "braid: {}\n", configs.status().message());
+    return 2;
+  }
+  if (configs->empty()) {
+    fmt::print(stderr, "braid: no models in {} (expected <name>/config.yaml)\n", root.string());
+    return 0;
+  }
+  fmt::print("{:<20} {:>8}  {:<12} {}\n", "MODEL", "VERSIONS", "BACKEND",
+             "DESCRIPTION, OR WHY IT CANNOT LOAD");
+  for (const auto& model : *configs) {
+    fmt::print("{:<20} {:>8}  {:<12} {}\n", model.name,
+               model.versions.empty() ? "-" : fmt::format("{}", fmt::join(model.versions, ",")),
+               model.backend.empty() ? "-" : model.backend,
+               model.problem.empty() ? model.description : "cannot load: " + model.problem);
+  }
+  fmt::print(stderr, "braid: read from the configs; braid models validate {} loads each model\n",
+             root.string());
+  return 0;
+}
+
 // Loads every model under `root` and prints a line per model version.
-// Returns the exit code: 0 when every model is READY (or when !strict).
-int RunModels(const std::filesystem::path& root, bool strict) {
+// Returns the exit code: 0 when every model is READY.
+int ValidateModels(const std::filesystem::path& root) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
   ModelRepository repository(root, backends);
@@ -44,7 +73,7 @@ int RunModels(const std::filesystem::path& root, bool strict) {
   auto index = repository.Index();
   if (index.empty()) {
     fmt::print(stderr, "braid: no models in {} (expected <name>/config.yaml)\n", root.string());
-    return strict ? 1 : 0;
+    return 1;
   }
   int failures = 0;
   fmt::print("{:<20} {:>7}  {:<12} {:<11} {}\n", "MODEL", "VERSION", "BACKEND", "STATE",
@@ -63,7 +92,7 @@ int RunModels(const std::filesystem::path& root, bool strict) {
       if (!absent) ++failures;
     }
   }
-  if (strict && failures > 0) {
+  if (failures > 0) {
     fmt::print(stderr, "braid: {} of {} models failed validation\n", failures, index.size());
     return 1;
   }
@@ -78,10 +107,12 @@ void AddModelsCommand(CLI::App& app, int* exit_code) {
   auto options = std::make_shared<ModelsOptions>();
 
   auto* list = models->add_subcommand(
-      "list", "Load every model in the repository and show its version, backend and state");
+      "list",
+      "Show each model in the repository as its config describes it: versions served, backend, "
+      "description (loads nothing; validate loads)");
   list->add_option("DIR", options->repository, "Model repository (default: the embedded one)");
   list->callback([options, exit_code] {
-    *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), false);
+    *exit_code = ListModels(ModelRepositoryOrDefault(options->repository));
   });
 
   auto* validate = models->add_subcommand("validate",
@@ -89,7 +120,7 @@ void AddModelsCommand(CLI::App& app, int* exit_code) {
                                           "(loads each model); exits 1 if any fails");
   validate->add_option("DIR", options->repository, "Model repository (default: the embedded one)");
   validate->callback([options, exit_code] {
-    *exit_code = RunModels(ModelRepositoryOrDefault(options->repository), true);
+    *exit_code = ValidateModels(ModelRepositoryOrDefault(options->repository));
   });
 }
 

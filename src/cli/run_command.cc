@@ -34,13 +34,15 @@ int RunWorkflow(const RunCliOptions& options) {
   SchedulerOptions scheduler_options;
   scheduler_options.budget = &ProcessComputeBudget();
   InferenceService service(repository, SteadyClock(), scheduler_options);
-  if (Status status = service.LoadAll(); !status.ok()) {
-    fmt::print(stderr, "braid run: {}\n", status.message());
-    return 1;
-  }
+  // Only the workflow's models load, as its parse asks about them.
+  ModelCatalog loaded = MakeModelCatalog(service);
+  ModelCatalog catalog = [&](const std::string& model, const std::vector<std::string>& inputs) {
+    if (!service.GetModel(model).ok()) (void)service.Load(model);
+    return loaded(model, inputs);
+  };
   WorkflowRegistry registry;
   if (Status status =
-          registry.Load(WorkflowsOrDefault(options.workflows), MakeModelCatalog(service));
+          registry.Load(WorkflowsOrDefault(options.workflows), catalog, options.workflow);
       !status.ok()) {
     fmt::print(stderr, "braid run: {}\n", status.message());
     return 1;

@@ -34,7 +34,8 @@ std::filesystem::path DefaultDataDirectory() {
 }
 
 int RunServe(const ServeOptions& flags) {
-  if (flags.debug) spdlog::set_level(spdlog::level::debug);
+  // A server says what it is doing while it starts (each model as it loads).
+  spdlog::set_level(flags.debug ? spdlog::level::debug : spdlog::level::info);
   // Block the stop signals in every thread; the main thread waits for them.
   const sigset_t signals = BlockStopSignals();
 

@@ -74,10 +74,8 @@ Status ModelRepository::LoadAll() {
   return Status::Ok();
 }
 
-Result<std::map<std::int64_t, ModelPtr>> ModelRepository::LoadVersions(
-    const ModelConfig& config) const {
-  const BackendFactory* factory = backends_.Find(config.backend);
-  if (factory == nullptr) {
+Result<std::vector<std::int64_t>> ModelRepository::ChosenVersions(const ModelConfig& config) const {
+  if (backends_.Find(config.backend) == nullptr) {
     return InvalidArgument("{}: 'backend' names '{}', which this build does not have (it has: {})",
                            config.config_path().string(), config.backend,
                            fmt::join(backends_.Names(), ", "));
@@ -100,6 +98,13 @@ Result<std::map<std::int64_t, ModelPtr>> ModelRepository::LoadVersions(
     return NotFound("{} has no version folder (expected {}/1/...)", config.directory.string(),
                     config.directory.string());
   }
+  return chosen;
+}
+
+Result<std::map<std::int64_t, ModelPtr>> ModelRepository::LoadVersions(
+    const ModelConfig& config) const {
+  BRAID_ASSIGN_OR_RETURN(auto chosen, ChosenVersions(config));
+  const BackendFactory* factory = backends_.Find(config.backend);
   std::map<std::int64_t, ModelPtr> versions;
   for (auto version : chosen) {
     auto version_dir = config.directory / std::to_string(version);
@@ -153,6 +158,29 @@ Status ModelRepository::Load(const std::string& name) {
   entry.versions = std::move(loaded).value();
   entry.state = ModelState::kReady;
   return Status::Ok();
+}
+
+Result<std::vector<ModelConfigSummary>> ModelRepository::Configs() const {
+  BRAID_ASSIGN_OR_RETURN(auto names, Scan());
+  std::vector<ModelConfigSummary> configs;
+  for (const auto& name : names) {
+    ModelConfigSummary summary{name, {}, "", "", ""};
+    auto config = LoadModelConfig(root_ / name);
+    if (!config.ok()) {
+      summary.problem = config.status().message();
+    } else {
+      summary.backend = config->backend;
+      summary.description = config->description;
+      auto versions = ChosenVersions(*config);
+      if (versions.ok()) {
+        summary.versions = std::move(versions).value();
+      } else {
+        summary.problem = versions.status().message();
+      }
+    }
+    configs.push_back(std::move(summary));
+  }
+  return configs;
 }
 
 Status ModelRepository::Unload(const std::string& name) {

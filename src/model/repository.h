@@ -35,6 +35,15 @@ struct ModelVersionStatus {
   std::string description;  // the config's, for people
 };
 
+// What a model's config says, read without loading it.
+struct ModelConfigSummary {
+  std::string name;
+  std::vector<std::int64_t> versions;  // those its version policy serves
+  std::string backend;
+  std::string description;
+  std::string problem;  // why it cannot load (config, backend, folders); empty otherwise
+};
+
 class ModelRepository {
  public:
   // `backends` must outlive the repository.
@@ -65,6 +74,10 @@ class ModelRepository {
   // Every model known to the repository: loaded, loading or failed.
   std::vector<ModelVersionStatus> Index() const;
 
+  // Every model Scan() finds as its config describes it; loads nothing, so
+  // a problem in a model's files shows only when it loads.
+  Result<std::vector<ModelConfigSummary>> Configs() const;
+
  private:
   struct Entry {
     std::string backend;
@@ -74,6 +87,9 @@ class ModelRepository {
     std::map<std::int64_t, ModelPtr> versions;  // the ones being served
   };
 
+  // The versions `config` selects, in this build's backend: an error names
+  // the missing backend or folder.
+  Result<std::vector<std::int64_t>> ChosenVersions(const ModelConfig& config) const;
   // Loads the versions `config` selects; an error names the version folder.
   Result<std::map<std::int64_t, ModelPtr>> LoadVersions(const ModelConfig& config) const;
 

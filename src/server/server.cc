@@ -100,7 +100,6 @@ Status Server::Parts::Build() {
   scheduler_options.inline_max_us = options.inline_max_us;
   service.emplace(*repository, SteadyClock(), scheduler_options, cache.get());
   service->SetMediaLimits(image_limits, audio_limits);
-  spdlog::info("loading models from {}", repository->root().string());
   BRAID_RETURN_IF_ERROR(service->LoadAll());
 
   CollectionStoreOptions collection_options;

@@ -79,14 +79,22 @@ void InferenceService::Shutdown(bool drain) {
 }
 
 Status InferenceService::LoadAll() {
-  BRAID_RETURN_IF_ERROR(repository_.LoadAll());
-  for (const auto& status : repository_.Index()) {
-    if (status.state != ModelState::kReady) {
-      spdlog::warn("model {} is {}: {}", status.name, ModelStateName(status.state), status.reason);
+  BRAID_ASSIGN_OR_RETURN(auto names, repository_.Scan());
+  spdlog::info("loading {} models from {}", names.size(), repository_.root().string());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    // A model that fails is recorded as unavailable; the others still load.
+    const Status status = repository_.Load(names[i]);
+    SyncSchedulers(names[i]);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (status.ok()) {
+      spdlog::info("model {} ready ({}/{}, {:.1f} s)", names[i], i + 1, names.size(), seconds);
+    } else {
+      spdlog::warn("model {} is unavailable ({}/{}): {}", names[i], i + 1, names.size(),
+                   status.message());
     }
   }
-  BRAID_ASSIGN_OR_RETURN(auto names, repository_.Scan());
-  for (const auto& name : names) SyncSchedulers(name);
   return Status::Ok();
 }
 

@@ -8,7 +8,8 @@
 
 namespace braid {
 
-Status WorkflowRegistry::Load(const std::filesystem::path& directory, const ModelCatalog& catalog) {
+Status WorkflowRegistry::Load(const std::filesystem::path& directory, const ModelCatalog& catalog,
+                              std::string_view only) {
   std::error_code error;
   if (!std::filesystem::is_directory(directory, error)) {
     return NotFound("workflow folder {} does not exist", directory.string());
@@ -17,6 +18,11 @@ Status WorkflowRegistry::Load(const std::filesystem::path& directory, const Mode
     if (file.path().extension() != ".yaml" && file.path().extension() != ".yml") continue;
     const std::string name = file.path().stem().string();
     WorkflowEntry entry{name, nullptr, ""};
+    if (!only.empty() && name != only) {
+      entry.reason = "not loaded by this command";
+      entries_[name] = std::move(entry);
+      continue;
+    }
     auto text = ReadFile(file.path(), 1 << 20);
     auto workflow = text.ok() ? ParseWorkflow(*text, name, file.path(), catalog)
                               : Result<WorkflowPtr>(text.status());

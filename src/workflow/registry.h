@@ -20,7 +20,10 @@ struct WorkflowEntry {
 class WorkflowRegistry {
  public:
   // Loads every *.yaml under `directory`; an unreadable folder is an error.
-  Status Load(const std::filesystem::path& directory, const ModelCatalog& catalog);
+  // With `only`, just that workflow is parsed (so the catalog is asked
+  // about its models alone); the others are known by name, unavailable.
+  Status Load(const std::filesystem::path& directory, const ModelCatalog& catalog,
+              std::string_view only = {});
 
   const std::map<std::string, WorkflowEntry>& entries() const { return entries_; }
   // The workflow, NotFound for an unknown name (saying which there are),

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/npy.h"
+#include "support/child_process.h"
 #include "support/command.h"
 #include "support/temp_dir.h"
 
@@ -14,6 +15,7 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using testing::RunCommand;
 
 const std::string kBraid = BRAID_BINARY;
@@ -32,17 +34,37 @@ TEST(CliTest, HelpOnEveryCommand) {
   }
 }
 
-TEST(CliTest, ModelsListShowsTheDefaultModelsReady) {
+TEST(CliTest, ModelsListReadsTheConfigsAndValidateLoads) {
   auto result = RunCommand(kBraid + " models list");
   ASSERT_EQ(result.exit_code, 0) << result.err;
   for (const std::string model : {"align", "clip-image", "clip-text", "identity", "text-embed"}) {
-    EXPECT_THAT(result.out,
-                MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime +READY .*\n(.|\n)*"))
+    EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\n" + model + " +1 +onnxruntime .*\n(.|\n)*"))
         << result.out;
   }
   // Whoever meets the stand-ins is told what they are.
-  EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\nclip-text +1 +onnxruntime +READY +stand-in with "
+  EXPECT_THAT(result.out, MatchesRegex("(.|\n)*\nclip-text +1 +onnxruntime +stand-in with "
                                        "random weights(.|\n)*"));
+  EXPECT_THAT(result.err, HasSubstr("braid models validate"));
+  auto validate = RunCommand(kBraid + " models validate");
+  ASSERT_EQ(validate.exit_code, 0) << validate.err;
+  EXPECT_THAT(validate.out, MatchesRegex("(.|\n)*\nidentity +1 +onnxruntime +READY .*\n(.|\n)*"));
+}
+
+TEST(CliTest, ServeSaysEachModelAsItLoads) {
+  testing::TempDir dir;
+  const std::string log = (dir.path() / "serve.log").string();
+  testing::ChildProcess server({"/bin/sh", "-c",
+                                "exec " + kBraid +
+                                    " serve --host 127.0.0.1 --http-port 0 --grpc-port 0 "
+                                    "--metrics-port 0 2>" +
+                                    log});
+  ASSERT_THAT(server.first_line(), HasSubstr("braid ready"));
+  const std::string said = RunCommand("cat " + log).out;
+  EXPECT_THAT(said, MatchesRegex("(.|\n)*loading [0-9]+ models from (.|\n)*"));
+  for (const std::string model : {"identity", "clip-image", "ocr", "asr"})
+    EXPECT_THAT(said, MatchesRegex("(.|\n)*model " + model +
+                                   " ready \\([0-9]+/[0-9]+, [0-9.]+ s\\)(.|\n)*"))
+        << said;
 }
 
 TEST(CliTest, InferRandomClipImagePrintsOneEmbedding) {
@@ -145,6 +167,22 @@ TEST(CliTest, RunPrintsWorkflowEventsAsTheyHappen) {
                      "unknown workflow 'no-such-workflow'; the workflows are: ");
 }
 
+TEST(CliTest, RunLoadsOnlyTheModelsOfItsWorkflow) {
+  // A broken model the workflow does not name is never loaded, so nothing
+  // is said about it; loading every model would have warned.
+  testing::TempDir dir;
+  ASSERT_EQ(RunCommand("cp -r " + kModels + "/. " + dir.path().string()).exit_code, 0);
+  dir.Write("broken/config.yaml", "backend: onnxruntime\ninputs: [{name: x\n");
+  const std::string fixtures = BRAID_TEST_FIXTURES;
+  auto run = RunCommand(kBraid + " run read-aloud -m " + dir.path().string() + " --image " +
+                        fixtures + "/images/text_1_DejaVu-Sans_40.png");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("Invoice number 4821"));
+  EXPECT_THAT(run.err, Not(HasSubstr("broken")));
+  auto validate = RunCommand(kBraid + " models validate " + dir.path().string());
+  EXPECT_THAT(validate.out, HasSubstr("malformed YAML")) << "the model is broken indeed";
+}
+
 TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
   testing::TempDir dir;
   dir.Write("broken/config.yaml", "backend: onnxruntime\ninputs: [{name: x\n");
@@ -169,6 +207,9 @@ TEST(CliTest, BrokenRepositoryIsReportedPerModel) {
 
   auto list = RunCommand(kBraid + " models list " + dir.path().string());
   EXPECT_EQ(list.exit_code, 0) << "list reports failures without failing";
+  EXPECT_THAT(list.out,
+              AllOf(MatchesRegex("(.|\n)*good +1 +onnxruntime(.|\n)*"),
+                    MatchesRegex("(.|\n)*broken +- +- +cannot load: .*malformed YAML(.|\n)*")));
 
   auto infer = RunCommand(kBraid + " infer broken -i x=random -m " + dir.path().string());
   EXPECT_EQ(infer.exit_code, 1);
