@@ -290,6 +290,14 @@ TEST(CollectionsTest, BadInputGetsClearErrors) {
     EXPECT_THAT(reply.body, HasSubstr(R"({"error":)")) << c.path;
     EXPECT_THAT(reply.body, HasSubstr(c.message)) << c.path << " " << c.body;
   }
+  // A batch with one bad item adds none, and says so.
+  auto mixed =
+      Curl(server, "POST", "/v1/collections/docs/items",
+           R"({"items":[{"id":"ok","text":"fine"},{"image":"data:image/png;base64,@@"}]})");
+  EXPECT_EQ(mixed.code, 400);
+  EXPECT_THAT(mixed.body, HasSubstr("items[1]: invalid base64 data; nothing was added (a request "
+                                    "adds all its items or none)"));
+  EXPECT_THAT(Curl(server, "GET", "/v1/collections/docs", "").body, HasSubstr(R"("count":1)"));
   std::string many = R"({"items":[)";
   for (int i = 0; i < 257; ++i) many += std::string(i ? "," : "") + R"({"text":"a"})";
   EXPECT_EQ(Curl(server, "POST", "/v1/collections/docs/items", many + "]}").code, 413);

@@ -255,6 +255,13 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     return responder->Send(
         JsonError(413, fmt::format("at most {} items per request", kMaxEmbedItems)));
   }
+  // A request adds all its items or none, and a refusal says so.
+  auto refused = [](const Status& status) {
+    return JsonError(MakeStatus(status.code(),
+                                "{}; nothing was added (a request adds all its "
+                                "items or none)",
+                                status.message()));
+  };
   auto items = std::make_shared<std::vector<Item>>();
   auto vectors = std::make_shared<std::vector<std::vector<float>>>(values.Size());
   std::vector<EmbedItem> contents;
@@ -264,7 +271,7 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     Status status =
         parsed.ok() && parsed->vector ? CheckLength(*parsed->vector, *space) : parsed.status();
     if (!status.ok())
-      return responder->Send(JsonError(status.WithContext(fmt::format("items[{}]", i))));
+      return responder->Send(refused(status.WithContext(fmt::format("items[{}]", i))));
     if (parsed->vector) {
       (*vectors)[i] = std::move(*parsed->vector);
     } else {
@@ -273,10 +280,10 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     }
     items->push_back(std::move(parsed->item));
   }
-  auto store = [this, name, space = *space, items, vectors, responder] {
-    Answer(responder, [this, name, space, items, vectors] {
+  auto store = [this, name, space = *space, items, vectors, responder, refused] {
+    Answer(responder, [this, name, space, items, vectors, refused] {
       auto added = store_.Add(name, space, std::move(*items), std::move(*vectors));
-      if (!added.ok()) return JsonError(added.status());
+      if (!added.ok()) return refused(added.status());
       std::vector<std::string> ids;
       for (const auto& id : added->ids) ids.push_back(JsonQuoted(id));
       return Json(fmt::format(R"({{"collection":{},"ids":[{}],"created":{},"count":{}}})",
@@ -284,9 +291,9 @@ void CollectionsApi::AddItems(const std::string& name, const HttpRequest& reques
     });
   };
   embedder_.EmbedAll(std::move(contents), *space,
-                     [store, vectors, embedded = std::move(embedded),
-                      responder](Result<std::vector<std::vector<float>>> result) {
-                       if (!result.ok()) return responder->Send(JsonError(result.status()));
+                     [store, vectors, embedded = std::move(embedded), responder,
+                      refused](Result<std::vector<std::vector<float>>> result) {
+                       if (!result.ok()) return responder->Send(refused(result.status()));
                        for (std::size_t i = 0; i < embedded.size(); ++i)
                          (*vectors)[embedded[i]] = std::move((*result)[i]);
                        store();
