@@ -3,8 +3,10 @@
 //
 // A chosen file is uploaded at once (POST /v1/files/upload), so the server's
 // predictive precompute is already working on it when Run is pressed; the run
-// then names the file by its id. For the end-to-end test the page keeps a log
-// of what it rendered and when in window.braidRun.
+// then names the file by its id. Image and audio inputs offer a sample (a
+// screenshot and a voice note the server carries), so a first run needs no
+// files. For the end-to-end test the page keeps a log of what it rendered and
+// when in window.braidRun.
 import { api, el, formatMs } from './common.js';
 
 const select = document.getElementById('workflow');
@@ -18,6 +20,14 @@ const outputsBox = document.getElementById('outputs');
 
 let workflows = [];
 const uploads = new Map();  // input name → {promise, chosenAt}
+// The samples the server carries, by input type.
+const samples = {
+  image: { path: '/web/samples/screenshot.png', label: 'Sample screenshot', type: 'image/png' },
+  audio: { path: '/web/samples/voice-note.wav', label: 'Sample voice note', type: 'audio/wav' },
+};
+// A workflow that runs with no setup opens the page: the first one that
+// searches no collection, speech-report when it is there.
+const preferred = 'speech-report';
 
 function current() {
   return workflows.find((w) => w.name === select.value);
@@ -35,14 +45,27 @@ async function loadWorkflows() {
   workflows = body.data.filter((w) => w.status === 'available');
   select.replaceChildren(...workflows.map((w) => new Option(w.name, w.name)));
   const wanted = new URLSearchParams(location.search).get('workflow');
-  if (wanted && workflows.some((w) => w.name === wanted)) select.value = wanted;
+  const ready = workflows.filter((w) => !w.nodes.some((n) => n.kind === 'retrieve'));
+  const opening = [wanted, preferred, ready[0]?.name].find((name) => workflows.some((w) => w.name === name));
+  if (opening) select.value = opening;
   renderInputs();
+}
+
+// Forgets the last run: its cards, timeline, report, outputs and status.
+function clearRun() {
+  nodesBox.replaceChildren();
+  timeline.replaceChildren();
+  report.textContent = '';
+  outputsBox.textContent = '';
+  setStatus('idle', '');
+  window.braidRun = undefined;
 }
 
 function renderInputs() {
   const workflow = current();
   uploads.clear();
   form.replaceChildren();
+  clearRun();
   document.getElementById('description').textContent = workflow?.description ?? '';
   runButton.disabled = !workflow;
   if (!workflow) return;
@@ -61,6 +84,16 @@ function renderInputs() {
       if (picker.files[0]) choose(input, picker.files[0], preview, status);
     });
     label.append(picker);
+    const sample = samples[input.type];
+    if (sample) {
+      const use = el('button', { type: 'button', class: 'secondary', 'data-sample': input.name }, sample.label);
+      use.addEventListener('click', async () => {
+        const response = await fetch(sample.path);
+        const name = sample.path.slice(sample.path.lastIndexOf('/') + 1);
+        choose(input, new File([await response.blob()], name, { type: sample.type }), preview, status);
+      });
+      label.append(' ', use);
+    }
     if (input.type === 'audio' && navigator.mediaDevices?.getUserMedia) {
       const record = el('button', { type: 'button', class: 'secondary' }, 'Record');
       record.addEventListener('click', () => recordInto(record, (file) => choose(input, file, preview, status)));

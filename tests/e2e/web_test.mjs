@@ -100,6 +100,37 @@ test('the pages come from the binary alone: no request leaves the server', async
   await page.close();
 });
 
+test('a first visit runs with no files of its own: samples fill the inputs, and another workflow starts clean', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+  await page.goto(`${base}/`);
+  await page.waitForSelector('#run:not([disabled])');
+  assert.equal(await page.inputValue('#workflow'), 'speech-report', 'it opens on a workflow that needs no collection');
+  assert.equal(await page.getAttribute('link[rel=icon]', 'href'), '/web/favicon.svg');
+  const icon = await fetch(`${base}/favicon.ico`);
+  assert.equal(icon.status, 200);
+  assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
+  await page.click('[data-sample=audio]');
+  await page.click('[data-sample=image]');
+  await page.waitForSelector('.upload[data-input=audio][data-state=uploaded]');
+  await page.waitForSelector('.upload[data-input=image][data-state=uploaded]');
+  const run = await runAndWait(page);
+  assert.match(run.outputs.transcript, /the weather is nice today/);
+  assert.match(run.outputs.image_text, /Invoice number 4821/);
+  assert.ok(await page.locator('.node').count() > 0);
+
+  await page.selectOption('#workflow', 'read-aloud');
+  assert.equal(await page.locator('.node').count(), 0, 'the last run\'s cards are gone');
+  assert.equal(await page.textContent('#report'), '');
+  assert.equal(await page.textContent('#outputs'), '');
+  assert.equal(await page.getAttribute('#run-status', 'data-state'), 'idle');
+  assert.equal(await page.locator('#timeline rect').count(), 0);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('speech-report: the branches render as they finish, the report streams, and it matches the blocking answer', async () => {
   const { page, problems } = await openPlayground('speech-report');
   await page.setInputFiles('input[name=audio]', speech);

@@ -18,6 +18,8 @@ std::string_view ContentType(std::string_view name) {
   if (name.ends_with(".js")) return "text/javascript; charset=utf-8";
   if (name.ends_with(".css")) return "text/css; charset=utf-8";
   if (name.ends_with(".svg")) return "image/svg+xml";
+  if (name.ends_with(".png")) return "image/png";
+  if (name.ends_with(".wav")) return "audio/wav";
   return "application/octet-stream";
 }
 
@@ -28,13 +30,16 @@ struct Page {
 };
 
 // The page behind a request path, or null: "/" is the playground,
-// "/dashboard" the dashboard, "/web/NAME" any file by name.
+// "/dashboard" the dashboard, "/favicon.ico" the icon, "/web/NAME" any file
+// by name (samples/NAME: the playground's sample inputs).
 const Page* Lookup(const std::vector<Page>& pages, std::string_view path) {
   std::string_view name;
   if (path == "/" || path == "/index.html") {
     name = "index.html";
   } else if (path == "/dashboard" || path == "/dashboard/") {
     name = "dashboard.html";
+  } else if (path == "/favicon.ico") {
+    name = "favicon.svg";
   } else if (path.starts_with("/web/")) {
     name = path.substr(5);
   } else {
