@@ -183,10 +183,22 @@ Result<std::vector<ModelConfigSummary>> ModelRepository::Configs() const {
   return configs;
 }
 
+Status ModelRepository::UnknownModel(std::string_view name) const {
+  constexpr std::size_t kNamesShown = 20;
+  std::vector<std::string_view> names;
+  for (const auto& [known, entry] : entries_) {
+    if (names.size() < kNamesShown) names.push_back(known);
+  }
+  const std::size_t more = entries_.size() - names.size();
+  return NotFound("unknown model '{}'; the models are: {}{}", name,
+                  names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")),
+                  more ? fmt::format(" and {} more", more) : "");
+}
+
 Status ModelRepository::Unload(const std::string& name) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(name);
-  if (it == entries_.end()) return NotFound("unknown model '{}'", name);
+  if (it == entries_.end()) return UnknownModel(name);
   if (it->second.state == ModelState::kLoading) {
     return MakeStatus(StatusCode::kFailedPrecondition,
                       "model '{}' is loading; unload it afterwards", name);
@@ -200,7 +212,7 @@ Status ModelRepository::Unload(const std::string& name) {
 Result<ModelPtr> ModelRepository::Get(std::string_view name, std::int64_t version) const {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(name);
-  if (it == entries_.end()) return NotFound("unknown model '{}'", name);
+  if (it == entries_.end()) return UnknownModel(name);
   const Entry& entry = it->second;
   if (entry.versions.empty()) {
     return Unavailable("model '{}' is {}: {}", name, ModelStateName(entry.state),

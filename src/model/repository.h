@@ -87,6 +87,8 @@ class ModelRepository {
     std::map<std::int64_t, ModelPtr> versions;  // the ones being served
   };
 
+  // NotFound naming `name` and the models there are; mutex_ held.
+  Status UnknownModel(std::string_view name) const;
   // The versions `config` selects, in this build's backend: an error names
   // the missing backend or folder.
   Result<std::vector<std::int64_t>> ChosenVersions(const ModelConfig& config) const;

@@ -289,11 +289,14 @@ TEST_F(ServeTest, BadInputGetsTheRightError) {
       {identity,
        R"({"inputs":[{"name":"input","shape":[1,16],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]}],"parameters":{"priority":9}})",
        "", 400, "priority 9"},
-      {"/v2/models/nope/infer", IdentityRequest(), "", 404, "unknown model"},
+      {"/v2/models/nope/infer", IdentityRequest(), "", 404,
+       "unknown model 'nope'; the models are: align, asr, clip-image"},
       {"/v2/models/identity/versions/7/infer", IdentityRequest(), "", 404, "no version 7"},
       {"/v2/models/identity/versions/x/infer", IdentityRequest(), "", 400, "not a model version"},
       {"/v2/models/..%2F..%2Fetc/infer", IdentityRequest(), "", 404, "no endpoint"},
       {"/v2/nothing", "{}", "", 404, "no endpoint"},
+      {"/v1/embedding", "{}", "", 404,
+       "no endpoint POST /v1/embedding; did you mean POST /v1/embeddings?"},
   };
   for (const auto& c : cases) {
     Reply reply = Post(*server_, c.path, c.body, c.extra);

@@ -6,6 +6,7 @@
 #include <rapidjson/writer.h>
 
 #include "core/base64.h"
+#include "frontends/http/endpoints.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
 
@@ -202,7 +203,9 @@ bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     });
     return true;
   }
-  responder->Send(JsonError(404, fmt::format("no endpoint {}", request.path)));
+  const auto nearest = NearestEndpoint(request.path);
+  responder->Send(JsonError(404, fmt::format("no endpoint {} {}{}", request.method, request.path,
+                                             nearest ? "; did you mean " + *nearest + "?" : "")));
   return true;
 }
 

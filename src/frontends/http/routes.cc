@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "core/credentials.h"
+#include "frontends/http/endpoints.h"
 #include "frontends/http/load_report.h"
 #include "frontends/kserve/generate_api.h"
 #include "frontends/kserve/kserve.h"
@@ -269,8 +270,10 @@ class ApiHandler {
 
  private:
   void NotFound(const HttpRequest& request, const HttpResponderPtr& responder) {
+    const auto nearest = NearestEndpoint(request.path);
     Reply(responder, request,
-          JsonError(404, fmt::format("no endpoint {} {}", request.method, request.path)));
+          JsonError(404, fmt::format("no endpoint {} {}{}", request.method, request.path,
+                                     nearest ? "; did you mean " + *nearest + "?" : "")));
   }
 
   // The KServe v2 endpoints under /v2.

@@ -1,0 +1,113 @@
+#include "frontends/http/endpoints.h"
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+namespace braid {
+namespace {
+
+struct Endpoint {
+  std::string_view method;
+  std::string_view path;  // segments in braces take any value
+};
+
+constexpr std::array kEndpoints = {
+    Endpoint{"GET", "/v2"},
+    Endpoint{"GET", "/v2/health/live"},
+    Endpoint{"GET", "/v2/health/ready"},
+    Endpoint{"GET", "/v2/models/{model}"},
+    Endpoint{"GET", "/v2/models/{model}/ready"},
+    Endpoint{"GET", "/v2/models/{model}/versions/{version}"},
+    Endpoint{"POST", "/v2/models/{model}/infer"},
+    Endpoint{"POST", "/v2/models/{model}/versions/{version}/infer"},
+    Endpoint{"POST", "/v2/models/{model}/generate"},
+    Endpoint{"POST", "/v2/models/{model}/generate_stream"},
+    Endpoint{"GET", "/v2/models/stats"},
+    Endpoint{"POST", "/v2/repository/index"},
+    Endpoint{"POST", "/v2/repository/models/{model}/load"},
+    Endpoint{"POST", "/v2/repository/models/{model}/unload"},
+    Endpoint{"GET", "/v1/models"},
+    Endpoint{"POST", "/v1/embeddings"},
+    Endpoint{"POST", "/v1/chat/completions"},
+    Endpoint{"POST", "/v1/audio/transcriptions"},
+    Endpoint{"GET", "/v1/audio/transcriptions/stream"},
+    Endpoint{"POST", "/v1/audio/speech"},
+    Endpoint{"POST", "/v1/rerank"},
+    Endpoint{"GET", "/v1/workflows"},
+    Endpoint{"POST", "/v1/workflows/{name}/run"},
+    Endpoint{"POST", "/v1/workflows/tasks/{task_id}/stop"},
+    Endpoint{"POST", "/v1/files/upload"},
+    Endpoint{"GET", "/v1/collections"},
+    Endpoint{"GET", "/v1/collections/{name}"},
+    Endpoint{"POST", "/v1/collections/{name}/items"},
+    Endpoint{"POST", "/v1/collections/{name}/search"},
+    Endpoint{"DELETE", "/v1/collections/{name}/items/{id}"},
+    Endpoint{"GET", "/v1/live/reports"},
+    Endpoint{"GET", "/v1/video/stream"},
+    Endpoint{"POST", "/embed"},
+    Endpoint{"POST", "/rerank"},
+    Endpoint{"POST", "/tokenize"},
+    Endpoint{"GET", "/info"},
+    Endpoint{"GET", "/dashboard"},
+    Endpoint{"GET", "/dashboard/stats"},
+};
+
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  while (!path.empty()) {
+    path.remove_prefix(1);  // the '/'
+    const auto slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+  }
+  return segments;
+}
+
+// `endpoint`'s path with each placeholder taking the request's segment at
+// the same place (kept as it is where the request has none).
+std::string Instantiate(std::string_view endpoint, const std::vector<std::string_view>& asked) {
+  std::string path;
+  const auto segments = Segments(endpoint);
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const bool placeholder = segments[i].starts_with('{');
+    path += '/';
+    path += placeholder && i < asked.size() ? asked[i] : segments[i];
+  }
+  return path;
+}
+
+std::size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::optional<std::string> NearestEndpoint(std::string_view path) {
+  if (path.empty() || path.front() != '/' || path.size() > 512) return std::nullopt;
+  const auto asked = Segments(path);
+  std::optional<std::string> nearest;
+  std::size_t best = std::max<std::size_t>(3, path.size() / 4) + 1;  // farther is no typo
+  for (const auto& endpoint : kEndpoints) {
+    const std::string candidate = Instantiate(endpoint.path, asked);
+    const std::size_t distance = EditDistance(path, candidate);
+    if (distance < best) {
+      best = distance;
+      nearest = std::string(endpoint.method) + " " + candidate;
+    }
+  }
+  return nearest;
+}
+
+}  // namespace braid
