@@ -2,11 +2,11 @@
 // edit distance the recognition tests, the OCR tests and bench/ocr share.
 #pragma once
 
-#include <algorithm>
 #include <cctype>
 #include <string>
 #include <string_view>
-#include <vector>
+
+#include "core/edit_distance.h"
 
 namespace braid::testing {
 
@@ -26,21 +26,6 @@ inline std::string NormaliseRecognised(std::string_view text) {
   return out;
 }
 
-// Levenshtein distance between two sequences (characters or words).
-template <typename Sequence>
-std::size_t EditDistance(const Sequence& a, const Sequence& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
+using braid::EditDistance;
 
 }  // namespace braid::testing

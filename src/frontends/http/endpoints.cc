@@ -4,6 +4,8 @@
 #include <array>
 #include <vector>
 
+#include "core/edit_distance.h"
+
 namespace braid {
 namespace {
 
@@ -77,21 +79,6 @@ std::string Instantiate(std::string_view endpoint, const std::vector<std::string
   return path;
 }
 
-std::size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 }  // namespace
 
 std::optional<std::string> NearestEndpoint(std::string_view path) {
@@ -101,7 +88,7 @@ std::optional<std::string> NearestEndpoint(std::string_view path) {
   std::size_t best = std::max<std::size_t>(3, path.size() / 4) + 1;  // farther is no typo
   for (const auto& endpoint : kEndpoints) {
     const std::string candidate = Instantiate(endpoint.path, asked);
-    const std::size_t distance = EditDistance(path, candidate);
+    const std::size_t distance = EditDistance(path, std::string_view(candidate));
     if (distance < best) {
       best = distance;
       nearest = std::string(endpoint.method) + " " + candidate;
