@@ -33,12 +33,12 @@ class Recorder {
       Remember(error);
     }
   }
-  // A request the open loop did not send: an error with no answer.
-  void Drop(std::size_t in_flight) {
+  // A request the open loop did not send: an error with no answer, `why`.
+  void Drop(std::string_view why) {
     std::lock_guard lock(mutex_);
     ++total_;
     ++errors_;
-    Remember(fmt::format("not sent: {} requests were already waiting for answers", in_flight));
+    Remember(why);
   }
   // The first distinct error messages of the whole run and their counts.
   std::vector<std::pair<std::string, std::uint64_t>> seen() {
@@ -163,13 +163,15 @@ BenchPoint RunLoad(Target& target, const LoadSpec& spec, const ProgressSink& pro
   std::thread arrivals;
   if (spec.open_loop) {
     arrivals = std::thread([shared, spec] {
+      const std::string unsent = fmt::format(
+          "not sent: {} requests were already waiting for answers", spec.max_outstanding);
       PoissonArrivals gaps(spec.load, spec.seed);
       auto next = Wall::now();
       while (!shared->stop) {
         next += gaps.Next();
         std::this_thread::sleep_until(next);
         if (shared->outstanding.count() >= spec.max_outstanding) {
-          shared->recorder.Drop(spec.max_outstanding);
+          shared->recorder.Drop(unsent);
           continue;
         }
         shared->outstanding.Begin();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 
 namespace braid {
 
@@ -65,11 +66,15 @@ Result<std::vector<std::string>> ModelRepository::Scan() const {
   return names;
 }
 
-Status ModelRepository::LoadAll() {
+Status ModelRepository::LoadAll(const LoadedSink& loaded) {
   BRAID_ASSIGN_OR_RETURN(auto names, Scan());
-  for (const auto& name : names) {
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
     // Failures are recorded in the entry; the other models still load.
-    (void)Load(name);
+    const Status status = Load(names[i]);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (loaded) loaded(names[i], status, i + 1, names.size(), seconds);
   }
   return Status::Ok();
 }

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -55,8 +56,11 @@ class ModelRepository {
   Result<std::vector<std::string>> Scan() const;
 
   // Loads every model Scan() finds. Failures are recorded, not returned;
-  // only an unreadable root is an error.
-  Status LoadAll();
+  // only an unreadable root is an error. `loaded` hears each model's outcome
+  // as it comes: its name, position (from 1) of how many, and seconds taken.
+  using LoadedSink = std::function<void(const std::string& name, const Status& status,
+                                        std::size_t position, std::size_t count, double seconds)>;
+  Status LoadAll(const LoadedSink& loaded = {});
 
   // Loads `name`, or reloads it if it is loaded: the new versions replace the
   // old ones only once all of them are ready, so a reload never interrupts

@@ -81,21 +81,15 @@ void InferenceService::Shutdown(bool drain) {
 Status InferenceService::LoadAll() {
   BRAID_ASSIGN_OR_RETURN(auto names, repository_.Scan());
   spdlog::info("loading {} models from {}", names.size(), repository_.root().string());
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    // A model that fails is recorded as unavailable; the others still load.
-    const Status status = repository_.Load(names[i]);
-    SyncSchedulers(names[i]);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return repository_.LoadAll([this](const std::string& name, const Status& status,
+                                    std::size_t position, std::size_t count, double seconds) {
+    SyncSchedulers(name);
     if (status.ok()) {
-      spdlog::info("model {} ready ({}/{}, {:.1f} s)", names[i], i + 1, names.size(), seconds);
+      spdlog::info("model {} ready ({}/{}, {:.1f} s)", name, position, count, seconds);
     } else {
-      spdlog::warn("model {} is unavailable ({}/{}): {}", names[i], i + 1, names.size(),
-                   status.message());
+      spdlog::warn("model {} is unavailable ({}/{}): {}", name, position, count, status.message());
     }
-  }
-  return Status::Ok();
+  });
 }
 
 Status InferenceService::Load(const std::string& name) {

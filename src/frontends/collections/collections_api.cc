@@ -203,9 +203,7 @@ bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     });
     return true;
   }
-  const auto nearest = NearestEndpoint(request.path);
-  responder->Send(JsonError(404, fmt::format("no endpoint {} {}{}", request.method, request.path,
-                                             nearest ? "; did you mean " + *nearest + "?" : "")));
+  responder->Send(JsonError(404, NoEndpointMessage(request.method, request.path)));
   return true;
 }
 

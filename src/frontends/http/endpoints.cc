@@ -1,5 +1,7 @@
 #include "frontends/http/endpoints.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <vector>
@@ -95,6 +97,12 @@ std::optional<std::string> NearestEndpoint(std::string_view path) {
     }
   }
   return nearest;
+}
+
+std::string NoEndpointMessage(std::string_view method, std::string_view path) {
+  const auto nearest = NearestEndpoint(path);
+  return fmt::format("no endpoint {} {}{}", method, path,
+                     nearest ? "; did you mean " + *nearest + "?" : "");
 }
 
 }  // namespace braid

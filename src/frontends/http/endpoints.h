@@ -14,4 +14,7 @@ namespace braid {
 // none is near enough to be a likely typo.
 std::optional<std::string> NearestEndpoint(std::string_view path);
 
+// "no endpoint METHOD /path", with "; did you mean ...?" when one is near.
+std::string NoEndpointMessage(std::string_view method, std::string_view path);
+
 }  // namespace braid

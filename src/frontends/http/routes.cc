@@ -270,10 +270,7 @@ class ApiHandler {
 
  private:
   void NotFound(const HttpRequest& request, const HttpResponderPtr& responder) {
-    const auto nearest = NearestEndpoint(request.path);
-    Reply(responder, request,
-          JsonError(404, fmt::format("no endpoint {} {}{}", request.method, request.path,
-                                     nearest ? "; did you mean " + *nearest + "?" : "")));
+    Reply(responder, request, JsonError(404, NoEndpointMessage(request.method, request.path)));
   }
 
   // The KServe v2 endpoints under /v2.
