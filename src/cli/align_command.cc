@@ -130,6 +130,14 @@ int RunSynth(const SynthOptions& options) {
   auto generated = align::GenerateSyntheticPairs(options.synthetic);
   if (!generated.ok()) return Fail("synth", generated.status());
   const auto files = align::PairFilesFromPrefix(options.out);
+  if (const auto folder = std::filesystem::path(options.out).parent_path(); !folder.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(folder, error);
+    if (error) {
+      return Fail("synth", InvalidArgument("{}: cannot create the folder: {}", folder.string(),
+                                           error.message()));
+    }
+  }
   if (auto status = align::SavePairs(generated->pairs, files); !status.ok()) {
     return Fail("synth", status);
   }

@@ -24,6 +24,14 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] {
     if (verbose) spdlog::set_level(spdlog::level::info);
   });
+  // Options may come from a TOML file, each command's under its own table
+  // ([serve], [router], ...); the command line wins. CLI11 reads config files
+  // at the top level only, so the commands pass --config (and -v) up to it.
+  app.set_config("--config", "",
+                 "Read options from a TOML file, each command's under its table: "
+                 "[serve] http-port = 9000; the command line wins");
+  app.allow_config_extras(CLI::config_extras_mode::error);
+  app.fallthrough();
 
   int exit_code = 0;
   braid::cli::AddModelsCommand(app, &exit_code);

@@ -291,7 +291,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   serve->add_flag("--no-batching", options->no_batching,
                   "Run every request alone, whatever the configs say (a benchmark baseline)");
   serve->add_flag("--debug", options->debug, "Log every request (debug level) to stderr");
-  serve->set_config("--config", "", "Read these options from a TOML/INI file");
+  serve->footer(
+      "Options can also come from a TOML file, under its [serve] table "
+      "(http-port = 9000): braid serve --config braid.toml");
   serve->callback([options, exit_code] { *exit_code = RunServe(*options); });
 }
 

@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "core/file_util.h"
 #include "core/npy.h"
 #include "support/child_process.h"
 #include "support/command.h"
@@ -65,6 +66,36 @@ TEST(CliTest, ServeSaysEachModelAsItLoads) {
     EXPECT_THAT(said, MatchesRegex("(.|\n)*model " + model +
                                    " ready \\([0-9]+/[0-9]+, [0-9.]+ s\\)(.|\n)*"))
         << said;
+}
+
+// `braid serve --config FILE` takes its options from the file's [serve]
+// table, and an option on the command line wins over the file's.
+TEST(CliTest, ServeReadsItsOptionsFromATomlFile) {
+  testing::TempDir dir;
+  const auto config = dir.path() / "braid.toml";
+  ASSERT_TRUE(WriteFile(config,
+                        "[serve]\nhost = \"127.0.0.1\"\nhttp-port = 8000\nmetrics-port = 0\n"
+                        "drain-timeout = 5\n")
+                  .ok());
+  testing::ChildProcess server(
+      {kBraid, "serve", "--config", config.string(), "--http-port", "0", "--grpc-port", "0"});
+  const std::string ready = server.first_line();
+  EXPECT_THAT(ready,
+              MatchesRegex("braid ready http=127\\.0\\.0\\.1:[0-9]+ grpc=127\\.0\\.0\\.1:[0-9]+ "
+                           "metrics=127\\.0\\.0\\.1:[0-9]+\n"));
+  EXPECT_THAT(ready, Not(HasSubstr(":8000 ")));
+}
+
+TEST(CliTest, ConfigFileMistakesAreRefusedByName) {
+  testing::TempDir dir;
+  const auto typo = dir.path() / "typo.toml";
+  ASSERT_TRUE(WriteFile(typo, "[serve]\nhttp-prt = 9000\n").ok());
+  auto result = RunCommand(kBraid + " serve --config " + typo.string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("http-prt"));
+  result = RunCommand(kBraid + " serve --config " + (dir.path() / "missing.toml").string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_THAT(result.err, HasSubstr("missing.toml"));
 }
 
 TEST(CliTest, InferRandomClipImagePrintsOneEmbedding) {

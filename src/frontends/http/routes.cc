@@ -214,7 +214,7 @@ Status AuthorizeRequest(const ApiOptions& options, const HttpRequest& request, b
   if (key.empty()) return Status::Ok();
   if (KeyMatches(BearerToken(request), key)) return Status::Ok();
   return MakeStatus(StatusCode::kUnauthenticated,
-                    "{} key required: send 'Authorization: Bearer KEY'",
+                    "{} key is required: send 'Authorization: Bearer KEY'",
                     admin && !options.admin_key.empty() ? "an admin" : "an API");
 }
 
@@ -504,7 +504,7 @@ HttpHandler MakeMetricsHandler(InferenceService& service, Metrics& metrics, std:
       return responder->Send(JsonError(404, "metrics are at /metrics"));
     if (!api_key.empty() && !KeyMatches(BearerToken(request), api_key))
       return responder->Send(
-          JsonError(401, "an API key required: send 'Authorization: Bearer KEY'"));
+          JsonError(401, "an API key is required: send 'Authorization: Bearer KEY'"));
     HttpResponse response;
     response.content_type = "text/plain; version=0.0.4; charset=utf-8";
     response.body = metrics.Render(CollectModelMetrics(service), service.in_flight(),
