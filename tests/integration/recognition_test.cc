@@ -18,7 +18,7 @@ namespace {
 
 const std::filesystem::path kFixtures = BRAID_TEST_FIXTURES;
 
-// Measured on this project's machine (see README): OCR CER 0.0% over 36
+// Measured on this project's machine (docs/models.md): OCR CER 0.0% over 36
 // images, ASR WER 9.7% over 6 clips (3 of 31 words). The bounds leave a
 // margin for other builds of the same Debian packages.
 constexpr double kMaxCharacterErrorRate = 0.02;
