@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/base64.h"
+#include "frontends/http/endpoints.h"
 #include "grpc_service.grpc.pb.h"
 #include "support/command.h"
 #include "support/fixtures.h"
@@ -91,6 +92,30 @@ class ServeTest : public ::testing::Test {
   static ServerProcess* server_;
 };
 ServerProcess* ServeTest::server_ = nullptr;
+
+// The endpoint list that 404s suggest from names only endpoints the server
+// serves: each, asked with its method, is answered by its route (a status of
+// its own, or an error other than "no endpoint").
+TEST_F(ServeTest, EveryListedEndpointIsServed) {
+  for (const Endpoint& endpoint : Endpoints()) {
+    std::string path(endpoint.path);
+    for (const auto& [placeholder, value] :
+         std::vector<std::pair<std::string, std::string>>{{"{model}", "identity"},
+                                                          {"{version}", "1"},
+                                                          {"{name}", "listed"},
+                                                          {"{task_id}", "task"},
+                                                          {"{id}", "item"}}) {
+      if (auto at = path.find(placeholder); at != std::string::npos)
+        path.replace(at, placeholder.size(), value);
+    }
+    Reply reply =
+        Curl(*server_, path,
+             "-X " + std::string(endpoint.method) + " --max-time 5" +
+                 (endpoint.method == "POST" ? " -H 'Content-Type: application/json' -d '{}'" : ""));
+    EXPECT_NE(reply.code, 405) << endpoint.method << " " << path << ": " << reply.body;
+    EXPECT_THAT(reply.body, Not(HasSubstr("no endpoint"))) << endpoint.method << " " << path;
+  }
+}
 
 TEST_F(ServeTest, ReadyLineHealthAndServerMetadata) {
   EXPECT_THAT(server_->ready_line(), StartsWith("braid ready http=127.0.0.1:"));

@@ -11,17 +11,14 @@
 namespace braid {
 namespace {
 
-struct Endpoint {
-  std::string_view method;
-  std::string_view path;  // segments in braces take any value
-};
-
 constexpr std::array kEndpoints = {
     Endpoint{"GET", "/v2"},
     Endpoint{"GET", "/v2/health/live"},
     Endpoint{"GET", "/v2/health/ready"},
     Endpoint{"GET", "/v2/models/{model}"},
     Endpoint{"GET", "/v2/models/{model}/ready"},
+    Endpoint{"GET", "/v2/models/{model}/config"},
+    Endpoint{"GET", "/v2/models/{model}/stats"},
     Endpoint{"GET", "/v2/models/{model}/versions/{version}"},
     Endpoint{"POST", "/v2/models/{model}/infer"},
     Endpoint{"POST", "/v2/models/{model}/versions/{version}/infer"},
@@ -32,6 +29,7 @@ constexpr std::array kEndpoints = {
     Endpoint{"POST", "/v2/repository/models/{model}/load"},
     Endpoint{"POST", "/v2/repository/models/{model}/unload"},
     Endpoint{"GET", "/v1/models"},
+    Endpoint{"GET", "/v1/models/{model}"},
     Endpoint{"POST", "/v1/embeddings"},
     Endpoint{"POST", "/v1/chat/completions"},
     Endpoint{"POST", "/v1/audio/transcriptions"},
@@ -46,13 +44,19 @@ constexpr std::array kEndpoints = {
     Endpoint{"GET", "/v1/collections/{name}"},
     Endpoint{"POST", "/v1/collections/{name}/items"},
     Endpoint{"POST", "/v1/collections/{name}/search"},
+    Endpoint{"DELETE", "/v1/collections/{name}"},
     Endpoint{"DELETE", "/v1/collections/{name}/items/{id}"},
-    Endpoint{"GET", "/v1/live/reports"},
+    Endpoint{"POST", "/v1/live/reports"},
+    Endpoint{"GET", "/v1/live/reports/{id}/events"},
     Endpoint{"GET", "/v1/video/stream"},
     Endpoint{"POST", "/embed"},
     Endpoint{"POST", "/rerank"},
     Endpoint{"POST", "/tokenize"},
     Endpoint{"GET", "/info"},
+    Endpoint{"GET", "/tei/embedding/info"},
+    Endpoint{"GET", "/tei/reranker/info"},
+    Endpoint{"POST", "/tei/reranker/rerank"},
+    Endpoint{"GET", "/"},
     Endpoint{"GET", "/dashboard"},
     Endpoint{"GET", "/dashboard/stats"},
 };
@@ -82,6 +86,8 @@ std::string Instantiate(std::string_view endpoint, const std::vector<std::string
 }
 
 }  // namespace
+
+std::span<const Endpoint> Endpoints() { return kEndpoints; }
 
 std::optional<std::string> NearestEndpoint(std::string_view path) {
   if (path.empty() || path.front() != '/' || path.size() > 512) return std::nullopt;

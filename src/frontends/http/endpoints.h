@@ -4,10 +4,21 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 namespace braid {
+
+struct Endpoint {
+  std::string_view method;
+  std::string_view path;  // segments in braces take any value
+};
+
+// Every endpoint of `braid serve`'s HTTP port. The routes that serve them are
+// the front ends' handlers; ServeTest.EveryListedEndpointIsServed keeps the
+// two in step.
+std::span<const Endpoint> Endpoints();
 
 // "METHOD /path" of the endpoint nearest to `path` (by edit distance, a
 // template's {placeholders} taking the request's segments), or nullopt when
