@@ -119,7 +119,9 @@ TEST_F(TorchScriptTest, WhatTheConfigGetsWrongIsRefusedAtLoad) {
   EXPECT_THAT(Load("{'y': y}", Config(kYAndBest)).status().message(),
               HasSubstr("without the tensor 'best'"));
   auto gpu = Load("y", Config(kY, "optimization: {execution_provider: cuda}\n"));
-  if (!torch::cuda::is_available()) EXPECT_EQ(gpu.status().code(), StatusCode::kUnavailable);
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(gpu.status().code(), StatusCode::kUnavailable);
+  }
   auto bytes = Load("y",
                     "backend: torchscript\nmax_batch_size: 8\n"
                     "inputs: [{name: x, datatype: BYTES, dims: [1]}]\noutputs:\n" +

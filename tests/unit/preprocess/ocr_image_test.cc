@@ -124,7 +124,9 @@ TEST(OcrImageTest, OddImagesComeBackWhole) {
     EXPECT_FALSE(prepared->image.empty());
     EXPECT_EQ(prepared->image.type(), CV_8UC1);
     EXPECT_LE(prepared->image.total(), std::max<std::size_t>(gray.total() * 2, 16'000'000));
-    if (EstimateTextHeight(gray) == 0) EXPECT_EQ(prepared->scale, 1);
+    if (EstimateTextHeight(gray) == 0) {
+      EXPECT_EQ(prepared->scale, 1);
+    }
   }
   EXPECT_EQ(PrepareOcrImage(cases[2])->scale, 1);
   EXPECT_EQ(EstimateTextHeight(cases[2]), 0);
