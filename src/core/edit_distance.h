@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace braid {
@@ -24,6 +27,31 @@ std::size_t EditDistance(const Sequence& a, const Sequence& b) {
     }
   }
   return row[b.size()];
+}
+
+// The name in `names` nearest to `asked`, when it is near enough to be a
+// likely typo (at most a quarter of the asked name's letters off, and at
+// least 2): what "did you mean" suggests.
+template <typename Names>
+std::optional<std::string_view> NearestName(std::string_view asked, const Names& names) {
+  std::optional<std::string_view> nearest;
+  std::size_t best = std::max<std::size_t>(2, asked.size() / 4) + 1;
+  for (const auto& name : names) {
+    const std::string_view candidate(name);
+    const std::size_t distance = EditDistance(asked, candidate);
+    if (distance < best) {
+      best = distance;
+      nearest = candidate;
+    }
+  }
+  return nearest;
+}
+
+// "did you mean 'NAME'? " for the nearest of `names`, or nothing.
+template <typename Names>
+std::string DidYouMean(std::string_view asked, const Names& names) {
+  const auto nearest = NearestName(asked, names);
+  return nearest ? "did you mean '" + std::string(*nearest) + "'? " : std::string();
 }
 
 }  // namespace braid

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <chrono>
 
+#include "core/edit_distance.h"
+
 namespace braid {
 
 std::string_view ModelStateName(ModelState state) {
@@ -191,13 +193,13 @@ Result<std::vector<ModelConfigSummary>> ModelRepository::Configs() const {
 Status ModelRepository::UnknownModel(std::string_view name) const {
   constexpr std::size_t kNamesShown = 20;
   std::vector<std::string_view> names;
-  for (const auto& [known, entry] : entries_) {
-    if (names.size() < kNamesShown) names.push_back(known);
-  }
-  const std::size_t more = entries_.size() - names.size();
-  return NotFound("unknown model '{}'; the models are: {}{}", name,
-                  names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")),
-                  more ? fmt::format(" and {} more", more) : "");
+  for (const auto& [known, entry] : entries_) names.push_back(known);
+  const std::size_t shown = std::min(names.size(), kNamesShown);
+  return NotFound("unknown model '{}'; {}the models are: {}{}", name, DidYouMean(name, names),
+                  names.empty()
+                      ? "none"
+                      : fmt::format("{}", fmt::join(names.begin(), names.begin() + shown, ", ")),
+                  names.size() > shown ? fmt::format(" and {} more", names.size() - shown) : "");
 }
 
 Status ModelRepository::Unload(const std::string& name) {

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "core/edit_distance.h"
 #include "core/file_util.h"
 
 namespace braid {
@@ -39,8 +40,12 @@ Status WorkflowRegistry::Load(const std::filesystem::path& directory, const Mode
 
 Result<WorkflowPtr> WorkflowRegistry::Get(const std::string& name) const {
   auto it = entries_.find(name);
-  if (it == entries_.end())
-    return NotFound("unknown workflow '{}'; the workflows are: {}", name, Names());
+  if (it == entries_.end()) {
+    std::vector<std::string_view> names;
+    for (const auto& [known, entry] : entries_) names.push_back(known);
+    return NotFound("unknown workflow '{}'; {}the workflows are: {}", name, DidYouMean(name, names),
+                    Names());
+  }
   if (!it->second.workflow)
     return Unavailable("workflow '{}' is unavailable: {}", name, it->second.reason);
   return it->second.workflow;

@@ -196,6 +196,9 @@ TEST(CliTest, RunPrintsWorkflowEventsAsTheyHappen) {
   ExpectCleanErrorIn(kBraid + " run speech-report", "needs --audio");
   ExpectCleanErrorIn(kBraid + " run no-such-workflow --text x",
                      "unknown workflow 'no-such-workflow'; the workflows are: ");
+  ExpectCleanErrorIn(kBraid + " run speech-reprt --text x",
+                     "unknown workflow 'speech-reprt'; did you mean 'speech-report'? the "
+                     "workflows are: ");
 }
 
 TEST(CliTest, RunLoadsOnlyTheModelsOfItsWorkflow) {

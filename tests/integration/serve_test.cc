@@ -316,6 +316,8 @@ TEST_F(ServeTest, BadInputGetsTheRightError) {
        "", 400, "priority 9"},
       {"/v2/models/nope/infer", IdentityRequest(), "", 404,
        "unknown model 'nope'; the models are: align, asr, clip-image"},
+      {"/v2/models/identty/infer", IdentityRequest(), "", 404,
+       "unknown model 'identty'; did you mean 'identity'? the models are: "},
       {"/v2/models/identity/versions/7/infer", IdentityRequest(), "", 404, "no version 7"},
       {"/v2/models/identity/versions/x/infer", IdentityRequest(), "", 400, "not a model version"},
       {"/v2/models/..%2F..%2Fetc/infer", IdentityRequest(), "", 404, "no endpoint"},

@@ -92,17 +92,12 @@ std::span<const Endpoint> Endpoints() { return kEndpoints; }
 std::optional<std::string> NearestEndpoint(std::string_view path) {
   if (path.empty() || path.front() != '/' || path.size() > 512) return std::nullopt;
   const auto asked = Segments(path);
-  std::optional<std::string> nearest;
-  std::size_t best = std::max<std::size_t>(3, path.size() / 4) + 1;  // farther is no typo
-  for (const auto& endpoint : kEndpoints) {
-    const std::string candidate = Instantiate(endpoint.path, asked);
-    const std::size_t distance = EditDistance(path, std::string_view(candidate));
-    if (distance < best) {
-      best = distance;
-      nearest = std::string(endpoint.method) + " " + candidate;
-    }
-  }
-  return nearest;
+  std::vector<std::string> candidates;
+  for (const auto& endpoint : kEndpoints) candidates.push_back(Instantiate(endpoint.path, asked));
+  const auto nearest = NearestName(path, candidates);
+  if (!nearest) return std::nullopt;
+  const auto at = std::find(candidates.begin(), candidates.end(), *nearest) - candidates.begin();
+  return std::string(kEndpoints[at].method) + " " + candidates[at];
 }
 
 std::string NoEndpointMessage(std::string_view method, std::string_view path) {
