@@ -113,9 +113,11 @@ int Run(QuantizeOptions& options) {
   return 0;
 }
 
-// NAME's newest version's model file, and where its quantized copy goes.
+// NAME's newest version's model file, and where its quantized copy goes;
+// the config's input dims go to `request` for the synthetic samples.
 Result<std::pair<fs::path, fs::path>> RepositoryFiles(const fs::path& root, const std::string& name,
-                                                      Mode mode) {
+                                                      quantize::Request& request) {
+  const Mode mode = request.mode;
   const fs::path directory = root / name;
   BRAID_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(directory));
   if (config.backend != kOnnxRuntimeBackend) {
@@ -124,6 +126,7 @@ Result<std::pair<fs::path, fs::path>> RepositoryFiles(const fs::path& root, cons
   }
   const auto versions = ListVersions(directory);
   if (versions.empty()) return NotFound("{}: no version folders", directory.string());
+  for (const auto& input : config.inputs) request.declared[input.name] = input.dims;
   const fs::path folder = directory / std::to_string(versions.back());
   const auto precision =
       mode == Mode::kFp16 ? Optimization::Precision::kFp16 : Optimization::Precision::kInt8;
@@ -158,7 +161,7 @@ void AddQuantizeCommands(CLI::App& app, int* exit_code) {
   AddSharedOptions(named, *options);
   named->callback([options, exit_code] {
     const auto root = ModelRepositoryOrDefault(options->repository);
-    auto files = RepositoryFiles(root, options->model, options->request.mode);
+    auto files = RepositoryFiles(root, options->model, options->request);
     if (!files.ok()) {
       fmt::print(stderr, "braid: {}\n", files.status().message());
       *exit_code = 1;

@@ -244,7 +244,8 @@ Result<std::vector<Sample>> LoadSamples(const fs::path& dir,
 
 Result<std::vector<Sample>> SyntheticSamples(const onnx::ModelProto& model,
                                              const std::vector<OnnxTensorInfo>& inputs, int count,
-                                             std::uint32_t seed) {
+                                             std::uint32_t seed,
+                                             const std::map<std::string, Shape>& declared) {
   std::mt19937 random(seed);
   std::normal_distribution<float> normal(0.f, 1.f);
   std::vector<Sample> samples(count);
@@ -257,8 +258,12 @@ Result<std::vector<Sample>> SyntheticSamples(const onnx::ModelProto& model,
             input.name);
       }
       Shape shape = input.dims;
+      const auto config = declared.find(input.name);
+      const bool fits = config != declared.end() && config->second.size() + 1 == shape.size();
       for (std::size_t d = 0; d < shape.size(); ++d) {
-        if (shape[d] < 0) shape[d] = d == 0 ? 1 : kVariableDim;
+        if (shape[d] >= 0) continue;
+        const std::int64_t given = fits && d > 0 ? config->second[d - 1] : -1;
+        shape[d] = d == 0 ? 1 : given > 0 ? given : kVariableDim;
       }
       BRAID_ASSIGN_OR_RETURN(std::int64_t elements, ElementCount(shape));
       if (elements > kMaxSyntheticElements) {
@@ -417,8 +422,10 @@ Result<Report> QuantizeFile(const Request& request,
   } else {
     report.synthetic = true;
     const int count = static_cast<int>(std::max<std::size_t>(4, request.samples));
-    BRAID_ASSIGN_OR_RETURN(calibration, SyntheticSamples(model, inputs, count * 3 / 4, 1));
-    BRAID_ASSIGN_OR_RETURN(measured, SyntheticSamples(model, inputs, count - count * 3 / 4, 2));
+    BRAID_ASSIGN_OR_RETURN(calibration,
+                           SyntheticSamples(model, inputs, count * 3 / 4, 1, request.declared));
+    BRAID_ASSIGN_OR_RETURN(
+        measured, SyntheticSamples(model, inputs, count - count * 3 / 4, 2, request.declared));
   }
   report.measured_samples = measured.size();
 

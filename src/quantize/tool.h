@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,11 +40,14 @@ Result<std::vector<Sample>> LoadSamples(const std::filesystem::path& dir,
 
 // `count` samples of seeded random values: FP32 from a normal distribution;
 // integers below the row count of the table a Gather looks them up in (token
-// ids), else 0 or 1. A variable batch dimension is 1, other variable dims
-// 16. InvalidArgument for string inputs and past 64 Mi values per input.
+// ids), else 0 or 1. A variable batch dimension is 1; another variable
+// dimension takes its size from `declared` (an input's dims without the
+// batch, as a model's config gives them) when that fixes it, else 16.
+// InvalidArgument for string inputs and past 64 Mi values per input.
 Result<std::vector<Sample>> SyntheticSamples(const onnx::ModelProto& model,
                                              const std::vector<OnnxTensorInfo>& inputs, int count,
-                                             std::uint32_t seed);
+                                             std::uint32_t seed,
+                                             const std::map<std::string, Shape>& declared = {});
 
 enum class RangeMethod { kMinMax, kPercentile };
 
@@ -87,6 +91,9 @@ struct Request {
   int batch = 8;
   int rounds = 5;
   double max_drift = 0.01;  // the most 1 − mean cosine similarity accepted
+  // Inputs' dims without the batch (a repository model's config), for the
+  // synthetic samples of a file whose dims are variable.
+  std::map<std::string, Shape> declared;
   Options options;
 };
 

@@ -226,6 +226,22 @@ TEST(QuantizeTest, OutputsThatOverflowCountAsTheWorstDrift) {
   EXPECT_LT(drift.mean_cosine, 0.6);
 }
 
+// A variable dimension of the file takes the size the model's config
+// declares, so that a repository model is measured at the shape it serves.
+TEST(QuantizeTest, SyntheticSamplesTakeTheDeclaredSizeOfAVariableDimension) {
+  const std::vector<OnnxTensorInfo> inputs = {{"x", DataType::kFp32, {-1, -1}}};
+  auto shape_with = [&](const std::map<std::string, Shape>& declared) {
+    auto samples = SyntheticSamples(SmallModel(), inputs, 1, 1, declared);
+    EXPECT_TRUE(samples.ok()) << samples.status().ToString();
+    return samples.ok() ? (*samples)[0][0].shape() : Shape{};
+  };
+  EXPECT_EQ(shape_with({{"x", {77}}}), (Shape{1, 77}));
+  EXPECT_EQ(shape_with({}), (Shape{1, 16})) << "nothing declared";
+  EXPECT_EQ(shape_with({{"x", {-1}}}), (Shape{1, 16})) << "declared variable too";
+  EXPECT_EQ(shape_with({{"x", {2, 3}}}), (Shape{1, 16})) << "another rank";
+  EXPECT_EQ(shape_with({{"other", {77}}}), (Shape{1, 16})) << "another input";
+}
+
 TEST(QuantizeTest, RefusesWhatItCannotQuantize) {
   EXPECT_THAT(ParseModel("not a model").status().message(), HasSubstr("not an ONNX model"));
   EXPECT_EQ(ParseModel("").status().code(), StatusCode::kInvalidArgument);
