@@ -113,11 +113,11 @@ int Run(QuantizeOptions& options) {
   return 0;
 }
 
-// NAME's newest version's model file, and where its quantized copy goes;
-// the config's input dims go to `request` for the synthetic samples.
-Result<std::pair<fs::path, fs::path>> RepositoryFiles(const fs::path& root, const std::string& name,
-                                                      quantize::Request& request) {
-  const Mode mode = request.mode;
+// Points `request` at NAME's newest version: its model file as the input,
+// the file its config's precision serves as the output, and the config's
+// input dims for the synthetic samples.
+Status ForRepositoryModel(const fs::path& root, const std::string& name,
+                          quantize::Request& request) {
   const fs::path directory = root / name;
   BRAID_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(directory));
   if (config.backend != kOnnxRuntimeBackend) {
@@ -126,12 +126,13 @@ Result<std::pair<fs::path, fs::path>> RepositoryFiles(const fs::path& root, cons
   }
   const auto versions = ListVersions(directory);
   if (versions.empty()) return NotFound("{}: no version folders", directory.string());
-  for (const auto& input : config.inputs) request.declared[input.name] = input.dims;
   const fs::path folder = directory / std::to_string(versions.back());
   const auto precision =
-      mode == Mode::kFp16 ? Optimization::Precision::kFp16 : Optimization::Precision::kInt8;
-  return std::pair{OnnxModelFile(config, folder, Optimization::Precision::kFp32),
-                   OnnxModelFile(config, folder, precision)};
+      request.mode == Mode::kFp16 ? Optimization::Precision::kFp16 : Optimization::Precision::kInt8;
+  request.input = OnnxModelFile(config, folder, Optimization::Precision::kFp32);
+  request.output = OnnxModelFile(config, folder, precision);
+  for (const auto& input : config.inputs) request.declared[input.name] = input.dims;
+  return Status::Ok();
 }
 
 }  // namespace
@@ -161,13 +162,11 @@ void AddQuantizeCommands(CLI::App& app, int* exit_code) {
   AddSharedOptions(named, *options);
   named->callback([options, exit_code] {
     const auto root = ModelRepositoryOrDefault(options->repository);
-    auto files = RepositoryFiles(root, options->model, options->request);
-    if (!files.ok()) {
-      fmt::print(stderr, "braid: {}\n", files.status().message());
+    if (Status found = ForRepositoryModel(root, options->model, options->request); !found.ok()) {
+      fmt::print(stderr, "braid: {}\n", found.message());
       *exit_code = 1;
       return;
     }
-    std::tie(options->request.input, options->request.output) = *files;
     *exit_code = Run(*options);
     if (*exit_code == 0) {
       fmt::print("serve it with `optimization: {{precision: {}}}` in the config in {}\n",

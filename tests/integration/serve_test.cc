@@ -105,9 +105,11 @@ TEST_F(ServeTest, EveryListedEndpointIsServed) {
                                                           {"{name}", "listed"},
                                                           {"{task_id}", "task"},
                                                           {"{id}", "item"}}) {
-      if (auto at = path.find(placeholder); at != std::string::npos)
+      for (auto at = path.find(placeholder); at != std::string::npos; at = path.find(placeholder))
         path.replace(at, placeholder.size(), value);
     }
+    ASSERT_EQ(path.find('{'), std::string::npos)
+        << "a placeholder without a sample value: " << path;
     Reply reply =
         Curl(*server_, path,
              "-X " + std::string(endpoint.method) + " --max-time 5" +
