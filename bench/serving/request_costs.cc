@@ -143,8 +143,8 @@ int Run(const std::string& repository_path, int requests, std::int64_t inline_ma
   Metrics metrics;
   HttpServerOptions http_options;
   http_options.threads = 2;
-  HttpServer http(http_options,
-                  MakeApiHandler(service, metrics, SteadyClock(), ApiOptions{}, {}, {}));
+  HttpServer http(http_options, MakeApiHandler(service, metrics, SteadyClock(), ApiOptions{},
+                                               std::make_shared<RouteTable>()));
   auto port = http.Listen("127.0.0.1", 0);
   if (!port.ok()) {
     fmt::print(stderr, "bench_request_costs: {}\n", port.status().message());

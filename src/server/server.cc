@@ -64,6 +64,8 @@ struct Server::Parts {
   std::optional<LiveVideo> live_video;
   std::optional<LiveReports> live_reports;
   std::optional<LiveApi> live_api;
+  // Every front end's endpoints; the routes point into the APIs above.
+  std::shared_ptr<RouteTable> routes;
   std::optional<HttpServer> http;
   std::optional<HttpServer> metrics_http;
   std::optional<GrpcServer> grpc;
@@ -172,16 +174,17 @@ Status Server::Parts::Build() {
     api_options.limiter =
         std::make_shared<RateLimiter>(options.rate_limit, options.rate_burst, SteadyClock());
   }
-  std::vector<RouteHandler> keyed = {
-      [this](HttpRequest& r, HttpResponderPtr& p) { return workflow_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return generate_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return retrieval_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return collections_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return speech_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return live_api->Handle(r, p); },
-      [this](HttpRequest& r, HttpResponderPtr& p) { return openai_api->Handle(r, p); }};
-  std::vector<RouteHandler> open = {MakeWebPages()};
-  (options.protect_metrics ? keyed : open).push_back(MakeDashboardStats(*service, metrics));
+  routes = std::make_shared<RouteTable>();
+  workflow_api->AddRoutes(*routes);
+  generate_api->AddRoutes(*routes);
+  retrieval_api->AddRoutes(*routes);
+  collections_api->AddRoutes(*routes);
+  speech_api->AddRoutes(*routes);
+  live_api->AddRoutes(*routes);
+  openai_api->AddRoutes(*routes);
+  AddWebPages(*routes);
+  AddDashboardStats(*routes, *service, metrics,
+                    options.protect_metrics ? RouteAccess::kKeyed : RouteAccess::kOpen);
   HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.max_header_count = options.max_header_count;
@@ -195,8 +198,7 @@ Status Server::Parts::Build() {
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  http.emplace(http_options, MakeApiHandler(*service, metrics, SteadyClock(), api_options,
-                                            std::move(keyed), std::move(open)));
+  http.emplace(http_options, MakeApiHandler(*service, metrics, SteadyClock(), api_options, routes));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
   if (options.tls_metrics) metrics_options.tls = options.tls;
@@ -323,6 +325,8 @@ Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
 Server::~Server() { parts_->Stop(std::chrono::seconds(0)); }
 
 const ServerPorts& Server::ports() const { return parts_->ports; }
+
+const std::vector<Endpoint>& Server::endpoints() const { return parts_->routes->endpoints(); }
 
 Status Server::ReloadTls() {
   BRAID_RETURN_IF_ERROR(parts_->http->ReloadTls());

@@ -25,6 +25,7 @@
 
 #include "core/compute_budget.h"
 #include "core/status.h"
+#include "frontends/http/route_table.h"
 #include "frontends/tls_files.h"
 #include "scheduler/model_scheduler.h"
 
@@ -111,6 +112,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   const ServerPorts& ports() const;
+  // The HTTP port's endpoints (its route table), in the order added.
+  const std::vector<Endpoint>& endpoints() const;
 
   // Reads the TLS files again: new connections use them, open ones go on
   // (HTTP and metrics at once; gRPC watches the files itself and takes

@@ -6,14 +6,12 @@
 #include <rapidjson/writer.h>
 
 #include "core/base64.h"
-#include "frontends/http/endpoints.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
 
 namespace braid {
 namespace {
 
-constexpr char kPrefix[] = "/v1/collections";
 constexpr std::size_t kMaxTopK = 1000;
 constexpr std::size_t kMaxTextBytes = 64 << 10;
 constexpr std::size_t kMaxMetadataBytes = 16 << 10;
@@ -150,61 +148,49 @@ CollectionsApi::CollectionsApi(CollectionStore& store, Embedder& embedder, FileS
                                ThreadPool& pool)
     : store_(store), embedder_(embedder), files_(files), pool_(pool) {}
 
-bool CollectionsApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  std::string_view path = request.path;
-  if (!path.starts_with(kPrefix)) return false;
-  path.remove_prefix(sizeof(kPrefix) - 1);
-  if (!path.empty() && path[0] != '/') return false;
-  auto wrong_method = [&](std::string_view allowed) {
-    responder->Send(JsonError(405, fmt::format("{} takes {}", request.path, allowed)));
-    return true;
+Route CollectionsApi::WithName(Named handler) {
+  return [handler = std::move(handler)](HttpRequest& request, HttpResponderPtr responder,
+                                        const PathParams& params) {
+    const std::string name(params[0]);
+    if (Status valid = ValidateCollectionName(name); !valid.ok())
+      return responder->Send(JsonError(valid));
+    handler(name, request, std::move(responder), params);
   };
-  if (path.empty() || path == "/") {
-    if (request.method != "GET") return wrong_method("GET");
-    List(responder);
-    return true;
-  }
-  path.remove_prefix(1);
-  const std::size_t slash = path.find('/');
-  const std::string name(path.substr(0, slash));
-  const std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash);
-  if (Status valid = ValidateCollectionName(name); !valid.ok()) {
-    responder->Send(JsonError(valid));
-    return true;
-  }
-  if (rest.empty()) {
-    if (request.method == "GET") {
-      Describe(name, responder);
-    } else if (request.method == "DELETE") {
-      Answer(responder, [this, name] {
-        if (Status status = store_.Drop(name); !status.ok()) return JsonError(status);
-        return Json(fmt::format(R"({{"name":{},"deleted":true}})", JsonQuoted(name)));
-      });
-    } else {
-      return wrong_method("GET or DELETE");
-    }
-    return true;
-  }
-  if (rest == "/items") {
-    if (request.method != "POST") return wrong_method("POST");
-    AddItems(name, request, responder);
-    return true;
-  }
-  if (rest == "/search") {
-    if (request.method != "POST") return wrong_method("POST");
-    Search(name, request, responder);
-    return true;
-  }
-  if (rest.starts_with("/items/") && rest.size() > 7) {
-    if (request.method != "DELETE") return wrong_method("DELETE");
-    Answer(responder, [this, name, id = std::string(rest.substr(7))] {
-      if (Status status = store_.Remove(name, id); !status.ok()) return JsonError(status);
-      return Json(fmt::format(R"({{"id":{},"deleted":true}})", JsonQuoted(id)));
-    });
-    return true;
-  }
-  responder->Send(JsonError(404, NoEndpointMessage(request.method, request.path)));
-  return true;
+}
+
+void CollectionsApi::AddRoutes(RouteTable& routes) {
+  routes.Add("GET", "/v1/collections",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
+               List(std::move(responder));
+             });
+  routes.Add("GET", "/v1/collections/{collection}",
+             WithName([this](const std::string& name, HttpRequest&, HttpResponderPtr responder,
+                             const PathParams&) { Describe(name, std::move(responder)); }));
+  routes.Add("DELETE", "/v1/collections/{collection}",
+             WithName([this](const std::string& name, HttpRequest&, HttpResponderPtr responder,
+                             const PathParams&) {
+               Answer(std::move(responder), [this, name] {
+                 if (Status status = store_.Drop(name); !status.ok()) return JsonError(status);
+                 return Json(fmt::format(R"({{"name":{},"deleted":true}})", JsonQuoted(name)));
+               });
+             }));
+  routes.Add(
+      "POST", "/v1/collections/{collection}/items",
+      WithName([this](const std::string& name, HttpRequest& request, HttpResponderPtr responder,
+                      const PathParams&) { AddItems(name, request, std::move(responder)); }));
+  routes.Add(
+      "POST", "/v1/collections/{collection}/search",
+      WithName([this](const std::string& name, HttpRequest& request, HttpResponderPtr responder,
+                      const PathParams&) { Search(name, request, std::move(responder)); }));
+  routes.Add("DELETE", "/v1/collections/{collection}/items/{id...}",
+             WithName([this](const std::string& name, HttpRequest&, HttpResponderPtr responder,
+                             const PathParams& params) {
+               Answer(std::move(responder), [this, name, id = std::string(params[1])] {
+                 if (Status status = store_.Remove(name, id); !status.ok())
+                   return JsonError(status);
+                 return Json(fmt::format(R"({{"id":{},"deleted":true}})", JsonQuoted(id)));
+               });
+             }));
 }
 
 void CollectionsApi::Answer(HttpResponderPtr responder, std::function<HttpResponse()> work) {

@@ -22,6 +22,7 @@
 #include "collections/collection_store.h"
 #include "core/thread_pool.h"
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "serving/embedder.h"
 #include "serving/file_store.h"
 
@@ -33,9 +34,15 @@ class CollectionsApi {
   // `pool`, never on the network threads.
   CollectionsApi(CollectionStore& store, Embedder& embedder, FileStore& files, ThreadPool& pool);
 
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds the endpoints above to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
+  // A route for /v1/collections/{c}...: `handler` gets the collection's
+  // name once it is a valid one.
+  using Named = std::function<void(const std::string& name, HttpRequest& request,
+                                   HttpResponderPtr responder, const PathParams& params)>;
+  static Route WithName(Named handler);
   void AddItems(const std::string& name, const HttpRequest& request, HttpResponderPtr responder);
   void Search(const std::string& name, const HttpRequest& request, HttpResponderPtr responder);
   void Describe(const std::string& name, HttpResponderPtr responder);

@@ -8,9 +8,7 @@
 #include <charconv>
 
 #include "core/credentials.h"
-#include "frontends/http/endpoints.h"
 #include "frontends/http/load_report.h"
-#include "frontends/kserve/generate_api.h"
 #include "frontends/kserve/kserve.h"
 #include "frontends/status_mapping.h"
 
@@ -161,51 +159,6 @@ Status CheckRepositoryBody(const std::string& body) {
   return Status::Ok();
 }
 
-// The parts of a /v2/models/NAME[/versions/V][/ACTION] path, as views into it.
-struct ModelPath {
-  std::string_view name;
-  std::string_view version;  // empty: none given
-  std::string_view action;   // empty, "ready", "config", "stats" or "infer"
-};
-
-// Splits `path` at '/' into at most `max` segments after `prefix`; nullopt
-// when it does not start with `prefix`, has an empty segment or too many.
-std::optional<std::vector<std::string_view>> Segments(std::string_view path,
-                                                      std::string_view prefix, std::size_t max) {
-  if (!path.starts_with(prefix)) return std::nullopt;
-  path.remove_prefix(prefix.size());
-  std::vector<std::string_view> segments;
-  while (segments.size() < max) {
-    const auto slash = path.find('/');
-    const std::string_view segment = path.substr(0, slash);
-    if (segment.empty()) return std::nullopt;
-    segments.push_back(segment);
-    if (slash == std::string_view::npos) return segments;
-    path.remove_prefix(slash + 1);
-  }
-  return std::nullopt;
-}
-
-std::optional<ModelPath> ParseModelPath(std::string_view path) {
-  auto segments = Segments(path, "/v2/models/", 4);
-  if (!segments) return std::nullopt;
-  const auto& parts = *segments;
-  ModelPath model{parts[0], {}, {}};
-  std::size_t next = 1;
-  if (parts.size() >= 3 && parts[1] == "versions") {
-    model.version = parts[2];
-    next = 3;
-  }
-  if (next < parts.size()) {
-    model.action = parts[next];
-    if (next + 1 != parts.size()) return std::nullopt;
-    if (model.action != "ready" && model.action != "config" && model.action != "stats" &&
-        model.action != "infer")
-      return std::nullopt;
-  }
-  return model;
-}
-
 // Whether `request` carries the key its endpoint needs (the admin key for
 // repository load and unload when one is set).
 Status AuthorizeRequest(const ApiOptions& options, const HttpRequest& request, bool admin) {
@@ -221,130 +174,149 @@ Status AuthorizeRequest(const ApiOptions& options, const HttpRequest& request, b
 class ApiHandler {
  public:
   ApiHandler(InferenceService& service, Metrics& metrics, Clock& clock, ApiOptions options,
-             std::vector<RouteHandler> extra, std::vector<RouteHandler> open)
+             std::shared_ptr<RouteTable> routes)
       : service_(service),
         metrics_(metrics),
         clock_(clock),
         options_(std::move(options)),
-        extra_(std::move(extra)),
-        open_(std::move(open)),
+        routes_(std::move(routes)),
         load_reporter_({[this] { return service_.Load(); },
-                        [this] { return double(service_.QueuedItems()); }}) {}
+                        [this] { return double(service_.QueuedItems()); }}) {
+    AddKserveRoutes();
+  }
 
   void operator()(HttpRequest& request, HttpResponderPtr responder) {
-    const std::string& path = request.path;
     load_reporter_.Count();
     if (auto format = ParseLoadReportFormat(request.Header("endpoint-load-metrics-format")))
       responder =
           WithLoadReport(std::move(responder), EncodeLoadReport(load_reporter_.Current(), *format));
-    for (auto& route : open_) {
-      if (route(request, responder)) return;
-    }
-    const bool health = path == "/v2/health/live" || path == "/v2/health/ready";
-    const bool admin = path.starts_with("/v2/repository/models/");
-    if (!health || options_.protect_health) {
-      if (Status auth = Authorize(request, admin); !auth.ok())
+    const RouteTable::Match match = routes_->Find(request.method, request.path);
+    const bool found = match.route != nullptr || !match.allowed.empty();
+    // What no route takes is answered after the key check, like the rest:
+    // a client without the key learns nothing of the endpoints.
+    const RouteAccess access = found ? match.options.access : RouteAccess::kKeyed;
+    if (access == RouteAccess::kKeyed || access == RouteAccess::kAdmin ||
+        (access == RouteAccess::kHealth && options_.protect_health)) {
+      if (Status auth = AuthorizeRequest(options_, request, access == RouteAccess::kAdmin);
+          !auth.ok())
         return Reply(responder, request, JsonError(auth));
     }
-    if (path == "/v2/health/live") return Reply(responder, request, Json("{\"live\":true}"));
-    if (path == "/v2/health/ready") {
-      HttpResponse ready =
-          service_.Ready() ? Json("{\"ready\":true}") : JsonError(503, "the server is not ready");
-      ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
-      return Reply(responder, request, std::move(ready));
+    if (!found)
+      return Reply(responder, request,
+                   JsonError(404, routes_->NoEndpointMessage(request.method, request.path)));
+    if (match.route == nullptr) {
+      HttpResponse response = JsonError(
+          405, fmt::format("{} takes {}, not {}", request.path, match.allowed, request.method));
+      response.headers.emplace_back("Allow", match.allowed);
+      return Reply(responder, request, std::move(response));
     }
-    // KServe first: its infer bodies are checked by their own parser, which
-    // knows where the JSON ends, and it is the hot path.
-    if (path.starts_with("/v2") && !GenerateApi::IsGeneratePath(path))
-      return Kserve(request, std::move(responder));
     if (const std::string_view type = request.Header("Content-Type");
-        !request.body->empty() && (type.empty() || type.find("json") != std::string_view::npos)) {
+        match.options.check_json_depth && !request.body->empty() &&
+        (type.empty() || type.find("json") != std::string_view::npos)) {
       if (Status depth = CheckJsonDepth(*request.body, options_.limits.max_json_depth); !depth.ok())
         return Reply(responder, request, JsonError(depth));
     }
-    for (auto& route : extra_) {
-      if (route(request, responder)) return;
-    }
-    NotFound(request, responder);
+    (*match.route)(request, std::move(responder), match.params);
   }
 
  private:
-  void NotFound(const HttpRequest& request, const HttpResponderPtr& responder) {
-    Reply(responder, request, JsonError(404, NoEndpointMessage(request.method, request.path)));
+  // A handler of a /v2/models/NAME[/versions/V]/... endpoint: the model's
+  // name and version (0: the latest), both checked.
+  using ModelRoute = void (ApiHandler::*)(HttpRequest&, HttpResponderPtr, const std::string&,
+                                          std::int64_t);
+
+  // The KServe v2 endpoints and health; none but infer reads a body, whose
+  // own parser bounds its depth.
+  void AddKserveRoutes() {
+    RouteTable& routes = *routes_;
+    const RouteOptions kserve{RouteAccess::kKeyed, false};
+    const RouteOptions health{RouteAccess::kHealth, false};
+    auto reply = [this](std::function<HttpResponse()> answer) {
+      return [this, answer](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+        Reply(responder, request, answer());
+      };
+    };
+    routes.Add("GET", "/v2/health/live", reply([] { return Json("{\"live\":true}"); }), health);
+    routes.Add("GET", "/v2/health/ready", reply([this] {
+                 HttpResponse ready = service_.Ready() ? Json("{\"ready\":true}")
+                                                       : JsonError(503, "the server is not ready");
+                 ready.headers.emplace_back("X-Braid-Load", fmt::format("{:.3f}", service_.Load()));
+                 return ready;
+               }),
+               health);
+    routes.Add("GET", "/v2", reply([] {
+                 return Json(fmt::format(
+                     "{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":[\"binary_tensor_data\","
+                     "\"parameters\",\"statistics\",\"model_repository\",\"schedule_policy\"]}}",
+                     kServerName, kServerVersion));
+               }),
+               kserve);
+    routes.Add("GET", "/v2/models/stats", reply([this] { return Json(AllStats("")); }), kserve);
+    AddModelRoute("GET", "", &ApiHandler::Metadata);
+    AddModelRoute("GET", "/ready", &ApiHandler::ModelReady);
+    AddModelRoute("GET", "/config", &ApiHandler::Config);
+    AddModelRoute("GET", "/stats", &ApiHandler::ModelStats);
+    AddModelRoute("POST", "/infer", &ApiHandler::Infer);
+    routes.Add("POST", "/v2/repository/index", reply([this] { return Json(Index()); }), kserve);
+    for (const bool load : {true, false}) {
+      routes.Add(
+          "POST",
+          load ? "/v2/repository/models/{model}/load" : "/v2/repository/models/{model}/unload",
+          [this, load](HttpRequest& request, HttpResponderPtr responder, const PathParams& params) {
+            const std::string name(params[0]);
+            if (!IsValidModelName(name))
+              return Reply(responder, request, JsonError(400, "invalid model name"));
+            if (Status body = CheckRepositoryBody(*request.body); !body.ok())
+              return Reply(responder, request, JsonError(body));
+            Status status = load ? service_.Load(name) : service_.Unload(name);
+            Reply(responder, request, status.ok() ? Json("{}") : JsonError(status));
+          },
+          {RouteAccess::kAdmin, false});
+    }
   }
 
-  // The KServe v2 endpoints under /v2.
-  void Kserve(HttpRequest& request, HttpResponderPtr responder) {
-    const std::string& path = request.path;
-    if (const auto model_path = ParseModelPath(path); model_path && path != "/v2/models/stats") {
-      const std::string name(model_path->name);
-      const std::string_view action = model_path->action;
+  // `method` /v2/models/{model}`action` and the same under /versions/{version}.
+  void AddModelRoute(std::string_view method, std::string_view action, ModelRoute handler) {
+    auto route = [this, handler](HttpRequest& request, HttpResponderPtr responder,
+                                 const PathParams& params) {
+      const std::string name(params[0]);
       if (!IsValidModelName(name))
         return Reply(responder, request, JsonError(400, "invalid model name"));
-      auto version = ParseModelVersion(model_path->version);
+      auto version = ParseModelVersion(params.size() > 1 ? params[1] : std::string_view());
       if (!version.ok()) return Reply(responder, request, JsonError(version.status()));
-      if (action == "infer") {
-        if (!Method(request, responder, "POST")) return;
-        return Infer(request, std::move(responder), name, *version);
-      }
-      if (!Method(request, responder, "GET")) return;
-      if (action == "stats") return Reply(responder, request, Json(AllStats(name)));
-      auto model = service_.GetModel(name, *version);
-      if (action == "ready") {
-        if (model.ok())
-          return Reply(responder, request,
-                       Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
-        return Reply(responder, request, JsonError(model.status()));
-      }
-      if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
-      if (action == "config")
-        return Reply(responder, request, Json(ConfigJson((*model)->config())));
-      return Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
-    }
-    if (path == "/v2" || path == "/v2/") {
-      if (!Method(request, responder, "GET")) return;
-      return Reply(
-          responder, request,
-          Json(fmt::format(
-              "{{\"name\":\"{}\",\"version\":\"{}\",\"extensions\":[\"binary_tensor_data\","
-              "\"parameters\",\"statistics\",\"model_repository\",\"schedule_policy\"]}}",
-              kServerName, kServerVersion)));
-    }
-    if (path == "/v2/models/stats") {
-      if (!Method(request, responder, "GET")) return;
-      return Reply(responder, request, Json(AllStats("")));
-    }
-    if (path == "/v2/repository/index") {
-      if (!Method(request, responder, "POST")) return;
-      return Reply(responder, request, Json(Index()));
-    }
-    if (auto segments = Segments(path, "/v2/repository/models/", 2);
-        segments && segments->size() == 2 &&
-        ((*segments)[1] == "load" || (*segments)[1] == "unload")) {
-      if (!Method(request, responder, "POST")) return;
-      const std::string name((*segments)[0]);
-      if (!IsValidModelName(name))
-        return Reply(responder, request, JsonError(400, "invalid model name"));
-      if (Status body = CheckRepositoryBody(*request.body); !body.ok())
-        return Reply(responder, request, JsonError(body));
-      Status status = (*segments)[1] == "load" ? service_.Load(name) : service_.Unload(name);
-      return Reply(responder, request, status.ok() ? Json("{}") : JsonError(status));
-    }
-    NotFound(request, responder);
+      (this->*handler)(request, std::move(responder), name, *version);
+    };
+    const RouteOptions options{RouteAccess::kKeyed, false};
+    routes_->Add(method, fmt::format("/v2/models/{{model}}{}", action), route, options);
+    routes_->Add(method, fmt::format("/v2/models/{{model}}/versions/{{version}}{}", action), route,
+                 options);
   }
 
-  Status Authorize(const HttpRequest& request, bool admin) const {
-    return AuthorizeRequest(options_, request, admin);
+  void Metadata(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+                std::int64_t version) {
+    auto model = service_.GetModel(name, version);
+    if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+    Reply(responder, request, Json(MetadataJson(**model, LoadedVersions(name))));
   }
 
-  bool Method(const HttpRequest& request, const HttpResponderPtr& responder,
-              std::string_view method) {
-    if (request.method == method) return true;
-    HttpResponse response =
-        JsonError(405, fmt::format("{} takes {}, not {}", request.path, method, request.method));
-    response.headers.emplace_back("Allow", std::string(method));
-    Reply(responder, request, std::move(response));
-    return false;
+  void ModelReady(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+                  std::int64_t version) {
+    auto model = service_.GetModel(name, version);
+    if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+    Reply(responder, request,
+          Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
+  }
+
+  void Config(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+              std::int64_t version) {
+    auto model = service_.GetModel(name, version);
+    if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+    Reply(responder, request, Json(ConfigJson((*model)->config())));
+  }
+
+  void ModelStats(HttpRequest& request, HttpResponderPtr responder, const std::string& name,
+                  std::int64_t) {
+    Reply(responder, request, Json(AllStats(name)));
   }
 
   void Reply(const HttpResponderPtr& responder, const HttpRequest& request, HttpResponse response) {
@@ -449,8 +421,7 @@ class ApiHandler {
   Metrics& metrics_;
   Clock& clock_;
   const ApiOptions options_;
-  std::vector<RouteHandler> extra_;
-  std::vector<RouteHandler> open_;
+  std::shared_ptr<RouteTable> routes_;
   LoadReporter load_reporter_;  // ORCA reports on answers (load_report.h)
 };
 
@@ -486,11 +457,10 @@ HttpAdmission MakeApiAdmission(ApiOptions options) {
 }
 
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, std::vector<RouteHandler> extra,
-                           std::vector<RouteHandler> open) {
+                           ApiOptions options, std::shared_ptr<RouteTable> routes) {
   // Shared, so that callbacks may keep pointing at it however the function is moved.
-  auto handler = std::make_shared<ApiHandler>(service, metrics, clock, std::move(options),
-                                              std::move(extra), std::move(open));
+  auto handler =
+      std::make_shared<ApiHandler>(service, metrics, clock, std::move(options), std::move(routes));
   return [handler](HttpRequest& request, HttpResponderPtr responder) {
     (*handler)(request, std::move(responder));
   };

@@ -8,6 +8,7 @@
 
 #include "core/rate_limiter.h"
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "frontends/kserve/kserve.h"
 #include "metrics/metrics.h"
 #include "serving/inference_service.h"
@@ -23,16 +24,14 @@ struct ApiOptions {
   std::shared_ptr<RateLimiter> limiter;
 };
 
-// A further set of endpoints: answers and returns true when the request is
-// one of its own. Called after authentication.
-using RouteHandler = std::function<bool(HttpRequest& request, HttpResponderPtr& responder)>;
-
-// `service`, `metrics` and `clock` must outlive the handler; `extra` routes
-// (workflows, OpenAI-compatible) are tried before the KServe ones, `open`
-// routes (the web pages) before authentication.
+// Adds the KServe v2 and health endpoints to `routes`, which holds the other
+// front ends' (workflows, OpenAI, TEI, collections, live, web pages), and
+// returns the handler that serves them all: it finds a request's route,
+// checks the key its access asks for, bounds a JSON body's depth and calls
+// the route; what no route takes is answered 404 or 405 from the table.
+// `service`, `metrics` and `clock` must outlive the handler.
 HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, std::vector<RouteHandler> extra = {},
-                           std::vector<RouteHandler> open = {});
+                           ApiOptions options, std::shared_ptr<RouteTable> routes);
 // The header-time checks, for HttpServerOptions::admit: a request past its
 // address's rate is refused 429 (with Retry-After), and one with a body but
 // without its key 401, before the body is read. Null when there is neither a

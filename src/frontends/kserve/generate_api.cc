@@ -16,31 +16,6 @@
 namespace braid {
 namespace {
 
-struct GeneratePath {
-  std::string model;
-  bool stream = false;
-};
-
-std::optional<GeneratePath> ParseGeneratePath(std::string_view path) {
-  constexpr std::string_view kPrefix = "/v2/models/";
-  if (!path.starts_with(kPrefix)) return std::nullopt;
-  GeneratePath parsed;
-  if (path.ends_with("/generate_stream")) {
-    parsed.stream = true;
-    path.remove_suffix(std::string_view("/generate_stream").size());
-  } else if (path.ends_with("/generate")) {
-    path.remove_suffix(std::string_view("/generate").size());
-  } else {
-    return std::nullopt;
-  }
-  path.remove_prefix(kPrefix.size());
-  if (const auto versions = path.find("/versions/"); versions != std::string_view::npos)
-    path = path.substr(0, versions);
-  if (path.empty() || path.find('/') != std::string_view::npos) return std::nullopt;
-  parsed.model = std::string(path);
-  return parsed;
-}
-
 // max_tokens and stop, from the top level (vLLM's habit) or "parameters".
 Status ReadLimits(const rapidjson::Value& doc, CompletionLimits* limits) {
   BRAID_RETURN_IF_ERROR(ReadCompletionLimits(doc, limits));
@@ -96,27 +71,30 @@ GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& ex
                          InferenceService& service)
     : workflows_(workflows), executor_(executor), service_(service) {}
 
-bool GenerateApi::IsGeneratePath(std::string_view path) {
-  return ParseGeneratePath(path).has_value();
+void GenerateApi::AddRoutes(RouteTable& routes) {
+  for (const bool stream : {false, true}) {
+    for (const char* model : {"/v2/models/{model}", "/v2/models/{model}/versions/{version}"}) {
+      routes.Add("POST", fmt::format("{}/{}", model, stream ? "generate_stream" : "generate"),
+                 [this, stream](HttpRequest& request, HttpResponderPtr responder,
+                                const PathParams& params) {
+                   Generate(std::string(params[0]), stream, request, std::move(responder));
+                 });
+    }
+  }
 }
 
-bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  const auto path = ParseGeneratePath(request.path);
-  if (!path) return false;
-  if (request.method != "POST") {
-    responder->Send(JsonError(405, "generate takes POST"));
-    return true;
-  }
+void GenerateApi::Generate(const std::string& model, bool stream, HttpRequest& request,
+                           HttpResponderPtr responder) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(request.body->data(), request.body->size());
   if (doc.HasParseError() || !doc.IsObject()) {
     responder->Send(JsonError(400, "the body must be a JSON object"));
-    return true;
+    return;
   }
-  auto workflow = workflows_.Get(path->model);
+  auto workflow = workflows_.Get(model);
   if (!workflow.ok()) {
-    GenerateFromModel(path->model, path->stream, doc, responder);
-    return true;
+    GenerateFromModel(model, stream, doc, responder);
+    return;
   }
   CompletionLimits limits;
   NamedTensors inputs;
@@ -125,16 +103,15 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   if (parsed.ok()) parsed = ReadInputs(**workflow, doc, &inputs, &query, &text);
   if (!parsed.ok()) {
     responder->Send(JsonError(parsed));
-    return true;
+    return;
   }
   // Token counts (max_tokens, usage) in CLIP's BPE, GPT-like tokens.
   auto tokenizer = executor_.TokenizerFor(Embedder::kClipTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   CompletionText answer(std::move(limits.stop), limits.max_tokens, counter.get());
 
-  const std::string head = fmt::format(R"({{"model_name":{},"model_version":"1","text_output":)",
-                                       JsonQuoted(path->model));
-  const bool stream = path->stream;
+  const std::string head =
+      fmt::format(R"({{"model_name":{},"model_version":"1","text_output":)", JsonQuoted(model));
   if (stream) responder->StartStream(200, "text/event-stream");
   auto write = [responder, head](const std::string& piece, const char* finish) {
     std::string event = "data: " + head + JsonQuoted(piece);
@@ -172,7 +149,7 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     sendable += answer.Finish();
     sink.piece(sendable);
     sink.done(answer.finish_reason(), answer.tokens());
-    return true;
+    return;
   }
   RunOptions run;
   run.cancellation = std::make_shared<CancellationToken>();
@@ -180,7 +157,6 @@ bool GenerateApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
   RunForText(executor_, *workflow, std::move(inputs), std::move(run), std::move(answer),
              std::move(sink));
-  return true;
 }
 
 void GenerateApi::GenerateFromModel(const std::string& name, bool stream,

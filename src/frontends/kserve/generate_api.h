@@ -21,6 +21,7 @@
 #include <rapidjson/document.h>
 
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "serving/inference_service.h"
 #include "workflow/executor.h"
 #include "workflow/registry.h"
@@ -33,12 +34,13 @@ class GenerateApi {
   GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
               InferenceService& service);
 
-  // True for /v2/models/…/generate and …/generate_stream paths.
-  static bool IsGeneratePath(std::string_view path);
-  // Answers the request if its path is a generate endpoint.
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds POST /v2/models/{model}[/versions/{version}]/generate and
+  // generate_stream to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
+  void Generate(const std::string& model, bool stream, HttpRequest& request,
+                HttpResponderPtr responder);
   // A model's text answer (not a workflow).
   void GenerateFromModel(const std::string& name, bool stream, const rapidjson::Value& doc,
                          HttpResponderPtr responder);

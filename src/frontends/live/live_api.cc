@@ -20,7 +20,6 @@ namespace {
 constexpr char kSpeechPath[] = "/v1/audio/transcriptions/stream";
 constexpr char kVideoPath[] = "/v1/video/stream";
 constexpr char kReportsPath[] = "/v1/live/reports";
-constexpr char kReportsPrefix[] = "/v1/live/reports/";
 
 // Close codes (RFC 6455 7.4.1).
 constexpr int kNormal = 1000;
@@ -381,25 +380,37 @@ std::string VideoEventJson(const VideoEvent& event) {
 LiveApi::LiveApi(LiveSpeech& speech, LiveVideo& video, LiveReports& reports, LiveApiOptions options)
     : speech_(speech), video_(video), reports_(reports), options_(options) {}
 
-bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  if (request.path == kReportsPath || request.path.starts_with(kReportsPrefix))
-    return HandleReport(request, responder);
-  const bool speech = request.path == kSpeechPath;
-  if (!speech && request.path != kVideoPath) return false;
+void LiveApi::AddRoutes(RouteTable& routes) {
+  for (const bool speech : {true, false}) {
+    routes.Add("GET", speech ? kSpeechPath : kVideoPath,
+               [this, speech](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+                 OpenStream(speech, request, responder);
+               });
+  }
+  routes.Add("POST", kReportsPath,
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               MakeReport(request, responder);
+             });
+  routes.Add("GET", "/v1/live/reports/{report}/events",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams& params) {
+               ReadReport(std::string(params[0]), responder);
+             });
+}
+
+void LiveApi::OpenStream(bool speech, HttpRequest& request, const HttpResponderPtr& responder) {
   if (!IsWebSocketUpgrade(request)) {
     responder->Send(JsonError(
         400, fmt::format("this endpoint is a WebSocket: connect with GET and Upgrade: websocket "
                          "(e.g. new WebSocket('ws://HOST{}'))",
                          speech ? "/v1/audio/transcriptions/stream?sample_rate=16000"
                                 : "/v1/video/stream?fps=2")));
-    return true;
+    return;
   }
   auto refuse = [&](const Status& status) {
     HttpResponse response = JsonError(status);
     if (status.code() == StatusCode::kResourceExhausted)
       response.headers.emplace_back("Retry-After", "1");
     responder->Send(std::move(response));
-    return true;
   };
   // The stream may feed a live report (report=ID); it joins once open.
   std::shared_ptr<ReportFeed> feed;
@@ -438,7 +449,7 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
     }
     socket->Attach(std::move(*session), std::move(report));
     responder->AcceptWebSocket(std::move(socket), options_.video_socket);
-    return true;
+    return;
   }
   auto encoding = ParseStreamEncoding(request.QueryParameter("encoding").value_or("pcm_s16le"));
   if (!encoding.ok()) return refuse(encoding.status());
@@ -464,82 +475,67 @@ bool LiveApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
   }
   socket->Attach(std::move(*session), std::move(report));
   responder->AcceptWebSocket(std::move(socket), options_.socket);
-  return true;
 }
 
-// POST /v1/live/reports makes a report; GET /v1/live/reports/ID/events
-// reads it.
-bool LiveApi::HandleReport(HttpRequest& request, HttpResponderPtr& responder) {
-  if (request.path == kReportsPath) {
-    if (request.method != "POST") {
-      responder->Send(JsonError(405, "make a live report with POST /v1/live/reports"));
-      return true;
+// POST /v1/live/reports.
+void LiveApi::MakeReport(HttpRequest& request, const HttpResponderPtr& responder) {
+  bool speech = true, video = true;
+  if (request.body && !request.body->empty()) {
+    auto body = ParseJsonObject(*request.body);
+    if (!body.ok()) {
+      responder->Send(JsonError(body.status()));
+      return;
     }
-    bool speech = true, video = true;
-    if (request.body && !request.body->empty()) {
-      auto body = ParseJsonObject(*request.body);
-      if (!body.ok()) {
-        responder->Send(JsonError(body.status()));
-        return true;
+    for (auto [name, flag] : {std::pair{"speech", &speech}, std::pair{"video", &video}}) {
+      if (!body->HasMember(name)) continue;
+      if (!(*body)[name].IsBool()) {
+        responder->Send(JsonError(400, fmt::format("'{}' must be true or false", name)));
+        return;
       }
-      for (auto [name, flag] : {std::pair{"speech", &speech}, std::pair{"video", &video}}) {
-        if (!body->HasMember(name)) continue;
-        if (!(*body)[name].IsBool()) {
-          responder->Send(JsonError(400, fmt::format("'{}' must be true or false", name)));
-          return true;
-        }
-        *flag = (*body)[name].GetBool();
-      }
+      *flag = (*body)[name].GetBool();
     }
-    auto report = reports_.Create(speech, video);
-    if (!report.ok()) {
-      HttpResponse response = JsonError(report.status());
-      if (report.status().code() == StatusCode::kResourceExhausted)
-        response.headers.emplace_back("Retry-After", "1");
-      responder->Send(std::move(response));
-      return true;
-    }
-    const std::string& id = (*report)->id();
-    rapidjson::StringBuffer buffer;
-    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-    writer.StartObject();
-    writer.Key("id");
-    writer.String(id.c_str());
-    writer.Key("speech_url");
-    if (speech) {
-      writer.String(fmt::format("{}?report={}", kSpeechPath, id).c_str());
-    } else {
-      writer.Null();
-    }
-    writer.Key("video_url");
-    if (video) {
-      writer.String(fmt::format("{}?report={}", kVideoPath, id).c_str());
-    } else {
-      writer.Null();
-    }
-    writer.Key("events_url");
-    writer.String(fmt::format("{}{}/events", kReportsPrefix, id).c_str());
-    writer.EndObject();
-    HttpResponse response;
-    response.status = 201;
-    response.body = buffer.GetString();
+  }
+  auto report = reports_.Create(speech, video);
+  if (!report.ok()) {
+    HttpResponse response = JsonError(report.status());
+    if (report.status().code() == StatusCode::kResourceExhausted)
+      response.headers.emplace_back("Retry-After", "1");
     responder->Send(std::move(response));
-    return true;
+    return;
   }
-  std::string_view rest = std::string_view(request.path).substr(std::strlen(kReportsPrefix));
-  constexpr std::string_view kEvents = "/events";
-  if (!rest.ends_with(kEvents)) {
-    responder->Send(JsonError(404, "read a live report with GET /v1/live/reports/ID/events"));
-    return true;
+  const std::string& id = (*report)->id();
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.StartObject();
+  writer.Key("id");
+  writer.String(id.c_str());
+  writer.Key("speech_url");
+  if (speech) {
+    writer.String(fmt::format("{}?report={}", kSpeechPath, id).c_str());
+  } else {
+    writer.Null();
   }
-  if (request.method != "GET") {
-    responder->Send(JsonError(405, "read a live report with GET /v1/live/reports/ID/events"));
-    return true;
+  writer.Key("video_url");
+  if (video) {
+    writer.String(fmt::format("{}?report={}", kVideoPath, id).c_str());
+  } else {
+    writer.Null();
   }
-  auto report = reports_.Find(std::string(rest.substr(0, rest.size() - kEvents.size())));
+  writer.Key("events_url");
+  writer.String(fmt::format("{}/{}/events", kReportsPath, id).c_str());
+  writer.EndObject();
+  HttpResponse response;
+  response.status = 201;
+  response.body = buffer.GetString();
+  responder->Send(std::move(response));
+}
+
+// GET /v1/live/reports/ID/events.
+void LiveApi::ReadReport(const std::string& id, const HttpResponderPtr& responder) {
+  auto report = reports_.Find(id);
   if (!report.ok()) {
     responder->Send(JsonError(report.status()));
-    return true;
+    return;
   }
   auto events = std::make_shared<ReportEvents>();
   events->responder = responder;
@@ -551,10 +547,9 @@ bool LiveApi::HandleReport(HttpRequest& request, HttpResponderPtr& responder) {
   });
   if (!ticket.ok()) {
     responder->Send(JsonError(ticket.status()));
-    return true;
+    return;
   }
   events->Start();
   responder->OnDisconnect([report = *report, ticket = *ticket] { report->Unread(ticket); });
-  return true;
 }
 }  // namespace braid

@@ -39,6 +39,7 @@
 #pragma once
 
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "preprocess/audio.h"
 #include "serving/live_report.h"
 #include "serving/live_speech.h"
@@ -60,10 +61,14 @@ class LiveApi {
   // it opens.
   LiveApi(LiveSpeech& speech, LiveVideo& video, LiveReports& reports, LiveApiOptions options = {});
 
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds the WebSocket streams and the live reports' endpoints to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
-  bool HandleReport(HttpRequest& request, HttpResponderPtr& responder);
+  // GET /v1/audio/transcriptions/stream (`speech`) or /v1/video/stream.
+  void OpenStream(bool speech, HttpRequest& request, const HttpResponderPtr& responder);
+  void MakeReport(HttpRequest& request, const HttpResponderPtr& responder);
+  void ReadReport(const std::string& id, const HttpResponderPtr& responder);
 
   LiveSpeech& speech_;
   LiveVideo& video_;

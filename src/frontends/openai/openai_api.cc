@@ -33,23 +33,27 @@ OpenAiApi::OpenAiApi(InferenceService& service, const WorkflowRegistry& workflow
                      WorkflowExecutor& executor, Embedder& embedder)
     : service_(service), workflows_(workflows), executor_(executor), embedder_(embedder) {}
 
-bool OpenAiApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  const std::string& path = request.path;
-  const bool models = path == "/v1/models" || path.starts_with("/v1/models/");
-  if (!models && path != "/v1/embeddings" && path != "/v1/audio/transcriptions" &&
-      path != "/v1/chat/completions") {
-    return false;
-  }
-  const char* method = models ? "GET" : "POST";
-  if (request.method != method) {
-    responder->Send(JsonError(405, fmt::format("{} takes {}", path, method)));
-    return true;
-  }
-  if (models) Models(request, responder);
-  if (path == "/v1/embeddings") Embeddings(request, responder);
-  if (path == "/v1/audio/transcriptions") Transcriptions(request, responder);
-  if (path == "/v1/chat/completions") ChatCompletions(request, responder);
-  return true;
+void OpenAiApi::AddRoutes(RouteTable& routes) {
+  routes.Add("GET", "/v1/models",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
+               Models({}, std::move(responder));
+             });
+  routes.Add("GET", "/v1/models/{model}",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams& params) {
+               Models(params[0], std::move(responder));
+             });
+  routes.Add("POST", "/v1/embeddings",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               Embeddings(request, std::move(responder));
+             });
+  routes.Add("POST", "/v1/audio/transcriptions",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               Transcriptions(request, std::move(responder));
+             });
+  routes.Add("POST", "/v1/chat/completions",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               ChatCompletions(request, std::move(responder));
+             });
 }
 
 namespace {
@@ -131,15 +135,14 @@ std::vector<std::string> OpenAiApi::ModelEntries(const std::string& only) {
   return items;
 }
 
-void OpenAiApi::Models(const HttpRequest& request, HttpResponderPtr responder) {
+void OpenAiApi::Models(std::string_view id, HttpResponderPtr responder) {
   HttpResponse response;
-  if (request.path == "/v1/models") {
+  if (id.empty()) {
     response.body =
         fmt::format(R"({{"object":"list","data":[{}]}})", fmt::join(ModelEntries({}), ","));
     return responder->Send(std::move(response));
   }
-  const std::string id = request.path.substr(std::string_view("/v1/models/").size());
-  auto items = ModelEntries(id);
+  auto items = ModelEntries(std::string(id));
   if (items.empty())
     return responder->Send(JsonError(404, fmt::format("no model or workflow named '{}'", id)));
   response.body = std::move(items.front());

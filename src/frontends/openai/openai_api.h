@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "serving/embedder.h"
 #include "serving/inference_service.h"
 #include "workflow/executor.h"
@@ -41,14 +42,16 @@ class OpenAiApi {
   OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
             WorkflowExecutor& executor, Embedder& embedder);
 
-  // Answers the request if its path is one of the endpoints above.
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds the endpoints above to `routes`.
+  void AddRoutes(RouteTable& routes);
+  // POST /v1/embeddings, which TEI's prefixed paths serve too.
+  void Embeddings(HttpRequest& request, HttpResponderPtr responder);
 
  private:
   // /v1/models entries: all, or the one named `only` (none if unknown).
   std::vector<std::string> ModelEntries(const std::string& only);
-  void Models(const HttpRequest& request, HttpResponderPtr responder);
-  void Embeddings(HttpRequest& request, HttpResponderPtr responder);
+  // GET /v1/models (`id` empty) or /v1/models/{id}.
+  void Models(std::string_view id, HttpResponderPtr responder);
   void Transcriptions(HttpRequest& request, HttpResponderPtr responder);
   void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);
   InferenceService& service_;

@@ -81,43 +81,38 @@ std::vector<EmbedItem> TextItems(const std::vector<std::string>& texts) {
 RetrievalApi::RetrievalApi(Embedder& embedder, WorkflowExecutor& executor, OpenAiApi& openai)
     : embedder_(embedder), executor_(executor), openai_(openai) {}
 
-bool RetrievalApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  std::string_view path = request.path;
-  if (path == "/v1/rerank") {
-    if (request.method != "POST") {
-      responder->Send(JsonError(405, "/v1/rerank takes POST"));
-    } else {
-      Rerank(request, responder);
-    }
-    return true;
+void RetrievalApi::AddRoutes(RouteTable& routes) {
+  routes.Add("POST", "/v1/rerank",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               Rerank(request, std::move(responder));
+             });
+  for (const std::string_view prefix : {"", "/tei/embedding", "/tei/reranker"}) {
+    const bool reranker = prefix.ends_with("reranker");
+    const auto path = [prefix](std::string_view endpoint) {
+      return std::string(prefix) + std::string(endpoint);
+    };
+    routes.Add("GET", path("/info"),
+               [this, reranker](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
+                 TeiInfo(reranker, std::move(responder));
+               });
+    routes.Add("POST", path("/embed"),
+               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+                 TeiEmbed(request, std::move(responder));
+               });
+    routes.Add("POST", path("/rerank"),
+               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+                 TeiRerank(request, std::move(responder));
+               });
+    routes.Add("POST", path("/tokenize"),
+               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+                 TeiTokenize(request, std::move(responder));
+               });
+    if (prefix.empty()) continue;
+    routes.Add("POST", path("/v1/embeddings"),
+               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+                 openai_.Embeddings(request, std::move(responder));
+               });
   }
-  bool reranker = false, prefixed = false;
-  for (std::string_view prefix : {"/tei/embedding", "/tei/reranker"}) {
-    if (path.starts_with(prefix)) {
-      reranker = prefix.ends_with("reranker");
-      prefixed = true;
-      path.remove_prefix(prefix.size());
-      break;
-    }
-  }
-  if (prefixed && path == "/v1/embeddings") {
-    request.path = "/v1/embeddings";
-    return openai_.Handle(request, responder);
-  }
-  if (path != "/info" && path != "/embed" && path != "/rerank" && path != "/tokenize") {
-    if (prefixed) responder->Send(JsonError(404, fmt::format("no TEI endpoint {}", path)));
-    return prefixed;
-  }
-  const char* method = path == "/info" ? "GET" : "POST";
-  if (request.method != method) {
-    responder->Send(JsonError(405, fmt::format("{} takes {}", path, method)));
-    return true;
-  }
-  if (path == "/info") TeiInfo(reranker, responder);
-  if (path == "/embed") TeiEmbed(request, responder);
-  if (path == "/rerank") TeiRerank(request, responder);
-  if (path == "/tokenize") TeiTokenize(request, responder);
-  return true;
 }
 
 void RetrievalApi::Rerank(const HttpRequest& request, HttpResponderPtr responder) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "frontends/openai/openai_api.h"
 #include "serving/embedder.h"
 
@@ -25,7 +26,9 @@ class RetrievalApi {
   // Everything passed must outlive the API.
   RetrievalApi(Embedder& embedder, WorkflowExecutor& executor, OpenAiApi& openai);
 
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds POST /v1/rerank and TEI's endpoints, bare (/embed) and under
+  // /tei/embedding and /tei/reranker, to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
   void Rerank(const HttpRequest& request, HttpResponderPtr responder);

@@ -192,14 +192,11 @@ std::vector<std::string> SplitSentences(std::string_view text, std::size_t max_c
 
 SpeechApi::SpeechApi(InferenceService& service) : service_(service) {}
 
-bool SpeechApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  if (request.path != "/v1/audio/speech") return false;
-  if (request.method != "POST") {
-    responder->Send(JsonError(405, "/v1/audio/speech takes POST"));
-  } else {
-    Speak(request, responder);
-  }
-  return true;
+void SpeechApi::AddRoutes(RouteTable& routes) {
+  routes.Add("POST", "/v1/audio/speech",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               Speak(request, std::move(responder));
+             });
 }
 
 void SpeechApi::Speak(HttpRequest& request, HttpResponderPtr responder) {

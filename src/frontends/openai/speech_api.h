@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "serving/inference_service.h"
 
 namespace braid {
@@ -27,7 +28,8 @@ class SpeechApi {
   // `service` must outlive the API.
   explicit SpeechApi(InferenceService& service);
 
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds POST /v1/audio/speech to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
   void Speak(HttpRequest& request, HttpResponderPtr responder);

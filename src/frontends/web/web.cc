@@ -29,22 +29,8 @@ struct Page {
   std::string etag;
 };
 
-// The page behind a request path, or null: "/" is the playground,
-// "/dashboard" the dashboard, "/favicon.ico" the icon, "/web/NAME" any file
-// by name (samples/NAME: the playground's sample inputs).
-const Page* Lookup(const std::vector<Page>& pages, std::string_view path) {
-  std::string_view name;
-  if (path == "/" || path == "/index.html") {
-    name = "index.html";
-  } else if (path == "/dashboard" || path == "/dashboard/") {
-    name = "dashboard.html";
-  } else if (path == "/favicon.ico") {
-    name = "favicon.svg";
-  } else if (path.starts_with("/web/")) {
-    name = path.substr(5);
-  } else {
-    return nullptr;
-  }
+// The embedded file named `name`, or null.
+const Page* Lookup(const std::vector<Page>& pages, std::string_view name) {
   for (const auto& page : pages) {
     if (page.file->name == name) return &page;
   }
@@ -109,21 +95,19 @@ std::string ComputeJson(const std::optional<ComputeBudgetStats>& budget) {
 
 }  // namespace
 
-RouteHandler MakeWebPages() {
+void AddWebPages(RouteTable& routes) {
   auto pages = std::make_shared<std::vector<Page>>();
   for (const auto& file : WebAssets()) {
     pages->push_back(
         {&file, fmt::format("\"{}\"", HashBytes(std::as_bytes(std::span(file.data))).ToHex())});
   }
-  return [pages](HttpRequest& request, HttpResponderPtr& responder) {
-    const Page* page = Lookup(*pages, request.path);
-    if (page == nullptr) return false;
-    if (request.method != "GET") {
-      HttpResponse refused = JsonError(405, fmt::format("{} takes GET", request.path));
-      refused.headers.emplace_back("Allow", "GET");
-      responder->Send(std::move(refused));
-      return true;
-    }
+  // Sends the file named `name`: 404 when there is none, 304 when the
+  // client's copy is current.
+  auto serve = [pages](std::string_view name, const HttpRequest& request,
+                       const HttpResponderPtr& responder) {
+    const Page* page = Lookup(*pages, name);
+    if (page == nullptr)
+      return responder->Send(JsonError(404, fmt::format("no page {}", request.path)));
     HttpResponse response;
     response.content_type = ContentType(page->file->name);
     response.headers.emplace_back("ETag", page->etag);
@@ -134,8 +118,24 @@ RouteHandler MakeWebPages() {
       response.body = page->file->data;
     }
     responder->Send(std::move(response));
-    return true;
   };
+  const RouteOptions open{RouteAccess::kOpen};
+  for (const auto& [path, name] :
+       {std::pair{"/", "index.html"}, std::pair{"/index.html", "index.html"},
+        std::pair{"/dashboard", "dashboard.html"}, std::pair{"/favicon.ico", "favicon.svg"}}) {
+    routes.Add(
+        "GET", path,
+        [serve, name](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+          serve(name, request, responder);
+        },
+        open);
+  }
+  routes.Add(
+      "GET", "/web/{file...}",
+      [serve](HttpRequest& request, HttpResponderPtr responder, const PathParams& params) {
+        serve(params[0], request, responder);
+      },
+      open);
 }
 
 std::string DashboardStatsJson(InferenceService& service, const Metrics& metrics) {
@@ -155,19 +155,16 @@ std::string DashboardStatsJson(InferenceService& service, const Metrics& metrics
       CacheJson(service.cache_stats()), ComputeJson(service.budget_stats()));
 }
 
-RouteHandler MakeDashboardStats(InferenceService& service, const Metrics& metrics) {
-  return [&service, &metrics](HttpRequest& request, HttpResponderPtr& responder) {
-    if (request.path != "/dashboard/stats") return false;
-    if (request.method != "GET") {
-      responder->Send(JsonError(405, "/dashboard/stats takes GET"));
-      return true;
-    }
-    HttpResponse response;
-    response.body = DashboardStatsJson(service, metrics);
-    response.headers.emplace_back("Cache-Control", "no-store");
-    responder->Send(std::move(response));
-    return true;
-  };
+void AddDashboardStats(RouteTable& routes, InferenceService& service, const Metrics& metrics,
+                       RouteAccess access) {
+  routes.Add("GET", "/dashboard/stats",
+             [&service, &metrics](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
+               HttpResponse response;
+               response.body = DashboardStatsJson(service, metrics);
+               response.headers.emplace_back("Cache-Control", "no-store");
+               responder->Send(std::move(response));
+             },
+             {access});
 }
 
 }  // namespace braid

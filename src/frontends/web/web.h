@@ -11,13 +11,16 @@
 
 namespace braid {
 
-// The pages and their assets (compiled in). They hold no data, so they are
-// served without a key; what they show comes from the keyed API.
-RouteHandler MakeWebPages();
+// Adds the pages and their assets (compiled in) to `routes`. They hold no
+// data, so they are served without a key; what they show comes from the
+// keyed API.
+void AddWebPages(RouteTable& routes);
 
-// GET /dashboard/stats: cumulative figures (the page charts their
-// differences between polls). `service` and `metrics` must outlive it.
-RouteHandler MakeDashboardStats(InferenceService& service, const Metrics& metrics);
+// Adds GET /dashboard/stats: cumulative figures (the page charts their
+// differences between polls), open or keyed as `access` says. `service`
+// and `metrics` must outlive the routes.
+void AddDashboardStats(RouteTable& routes, InferenceService& service, const Metrics& metrics,
+                       RouteAccess access);
 std::string DashboardStatsJson(InferenceService& service, const Metrics& metrics);
 
 }  // namespace braid

@@ -561,89 +561,74 @@ void WorkflowApi::Precompute(const StoredFile& file) {
   }
 }
 
-bool WorkflowApi::Handle(HttpRequest& request, HttpResponderPtr& responder) {
-  if (request.path == "/v1/files/upload") {
-    if (request.method != "POST") {
-      responder->Send(JsonError(405, "/v1/files/upload takes POST"));
-    } else {
-      Upload(request, responder);
-    }
-    return true;
-  }
-  if (request.path == "/v1/workflows") {
-    if (request.method != "GET") {
-      responder->Send(JsonError(405, "/v1/workflows takes GET"));
-      return true;
-    }
-    std::vector<std::string> items;
-    for (const auto& [name, entry] : registry_.entries()) {
-      std::string item = "{\"name\":";
-      AppendJsonString(item, name);
-      if (entry.workflow) {
-        item += ",\"status\":\"available\",\"description\":";
-        AppendJsonString(item, entry.workflow->description);
-        item += ",\"inputs\":[";
-        for (std::size_t i = 0; i < entry.workflow->inputs.size(); ++i) {
-          const auto& input = entry.workflow->inputs[i];
-          item += fmt::format(R"({}{{"name":"{}","type":"{}","optional":{}}})", i ? "," : "",
-                              input.name, InputTypeName(input.type), input.optional);
-        }
-        item += "],\"nodes\":[";
-        for (std::size_t i = 0; i < entry.workflow->nodes.size(); ++i) {
-          const NodeSpec& node = entry.workflow->nodes[i];
-          item += i ? ",{\"id\":" : "{\"id\":";
-          AppendJsonString(item, node.id);
-          item += ",\"kind\":";
-          AppendJsonString(item, node.kind);
-          item += ",\"depends_on\":[";
-          for (std::size_t d = 0; d < node.depends_on.size(); ++d) {
-            if (d) item += ',';
-            AppendJsonString(item, node.depends_on[d]);
-          }
-          item += "]}";
+void WorkflowApi::AddRoutes(RouteTable& routes) {
+  routes.Add("POST", "/v1/files/upload",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               Upload(request, std::move(responder));
+             });
+  routes.Add("GET", "/v1/workflows",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
+               List(std::move(responder));
+             });
+  routes.Add("POST", "/v1/workflows/tasks/{task_id}/stop",
+             [this](HttpRequest&, HttpResponderPtr responder, const PathParams& params) {
+               Stop(std::string(params[0]), std::move(responder));
+             });
+  routes.Add("POST", "/v1/workflows/{name}/run",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams& params) {
+               Run(std::string(params[0]), request, std::move(responder));
+             });
+  // Dify's own path names no workflow (Dify's API key picks the app); a
+  // workflow named "run" is run by it.
+  routes.Add("POST", "/v1/workflows/run",
+             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+               if (registry_.entries().count("run")) return Run("run", request, responder);
+               responder->Send(JsonError(
+                   404, fmt::format("a run names its workflow: POST /v1/workflows/{{name}}/run; "
+                                    "the workflows are: {}",
+                                    registry_.Names())));
+             });
+}
+
+void WorkflowApi::List(HttpResponderPtr responder) {
+  std::vector<std::string> items;
+  for (const auto& [name, entry] : registry_.entries()) {
+    std::string item = "{\"name\":";
+    AppendJsonString(item, name);
+    if (entry.workflow) {
+      item += ",\"status\":\"available\",\"description\":";
+      AppendJsonString(item, entry.workflow->description);
+      item += ",\"inputs\":[";
+      for (std::size_t i = 0; i < entry.workflow->inputs.size(); ++i) {
+        const auto& input = entry.workflow->inputs[i];
+        item += fmt::format(R"({}{{"name":"{}","type":"{}","optional":{}}})", i ? "," : "",
+                            input.name, InputTypeName(input.type), input.optional);
+      }
+      item += "],\"nodes\":[";
+      for (std::size_t i = 0; i < entry.workflow->nodes.size(); ++i) {
+        const NodeSpec& node = entry.workflow->nodes[i];
+        item += i ? ",{\"id\":" : "{\"id\":";
+        AppendJsonString(item, node.id);
+        item += ",\"kind\":";
+        AppendJsonString(item, node.kind);
+        item += ",\"depends_on\":[";
+        for (std::size_t d = 0; d < node.depends_on.size(); ++d) {
+          if (d) item += ',';
+          AppendJsonString(item, node.depends_on[d]);
         }
         item += "]}";
-      } else {
-        item += ",\"status\":\"unavailable\",\"reason\":";
-        AppendJsonString(item, entry.reason);
-        item += "}";
       }
-      items.push_back(std::move(item));
-    }
-    HttpResponse response;
-    response.body = fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", fmt::join(items, ","));
-    responder->Send(std::move(response));
-    return true;
-  }
-  constexpr std::string_view kTasks = "/v1/workflows/tasks/";
-  if (request.path.starts_with(kTasks) && request.path.ends_with("/stop")) {
-    if (request.method != "POST") {
-      responder->Send(JsonError(405, "stopping a run takes POST"));
+      item += "]}";
     } else {
-      Stop(request.path.substr(kTasks.size(), request.path.size() - kTasks.size() - 5), responder);
+      item += ",\"status\":\"unavailable\",\"reason\":";
+      AppendJsonString(item, entry.reason);
+      item += "}";
     }
-    return true;
+    items.push_back(std::move(item));
   }
-  constexpr std::string_view kPrefix = "/v1/workflows/";
-  if (request.path.starts_with(kPrefix) && request.path.ends_with("/run")) {
-    std::string name =
-        request.path.substr(kPrefix.size(), request.path.size() - kPrefix.size() - 4);
-    if (request.method != "POST") {
-      responder->Send(JsonError(405, "workflow runs take POST"));
-      return true;
-    }
-    // Dify's own path names no workflow (Dify's API key picks the app).
-    if (name == "run" && !registry_.entries().count(name)) {
-      responder->Send(JsonError(
-          404, fmt::format("a run names its workflow: POST /v1/workflows/{{name}}/run; the "
-                           "workflows are: {}",
-                           registry_.Names())));
-      return true;
-    }
-    Run(name, request, responder);
-    return true;
-  }
-  return false;
+  HttpResponse response;
+  response.body = fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", fmt::join(items, ","));
+  responder->Send(std::move(response));
 }
 
 void WorkflowApi::Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder) {

@@ -21,6 +21,7 @@
 
 #include "core/thread_pool.h"
 #include "frontends/http/http_server.h"
+#include "frontends/http/route_table.h"
 #include "serving/file_store.h"
 #include "serving/inference_service.h"
 #include "serving/url_fetcher.h"
@@ -69,11 +70,12 @@ class WorkflowApi {
   // end on their own.
   ~WorkflowApi();
 
-  // Answers the request if its path is a workflow endpoint (or
-  // /v1/files/upload); false otherwise.
-  bool Handle(HttpRequest& request, HttpResponderPtr& responder);
+  // Adds the workflow endpoints (and /v1/files/upload) to `routes`.
+  void AddRoutes(RouteTable& routes);
 
  private:
+  // GET /v1/workflows.
+  void List(HttpResponderPtr responder);
   void Run(const std::string& name, HttpRequest& request, HttpResponderPtr responder);
   // Starts a run whose inputs are all present and answers as `mode` says;
   // `semantic_cache` false refuses answers from the workflow's semantic cache.
