@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+
 #include "scheduler/utilization.h"
 
 namespace braid {
@@ -65,6 +68,39 @@ TEST(UtilizationWindowTest, CountsCompletedAndRunningBatches) {
   // Half of the completed interval has slid out of the window.
   EXPECT_NEAR(window.Compute(kStart + milliseconds(125), {}), 0.125, 1e-9);
   EXPECT_EQ(window.Compute(kStart + milliseconds(500), {}), 0.0);
+}
+
+// The running sum gives what summing every interval of the window gives:
+// random batches on three instances (some long, some ending out of
+// order as racing instances add them), the window read after each.
+TEST(UtilizationWindowTest, MatchesSummingEveryIntervalOfTheWindow) {
+  std::mt19937 random(7);
+  const auto window_length = milliseconds(100);
+  UtilizationWindow window(window_length, 3);
+  std::vector<std::pair<TimePoint, TimePoint>> all;
+  TimePoint now = kStart, at = kStart;
+  for (int i = 0; i < 5000; ++i) {
+    now += microseconds(std::uniform_int_distribution<int>(0, 400)(random));
+    const auto length =
+        microseconds(random() % 200 == 0 ? std::uniform_int_distribution<int>(0, 20'000)(random)
+                                         : std::uniform_int_distribution<int>(0, 300)(random));
+    const TimePoint end = now - microseconds(random() % 300);
+    window.AddBusy(end - length, end);
+    all.emplace_back(end - length, end);
+    // Read a little behind the latest end, never behind an earlier read.
+    at = std::max(at, now - microseconds(random() % 200));
+    const std::vector<RunningBatch> running = {{at - microseconds(random() % 2000)}};
+    const TimePoint from = at - window_length;
+    Duration expected{};
+    for (const auto& [start, finish] : all) {
+      if (finish > from) expected += std::min(finish, at) - std::max(start, from);
+    }
+    expected += at - std::max(running[0].start, from);
+    const double fraction = ToMicros(expected) / (ToMicros(window_length) * 3);
+    ASSERT_LT(fraction, 1) << "a load the window does not clamp";
+    ASSERT_NEAR(window.Compute(at, running), std::max(0.0, fraction), 1e-9)
+        << "after " << i + 1 << " batches";
+  }
 }
 
 }  // namespace
