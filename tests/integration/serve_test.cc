@@ -378,6 +378,38 @@ std::string ReadUntil(int fd, const std::function<bool(const std::string&)>& don
   return data;
 }
 
+// HEAD is answered as GET would be (its status and headers, Content-Length
+// included) without the body, on a connection that goes on serving; a
+// stream's HEAD (a live report's events) ends with its headers.
+TEST_F(ServeTest, HeadAnswersWithGetsHeadersAndNoBody) {
+  const Reply get = Curl(*server_, "/v2");
+  const Reply head = Curl(*server_, "/v2", "-I");
+  ASSERT_EQ(head.code, 200);
+  EXPECT_THAT(head.headers, HasSubstr("Content-Length: " + std::to_string(get.body.size())));
+  // Pipelined behind a HEAD, the next answer starts right after its headers.
+  const int fd = Connect(server_->http_port());
+  const std::string requests =
+      "HEAD /v2 HTTP/1.1\r\nHost: t\r\n\r\n"
+      "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(send(fd, requests.data(), requests.size(), 0), static_cast<ssize_t>(requests.size()));
+  const std::string answers = ReadUntil(fd, [](const std::string&) { return false; });
+  close(fd);
+  const auto end_of_head = answers.find("\r\n\r\n");
+  ASSERT_NE(end_of_head, std::string::npos) << answers;
+  EXPECT_TRUE(answers.substr(end_of_head + 4).starts_with("HTTP/1.1 200"))
+      << "no body after the HEAD's headers: " << answers;
+  EXPECT_EQ(Curl(*server_, "/v2/models/nope", "-I").code, 404);
+  EXPECT_EQ(Curl(*server_, "/v2/models/identity/infer", "-I").code, 405);
+
+  const Reply report = Post(*server_, "/v1/live/reports", "{}");
+  ASSERT_EQ(report.code, 201) << report.body;
+  const std::string id = Parse(report.body)["id"].GetString();
+  const auto twice = RunCommand(
+      "curl -s -I -o /dev/null -o /dev/null --max-time 10 -w '%{http_code}:%{num_connects} ' " +
+      server_->url() + "/v1/live/reports/" + id + "/events " + server_->url() + "/v2");
+  EXPECT_EQ(twice.out, "200:1 200:0 ") << "both answered, on one connection";
+}
+
 TEST_F(ServeTest, PipelinedRequestsAnsweredInOrder) {
   int fd = Connect(server_->http_port());
   std::string first = IdentityRequest("[1,16]", "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]");

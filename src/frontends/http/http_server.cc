@@ -315,6 +315,11 @@ class HttpServer::Impl::Session : public Connection,
     std::vector<HttpResponse::Part> tail;
     std::size_t unsent = 0;  // what it counts in unsent_ (a stream's chunk)
   };
+  // A HEAD's answer: the head as GET's, Content-Length included, alone.
+  static void WithoutBody(Outgoing& bytes) {
+    bytes.body.clear();
+    bytes.tail.clear();
+  }
   static constexpr std::size_t kFirstReadBytes = 4096;
   // Most bytes handed to one write call.
   static constexpr std::size_t kWriteSliceBytes = 1 << 20;
@@ -396,8 +401,10 @@ class HttpServer::Impl::Session : public Connection,
   // called from any other thread, defer is post.
   class Responder : public HttpResponder {
    public:
-    Responder(std::shared_ptr<Session> session, bool keep_alive, bool gzip_ok)
-        : session_(std::move(session)), keep_alive_(keep_alive), gzip_ok_(gzip_ok) {}
+    // `head`: the request is a HEAD, answered with the headers GET's answer
+    // would have (its Content-Length included) and no body.
+    Responder(std::shared_ptr<Session> session, bool keep_alive, bool gzip_ok, bool head = false)
+        : session_(std::move(session)), keep_alive_(keep_alive), gzip_ok_(gzip_ok), head_(head) {}
     ~Responder() override {
       if (!answered_.exchange(true)) {
         Send(JsonError(500, "the request was dropped without an answer"));
@@ -408,6 +415,7 @@ class HttpServer::Impl::Session : public Connection,
     void Send(HttpResponse response) override {
       answered_ = true;
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
+      if (head_) WithoutBody(bytes);
       net::defer(session_->executor_,
                  [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                    session->Write(std::move(bytes), true, keep);
@@ -415,10 +423,13 @@ class HttpServer::Impl::Session : public Connection,
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
-      net::defer(session_->executor_, [session = session_, make = std::move(make),
-                                       keep = keep_alive_, gzip = gzip_ok_]() mutable {
-        session->Write(session->Serialize(make(), keep, gzip, false), true, keep);
-      });
+      net::defer(session_->executor_,
+                 [session = session_, make = std::move(make), keep = keep_alive_, gzip = gzip_ok_,
+                  head = head_]() mutable {
+                   Outgoing bytes = session->Serialize(make(), keep, gzip, false);
+                   if (head) WithoutBody(bytes);
+                   session->Write(std::move(bytes), true, keep);
+                 });
     }
     void StartStream(int status, std::string content_type,
                      std::vector<std::pair<std::string, std::string>> headers) override {
@@ -428,8 +439,10 @@ class HttpServer::Impl::Session : public Connection,
       head.content_type = std::move(content_type);
       head.headers = std::move(headers);
       Outgoing bytes = session_->Serialize(std::move(head), keep_alive_, false, true);
-      net::defer(session_->executor_, [session = session_, bytes = std::move(bytes)]() mutable {
-        session->Write(std::move(bytes), false, true);
+      // A HEAD's stream ends with its headers; the chunks are refused.
+      net::defer(session_->executor_, [session = session_, bytes = std::move(bytes), last = head_,
+                                       keep = keep_alive_]() mutable {
+        session->Write(std::move(bytes), last, last ? keep : true);
       });
     }
     void OnDisconnect(std::function<void()> callback) override {
@@ -443,7 +456,7 @@ class HttpServer::Impl::Session : public Connection,
       session_->upgrade_ = Upgrade{std::move(handler), options};
     }
     bool WriteChunk(std::string data) override {
-      if (session_->closed_) return false;
+      if (session_->closed_ || head_) return false;
       if (data.empty()) return true;
       std::string chunk = fmt::format("{:x}\r\n", data.size());
       chunk += data;
@@ -461,6 +474,7 @@ class HttpServer::Impl::Session : public Connection,
       return true;
     }
     void EndStream() override {
+      if (head_) return;
       net::defer(session_->executor_, [session = session_, keep = keep_alive_]() mutable {
         session->Write(Outgoing{"0\r\n\r\n", {}, {}, 0}, true, keep);
       });
@@ -470,6 +484,7 @@ class HttpServer::Impl::Session : public Connection,
     std::shared_ptr<Session> session_;
     bool keep_alive_;
     bool gzip_ok_;
+    bool head_;
     std::atomic<bool> answered_{false};
     http_internal::DisconnectWatch disconnect_;
   };
@@ -643,7 +658,8 @@ class HttpServer::Impl::Session : public Connection,
       if (auto settings = H2cSettings(request))
         return UpgradeToHttp2(std::move(request), std::move(*settings));
     }
-    auto responder = std::make_shared<Responder>(this->shared_from_this(), keep_alive, gzip_ok);
+    auto responder = std::make_shared<Responder>(this->shared_from_this(), keep_alive, gzip_ok,
+                                                 request.method == "HEAD");
     server_.handler(request, responder);
     if (upgrade_) return StartWebSocket();
     Watch(std::move(responder));

@@ -140,15 +140,25 @@ RouteTable::Match RouteTable::Find(std::string_view method, std::string_view pat
   } values{match.params};
   const Node* node = Walk(*root_, path, values);
   if (node == nullptr) return match;
-  for (const auto& entry : node->methods) {
-    if (entry.method != method) continue;
-    match.route = &entry.route;
-    match.options = entry.options;
+  // HEAD is GET without the body (RFC 9110, 9.3.2) where no route takes
+  // HEAD itself; the server leaves the body out.
+  const auto route_for = [&](std::string_view wanted) -> const Node::Method* {
+    for (const auto& entry : node->methods) {
+      if (entry.method == wanted) return &entry;
+    }
+    return nullptr;
+  };
+  const Node::Method* entry = route_for(method);
+  if (entry == nullptr && method == "HEAD") entry = route_for("GET");
+  if (entry != nullptr) {
+    match.route = &entry->route;
+    match.options = entry->options;
     return match;
   }
   match.options = node->methods.front().options;
   std::vector<std::string_view> allowed;
-  for (const auto& entry : node->methods) allowed.push_back(entry.method);
+  for (const auto& other : node->methods) allowed.push_back(other.method);
+  if (route_for("GET") != nullptr && route_for("HEAD") == nullptr) allowed.push_back("HEAD");
   match.allowed = fmt::format("{}", fmt::join(allowed, ", "));
   return match;
 }

@@ -79,7 +79,8 @@ class RouteTable {
     PathParams params;
     std::string allowed;
   };
-  // One trailing '/' is ignored ("/dashboard/" is "/dashboard").
+  // One trailing '/' is ignored ("/dashboard/" is "/dashboard"). HEAD
+  // takes a path's GET route where it has no HEAD route of its own.
   Match Find(std::string_view method, std::string_view path) const;
 
   // Every endpoint, in the order added.

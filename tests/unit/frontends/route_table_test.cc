@@ -16,7 +16,10 @@ class RouteTableTest : public ::testing::Test {
         [this, name = std::string(method) + " " + std::string(path)](HttpRequest&, HttpResponderPtr,
                                                                      const PathParams& params) {
           ran_ = name;
-          for (std::size_t i = 0; i < params.size(); ++i) ran_ += " " + std::string(params[i]);
+          for (std::size_t i = 0; i < params.size(); ++i) {
+            ran_ += ' ';
+            ran_ += params[i];
+          }
         },
         options);
   }
@@ -51,13 +54,25 @@ TEST_F(RouteTableTest, WhatNoRouteTakesIsA404OrA405WithItsMethods) {
   Add("GET", "/v1/collections/{name}");
   Add("DELETE", "/v1/collections/{name}");
   Add("POST", "/v1/collections/{name}/search");
-  EXPECT_EQ(Run("PUT", "/v1/collections/docs"), "405 GET, DELETE");
+  EXPECT_EQ(Run("PUT", "/v1/collections/docs"), "405 GET, DELETE, HEAD");
   EXPECT_EQ(Run("GET", "/v1/collections/docs/search"), "405 POST");
   EXPECT_EQ(Run("GET", "/v1/collections/docs/other"), "404");
   EXPECT_EQ(Run("GET", "/v1/collections"), "404");
   EXPECT_EQ(Run("GET", "/v1/collections//search"), "404") << "a placeholder takes no empty segment";
   EXPECT_EQ(Run("GET", "v1/collections/docs"), "404");
   EXPECT_EQ(Run("GET", ""), "404");
+}
+
+// HEAD is GET without the body: it takes the GET route unless the path has
+// a HEAD route of its own.
+TEST_F(RouteTableTest, HeadTakesTheGetRoute) {
+  Add("GET", "/v2/models/{model}");
+  Add("GET", "/web/{file...}");
+  Add("HEAD", "/web/{file...}");
+  Add("POST", "/v1/embeddings");
+  EXPECT_EQ(Run("HEAD", "/v2/models/identity"), "GET /v2/models/{model} identity");
+  EXPECT_EQ(Run("HEAD", "/web/app.js"), "HEAD /web/{file...} app.js");
+  EXPECT_EQ(Run("HEAD", "/v1/embeddings"), "405 POST");
 }
 
 TEST_F(RouteTableTest, TheRootAndARestPlaceholder) {
