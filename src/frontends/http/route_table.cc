@@ -93,14 +93,10 @@ void RouteTable::Add(std::string_view method, std::string_view path, Route route
   endpoints_.push_back({std::string(method), std::string(path)});
 }
 
-namespace {
-
-// The node with methods that `path` (what follows `node`'s segment: empty or
-// "/segment...") leads to from `node`, its placeholders' values appended to
-// `values`; null when it leads nowhere. A literal is tried before the
-// placeholder, which is tried when the literal's branch leads nowhere.
-template <typename NodeT, typename Values>
-const NodeT* Walk(const NodeT& node, std::string_view path, Values& values) {
+// A literal is tried before the placeholder, which is tried when the
+// literal's branch leads nowhere.
+const RouteTable::Node* RouteTable::Walk(const Node& node, std::string_view path,
+                                         PathParams& params) {
   if (path.empty()) return node.methods.empty() ? nullptr : &node;
   path.remove_prefix(1);
   const auto slash = path.find('/');
@@ -110,35 +106,27 @@ const NodeT* Walk(const NodeT& node, std::string_view path, Values& values) {
       slash == std::string_view::npos ? std::string_view() : path.substr(slash);
   for (const auto& [literal, child] : node.literals) {
     if (literal != segment) continue;
-    if (const NodeT* found = Walk(*child, after, values)) return found;
+    if (const Node* found = Walk(*child, after, params)) return found;
     break;
   }
-  if (!node.placeholder || values.full()) return nullptr;
-  const NodeT& next = *node.placeholder;
+  if (!node.placeholder || params.size_ == PathParams::kMax) return nullptr;
+  const Node& next = *node.placeholder;
   if (node.takes_rest) {
     if (next.methods.empty()) return nullptr;
-    values.push(path);
+    params.values_[params.size_++] = path;
     return &next;
   }
-  values.push(segment);
-  if (const NodeT* found = Walk(next, after, values)) return found;
-  values.pop();
+  params.values_[params.size_++] = segment;
+  if (const Node* found = Walk(next, after, params)) return found;
+  --params.size_;
   return nullptr;
 }
-
-}  // namespace
 
 RouteTable::Match RouteTable::Find(std::string_view method, std::string_view path) const {
   Match match;
   if (!path.starts_with('/')) return match;
   if (path.ends_with('/')) path.remove_suffix(1);
-  struct Values {
-    PathParams& params;
-    bool full() const { return params.size_ == PathParams::kMax; }
-    void push(std::string_view value) { params.values_[params.size_++] = value; }
-    void pop() { --params.size_; }
-  } values{match.params};
-  const Node* node = Walk(*root_, path, values);
+  const Node* node = Walk(*root_, path, match.params);
   if (node == nullptr) return match;
   // HEAD is GET without the body (RFC 9110, 9.3.2) where no route takes
   // HEAD itself; the server leaves the body out.

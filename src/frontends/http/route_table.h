@@ -50,6 +50,15 @@ class PathParams {
 using Route =
     std::function<void(HttpRequest& request, HttpResponderPtr responder, const PathParams& params)>;
 
+// A route calling `object`'s `handler` with the request and its responder,
+// for an endpoint whose path has no placeholders.
+template <typename T, typename Request>
+Route RouteTo(T* object, void (T::*handler)(Request&, HttpResponderPtr)) {
+  return [object, handler](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
+    (object->*handler)(request, std::move(responder));
+  };
+}
+
 struct Endpoint {
   std::string method;
   std::string path;  // the template, as added
@@ -95,6 +104,11 @@ class RouteTable {
 
  private:
   struct Node;
+  // The node with methods that `path` (what follows `node`'s segment: empty
+  // or "/segment...") leads to, its placeholders' values appended to
+  // `params`; null when it leads nowhere.
+  static const Node* Walk(const Node& node, std::string_view path, PathParams& params);
+
   std::unique_ptr<Node> root_;
   std::vector<Endpoint> endpoints_;
 };

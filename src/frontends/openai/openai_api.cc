@@ -42,18 +42,9 @@ void OpenAiApi::AddRoutes(RouteTable& routes) {
              [this](HttpRequest&, HttpResponderPtr responder, const PathParams& params) {
                Models(params[0], std::move(responder));
              });
-  routes.Add("POST", "/v1/embeddings",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               Embeddings(request, std::move(responder));
-             });
-  routes.Add("POST", "/v1/audio/transcriptions",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               Transcriptions(request, std::move(responder));
-             });
-  routes.Add("POST", "/v1/chat/completions",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               ChatCompletions(request, std::move(responder));
-             });
+  routes.Add("POST", "/v1/embeddings", RouteTo(this, &OpenAiApi::Embeddings));
+  routes.Add("POST", "/v1/audio/transcriptions", RouteTo(this, &OpenAiApi::Transcriptions));
+  routes.Add("POST", "/v1/chat/completions", RouteTo(this, &OpenAiApi::ChatCompletions));
 }
 
 namespace {

@@ -82,10 +82,7 @@ RetrievalApi::RetrievalApi(Embedder& embedder, WorkflowExecutor& executor, OpenA
     : embedder_(embedder), executor_(executor), openai_(openai) {}
 
 void RetrievalApi::AddRoutes(RouteTable& routes) {
-  routes.Add("POST", "/v1/rerank",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               Rerank(request, std::move(responder));
-             });
+  routes.Add("POST", "/v1/rerank", RouteTo(this, &RetrievalApi::Rerank));
   for (const std::string_view prefix : {"", "/tei/embedding", "/tei/reranker"}) {
     const bool reranker = prefix.ends_with("reranker");
     const auto path = [prefix](std::string_view endpoint) {
@@ -95,23 +92,11 @@ void RetrievalApi::AddRoutes(RouteTable& routes) {
                [this, reranker](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
                  TeiInfo(reranker, std::move(responder));
                });
-    routes.Add("POST", path("/embed"),
-               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-                 TeiEmbed(request, std::move(responder));
-               });
-    routes.Add("POST", path("/rerank"),
-               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-                 TeiRerank(request, std::move(responder));
-               });
-    routes.Add("POST", path("/tokenize"),
-               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-                 TeiTokenize(request, std::move(responder));
-               });
+    routes.Add("POST", path("/embed"), RouteTo(this, &RetrievalApi::TeiEmbed));
+    routes.Add("POST", path("/rerank"), RouteTo(this, &RetrievalApi::TeiRerank));
+    routes.Add("POST", path("/tokenize"), RouteTo(this, &RetrievalApi::TeiTokenize));
     if (prefix.empty()) continue;
-    routes.Add("POST", path("/v1/embeddings"),
-               [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-                 openai_.Embeddings(request, std::move(responder));
-               });
+    routes.Add("POST", path("/v1/embeddings"), RouteTo(&openai_, &OpenAiApi::Embeddings));
   }
 }
 

@@ -193,10 +193,7 @@ std::vector<std::string> SplitSentences(std::string_view text, std::size_t max_c
 SpeechApi::SpeechApi(InferenceService& service) : service_(service) {}
 
 void SpeechApi::AddRoutes(RouteTable& routes) {
-  routes.Add("POST", "/v1/audio/speech",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               Speak(request, std::move(responder));
-             });
+  routes.Add("POST", "/v1/audio/speech", RouteTo(this, &SpeechApi::Speak));
 }
 
 void SpeechApi::Speak(HttpRequest& request, HttpResponderPtr responder) {

@@ -562,10 +562,7 @@ void WorkflowApi::Precompute(const StoredFile& file) {
 }
 
 void WorkflowApi::AddRoutes(RouteTable& routes) {
-  routes.Add("POST", "/v1/files/upload",
-             [this](HttpRequest& request, HttpResponderPtr responder, const PathParams&) {
-               Upload(request, std::move(responder));
-             });
+  routes.Add("POST", "/v1/files/upload", RouteTo(this, &WorkflowApi::Upload));
   routes.Add("GET", "/v1/workflows",
              [this](HttpRequest&, HttpResponderPtr responder, const PathParams&) {
                List(std::move(responder));
