@@ -63,7 +63,9 @@ int RunRouter(const RouterCommandOptions& flags) {
   HttpServer http(http_options, [&router](HttpRequest& request, HttpResponderPtr responder) {
     router->Handle(request, std::move(responder));
   });
-  auto created = Router::Create(options, SteadyClock(), http.io_context());
+  auto created = Router::Create(options, SteadyClock(), [&http]() -> boost::asio::io_context& {
+    return http.network_context();
+  });
   if (!created.ok()) {
     fmt::print(stderr, "braid router: {}\n", created.status().message());
     return 1;

@@ -48,11 +48,11 @@ std::size_t ConnectionLimits::connections() const {
 }
 
 Listener::Listener(net::io_context& io, ConnectionLimits& limits, std::string refusal,
-                   OnAccept on_accept)
+                   OnAccept on_accept, PlaceSocket place)
     : limits_(limits),
       refusal_(std::move(refusal)),
       on_accept_(std::move(on_accept)),
-      io_(io),
+      place_(place ? std::move(place) : [&io]() -> net::io_context& { return io; }),
       acceptor_(net::make_strand(io)),
       pause_(acceptor_.get_executor()),
       reserve_fd_(OpenReserve()) {}
@@ -90,7 +90,7 @@ int Listener::native_handle() { return acceptor_.native_handle(); }
 
 void Listener::Accept() {
   acceptor_.async_accept(
-      net::make_strand(io_), [this](boost::system::error_code ec, Socket socket) {
+      place_().get_executor(), [this](boost::system::error_code ec, Socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
         if (OutOfDescriptors(ec)) {
           if (reserve_fd_ >= 0) {

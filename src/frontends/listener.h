@@ -49,11 +49,15 @@ class Listener {
   // Takes an admitted connection and the client's address; the connection
   // counts in `limits` until the taker releases it.
   using OnAccept = std::function<void(Socket socket, std::string address)>;
+  // The io_context the next connection's socket goes to.
+  using PlaceSocket = std::function<boost::asio::io_context&()>;
 
-  // `io` and `limits` must outlive the listener; `on_accept` runs on its
-  // strand.
+  // `io` (where the listener accepts) and `limits` must outlive the
+  // listener; `on_accept` runs on its strand. Sockets go to `place`'s
+  // contexts (none: to `io`), on no strand: each context must be run by one
+  // thread.
   Listener(boost::asio::io_context& io, ConnectionLimits& limits, std::string refusal,
-           OnAccept on_accept);
+           OnAccept on_accept, PlaceSocket place = {});
   ~Listener();
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
@@ -72,7 +76,7 @@ class Listener {
   ConnectionLimits& limits_;
   const std::string refusal_;
   const OnAccept on_accept_;
-  boost::asio::io_context& io_;
+  const PlaceSocket place_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer pause_;  // on the acceptor's strand
   int reserve_fd_;                   // touched only on the acceptor's strand

@@ -115,10 +115,10 @@ class Forwarding;
 
 class Router::Impl : public grpc::CallbackGenericService {
  public:
-  Impl(RouterOptions options, Clock& clock, asio::io_context& network)
+  Impl(RouterOptions options, Clock& clock, Router::NetworkContext network)
       : options_(std::move(options)),
         clock_(clock),
-        network_(network),
+        network_(std::move(network)),
         picker_(options_.policy, options_.replicas.size()) {}
 
   ~Impl() {
@@ -223,14 +223,21 @@ class Router::Impl : public grpc::CallbackGenericService {
     return picker_.Pick(views, key);
   }
 
+  // The most recently returned idle connection on the calling network
+  // thread's io_context: its answer then completes on this thread, without
+  // a wake-up of another.
   template <typename Stream>
   std::unique_ptr<Stream> TakeIdle(Replica& replica) {
+    asio::execution_context& here = network();
     std::lock_guard lock(replica.mutex);
     auto& idle = replica.Idle<Stream>();
-    if (idle.empty()) return nullptr;
-    auto stream = std::move(idle.back());
-    idle.pop_back();
-    return stream;
+    for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
+      if (&asio::query((*it)->get_executor(), asio::execution::context) != &here) continue;
+      auto stream = std::move(*it);
+      idle.erase(std::next(it).base());
+      return stream;
+    }
+    return nullptr;
   }
 
   template <typename Stream>
@@ -252,7 +259,8 @@ class Router::Impl : public grpc::CallbackGenericService {
   const RouterOptions& options() const { return options_; }
   Replica& replica(std::size_t index) { return *replicas_[index]; }
   std::size_t replica_count() const { return replicas_.size(); }
-  asio::io_context& network() { return network_; }
+  // The calling network thread's io_context.
+  asio::io_context& network() { return network_(); }
 
   void Succeeded(Replica& replica) {
     std::lock_guard lock(replica.mutex);
@@ -338,9 +346,9 @@ class Router::Impl : public grpc::CallbackGenericService {
  private:
   const RouterOptions options_;
   Clock& clock_;
-  asio::io_context& network_;          // the HTTP server's: forwarding runs on its threads
-  asio::io_context io_;                // for the health checks' blocking sockets; never run
-  std::shared_ptr<ssl::context> tls_;  // set for https:// replicas; outlives their connections
+  const Router::NetworkContext network_;  // forwarding runs on the HTTP server's threads
+  asio::io_context io_;                   // for the health checks' blocking sockets; never run
+  std::shared_ptr<ssl::context> tls_;     // set for https:// replicas; outlives their connections
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::mutex picker_mutex_;
   Picker picker_;  // guarded by picker_mutex_
@@ -404,10 +412,10 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
   }
 
   void Connect() {
-    // A strand of its own: the stream's timeout and its operation may
-    // complete on different network threads. The connect timeout covers
-    // the TLS handshake too.
-    stream_ = router_.NewStream<Stream>(asio::make_strand(router_.network()));
+    // On this network thread's io_context, which one thread runs: the
+    // stream's timeout and its operations complete in order. The connect
+    // timeout covers the TLS handshake too.
+    stream_ = router_.NewStream<Stream>(router_.network().get_executor());
     auto& socket = beast::get_lowest_layer(*stream_);
     socket.expires_after(router_.options().connect_timeout);
     socket.async_connect(replica_->address, [self = this->shared_from_this()](
@@ -697,8 +705,8 @@ Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Router::~Router() = default;
 
 Result<std::unique_ptr<Router>> Router::Create(RouterOptions options, Clock& clock,
-                                               asio::io_context& network) {
-  auto impl = std::make_unique<Impl>(std::move(options), clock, network);
+                                               NetworkContext network) {
+  auto impl = std::make_unique<Impl>(std::move(options), clock, std::move(network));
   BRAID_RETURN_IF_ERROR(impl->Init());
   return std::unique_ptr<Router>(new Router(std::move(impl)));
 }

@@ -31,6 +31,7 @@
 // a client certificate; their gRPC ports are then reached over TLS too.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,12 +66,16 @@ struct RouterOptions {
 
 class Router {
  public:
+  // The io_context of the network thread that calls Handle
+  // (HttpServer::network_context).
+  using NetworkContext = std::function<boost::asio::io_context&()>;
+
   // Parses the replica URLs and starts the health checks. Requests are
-  // forwarded on `network`'s threads (those of the HttpServer that calls
-  // Handle): the router must be destroyed after that server stops and
-  // before the server is destroyed.
+  // forwarded on the network thread that calls Handle, whose io_context
+  // `network` gives (the HttpServer's): the router must be destroyed after
+  // that server stops and before the server is destroyed.
   static Result<std::unique_ptr<Router>> Create(RouterOptions options, Clock& clock,
-                                                boost::asio::io_context& network);
+                                                NetworkContext network);
   ~Router();
 
   // The HttpHandler of the router's server.

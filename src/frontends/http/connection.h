@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -123,9 +126,51 @@ class DisconnectWatch {
 // Steady-clock nanoseconds, as the connections' deadlines are kept.
 std::int64_t NowNs();
 
+// The network threads, each running an io_context of its own (concurrency
+// hint 1: Asio keeps what a thread posts to itself in a private queue, and
+// no other thread competes for its reactor or wakes up for its events).
+// A connection lives on one context, so its handlers run on one thread, in
+// order: that thread is what "the connection's strand" means here.
+class NetworkContexts {
+ public:
+  explicit NetworkContexts(int threads);
+  // Stops, then shuts every context down before destroying any: a pending
+  // handler of one may hold a connection whose socket is on another.
+  ~NetworkContexts();
+  NetworkContexts(const NetworkContexts&) = delete;
+  NetworkContexts& operator=(const NetworkContexts&) = delete;
+
+  // Where the next connection, or an HTTP/2 stream's handler, goes: the
+  // contexts in turn.
+  boost::asio::io_context& Next();
+  // The context whose thread calls; the first one from any other thread.
+  boost::asio::io_context& OfThisThread();
+  boost::asio::io_context& first() { return *contexts_.front(); }
+
+  // Starts a thread per context. Non-blocking.
+  void Start();
+  // Stops the contexts and joins their threads; their pending handlers stay
+  // until the contexts are destroyed.
+  void Stop();
+  bool running() const { return !threads_.empty(); }
+
+ private:
+  using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
+  // An io_context whose shutdown (its pending handlers destroyed) can run
+  // apart from its destruction.
+  struct Context : boost::asio::io_context {
+    Context() : io_context(1) {}
+    using io_context::shutdown;
+  };
+  std::vector<std::unique_ptr<Context>> contexts_;
+  std::vector<WorkGuard> work_;
+  std::vector<std::thread> threads_;
+  std::atomic<std::size_t> next_{0};
+};
+
 // An open connection, of either protocol, as the server sees it. Its
 // methods may be called from any thread; they run their work on the
-// connection's strand.
+// connection's strand (its network thread).
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -144,7 +189,8 @@ struct ServerCore {
       : options(std::move(options_in)),
         handler(std::move(handler_in)),
         budget(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
-        limits(options.max_connections, options.max_connections_per_address) {}
+        limits(options.max_connections, options.max_connections_per_address),
+        network(options.threads) {}
 
   void Add(Connection* connection, std::weak_ptr<Connection> weak) {
     std::lock_guard lock(connections_mutex);
@@ -176,6 +222,9 @@ struct ServerCore {
   Gate requests;
   std::mutex connections_mutex;
   std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // guarded
+  // Last: the connections that the contexts' pending handlers hold are
+  // destroyed with them, and still update the members above.
+  NetworkContexts network;
 };
 
 // An HTTP/1.1 request that asked to continue as HTTP/2 (Upgrade: h2c), read

@@ -264,12 +264,9 @@ class Http2Connection : public Connection,
   }
   void Abandon() override {}
 
-  // The network threads' executor (not the connection's strand).
-  net::io_context::executor_type Network() {
-    return static_cast<net::io_context&>(
-               net::query(stream_.get_executor(), net::execution::context))
-        .get_executor();
-  }
+  // Where a stream's handler or answer is made: the network threads in
+  // turn (not only the connection's).
+  net::io_context::executor_type Network() { return core_.network.Next().get_executor(); }
 
   // The responders' work, on the strand.
   void Respond(std::int32_t id, HttpResponse response, bool end) {

@@ -111,6 +111,41 @@ bool AcceptsGzip(const HttpRequest& request) {
   return request.Header("Accept-Encoding").find("gzip") != std::string_view::npos;
 }
 
+NetworkContexts::NetworkContexts(int threads) {
+  for (int i = 0; i < std::max(threads, 1); ++i) contexts_.push_back(std::make_unique<Context>());
+}
+
+NetworkContexts::~NetworkContexts() {
+  Stop();
+  for (const auto& context : contexts_) context->shutdown();
+}
+
+net::io_context& NetworkContexts::Next() {
+  return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+}
+
+net::io_context& NetworkContexts::OfThisThread() {
+  for (const auto& context : contexts_) {
+    if (context->get_executor().running_in_this_thread()) return *context;
+  }
+  return first();
+}
+
+void NetworkContexts::Start() {
+  for (const auto& context : contexts_) {
+    work_.emplace_back(context->get_executor());
+    threads_.emplace_back([&context = *context] { context.run(); });
+  }
+}
+
+void NetworkContexts::Stop() {
+  if (threads_.empty()) return;
+  work_.clear();
+  for (const auto& context : contexts_) context->stop();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+}
+
 std::int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -256,21 +291,19 @@ class HttpServer::Impl {
  public:
   Impl(HttpServerOptions options, HttpHandler handler)
       : core_(std::move(options), std::move(handler)),
-        listener_(io_, core_.limits, Refusal(), [this](tcp::socket socket, std::string address) {
-          Take(std::move(socket), std::move(address));
-        }) {}
+        listener_(
+            core_.network.first(), core_.limits, Refusal(),
+            [this](tcp::socket socket, std::string address) {
+              Take(std::move(socket), std::move(address));
+            },
+            [this]() -> net::io_context& { return core_.network.Next(); }) {}
 
   template <typename Stream>
   class Session;
 
-  // Declared before io_: connections destroyed with io_'s pending handlers
-  // still update it.
   ServerCore core_;
-  net::io_context io_{core_.options.threads};
   Listener listener_;
-  net::steady_timer sweeper_{io_};
-  std::vector<std::thread> threads_;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  net::steady_timer sweeper_{core_.network.first()};
   std::mutex tls_mutex_;
   // What new TLS connections handshake with (a reload swaps it; open ones
   // keep theirs); none: plaintext.
@@ -1276,14 +1309,12 @@ Status HttpServer::ReloadTls() {
   return Status::Ok();
 }
 
-net::io_context& HttpServer::io_context() { return impl_->io_; }
+net::io_context& HttpServer::network_context() { return impl_->core_.network.OfThisThread(); }
 
 void HttpServer::Start() {
-  impl_->work_.emplace(impl_->io_.get_executor());
   impl_->listener_.Start();
   impl_->Sweep();
-  for (int i = 0; i < impl_->core_.options.threads; ++i)
-    impl_->threads_.emplace_back([this] { impl_->io_.run(); });
+  impl_->core_.network.Start();
 }
 
 bool HttpServer::Drain(std::chrono::steady_clock::time_point deadline) {
@@ -1294,11 +1325,8 @@ bool HttpServer::Drain(std::chrono::steady_clock::time_point deadline) {
 }
 
 void HttpServer::Stop() {
-  if (impl_->threads_.empty()) return;
-  impl_->work_.reset();
-  impl_->io_.stop();
-  for (auto& thread : impl_->threads_) thread.join();
-  impl_->threads_.clear();
+  if (!impl_->core_.network.running()) return;
+  impl_->core_.network.Stop();
   for (const auto& connection : impl_->core_.Open()) connection->Abandon();
 }
 

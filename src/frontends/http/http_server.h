@@ -202,11 +202,12 @@ class HttpServer {
   // Stops the network threads and closes every connection. Blocks.
   void Stop();
 
-  // What the network threads run: for a handler that does its own network
-  // I/O (the router's upstream connections) on the thread that read the
-  // request instead of handing it to another thread. Objects bound to it
-  // must be destroyed before the server.
-  boost::asio::io_context& io_context();
+  // The io_context of the network thread that calls (a handler's), the
+  // first one from any other thread: for a handler that does its own
+  // network I/O (the router's upstream connections) on the thread that read
+  // the request instead of handing it to another. Objects bound to it must
+  // be destroyed before the server.
+  boost::asio::io_context& network_context();
 
   std::size_t open_connections() const;
   // Requests being read, handled or written.
