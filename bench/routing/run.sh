@@ -17,7 +17,7 @@ source "$(dirname "$0")/../lib.sh"
 window="${1:-2}"
 
 # A repository whose clip-text uses one intra-op thread.
-cp -r "$build/models" "$work/one-thread"
+cp -rL "$build/models" "$work/one-thread"
 sed -i 's/intra_op_threads: 2/intra_op_threads: 1/' "$work/one-thread/clip-text/config.yaml"
 
 declare -A http metrics

@@ -38,7 +38,7 @@ PY
 
 # The 602 KB image tensor goes to an identity model that takes [N,-1], so
 # that the figures measure moving the tensor, not computing on it.
-cp -r "$build/models" "$work/models"
+cp -rL "$build/models" "$work/models"
 mkdir -p "$work/models/identity-wide/1"
 sed 's/dims: \[16\]/dims: [-1]/' "$work/models/identity/config.yaml" >"$work/models/identity-wide/config.yaml"
 "$build/tools/modelgen/modelgen" identity-wide "$work/models/identity-wide/1/model.onnx"

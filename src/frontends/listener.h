@@ -53,9 +53,8 @@ class Listener {
   using PlaceSocket = std::function<boost::asio::io_context&()>;
 
   // `io` (where the listener accepts) and `limits` must outlive the
-  // listener; `on_accept` runs on its strand. Sockets go to `place`'s
-  // contexts (none: to `io`), on no strand: each context must be run by one
-  // thread.
+  // listener; `on_accept` runs on its strand. Each socket goes to a strand
+  // of its own on the context `place` gives (none: `io`).
   Listener(boost::asio::io_context& io, ConnectionLimits& limits, std::string refusal,
            OnAccept on_accept, PlaceSocket place = {});
   ~Listener();

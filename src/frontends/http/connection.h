@@ -129,8 +129,11 @@ std::int64_t NowNs();
 // The network threads, each running an io_context of its own (concurrency
 // hint 1: Asio keeps what a thread posts to itself in a private queue, and
 // no other thread competes for its reactor or wakes up for its events).
-// A connection lives on one context, so its handlers run on one thread, in
-// order: that thread is what "the connection's strand" means here.
+// A connection lives on one context, so its handlers run on one thread.
+// It still has a strand: work that other threads hand it (an answer's
+// chunks) runs in the order it was handed over, which the context's own
+// queue does not keep (what the context's thread posts waits in a private
+// queue until its current handler returns; other threads' posts go ahead).
 class NetworkContexts {
  public:
   explicit NetworkContexts(int threads);
@@ -170,7 +173,7 @@ class NetworkContexts {
 
 // An open connection, of either protocol, as the server sees it. Its
 // methods may be called from any thread; they run their work on the
-// connection's strand (its network thread).
+// connection's strand.
 class Connection {
  public:
   virtual ~Connection() = default;

@@ -11,6 +11,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "frontends/http/http_server.h"
 #include "support/command.h"
@@ -33,15 +34,18 @@ void MakeCertificate(const std::filesystem::path& folder, const std::string& nam
 
 class Http2ServerTest : public ::testing::Test {
  protected:
-  // Answers /stream with three chunks, /hold by waiting until the client
-  // goes, /big with kBigBytes bytes, everything else with the size of the
-  // body it got. `timeout` is how long an idle connection or a request
-  // being received may take.
-  void Start(TlsFiles tls = {}, std::chrono::seconds timeout = std::chrono::seconds(30)) {
+  // Answers /stream with three chunks, /handed with two (the second handed
+  // over by another thread while the handler waits), /hold by waiting until
+  // the client goes, /big with kBigBytes bytes, everything else with the
+  // size of the body it got. `timeout` is how long an idle connection or a
+  // request being received may take.
+  void Start(TlsFiles tls = {}, std::chrono::seconds timeout = std::chrono::seconds(30),
+             int threads = 2) {
     HttpServerOptions options;
     options.tls = std::move(tls);
     options.idle_timeout = timeout;
     options.request_timeout = timeout;
+    options.threads = threads;
     server_ = std::make_unique<HttpServer>(
         options, [this](HttpRequest& request, HttpResponderPtr responder) {
           if (request.path == "/stream") {
@@ -49,6 +53,15 @@ class Http2ServerTest : public ::testing::Test {
             for (int i = 0; i < 3; ++i)
               responder->WriteChunk("data: " + std::to_string(i) + "\n\n");
             responder->EndStream();
+            return;
+          }
+          if (request.path == "/handed") {
+            responder->StartStream(200, "text/event-stream");
+            responder->WriteChunk("data: 0\n\n");
+            std::thread([&responder] {
+              responder->WriteChunk("data: 1\n\n");
+              responder->EndStream();
+            }).join();
             return;
           }
           if (request.path == "/big") {
@@ -120,6 +133,16 @@ TEST_F(Http2ServerTest, PlaintextSpeaksHttp11AndHttp2ByPriorKnowledgeOrUpgrade) 
 TEST_F(Http2ServerTest, AStreamedAnswerComesWholeOverHttp2) {
   Start();
   EXPECT_EQ(Curl("--http2-prior-knowledge", "/stream"), "data: 0\n\ndata: 1\n\ndata: 2\n\n 2");
+}
+
+// The first chunk is handed over on the network thread, the second and the
+// end by another thread before the handler returns: the client gets them in
+// that order (a network thread's own posts wait until its handler returns,
+// so only the connection's strand keeps them ahead of the other thread's).
+TEST_F(Http2ServerTest, ChunksHandedOverFromAnyThreadArriveInTheOrderGiven) {
+  Start({}, std::chrono::seconds(30), /*threads=*/1);
+  EXPECT_EQ(Curl("--http1.1", "/handed"), "data: 0\n\ndata: 1\n\n 1.1");
+  EXPECT_EQ(Curl("--http2-prior-knowledge", "/handed"), "data: 0\n\ndata: 1\n\n 2");
 }
 
 TEST_F(Http2ServerTest, AClientThatGoesAwayCancelsItsStream) {
