@@ -78,6 +78,13 @@ void ComputeBudget::EnterRegularTier() const {
   if (current < target) setpriority(PRIO_PROCESS, tid, target);
 }
 
+void ComputeBudget::EnterBackgroundTier() {
+  const sched_param param{};
+  if (sched_setscheduler(0, SCHED_IDLE, &param) == 0) return;
+  const auto tid = static_cast<id_t>(syscall(SYS_gettid));
+  setpriority(PRIO_PROCESS, tid, 19);
+}
+
 ComputeBudget::Lease::Lease(Lease&& other) noexcept
     : budget_(std::exchange(other.budget_, nullptr)),
       model_(other.model_),

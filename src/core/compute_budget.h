@@ -120,6 +120,11 @@ class ComputeBudget {
   // (raising a thread's priority needs privileges), so only threads that
   // compute regular batches for their whole life call this.
   void EnterRegularTier() const;
+  // Moves the calling thread to the background tier: the idle scheduling
+  // class (SCHED_IDLE), which runs only on cores no other thread wants and
+  // yields to any that wakes; nice 19 where the kernel refuses it. For the
+  // workers of background instances, for their whole life.
+  static void EnterBackgroundTier();
 
  private:
   struct Waiter {

@@ -331,9 +331,9 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
 
     if (const YAML::Node group = root["instance_group"]) {
       const std::string path = "instance_group";
-      BRAID_RETURN_IF_ERROR(r.CheckKeys(
-          group, path,
-          {"count", "kind", "intra_op_threads", "inter_op_threads", "priority_instances"}));
+      BRAID_RETURN_IF_ERROR(r.CheckKeys(group, path,
+                                        {"count", "kind", "intra_op_threads", "inter_op_threads",
+                                         "priority_instances", "background_instances"}));
       BRAID_RETURN_IF_ERROR(r.Int(group, "count", path, 1, 256, &config.instance_group.count));
       BRAID_RETURN_IF_ERROR(r.Choice<InstanceGroup::Kind>(
           group, "kind", path,
@@ -345,6 +345,8 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
           r.Int(group, "inter_op_threads", path, 1, 1024, &config.instance_group.inter_op_threads));
       BRAID_RETURN_IF_ERROR(r.Int(group, "priority_instances", path, 0, 16,
                                   &config.instance_group.priority_instances));
+      BRAID_RETURN_IF_ERROR(r.Int(group, "background_instances", path, 0, 16,
+                                  &config.instance_group.background_instances));
     }
 
     // With max_batch_size 0 the section still sets priorities and queue
@@ -352,6 +354,12 @@ Result<ModelConfig> ParseModelConfig(std::string_view text, const std::string& n
     if (const YAML::Node batching = root["dynamic_batching"]) {
       BRAID_RETURN_IF_ERROR(
           ParseDynamicBatching(r, batching, config.max_batch_size, &config.dynamic_batching));
+    }
+    if (config.instance_group.background_instances > 0 &&
+        config.dynamic_batching.offpeak.priorities.empty()) {
+      return r.Error(root["instance_group"]["background_instances"],
+                     "instance_group.background_instances",
+                     "needs dynamic_batching.offpeak priorities for them to serve");
     }
 
     if (const YAML::Node cache = root["response_cache"]) {

@@ -37,6 +37,11 @@ struct InstanceGroup {
   // level than every batch the others are running, so that an urgent
   // request starts beside a long lower-priority batch instead of behind it.
   int priority_instances = 0;
+  // Instances beyond those that take only the off-peak (background) levels
+  // of dynamic_batching.offpeak, one thread each at the OS's idle priority
+  // (SCHED_IDLE): background work then runs only on cores nothing else
+  // wants, and the regular instances leave those levels to them.
+  int background_instances = 0;
 };
 
 struct QueuePolicy {
@@ -127,10 +132,11 @@ struct ModelConfig {
   Optimization optimization;
   AutoscaleConfig autoscale;
   // Instances a backend loads: max_instances with autoscale, else
-  // instance_group.count; then the priority instances.
+  // instance_group.count; then the priority instances, then the background
+  // instances.
   int InstancesToLoad() const {
     return (autoscale.enabled ? autoscale.max_instances : instance_group.count) +
-           instance_group.priority_instances;
+           instance_group.priority_instances + instance_group.background_instances;
   }
   VersionPolicy version_policy;
   std::string default_model_filename;             // empty: the backend's default

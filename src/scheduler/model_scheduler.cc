@@ -66,9 +66,15 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
       batching_(options.batching.value_or(model_->config().dynamic_batching.enabled) &&
                 model_->config().max_batch_size > 0),
       max_batch_(std::max(1, model_->config().max_batch_size)),
-      regular_instances_(model_->instance_count() -
-                         std::min<std::size_t>(model_->config().instance_group.priority_instances,
-                                               model_->instance_count())),
+      regular_instances_(
+          model_->instance_count() -
+          std::min<std::size_t>(model_->config().instance_group.priority_instances +
+                                    model_->config().instance_group.background_instances,
+                                model_->instance_count())),
+      background_begin_(model_->instance_count() -
+                        std::min<std::size_t>(model_->config().instance_group.background_instances,
+                                              model_->instance_count())),
+      offpeak_on_background_(background_begin_ < model_->instance_count()),
       levels_(model_->config().dynamic_batching.priority_levels),
       utilization_window_(options.utilization_window, static_cast<int>(regular_instances_)) {
   const DynamicBatching& batching = model_->config().dynamic_batching;
@@ -164,9 +170,11 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
     if (caller_may_compute && RunInlineLocked(lock, static_cast<std::size_t>(priority - 1), now))
       return Status::Ok();
-    // Only a priority instance can start it now when every regular one is busy.
+    // Only a priority instance can start it now when every regular one is
+    // busy; an off-peak request may be the background instances'.
     wake_priority_instances =
-        regular_instances_ < model_->instance_count() && running_.size() >= active_instances_;
+        (regular_instances_ < background_begin_ && running_.size() >= active_instances_) ||
+        (offpeak_on_background_ && level.offpeak);
   }
   work_.notify_one();
   if (wake_priority_instances) standby_.notify_all();
@@ -245,10 +253,11 @@ void ModelScheduler::Shutdown(bool drain) {
   fail_queued();  // a model without instances has nobody to drain its queue
 }
 
-bool ModelScheduler::QueuesEmptyLocked() const {
+bool ModelScheduler::QueuesEmptyLocked(bool offpeak) const {
   if (!delayed_.empty()) return false;
-  return std::all_of(levels_.begin(), levels_.end(),
-                     [](const Level& l) { return l.queue.empty(); });
+  return std::all_of(levels_.begin(), levels_.end(), [offpeak](const Level& l) {
+    return l.queue.empty() || (l.offpeak && !offpeak);
+  });
 }
 
 std::size_t ModelScheduler::QueuedItemsLocked(bool include_offpeak) const {
@@ -328,7 +337,7 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
       decision.wake_at =
           std::min({decision.wake_at, pending.queue_deadline, pending.request->deadline});
     }
-    if (level.queue.empty()) continue;
+    if (level.queue.empty() || (level.offpeak && offpeak_on_background_)) continue;
     if (level.offpeak && deferred) {
       offpeak_waiting = true;
       continue;
@@ -340,7 +349,7 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
     decision.wake_at = std::min(decision.wake_at, now + options_.offpeak_recheck);
   if (oldest == TimePoint::max()) return decision;  // nothing eligible
 
-  const std::size_t items = QueuedItemsLocked(!deferred);
+  const std::size_t items = QueuedItemsLocked(!deferred && !offpeak_on_background_);
   const DynamicBatching& config = model_->config().dynamic_batching;
   if (!batching_ || stopping_ || items >= static_cast<std::size_t>(max_batch_)) {
     decision.dispatch = true;
@@ -442,9 +451,23 @@ std::optional<Duration> ModelScheduler::ExpectedWaitLocked(std::size_t level, Ti
 std::size_t ModelScheduler::NextLevelLocked(TimePoint now) {
   const bool deferred = OffpeakDeferredLocked(now);
   for (std::size_t i = 0; i < levels_.size(); ++i) {
-    if (!levels_[i].queue.empty() && !(levels_[i].offpeak && deferred)) return i;
+    if (levels_[i].queue.empty()) continue;
+    if (!levels_[i].offpeak || !(deferred || offpeak_on_background_)) return i;
   }
   return levels_.size();
+}
+
+std::optional<std::size_t> ModelScheduler::BackgroundLevelLocked(TimePoint now,
+                                                                 TimePoint* recheck) {
+  for (std::size_t i = 0; i < levels_.size(); ++i) {
+    if (!levels_[i].offpeak || levels_[i].queue.empty()) continue;
+    if (OffpeakDeferredLocked(now)) {
+      *recheck = now + options_.offpeak_recheck;
+      return std::nullopt;
+    }
+    return i;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::size_t> ModelScheduler::UrgentLevelLocked(TimePoint now) {
@@ -576,8 +599,13 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
 }
 
 void ModelScheduler::WorkerLoop(std::size_t instance) {
-  const bool priority_instance = instance >= regular_instances_;
-  if (!priority_instance && options_.budget != nullptr) options_.budget->EnterRegularTier();
+  const bool background_instance = instance >= background_begin_;
+  const bool priority_instance = !background_instance && instance >= regular_instances_;
+  if (background_instance) {
+    ComputeBudget::EnterBackgroundTier();
+  } else if (!priority_instance && options_.budget != nullptr) {
+    options_.budget->EnterRegularTier();
+  }
   std::unique_lock lock(mutex_);
   std::vector<Completion> done;
   while (true) {
@@ -587,9 +615,22 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
       CompleteUnlocked(lock, &done);
       continue;
     }
-    if (stopping_ && (priority_instance || !drain_ || QueuesEmptyLocked())) break;
+    // Draining, each kind of instance serves what is left of its levels.
+    TimePoint recheck = TimePoint::max();
+    if (stopping_ && (priority_instance || !drain_ ||
+                      (background_instance ? !BackgroundLevelLocked(now, &recheck)
+                                           : QueuesEmptyLocked(!offpeak_on_background_)))) {
+      break;
+    }
+    // The level a priority or background instance takes.
     std::optional<std::size_t> urgent;
-    if (priority_instance) {
+    if (background_instance) {
+      urgent = BackgroundLevelLocked(now, &recheck);
+      if (!urgent) {
+        clock_.WaitUntil(lock, standby_, recheck);
+        continue;
+      }
+    } else if (priority_instance) {
       urgent = UrgentLevelLocked(now);
       if (!urgent) {
         clock_.WaitUntil(lock, standby_, TimePoint::max());
@@ -617,8 +658,14 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
       ExpireLocked(now, &done);
       if (!done.empty()) continue;
       if (priority_instance && !(urgent = UrgentLevelLocked(now))) continue;
+      if (background_instance && !(urgent = BackgroundLevelLocked(now, &recheck))) continue;
       if (instance_busy_[instance]) continue;  // an inline run took the instance meanwhile
     }
+    // A background instance starts in a quiet moment (when its lease is
+    // granted) but holds no lease while it runs: the kernel gives its
+    // idle-class thread only the cores no one else wants, and a lease it
+    // held while starved would keep interactive batches waiting.
+    if (background_instance) lease = {};
     const std::size_t batch_level = urgent ? *urgent : NextLevelLocked(now);
     std::vector<Pending> batch = TakeBatchLocked(now, batch_level);
     if (batch.empty()) continue;
@@ -630,6 +677,7 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
 bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::size_t level,
                                      TimePoint now) {
   if (options_.inline_max_us <= 0 || stopping_) return false;
+  if (levels_[level].offpeak && offpeak_on_background_) return false;  // the background's
   // Only the request just queued, and it would start at once on an idle
   // instance.
   if (!delayed_.empty() || running_.size() >= active_instances_) return false;
@@ -676,8 +724,9 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
       admission_margin_ = std::max(kMinAdmissionMargin, admission_margin_ * 0.999);
     batch_items += pending.items;
   }
-  // A priority instance's batches stay out of the running list, which
-  // describes the regular instances (utilisation, admission, urgency).
+  // A priority or background instance's batches stay out of the running
+  // list, which describes the regular instances (utilisation, admission,
+  // urgency).
   const RunningBatch running{
       now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)), batch_level};
   if (!priority_instance) running_.push_back(running);

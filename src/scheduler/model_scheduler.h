@@ -50,6 +50,11 @@
 // workers compute in its regular tier of OS priority and the priority
 // workers at the process's, so the urgent batch also gets the cores.
 //
+// Background instances (instance_group.background_instances): extra
+// workers that take only the off-peak levels, at once, computing at the
+// OS's idle priority (ComputeBudget::EnterBackgroundTier); the regular
+// instances then leave those levels to them.
+//
 // Compute budget (SchedulerOptions::budget): a worker that decided to
 // dispatch asks the budget for a lease at the priority of the level it is
 // about to serve (off-peak levels as background work) and forms its batch
@@ -222,6 +227,10 @@ class ModelScheduler {
   // A level above every batch running on the regular instances, which are
   // all busy, with requests queued: what a priority instance may take.
   std::optional<std::size_t> UrgentLevelLocked(TimePoint now);
+  // The highest off-peak level with requests queued, unless the offpeak
+  // policy holds them back now (then *recheck says when to look again):
+  // what a background instance may take.
+  std::optional<std::size_t> BackgroundLevelLocked(TimePoint now, TimePoint* recheck);
   // Takes a batch from `level` (levels_.size(): the delayed queue).
   std::vector<Pending> TakeBatchLocked(TimePoint now, std::size_t level);
   // The budget's view of a level: background for off-peak levels.
@@ -239,7 +248,8 @@ class ModelScheduler {
   // Runs `batch` on `instance` and fills `done` (outside the lock).
   void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
                 std::vector<Completion>* done, Duration* compute);
-  bool QueuesEmptyLocked() const;
+  // Whether no request waits (at the off-peak levels too when `offpeak`).
+  bool QueuesEmptyLocked(bool offpeak = true) const;
   // Runs the callbacks of `done` with the lock released (callbacks may
   // enqueue again), then clears it and re-takes the lock.
   void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done);
@@ -275,13 +285,16 @@ class ModelScheduler {
   const SchedulerOptions options_;
   const bool batching_;
   const int max_batch_;
-  // Instances [0, regular_instances_) take any work; the rest are priority
-  // instances.
+  // Instances [0, regular_instances_) take any work (but the off-peak
+  // levels when there are background instances); then come the priority
+  // instances, then from background_begin_ the background instances.
   const std::size_t regular_instances_;
+  const std::size_t background_begin_;
+  const bool offpeak_on_background_;  // background instances take the off-peak levels
 
   mutable std::mutex mutex_;
   std::condition_variable work_;     // active regular workers wait here
-  std::condition_variable standby_;  // parked and priority workers wait here
+  std::condition_variable standby_;  // parked, priority and background workers wait here
   std::vector<Level> levels_;        // guarded by mutex_; [0] is priority 1
   std::deque<Pending> delayed_;      // guarded by mutex_
   std::condition_variable expiry_;

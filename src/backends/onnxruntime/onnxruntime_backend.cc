@@ -60,9 +60,20 @@ void OwnPool(const InstanceGroup& group, int intra, Ort::SessionOptions& options
   options.AddConfigEntry("session.inter_op.allow_spinning", "0");
 }
 
+// What an instance serves (instance_group): any level, urgent levels beside
+// busy regular instances, or the off-peak levels alone.
+enum class InstanceRole { kRegular, kPriority, kBackground };
+
 // Sessions on the global pool, or with a pool of their own (see the header).
-void ConfigureThreads(const InstanceGroup& group, bool priority_instance,
-                      Ort::SessionOptions& options) {
+void ConfigureThreads(const InstanceGroup& group, InstanceRole role, Ort::SessionOptions& options) {
+  if (role == InstanceRole::kBackground) {
+    // The calling thread alone: the scheduler's background worker, which
+    // computes at the idle priority.
+    options.SetIntraOpNumThreads(1);
+    options.SetInterOpNumThreads(1);
+    options.SetExecutionMode(ORT_SEQUENTIAL);
+    return;
+  }
   if (per_session_pools) {
     options.SetIntraOpNumThreads(group.intra_op_threads);
     options.SetInterOpNumThreads(group.inter_op_threads);
@@ -71,7 +82,7 @@ void ConfigureThreads(const InstanceGroup& group, bool priority_instance,
   }
   const int budget = ProcessComputeBudget().threads();
   const int intra = group.intra_op_threads == 0 ? budget : std::min(group.intra_op_threads, budget);
-  if (priority_instance) {
+  if (role == InstanceRole::kPriority) {
     // Threads of its own, at the process's priority (they inherit the
     // loading thread's).
     OwnPool(group, intra, options);
@@ -389,20 +400,25 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config,
   }
   std::vector<ModelInstancePtr> instances;
   try {
-    const int regular = config.InstancesToLoad() - config.instance_group.priority_instances;
-    Ort::SessionOptions options[2];  // regular instances, priority instances
-    for (int priority = 0; priority < 2; ++priority) {
-      ConfigureThreads(config.instance_group, priority == 1, options[priority]);
-      options[priority].SetGraphOptimizationLevel(
-          ToOrtLevel(config.optimization.graph_optimization));
-      BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options[priority]));
+    // Regular instances first, then the priority ones, then the background ones.
+    const InstanceGroup& group = config.instance_group;
+    const int background_begin = config.InstancesToLoad() - group.background_instances;
+    const int priority_begin = background_begin - group.priority_instances;
+    constexpr InstanceRole kRoles[] = {InstanceRole::kRegular, InstanceRole::kPriority,
+                                       InstanceRole::kBackground};
+    Ort::SessionOptions options[3];  // by role
+    for (int role = 0; role < 3; ++role) {
+      ConfigureThreads(group, kRoles[role], options[role]);
+      options[role].SetGraphOptimizationLevel(ToOrtLevel(config.optimization.graph_optimization));
+      BRAID_RETURN_IF_ERROR(ConfigureProvider(config, options[role]));
     }
 
     std::vector<std::string> input_names, output_names;
     for (const auto& spec : config.inputs) input_names.push_back(spec.name);
     for (const auto& spec : config.outputs) output_names.push_back(spec.name);
     for (int i = 0; i < config.InstancesToLoad(); ++i) {
-      Ort::Session session(Environment(), file.c_str(), options[i < regular ? 0 : 1]);
+      const int role = i < priority_begin ? 0 : i < background_begin ? 1 : 2;
+      Ort::Session session(Environment(), file.c_str(), options[role]);
       if (i == 0) BRAID_RETURN_IF_ERROR(CheckDeclarations(config, session, version_dir, file));
       auto instance =
           std::make_unique<OnnxRuntimeInstance>(std::move(session), input_names, output_names);

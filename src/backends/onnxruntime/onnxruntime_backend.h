@@ -16,7 +16,10 @@
 // calling thread alone. Those pools run in the budget's regular tier of OS
 // priority; a priority instance's session (instance_group.priority_instances)
 // gets a pool of its own at the process's priority, so that an urgent batch
-// beside a regular one is not slowed by sharing its threads. At load the backend
+// beside a regular one is not slowed by sharing its threads; a background
+// instance's session (instance_group.background_instances) computes on the
+// calling thread alone, the scheduler's background worker at the idle
+// priority. At load the backend
 // checks the config's inputs and outputs against those the ONNX file
 // declares and runs one warm-up batch per instance. Inputs are bound to
 // ONNX Runtime without copying (the tensors' buffers are handed to it

@@ -33,7 +33,7 @@ backend: onnxruntime
 max_batch_size: 32
 inputs:  [{name: pixel_values, datatype: FP32, dims: [3, 224, 224]}]
 outputs: [{name: image_embeds, datatype: FP32, dims: [512]}]
-instance_group: {count: 2, kind: cpu, intra_op_threads: 1}
+instance_group: {count: 2, kind: cpu, intra_op_threads: 1, background_instances: 1}
 dynamic_batching:
   preferred_batch_size: [16, 8]
   max_queue_delay_us: 2000
@@ -57,6 +57,8 @@ parameters: {psm: 6}
   ASSERT_EQ(config->inputs.size(), 1u);
   EXPECT_EQ(config->inputs[0].dims, (Shape{3, 224, 224}));
   EXPECT_EQ(config->instance_group.count, 2);
+  EXPECT_EQ(config->instance_group.background_instances, 1);
+  EXPECT_EQ(config->InstancesToLoad(), 4 + 1) << "autoscale's max_instances, then the background";
   const auto& batching = config->dynamic_batching;
   EXPECT_TRUE(batching.enabled);
   EXPECT_EQ(batching.preferred_batch_size, (std::vector<int>{8, 16}));
@@ -164,6 +166,9 @@ TEST(ConfigTest, ContradictorySettings) {
   EXPECT_THAT(ErrorWith("dynamic_batching: {priority_levels: 2, offpeak: {priorities: [3]}}\n"),
               HasSubstr("past priority_levels 2"));
   EXPECT_THAT(ErrorWith("version_policy: {latest: 1, specific: [1]}\n"), HasSubstr("not both"));
+  EXPECT_THAT(ErrorWith("instance_group: {background_instances: 1}\n"),
+              AllOf(HasSubstr("instance_group.background_instances"),
+                    HasSubstr("needs dynamic_batching.offpeak")));
   const std::string tensors =
       "inputs: [{name: x, datatype: FP32, dims: [1]}]\noutputs: [{name: y, datatype: FP32, dims: "
       "[1]}]\n";

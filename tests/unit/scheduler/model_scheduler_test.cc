@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -53,9 +54,11 @@ class TestBackend {
     std::vector<int> ids;
     for (float v : inputs[0].span<float>()) ids.push_back(static_cast<int>(v));
     const int nice = ThreadNice();
+    const int policy = sched_getscheduler(0);
     std::unique_lock lock(mutex_);
     batches_.push_back(ids);
     nices_.push_back(nice);
+    policies_.push_back(policy);
     threads_.push_back(std::this_thread::get_id());
     changed_.notify_all();
     changed_.wait(lock, [&] { return !hold_ || permits_ > 0; });
@@ -119,6 +122,11 @@ class TestBackend {
     std::lock_guard lock(mutex_);
     return nices_;
   }
+  // The scheduling policy (SCHED_OTHER, SCHED_IDLE) of the thread that ran each batch.
+  std::vector<int> policies() {
+    std::lock_guard lock(mutex_);
+    return policies_;
+  }
   // The thread that ran each batch.
   std::vector<std::thread::id> threads() {
     std::lock_guard lock(mutex_);
@@ -135,6 +143,7 @@ class TestBackend {
   std::condition_variable changed_;
   std::vector<std::vector<int>> batches_;
   std::vector<int> nices_;
+  std::vector<int> policies_;
   std::vector<std::thread::id> threads_;
   std::vector<Duration> time_left_;
   bool hold_ = false;
@@ -180,6 +189,19 @@ ModelConfig WithAPriorityInstance() {
   config.dynamic_batching.priority_levels = 2;
   config.dynamic_batching.default_priority = 2;
   config.instance_group.priority_instances = 1;
+  return config;
+}
+
+// Batching, levels 1 to 3 (2 the default, 3 off-peak and never deferred)
+// and one background instance.
+ModelConfig WithABackgroundInstance() {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 3;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.offpeak.priorities = {3};
+  config.dynamic_batching.offpeak.defer_above_utilization = 1.0;
+  config.instance_group.background_instances = 1;
   return config;
 }
 
@@ -750,6 +772,43 @@ TEST_F(SchedulerTest, RegularWorkersComputeBelowThePriorityInstance) {
   EXPECT_THAT(backend_.nices(), ElementsAre(std::min(19, process + 5), process));
 }
 
+// Off-peak work goes to the background instance, which computes in the
+// idle scheduling class; the regular instance leaves it queued even while
+// it is idle, and takes the interactive level at once.
+TEST_F(SchedulerTest, ABackgroundInstanceAloneTakesTheOffpeakLevelsAtTheIdlePriority) {
+  Start(WithABackgroundInstance(), 2);
+  backend_.Hold();
+  auto background = Submit(1, 3);
+  backend_.WaitForBatches(1);
+  auto queued = Submit(2, 3);
+  WaitForQueueDepth(3, 1);
+  auto interactive = Submit(3, 2);
+  EXPECT_THAT(backend_.WaitForBatches(2), ElementsAre(ElementsAre(1), ElementsAre(3)));
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(background->Wait()), 1001);
+  EXPECT_EQ(ValueOf(interactive->Wait()), 1003);
+  EXPECT_EQ(ValueOf(queued->Wait()), 1002);
+  EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(3), ElementsAre(2)));
+  EXPECT_THAT(backend_.policies(), ElementsAre(SCHED_IDLE, SCHED_OTHER, SCHED_IDLE));
+}
+
+// A draining shutdown serves the off-peak requests still queued: the
+// background instance runs them, the regular one stops without them.
+TEST_F(SchedulerTest, DrainingServesTheBackgroundInstancesLevels) {
+  Start(WithABackgroundInstance(), 2);
+  backend_.Hold();
+  auto first = Submit(1, 3);
+  backend_.WaitForBatches(1);
+  std::vector<OutcomePtr> queued;
+  for (int id = 2; id <= 4; ++id) queued.push_back(Submit(id, 3));
+  WaitForQueueDepth(3, 3);
+  backend_.ReleaseAll();
+  scheduler_->Shutdown(true);
+  EXPECT_EQ(ValueOf(first->Wait()), 1001);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ValueOf(queued[i]->Wait()), 1002 + i);
+  for (int policy : backend_.policies()) EXPECT_EQ(policy, SCHED_IDLE);
+}
+
 TEST_F(SchedulerTest, BatchesTakeALeaseFromTheBudgetByPriority) {
   ModelConfig config = BaseConfig();
   config.dynamic_batching.priority_levels = 3;
@@ -774,6 +833,36 @@ TEST_F(SchedulerTest, BatchesTakeALeaseFromTheBudgetByPriority) {
   auto stats = budget.Stats();
   EXPECT_EQ(stats.granted_by_model["test"][1], 1u) << "an off-peak level draws as background";
   EXPECT_EQ(stats.in_use[0] + stats.in_use[1], 0);
+}
+
+// A background instance starts only while no interactive batch holds a
+// lease, but holds none while it runs: starved by the kernel, it would keep
+// interactive batches from starting.
+TEST_F(SchedulerTest, ABackgroundInstanceStartsInAQuietMomentAndHoldsNoLease) {
+  ComputeBudget budget(2);
+  SchedulerOptions options;
+  options.budget = &budget;
+  Start(WithABackgroundInstance(), 2, options);
+  std::optional<ComputeBudget::Lease> interactive;
+  interactive.emplace(budget.Acquire("other", ComputeClass::kInteractive, 2));
+  backend_.Hold();
+  auto background = Submit(1, 3);
+  const auto until = std::chrono::steady_clock::now() + kPatience;
+  while (budget.Stats().waiting[1] != 1 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  ASSERT_EQ(budget.Stats().waiting[1], 1) << "it waits while interactive work computes";
+  EXPECT_TRUE(backend_.batches().empty());
+  interactive.reset();
+  backend_.WaitForBatches(1);
+  const auto running = budget.Stats();
+  EXPECT_EQ(running.granted[1], 1u);
+  EXPECT_EQ(running.in_use[0] + running.in_use[1], 0) << "no lease held while it runs";
+  // So the whole budget stays free for interactive batches meanwhile.
+  ComputeBudget::Lease first = budget.TryAcquire("other", ComputeClass::kInteractive, 2);
+  ComputeBudget::Lease second = budget.TryAcquire("other", ComputeClass::kInteractive, 2);
+  EXPECT_TRUE(first && second);
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(background->Wait()), 1001);
 }
 
 // A batch measured to be short runs on the thread that enqueues it when it
