@@ -89,6 +89,7 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
   stats_.batch_sizes.assign(max_batch_ + 1, 0);
   stats_.queue_time_by_level.resize(levels_.size());
   batch_us_.assign(max_batch_ + 1, 0.0);
+  background_batch_us_.assign(max_batch_ + 1, 0.0);
   active_instances_ = regular_instances_;
   if (const AutoscaleConfig& scale = model_->config().autoscale; scale.enabled) {
     AutoscalePolicy policy;
@@ -380,12 +381,13 @@ ModelScheduler::Decision ModelScheduler::DecideLocked(TimePoint now) {
   return decision;
 }
 
-double ModelScheduler::ExpectedBatchUsLocked(std::int64_t items) const {
-  if (batch_us_[items] > 0) return batch_us_[items];
+double ModelScheduler::ExpectedBatchUsLocked(std::int64_t items, bool background) const {
+  const std::vector<double>& times = background ? background_batch_us_ : batch_us_;
+  if (times[items] > 0) return times[items];
   for (std::int64_t step = 1; step <= max_batch_; ++step) {
     for (std::int64_t size : {items - step, items + step}) {
-      if (size >= 1 && size <= max_batch_ && batch_us_[size] > 0)
-        return batch_us_[size] * static_cast<double>(items) / static_cast<double>(size);
+      if (size >= 1 && size <= max_batch_ && times[size] > 0)
+        return times[size] * static_cast<double>(items) / static_cast<double>(size);
     }
   }
   return 0;
@@ -406,7 +408,7 @@ std::int64_t ModelScheduler::BlockingCapLocked(std::size_t level, TimePoint now,
                                 });
   if (!urgent) return target;
   while (target > 1) {
-    const double expected = ExpectedBatchUsLocked(target);
+    const double expected = ExpectedBatchUsLocked(target, background && offpeak_on_background_);
     if (expected == 0 || expected <= static_cast<double>(budget_us)) break;
     --target;
   }
@@ -759,12 +761,15 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   ++stats_.executions;
   stats_.inferences += items;
   stats_.compute_time.Add(compute);
+  // A background instance's times, which include its idle-class thread's
+  // waits for cores, only cut its own batches.
+  const bool background = instance >= background_begin_;
   if (items <= max_batch_) {
     ++stats_.batch_sizes[items];
-    double& expected = batch_us_[items];
+    double& expected = (background ? background_batch_us_ : batch_us_)[items];
     expected = expected == 0 ? ToMicros(compute) : 0.8 * expected + 0.2 * ToMicros(compute);
   }
-  adaptive_.OnBatch(static_cast<int>(items), compute);
+  if (!background) adaptive_.OnBatch(static_cast<int>(items), compute);
 }
 
 TimePoint ModelScheduler::NextExpiryLocked() const {

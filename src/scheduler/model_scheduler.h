@@ -271,9 +271,10 @@ class ModelScheduler {
   void WidenAdmissionMarginLocked();
   // The batch TakeBatchLocked forms at `level` when plenty is queued.
   std::int64_t FullBatchLocked(std::size_t level, TimePoint now) const;
-  // Expected compute of a batch of `items`: measured at that size, else
-  // scaled from the nearest size measured; 0 when none has been.
-  double ExpectedBatchUsLocked(std::int64_t items) const;
+  // Expected compute of a batch of `items` (on a background instance when
+  // `background`): measured at that size, else scaled from the nearest size
+  // measured; 0 when none has been.
+  double ExpectedBatchUsLocked(std::int64_t items, bool background = false) const;
   // `target` cut by priority_blocking_us when a level above `level` had
   // arrivals in the last second, and always at an off-peak level.
   std::int64_t BlockingCapLocked(std::size_t level, TimePoint now, std::int64_t target) const;
@@ -309,13 +310,14 @@ class ModelScheduler {
   int inline_runs_ = 0;                  // guarded by mutex_; batches run by enqueuing threads
   std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
   double admission_margin_ = kMinAdmissionMargin;  // guarded by mutex_
-  std::vector<double> batch_us_;      // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen
-  SchedulerStats stats_;              // guarded by mutex_
-  std::size_t active_instances_ = 0;  // guarded by mutex_
-  std::optional<Autoscaler> autoscaler_;    // guarded by mutex_
-  TimePoint next_tick_ = TimePoint::max();  // guarded by mutex_
-  TimePoint last_tick_{};                   // guarded by mutex_
-  std::uint64_t arrivals_since_tick_ = 0;   // guarded by mutex_
+  std::vector<double> batch_us_;  // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen
+  std::vector<double> background_batch_us_;  // guarded by mutex_; the same on background instances
+  SchedulerStats stats_;                     // guarded by mutex_
+  std::size_t active_instances_ = 0;         // guarded by mutex_
+  std::optional<Autoscaler> autoscaler_;     // guarded by mutex_
+  TimePoint next_tick_ = TimePoint::max();   // guarded by mutex_
+  TimePoint last_tick_{};                    // guarded by mutex_
+  std::uint64_t arrivals_since_tick_ = 0;    // guarded by mutex_
   std::atomic<double> utilization_{0.0};
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers
