@@ -19,11 +19,11 @@
 // beside a regular one is not slowed by sharing its threads; a background
 // instance's session (instance_group.background_instances) computes on the
 // calling thread alone, the scheduler's background worker at the idle
-// priority. At load the backend
-// checks the config's inputs and outputs against those the ONNX file
-// declares and runs one warm-up batch per instance. Inputs are bound to
-// ONNX Runtime without copying (the tensors' buffers are handed to it
-// directly) and outputs are wrapped, not copied, when they come back.
+// priority. At load the backend checks the config's inputs and outputs
+// against those the ONNX file declares and runs one warm-up batch per
+// instance. Inputs are bound to ONNX Runtime without copying (the tensors'
+// buffers are handed to it directly) and outputs are wrapped, not copied,
+// when they come back.
 #pragma once
 
 #include <filesystem>
