@@ -78,6 +78,7 @@ struct LoadResult {
   double p50_ms = 0, p99_ms = 0;
   double high_p99_ms = 0;                                 // priority-1 requests only (open loop)
   double high_queue_p99_ms = 0, high_compute_p99_ms = 0;  // their time queued and computing
+  std::uint64_t preempted = 0;  // batches stopped for a more urgent one (open loop)
   std::uint64_t rejected = 0, timed_out = 0, failed = 0;
   double mean_batch = 0;
 };
@@ -233,6 +234,7 @@ LoadResult OpenLoop(ModelScheduler& scheduler, double rate, double high_share, d
   result.high_compute_p99_ms = Percentile(high_compute, 0.99);
   auto executions = after.executions - before.executions;
   result.mean_batch = executions ? double(after.inferences - before.inferences) / executions : 0;
+  result.preempted = after.preempted - before.preempted;
   return result;
 }
 
@@ -372,10 +374,11 @@ int main(int argc, char** argv) {
         "goodput {:.1f} req/s = "
         "**{:.2f}× peak** (goal ≥ 0.9); priority-1 p99 {:.2f} ms vs {:.2f} ms unloaded = "
         "**{:.2f}×** (goal ≤ 2; their queue time p99 {:.2f} ms, compute p99 {:.2f} ms); "
-        "{} rejected at admission, {} timed out, mean batch {:.1f}\n",
+        "{} rejected at admission, {} timed out, mean batch {:.1f}, {} batches preempted\n",
         2 * peak, overload.throughput, overload.throughput / peak, overload.high_p99_ms,
         batched_p99_c1, overload.high_p99_ms / batched_p99_c1, overload.high_queue_p99_ms,
-        overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch);
+        overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch,
+        overload.preempted);
   }
   if (no_storm || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {

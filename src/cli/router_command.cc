@@ -26,7 +26,8 @@ struct RouterCommandOptions {
   std::size_t max_inflight = 256;
   int retries = 2;
   int threads = 0;  // 0: one per core, at least 2
-  TlsFiles tls;     // the router's own ports
+  int busy_poll_us = 50;
+  TlsFiles tls;  // the router's own ports
   ClientTlsFiles upstream_tls;
 };
 
@@ -57,6 +58,7 @@ int RunRouter(const RouterCommandOptions& flags) {
   http_options.threads = flags.threads > 0
                              ? flags.threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  http_options.busy_poll = std::chrono::microseconds(flags.busy_poll_us);
   // The router forwards on the server's network threads: it is created once
   // the server exists and destroyed once the server has stopped.
   std::unique_ptr<Router> router;
@@ -161,6 +163,13 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   router->add_option("--threads", options->threads,
                      "Network threads, which also forward (default: one per core, at least 2)");
+  router
+      ->add_option("--busy-poll-us", options->busy_poll_us,
+                   "How long a network thread keeps polling after its last event before it "
+                   "sleeps: a replica's answer that comes back within it is relayed without a "
+                   "wake-up, for that much CPU per lull (0: sleep at once)")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
   AddTlsFlags(*router, options->tls, "router's HTTP and gRPC");
   router
       ->add_option("--upstream-ca", options->upstream_tls.ca,

@@ -302,6 +302,13 @@ std::string Metrics::Render(
               fmt::format_to(std::back_inserter(out), "braid_executions_total{{{}}} {}\n", labels,
                              input.stats.executions);
             });
+  per_model(
+      "braid_batches_preempted_total", "counter",
+      "Batches stopped for a more urgent request and queued again (dynamic_batching.preempt).",
+      [&](const std::string& labels, const ModelMetricsInput& input) {
+        fmt::format_to(std::back_inserter(out), "braid_batches_preempted_total{{{}}} {}\n", labels,
+                       input.stats.preempted);
+      });
   per_model("braid_queue_depth", "gauge", "Requests queued now, by priority level.",
             [&](const std::string& labels, const ModelMetricsInput& input) {
               for (std::size_t level = 0; level < input.stats.queue_depth.size(); ++level) {

@@ -41,6 +41,11 @@ class ModelInstance {
                          Duration time_left) {
     return Execute(inputs, outputs);
   }
+  // Asks the run in progress on another thread to stop early: its Execute
+  // then returns an error. False when the backend cannot stop a run (the
+  // default). An ask that comes before a run begins or after it ends stops
+  // nothing.
+  virtual bool Preempt() { return false; }
 };
 using ModelInstancePtr = std::unique_ptr<ModelInstance>;
 

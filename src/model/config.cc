@@ -195,10 +195,11 @@ Status ParseQueuePolicy(const Reader& r, const YAML::Node& node, const std::stri
 Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_batch_size,
                             DynamicBatching* batching) {
   const std::string path = "dynamic_batching";
-  BRAID_RETURN_IF_ERROR(r.CheckKeys(node, path,
-                                    {"preferred_batch_size", "max_queue_delay_us", "adaptive",
-                                     "priority_levels", "default_priority", "queue_policy",
-                                     "priority_queue_policy", "offpeak", "priority_blocking_us"}));
+  BRAID_RETURN_IF_ERROR(
+      r.CheckKeys(node, path,
+                  {"preferred_batch_size", "max_queue_delay_us", "adaptive", "priority_levels",
+                   "default_priority", "queue_policy", "priority_queue_policy", "offpeak",
+                   "priority_blocking_us", "preempt"}));
   batching->enabled = true;
   std::vector<std::int64_t> preferred;
   BRAID_RETURN_IF_ERROR(r.IntList(node, "preferred_batch_size", path, 1, &preferred));
@@ -213,6 +214,7 @@ Status ParseDynamicBatching(const Reader& r, const YAML::Node& node, int max_bat
   BRAID_RETURN_IF_ERROR(
       r.Int(node, "max_queue_delay_us", path, 0, 60'000'000, &batching->max_queue_delay_us));
   BRAID_RETURN_IF_ERROR(r.Bool(node, "adaptive", path, &batching->adaptive));
+  BRAID_RETURN_IF_ERROR(r.Bool(node, "preempt", path, &batching->preempt));
   BRAID_RETURN_IF_ERROR(
       r.Int(node, "priority_blocking_us", path, 0, 60'000'000, &batching->priority_blocking_us));
   BRAID_RETURN_IF_ERROR(r.Int(node, "priority_levels", path, 1, 16, &batching->priority_levels));

@@ -74,6 +74,12 @@ struct DynamicBatching {
   // are always cut (background work runs between interactive runs of every
   // model). 0: no cut.
   std::int64_t priority_blocking_us = 0;
+  // A request that arrives while every regular instance (and every priority
+  // instance) runs a batch of a lower level stops the lowest such batch when
+  // more of it is left than a batch of its own would take; that batch's
+  // requests go back to the front of their queue and are not stopped again.
+  // Backends that cannot stop a run (all but onnxruntime) ignore it.
+  bool preempt = false;
 };
 
 // How a model's result cache keys a BYTES [1] input of encoded media.

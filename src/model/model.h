@@ -39,6 +39,8 @@ class Model {
   // ModelInstance::Execute.
   Status Execute(std::size_t i, std::span<const Tensor> inputs, std::vector<Tensor>* outputs,
                  Duration time_left = Duration::max());
+  // ModelInstance::Preempt of instance `i`.
+  bool Preempt(std::size_t i) { return instances_[i]->Preempt(); }
 
  private:
   ModelConfig config_;

@@ -108,6 +108,7 @@ ModelScheduler::ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions op
   utilization_window_.set_instances(static_cast<int>(active_instances_));
   stats_.active_instances = active_instances_;
   instance_busy_.assign(model_->instance_count(), false);
+  preempt_asked_ = std::make_unique<std::atomic<bool>[]>(model_->instance_count());
   for (std::size_t i = 0; i < model_->instance_count(); ++i) {
     workers_.emplace_back([this, i] { WorkerLoop(i); });
   }
@@ -171,6 +172,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
     if (caller_may_compute && RunInlineLocked(lock, static_cast<std::size_t>(priority - 1), now))
       return Status::Ok();
+    PreemptForLocked(static_cast<std::size_t>(priority - 1), now);
     // Only a priority instance can start it now when every regular one is
     // busy; an off-peak request may be the background instances'.
     wake_priority_instances =
@@ -481,6 +483,25 @@ std::optional<std::size_t> ModelScheduler::UrgentLevelLocked(TimePoint now) {
   return level;
 }
 
+void ModelScheduler::PreemptForLocked(std::size_t level, TimePoint now) {
+  if (!model_->config().dynamic_batching.preempt || stopping_) return;
+  if (running_.empty() || running_.size() < active_instances_) return;  // a regular one is free
+  for (std::size_t i = regular_instances_; i < background_begin_; ++i) {
+    if (!instance_busy_[i]) return;  // a priority instance takes it
+  }
+  // Worth it only when waiting for the rest of a batch would cost the
+  // request more than its own run.
+  const double own_us = ExpectedBatchUsLocked(levels_[level].queue.back().items);
+  const RunningBatch* stop = nullptr;
+  for (const RunningBatch& batch : running_) {
+    if (batch.level <= level || !batch.preemptible || preempt_asked_[batch.instance]) continue;
+    if (batch.expected_us - ToMicros(now - batch.start) <= own_us) continue;
+    if (stop == nullptr || batch.level > stop->level) stop = &batch;
+  }
+  if (stop != nullptr && !preempt_asked_[stop->instance].exchange(true))
+    model_->Preempt(stop->instance);
+}
+
 ComputeClass ModelScheduler::ClassOfLevel(std::size_t level) const {
   return level < levels_.size() && levels_[level].offpeak ? ComputeClass::kBackground
                                                           : ComputeClass::kInteractive;
@@ -520,8 +541,8 @@ std::vector<ModelScheduler::Pending> ModelScheduler::TakeBatchLocked(TimePoint n
   return batch;
 }
 
-void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
-                              std::vector<Completion>* done, Duration* compute) {
+bool ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
+                              std::vector<Completion>* done, Duration* compute, bool stoppable) {
   const std::size_t input_count = batch.front().request->inputs.size();
   std::vector<Tensor> inputs;
   Status status;
@@ -548,17 +569,20 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
   std::vector<Tensor> outputs;
   if (status.ok()) status = model_->Execute(instance, inputs, &outputs, time_left);
   *compute = clock_.Now() - start;
+  if (stoppable && !status.ok() && preempt_asked_[instance]) return false;
   if (status.code() == StatusCode::kInvalidArgument && batch.size() > 1) {
     // One request's input the backend refuses (media it cannot decode)
-    // must not fail the requests batched with it: each runs again alone.
+    // must not fail the requests batched with it: each runs again alone,
+    // and can no longer be stopped (unless an ask came first).
+    if (stoppable && preempt_asked_[instance].exchange(true)) return false;
     for (auto& pending : batch) {
       std::vector<Pending> alone;
       alone.push_back(std::move(pending));
       Duration own{};
-      RunBatch(instance, alone, clock_.Now(), done, &own);
+      RunBatch(instance, alone, clock_.Now(), done, &own, /*stoppable=*/false);
       *compute += own;
     }
-    return;
+    return true;
   }
 
   std::int64_t total = 0;
@@ -598,6 +622,7 @@ void ModelScheduler::RunBatch(std::size_t instance, std::vector<Pending>& batch,
     offset += pending.items;
     done->emplace_back(std::move(pending.request), std::move(result));
   }
+  return true;
 }
 
 void ModelScheduler::WorkerLoop(std::size_t instance) {
@@ -729,14 +754,18 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   // A priority or background instance's batches stay out of the running
   // list, which describes the regular instances (utilisation, admission,
   // urgency).
-  const RunningBatch running{
-      now, ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)), batch_level};
+  const bool preemptible =
+      std::none_of(batch.begin(), batch.end(), [](const Pending& p) { return p.preempted; });
+  const RunningBatch running{now,
+                             ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)),
+                             batch_level, instance, preemptible};
   if (!priority_instance) running_.push_back(running);
   instance_busy_[instance] = true;
+  preempt_asked_[instance] = false;
   lock.unlock();
 
   Duration compute{};
-  RunBatch(instance, batch, now, done, &compute);
+  const bool finished = RunBatch(instance, batch, now, done, &compute);
   lease = {};
   const TimePoint end = clock_.Now();
 
@@ -745,6 +774,17 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   if (!priority_instance) {
     running_.erase(std::find(running_.begin(), running_.end(), running));
     utilization_window_.AddBusy(now, end);
+  }
+  if (!finished) {
+    // Back to the front of its queue, in order, for after the urgent batch.
+    ++stats_.preempted;
+    std::deque<Pending>& queue =
+        batch_level < levels_.size() ? levels_[batch_level].queue : delayed_;
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+      it->preempted = true;
+      queue.push_front(std::move(*it));
+    }
+    return;
   }
   std::int64_t items = 0;
   for (const auto& [request, result] : *done) {

@@ -73,6 +73,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -139,6 +140,7 @@ struct SchedulerStats {
   std::uint64_t delayed = 0;         // moved behind every level at their timeout
   std::uint64_t computed_late = 0;   // started past their deadline (should stay 0)
   std::uint64_t inline_batches = 0;  // run by the enqueuing thread (inline_max_us)
+  std::uint64_t preempted = 0;       // batches stopped for a more urgent request, then requeued
   std::uint64_t executions = 0;      // batches run
   std::uint64_t inferences = 0;      // items run (sum of batch sizes)
   DurationHistogram queue_time;      // per request
@@ -200,6 +202,7 @@ class ModelScheduler {
     TimePoint enqueued;
     TimePoint queue_deadline;  // TimePoint::max() when the level has no timeout
     std::int64_t items = 1;
+    bool preempted = false;  // its batch was stopped once for a more urgent one
   };
   struct Level {
     QueuePolicy policy;
@@ -245,9 +248,11 @@ class ModelScheduler {
   void RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size_t instance,
                      std::size_t batch_level, TimePoint now, std::vector<Pending>& batch,
                      ComputeBudget::Lease lease, std::vector<Completion>* done);
-  // Runs `batch` on `instance` and fills `done` (outside the lock).
-  void RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
-                std::vector<Completion>* done, Duration* compute);
+  // Runs `batch` on `instance` and fills `done` (outside the lock); false,
+  // with `batch` and `done` untouched, when the run was stopped for a more
+  // urgent request (only when `stoppable`).
+  bool RunBatch(std::size_t instance, std::vector<Pending>& batch, TimePoint start,
+                std::vector<Completion>* done, Duration* compute, bool stoppable = true);
   // Whether no request waits (at the off-peak levels too when `offpeak`).
   bool QueuesEmptyLocked(bool offpeak = true) const;
   // Runs the callbacks of `done` with the lock released (callbacks may
@@ -278,6 +283,9 @@ class ModelScheduler {
   // `target` cut by priority_blocking_us when a level above `level` had
   // arrivals in the last second, and always at an off-peak level.
   std::int64_t BlockingCapLocked(std::size_t level, TimePoint now, std::int64_t target) const;
+  // With dynamic_batching.preempt: stops the running batch that keeps a
+  // request just queued at `level` waiting (see the config key).
+  void PreemptForLocked(std::size_t level, TimePoint now);
   // The autoscaler's once-a-second decision.
   void AutoscaleTickLocked(TimePoint now);
 
@@ -306,7 +314,11 @@ class ModelScheduler {
   AdaptiveWindow adaptive_;                           // guarded by mutex_
   mutable UtilizationWindow utilization_window_;      // guarded by mutex_
   std::vector<RunningBatch> running_;                 // guarded by mutex_
-  std::vector<bool> instance_busy_;      // guarded by mutex_; [i]: instance i runs a batch
+  std::vector<bool> instance_busy_;  // guarded by mutex_; [i]: instance i runs a batch
+  // [i]: the batch running on instance i was asked to stop, or may no
+  // longer be; cleared with mutex_ held when a batch starts, then set once
+  // by PreemptForLocked or by the run itself.
+  std::unique_ptr<std::atomic<bool>[]> preempt_asked_;
   int inline_runs_ = 0;                  // guarded by mutex_; batches run by enqueuing threads
   std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
   double admission_margin_ = kMinAdmissionMargin;  // guarded by mutex_

@@ -19,11 +19,14 @@
 namespace braid {
 
 // A batch running now: when it started, its expected compute then (0 when
-// unknown), and its priority level (0-based).
+// unknown), its priority level (0-based), the instance it runs on, and
+// whether a more urgent request may stop it (ModelScheduler, preempt).
 struct RunningBatch {
   TimePoint start;
   double expected_us = 0;
   std::size_t level = 0;
+  std::size_t instance = 0;
+  bool preemptible = false;
   bool operator==(const RunningBatch&) const = default;
 };
 

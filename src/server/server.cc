@@ -198,6 +198,7 @@ Status Server::Parts::Build() {
   http_options.threads = options.http_threads > 0
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  http_options.busy_poll = std::chrono::microseconds(options.http_busy_poll_us);
   http.emplace(http_options, MakeApiHandler(*service, metrics, SteadyClock(), api_options, routes));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;

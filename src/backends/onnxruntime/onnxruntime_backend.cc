@@ -292,9 +292,10 @@ class OnnxRuntimeInstance : public ModelInstance {
         BRAID_ASSIGN_OR_RETURN(Ort::Value value, Bind(tensor));
         values.push_back(std::move(value));
       }
+      run_options_.UnsetTerminate();
       auto results =
-          session_.Run(Ort::RunOptions{nullptr}, input_name_ptrs_.data(), values.data(),
-                       values.size(), output_name_ptrs_.data(), output_name_ptrs_.size());
+          session_.Run(run_options_, input_name_ptrs_.data(), values.data(), values.size(),
+                       output_name_ptrs_.data(), output_name_ptrs_.size());
       outputs->clear();
       for (auto& result : results) {
         BRAID_ASSIGN_OR_RETURN(Tensor tensor, Unwrap(std::move(result)));
@@ -304,6 +305,12 @@ class OnnxRuntimeInstance : public ModelInstance {
       return Internal("onnxruntime: {}", e.what());
     }
     return Status::Ok();
+  }
+
+  // ONNX Runtime checks the flag between the graph's nodes.
+  bool Preempt() override {
+    run_options_.SetTerminate();
+    return true;
   }
 
  private:
@@ -346,6 +353,7 @@ class OnnxRuntimeInstance : public ModelInstance {
   }
 
   Ort::Session session_;
+  Ort::RunOptions run_options_;  // one run at a time: the instance's scheduler worker
   Ort::MemoryInfo memory_;
   std::vector<std::string> input_names_;
   std::vector<std::string> output_names_;

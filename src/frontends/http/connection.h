@@ -136,7 +136,8 @@ std::int64_t NowNs();
 // queue until its current handler returns; other threads' posts go ahead).
 class NetworkContexts {
  public:
-  explicit NetworkContexts(int threads);
+  // `busy_poll`: HttpServerOptions::busy_poll.
+  explicit NetworkContexts(int threads, std::chrono::microseconds busy_poll = {});
   // Stops, then shuts every context down before destroying any: a pending
   // handler of one may hold a connection whose socket is on another.
   ~NetworkContexts();
@@ -168,6 +169,7 @@ class NetworkContexts {
   std::vector<std::unique_ptr<Context>> contexts_;
   std::vector<WorkGuard> work_;
   std::vector<std::thread> threads_;
+  const std::chrono::microseconds busy_poll_;
   std::atomic<std::size_t> next_{0};
 };
 
@@ -193,7 +195,7 @@ struct ServerCore {
         handler(std::move(handler_in)),
         budget(std::make_shared<BodyBudget>(options.max_body_bytes_in_flight)),
         limits(options.max_connections, options.max_connections_per_address),
-        network(options.threads) {}
+        network(options.threads, options.busy_poll) {}
 
   void Add(Connection* connection, std::weak_ptr<Connection> weak) {
     std::lock_guard lock(connections_mutex);

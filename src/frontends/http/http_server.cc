@@ -111,7 +111,8 @@ bool AcceptsGzip(const HttpRequest& request) {
   return request.Header("Accept-Encoding").find("gzip") != std::string_view::npos;
 }
 
-NetworkContexts::NetworkContexts(int threads) {
+NetworkContexts::NetworkContexts(int threads, std::chrono::microseconds busy_poll)
+    : busy_poll_(busy_poll) {
   for (int i = 0; i < std::max(threads, 1); ++i) contexts_.push_back(std::make_unique<Context>());
 }
 
@@ -134,7 +135,20 @@ net::io_context& NetworkContexts::OfThisThread() {
 void NetworkContexts::Start() {
   for (const auto& context : contexts_) {
     work_.emplace_back(context->get_executor());
-    threads_.emplace_back([&context = *context] { context.run(); });
+    threads_.emplace_back([&context = *context, busy_poll = busy_poll_] {
+      if (busy_poll.count() == 0) {
+        context.run();
+        return;
+      }
+      using Steady = std::chrono::steady_clock;
+      while (!context.stopped()) {
+        for (auto last = Steady::now(); Steady::now() - last < busy_poll;) {
+          if (context.poll() > 0) last = Steady::now();
+          if (context.stopped()) return;
+        }
+        context.run_one();
+      }
+    });
   }
 }
 

@@ -50,6 +50,21 @@ TEST(NetworkContextsTest, HandsOutItsContextsInTurnEachRunByOneThread) {
   EXPECT_EQ(&network.first(), results[0].posted_to);
 }
 
+// A thread that polls after its last event (HttpServerOptions::busy_poll)
+// still runs what other threads post, whether it is polling or asleep, and
+// stops when asked, even while it polls.
+TEST(NetworkContextsTest, APollingThreadRunsWhatIsPostedAndStops) {
+  NetworkContexts network(1, std::chrono::seconds(1));
+  network.Start();
+  for (int i = 0; i < 3; ++i) {
+    std::promise<std::thread::id> ran;
+    net::post(network.Next(), [&ran] { ran.set_value(std::this_thread::get_id()); });
+    EXPECT_NE(ran.get_future().get(), std::this_thread::get_id());
+  }
+  network.Stop();
+  EXPECT_FALSE(network.running());
+}
+
 // A handler still pending on one context may hold a connection whose socket
 // lives on another: destroying the contexts must not free the other's
 // services while that socket still refers to them (AddressSanitizer sees

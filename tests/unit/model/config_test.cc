@@ -38,6 +38,7 @@ dynamic_batching:
   preferred_batch_size: [16, 8]
   max_queue_delay_us: 2000
   priority_blocking_us: 30000
+  preempt: true
   adaptive: true
   priority_levels: 3
   default_priority: 2
@@ -64,6 +65,7 @@ parameters: {psm: 6}
   EXPECT_EQ(batching.preferred_batch_size, (std::vector<int>{8, 16}));
   EXPECT_EQ(batching.max_queue_delay_us, 2000);
   EXPECT_EQ(batching.priority_blocking_us, 30000);
+  EXPECT_TRUE(batching.preempt);
   EXPECT_TRUE(batching.adaptive);
   EXPECT_EQ(batching.priority_levels, 3);
   EXPECT_EQ(batching.default_priority, 2);

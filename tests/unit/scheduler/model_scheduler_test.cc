@@ -44,24 +44,32 @@ class TestBackend {
       backend_.RecordTimeLeft(time_left);
       return backend_.Run(inputs, outputs);
     }
+    bool Preempt() override { return backend_.Preempt(); }
 
    private:
     TestBackend& backend_;
   };
 
   // A negative id is an input the backend refuses (InvalidArgument).
+  // A held batch asked to stop (Preempt) fails at once, as ONNX Runtime's
+  // run does; an ask that came before the batch began is forgotten.
   Status Run(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) {
     std::vector<int> ids;
     for (float v : inputs[0].span<float>()) ids.push_back(static_cast<int>(v));
     const int nice = ThreadNice();
     const int policy = sched_getscheduler(0);
     std::unique_lock lock(mutex_);
+    stop_ = false;
     batches_.push_back(ids);
     nices_.push_back(nice);
     policies_.push_back(policy);
     threads_.push_back(std::this_thread::get_id());
     changed_.notify_all();
-    changed_.wait(lock, [&] { return !hold_ || permits_ > 0; });
+    changed_.wait(lock, [&] { return !hold_ || permits_ > 0 || stop_; });
+    if (stop_) {
+      ++stopped_;
+      return Internal("stopped");
+    }
     if (permits_ > 0) --permits_;
     Duration compute = fixed_cost_ + per_item_cost_ * static_cast<int>(ids.size());
     lock.unlock();
@@ -73,6 +81,18 @@ class TestBackend {
     for (std::size_t i = 0; i < ids.size(); ++i) out.mutable_span<float>()[i] = ids[i] + 1000.0f;
     outputs->push_back(std::move(out));
     return Status::Ok();
+  }
+
+  bool Preempt() {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+    changed_.notify_all();
+    return true;
+  }
+  // Batches stopped by Preempt.
+  int stopped() {
+    std::lock_guard lock(mutex_);
+    return stopped_;
   }
 
   void RecordTimeLeft(Duration time_left) {
@@ -148,6 +168,8 @@ class TestBackend {
   std::vector<Duration> time_left_;
   bool hold_ = false;
   int permits_ = 0;
+  bool stop_ = false;
+  int stopped_ = 0;
   Duration fixed_cost_{};
   Duration per_item_cost_{};
 };
@@ -189,6 +211,17 @@ ModelConfig WithAPriorityInstance() {
   config.dynamic_batching.priority_levels = 2;
   config.dynamic_batching.default_priority = 2;
   config.instance_group.priority_instances = 1;
+  return config;
+}
+
+// Batching, levels 1 and 2 (2 the default), preemption on, one instance;
+// a batch costs 10 ms per item.
+ModelConfig WithPreemption() {
+  ModelConfig config = BaseConfig();
+  config.dynamic_batching.enabled = true;
+  config.dynamic_batching.priority_levels = 2;
+  config.dynamic_batching.default_priority = 2;
+  config.dynamic_batching.preempt = true;
   return config;
 }
 
@@ -748,6 +781,54 @@ TEST_F(SchedulerTest, APriorityInstanceRunsUrgentWorkBesideALowerBatch) {
   EXPECT_EQ(ValueOf(urgent->Wait()), 1003);
   EXPECT_EQ(ValueOf(queued->Wait()), 1002);
   EXPECT_THAT(backend_.batches(), ElementsAre(ElementsAre(1), ElementsAre(3), ElementsAre(2)));
+}
+
+TEST_F(SchedulerTest, AnUrgentRequestStopsALongerLowerBatchWhichRunsAgainAfterIt) {
+  Start(WithPreemption());
+  backend_.SetCost(Duration::zero(), milliseconds(10));
+  EXPECT_EQ(ValueOf(Submit(1)->Wait()), 1001);  // measures a batch of one: 10 ms
+  backend_.Hold();
+  auto first = Submit(2);
+  backend_.WaitForBatches(2);
+  std::vector<OutcomePtr> low = {Submit(3), Submit(4), Submit(5)};
+  WaitForQueueDepth(2, 3);
+  backend_.Release();
+  backend_.WaitForBatches(3);  // [3, 4, 5]: about 30 ms, more than a batch of one
+  auto urgent = Submit(9, 1);
+  // It stops [3, 4, 5], runs first, and the stopped batch runs again after it.
+  EXPECT_THAT(backend_.WaitForBatches(4).back(), ElementsAre(9));
+  EXPECT_EQ(backend_.stopped(), 1);
+  backend_.Release();
+  EXPECT_EQ(ValueOf(urgent->Wait()), 1009);
+  EXPECT_THAT(backend_.WaitForBatches(5).back(), ElementsAre(3, 4, 5));
+  // Its requests were stopped once: another urgent request waits for them.
+  auto second = Submit(8, 1);
+  WaitForQueueDepth(1, 1);
+  backend_.ReleaseAll();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ValueOf(low[i]->Wait()), 1003 + i);
+  EXPECT_EQ(ValueOf(second->Wait()), 1008);
+  EXPECT_EQ(ValueOf(first->Wait()), 1002);
+  EXPECT_EQ(backend_.stopped(), 1);
+  EXPECT_EQ(scheduler_->Stats().preempted, 1u);
+  EXPECT_EQ(scheduler_->Stats().failure, 0u);
+  EXPECT_THAT(backend_.batches().back(), ElementsAre(8));
+}
+
+TEST_F(SchedulerTest, AnUrgentRequestWaitsForABatchWithLessLeftThanItsOwnRun) {
+  Start(WithPreemption());
+  backend_.SetCost(Duration::zero(), milliseconds(10));
+  EXPECT_EQ(ValueOf(Submit(1)->Wait()), 1001);
+  backend_.Hold();
+  auto low = Submit(2);
+  backend_.WaitForBatches(2);
+  clock_.Advance(milliseconds(5));  // half of [2] is done
+  auto urgent = Submit(9, 1);
+  WaitForQueueDepth(1, 1);
+  backend_.ReleaseAll();
+  EXPECT_EQ(ValueOf(low->Wait()), 1002);
+  EXPECT_EQ(ValueOf(urgent->Wait()), 1009);
+  EXPECT_EQ(backend_.stopped(), 0);
+  EXPECT_EQ(scheduler_->Stats().preempted, 0u);
 }
 
 // The kernel splits the cores between batches that run at once: the
