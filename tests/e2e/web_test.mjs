@@ -217,7 +217,12 @@ test('the playground transcribes the microphone live: partials while it speaks, 
     page.on('pageerror', (error) => problems.push(error.message));
     await page.goto(`${base}/`);
     await page.click('#listen');
-    await page.waitForFunction(() => window.braidLive.partials > 0, null, { timeout: 60000 });
+    // Stop once the words have been heard (the first partial may come after
+    // a word or two, sooner on a faster machine).
+    await page.waitForFunction(
+      () => window.braidLive.partials > 0 &&
+        /weather|nice|today/.test(document.querySelector('#live-transcript').textContent),
+      null, { timeout: 60000 });
     assert.equal(await page.evaluate(() => window.braidLive.state), 'listening');
     assert.ok((await page.textContent('#live-transcript .partial')).length > 0 ||
               (await page.evaluate(() => window.braidLive.finals.length)) > 0);
