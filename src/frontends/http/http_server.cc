@@ -1,6 +1,7 @@
 #include "frontends/http/http_server.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
@@ -143,7 +144,11 @@ void NetworkContexts::Start() {
       using Steady = std::chrono::steady_clock;
       while (!context.stopped()) {
         for (auto last = Steady::now(); Steady::now() - last < busy_poll;) {
-          if (context.poll() > 0) last = Steady::now();
+          if (context.poll() > 0) {
+            last = Steady::now();
+          } else {
+            sched_yield();  // a thread that wants this core runs first
+          }
           if (context.stopped()) return;
         }
         context.run_one();
