@@ -23,7 +23,9 @@
 // against those the ONNX file declares and runs one warm-up batch per
 // instance. Inputs are bound to ONNX Runtime without copying (the tensors'
 // buffers are handed to it directly) and outputs are wrapped, not copied,
-// when they come back.
+// when they come back. An instance can stop its run in progress
+// (ModelInstance::Preempt, for dynamic_batching.preempt): ONNX Runtime's
+// terminate flag ends it between two of the graph's nodes.
 #pragma once
 
 #include <filesystem>
