@@ -26,7 +26,7 @@ struct RouterCommandOptions {
   std::size_t max_inflight = 256;
   int retries = 2;
   int threads = 0;  // 0: one per core, at least 2
-  int busy_poll_us = 50;
+  int busy_poll_us = 500;
   TlsFiles tls;  // the router's own ports
   ClientTlsFiles upstream_tls;
 };
@@ -165,9 +165,10 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
                      "Network threads, which also forward (default: one per core, at least 2)");
   router
       ->add_option("--busy-poll-us", options->busy_poll_us,
-                   "How long a network thread keeps polling after its last event before it "
+                   "The most a network thread keeps polling after its last event before it "
                    "sleeps: a replica's answer that comes back within it is relayed without a "
-                   "wake-up, for that much CPU per lull (0: sleep at once)")
+                   "wake-up. Each thread polls as long as its recent short lulls lasted and "
+                   "halves that after a longer one (0: sleep at once)")
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   AddTlsFlags(*router, options->tls, "router's HTTP and gRPC");

@@ -271,9 +271,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                     "Network threads (default: one per core, at least 2)");
   serve
       ->add_option("--http-busy-poll-us", options->http_busy_poll_us,
-                   "How long an HTTP network thread keeps polling after its last event before it "
-                   "sleeps: fast answers go out without a wake-up, for that much CPU per lull, "
-                   "which a model computing on the same cores then lacks (0: sleep at once)")
+                   "The most an HTTP network thread keeps polling after its last event before it "
+                   "sleeps (each fits it to its recent lulls): fast answers go out without a "
+                   "wake-up, for that much CPU per lull, which a model computing on the same "
+                   "cores then lacks (0: sleep at once)")
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   serve

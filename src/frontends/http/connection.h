@@ -6,11 +6,13 @@
 // sees.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -125,6 +127,27 @@ class DisconnectWatch {
 
 // Steady-clock nanoseconds, as the connections' deadlines are kept.
 std::int64_t NowNs();
+
+// How long a network thread keeps polling after its last event before it
+// sleeps, within HttpServerOptions::busy_poll (`most`). A lull the thread
+// slept through although it ended within `most` (a replica's answer, a
+// client's next request) widens the window to cover the next one like it;
+// a longer lull (nothing was coming soon) halves it, so a thread on a quiet
+// port soon stops spending its core.
+class PollWindow {
+ public:
+  explicit PollWindow(std::chrono::nanoseconds most) : most_(most), window_(most) {}
+
+  std::chrono::nanoseconds window() const { return window_; }
+  // A lull of `lull` (last event to next, the polling included) ended.
+  void Ended(std::chrono::nanoseconds lull) {
+    window_ = lull <= most_ ? std::min(most_, std::max(window_, lull + lull / 4)) : window_ / 2;
+  }
+
+ private:
+  const std::chrono::nanoseconds most_;
+  std::chrono::nanoseconds window_;
+};
 
 // The network threads, each running an io_context of its own (concurrency
 // hint 1: Asio keeps what a thread posts to itself in a private queue, and

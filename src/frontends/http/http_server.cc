@@ -142,8 +142,10 @@ void NetworkContexts::Start() {
         return;
       }
       using Steady = std::chrono::steady_clock;
+      PollWindow poll(busy_poll);
       while (!context.stopped()) {
-        for (auto last = Steady::now(); Steady::now() - last < busy_poll;) {
+        auto last = Steady::now();
+        while (Steady::now() - last < poll.window()) {
           if (context.poll() > 0) {
             last = Steady::now();
           } else {
@@ -152,6 +154,7 @@ void NetworkContexts::Start() {
           if (context.stopped()) return;
         }
         context.run_one();
+        poll.Ended(Steady::now() - last);
       }
     });
   }

@@ -166,9 +166,10 @@ struct HttpServerOptions {
   std::size_t gzip_min_bytes = 1024;
   int threads = 2;
   // After its last event a network thread keeps polling for the next one
-  // this long before it sleeps: an answer that comes back within it (a
-  // proxied replica's, a fast model's) is taken without a wake-up, at the
-  // cost of that much CPU per lull. 0: sleep at once.
+  // before it sleeps, at most this long: an answer that comes back within
+  // it (a proxied replica's, a fast model's) is taken without a wake-up, at
+  // the cost of that much CPU per lull. Each thread fits its window to the
+  // lulls it sees (http_internal::PollWindow). 0: sleep at once.
   std::chrono::microseconds busy_poll{0};
   // Asked for every request on its head (none: every request goes on).
   HttpAdmission admit;

@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <set>
@@ -63,6 +64,29 @@ TEST(NetworkContextsTest, APollingThreadRunsWhatIsPostedAndStops) {
   }
   network.Stop();
   EXPECT_FALSE(network.running());
+}
+
+// The window starts at the most, covers the short lulls a thread slept
+// through (with a quarter to spare, never past the most) and halves after a
+// lull longer than the most.
+TEST(PollWindowTest, FitsTheShortLullsAndHalvesAfterALongOne) {
+  using std::chrono::microseconds;
+  PollWindow poll(microseconds(400));
+  EXPECT_EQ(poll.window(), microseconds(400));
+  poll.Ended(microseconds(1000));
+  EXPECT_EQ(poll.window(), microseconds(200));
+  poll.Ended(microseconds(5000));
+  EXPECT_EQ(poll.window(), microseconds(100));
+  poll.Ended(microseconds(40));  // caught by the window: it stays
+  EXPECT_EQ(poll.window(), microseconds(100));
+  poll.Ended(microseconds(160));  // slept through: widened to cover it
+  EXPECT_EQ(poll.window(), microseconds(200));
+  poll.Ended(microseconds(360));
+  EXPECT_EQ(poll.window(), microseconds(400));  // not past the most
+  for (int i = 0; i < 40; ++i) poll.Ended(std::chrono::seconds(1));
+  EXPECT_EQ(poll.window(), microseconds(0));
+  poll.Ended(microseconds(80));
+  EXPECT_EQ(poll.window(), microseconds(100));
 }
 
 // A handler still pending on one context may hold a connection whose socket
