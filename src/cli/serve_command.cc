@@ -272,9 +272,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   serve
       ->add_option("--http-busy-poll-us", options->http_busy_poll_us,
                    "The most an HTTP network thread keeps polling after its last event before it "
-                   "sleeps (each fits it to its recent lulls): fast answers go out without a "
-                   "wake-up, for that much CPU per lull, which a model computing on the same "
-                   "cores then lacks (0: sleep at once)")
+                   "sleeps (each fits it to its recent lulls, and stops while they are long): "
+                   "a client's next request is read without a wake-up, for at most that much "
+                   "CPU per lull (0: sleep at once)")
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   serve
