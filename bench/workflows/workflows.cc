@@ -6,8 +6,11 @@
 // throughput at concurrency 16), what the machine could do if the branches
 // shared it perfectly. All measured in the same run. --per-model-pools
 // measures the same with each model on its own spinning thread pool and no
-// compute budget (braid before the budget) for a before/after.
+// compute budget (braid before the budget) for a before/after. Beside them,
+// the floor the cores put under one parallel run: the CPU time its
+// branches took alone, spread over every core of the budget.
 #include <fmt/core.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -69,15 +72,27 @@ double Median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// The process's CPU time so far (user and system, every thread), in ms.
+double CpuMs() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(usage.ru_utime) + ms(usage.ru_stime);
+}
+
+// Medians of `runs` runs after a warm-up; `cpu_ms`, when given, gets the
+// mean CPU time per run.
 Timing MedianRun(WorkflowExecutor& executor, const WorkflowPtr& workflow,
-                 const NamedTensors& inputs, bool serial, int runs) {
+                 const NamedTensors& inputs, bool serial, int runs, double* cpu_ms = nullptr) {
   RunOnce(executor, workflow, inputs, serial);  // warm-up
   std::vector<double> totals, firsts;
+  const double cpu_before = CpuMs();
   for (int i = 0; i < runs; ++i) {
     Timing t = RunOnce(executor, workflow, inputs, serial);
     totals.push_back(t.total_ms);
     firsts.push_back(t.first_node_ms);
   }
+  if (cpu_ms != nullptr) *cpu_ms = (CpuMs() - cpu_before) / runs;
   return {Median(totals), Median(firsts)};
 }
 
@@ -195,6 +210,7 @@ int main(int argc, char** argv) {
              "text-only")}}},
   };
 
+  const int cores = per_model_pools ? AvailableCores() : ProcessComputeBudget().threads();
   for (auto& c : cases) {
     WorkflowPtr workflow = *registry.Get(c.name);
     fmt::print(stderr, "{}: single runs\n", c.name);
@@ -203,11 +219,15 @@ int main(int argc, char** argv) {
     double slowest = 0;
     std::string slowest_name;
     double inverse_bound = 0;
+    double branches_cpu_ms = 0, branches_ms = 0;
     std::vector<std::pair<std::string, double>> branch_rps;
     for (auto& [name, branch] : c.branches) {
       NamedTensors inputs;
       for (const auto& input : branch->inputs) inputs[input.name] = c.inputs.at(input.name);
-      double ms = MedianRun(executor, branch, inputs, false, runs).total_ms;
+      double cpu_ms = 0;
+      double ms = MedianRun(executor, branch, inputs, false, runs, &cpu_ms).total_ms;
+      branches_cpu_ms += cpu_ms;
+      branches_ms += ms;
       if (ms > slowest) {
         slowest = ms;
         slowest_name = name;
@@ -229,12 +249,20 @@ int main(int argc, char** argv) {
     fmt::print("| runs/s at concurrency 16 | {:.1f} |\n", workflow_rps);
     for (const auto& [name, rps] : branch_rps)
       fmt::print("| {} alone, runs/s at concurrency 16 | {:.1f} |\n", name, rps);
-    fmt::print("| work bound, 1 / Σ(1 / branch runs/s) | {:.1f} |\n\n", bound);
+    fmt::print("| work bound, 1 / Σ(1 / branch runs/s) | {:.1f} |\n", bound);
+    const double floor_ms = branches_cpu_ms / cores;
+    fmt::print("| CPU time of the branches alone, per run (Σ) | {:.1f} ms |\n", branches_cpu_ms);
+    fmt::print("| one run's floor on {} cores: that CPU time / cores | {:.1f} ms |\n\n", cores,
+               floor_ms);
     fmt::print("- serial / parallel: **{:.2f}×**\n", serial.total_ms / parallel.total_ms);
     fmt::print("- parallel / slowest branch: **{:.2f}×** (goal ≤ 1.1)\n",
                parallel.total_ms / slowest);
     fmt::print("- throughput / work bound at concurrency 16: **{:.2f}×** (goal ≥ 0.9)\n",
                workflow_rps / bound);
+    fmt::print(
+        "- what these cores allow one run: parallel / slowest branch ≥ **{:.2f}×**, serial / "
+        "parallel ≤ **{:.2f}×** (the branches' own times summed over the floor)\n",
+        floor_ms / slowest, branches_ms / floor_ms);
   }
   return 0;
 }
