@@ -274,7 +274,8 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                    "The most an HTTP network thread keeps polling after its last event before it "
                    "sleeps (each fits it to its recent lulls, and stops while they are long): "
                    "a client's next request is read without a wake-up, for at most that much "
-                   "CPU per lull (0: sleep at once)")
+                   "CPU per lull, which models and a router on the same cores then lack (0: "
+                   "sleep at once)")
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   serve
