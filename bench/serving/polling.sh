@@ -50,16 +50,6 @@ for round in $(seq "$rounds"); do
   order=("${order[@]:1}" "${order[0]}")
 done
 
-wrk_identity() {  # PORT CONNECTIONS → "p50_us rps"
-  local threads=2
-  [[ $2 == 1 ]] && threads=1
-  BODY_FILE="$work/identity.json" wrk -t"$threads" -c"$2" -d5s --latency \
-    -s "$root/bench/serving/post_file.lua" "http://127.0.0.1:$1/v2/models/identity/infer" |
-    awk 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; return v*1000000 }
-      $1 == "50%" { p50 = us($2) } $1 == "Requests/sec:" { rps = $2 }
-      END { printf "%.0f %.0f\n", p50, rps }'
-}
-
 echo
 echo "### braid serve: identity over HTTP JSON, --http-busy-poll-us 0 (default) vs 50"
 echo
@@ -71,9 +61,9 @@ for round in $(seq "$rounds"); do
     # shellcheck disable=SC2086
     start "serve-$round-${#flags}" "$build/braid" serve --host 127.0.0.1 --http-port 0 \
       --grpc-port 0 --metrics-port 0 $flags
-    port=$(address "serve-$round-${#flags}" http | cut -d: -f2)
-    read -r p50_1 _ <<<"$(wrk_identity "$port" 1)"
-    read -r _ rps_64 <<<"$(wrk_identity "$port" 64)"
+    infer="http://$(address "serve-$round-${#flags}" http)/v2/models/identity/infer"
+    read -r p50_1 _ _ <<<"$(wrk_measure "$infer" 1 5 "$work/identity.json")"
+    read -r _ rps_64 _ <<<"$(wrk_measure "$infer" 64 5 "$work/identity.json")"
     echo "| $round | $flags | $p50_1 | $rps_64 |"
     kill "${pids[-1]}"
     wait "${pids[-1]}" 2>/dev/null || true
