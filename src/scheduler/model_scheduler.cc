@@ -189,11 +189,11 @@ void ModelScheduler::WidenAdmissionMarginLocked() {
 }
 
 void ModelScheduler::CompleteUnlocked(std::unique_lock<std::mutex>& lock,
-                                      std::vector<Completion>* done) {
+                                      std::vector<Completion>* done, bool here) {
   lock.unlock();
   auto batch = std::make_shared<std::vector<Completion>>();
   for (auto& [request, result] : *done) {
-    if (request->light_completion) {
+    if (here || request->light_completion) {
       request->on_complete(std::move(result));
     } else {
       batch->emplace_back(std::move(request), std::move(result));
@@ -733,7 +733,7 @@ bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::si
   RunTakenBatch(lock, instance, level, now, batch, std::move(lease), &done);
   // A worker that found the instance taken waits for it.
   work_.notify_all();
-  CompleteUnlocked(lock, &done);
+  CompleteUnlocked(lock, &done, true);
   if (--inline_runs_ == 0) inline_done_.notify_all();
   return true;
 }

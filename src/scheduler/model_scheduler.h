@@ -60,7 +60,9 @@
 // about to serve (off-peak levels as background work) and forms its batch
 // only once granted, so that requests arriving meanwhile join it.
 // Completion callbacks run on SchedulerOptions::completions when given,
-// so that the model's worker goes back to the queue at once.
+// so that the model's worker goes back to the queue at once; a batch run on
+// the enqueuing thread (inline_max_us) completes there too, as that thread
+// is waiting for nothing else.
 //
 // Autoscaling (when the config has `autoscale`): the model loads
 // max_instances instances; only the first `active` take work, the others
@@ -256,8 +258,10 @@ class ModelScheduler {
   // Whether no request waits (at the off-peak levels too when `offpeak`).
   bool QueuesEmptyLocked(bool offpeak = true) const;
   // Runs the callbacks of `done` with the lock released (callbacks may
-  // enqueue again), then clears it and re-takes the lock.
-  void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done);
+  // enqueue again), then clears it and re-takes the lock. `here`: all on
+  // this thread (an inline run's caller), none handed to `completions`.
+  void CompleteUnlocked(std::unique_lock<std::mutex>& lock, std::vector<Completion>* done,
+                        bool here = false);
   std::size_t QueuedItemsLocked(bool include_offpeak) const;
   // The time until a request admitted now at `level` (0-based) would start:
   // the rest of the batch running now (none when an instance is idle), the

@@ -263,6 +263,7 @@ class SchedulerTest : public ::testing::Test {
     request->deadline = deadline;
     request->cancellation = std::move(token);
     request->light_completion = light_;
+    request->caller_may_compute = may_compute_;
     request->on_complete = [outcome](InferenceResult result) {
       std::lock_guard lock(outcome->mutex);
       outcome->result = std::move(result);
@@ -296,7 +297,8 @@ class SchedulerTest : public ::testing::Test {
   testing::ManualClock clock_;
   TestBackend backend_{clock_};
   std::unique_ptr<ModelScheduler> scheduler_;
-  bool light_ = false;  // Submit marks its requests' completions light
+  bool light_ = false;        // Submit marks its requests' completions light
+  bool may_compute_ = false;  // and lets the enqueuing thread compute them
 };
 
 TEST_F(SchedulerTest, WithoutBatchingEachRequestRunsAlone) {
@@ -970,6 +972,33 @@ TEST_F(SchedulerTest, AShortBatchRunsOnTheEnqueuingThreadWhenNothingWaits) {
   EXPECT_EQ(threads[1], std::this_thread::get_id());
   EXPECT_NE(threads[2], std::this_thread::get_id());
   EXPECT_EQ(scheduler_->Stats().inline_batches, 1u);
+}
+
+// A caller that may compute (a gRPC thread) runs its inline batch's
+// completion too, however heavy: it waits for nothing else, and handing the
+// completion to the pool would cost a thread hop per request.
+TEST_F(SchedulerTest, AnInlineBatchCompletesOnTheCallerNotOnTheCompletionPool) {
+  ThreadPool completions(1);
+  std::promise<void> unblock;
+  std::shared_future<void> unblocked = unblock.get_future().share();
+  completions.Submit([unblocked] { unblocked.wait(); });  // the pool is busy
+  SchedulerOptions options;
+  options.inline_max_us = 1000;
+  options.completions = &completions;
+  Start(BaseConfig(), 1, options);
+  backend_.SetCost(microseconds(10), {});
+  light_ = true;
+  EXPECT_EQ(ValueOf(Submit(1)->Wait()), 1001);  // measures the batch time
+  clock_.Advance(milliseconds(1));
+  light_ = false;
+  may_compute_ = true;
+  auto inline_run = Submit(2);
+  EXPECT_TRUE(inline_run->finished()) << "answered before Enqueue returned, pool blocked";
+  EXPECT_EQ(ValueOf(inline_run->Wait()), 1002);
+  EXPECT_EQ(backend_.threads().back(), std::this_thread::get_id());
+  EXPECT_EQ(scheduler_->Stats().inline_batches, 1u);
+  unblock.set_value();
+  scheduler_->Shutdown(true);
 }
 
 TEST_F(SchedulerTest, ABusyInstanceOrALongBatchLeavesTheRequestToTheWorker) {
