@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/serving: serving overhead of braid over HTTP (JSON and binary) and
-# gRPC on the identity model, a 602 KB image tensor over each, and nginx
-# returning a static 200 as the HTTP ceiling, all measured in one run with
-# the same load generator (wrk for HTTP, braid bench for gRPC).
+# gRPC on the identity model, a 602 KB image tensor over each, nginx
+# returning a static 200 as the HTTP ceiling and a bare grpc++ server echoing
+# ModelInfer (bench_grpc_floor) as the gRPC one, all measured in one run with
+# the same load generators (wrk for HTTP, braid bench for gRPC).
 #   bench/serving/run.sh [SECONDS]      (default 5 per measurement)
 #   BRAID_SERVE_FLAGS="..." adds braid serve flags (a before/after pair).
 # Needs: wrk, nginx, python3 (scripts/setup does not install the first two:
@@ -50,12 +51,15 @@ start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --
   -m "$work/models" ${BRAID_SERVE_FLAGS:-}
 http_port=$(address braid http | cut -d: -f2)
 grpc_port=$(address braid grpc | cut -d: -f2)
+start grpc_floor "$build/bench/serving/bench_grpc_floor"
+floor_port=$(address grpc_floor grpc | cut -d: -f2)
 
 measure_http() { wrk_measure "$1" "$2" "$seconds" "${@:3}"; }  # URL CONCURRENCY [BODY [HEADER_LEN [TYPE]]]
-measure_grpc() {  # MODEL CONCURRENCY [braid bench flags...] → "p50_us rps errors"
-  local model=$1 concurrency=$2
-  shift 2
-  "$build/braid" bench --endpoint grpc --grpc "127.0.0.1:$grpc_port" --url "http://127.0.0.1:$http_port" \
+measure_grpc() {  # PORT MODEL CONCURRENCY [braid bench flags...] → "p50_us rps errors"
+  local port=$1 model=$2 concurrency=$3
+  shift 3
+  # The model's metadata (for the request) comes from braid over HTTP.
+  "$build/braid" bench --endpoint grpc --grpc "127.0.0.1:$port" --url "http://127.0.0.1:$http_port" \
     -m "$model" -c "$concurrency" --warmup 0.5 --window "$(awk -v s="$seconds" 'BEGIN { print s / 3 }')" \
     --max-windows 3 --input-data zero --csv "$work/grpc.csv" "$@" >/dev/null
   awk -F, 'NR == 2 { printf "%.1f %.1f %s\n", $7, $6, $4 }' "$work/grpc.csv"
@@ -68,15 +72,17 @@ row() { result["$1/$2"]="$3"; read -r p50 rps errors <<<"$3"; echo "| $1 | $2 | 
 for c in 1 16 64; do row "nginx static 200" $c "$(measure_http "http://127.0.0.1:$nginx_port/" $c)"; done
 for c in 1 16 64; do row "braid HTTP JSON identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.json")"; done
 for c in 1 16 64; do row "braid HTTP binary identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.bin" "$(cat "$work/identity.bin.len")" application/octet-stream)"; done
-for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc identity $c)"; done
+for c in 1 16 64; do row "bare grpc++ echo (bench_grpc_floor)" $c "$(measure_grpc "$floor_port" identity $c)"; done
+for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc "$grpc_port" identity $c)"; done
 for c in 4; do
   row "602 KB tensor, HTTP JSON" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.json")"
   row "602 KB tensor, HTTP binary" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.bin" "$(cat "$work/image.bin.len")" application/octet-stream)"
-  row "602 KB tensor, gRPC raw" $c "$(measure_grpc identity-wide $c --shape input=1,150528)"
+  row "602 KB tensor, gRPC raw" $c "$(measure_grpc "$grpc_port" identity-wide $c --shape input=1,150528)"
 done
 
 field() { read -r p50 rps errors <<<"${result[$1]}"; [[ $2 == p50 ]] && echo "$p50" || echo "$rps"; }
 echo
 echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goals: HTTP ≤ 100 µs, gRPC ≤ 150 µs; Triton's published no-op 173 µs)"
+echo "- gRPC p50 at concurrency 1, braid identity / bare grpc++ echo: $(field 'braid gRPC identity/1' p50) / $(field 'bare grpc++ echo (bench_grpc_floor)/1' p50) µs = **$(ratio "$(field 'braid gRPC identity/1' p50)" "$(field 'bare grpc++ echo (bench_grpc_floor)/1' p50)")**; throughput at 64: **$(ratio "$(field 'braid gRPC identity/64' rps)" "$(field 'bare grpc++ echo (bench_grpc_floor)/64' rps)")** of the echo's"
 echo "- braid HTTP JSON identity throughput at 64 / nginx static at 64: **$(ratio "$(field 'braid HTTP JSON identity/64' rps)" "$(field 'nginx static 200/64' rps)")** (goal ≥ 0.6)"
 echo "- 602 KB tensor, binary / JSON throughput: **$(ratio "$(field '602 KB tensor, HTTP binary/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")** (goal ≥ 3); gRPC raw / JSON: $(ratio "$(field '602 KB tensor, gRPC raw/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")"
