@@ -214,6 +214,7 @@ Status Server::Parts::Build() {
   grpc_options.admin_key = options.admin_key;
   grpc_options.protect_health = options.protect_health;
   grpc_options.max_message_bytes = options.max_body_bytes;
+  grpc_options.response_compression = options.grpc_response_compression;
   grpc_options.limiter = api_options.limiter;
   grpc_options.idle_timeout = http_options.idle_timeout;
   grpc_options.max_connections = options.max_connections;

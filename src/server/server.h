@@ -79,6 +79,7 @@ struct ServerOptions {
   std::size_t max_collection_items = 2'000'000;
   int http_threads = 0;                    // 0: one per core, at least 2
   int http_busy_poll_us = 0;               // HttpServerOptions::busy_poll
+  int grpc_response_compression = 0;       // GrpcServerOptions::response_compression
   int compute_threads = 0;                 // 0: the cores the process may use
   int compute_nice = kDefaultRegularNice;  // regular compute's nice steps below priority work
   std::int64_t inline_max_us = kDefaultInlineMaxUs;  // SchedulerOptions::inline_max_us

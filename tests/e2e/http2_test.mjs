@@ -277,7 +277,8 @@ before(async () => {
   upstream = startUpstream();
   await upstream.listening;
   const common = ['--upstream-chat', upstream.url(), '--upstream-timeout', '120'];
-  plain = await startBraid(binary, [...common, '--max-body-bytes', String(kMaxBody)]);
+  plain = await startBraid(binary, [...common, '--max-body-bytes', String(kMaxBody),
+                                    '--grpc-response-compression', 'low']);
   if (!missing('openssl').length) {
     certs = await makeCertificates(dir);
     secure = await startBraid(binary, [...common, ...tlsFlags()]);
@@ -485,25 +486,32 @@ test('RST_STREAM on a streaming run cancels it: braid stops reading its upstream
   }
 });
 
-test('gRPC with gzip on the plaintext port: the response is gzip and decodes', async () => {
+// A raw gzip ModelInfer call as a compressing grpc-js client makes it, to
+// see the wire: the answer, checked to have succeeded.
+async function rawGzipInfer(session, values, rows) {
+  const method = definition['inference.GRPCInferenceService'].ModelInfer;
+  const message = gzipSync(method.requestSerialize(grpcIdentity(values, rows)));
+  const prefix = Buffer.alloc(5);
+  prefix[0] = 1;
+  prefix.writeUInt32BE(message.length, 1);
+  const answer = await h2(session, {
+    ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers',
+    'grpc-encoding': 'gzip', 'grpc-accept-encoding': 'identity,deflate,gzip',
+  }, Buffer.concat([prefix, message]));
+  assert.equal(answer.status, 200);
+  assert.equal(answer.trailers['grpc-status'] ?? answer.headers['grpc-status'], '0',
+               `${answer.trailers['grpc-message'] ?? answer.headers['grpc-message']}`);
+  return answer;
+}
+
+test('gRPC with gzip on the plaintext port (--grpc-response-compression low): the response is gzip and decodes', async () => {
   const method = definition['inference.GRPCInferenceService'].ModelInfer;
   const values = identityValues(5);
   const rows = 64;  // 4 KiB that repeat: gzip pays (gRPC sends a message plain when it would not)
   const repeated = Array.from({ length: rows }, () => values).flat();
-  // A raw call as a compressing grpc-js client makes it, to see the wire.
   const session = h2c(plain.grpc);
   try {
-    const message = gzipSync(method.requestSerialize(grpcIdentity(values, rows)));
-    const prefix = Buffer.alloc(5);
-    prefix[0] = 1;
-    prefix.writeUInt32BE(message.length, 1);
-    const answer = await h2(session, {
-      ':method': 'POST', ':path': method.path, 'content-type': 'application/grpc', te: 'trailers',
-      'grpc-encoding': 'gzip', 'grpc-accept-encoding': 'identity,deflate,gzip',
-    }, Buffer.concat([prefix, message]));
-    assert.equal(answer.status, 200);
-    assert.equal(answer.trailers['grpc-status'] ?? answer.headers['grpc-status'], '0',
-                 `${answer.trailers['grpc-message'] ?? answer.headers['grpc-message']}`);
+    const answer = await rawGzipInfer(session, values, rows);
     assert.equal(answer.headers['grpc-encoding'], 'gzip', JSON.stringify(answer.headers));
     assert.equal(answer.body[0], 1, 'the response message is flagged compressed');
     const length = answer.body.readUInt32BE(1);
@@ -627,6 +635,24 @@ test('TLS: gRPC with grpc-js SSL credentials, with gzip; an insecure channel is 
   }
   const certificate = await peerCertificate(secure.grpc);
   assert.equal(certificate.serialNumber, 'A001');
+});
+
+test('gRPC answers go plain by default, to a client that accepts gzip and sends it', async (t) => {
+  if (!secure) return t.skip(`openssl is missing (${kSkipHint})`);
+  const method = definition['inference.GRPCInferenceService'].ModelInfer;
+  const values = identityValues(9);
+  const rows = 64;
+  const session = h2tls(secure.grpc);
+  try {
+    const answer = await rawGzipInfer(session, values, rows);
+    assert.notEqual(answer.headers['grpc-encoding'], 'gzip', JSON.stringify(answer.headers));
+    assert.equal(answer.body[0], 0, 'the response message is not flagged compressed');
+    const length = answer.body.readUInt32BE(1);
+    const response = method.responseDeserialize(answer.body.subarray(5, 5 + length));
+    assert.deepEqual(rawFloats(response.raw_output_contents[0]), Array.from({ length: rows }, () => values).flat());
+  } finally {
+    session.close();
+  }
 });
 
 test('--tls-metrics: without it the metrics port stays plain HTTP; with it, HTTPS', async (t) => {

@@ -381,8 +381,9 @@ class GrpcConnections {
 
 class StreamReactor;
 
-// ModelInfer answers from this size on are compressed for a client that
-// accepts it (HTTP gzips its large JSON and text answers from the same size).
+// With --grpc-response-compression, ModelInfer answers from this size on are
+// compressed for a client that accepts it (HTTP gzips its large JSON and text
+// answers from the same size).
 constexpr std::size_t kCompressMinBytes = 1024;
 
 class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
@@ -593,11 +594,14 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
                grpc::Status status = grpc::Status::OK;
                if (result.ok()) {
                  FillResponse(*request, *result, response);
-                 // Compressed, at a low level, for answers worth it: gRPC
-                 // picks an algorithm the client accepts (gzip for the
-                 // common clients), none for a client that accepts none.
-                 if (response->ByteSizeLong() >= kCompressMinBytes)
-                   context->set_compression_level(GRPC_COMPRESS_LEVEL_LOW);
+                 // Compressed when the server is told to, for answers worth
+                 // it: gRPC picks an algorithm the client accepts (gzip for
+                 // the common clients), none for a client that accepts none.
+                 if (options_.response_compression > 0 &&
+                     response->ByteSizeLong() >= kCompressMinBytes) {
+                   context->set_compression_level(
+                       static_cast<grpc_compression_level>(options_.response_compression));
+                 }
                } else {
                  status = ToGrpc(result.status());
                }

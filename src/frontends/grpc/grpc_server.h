@@ -58,6 +58,12 @@ struct GrpcServerOptions {
   std::string admin_key;
   bool protect_health = false;  // ServerLive and ServerReady need the key too
   std::size_t max_message_bytes = std::size_t{64} << 20;
+  // How hard ModelInfer answers of 1 KiB or more are compressed for a client
+  // that accepts compression: 0 not at all, 1 low, 2 medium, 3 high (gRPC
+  // picks the algorithm from those the client accepts). Off by default:
+  // every common client accepts gzip, and tensors compress poorly for the
+  // CPU it costs.
+  int response_compression = 0;
   // Calls a client address may make (none: no limit); health is exempt.
   std::shared_ptr<RateLimiter> limiter;
   // A connection with no call for this long is closed; one that has not
