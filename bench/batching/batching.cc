@@ -3,7 +3,8 @@
 // For each model: the raw ceiling (best items/s of direct batched calls),
 // then closed-loop clients sending single-item requests through the
 // scheduler at several concurrencies with batching off and on, then an
-// open-loop overload at twice the measured peak with mixed priorities. All
+// open-loop overload at twice the measured peak with mixed priorities, and
+// its priority-1 share alone (what those requests cost each other). All
 // figures come from this one run, so the ratios compare like with like.
 #include <fmt/core.h>
 
@@ -365,6 +366,12 @@ int main(int argc, char** argv) {
     options.budget = &ProcessComputeBudget();
     ModelScheduler scheduler(model, SteadyClock(), options);
     LoadResult overload = OpenLoop(scheduler, 2 * peak, 0.1, seconds * 2);
+    // The same priority-1 arrivals with nothing else: what they cost each
+    // other (queued behind and batched with one another), which no
+    // scheduling of the lower-priority load moves.
+    fmt::print(stderr, "{}: the priority-1 share of that load alone\n", name);
+    ModelScheduler alone_scheduler(model, SteadyClock(), options);
+    LoadResult alone = OpenLoop(alone_scheduler, 2 * peak * 0.1, 1.0, seconds * 2);
     fmt::print("\nbatched throughput at concurrency 64 / raw ceiling: **{:.2f}** (goal ≥ 0.9)\n",
                batched_c64 / ceiling.items_per_s);
     fmt::print("batched p50 − unbatched p50 at concurrency 1: **{:+.3f} ms** (goal ≤ +0.2 ms)\n",
@@ -379,6 +386,13 @@ int main(int argc, char** argv) {
         batched_p99_c1, overload.high_p99_ms / batched_p99_c1, overload.high_queue_p99_ms,
         overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch,
         overload.preempted);
+    fmt::print(
+        "the same priority-1 arrivals alone ({:.0f} req/s, Poisson, nothing else running): p99 "
+        "{:.2f} ms = **{:.2f}×** unloaded (queue p99 {:.2f} ms, compute p99 {:.2f} ms, mean "
+        "batch {:.1f}); the overload's priority-1 p99 is {:.2f}× this\n",
+        2 * peak * 0.1, alone.high_p99_ms, alone.high_p99_ms / batched_p99_c1,
+        alone.high_queue_p99_ms, alone.high_compute_p99_ms, alone.mean_batch,
+        overload.high_p99_ms / alone.high_p99_ms);
   }
   if (no_storm || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {
