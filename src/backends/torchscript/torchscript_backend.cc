@@ -5,9 +5,18 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <algorithm>
+#include <charconv>
+#include <map>
 #include <mutex>
 
 #include "core/compute_budget.h"
+
+#if BRAID_TORCH_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 namespace braid {
 namespace {
@@ -57,13 +66,14 @@ class TorchScriptInstance : public ModelInstance {
         if (half_ && type == c10::ScalarType::Float) tensor = tensor.to(c10::ScalarType::Half);
         arguments.emplace_back(std::move(tensor));
       }
-      BRAID_ASSIGN_OR_RETURN(std::vector<at::Tensor> results, Results(module_.forward(arguments)));
+      BRAID_ASSIGN_OR_RETURN(std::vector<at::Tensor> results, Forward(arguments));
       outputs->clear();
       for (std::size_t o = 0; o < outputs_.size(); ++o) {
         at::Tensor result = results[o];
         if (half_ && result.scalar_type() == c10::ScalarType::Half &&
             outputs_[o].datatype == DataType::kFp32)
           result = result.to(c10::ScalarType::Float);
+        // A copy on the CPU (a graph's outputs are overwritten by its next replay).
         result = result.to(c10::kCPU).contiguous();
         BRAID_ASSIGN_OR_RETURN(c10::ScalarType wanted, TorchType(outputs_[o].datatype));
         if (result.scalar_type() != wanted) {
@@ -85,7 +95,68 @@ class TorchScriptInstance : public ModelInstance {
     }
   }
 
+#if BRAID_TORCH_CUDA
+  // Captures forward() as a CUDA graph for each batch size, on zeros: a
+  // batch of that size then replays it, one launch for the whole module,
+  // instead of one per kernel. Needs every input's dims fixed (checked at
+  // load).
+  Status CaptureGraphs(const ModelConfig& config, const std::vector<std::int64_t>& sizes) {
+    try {
+      c10::InferenceMode inference;
+      for (std::int64_t batch : sizes) {
+        auto graph = std::make_unique<Graph>();
+        std::vector<c10::IValue> arguments;
+        for (const auto& spec : config.inputs) {
+          BRAID_ASSIGN_OR_RETURN(c10::ScalarType type, TorchType(spec.datatype));
+          if (half_ && type == c10::ScalarType::Float) type = c10::ScalarType::Half;
+          std::vector<std::int64_t> sizes_of{batch};
+          sizes_of.insert(sizes_of.end(), spec.dims.begin(), spec.dims.end());
+          graph->inputs.push_back(
+              torch::zeros(sizes_of, torch::TensorOptions().dtype(type).device(device_)));
+          arguments.emplace_back(graph->inputs.back());
+        }
+        // As torch.cuda.graph does: warm-up runs on a side stream (the JIT
+        // profiles its first runs), then the capture on the same stream.
+        c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+        c10::IValue captured;
+        {
+          c10::cuda::CUDAStreamGuard on_stream(stream);
+          for (int run = 0; run < 3; ++run) module_.forward(arguments);
+          stream.synchronize();
+          graph->graph.capture_begin();
+          captured = module_.forward(arguments);
+          graph->graph.capture_end();
+        }
+        stream.synchronize();
+        BRAID_ASSIGN_OR_RETURN(graph->outputs, Results(captured));
+        graphs_[batch] = std::move(graph);
+      }
+      return Status::Ok();
+    } catch (const c10::Error& e) {
+      return InvalidArgument("capturing a CUDA graph failed: {}", e.what_without_backtrace());
+    }
+  }
+#endif
+
  private:
+  // forward() on the batch: a captured graph's replay when its batch size
+  // has one, else the module.
+  Result<std::vector<at::Tensor>> Forward(std::vector<c10::IValue>& arguments) {
+#if BRAID_TORCH_CUDA
+    if (!graphs_.empty() && !arguments.empty()) {
+      auto found = graphs_.find(arguments.front().toTensor().size(0));
+      if (found != graphs_.end()) {
+        Graph& graph = *found->second;
+        for (std::size_t i = 0; i < arguments.size(); ++i)
+          graph.inputs[i].copy_(arguments[i].toTensor());
+        graph.graph.replay();
+        return graph.outputs;
+      }
+    }
+#endif
+    return Results(module_.forward(arguments));
+  }
+
   // forward()'s value as one tensor per config output, in config order.
   Result<std::vector<at::Tensor>> Results(const c10::IValue& value) const {
     std::vector<at::Tensor> tensors;
@@ -122,7 +193,51 @@ class TorchScriptInstance : public ModelInstance {
   std::vector<TensorSpec> outputs_;
   c10::Device device_;
   bool half_;
+#if BRAID_TORCH_CUDA
+  // One captured batch size: its static inputs (written before each replay)
+  // and outputs (written by it).
+  struct Graph {
+    at::cuda::CUDAGraph graph;
+    std::vector<at::Tensor> inputs, outputs;
+  };
+  std::map<std::int64_t, std::unique_ptr<Graph>> graphs_;
+#endif
 };
+
+// parameters.cuda_graphs: the batch sizes to capture as CUDA graphs ("1,8,32"),
+// checked against the config; none when it is not given.
+Result<std::vector<std::int64_t>> GraphBatchSizes(const ModelConfig& config) {
+  const std::string listed = config.Parameter("cuda_graphs", "");
+  std::vector<std::int64_t> sizes;
+  if (listed.empty()) return sizes;
+  const std::string where = config.config_path().string();
+  if (config.optimization.execution_provider != Optimization::Provider::kCuda)
+    return InvalidArgument("{}: parameters.cuda_graphs needs execution_provider cuda", where);
+  for (std::size_t start = 0; start <= listed.size();) {
+    const std::size_t end = std::min(listed.find(',', start), listed.size());
+    std::int64_t size = 0;
+    const char* first = listed.data() + start;
+    const char* last = listed.data() + end;
+    while (first < last && *first == ' ') ++first;
+    auto [stop, error] = std::from_chars(first, last, size);
+    if (error != std::errc() || stop != last || size < 1 || size > config.max_batch_size) {
+      return InvalidArgument(
+          "{}: parameters.cuda_graphs must list batch sizes from 1 to max_batch_size ({}), "
+          "like \"1,8,32\"; '{}' is not one",
+          where, config.max_batch_size, std::string(listed.data() + start, end - start));
+    }
+    sizes.push_back(size);
+    start = end + 1;
+  }
+  for (const auto& spec : config.inputs) {
+    if (std::find(spec.dims.begin(), spec.dims.end(), -1) != spec.dims.end()) {
+      return InvalidArgument(
+          "{}: parameters.cuda_graphs needs fixed input dims; input '{}' has a variable one", where,
+          spec.name);
+    }
+  }
+  return sizes;
+}
 
 // A batch of one, zeros, variable dims 1: the warm-up.
 Result<std::vector<Tensor>> WarmUpInputs(const ModelConfig& config) {
@@ -146,6 +261,8 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
   for (const auto* specs : {&config.inputs, &config.outputs}) {
     for (const auto& spec : *specs) BRAID_RETURN_IF_ERROR(TorchType(spec.datatype).status());
   }
+  BRAID_ASSIGN_OR_RETURN([[maybe_unused]] const std::vector<std::int64_t> graph_sizes,
+                         GraphBatchSizes(config));
   c10::Device device(c10::kCPU);
   switch (config.optimization.execution_provider) {
     case Optimization::Provider::kCpu:
@@ -194,6 +311,10 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
     std::vector<Tensor> outputs;
     if (Status status = instance->Execute(warm_up, &outputs); !status.ok())
       return status.WithContext(fmt::format("{}: the warm-up batch", file.string()));
+#if BRAID_TORCH_CUDA
+    if (Status status = instance->CaptureGraphs(config, graph_sizes); !status.ok())
+      return status.WithContext(file.string());
+#endif
     instances.push_back(std::move(instance));
   }
   return instances;

@@ -25,9 +25,12 @@
 // a CUDA build of libtorch: Debian's is CPU only, and says so at load);
 // there, precision fp16 converts the module's floating-point parameters and
 // its FP32 inputs to half and its half outputs back to FP32 (refused on the
-// CPU, where libtorch has no half matrix products). Each instance runs
-// one warm-up batch of zeros at load, which also checks the outputs against
-// the config.
+// CPU, where libtorch has no half matrix products). parameters.cuda_graphs
+// ("1,8,32") captures forward() as a CUDA graph for each of those batch
+// sizes at load (inputs' dims must be fixed); a batch of such a size then
+// replays its graph, one launch instead of one per kernel (a CUDA build of
+// libtorch: BRAID_TORCH_CUDA). Each instance runs one warm-up batch of zeros
+// at load, which also checks the outputs against the config.
 #pragma once
 
 #include "model/backend.h"

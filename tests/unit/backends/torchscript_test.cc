@@ -111,6 +111,42 @@ TEST_F(TorchScriptTest, Fp16ComputesInHalfOnTheGpuAndAnswersInFp32) {
   EXPECT_EQ(outputs[0].span<float>()[2], 4.0f) << "small integers are exact in half";
 }
 
+// parameters.cuda_graphs: checked on any build; on a GPU the captured batch
+// size answers as the module does, and other sizes still run.
+TEST_F(TorchScriptTest, CudaGraphsAreCheckedAndReplayTheModulesAnswers) {
+  EXPECT_THAT(Load("y", Config(kY, "parameters: {cuda_graphs: '2'}\n")).status().message(),
+              HasSubstr("cuda_graphs needs execution_provider cuda"));
+  const std::string cuda = "optimization: {execution_provider: cuda}\n";
+  EXPECT_THAT(Load("y", Config(kY, cuda + "parameters: {cuda_graphs: '2,9'}\n")).status().message(),
+              HasSubstr("'9' is not one"));
+  EXPECT_THAT(Load("y", Config(kY, cuda + "parameters: {cuda_graphs: '2,x'}\n")).status().message(),
+              HasSubstr("from 1 to max_batch_size (8)"));
+  auto variable = Load("y",
+                       "backend: torchscript\nmax_batch_size: 8\n"
+                       "inputs: [{name: x, datatype: FP32, dims: [-1]}]\noutputs:\n" +
+                           std::string(kY) + cuda + "parameters: {cuda_graphs: '2'}\n");
+  EXPECT_THAT(variable.status().message(), HasSubstr("input 'x' has a variable one"));
+  auto graphs = Load("y", Config(kY,
+                                 "optimization: {execution_provider: cuda, precision: fp16}\n"
+                                 "parameters: {cuda_graphs: '1, 2'}\n"));
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(graphs.status().code(), StatusCode::kUnavailable);
+    return;
+  }
+  ASSERT_TRUE(graphs.ok()) << graphs.status().ToString();
+  for (int replay = 0; replay < 3; ++replay) {  // a replay leaves nothing behind for the next
+    auto outputs = Run(*(*graphs)[0]);
+    ASSERT_EQ(outputs.size(), 1u);
+    EXPECT_EQ(outputs[0].shape(), (Shape{2, 2}));
+    EXPECT_EQ(outputs[0].span<float>()[0], 1.0f);
+    EXPECT_EQ(outputs[0].span<float>()[2], 4.0f);
+  }
+  auto three = *Tensor::Allocate(DataType::kFp32, {3, 4});
+  std::vector<Tensor> outputs;
+  ASSERT_TRUE((*graphs)[0]->Execute(std::span(&three, 1), &outputs).ok()) << "no graph: the module";
+  EXPECT_EQ(outputs[0].shape(), (Shape{3, 2}));
+}
+
 TEST_F(TorchScriptTest, WhatTheConfigGetsWrongIsRefusedAtLoad) {
   EXPECT_THAT(Load("y", Config("  - {name: y, datatype: INT32, dims: [2]}\n")).status().message(),
               HasSubstr("output 'y' came back as Float, not INT32"));
