@@ -364,14 +364,19 @@ int main(int argc, char** argv) {
     SchedulerOptions options;
     options.batching = true;
     options.budget = &ProcessComputeBudget();
-    ModelScheduler scheduler(model, SteadyClock(), options);
-    LoadResult overload = OpenLoop(scheduler, 2 * peak, 0.1, seconds * 2);
-    // The same priority-1 arrivals with nothing else: what they cost each
-    // other (queued behind and batched with one another), which no
+    LoadResult overload, alone;
+    {
+      ModelScheduler scheduler(model, SteadyClock(), options);
+      overload = OpenLoop(scheduler, 2 * peak, 0.1, seconds * 2);
+    }
+    // Priority-1 arrivals at the same rate with nothing else: what they cost
+    // each other (queued behind and batched with one another), which no
     // scheduling of the lower-priority load moves.
     fmt::print(stderr, "{}: the priority-1 share of that load alone\n", name);
-    ModelScheduler alone_scheduler(model, SteadyClock(), options);
-    LoadResult alone = OpenLoop(alone_scheduler, 2 * peak * 0.1, 1.0, seconds * 2);
+    {
+      ModelScheduler scheduler(model, SteadyClock(), options);
+      alone = OpenLoop(scheduler, 2 * peak * 0.1, 1.0, seconds * 2);
+    }
     fmt::print("\nbatched throughput at concurrency 64 / raw ceiling: **{:.2f}** (goal ≥ 0.9)\n",
                batched_c64 / ceiling.items_per_s);
     fmt::print("batched p50 − unbatched p50 at concurrency 1: **{:+.3f} ms** (goal ≤ +0.2 ms)\n",
@@ -387,7 +392,8 @@ int main(int argc, char** argv) {
         overload.high_compute_p99_ms, overload.rejected, overload.timed_out, overload.mean_batch,
         overload.preempted);
     fmt::print(
-        "the same priority-1 arrivals alone ({:.0f} req/s, Poisson, nothing else running): p99 "
+        "priority-1 arrivals alone at the same rate ({:.0f} req/s, Poisson, nothing else running): "
+        "p99 "
         "{:.2f} ms = **{:.2f}×** unloaded (queue p99 {:.2f} ms, compute p99 {:.2f} ms, mean "
         "batch {:.1f}); the overload's priority-1 p99 is {:.2f}× this\n",
         2 * peak * 0.1, alone.high_p99_ms, alone.high_p99_ms / batched_p99_c1,

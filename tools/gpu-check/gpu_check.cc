@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -69,19 +71,18 @@ void WriteStack(int layers, const std::filesystem::path& file) {
   module.save(file.string());
 }
 
-ModelInstancePtr Load(const std::filesystem::path& folder, const std::string& optimization,
-                      const std::string& parameters) {
+Result<ModelInstancePtr> Load(const std::filesystem::path& folder, const std::string& optimization,
+                              const std::string& parameters) {
   const std::string yaml = fmt::format(
       "backend: torchscript\nmax_batch_size: 32\n"
       "inputs: [{{name: x, datatype: FP32, dims: [{0}]}}]\n"
       "outputs: [{{name: y, datatype: FP32, dims: [{0}]}}]\n"
       "optimization: {{{1}}}\nparameters: {{{2}}}\n",
       kWidth, optimization, parameters);
-  auto config = ParseModelConfig(yaml, "mlp-stack", folder, "config.yaml");
-  if (!config.ok()) Die(config.status());
-  auto instances = MakeTorchScriptBackend()(*config, folder / "1");
-  if (!instances.ok()) Die(instances.status());
-  return std::move(instances->front());
+  BRAID_ASSIGN_OR_RETURN(ModelConfig config,
+                         ParseModelConfig(yaml, "mlp-stack", folder, "config.yaml"));
+  BRAID_ASSIGN_OR_RETURN(auto instances, MakeTorchScriptBackend()(config, folder / "1"));
+  return std::move(instances.front());
 }
 
 struct Timing {
@@ -103,10 +104,12 @@ Timing Time(ModelInstance& instance, const Tensor& batch, int rounds) {
   return {ms[ms.size() / 2], std::vector<float>(values.begin(), values.end())};
 }
 
-// The largest difference from `reference`, relative to its largest value.
+// The largest difference from `reference`, relative to its largest value;
+// infinite when the answer holds a NaN or an infinity.
 double RelativeDifference(const std::vector<float>& reference, const std::vector<float>& answer) {
   double most = 0, scale = 0;
   for (std::size_t i = 0; i < reference.size(); ++i) {
+    if (!std::isfinite(answer[i])) return std::numeric_limits<double>::infinity();
     most = std::max(most, static_cast<double>(std::abs(reference[i] - answer[i])));
     scale = std::max(scale, static_cast<double>(std::abs(reference[i])));
   }
@@ -126,16 +129,27 @@ int Run(bool cpu_only, int layers, int rounds) {
   std::filesystem::create_directories(folder / "1");
   WriteStack(layers, folder / "1" / "model.pt");
   const bool gpu = !cpu_only && torch::cuda::is_available();
+  // Each way the backend loads it; one that fails to load is said and left
+  // out, so that the others' rows still come (the graphs are the newest).
   std::vector<std::pair<std::string, ModelInstancePtr>> variants;
-  variants.emplace_back("CPU FP32", Load(folder, "", ""));
+  std::vector<std::string> wrong;  // failed to load, or answered too far from the CPU
+  auto add = [&](const std::string& name, const std::string& optimization,
+                 const std::string& parameters) {
+    auto instance = Load(folder, optimization, parameters);
+    if (instance.ok()) {
+      variants.emplace_back(name, std::move(instance).value());
+      return;
+    }
+    fmt::print(stderr, "gpu_check: {}: {}\n", name, instance.status().ToString());
+    wrong.push_back(name + " (not loaded)");
+  };
+  add("CPU FP32", "", "");
+  if (variants.empty()) Die(Internal("the CPU variant did not load"));
   if (gpu) {
-    const std::string graphs =
-        fmt::format("cuda_graphs: '{}, {}, {}'", kBatches[0], kBatches[1], kBatches[2]);
-    variants.emplace_back("GPU FP32", Load(folder, "execution_provider: cuda", ""));
-    variants.emplace_back("GPU FP16",
-                          Load(folder, "execution_provider: cuda, precision: fp16", ""));
-    variants.emplace_back("GPU FP16 + CUDA graphs",
-                          Load(folder, "execution_provider: cuda, precision: fp16", graphs));
+    add("GPU FP32", "execution_provider: cuda", "");
+    add("GPU FP16", "execution_provider: cuda, precision: fp16", "");
+    add("GPU FP16 + CUDA graphs", "execution_provider: cuda, precision: fp16",
+        fmt::format("cuda_graphs: '{}, {}, {}'", kBatches[0], kBatches[1], kBatches[2]));
   }
   fmt::print("{} residual MLP blocks ({}→{}→{}), {} rounds per figure (medians)\n\n", layers,
              kWidth, kHidden, kWidth, rounds);
@@ -143,7 +157,6 @@ int Run(bool cpu_only, int layers, int rounds) {
       "| variant | batch | p50 ms | items/s | max |Δ| / max |y| vs CPU FP32 |\n"
       "|---|---:|---:|---:|---:|\n");
   std::map<std::pair<std::string, std::int64_t>, double> p50;
-  std::vector<std::string> wrong;  // answers too far from the CPU's
   std::mt19937 random(11);
   std::uniform_real_distribution<float> uniform(-1, 1);
   for (std::int64_t batch : kBatches) {
@@ -156,27 +169,33 @@ int Run(bool cpu_only, int layers, int rounds) {
       if (reference.empty()) reference = timing.answer;
       p50[{name, batch}] = timing.p50_ms;
       const double difference = RelativeDifference(reference, timing.answer);
-      if (difference > Tolerance(name)) wrong.push_back(fmt::format("{} at batch {}", name, batch));
+      if (difference > Tolerance(name)) {
+        wrong.push_back(fmt::format("{} at batch {} (answer too far from the CPU's)", name, batch));
+      }
       fmt::print("| {} | {} | {:.3f} | {:.0f} | {:.1e} |\n", name, batch, timing.p50_ms,
                  1000.0 * static_cast<double>(batch) / timing.p50_ms, difference);
     }
   }
   std::filesystem::remove_all(folder);
-  for (const auto& variant : wrong)
-    fmt::print(stderr, "gpu_check: {} answered too far from the CPU\n", variant);
+  for (const auto& variant : wrong) fmt::print(stderr, "gpu_check: {}: failed\n", variant);
   if (!gpu) {
     fmt::print("\n{}: the GPU rows were skipped\n",
                cpu_only ? "--cpu" : "libtorch sees no CUDA device");
     return wrong.empty() ? 0 : 1;
   }
   fmt::print("\n");
+  auto ratio = [&p50](const std::string& a, const std::string& b, std::int64_t batch) {
+    auto x = p50.find({a, batch}), y = p50.find({b, batch});
+    return x == p50.end() || y == p50.end() ? std::string("—")
+                                            : fmt::format("{:.2f}×", x->second / y->second);
+  };
   for (std::int64_t batch : kBatches) {
     fmt::print(
-        "- batch {}: FP16 / FP32 time **{:.2f}×**; with CUDA graphs / FP16 time **{:.2f}×**; "
-        "GPU FP16 + graphs / CPU FP32 time {:.3f}×\n",
-        batch, p50[{"GPU FP16", batch}] / p50[{"GPU FP32", batch}],
-        p50[{"GPU FP16 + CUDA graphs", batch}] / p50[{"GPU FP16", batch}],
-        p50[{"GPU FP16 + CUDA graphs", batch}] / p50[{"CPU FP32", batch}]);
+        "- batch {}: FP16 / FP32 time **{}**; with CUDA graphs / FP16 time **{}**; "
+        "GPU FP16 + graphs / CPU FP32 time {}\n",
+        batch, ratio("GPU FP16", "GPU FP32", batch),
+        ratio("GPU FP16 + CUDA graphs", "GPU FP16", batch),
+        ratio("GPU FP16 + CUDA graphs", "CPU FP32", batch));
   }
   return wrong.empty() ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <charconv>
@@ -101,44 +102,67 @@ class TorchScriptInstance : public ModelInstance {
   // instead of one per kernel. Needs every input's dims fixed (checked at
   // load).
   Status CaptureGraphs(const ModelConfig& config, const std::vector<std::int64_t>& sizes) {
-    try {
-      c10::InferenceMode inference;
-      for (std::int64_t batch : sizes) {
-        auto graph = std::make_unique<Graph>();
-        std::vector<c10::IValue> arguments;
-        for (const auto& spec : config.inputs) {
-          BRAID_ASSIGN_OR_RETURN(c10::ScalarType type, TorchType(spec.datatype));
-          if (half_ && type == c10::ScalarType::Float) type = c10::ScalarType::Half;
-          std::vector<std::int64_t> sizes_of{batch};
-          sizes_of.insert(sizes_of.end(), spec.dims.begin(), spec.dims.end());
-          graph->inputs.push_back(
-              torch::zeros(sizes_of, torch::TensorOptions().dtype(type).device(device_)));
-          arguments.emplace_back(graph->inputs.back());
-        }
-        // As torch.cuda.graph does: warm-up runs on a side stream (the JIT
-        // profiles its first runs), then the capture on the same stream.
-        c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
-        c10::IValue captured;
-        {
-          c10::cuda::CUDAStreamGuard on_stream(stream);
-          for (int run = 0; run < 3; ++run) module_.forward(arguments);
-          stream.synchronize();
-          graph->graph.capture_begin();
-          captured = module_.forward(arguments);
-          graph->graph.capture_end();
-        }
-        stream.synchronize();
-        BRAID_ASSIGN_OR_RETURN(graph->outputs, Results(captured));
-        graphs_[batch] = std::move(graph);
+    c10::InferenceMode inference;
+    for (std::int64_t batch : sizes) {
+      auto graph = std::make_unique<Graph>();
+      std::vector<c10::IValue> arguments;
+      for (const auto& spec : config.inputs) {
+        BRAID_ASSIGN_OR_RETURN(c10::ScalarType type, TorchType(spec.datatype));
+        if (half_ && type == c10::ScalarType::Float) type = c10::ScalarType::Half;
+        std::vector<std::int64_t> sizes_of{batch};
+        sizes_of.insert(sizes_of.end(), spec.dims.begin(), spec.dims.end());
+        graph->inputs.push_back(
+            torch::zeros(sizes_of, torch::TensorOptions().dtype(type).device(device_)));
+        arguments.emplace_back(graph->inputs.back());
       }
-      return Status::Ok();
-    } catch (const c10::Error& e) {
-      return InvalidArgument("capturing a CUDA graph failed: {}", e.what_without_backtrace());
+      BRAID_ASSIGN_OR_RETURN(c10::IValue captured, Capture(graph->graph, arguments));
+      BRAID_ASSIGN_OR_RETURN(graph->outputs, Results(captured));
+      graphs_[batch] = std::move(graph);
     }
+    return Status::Ok();
   }
 #endif
 
  private:
+#if BRAID_TORCH_CUDA
+  // forward() captured into `graph`, as torch.cuda.graph does it: warm-up
+  // runs on a side stream (the JIT profiles its first runs), then the
+  // capture on the same stream. A capture that fails is ended, so that the
+  // stream does not stay in capture mode.
+  Result<c10::IValue> Capture(at::cuda::CUDAGraph& graph, std::vector<c10::IValue>& arguments) {
+    c10::cuda::getCurrentCUDAStream().synchronize();  // the zeros are written
+    c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+    c10::cuda::CUDAStreamGuard on_stream(stream);
+    bool capturing = false;
+    try {
+      for (int run = 0; run < 3; ++run) module_.forward(arguments);
+      stream.synchronize();
+#if TORCH_VERSION_MAJOR >= 2
+      // Thread-local: other threads' CUDA calls stay legal meanwhile.
+      graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+#else
+      graph.capture_begin();
+#endif
+      capturing = true;
+      c10::IValue captured = module_.forward(arguments);
+      capturing = false;
+      graph.capture_end();
+      stream.synchronize();
+      return captured;
+    } catch (const std::exception& e) {
+      if (capturing) {
+        try {
+          graph.capture_end();
+        } catch (const std::exception&) {  // the capture was invalid: ended all the same
+        }
+      }
+      const auto* error = dynamic_cast<const c10::Error*>(&e);
+      return InvalidArgument("capturing a CUDA graph failed: {}",
+                             error != nullptr ? error->what_without_backtrace() : e.what());
+    }
+  }
+#endif
+
   // forward() on the batch: a captured graph's replay when its batch size
   // has one, else the module.
   Result<std::vector<at::Tensor>> Forward(std::vector<c10::IValue>& arguments) {
@@ -261,8 +285,7 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
   for (const auto* specs : {&config.inputs, &config.outputs}) {
     for (const auto& spec : *specs) BRAID_RETURN_IF_ERROR(TorchType(spec.datatype).status());
   }
-  BRAID_ASSIGN_OR_RETURN([[maybe_unused]] const std::vector<std::int64_t> graph_sizes,
-                         GraphBatchSizes(config));
+  BRAID_ASSIGN_OR_RETURN(const std::vector<std::int64_t> graph_sizes, GraphBatchSizes(config));
   c10::Device device(c10::kCPU);
   switch (config.optimization.execution_provider) {
     case Optimization::Provider::kCpu:
@@ -280,6 +303,14 @@ Result<std::vector<ModelInstancePtr>> Load(const ModelConfig& config, const fs::
       return InvalidArgument("{}: the torchscript backend has no TensorRT execution provider",
                              config.config_path().string());
   }
+#if !BRAID_TORCH_CUDA
+  if (!graph_sizes.empty()) {
+    return InvalidArgument(
+        "{}: parameters.cuda_graphs: this build cannot capture CUDA graphs (its libtorch "
+        "reported no CUDA libraries when it was configured)",
+        config.config_path().string());
+  }
+#endif
   const bool half = config.optimization.precision == Optimization::Precision::kFp16;
   if (half && device.is_cpu()) {
     return InvalidArgument(
