@@ -974,17 +974,27 @@ TEST_F(SchedulerTest, AShortBatchRunsOnTheEnqueuingThreadWhenNothingWaits) {
   EXPECT_EQ(scheduler_->Stats().inline_batches, 1u);
 }
 
+// A completion pool of one thread, busy until Release(): a callback handed
+// to it waits.
+struct BusyPool {
+  BusyPool() {
+    pool.Submit([released = released] { released.wait(); });
+  }
+  void Release() { release.set_value(); }
+
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ThreadPool pool{1};  // last: joined first, after Release()
+};
+
 // A caller that may compute (a gRPC thread) runs its inline batch's
 // completion too, however heavy: it waits for nothing else, and handing the
 // completion to the pool would cost a thread hop per request.
 TEST_F(SchedulerTest, AnInlineBatchCompletesOnTheCallerNotOnTheCompletionPool) {
-  ThreadPool completions(1);
-  std::promise<void> unblock;
-  std::shared_future<void> unblocked = unblock.get_future().share();
-  completions.Submit([unblocked] { unblocked.wait(); });  // the pool is busy
+  BusyPool completions;
   SchedulerOptions options;
   options.inline_max_us = 1000;
-  options.completions = &completions;
+  options.completions = &completions.pool;
   Start(BaseConfig(), 1, options);
   backend_.SetCost(microseconds(10), {});
   light_ = true;
@@ -997,7 +1007,7 @@ TEST_F(SchedulerTest, AnInlineBatchCompletesOnTheCallerNotOnTheCompletionPool) {
   EXPECT_EQ(ValueOf(inline_run->Wait()), 1002);
   EXPECT_EQ(backend_.threads().back(), std::this_thread::get_id());
   EXPECT_EQ(scheduler_->Stats().inline_batches, 1u);
-  unblock.set_value();
+  completions.Release();
   scheduler_->Shutdown(true);
 }
 
@@ -1072,12 +1082,9 @@ TEST_F(SchedulerTest, ShutdownWithoutDrainFailsQueuedWork) {
 }
 
 TEST_F(SchedulerTest, ALightCompletionRunsOnTheWorkerAndTheRestOnTheCompletionPool) {
-  ThreadPool completions(1);
-  std::promise<void> unblock;
-  std::shared_future<void> unblocked = unblock.get_future().share();
-  completions.Submit([unblocked] { unblocked.wait(); });  // the pool is busy
+  BusyPool completions;
   SchedulerOptions options;
-  options.completions = &completions;
+  options.completions = &completions.pool;
   options.batching = false;
   Start(BaseConfig(), 1, options);
   auto heavy = Submit(1);
@@ -1094,7 +1101,7 @@ TEST_F(SchedulerTest, ALightCompletionRunsOnTheWorkerAndTheRestOnTheCompletionPo
   ASSERT_TRUE(scheduler_->Enqueue(request).ok());
   EXPECT_TRUE(light->Wait().status.ok()) << "answered although the completion pool is blocked";
   EXPECT_FALSE(heavy->finished()) << "an ordinary completion waits for the pool";
-  unblock.set_value();
+  completions.Release();
   EXPECT_TRUE(heavy->Wait().status.ok());
   scheduler_->Shutdown(true);
 }
