@@ -667,7 +667,9 @@ void ModelScheduler::WorkerLoop(std::size_t instance) {
       clock_.WaitUntil(lock, standby_, TimePoint::max());
       continue;
     } else if (instance_busy_[instance]) {  // an enqueuing thread runs a batch on it
+      ++inline_waiters_;
       clock_.WaitUntil(lock, work_, TimePoint::max());
+      --inline_waiters_;
       continue;
     } else if (Decision decision = DecideLocked(now); !decision.dispatch) {
       clock_.WaitUntil(lock, work_, decision.wake_at);
@@ -731,8 +733,8 @@ bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::si
   ++stats_.inline_batches;
   std::vector<Completion> done;
   RunTakenBatch(lock, instance, level, now, batch, std::move(lease), &done);
-  // A worker that found the instance taken waits for it.
-  work_.notify_all();
+  // A worker that found the instance taken waits for it; an idle one sleeps on.
+  if (inline_waiters_ > 0) work_.notify_all();
   CompleteUnlocked(lock, &done, true);
   if (--inline_runs_ == 0) inline_done_.notify_all();
   return true;

@@ -323,7 +323,10 @@ class ModelScheduler {
   // longer be; cleared with mutex_ held when a batch starts, then set once
   // by PreemptForLocked or by the run itself.
   std::unique_ptr<std::atomic<bool>[]> preempt_asked_;
-  int inline_runs_ = 0;                  // guarded by mutex_; batches run by enqueuing threads
+  int inline_runs_ = 0;  // guarded by mutex_; batches run by enqueuing threads
+  // Guarded by mutex_: workers waiting on work_ for the instance an inline
+  // run holds; the run wakes workers only when there are such.
+  int inline_waiters_ = 0;
   std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
   double admission_margin_ = kMinAdmissionMargin;  // guarded by mutex_
   std::vector<double> batch_us_;  // guarded by mutex_; [b] = EWMA compute of b items, 0 unseen

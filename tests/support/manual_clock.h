@@ -5,6 +5,7 @@
 // still depends only on the manual time and the queue state.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <mutex>
 
@@ -24,8 +25,15 @@ class ManualClock : public Clock {
   void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                  TimePoint deadline) override {
     if (Now() >= deadline) return;
-    cv.wait_for(lock, std::chrono::microseconds(200));
+    waits_.fetch_add(1);
+    if (cv.wait_for(lock, std::chrono::microseconds(200)) == std::cv_status::no_timeout)
+      notified_wakes_.fetch_add(1);
   }
+
+  // How many waits began, and how many of them a notification ended (the
+  // others ended their poll slice).
+  int waits() const { return waits_.load(); }
+  int notified_wakes() const { return notified_wakes_.load(); }
 
   void Advance(Duration by) {
     std::lock_guard lock(mutex_);
@@ -35,6 +43,8 @@ class ManualClock : public Clock {
  private:
   mutable std::mutex mutex_;
   TimePoint now_;
+  std::atomic<int> waits_{0};
+  std::atomic<int> notified_wakes_{0};
 };
 
 }  // namespace braid::testing

@@ -1011,6 +1011,31 @@ TEST_F(SchedulerTest, AnInlineBatchCompletesOnTheCallerNotOnTheCompletionPool) {
   scheduler_->Shutdown(true);
 }
 
+// An inline run wakes a worker only when one waits for the instance it
+// holds: an idle worker woken per request costs a futex call, a context
+// switch and a turn on the scheduler's mutex on the request path.
+TEST_F(SchedulerTest, AnInlineRunWakesNoIdleWorker) {
+  SchedulerOptions options;
+  options.inline_max_us = 1000;
+  Start(BaseConfig(), 1, options);
+  backend_.SetCost(microseconds(10), {});
+  light_ = true;
+  EXPECT_TRUE(Submit(1)->Wait().status.ok());  // measures the batch time
+  constexpr int kRuns = 50;
+  const int before = clock_.notified_wakes();
+  for (int i = 0; i < kRuns; ++i) {
+    clock_.Advance(milliseconds(1));
+    // A scheduler thread has just begun a wait (the worker waits in 200 µs
+    // slices): the idle worker is asleep when the run ends, as on a quiet
+    // server.
+    const int waits = clock_.waits();
+    while (clock_.waits() == waits) std::this_thread::yield();
+    EXPECT_TRUE(Submit(2 + i)->finished()) << "run " << i << " inline";
+  }
+  EXPECT_EQ(scheduler_->Stats().inline_batches, static_cast<std::uint64_t>(kRuns));
+  EXPECT_LE(clock_.notified_wakes() - before, 1) << "woken by inline runs";
+}
+
 TEST_F(SchedulerTest, ABusyInstanceOrALongBatchLeavesTheRequestToTheWorker) {
   SchedulerOptions options;
   options.inline_max_us = 1000;
