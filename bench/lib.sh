@@ -80,4 +80,18 @@ wrk_measure() {
     END { printf "%.1f %.1f %s\n", p50, rps, (bad == "" ? 0 : bad) }'
 }
 
+# polling_idle COMMAND...: runs COMMAND while /dev/cpu_dma_latency is held at
+# 0 µs, the PM QoS request of tuned's latency-performance profile: idle CPUs
+# poll instead of halting, so waking one (a client's CPU when its answer
+# comes) no longer costs a trip through the hypervisor. Needs root: check
+# `[[ -w /dev/cpu_dma_latency ]]` first.
+polling_idle() {
+  local qos status=0
+  exec {qos}>/dev/cpu_dma_latency
+  printf 0 >&"$qos"
+  "$@" || status=$?
+  exec {qos}>&-
+  return "$status"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }

@@ -74,6 +74,18 @@ for c in 1 16 64; do row "braid HTTP JSON identity" $c "$(measure_http "http://1
 for c in 1 16 64; do row "braid HTTP binary identity" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" $c "$work/identity.bin" "$(cat "$work/identity.bin.len")" application/octet-stream)"; done
 for c in 1 16 64; do row "bare grpc++ echo (bench_grpc_floor)" $c "$(measure_grpc "$floor_port" identity $c)"; done
 for c in 1 16 64; do row "braid gRPC identity" $c "$(measure_grpc "$grpc_port" identity $c)"; done
+# The concurrency-1 rows again with idle CPUs polling (when this script may
+# hold /dev/cpu_dma_latency): at concurrency 1 each side sleeps while the
+# other works, and on a VM whose idle vCPUs halt every wake-up crosses the
+# hypervisor.
+polling=" (idle CPUs polling)"
+if [[ -w /dev/cpu_dma_latency ]]; then
+  row "nginx static 200$polling" 1 "$(polling_idle measure_http "http://127.0.0.1:$nginx_port/" 1)"
+  row "braid HTTP JSON identity$polling" 1 "$(polling_idle measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" 1 "$work/identity.json")"
+  row "braid HTTP binary identity$polling" 1 "$(polling_idle measure_http "http://127.0.0.1:$http_port/v2/models/identity/infer" 1 "$work/identity.bin" "$(cat "$work/identity.bin.len")" application/octet-stream)"
+  row "bare grpc++ echo (bench_grpc_floor)$polling" 1 "$(polling_idle measure_grpc "$floor_port" identity 1)"
+  row "braid gRPC identity$polling" 1 "$(polling_idle measure_grpc "$grpc_port" identity 1)"
+fi
 for c in 4; do
   row "602 KB tensor, HTTP JSON" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.json")"
   row "602 KB tensor, HTTP binary" $c "$(measure_http "http://127.0.0.1:$http_port/v2/models/identity-wide/infer" $c "$work/image.bin" "$(cat "$work/image.bin.len")" application/octet-stream)"
@@ -83,6 +95,11 @@ done
 field() { read -r p50 rps errors <<<"${result[$1]}"; [[ $2 == p50 ]] && echo "$p50" || echo "$rps"; }
 echo
 echo "- HTTP keep-alive p50 at concurrency 1, identity JSON: $(field 'braid HTTP JSON identity/1' p50) µs; binary: $(field 'braid HTTP binary identity/1' p50) µs; gRPC: $(field 'braid gRPC identity/1' p50) µs (goals: HTTP ≤ 100 µs, gRPC ≤ 150 µs; Triton's published no-op 173 µs)"
+if [[ -n ${result["braid gRPC identity$polling/1"]:-} ]]; then
+  echo "- The same with idle CPUs polling (/dev/cpu_dma_latency held at 0): identity JSON $(field "braid HTTP JSON identity$polling/1" p50) µs; binary: $(field "braid HTTP binary identity$polling/1" p50) µs; gRPC: $(field "braid gRPC identity$polling/1" p50) µs (bare grpc++ echo $(field "bare grpc++ echo (bench_grpc_floor)$polling/1" p50) µs, nginx $(field "nginx static 200$polling/1" p50) µs)"
+else
+  echo "- (not measured with idle CPUs polling: this run may not write /dev/cpu_dma_latency)"
+fi
 echo "- gRPC p50 at concurrency 1, braid identity / bare grpc++ echo: $(field 'braid gRPC identity/1' p50) / $(field 'bare grpc++ echo (bench_grpc_floor)/1' p50) µs = **$(ratio "$(field 'braid gRPC identity/1' p50)" "$(field 'bare grpc++ echo (bench_grpc_floor)/1' p50)")**; throughput at 64: **$(ratio "$(field 'braid gRPC identity/64' rps)" "$(field 'bare grpc++ echo (bench_grpc_floor)/64' rps)")** of the echo's"
 echo "- braid HTTP JSON identity throughput at 64 / nginx static at 64: **$(ratio "$(field 'braid HTTP JSON identity/64' rps)" "$(field 'nginx static 200/64' rps)")** (goal ≥ 0.6)"
 echo "- 602 KB tensor, binary / JSON throughput: **$(ratio "$(field '602 KB tensor, HTTP binary/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")** (goal ≥ 3); gRPC raw / JSON: $(ratio "$(field '602 KB tensor, gRPC raw/4' rps)" "$(field '602 KB tensor, HTTP JSON/4' rps)")"
