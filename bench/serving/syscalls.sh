@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench/serving/syscalls.sh: what one request costs braid serve in system
+# calls and context switches, counted by perf over a wrk run of identity over
+# HTTP JSON, at concurrency 1 and 64. Counts, not times: a wake-up or a lock
+# handed between threads shows as futex calls and context switches whatever
+# the machine's speed that day.
+#   bench/serving/syscalls.sh [SECONDS]      (default 4 per concurrency)
+#   BRAID_SERVE_FLAGS="..." adds braid serve flags (a before/after pair).
+# Needs: wrk, perf with the syscalls tracepoints, python3, root (or
+# kernel.perf_event_paranoid ≤ 1).
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+seconds="${1:-4}"
+needs wrk perf python3
+
+python3 -c 'import json, sys; json.dump({"inputs": [{"name": "input", "shape": [1, 16],
+  "datatype": "FP32", "data": [float(i) for i in range(16)]}]}, open(sys.argv[1], "w"))' \
+  "$work/identity.json"
+# shellcheck disable=SC2086
+start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --metrics-port 0 \
+  ${BRAID_SERVE_FLAGS:-}
+url="http://$(address braid http)/v2/models/identity/infer"
+pid=${pids[-1]}
+events=(futex recvfrom sendmsg epoll_wait)
+
+echo "| concurrency | req/s | $(printf '%s / req | ' "${events[@]}")context switches / req |"
+echo "|---:|---:|$(printf -- '---:|%.0s' "${events[@]}")---:|"
+for c in 1 64; do
+  wrk_measure "$url" "$c" 1 "$work/identity.json" >/dev/null  # warm-up
+  perf stat -x, -o "$work/perf.csv" -p "$pid" \
+    -e "$(printf 'syscalls:sys_enter_%s,' "${events[@]}")context-switches" -- sleep "$seconds" &
+  counting=$!
+  read -r _ rps _ <<<"$(wrk_measure "$url" "$c" $((seconds + 1)) "$work/identity.json")"
+  wait "$counting"
+  # Every answer is one sendmsg: requests = sendmsg calls while perf counted.
+  awk -F, -v c="$c" -v rps="$rps" '
+    /^[0-9]/ { count[$3] = $1 }
+    END {
+      n = count["syscalls:sys_enter_sendmsg"]
+      printf "| %s | %.0f |", c, rps
+      split("futex recvfrom sendmsg epoll_wait", names, " ")
+      for (i = 1; i <= 4; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
+      printf " %.2f |\n", count["context-switches"] / n
+    }' "$work/perf.csv"
+done
