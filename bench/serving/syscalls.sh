@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/serving/syscalls.sh: what one request costs braid serve in system
 # calls and context switches, counted by perf over a wrk run of identity over
-# HTTP JSON, at concurrency 1 and 64. Counts, not times: a wake-up or a lock
-# handed between threads shows as futex calls and context switches whatever
-# the machine's speed that day.
+# HTTP JSON, at concurrency 1 and 64; then one gRPC call at concurrency 1
+# (braid bench) to braid and to the bare grpc++ echo (bench_grpc_floor), with
+# the CPU time each server spent per call. Counts, not times: a wake-up or a
+# lock handed between threads shows as futex calls and context switches
+# whatever the machine's speed that day.
 #   bench/serving/syscalls.sh [SECONDS]      (default 4 per concurrency)
 #   BRAID_SERVE_FLAGS="..." adds braid serve flags (a before/after pair).
 # Needs: wrk, perf with the syscalls tracepoints, python3, root (or
@@ -21,6 +23,8 @@ start braid "$build/braid" serve --host 127.0.0.1 --http-port 0 --grpc-port 0 --
   ${BRAID_SERVE_FLAGS:-}
 url="http://$(address braid http)/v2/models/identity/infer"
 pid=${pids[-1]}
+start grpc_floor "$build/bench/serving/bench_grpc_floor"
+floor_pid=${pids[-1]}
 events=(futex recvfrom sendmsg epoll_wait)
 
 echo "| concurrency | req/s | $(printf '%s / req | ' "${events[@]}")context switches / req |"
@@ -41,5 +45,38 @@ for c in 1 64; do
       split("futex recvfrom sendmsg epoll_wait", names, " ")
       for (i = 1; i <= 4; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
       printf " %.2f |\n", count["context-switches"] / n
+    }' "$work/perf.csv"
+done
+
+# Every gRPC answer is one sendmsg too (its headers, message and trailers
+# leave together).
+grpc_events=(futex sendmsg recvmsg epoll_wait write)
+echo
+echo "| gRPC, concurrency 1 | calls/s | $(printf '%s / call | ' "${grpc_events[@]}")context switches / call | server CPU µs / call |"
+echo "|---|---:|$(printf -- '---:|%.0s' "${grpc_events[@]}")---:|---:|"
+for server in braid echo; do
+  if [[ $server == braid ]]; then
+    target=$(address braid grpc) counted=$pid
+  else
+    target=$(address grpc_floor grpc) counted=$floor_pid
+  fi
+  perf stat -x, -o "$work/perf.csv" -p "$counted" \
+    -e "$(printf 'syscalls:sys_enter_%s,' "${grpc_events[@]}")context-switches,task-clock" \
+    -- sleep "$seconds" &
+  counting=$!
+  # The model's metadata (for the request) comes from braid over HTTP.
+  "$build/braid" bench --endpoint grpc --grpc "$target" --url "http://$(address braid http)" \
+    -m identity -c 1 --warmup 0 --window "$seconds" --max-windows 1 --input-data zero \
+    --csv "$work/grpc.csv" >/dev/null
+  wait "$counting"
+  rps=$(awk -F, 'NR == 2 { print $6 }' "$work/grpc.csv")
+  awk -F, -v server="$server" -v rps="$rps" '
+    /^[0-9]/ { count[$3] = $1 }
+    END {
+      n = count["syscalls:sys_enter_sendmsg"]
+      printf "| %s | %.0f |", server, rps
+      split("futex sendmsg recvmsg epoll_wait write", names, " ")
+      for (i = 1; i <= 5; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
+      printf " %.2f | %.1f |\n", count["context-switches"] / n, count["task-clock"] * 1000 / n
     }' "$work/perf.csv"
 done
