@@ -733,8 +733,9 @@ bool ModelScheduler::RunInlineLocked(std::unique_lock<std::mutex>& lock, std::si
   ++stats_.inline_batches;
   std::vector<Completion> done;
   RunTakenBatch(lock, instance, level, now, batch, std::move(lease), &done);
-  // A worker that found the instance taken waits for it; an idle one sleeps on.
-  if (inline_waiters_ > 0) work_.notify_all();
+  // A worker that found the instance taken waits for it, and a batch stopped
+  // for a priority one is queued again; otherwise an idle worker sleeps on.
+  if (inline_waiters_ > 0 || !QueuesEmptyLocked(!offpeak_on_background_)) work_.notify_all();
   CompleteUnlocked(lock, &done, true);
   if (--inline_runs_ == 0) inline_done_.notify_all();
   return true;
