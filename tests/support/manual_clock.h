@@ -1,8 +1,9 @@
 // ManualClock: time that moves only when a test advances it.
 //
-// Waiters poll in short real-time slices and re-check Now(), so a worker
-// waiting for a manual deadline notices Advance() promptly; every decision
-// still depends only on the manual time and the queue state.
+// Waiters for a deadline poll in short real-time slices and re-check Now(),
+// so a worker waiting for a manual deadline notices Advance() promptly;
+// every decision still depends only on the manual time and the queue state.
+// A wait without a deadline ends only when notified, as on the steady clock.
 #pragma once
 
 #include <atomic>
@@ -25,15 +26,20 @@ class ManualClock : public Clock {
   void WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                  TimePoint deadline) override {
     if (Now() >= deadline) return;
-    waits_.fetch_add(1);
-    if (cv.wait_for(lock, std::chrono::microseconds(200)) == std::cv_status::no_timeout)
-      notified_wakes_.fetch_add(1);
+    if (deadline == TimePoint::max()) {
+      sleepers_.fetch_add(1);
+      cv.wait(lock);
+      sleepers_.fetch_sub(1);
+      wakes_.fetch_add(1);
+      return;
+    }
+    cv.wait_for(lock, std::chrono::microseconds(200));
   }
 
-  // How many waits began, and how many of them a notification ended (the
-  // others ended their poll slice).
-  int waits() const { return waits_.load(); }
-  int notified_wakes() const { return notified_wakes_.load(); }
+  // Threads now in a wait without a deadline, and how many such waits have
+  // ended (each by a notification).
+  int sleepers() const { return sleepers_.load(); }
+  int wakes() const { return wakes_.load(); }
 
   void Advance(Duration by) {
     std::lock_guard lock(mutex_);
@@ -43,8 +49,8 @@ class ManualClock : public Clock {
  private:
   mutable std::mutex mutex_;
   TimePoint now_;
-  std::atomic<int> waits_{0};
-  std::atomic<int> notified_wakes_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<int> wakes_{0};
 };
 
 }  // namespace braid::testing
