@@ -87,7 +87,7 @@ wrk_measure() {
 # `[[ -w /dev/cpu_dma_latency ]]` first.
 polling_idle() {
   local qos status=0
-  exec {qos}>/dev/cpu_dma_latency
+  exec {qos}>/dev/cpu_dma_latency || return 1
   printf 0 >&"$qos"
   "$@" || status=$?
   exec {qos}>&-

@@ -8,12 +8,17 @@
 # whatever the machine's speed that day.
 #   bench/serving/syscalls.sh [SECONDS]      (default 4 per concurrency)
 #   BRAID_SERVE_FLAGS="..." adds braid serve flags (a before/after pair).
-# Needs: wrk, perf with the syscalls tracepoints, python3, root (or
-# kernel.perf_event_paranoid ≤ 1).
+# Needs: wrk, perf with the syscalls tracepoints, python3, and root (or
+# kernel.perf_event_paranoid ≤ 1 and a readable tracefs).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 seconds="${1:-4}"
 needs wrk perf python3
+if ! perf stat -e syscalls:sys_enter_futex -o /dev/null -- true 2>/dev/null; then
+  echo "syscalls.sh: perf cannot count syscalls:sys_enter_futex here (run as root, or lower" \
+    "kernel.perf_event_paranoid and make tracefs readable)" >&2
+  exit 1
+fi
 
 python3 -c 'import json, sys; json.dump({"inputs": [{"name": "input", "shape": [1, 16],
   "datatype": "FP32", "data": [float(i) for i in range(16)]}]}, open(sys.argv[1], "w"))' \
@@ -41,6 +46,7 @@ for c in 1 64; do
     /^[0-9]/ { count[$3] = $1 }
     END {
       n = count["syscalls:sys_enter_sendmsg"]
+      if (n == 0) { printf "| %s | %.0f | no answers counted |\n", c, rps; exit }
       printf "| %s | %.0f |", c, rps
       split("futex recvfrom sendmsg epoll_wait", names, " ")
       for (i = 1; i <= 4; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
@@ -61,19 +67,20 @@ for server in braid echo; do
     target=$(address grpc_floor grpc) counted=$floor_pid
   fi
   perf stat -x, -o "$work/perf.csv" -p "$counted" \
-    -e "$(printf 'syscalls:sys_enter_%s,' "${grpc_events[@]}")context-switches,task-clock" \
-    -- sleep "$seconds" &
-  counting=$!
+    -e "$(printf 'syscalls:sys_enter_%s,' "${grpc_events[@]}")context-switches,task-clock" &
+  counting=$!  # counts until the bench is done (SIGINT makes perf write them)
   # The model's metadata (for the request) comes from braid over HTTP.
   "$build/braid" bench --endpoint grpc --grpc "$target" --url "http://$(address braid http)" \
     -m identity -c 1 --warmup 0 --window "$seconds" --max-windows 1 --input-data zero \
     --csv "$work/grpc.csv" >/dev/null
-  wait "$counting"
+  kill -INT "$counting"
+  wait "$counting" || true
   rps=$(awk -F, 'NR == 2 { print $6 }' "$work/grpc.csv")
   awk -F, -v server="$server" -v rps="$rps" '
     /^[0-9]/ { count[$3] = $1 }
     END {
       n = count["syscalls:sys_enter_sendmsg"]
+      if (n == 0) { printf "| %s | %.0f | no answers counted |\n", server, rps; exit }
       printf "| %s | %.0f |", server, rps
       split("futex sendmsg recvmsg epoll_wait write", names, " ")
       for (i = 1; i <= 5; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n

@@ -325,7 +325,8 @@ class ModelScheduler {
   std::unique_ptr<std::atomic<bool>[]> preempt_asked_;
   int inline_runs_ = 0;  // guarded by mutex_; batches run by enqueuing threads
   // Guarded by mutex_: workers waiting on work_ for the instance an inline
-  // run holds; the run wakes workers only when there are such.
+  // run holds; the run wakes workers only when there are such or when
+  // anything is queued after it.
   int inline_waiters_ = 0;
   std::condition_variable inline_done_;  // Shutdown waits here for inline_runs_ to reach 0
   double admission_margin_ = kMinAdmissionMargin;  // guarded by mutex_

@@ -745,8 +745,8 @@ TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
 }
 
 // A parked worker must not swallow the wake-up meant for the active one.
-// Real time (SteadyClock) on purpose: ManualClock's waits poll, which would
-// hide a lost wake-up. Before parked workers waited on a condition of
+// Real time (SteadyClock) on purpose: ManualClock's waits for a deadline
+// poll, which would hide a lost wake-up. Before parked workers waited on a condition of
 // their own, the first request after the active worker went back to sleep
 // woke the parked one instead (it had waited longer) and stayed queued.
 TEST_F(SchedulerTest, AParkedWorkerDoesNotStrandARequest) {
@@ -1028,7 +1028,10 @@ TEST_F(SchedulerTest, AnInlineRunWakesNoIdleWorker) {
     // The idle worker and the expiry thread (no deadlines, no autoscaler)
     // are the threads that wait without a deadline here: both sleep until
     // notified, as on the steady clock.
-    while (clock_.sleepers() != 2) std::this_thread::yield();
+    const auto until = std::chrono::steady_clock::now() + kPatience;
+    while (clock_.sleepers() != 2 && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    ASSERT_EQ(clock_.sleepers(), 2) << "run " << i;
     EXPECT_TRUE(Submit(2 + i)->finished()) << "run " << i << " inline";
   }
   EXPECT_EQ(scheduler_->Stats().inline_batches, static_cast<std::uint64_t>(kRuns));
