@@ -364,10 +364,12 @@ int main(int argc, char** argv) {
     SchedulerOptions options;
     options.batching = true;
     options.budget = &ProcessComputeBudget();
+    constexpr double kUrgentShare = 0.1;  // of the overload's arrivals, at priority 1
+    const double urgent_rate = 2 * peak * kUrgentShare;
     LoadResult overload, alone;
     {
       ModelScheduler scheduler(model, SteadyClock(), options);
-      overload = OpenLoop(scheduler, 2 * peak, 0.1, seconds * 2);
+      overload = OpenLoop(scheduler, 2 * peak, kUrgentShare, seconds * 2);
     }
     // Priority-1 arrivals at the same rate with nothing else: what they cost
     // each other (queued behind and batched with one another), which no
@@ -375,7 +377,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "{}: the priority-1 share of that load alone\n", name);
     {
       ModelScheduler scheduler(model, SteadyClock(), options);
-      alone = OpenLoop(scheduler, 2 * peak * 0.1, 1.0, seconds * 2);
+      alone = OpenLoop(scheduler, urgent_rate, 1.0, seconds * 2);
     }
     fmt::print("\nbatched throughput at concurrency 64 / raw ceiling: **{:.2f}** (goal ≥ 0.9)\n",
                batched_c64 / ceiling.items_per_s);
@@ -393,12 +395,10 @@ int main(int argc, char** argv) {
         overload.preempted);
     fmt::print(
         "priority-1 arrivals alone at the same rate ({:.0f} req/s, Poisson, nothing else running): "
-        "p99 "
-        "{:.2f} ms = **{:.2f}×** unloaded (queue p99 {:.2f} ms, compute p99 {:.2f} ms, mean "
+        "p99 {:.2f} ms = **{:.2f}×** unloaded (queue p99 {:.2f} ms, compute p99 {:.2f} ms, mean "
         "batch {:.1f}); the overload's priority-1 p99 is {:.2f}× this\n",
-        2 * peak * 0.1, alone.high_p99_ms, alone.high_p99_ms / batched_p99_c1,
-        alone.high_queue_p99_ms, alone.high_compute_p99_ms, alone.mean_batch,
-        overload.high_p99_ms / alone.high_p99_ms);
+        urgent_rate, alone.high_p99_ms, alone.high_p99_ms / batched_p99_c1, alone.high_queue_p99_ms,
+        alone.high_compute_p99_ms, alone.mean_batch, overload.high_p99_ms / alone.high_p99_ms);
   }
   if (no_storm || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {

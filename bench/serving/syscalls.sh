@@ -32,6 +32,28 @@ start grpc_floor "$build/bench/serving/bench_grpc_floor"
 floor_pid=${pids[-1]}
 events=(futex recvfrom sendmsg epoll_wait)
 
+# per_answer LABEL RATE EVENT...: a table row from $work/perf.csv (perf stat
+# -x,), each syscall's count divided by the answers, then context switches
+# and, when task-clock was counted, CPU µs per answer. Every answer is one
+# sendmsg, HTTP's and gRPC's alike (a gRPC answer's headers, message and
+# trailers leave together).
+per_answer() {
+  local label=$1 rate=$2
+  shift 2
+  awk -F, -v label="$label" -v rate="$rate" -v names="$*" '
+    /^[0-9]/ { count[$3] = $1 }
+    END {
+      n = count["syscalls:sys_enter_sendmsg"]
+      if (n == 0) { printf "| %s | %.0f | no answers counted |\n", label, rate; exit }
+      printf "| %s | %.0f |", label, rate
+      k = split(names, name, " ")
+      for (i = 1; i <= k; ++i) printf " %.2f |", count["syscalls:sys_enter_" name[i]] / n
+      printf " %.2f |", count["context-switches"] / n
+      if ("task-clock" in count) printf " %.1f |", count["task-clock"] * 1000 / n
+      printf "\n"
+    }' "$work/perf.csv"
+}
+
 echo "| concurrency | req/s | $(printf '%s / req | ' "${events[@]}")context switches / req |"
 echo "|---:|---:|$(printf -- '---:|%.0s' "${events[@]}")---:|"
 for c in 1 64; do
@@ -41,21 +63,9 @@ for c in 1 64; do
   counting=$!
   read -r _ rps _ <<<"$(wrk_measure "$url" "$c" $((seconds + 1)) "$work/identity.json")"
   wait "$counting"
-  # Every answer is one sendmsg: requests = sendmsg calls while perf counted.
-  awk -F, -v c="$c" -v rps="$rps" '
-    /^[0-9]/ { count[$3] = $1 }
-    END {
-      n = count["syscalls:sys_enter_sendmsg"]
-      if (n == 0) { printf "| %s | %.0f | no answers counted |\n", c, rps; exit }
-      printf "| %s | %.0f |", c, rps
-      split("futex recvfrom sendmsg epoll_wait", names, " ")
-      for (i = 1; i <= 4; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
-      printf " %.2f |\n", count["context-switches"] / n
-    }' "$work/perf.csv"
+  per_answer "$c" "$rps" "${events[@]}"
 done
 
-# Every gRPC answer is one sendmsg too (its headers, message and trailers
-# leave together).
 grpc_events=(futex sendmsg recvmsg epoll_wait write)
 echo
 echo "| gRPC, concurrency 1 | calls/s | $(printf '%s / call | ' "${grpc_events[@]}")context switches / call | server CPU µs / call |"
@@ -76,14 +86,5 @@ for server in braid echo; do
   kill -INT "$counting"
   wait "$counting" || true
   rps=$(awk -F, 'NR == 2 { print $6 }' "$work/grpc.csv")
-  awk -F, -v server="$server" -v rps="$rps" '
-    /^[0-9]/ { count[$3] = $1 }
-    END {
-      n = count["syscalls:sys_enter_sendmsg"]
-      if (n == 0) { printf "| %s | %.0f | no answers counted |\n", server, rps; exit }
-      printf "| %s | %.0f |", server, rps
-      split("futex sendmsg recvmsg epoll_wait write", names, " ")
-      for (i = 1; i <= 5; ++i) printf " %.2f |", count["syscalls:sys_enter_" names[i]] / n
-      printf " %.2f | %.1f |\n", count["context-switches"] / n, count["task-clock"] * 1000 / n
-    }' "$work/perf.csv"
+  per_answer "$server" "$rps" "${grpc_events[@]}"
 done
