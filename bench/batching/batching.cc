@@ -4,7 +4,8 @@
 // then closed-loop clients sending single-item requests through the
 // scheduler at several concurrencies with batching off and on, then an
 // open-loop overload at twice the measured peak with mixed priorities, and
-// its priority-1 share alone (what those requests cost each other). All
+// its priority-1 share alone (what those requests cost each other), and
+// lone requests far apart (what an idle gap costs a run). All
 // figures come from this one run, so the ratios compare like with like.
 #include <fmt/core.h>
 
@@ -25,6 +26,10 @@ namespace braid {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Arrivals per second of the lone requests: far enough apart that a run of
+// any bundled model is over long before the next one comes.
+constexpr double kLoneRate = 10;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -77,7 +82,7 @@ struct LoadResult {
   std::uint64_t executions = 0, inferences = 0;
   double throughput = 0;  // successful requests per second
   double p50_ms = 0, p99_ms = 0;
-  double high_p99_ms = 0;                                 // priority-1 requests only (open loop)
+  double high_p50_ms = 0, high_p99_ms = 0;                // priority-1 requests only (open loop)
   double high_queue_p99_ms = 0, high_compute_p99_ms = 0;  // their time queued and computing
   std::uint64_t preempted = 0;  // batches stopped for a more urgent one (open loop)
   std::uint64_t rejected = 0, timed_out = 0, failed = 0;
@@ -230,6 +235,7 @@ LoadResult OpenLoop(ModelScheduler& scheduler, double rate, double high_share, d
   result.latencies_ms = latencies;
   result.p50_ms = Percentile(latencies, 0.5);
   result.p99_ms = Percentile(latencies, 0.99);
+  result.high_p50_ms = Percentile(high_latencies, 0.5);
   result.high_p99_ms = Percentile(high_latencies, 0.99);
   result.high_queue_p99_ms = Percentile(high_queue, 0.99);
   result.high_compute_p99_ms = Percentile(high_compute, 0.99);
@@ -366,7 +372,7 @@ int main(int argc, char** argv) {
     options.budget = &ProcessComputeBudget();
     constexpr double kUrgentShare = 0.1;  // of the overload's arrivals, at priority 1
     const double urgent_rate = 2 * peak * kUrgentShare;
-    LoadResult overload, alone;
+    LoadResult overload, alone, lone;
     {
       ModelScheduler scheduler(model, SteadyClock(), options);
       overload = OpenLoop(scheduler, 2 * peak, kUrgentShare, seconds * 2);
@@ -378,6 +384,14 @@ int main(int argc, char** argv) {
     {
       ModelScheduler scheduler(model, SteadyClock(), options);
       alone = OpenLoop(scheduler, urgent_rate, 1.0, seconds * 2);
+    }
+    // Priority-1 requests so far apart that they almost never meet: what an
+    // idle gap before a run costs on this machine, against the closed loop's
+    // requests back to back (the unloaded figure).
+    fmt::print(stderr, "{}: lone requests, {} per second\n", name, kLoneRate);
+    {
+      ModelScheduler scheduler(model, SteadyClock(), options);
+      lone = OpenLoop(scheduler, kLoneRate, 1.0, seconds * 4);
     }
     fmt::print("\nbatched throughput at concurrency 64 / raw ceiling: **{:.2f}** (goal ≥ 0.9)\n",
                batched_c64 / ceiling.items_per_s);
@@ -399,6 +413,13 @@ int main(int argc, char** argv) {
         "batch {:.1f}); the overload's priority-1 p99 is {:.2f}× this\n",
         urgent_rate, alone.high_p99_ms, alone.high_p99_ms / batched_p99_c1, alone.high_queue_p99_ms,
         alone.high_compute_p99_ms, alone.mean_batch, overload.high_p99_ms / alone.high_p99_ms);
+    fmt::print(
+        "lone priority-1 requests ({:.0f} req/s, Poisson, nothing else running): p50 {:.2f} ms = "
+        "{:.2f}× the closed loop's at concurrency 1 ({:.2f} ms), p99 {:.2f} ms = **{:.2f}×** "
+        "unloaded (compute p99 {:.2f} ms): a run after an idle gap, which requests back to back "
+        "do not pay\n",
+        kLoneRate, lone.high_p50_ms, lone.high_p50_ms / batched_p50_c1, batched_p50_c1,
+        lone.high_p99_ms, lone.high_p99_ms / batched_p99_c1, lone.high_compute_p99_ms);
   }
   if (no_storm || models.empty()) return 0;
   if (auto status = repo.Load(storm_model); !status.ok()) {
