@@ -3,11 +3,10 @@
 // For each model: the raw ceiling (best items/s of direct batched calls),
 // then closed-loop clients sending single-item requests through the
 // scheduler at several concurrencies with batching off and on, then an
-// open-loop overload at twice the measured peak with mixed priorities, and
-// its priority-1 share alone (what those requests cost each other), and
-// lone requests, one at a time after an idle gap (what the gap costs a
-// run). All
-// figures come from this one run, so the ratios compare like with like.
+// open-loop overload at twice the measured peak with mixed priorities, its
+// priority-1 share alone (what those requests cost each other), and lone
+// requests, one at a time after an idle gap (what the gap costs a run).
+// All figures come from this one run, so the ratios compare like with like.
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
