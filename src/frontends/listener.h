@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -45,7 +46,11 @@ class ConnectionLimits {
 
 class Listener {
  public:
-  using Socket = boost::asio::ip::tcp::socket;
+  // A connection's executor: a strand of its own on a network context. Named
+  // concretely, not as Asio's type-erased any_io_executor, which every
+  // handler of every operation would copy and dispatch through.
+  using Executor = boost::asio::strand<boost::asio::io_context::executor_type>;
+  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
   // Takes an admitted connection and the client's address; the connection
   // counts in `limits` until the taker releases it.
   using OnAccept = std::function<void(Socket socket, std::string address)>;

@@ -11,7 +11,6 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,7 +31,8 @@
 
 namespace braid::http_internal {
 
-using PlainStream = boost::beast::tcp_stream;
+// A plain connection: Beast's TCP stream on the connection's strand.
+using PlainStream = TlsSocket::next_layer_type;
 using TlsStream = TlsSocket;
 
 // The bytes of request bodies in memory, process-wide, against a limit.

@@ -315,7 +315,7 @@ class HttpServer::Impl {
       : core_(std::move(options), std::move(handler)),
         listener_(
             core_.network.first(), core_.limits, Refusal(),
-            [this](tcp::socket socket, std::string address) {
+            [this](Listener::Socket socket, std::string address) {
               Take(std::move(socket), std::move(address));
             },
             [this]() -> net::io_context& { return core_.network.Next(); }) {}
@@ -334,7 +334,7 @@ class HttpServer::Impl {
   // Once a second: closes the connections whose deadline has passed.
   void Sweep();
   // Serves a connection the listener admitted.
-  void Take(tcp::socket socket, std::string address);
+  void Take(Listener::Socket socket, std::string address);
   // A plaintext connection is HTTP/2 if it opens with the client preface
   // (prior knowledge), HTTP/1.1 otherwise: reads until that is clear.
   void Detect(std::shared_ptr<PlainStream> stream, std::string address,
@@ -1060,7 +1060,7 @@ class HttpServer::Impl::Session : public Connection,
   }
 
   // The TCP connection under the stream.
-  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  PlainStream& Tcp() { return beast::get_lowest_layer(stream_); }
   // What a read between requests goes to: the bare socket, or TLS.
   decltype(auto) ReadSide() {
     if constexpr (std::is_same_v<Stream, PlainStream>) {
@@ -1143,7 +1143,7 @@ class HttpServer::Impl::Session : public Connection,
   std::atomic<std::int64_t> ws_read_deadline_{0};
 };
 
-void HttpServer::Impl::Take(tcp::socket socket, std::string address) {
+void HttpServer::Impl::Take(Listener::Socket socket, std::string address) {
   std::shared_ptr<ssl::context> tls;
   {
     std::lock_guard lock(tls_mutex_);

@@ -101,7 +101,7 @@ const BIO_METHOD* WireMethod() {
 
 }  // namespace
 
-TlsSocket::TlsSocket(net::ip::tcp::socket socket, SSL_CTX* context)
+TlsSocket::TlsSocket(Listener::Socket socket, SSL_CTX* context)
     : tcp_(std::move(socket)), wire_(std::make_unique<Wire>()), ssl_(SSL_new(context)) {
   BIO* bio = ssl_ == nullptr ? nullptr : BIO_new(WireMethod());
   if (bio == nullptr) {

@@ -22,24 +22,26 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/role.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "frontends/listener.h"
+
 namespace braid::http_internal {
 
 class TlsSocket {
  public:
-  using executor_type = boost::beast::tcp_stream::executor_type;
-  using next_layer_type = boost::beast::tcp_stream;
+  using executor_type = Listener::Executor;
+  using next_layer_type = boost::beast::basic_stream<boost::asio::ip::tcp, executor_type>;
 
   // Takes `socket` for the server's side of a handshake; the connection's
   // SSL object is made from `context` and holds its own reference to it.
-  TlsSocket(boost::asio::ip::tcp::socket socket, SSL_CTX* context);
+  TlsSocket(Listener::Socket socket, SSL_CTX* context);
   TlsSocket(TlsSocket&& other) noexcept;
   TlsSocket& operator=(TlsSocket&&) = delete;
   ~TlsSocket();
@@ -258,7 +260,7 @@ class TlsSocket {
     }
   };
 
-  boost::beast::tcp_stream tcp_;
+  next_layer_type tcp_;
   std::unique_ptr<Wire> wire_;
   SSL* ssl_;
   std::vector<char> staging_;  // a write's small buffers, gathered
