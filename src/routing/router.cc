@@ -29,8 +29,11 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 // A connection to a replica: TCP for http:// replicas, TLS for https://.
-using PlainUpstream = beast::tcp_stream;
-using TlsUpstream = beast::ssl_stream<beast::tcp_stream>;
+// On a network thread's io_context, named by its executor's concrete type
+// rather than Asio's type-erased any_io_executor, through which every
+// handler would be copied and dispatched.
+using PlainUpstream = beast::basic_stream<tcp, asio::io_context::executor_type>;
+using TlsUpstream = beast::ssl_stream<PlainUpstream>;
 template <typename Stream>
 constexpr bool kTls = std::is_same_v<Stream, TlsUpstream>;
 
