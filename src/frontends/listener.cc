@@ -90,7 +90,7 @@ int Listener::native_handle() { return acceptor_.native_handle(); }
 
 void Listener::Accept() {
   acceptor_.async_accept(
-      net::make_strand(place_()), [this](boost::system::error_code ec, Socket socket) {
+      place_().get_executor(), [this](boost::system::error_code ec, Socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
         if (OutOfDescriptors(ec)) {
           if (reserve_fd_ >= 0) {

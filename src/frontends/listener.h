@@ -46,10 +46,12 @@ class ConnectionLimits {
 
 class Listener {
  public:
-  // A connection's executor: a strand of its own on a network context. Named
-  // concretely, not as Asio's type-erased any_io_executor, which every
-  // handler of every operation would copy and dispatch through.
-  using Executor = boost::asio::strand<boost::asio::io_context::executor_type>;
+  // A connection's executor: its network context's, which one thread runs.
+  // Named concretely, not as Asio's type-erased any_io_executor, which every
+  // handler of every operation would copy and dispatch through; not a
+  // strand, whose lock and reference counts every handler would pay
+  // (a connection keeps a strand of its own for work other threads hand it).
+  using Executor = boost::asio::io_context::executor_type;
   using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
   // Takes an admitted connection and the client's address; the connection
   // counts in `limits` until the taker releases it.
@@ -58,8 +60,8 @@ class Listener {
   using PlaceSocket = std::function<boost::asio::io_context&()>;
 
   // `io` (where the listener accepts) and `limits` must outlive the
-  // listener; `on_accept` runs on its strand. Each socket goes to a strand
-  // of its own on the context `place` gives (none: `io`).
+  // listener; `on_accept` runs on its strand. Each socket goes to the
+  // context `place` gives (none: `io`).
   Listener(boost::asio::io_context& io, ConnectionLimits& limits, std::string refusal,
            OnAccept on_accept, PlaceSocket place = {});
   ~Listener();

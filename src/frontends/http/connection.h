@@ -31,7 +31,7 @@
 
 namespace braid::http_internal {
 
-// A plain connection: Beast's TCP stream on the connection's strand.
+// A plain connection: Beast's TCP stream on the connection's context.
 using PlainStream = TlsSocket::next_layer_type;
 using TlsStream = TlsSocket;
 
@@ -152,11 +152,12 @@ class PollWindow {
 // The network threads, each running an io_context of its own (concurrency
 // hint 1: Asio keeps what a thread posts to itself in a private queue, and
 // no other thread competes for its reactor or wakes up for its events).
-// A connection lives on one context, so its handlers run on one thread.
-// It still has a strand: work that other threads hand it (an answer's
-// chunks) runs in the order it was handed over, which the context's own
-// queue does not keep (what the context's thread posts waits in a private
-// queue until its current handler returns; other threads' posts go ahead).
+// A connection lives on one context, so its handlers run on one thread
+// with no strand around its reads and writes. It keeps a strand for the
+// work other threads hand it (an answer's chunks), so that the work runs in
+// the order it was handed over, which the context's own queue does not keep
+// (what the context's thread posts waits in a private queue until its
+// current handler returns; other threads' posts go ahead).
 class NetworkContexts {
  public:
   // `busy_poll`: HttpServerOptions::busy_poll.

@@ -3,8 +3,9 @@
 // same handler HTTP/1.1 calls, and writes the answers back as the client's
 // flow-control windows allow.
 //
-// Everything below runs on the connection's strand but the responders'
-// entry points, which defer onto it. nghttp2 is never re-entered from its
+// Everything below runs on the connection's thread (the one that runs its
+// context) but the responders' entry points, which defer onto the
+// connection's strand there. nghttp2 is never re-entered from its
 // own callbacks: what they submit is written after the read that ran them.
 //
 // Limits, as HTTP/1.1 has them: header lists past max_header_bytes or
@@ -25,6 +26,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <charconv>
@@ -193,16 +195,14 @@ class Http2Responder : public HttpResponder,
     Send(JsonError(400, "WebSocket needs HTTP/1.1: connect without HTTP/2"));
   }
 
-  // On the strand: the stream was reset or the connection lost.
+  // On the connection's thread: the stream was reset or the connection lost.
   void Disconnected() { disconnect_.Gone(); }
 
  private:
   template <typename Work>
   void Post(Work work) {
-    net::defer(connection_->stream_.get_executor(),
-               [connection = connection_, id = id_, work = std::move(work)]() mutable {
-                 work(*connection, id);
-               });
+    net::defer(connection_->strand_, [connection = connection_, id = id_,
+                                      work = std::move(work)]() mutable { work(*connection, id); });
   }
 
   const std::shared_ptr<Http2Connection<Stream>> connection_;
@@ -220,7 +220,10 @@ class Http2Connection : public Connection,
                         public std::enable_shared_from_this<Http2Connection<Stream>> {
  public:
   Http2Connection(ServerCore& core, Stream stream, std::string address)
-      : core_(core), stream_(std::move(stream)), address_(std::move(address)) {}
+      : core_(core),
+        stream_(std::move(stream)),
+        strand_(net::make_strand(stream_.get_executor())),
+        address_(std::move(address)) {}
   ~Http2Connection() override {
     if (session_ != nullptr) nghttp2_session_del(session_);
     core_.Remove(this);
@@ -248,11 +251,10 @@ class Http2Connection : public Connection,
 
   // Connection
   void Sweep(std::int64_t now) override {
-    net::dispatch(stream_.get_executor(),
-                  [self = this->shared_from_this(), now] { self->CheckDeadlines(now); });
+    net::dispatch(strand_, [self = this->shared_from_this(), now] { self->CheckDeadlines(now); });
   }
   void Drain() override {
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+    net::dispatch(strand_, [self = this->shared_from_this()] {
       if (self->closed_ || self->goaway_) return;
       self->goaway_ = true;
       // Streams already begun are answered; later ones are not taken.
@@ -302,6 +304,10 @@ class Http2Connection : public Connection,
 
   ServerCore& core_;
   Stream stream_;
+  // Where the responders', the sweep's and the drain's work runs, in the
+  // order it was handed over, on the thread that runs stream_'s context
+  // (where the stream's own handlers run without it).
+  const net::strand<typename Stream::executor_type> strand_;
   std::atomic<bool> closed_{false};
   // Bytes of streamed answers queued, not yet framed (any thread adds).
   std::atomic<std::size_t> unsent_{0};
@@ -720,7 +726,7 @@ class Http2Connection : public Connection,
 
   const std::string address_;
   nghttp2_session* session_ = nullptr;
-  // Touched only on the strand.
+  // Touched only on the connection's thread.
   std::unordered_map<std::int32_t, std::unique_ptr<Http2Stream>> streams_;
   std::array<char, kReadBytes> in_;
   std::string out_;  // being written

@@ -388,7 +388,7 @@ class HttpServer::Impl::Session : public Connection,
   Session(ServerCore& server, Stream stream, std::string address, beast::flat_buffer received)
       : server_(server),
         stream_(std::move(stream)),
-        executor_(stream_.get_executor()),
+        strand_(net::make_strand(stream_.get_executor())),
         address_(std::move(address)),
         buffer_(std::move(received)),
         charge_(server.budget) {}
@@ -399,7 +399,7 @@ class HttpServer::Impl::Session : public Connection,
 
   void Run() {
     server_.Add(this, this->weak_from_this());
-    net::dispatch(executor_, [self = this->shared_from_this()] {
+    net::dispatch(strand_, [self = this->shared_from_this()] {
       if (self->server_.draining) return self->Close();
       self->ReadNext();
     });
@@ -409,7 +409,7 @@ class HttpServer::Impl::Session : public Connection,
   // idle wait the stream's own timer does not cover) has passed by `now`.
   void Sweep(std::int64_t now) override {
     if (!Expired(now)) return;
-    net::dispatch(executor_, [self = this->shared_from_this()] {
+    net::dispatch(strand_, [self = this->shared_from_this()] {
       const std::int64_t now = NowNs();
       if (!self->Expired(now)) return;
       // A WebSocket client that sends nothing hears why before it goes.
@@ -436,7 +436,7 @@ class HttpServer::Impl::Session : public Connection,
   // The drain closes a connection only while it is idle: no byte of a
   // request read and no answer owed. Runs the check on the strand.
   void Drain() override {
-    net::dispatch(executor_, [self = this->shared_from_this()] {
+    net::dispatch(strand_, [self = this->shared_from_this()] {
       if (self->ws_open_) return self->ws_handler_->OnDrain();
       if (!self->request_) self->Close();
     });
@@ -471,20 +471,19 @@ class HttpServer::Impl::Session : public Connection,
       answered_ = true;
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
       if (head_) WithoutBody(bytes);
-      net::defer(session_->executor_,
+      net::defer(session_->strand_,
                  [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                    session->Write(std::move(bytes), true, keep);
                  });
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
-      net::defer(session_->executor_,
-                 [session = session_, make = std::move(make), keep = keep_alive_, gzip = gzip_ok_,
-                  head = head_]() mutable {
-                   Outgoing bytes = session->Serialize(make(), keep, gzip, false);
-                   if (head) WithoutBody(bytes);
-                   session->Write(std::move(bytes), true, keep);
-                 });
+      net::defer(session_->strand_, [session = session_, make = std::move(make), keep = keep_alive_,
+                                     gzip = gzip_ok_, head = head_]() mutable {
+        Outgoing bytes = session->Serialize(make(), keep, gzip, false);
+        if (head) WithoutBody(bytes);
+        session->Write(std::move(bytes), true, keep);
+      });
     }
     void StartStream(int status, std::string content_type,
                      std::vector<std::pair<std::string, std::string>> headers) override {
@@ -495,15 +494,15 @@ class HttpServer::Impl::Session : public Connection,
       head.headers = std::move(headers);
       Outgoing bytes = session_->Serialize(std::move(head), keep_alive_, false, true);
       // A HEAD's stream ends with its headers; the chunks are refused.
-      net::defer(session_->executor_, [session = session_, bytes = std::move(bytes), last = head_,
-                                       keep = keep_alive_]() mutable {
+      net::defer(session_->strand_, [session = session_, bytes = std::move(bytes), last = head_,
+                                     keep = keep_alive_]() mutable {
         session->Write(std::move(bytes), last, last ? keep : true);
       });
     }
     void OnDisconnect(std::function<void()> callback) override {
       disconnect_.Set(std::move(callback));
     }
-    // Runs on the strand when the watcher finds the client gone.
+    // Runs on the session's thread when the watcher finds the client gone.
     void Disconnected() { disconnect_.Gone(); }
     void AcceptWebSocket(std::shared_ptr<WebSocketHandler> handler,
                          WebSocketOptions options) override {
@@ -519,18 +518,17 @@ class HttpServer::Impl::Session : public Connection,
       const std::size_t size = chunk.size();
       if (session_->unsent_.fetch_add(size) + size > session_->server_.options.max_unsent_bytes) {
         // The client does not read as fast as the answer comes: it is let go.
-        net::defer(session_->executor_, [session = session_] { session->Close(); });
+        net::defer(session_->strand_, [session = session_] { session->Close(); });
         return false;
       }
-      net::defer(session_->executor_,
-                 [session = session_, chunk = std::move(chunk), size]() mutable {
-                   session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
-                 });
+      net::defer(session_->strand_, [session = session_, chunk = std::move(chunk), size]() mutable {
+        session->Write(Outgoing{std::move(chunk), {}, {}, size}, false, true);
+      });
       return true;
     }
     void EndStream() override {
       if (head_) return;
-      net::defer(session_->executor_, [session = session_, keep = keep_alive_]() mutable {
+      net::defer(session_->strand_, [session = session_, keep = keep_alive_]() mutable {
         session->Write(Outgoing{"0\r\n\r\n", {}, {}, 0}, true, keep);
       });
     }
@@ -758,21 +756,21 @@ class HttpServer::Impl::Session : public Connection,
       if (session->closed_ || session->ws_closing_) return false;
       const std::size_t size = text.size();
       if (session->unsent_.fetch_add(size) + size > session->ws_options_.max_unsent_bytes) {
-        net::defer(session->executor_, [session] { session->WsFinish(); });
+        net::defer(session->strand_, [session] { session->WsFinish(); });
         return false;
       }
-      net::defer(session->executor_, [session, text = std::move(text), size]() mutable {
+      net::defer(session->strand_, [session, text = std::move(text), size]() mutable {
         session->WsWrite(std::move(text), size);
       });
       return true;
     }
     void ReadNext() override {
-      net::defer(session_->executor_, [session = session_] { session->WsRead(); });
+      net::defer(session_->strand_, [session = session_] { session->WsRead(); });
     }
     void Close(int code, std::string reason) override {
       const auto& session = session_;
       session->ws_closing_ = true;
-      net::defer(session->executor_, [session, code, reason = std::move(reason)]() mutable {
+      net::defer(session->strand_, [session, code, reason = std::move(reason)]() mutable {
         session->WsClose(code, std::move(reason));
       });
     }
@@ -953,7 +951,7 @@ class HttpServer::Impl::Session : public Connection,
     return out;
   }
 
-  // Runs on the session's strand. `last` ends the response; then the next
+  // Runs on the session's thread. `last` ends the response; then the next
   // request is read (keep-alive) or the connection closed.
   void Write(Outgoing bytes, bool last, bool keep_alive) {
     if (closed_) return;
@@ -1096,14 +1094,18 @@ class HttpServer::Impl::Session : public Connection,
 
   ServerCore& server_;
   Stream stream_;
-  // stream_'s, kept: an upgrade to HTTP/2 moves stream_ away while a drain
-  // or the sweeper may still call in.
-  const typename Stream::executor_type executor_;
+  // Where work that other threads hand the session runs (answers, a
+  // WebSocket's calls, the sweep and the drain), in the order it was
+  // handed over, on the thread that runs stream_'s context; the stream's
+  // own handlers run there without it. Kept apart from stream_, which an
+  // upgrade to HTTP/2 moves away while a drain or the sweeper may still
+  // call in.
+  const net::strand<typename Stream::executor_type> strand_;
   const std::string address_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  HttpRequest head_;                    // touched only on the strand
-  BodyCharge charge_;                   // the body being read; touched only on the strand
+  HttpRequest head_;                    // touched only on its thread
+  BodyCharge charge_;                   // the body being read; touched only on its thread
   std::atomic<std::size_t> unsent_{0};  // bytes of stream chunks queued, not yet written
   // Steady-clock nanoseconds past which the sweeper closes the connection;
   // 0: none. Covers what the stream's timer does not: writes (from their
@@ -1112,19 +1114,19 @@ class HttpServer::Impl::Session : public Connection,
   // Over TLS: steady-clock nanoseconds past which a request's reads have
   // taken too long (the sweeper closes the connection); 0: none.
   std::atomic<std::int64_t> read_deadline_{0};
-  std::deque<PendingWrite> writes_;         // touched only on the strand
-  std::vector<net::const_buffer> buffers_;  // the front write's; touched only on the strand
+  std::deque<PendingWrite> writes_;         // touched only on its thread
+  std::vector<net::const_buffer> buffers_;  // the front write's; touched only on its thread
   // From the first byte of a request until its answer is written.
-  std::optional<Gate::Holder> request_;  // touched only on the strand
-  bool answering_ = false;               // touched only on the strand
-  bool watching_ = false;                // touched only on the strand
-  bool read_after_watch_ = false;        // touched only on the strand
-  bool unread_ = false;  // a refusal left the request's body unread; touched only on the strand
+  std::optional<Gate::Holder> request_;  // touched only on its thread
+  bool answering_ = false;               // touched only on its thread
+  bool watching_ = false;                // touched only on its thread
+  bool read_after_watch_ = false;        // touched only on its thread
+  bool unread_ = false;  // a refusal left the request's body unread; touched only on its thread
   std::atomic<bool> closed_{false};
-  // The connection went on as HTTP/2 (UpgradeToHttp2); touched only on the strand.
+  // The connection went on as HTTP/2 (UpgradeToHttp2); touched only on its thread.
   bool handed_over_ = false;
   // A WebSocket: asked for by the handler, then the stream over stream_.
-  // Touched only on the strand, but ws_closing_.
+  // Touched only on its thread, but ws_closing_.
   std::optional<Upgrade> upgrade_;
   std::optional<websocket::stream<Stream&>> ws_;
   std::shared_ptr<WebSocketHandler> ws_handler_;

@@ -7,9 +7,9 @@
 // Internal to src/frontends/http.
 //
 // One read and one write may be outstanding at once, as on a socket. Every
-// caller runs on the connection's strand (the socket's executor), so
-// OpenSSL is never entered twice at once, and handlers are called on that
-// strand rather than on an executor of their own. Reads and writes have no
+// caller runs on the connection's thread (the one that runs the socket's
+// context), so OpenSSL is never entered twice at once, and handlers are
+// called there, through the socket's executor, not one of their own. Reads and writes have no
 // timeouts (they bypass the TCP stream's timer): the connection keeps its
 // deadlines. Bytes OpenSSL writes while reading (a key update's answer, an
 // alert) go out with the next write.
@@ -187,7 +187,7 @@ class TlsSocket {
 
   // A read: SSL_read until it gives bytes, reading the socket while
   // OpenSSL wants more. Its own handler for the socket's reads, which
-  // complete on the connection's strand, so `handler` is called there.
+  // complete on the connection's thread, so `handler` is called there.
   template <typename Handler>
   struct ReadOperation {
     TlsSocket& socket;
