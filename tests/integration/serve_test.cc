@@ -433,6 +433,37 @@ TEST_F(ServeTest, PipelinedRequestsAnsweredInOrder) {
   EXPECT_LT(two, live);
 }
 
+// A request pipelined behind another is parsed as soon as the first answer
+// is written; one refused on its head (malformed here) gets its answer
+// once, after the first, and the connection closes.
+TEST_F(ServeTest, APipelinedMalformedRequestIsAnsweredOnceAfterTheOneBefore) {
+  const int fd = Connect(server_->http_port());
+  const std::string wire =
+      "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /v2 HTTP/1.1\r\nHost x\r\n\r\n";  // a header line without its colon
+  ASSERT_EQ(send(fd, wire.data(), wire.size(), 0), static_cast<ssize_t>(wire.size()));
+  const std::string data = ReadUntil(fd, [](const std::string&) { return false; });
+  close(fd);
+  ASSERT_TRUE(data.starts_with("HTTP/1.1 200")) << data;
+  const auto refusal = data.find("HTTP/1.1 400");
+  ASSERT_NE(refusal, std::string::npos) << data;
+  EXPECT_EQ(data.find("HTTP/1.1", refusal + 1), std::string::npos) << "one answer each: " << data;
+}
+
+// A client that ends its side of the connection (shutdown after sending)
+// still reads the answer owed to it; then the connection closes.
+TEST_F(ServeTest, AClientThatEndsItsSideAfterItsRequestStillGetsTheAnswer) {
+  for (const std::string path : {"/v2", "/v2/health/live", "/v2/models/identity"}) {
+    const int fd = Connect(server_->http_port());
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+    shutdown(fd, SHUT_WR);
+    const std::string data = ReadUntil(fd, [](const std::string&) { return false; });
+    close(fd);
+    EXPECT_TRUE(data.starts_with("HTTP/1.1 200")) << path << ": " << data;
+  }
+}
+
 TEST_F(ServeTest, AbandonedAndOversizedConnectionsDoNotHurtOthers) {
   // A client that sends half a header and leaves.
   int half = Connect(server_->http_port());

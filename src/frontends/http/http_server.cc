@@ -562,6 +562,12 @@ class HttpServer::Impl::Session : public Connection,
     parser_.emplace();
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
+    // A header already in buffer_ (read by the watcher, or pipelined) is
+    // parsed here: Beast's read would find it too, but answer through a
+    // posted completion, a hand-off through the context's queue.
+    beast::error_code ec;
+    ParseBuffered(ec);
+    if (parser_->is_header_done() || ec) return OnHeader(ec);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->OnHeader(ec);
@@ -617,6 +623,10 @@ class HttpServer::Impl::Session : public Connection,
 
   // A small or chunked body, through the parser, charged as it grows.
   void ReadParsed() {
+    beast::error_code ec;
+    ParseBuffered(ec);
+    if (ec) return OnReadError(ec);
+    if (!charge_.GrowTo(parser_->get().body().size())) return RefuseBody();
     if (parser_->is_done()) return Dispatch(std::move(parser_->get().body()));
     http::async_read_some(stream_, buffer_, *parser_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
@@ -625,6 +635,20 @@ class HttpServer::Impl::Session : public Connection,
                               return self->RefuseBody();
                             self->ReadParsed();
                           });
+  }
+
+  // Puts what buffer_ holds into parser_: the header, or once it is done
+  // the body, up to the message's end (bytes past it stay for the next
+  // request). `ec`: a malformed message or a limit passed; needing more
+  // bytes is no error.
+  void ParseBuffered(beast::error_code& ec) {
+    const bool header = !parser_->is_header_done();
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+      const std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == http::error::need_more) ec = {};
+      if (ec || used == 0 || (header && parser_->is_header_done())) return;
+    }
   }
 
   // Fills `body` from `filled` up to `length`, growing it only as bytes
@@ -721,7 +745,9 @@ class HttpServer::Impl::Session : public Connection,
   // While a request is being answered, a read on the socket tells whether
   // the client has gone (end of stream or an error): the responder's
   // disconnect callback then cancels the request's queued work. Bytes that
-  // arrive instead (a pipelined request) are kept for the next read.
+  // arrive instead (a pipelined request) are kept for the next read. A
+  // client that only ended its side (shutdown after sending) still gets the
+  // answer owed to it, whatever it was by then; the connection closes after.
   void Watch(std::shared_ptr<Responder> responder) {
     // With a pipelined request already buffered the client is evidently
     // there, and that request must be read next: no watch.
@@ -733,7 +759,9 @@ class HttpServer::Impl::Session : public Connection,
       self->watching_ = false;
       if (ec) {
         if (auto responder = weak.lock()) responder->Disconnected();
-        return self->Close();
+        if (ec != net::error::eof || !self->answering_) return self->Close();
+        self->ended_ = true;
+        return;
       }
       self->buffer_.commit(n);
       if (self->read_after_watch_) {
@@ -986,11 +1014,15 @@ class HttpServer::Impl::Session : public Connection,
     writes_.pop_front();
     unsent_ -= done.bytes.unsent;
     deadline_ = 0;
+    // Taken before the next request is read: a request already buffered is
+    // parsed at once, and one refused on its head queues its answer and
+    // starts writing it.
+    const bool more = !writes_.empty();
     if (done.last) {
       answering_ = false;
       request_.reset();
       if (unread_) return LingeringClose();
-      if (!done.keep_alive || server_.draining) return Close();
+      if (!done.keep_alive || server_.draining || ended_) return Close();
       if (watching_) {
         // The watcher's read is still pending: it resumes reading when
         // bytes come (they are the next request) or closes on end of
@@ -1002,7 +1034,7 @@ class HttpServer::Impl::Session : public Connection,
         ReadNext();
       }
     }
-    if (!writes_.empty()) WriteFront();
+    if (more) WriteFront();
   }
 
   void Close() {
@@ -1122,6 +1154,8 @@ class HttpServer::Impl::Session : public Connection,
   bool watching_ = false;                // touched only on its thread
   bool read_after_watch_ = false;        // touched only on its thread
   bool unread_ = false;  // a refusal left the request's body unread; touched only on its thread
+  bool ended_ =
+      false;  // the client ended its side while owed an answer; touched only on its thread
   std::atomic<bool> closed_{false};
   // The connection went on as HTTP/2 (UpgradeToHttp2); touched only on its thread.
   bool handed_over_ = false;
