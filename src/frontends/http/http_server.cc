@@ -631,9 +631,7 @@ class HttpServer::Impl::Session : public Connection,
     http::async_read_some(stream_, buffer_, *parser_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                             if (ec) return self->OnReadError(ec);
-                            if (!self->charge_.GrowTo(self->parser_->get().body().size()))
-                              return self->RefuseBody();
-                            self->ReadParsed();
+                            self->ReadParsed();  // charges what was read
                           });
   }
 
