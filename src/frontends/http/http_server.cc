@@ -405,8 +405,8 @@ class HttpServer::Impl::Session : public Connection,
     });
   }
 
-  // Closes the connection if its deadline (a write without progress, an
-  // idle wait the stream's own timer does not cover) has passed by `now`.
+  // Closes the connection if a deadline (a write without progress, a
+  // request's reads, an idle wait) has passed by `now`.
   void Sweep(std::int64_t now) override {
     if (!Expired(now)) return;
     net::dispatch(strand_, [self = this->shared_from_this()] {
@@ -471,6 +471,7 @@ class HttpServer::Impl::Session : public Connection,
       answered_ = true;
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
       if (head_) WithoutBody(bytes);
+      if (session_->TakeInlineAnswer(bytes, keep_alive_)) return;
       net::defer(session_->strand_,
                  [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                    session->Write(std::move(bytes), true, keep);
@@ -478,6 +479,7 @@ class HttpServer::Impl::Session : public Connection,
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
+      if (session_->InHandler()) return Send(make());
       net::defer(session_->strand_, [session = session_, make = std::move(make), keep = keep_alive_,
                                      gzip = gzip_ok_, head = head_]() mutable {
         Outgoing bytes = session->Serialize(make(), keep, gzip, false);
@@ -549,12 +551,13 @@ class HttpServer::Impl::Session : public Connection,
     deadline_ = 0;
     ReadsExpireAfter(server_.options.idle_timeout);
     if (buffer_.size() > 0) return ReadHeader();
-    stream_.async_read_some(buffer_.prepare(kFirstReadBytes),
-                            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-                              if (ec) return self->OnReadError(ec);
-                              self->buffer_.commit(n);
-                              self->ReadHeader();
-                            });
+    ReadSide().async_read_some(
+        buffer_.prepare(kFirstReadBytes),
+        [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+          if (ec) return self->OnReadError(ec);
+          self->buffer_.commit(n);
+          self->ReadHeader();
+        });
   }
 
   void ReadHeader() {
@@ -735,9 +738,30 @@ class HttpServer::Impl::Session : public Connection,
     }
     auto responder = std::make_shared<Responder>(this->shared_from_this(), keep_alive, gzip_ok,
                                                  request.method == "HEAD");
+    in_handler_ = true;
     server_.handler(request, responder);
+    in_handler_ = false;
     if (upgrade_) return StartWebSocket();
+    if (inline_answer_) {
+      PendingWrite answer = std::move(*inline_answer_);
+      inline_answer_.reset();
+      return Write(std::move(answer.bytes), true, answer.keep_alive);
+    }
     Watch(std::move(responder));
+  }
+
+  // Whether this runs inside the handler Dispatch called, on the
+  // connection's thread.
+  bool InHandler() { return stream_.get_executor().running_in_this_thread() && in_handler_; }
+
+  // An answer given inside the handler (a model run inline, a cached
+  // result, an error) is kept for Dispatch to write once the handler
+  // returns: no hand-off through the strand, and no watch for a request
+  // already answered. False elsewhere: the caller hands the answer over.
+  bool TakeInlineAnswer(Outgoing& bytes, bool keep_alive) {
+    if (!InHandler()) return false;
+    inline_answer_.emplace(PendingWrite{std::move(bytes), true, keep_alive});
+    return true;
   }
 
   // While a request is being answered, a read on the socket tells whether
@@ -994,6 +1018,9 @@ class HttpServer::Impl::Session : public Connection,
     // The write timeout runs from the last progress: a slow reader is
     // served, one that stopped reading is let go (by the sweeper).
     SetDeadline(server_.options.write_timeout);
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      if (!writing_at_once_ && WriteAtOnce()) return;
+    }
     net::async_write(
         stream_, buffers_,
         [this](beast::error_code ec, std::size_t) -> std::size_t {
@@ -1004,6 +1031,32 @@ class HttpServer::Impl::Session : public Connection,
         [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
           self->OnWrite(ec);
         });
+  }
+
+  // Writes buffers_ with one non-blocking call, as an answer's bytes nearly
+  // always fit in the socket's send buffer: true when all went, and then
+  // the write's completion has run here, without a handler posted for it.
+  // Otherwise drops from buffers_ what went, for the asynchronous write of
+  // the rest. The completion's own writes (a pipelined request refused on
+  // its head) go through the asynchronous path: no recursion.
+  bool WriteAtOnce() {
+    auto& socket = stream_.socket();
+    beast::error_code ec;
+    if (!socket.non_blocking()) socket.non_blocking(true, ec);
+    const std::size_t total = net::buffer_size(buffers_);
+    const std::size_t sent = ec ? 0 : socket.write_some(buffers_, ec);
+    if (ec == net::error::would_block || (!ec && sent < total)) {
+      std::size_t skip = sent;
+      auto first = buffers_.begin();
+      while (skip >= first->size()) skip -= (first++)->size();
+      buffers_.erase(buffers_.begin(), first);
+      buffers_.front() += skip;
+      return false;
+    }
+    writing_at_once_ = true;
+    OnWrite(ec);
+    writing_at_once_ = false;
+    return true;
   }
 
   void OnWrite(beast::error_code ec) {
@@ -1042,23 +1095,14 @@ class HttpServer::Impl::Session : public Connection,
     Tcp().close();
   }
 
-  // A request's reads time out `from_now`: by the TCP stream's timer, or
-  // over TLS (whose reads bypass it) by the sweeper.
+  // A request's reads time out `from_now`, by the sweeper: the TCP
+  // stream's own timer would be set and cancelled, under the reactor's lock,
+  // around every read (and TLS reads bypass it).
   void ReadsExpireAfter(std::chrono::seconds from_now) {
-    if constexpr (std::is_same_v<Stream, PlainStream>) {
-      Tcp().expires_after(from_now);
-    } else {
-      read_deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
-                           std::memory_order_relaxed);
-    }
+    read_deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
+                         std::memory_order_relaxed);
   }
-  void ReadsNeverExpire() {
-    if constexpr (std::is_same_v<Stream, PlainStream>) {
-      Tcp().expires_never();
-    } else {
-      read_deadline_.store(0, std::memory_order_relaxed);
-    }
-  }
+  void ReadsNeverExpire() { read_deadline_.store(0, std::memory_order_relaxed); }
 
   void SetDeadline(std::chrono::seconds from_now) {
     deadline_.store(NowNs() + std::chrono::nanoseconds(from_now).count(),
@@ -1138,11 +1182,12 @@ class HttpServer::Impl::Session : public Connection,
   BodyCharge charge_;                   // the body being read; touched only on its thread
   std::atomic<std::size_t> unsent_{0};  // bytes of stream chunks queued, not yet written
   // Steady-clock nanoseconds past which the sweeper closes the connection;
-  // 0: none. Covers what the stream's timer does not: writes (from their
-  // last progress) and the idle wait of a pending watcher read.
+  // 0: none. Writes (from their last progress) and the idle wait of a
+  // pending watcher read.
   std::atomic<std::int64_t> deadline_{0};
-  // Over TLS: steady-clock nanoseconds past which a request's reads have
-  // taken too long (the sweeper closes the connection); 0: none.
+  // Steady-clock nanoseconds past which a request's reads (from the idle
+  // wait for its first byte to its body's last) have taken too long (the
+  // sweeper closes the connection); 0: none.
   std::atomic<std::int64_t> read_deadline_{0};
   std::deque<PendingWrite> writes_;         // touched only on its thread
   std::vector<net::const_buffer> buffers_;  // the front write's; touched only on its thread
@@ -1151,6 +1196,10 @@ class HttpServer::Impl::Session : public Connection,
   bool answering_ = false;               // touched only on its thread
   bool watching_ = false;                // touched only on its thread
   bool read_after_watch_ = false;        // touched only on its thread
+  bool writing_at_once_ = false;         // in WriteAtOnce's completion; touched only on its thread
+  bool in_handler_ = false;              // Dispatch is in the handler; touched only on its thread
+  // The answer given inside the handler (TakeInlineAnswer); touched only on its thread.
+  std::optional<PendingWrite> inline_answer_;
   bool unread_ = false;  // a refusal left the request's body unread; touched only on its thread
   bool ended_ =
       false;  // the client ended its side while owed an answer; touched only on its thread
