@@ -25,6 +25,7 @@ struct RouterCommandOptions {
   double eject_s = 5;
   std::size_t max_inflight = 256;
   int retries = 2;
+  double upstream_timeout_s = 120;
   int threads = 0;  // 0: one per core, at least 2
   int busy_poll_us = 500;
   TlsFiles tls;  // the router's own ports
@@ -51,6 +52,7 @@ int RunRouter(const RouterCommandOptions& flags) {
   options.eject_time = milliseconds(flags.eject_s * 1000);
   options.max_inflight_per_replica = flags.max_inflight;
   options.retries = flags.retries;
+  options.upstream_timeout = milliseconds(flags.upstream_timeout_s * 1000);
   options.upstream_tls = flags.upstream_tls;
   HttpServerOptions http_options;
   http_options.max_body_bytes = std::size_t{1} << 30;
@@ -160,6 +162,12 @@ void AddRouterCommand(CLI::App& app, int* exit_code) {
   router
       ->add_option("--retries", options->retries,
                    "Other replicas tried for an idempotent request after a failure or 503")
+      ->capture_default_str();
+  router
+      ->add_option("--upstream-timeout", options->upstream_timeout_s,
+                   "Seconds a replica has to answer a forwarded request, from sending it to the "
+                   "answer's last byte (then 504, and the replica counts a failure)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   router->add_option("--threads", options->threads,
                      "Network threads, which also forward (default: one per core, at least 2)");

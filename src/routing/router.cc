@@ -437,9 +437,11 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
                                                      self->replica_->url, error.message()));
             return self->TryEnded(Outcome::kFailed);
           }
+          beast::get_lowest_layer(*self->stream_).expires_never();
           self->Exchange(/*pooled=*/false);
         });
       } else {
+        beast::get_lowest_layer(*self->stream_).expires_never();
         self->Exchange(/*pooled=*/false);
       }
     });
@@ -449,7 +451,7 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
   // replica closed meanwhile fails at once; then a fresh one is tried
   // before the replica counts as failed.
   void Exchange(bool pooled) {
-    beast::get_lowest_layer(*stream_).expires_after(router_.options().upstream_timeout);
+    ArmDeadline();
     http::async_write(
         *stream_, upstream_,
         [self = this->shared_from_this(), pooled](beast::error_code error, std::size_t) {
@@ -466,7 +468,35 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
         });
   }
 
+  // The exchange's deadline (upstream_timeout) closes the connection its
+  // write and reads wait on; one timer for them all, where the stream's
+  // own would be set and cancelled around each. A try that ends cancels
+  // it, and a later try's timer is not this one's.
+  void ArmDeadline() {
+    timed_out_ = false;
+    deadline_.expires_after(router_.options().upstream_timeout);
+    deadline_.async_wait(
+        [self = this->shared_from_this(), exchange = ++exchanges_](beast::error_code error) {
+          if (error || exchange != self->exchanges_ || !self->stream_) return;
+          self->timed_out_ = true;
+          beast::get_lowest_layer(*self->stream_).close();
+        });
+  }
+
+  // The client's answer when the deadline passed.
+  HttpResponse TimedOut(std::string_view what) const {
+    return JsonError(
+        504,
+        fmt::format("replica {} did not {} within {:g} s", replica_->url, what,
+                    std::chrono::duration<double>(router_.options().upstream_timeout).count()));
+  }
+
   void ExchangeFailed(bool pooled, beast::error_code error) {
+    deadline_.cancel();
+    if (timed_out_) {
+      last_ = TimedOut("answer");
+      return TryEnded(Outcome::kFailed);
+    }
     if (pooled) return Connect();
     last_ = JsonError(502, fmt::format("replica {} failed: {}", replica_->url, error.message()));
     TryEnded(Outcome::kFailed);
@@ -509,6 +539,16 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
       body.data = answer_.data() + filled;
       body.size = want;
     }
+    // What was read with the head (most often the whole body) is put into
+    // the parser here: Beast's read would find it too, but answer through
+    // a posted completion.
+    if (buffer_.size() > 0) {
+      beast::error_code error;
+      const std::size_t used = parser_->put(buffer_.data(), error);
+      buffer_.consume(used);
+      if (error == http::error::need_buffer || error == http::error::need_more) error = {};
+      if (used > 0 || error) return OnBody(error);
+    }
     auto done = [self = this->shared_from_this()](beast::error_code error, std::size_t) {
       if (error == http::error::need_buffer) error = {};
       self->OnBody(error);
@@ -534,6 +574,7 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
   }
 
   void BodyEnded(bool complete) {
+    deadline_.cancel();
     if (complete && parser_->get().keep_alive()) router_.ReturnIdle(*replica_, std::move(stream_));
     stream_.reset();
     if (streamed_) {
@@ -541,7 +582,9 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
       return TryEnded(Outcome::kAnswered);  // what arrived is what the client gets
     }
     if (!complete) {
-      last_ = JsonError(502, fmt::format("replica {} broke off its answer", replica_->url));
+      last_ = timed_out_
+                  ? TimedOut("finish its answer")
+                  : JsonError(502, fmt::format("replica {} broke off its answer", replica_->url));
       return TryEnded(Outcome::kFailed);
     }
     HttpResponse response{status_, std::move(content_type_), std::move(answer_),
@@ -577,6 +620,9 @@ class Forwarding : public std::enable_shared_from_this<Forwarding<Stream>> {
   // The try in progress.
   Replica* replica_ = nullptr;
   std::unique_ptr<Stream> stream_;
+  asio::steady_timer deadline_{router_.network()};  // see ArmDeadline
+  std::uint64_t exchanges_ = 0;                     // tries sent so far
+  bool timed_out_ = false;                          // the try's deadline passed
   beast::flat_buffer buffer_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
   int status_ = 0;

@@ -13,6 +13,7 @@
 #include "support/child_process.h"
 #include "support/command.h"
 #include "support/fixtures.h"
+#include "support/loopback.h"
 #include "support/replica_load.h"
 #include "support/server_process.h"
 #include "support/temp_dir.h"
@@ -255,6 +256,78 @@ TEST_F(RouterTest, GrpcIsProxiedToo) {
     served += Served(replica, "identity", "grpc");
   }
   EXPECT_EQ(served, completed);
+}
+
+// A replica that passes its readiness checks and takes forwarded requests,
+// but never answers them.
+class SilentReplica {
+ public:
+  SilentReplica() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address = testing::LoopbackAddress(0);
+    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    listen(listener_, 16);
+    socklen_t length = sizeof(address);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~SilentReplica() {
+    shutdown(listener_, SHUT_RDWR);  // ends the accept
+    thread_.join();
+    close(listener_);
+    for (int fd : held_) close(fd);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void Serve() {
+    for (int fd; (fd = accept(listener_, nullptr, nullptr)) >= 0;) {
+      std::string head;
+      char bytes[4096];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = recv(fd, bytes, sizeof(bytes), 0);
+        if (n <= 0) break;
+        head.append(bytes, static_cast<std::size_t>(n));
+      }
+      if (head.starts_with("GET /v2/health/ready ")) {
+        const std::string ready =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\n"
+            "Connection: close\r\n\r\n{\"ready\":true}";
+        send(fd, ready.data(), ready.size(), MSG_NOSIGNAL);
+        close(fd);
+      } else {
+        held_.push_back(fd);
+      }
+    }
+  }
+
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::vector<int> held_;  // connections whose requests are never answered; the thread's
+};
+
+// A replica that takes the request and never answers: the client gets a 504
+// saying so once --upstream-timeout has passed, not a wait as long as the
+// replica likes.
+TEST(RouterTimeoutTest, AReplicaThatNeverAnswersIsAnswered504AfterTheUpstreamTimeout) {
+  SilentReplica replica;
+  RouterProcess router({}, {"--replica", replica.url(), "--upstream-timeout", "1"});
+  ASSERT_TRUE(router.ready());
+  bool healthy = false;
+  for (int i = 0; i < 300 && !healthy; ++i) {
+    healthy =
+        RunCommand("curl -s " + router.url() + "/router/replicas").out.find("\"healthy\":true") !=
+        std::string::npos;
+    if (!healthy) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(healthy) << "the router never saw the replica ready";
+  const auto answer = RunCommand(
+      "curl -s -m 60 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' -d '" +
+      std::string(kIdentity) + "' " + router.url() + "/v2/models/identity/infer");
+  EXPECT_THAT(answer.out, HasSubstr("did not answer within 1 s"));
+  EXPECT_THAT(answer.out, ::testing::EndsWith(" 504"));
 }
 
 }  // namespace
