@@ -450,10 +450,12 @@ class HttpServer::Impl::Session : public Connection,
   }
 
   // HttpResponder for the request being answered. Holds the session alive.
-  // Its writes are deferred, not posted, to the session's strand: called on
-  // a network thread (an inline run, the router's relay) the write runs on
-  // that thread once the current handler returns, without waking another;
-  // called from any other thread, defer is post.
+  // An answer given inside the handler is written as it returns
+  // (TakeInlineAnswer), one given on the connection's thread while it waits
+  // is written at once (WaitsHere); other writes are deferred, not posted,
+  // to the session's strand: called on a network thread (a stream's chunks)
+  // they run on that thread once the current handler returns, without
+  // waking another; called from any other thread, defer is post.
   class Responder : public HttpResponder {
    public:
     // `head`: the request is a HEAD, answered with the headers GET's answer
@@ -472,6 +474,7 @@ class HttpServer::Impl::Session : public Connection,
       Outgoing bytes = session_->Serialize(std::move(response), keep_alive_, gzip_ok_, false);
       if (head_) WithoutBody(bytes);
       if (session_->TakeInlineAnswer(bytes, keep_alive_)) return;
+      if (session_->WaitsHere()) return session_->Write(std::move(bytes), true, keep_alive_);
       net::defer(session_->strand_,
                  [session = session_, bytes = std::move(bytes), keep = keep_alive_]() mutable {
                    session->Write(std::move(bytes), true, keep);
@@ -479,7 +482,7 @@ class HttpServer::Impl::Session : public Connection,
     }
     void SendFrom(std::function<HttpResponse()> make) override {
       answered_ = true;
-      if (session_->InHandler()) return Send(make());
+      if (session_->InHandler() || session_->WaitsHere()) return Send(make());
       net::defer(session_->strand_, [session = session_, make = std::move(make), keep = keep_alive_,
                                      gzip = gzip_ok_, head = head_]() mutable {
         Outgoing bytes = session->Serialize(make(), keep, gzip, false);
@@ -763,6 +766,14 @@ class HttpServer::Impl::Session : public Connection,
     inline_answer_.emplace(PendingWrite{std::move(bytes), true, keep_alive});
     return true;
   }
+
+  // Whether this runs on the connection's thread while the connection
+  // waits for its answer, its watch pending: an answer handed over there
+  // (the router's relayed one, a batch run inline for another connection)
+  // is written at once, without a hand-off through the strand. With the
+  // watch pending the write's completion starts no read, so no request is
+  // dispatched from inside the caller, whatever it holds.
+  bool WaitsHere() { return stream_.get_executor().running_in_this_thread() && watching_; }
 
   // While a request is being answered, a read on the socket tells whether
   // the client has gone (end of stream or an error): the responder's
