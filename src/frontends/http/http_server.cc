@@ -400,7 +400,10 @@ class HttpServer::Impl::Session : public Connection,
   void Run() {
     server_.Add(this, this->weak_from_this());
     net::dispatch(strand_, [self = this->shared_from_this()] {
-      if (self->server_.draining) return self->Close();
+      if (self->server_.draining) {
+        self->request_ = self->server_.requests.TryEnter();
+        return self->ReadAfterDrain();
+      }
       self->ReadNext();
     });
   }
@@ -434,11 +437,21 @@ class HttpServer::Impl::Session : public Connection,
   }
 
   // The drain closes a connection only while it is idle: no byte of a
-  // request read and no answer owed. Runs the check on the strand.
+  // request read and no answer owed. Its pending read is cancelled rather
+  // than the connection closed, so that a request whose bytes the read
+  // already took (its completion queued behind this) is served, and one
+  // that arrived meanwhile is read (ReadAfterDrain): closing with them
+  // unread would reset the connection. Until that is settled the
+  // connection counts as a request in flight, which the drain waits for.
+  // Runs on the strand.
   void Drain() override {
     net::dispatch(strand_, [self = this->shared_from_this()] {
       if (self->ws_open_) return self->ws_handler_->OnDrain();
-      if (!self->request_) self->Close();
+      if (self->request_ || self->closed_) return;
+      self->request_ = self->server_.requests.TryEnter();
+      self->drain_cancelled_ = true;
+      beast::error_code ignored;
+      self->Tcp().socket().cancel(ignored);
     });
   }
 
@@ -565,6 +578,7 @@ class HttpServer::Impl::Session : public Connection,
 
   void ReadHeader() {
     request_ = server_.requests.TryEnter();
+    drain_cancelled_ = false;
     parser_.emplace();
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_bytes));
@@ -699,7 +713,21 @@ class HttpServer::Impl::Session : public Connection,
     return request;
   }
 
+  // An idle connection while the server drains: bytes already here are a
+  // request, read and answered (with Connection: close); otherwise it
+  // closes.
+  void ReadAfterDrain() {
+    beast::error_code ec;
+    if (buffer_.size() > 0 || Tcp().socket().available(ec) > 0) return ReadNext();
+    request_.reset();
+    Close();
+  }
+
   void OnReadError(beast::error_code ec) {
+    if (ec == net::error::operation_aborted && drain_cancelled_ && !closed_) {
+      drain_cancelled_ = false;
+      return ReadAfterDrain();
+    }
     if (ec == http::error::end_of_stream || ec == net::error::eof || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
       return Close();
@@ -790,6 +818,11 @@ class HttpServer::Impl::Session : public Connection,
     ReadSide().async_read_some(buffer_.prepare(4096), [self = this->shared_from_this(), weak](
                                                           beast::error_code ec, std::size_t n) {
       self->watching_ = false;
+      if (ec == net::error::operation_aborted && self->drain_cancelled_) {
+        // The drain cancelled the wait for the next request.
+        self->read_after_watch_ = false;
+        return self->OnReadError(ec);
+      }
       if (ec) {
         if (auto responder = weak.lock()) responder->Disconnected();
         if (ec != net::error::eof || !self->answering_) return self->Close();
@@ -1212,6 +1245,8 @@ class HttpServer::Impl::Session : public Connection,
   // The answer given inside the handler (TakeInlineAnswer); touched only on its thread.
   std::optional<PendingWrite> inline_answer_;
   bool unread_ = false;  // a refusal left the request's body unread; touched only on its thread
+  // The drain cancelled the wait for a request (Drain); touched only on its thread.
+  bool drain_cancelled_ = false;
   bool ended_ =
       false;  // the client ended its side while owed an answer; touched only on its thread
   std::atomic<bool> closed_{false};
