@@ -28,7 +28,11 @@
 namespace braid {
 
 // Declared in construction order; destroyed in reverse. Each member may use
-// the ones above it, never one below.
+// the ones above it, never one below, with one exception: the executor's
+// collection callback embeds through `embedder`, built after it (the
+// embedder runs its pipelines on the executor). Only workflow runs call it,
+// and Stop, which the destructor runs first, waits on the executor's run
+// gate with no deadline before anything is destroyed.
 struct Server::Parts {
   explicit Parts(ServerOptions server_options) : options(std::move(server_options)) {}
 
@@ -274,14 +278,18 @@ DrainReport Server::Parts::Stop(std::chrono::steady_clock::duration timeout) {
   if (executor && !executor->Drain(deadline)) report.workflow_runs = executor->runs_in_flight();
   if (service && !service->Drain(deadline)) report.model_requests = service->in_flight();
   // 3: past the deadline, what is left is cut short in order: no network
-  // thread runs, queued model requests are answered UNAVAILABLE (which ends
-  // the workflow runs waiting on them), then nothing is left in the pool.
+  // thread runs, queued model requests are answered UNAVAILABLE, the
+  // workflow runs left are cancelled (a remote.chat call within 100 ms),
+  // then nothing is left in the pool.
   if (http) http->Stop();
   if (metrics_http) metrics_http->Stop();
   if (agent) agent->Stop();
   if (service) service->Shutdown(false);
   if (live) live->Shutdown();
-  if (executor) executor->Drain(std::chrono::steady_clock::time_point::max());
+  if (executor) {
+    executor->CancelRuns();
+    executor->Drain(std::chrono::steady_clock::time_point::max());
+  }
   // After the executor: a key frame's embedding runs there.
   if (live_video) live_video->Shutdown();
   if (workflow_pool) workflow_pool->WaitIdle();

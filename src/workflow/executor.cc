@@ -76,6 +76,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         start_(executor.clock_.Now()),
         input_keys_(std::move(input_keys)) {
     if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
+    tracked_ = executor_.Track(options_.cancellation);
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
     if (executor_.cache_ != nullptr) {
       for (const auto& [name, tensor] : inputs_) {
@@ -89,6 +90,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       }
     }
   }
+  ~WorkflowRun() { executor_.Untrack(tracked_); }
 
   void Start() {
     WorkflowEvent started;
@@ -499,6 +501,7 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   // as it is released.
   Gate::Holder admitted_;
   WorkflowExecutor& executor_;
+  std::list<std::weak_ptr<CancellationToken>>::iterator tracked_;  // in executor_.live_
   const WorkflowPtr workflow_;
   const NamedTensors inputs_;
   RunOptions options_;
@@ -533,6 +536,26 @@ WorkflowExecutor::~WorkflowExecutor() {
 bool WorkflowExecutor::Drain(std::chrono::steady_clock::time_point deadline) {
   runs_.Close();
   return runs_.Wait(deadline);
+}
+
+void WorkflowExecutor::CancelRuns() {
+  std::lock_guard lock(live_mutex_);
+  cancelling_ = true;
+  for (const auto& entry : live_) {
+    if (auto token = entry.lock()) token->Cancel();
+  }
+}
+
+std::list<std::weak_ptr<CancellationToken>>::iterator WorkflowExecutor::Track(
+    const std::shared_ptr<CancellationToken>& token) {
+  std::lock_guard lock(live_mutex_);
+  if (cancelling_) token->Cancel();
+  return live_.insert(live_.end(), token);
+}
+
+void WorkflowExecutor::Untrack(std::list<std::weak_ptr<CancellationToken>>::iterator entry) {
+  std::lock_guard lock(live_mutex_);
+  live_.erase(entry);
 }
 
 void WorkflowExecutor::SetUpstreamChat(UpstreamChat upstream) { upstream_ = std::move(upstream); }

@@ -22,6 +22,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -128,6 +129,10 @@ class WorkflowExecutor {
   // passes (false).
   bool Drain(std::chrono::steady_clock::time_point deadline);
   std::size_t runs_in_flight() const { return runs_.in_flight(); }
+  // Cancels every run in flight and every run started from now on (their
+  // queued model work and remote.chat calls too): what the drain does with
+  // the runs left at its deadline.
+  void CancelRuns();
 
   // Gives remote.chat nodes an upstream and makes config.upstream_chat
   // present. Call before the first run.
@@ -204,6 +209,13 @@ class WorkflowExecutor {
   // workflow name → the workflow version its cache belongs to, and the cache
   std::map<std::string, std::pair<WorkflowPtr, std::shared_ptr<SemanticCache>>>
       semantic_caches_;  // guarded by semantic_mutex_
+  // The cancellation of every run in flight, for CancelRuns (Track).
+  std::list<std::weak_ptr<CancellationToken>>::iterator Track(
+      const std::shared_ptr<CancellationToken>& token);
+  void Untrack(std::list<std::weak_ptr<CancellationToken>>::iterator entry);
+  std::mutex live_mutex_;
+  std::list<std::weak_ptr<CancellationToken>> live_;  // guarded by live_mutex_
+  bool cancelling_ = false;                           // guarded by live_mutex_
   // Every run holds it from Start until its last callback is gone.
   Gate runs_;
 };

@@ -6,10 +6,10 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <regex>
 
 #include "core/io_step.h"
 
@@ -21,16 +21,25 @@ namespace http = beast::http;
 
 Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& system,
                                const std::string& prompt,
-                               const std::function<bool(const std::string&)>& on_token) {
-  static const std::regex kUrl(R"(^http://([^/:]+)(?::(\d+))?(/.*)?$)");
-  std::smatch match;
-  if (!std::regex_match(upstream.base_url, match, kUrl)) {
+                               const std::function<void(const std::string&)>& on_token,
+                               const std::function<bool()>& stopped) {
+  // http://host[:port][/path], split by hand: this runs on every call.
+  constexpr std::string_view kScheme = "http://";
+  std::string_view rest = upstream.base_url;
+  const bool has_scheme = rest.starts_with(kScheme);
+  rest.remove_prefix(has_scheme ? kScheme.size() : rest.size());
+  const std::size_t slash = std::min(rest.find('/'), rest.size());
+  const std::string_view authority = rest.substr(0, slash);
+  const std::size_t colon = std::min(authority.find(':'), authority.size());
+  const std::string host(authority.substr(0, colon));
+  const std::string port =
+      colon == authority.size() ? "80" : std::string(authority.substr(colon + 1));
+  if (!has_scheme || host.empty() || port.empty() ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return InvalidArgument("upstream chat URL '{}' must be http://host[:port][/path]",
                            upstream.base_url);
   }
-  const std::string host = match[1];
-  const std::string port = match[2].matched ? std::string(match[2]) : "80";
-  std::string path = match[3].matched ? std::string(match[3]) : "";
+  std::string path(rest.substr(slash));
   while (!path.empty() && path.back() == '/') path.pop_back();
   path += "/chat/completions";
 
@@ -70,8 +79,15 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
     stream.expires_after(timeout);
     net::ip::tcp::resolver resolver(io);
     const auto endpoints = resolver.resolve(host, port);
-    if (auto ec = RunStep(io, [&](auto done) { stream.async_connect(endpoints, done); }))
+    const auto cancelled = [] { return MakeStatus(StatusCode::kCancelled, "the caller stopped"); };
+    // One step of the exchange; a stop closes the connection under it.
+    auto step = [&](auto start) {
+      return RunStep(io, start, stopped, [&stream] { stream.close(); });
+    };
+    if (auto ec = step([&](auto done) { stream.async_connect(endpoints, done); })) {
+      if (stopped()) return cancelled();
       throw beast::system_error(ec);
+    }
     http::request<http::string_body> request(http::verb::post, path, 11);
     request.set(http::field::host, host);
     request.set(http::field::content_type, "application/json");
@@ -80,15 +96,19 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       request.set(http::field::authorization, "Bearer " + upstream.api_key);
     request.body() = buffer.GetString();
     request.prepare_payload();
-    if (auto ec = RunStep(io, [&](auto done) { http::async_write(stream, request, done); }))
+    if (auto ec = step([&](auto done) { http::async_write(stream, request, done); })) {
+      if (stopped()) return cancelled();
       throw beast::system_error(ec);
+    }
 
     beast::flat_buffer read_buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (auto ec = RunStep(
-            io, [&](auto done) { http::async_read_header(stream, read_buffer, parser, done); }))
+    if (auto ec =
+            step([&](auto done) { http::async_read_header(stream, read_buffer, parser, done); })) {
+      if (stopped()) return cancelled();
       throw beast::system_error(ec);
+    }
     const int status = static_cast<int>(parser.get().result_int());
     std::string reply, pending;
     char chunk[8192];
@@ -98,8 +118,11 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       parser.get().body().size = sizeof(chunk);
       stream.expires_after(timeout);
       const beast::error_code ec =
-          RunStep(io, [&](auto done) { http::async_read_some(stream, read_buffer, parser, done); });
-      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
+          step([&](auto done) { http::async_read_some(stream, read_buffer, parser, done); });
+      if (ec && ec != http::error::need_buffer) {
+        if (stopped()) return cancelled();
+        throw beast::system_error(ec);
+      }
       pending.append(chunk, sizeof(chunk) - parser.get().body().size);
       if (status != 200) continue;
       // Server-Sent Events: complete lines "data: {...}".
@@ -132,7 +155,8 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
           std::string token = choice["delta"]["content"].GetString();
           if (token.empty()) continue;
           reply += token;
-          if (!on_token(token)) return MakeStatus(StatusCode::kCancelled, "the caller stopped");
+          if (stopped()) return cancelled();
+          on_token(token);
         }
       }
     }

@@ -19,10 +19,12 @@ struct UpstreamChat {
 };
 
 // Sends one user message (and an optional system message); returns the whole
-// reply. `on_token` is called with every streamed piece; when it returns
-// false the call ends there (Cancelled) and the connection is closed.
+// reply. `on_token` is called with every streamed piece. Once `stopped()`
+// says so (asked with each piece, and every 100 ms while the upstream is
+// silent) the call ends there (Cancelled) and the connection is closed.
 Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& system,
                                const std::string& prompt,
-                               const std::function<bool(const std::string&)>& on_token);
+                               const std::function<void(const std::string&)>& on_token,
+                               const std::function<bool()>& stopped);
 
 }  // namespace braid

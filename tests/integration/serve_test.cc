@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -1224,6 +1225,53 @@ TEST(ServeDrainTest, WorkflowRunsInFlightAtSigtermFinish) {
     EXPECT_THAT(events, HasSubstr("\"event\":\"workflow_finished\"")) << events;
     EXPECT_THAT(events, Not(HasSubstr("\"event\":\"error\""))) << events;
   }
+}
+
+// The drain's deadline bounds a workflow run whose remote.chat upstream
+// never answers: past it the run is cancelled and the call's connection
+// closed, where the upstream timeout (10 minutes here) would have kept the
+// server from exiting until then.
+TEST(ServeDrainTest, ARemoteChatStillWaitingAtTheDrainDeadlineIsCancelled) {
+  // The upstream takes the request and never answers.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = testing::LoopbackAddress(0);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t length = sizeof(address);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  timeval wait{120, 0};
+  setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  std::promise<void> asked, closed;
+  std::thread upstream([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+    char chunk[4096];
+    ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+    if (n > 0) asked.set_value();
+    while (n > 0) n = recv(fd, chunk, sizeof(chunk), 0);
+    if (n == 0) closed.set_value();
+    close(fd);
+  });
+  ServerProcess server({"--upstream-chat",
+                        "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/v1",
+                        "--upstream-timeout", "600", "--drain-timeout", "1"});
+  ASSERT_TRUE(server.ready());
+  std::thread client([&] {
+    RunCommand(
+        "curl -s -N -X POST -H 'Content-Type: application/json' -d "
+        "'{\"inputs\":{\"text\":\"hello\"},\"response_mode\":\"streaming\"}' " +
+        server.url() + "/v1/workflows/multimodal-assist/run");
+  });
+  ASSERT_EQ(asked.get_future().wait_for(std::chrono::seconds(120)), std::future_status::ready)
+      << "the run never called the upstream";
+  BeginDrain(server);
+  EXPECT_EQ(closed.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "the upstream call outlived the drain's deadline";
+  EXPECT_EQ(server.Stop(), 0);
+  client.join();
+  upstream.join();
+  close(listener);
 }
 
 // SIGTERM while every kind of work is under way: streaming workflow runs,

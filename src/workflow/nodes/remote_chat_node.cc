@@ -34,13 +34,11 @@ class RemoteChatKind : public NodeKind {
     const std::string system = params.count("system") ? params.at("system") : "";
     BRAID_ASSIGN_OR_RETURN(
         std::string reply,
-        StreamChat(upstream, system, RenderTemplate(params.at("prompt"), run.inputs),
-                   [&](const std::string& token) {
-                     // A stopped run reads no further.
-                     if (run.call.cancellation && run.call.cancellation->cancelled()) return false;
-                     run.emit_text(token);
-                     return true;
-                   }));
+        StreamChat(
+            upstream, system, RenderTemplate(params.at("prompt"), run.inputs),
+            [&](const std::string& token) { run.emit_text(token); },
+            // A stopped run (a client's stop, the drain's deadline) waits no further.
+            [&] { return run.call.cancellation && run.call.cancellation->cancelled(); }));
     BRAID_ASSIGN_OR_RETURN(Tensor out, Tensor::FromStrings({reply}, {1}));
     return NamedTensors{{"text", out}};
   }
