@@ -2,16 +2,12 @@
 
 #include <cstring>
 #include <limits>
-#include <random>
+
+#include "core/random_id.h"
 
 namespace braid {
 
 namespace {
-
-std::uint64_t RandomReplicaId() {
-  std::random_device device;
-  return (std::uint64_t{device()} << 32) ^ device();
-}
 
 // An image shared through the stream: the publishing replica, the bytes'
 // key, the key given and the fingerprint, as fixed-width fields.
@@ -61,7 +57,7 @@ std::optional<SharedImage> DecodeSharedImage(std::string_view bytes) {
 }  // namespace
 
 ResultCache::ResultCache(MemoryCache* memory, RedisTier* redis, Clock& clock)
-    : memory_(memory), redis_(redis), clock_(clock), replica_(RandomReplicaId()) {
+    : memory_(memory), redis_(redis), clock_(clock), replica_(RandomWord()) {
   if (redis_ != nullptr) redis_reads_ = std::make_unique<ThreadPool>(kRedisReaders);
 }
 

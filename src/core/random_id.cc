@@ -5,14 +5,11 @@
 #include <random>
 
 namespace braid {
-namespace {
 
 std::uint64_t RandomWord() {
   static thread_local std::mt19937_64 random(std::random_device{}());
   return random();
 }
-
-}  // namespace
 
 std::string RandomId(std::string_view prefix, int words) {
   std::string id(prefix);

@@ -26,6 +26,19 @@ class CancellationToken {
   std::atomic<bool> cancelled_{false};
 };
 
+// The largest priority a request may ask for (0 is the model's default);
+// the model's levels bound it further (ModelScheduler refuses a level it
+// does not have).
+inline constexpr int kMaxRequestPriority = 1000;
+
+// `number` as the priority a request asks for: the one check of every way
+// to ask (KServe's parameter over HTTP and gRPC, a workflow's model node).
+inline Result<int> RequestPriority(std::int64_t number) {
+  if (number < 0 || number > kMaxRequestPriority)
+    return InvalidArgument("priority {} is out of range (0..{})", number, kMaxRequestPriority);
+  return static_cast<int>(number);
+}
+
 // InferenceRequest::priority for background work (precompute): the model's
 // lowest level, which its offpeak policy may defer while the model is busy.
 inline constexpr int kLowestPriority = -1;

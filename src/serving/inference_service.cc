@@ -38,15 +38,12 @@ Status ApplyInferParameter(std::string_view key, const ParameterValue& value,
   } else {
     return InvalidArgument("parameter '{}' must be an integer", key);
   }
-  if (number < 0) return InvalidArgument("parameter '{}' must not be negative", key);
   if (key == "priority") {
-    if (number > kMaxRequestPriority)
-      return InvalidArgument("parameter 'priority' {} is out of range (0..{})", number,
-                             kMaxRequestPriority);
-    options->priority = static_cast<int>(number);
-  } else {
-    options->timeout_us = number;
+    BRAID_ASSIGN_OR_RETURN(options->priority, RequestPriority(number));
+    return Status::Ok();
   }
+  if (number < 0) return InvalidArgument("parameter 'timeout' must not be negative");
+  options->timeout_us = number;
   return Status::Ok();
 }
 

@@ -55,10 +55,6 @@ struct InferResponse {
 
 using InferCallback = std::function<void(Result<InferResponse>)>;
 
-// The largest priority a request may ask for; the model's levels bound it
-// further (ModelScheduler refuses a level it does not have).
-inline constexpr int kMaxRequestPriority = 1000;
-
 // A request parameter's value as a front end decoded it (a KServe JSON
 // value or a protobuf InferParameter); std::monostate for any other kind.
 using ParameterValue = std::variant<std::monostate, bool, std::int64_t, std::uint64_t>;

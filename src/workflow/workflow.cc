@@ -23,12 +23,24 @@ Result<Reference> ParseReference(const std::string& text) {
 }
 
 std::vector<Placeholder> FindPlaceholders(const std::string& text) {
-  static const std::regex kPlaceholder(R"(\{\{\s*([^}\s]+)\s*\}\})");
+  // {{ NAME }}: NAME has no space and no '}'. A scan rather than a regex:
+  // templates are rendered on every run of their node.
+  auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
   std::vector<Placeholder> found;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), kPlaceholder);
-       it != std::sregex_iterator(); ++it) {
-    found.push_back({static_cast<std::size_t>(it->position()),
-                     static_cast<std::size_t>(it->length()), (*it)[1]});
+  std::size_t at = text.find("{{");
+  while (at != std::string::npos) {
+    std::size_t i = at + 2;
+    while (i < text.size() && space(text[i])) ++i;
+    const std::size_t name = i;
+    while (i < text.size() && text[i] != '}' && !space(text[i])) ++i;
+    const std::size_t name_end = i;
+    while (i < text.size() && space(text[i])) ++i;
+    if (name_end > name && text.compare(i, 2, "}}") == 0) {
+      found.push_back({at, i + 2 - at, text.substr(name, name_end - name)});
+      at = text.find("{{", i + 2);
+    } else {
+      at = text.find("{{", at + 1);
+    }
   }
   return found;
 }

@@ -1,7 +1,7 @@
 // Kinds backed by a served model: model (any model, its inputs and outputs
 // by name), project (the alignment heads: CLIP embeddings into the shared
 // space) and tts (speech synthesis, answered as a WAV data URL).
-#include <cstdlib>
+#include <charconv>
 
 #include "core/base64.h"
 #include "preprocess/audio_encoder.h"
@@ -33,7 +33,7 @@ class ModelKind : public ModelBackedKind {
   std::vector<std::string> Parameters() const override { return {"model", "priority"}; }
   Status Check(NodeSpec& node) const override {
     if (!node.params.count("model")) return InvalidArgument("needs 'model'");
-    return Status::Ok();
+    return Priority(node).status();
   }
   Result<std::vector<std::string>> Outputs(const NodeSpec& node,
                                            const ModelCatalog& catalog) const override {
@@ -43,9 +43,23 @@ class ModelKind : public ModelBackedKind {
   }
   void Run(NodeRun run, NodeDone done) const override {
     ModelCall call = run.call;
-    if (auto priority = run.node.params.find("priority"); priority != run.node.params.end())
-      call.priority = std::atoi(priority->second.c_str());
+    if (run.node.params.count("priority")) call.priority = *Priority(run.node);
     run.executor.runner().Run(Model(run.node), std::move(run.inputs), call, std::move(done));
+  }
+
+ private:
+  // `priority`, an integer from 0 (the model's default) to
+  // kMaxRequestPriority, as a KServe request would ask for it; checked when
+  // the workflow is loaded.
+  static Result<int> Priority(const NodeSpec& node) {
+    auto found = node.params.find("priority");
+    if (found == node.params.end()) return 0;
+    const std::string& text = found->second;
+    std::int64_t number = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (error != std::errc() || end != text.data() + text.size())
+      return InvalidArgument("'priority' must be an integer, not '{}'", text);
+    return RequestPriority(number);
   }
 };
 

@@ -93,6 +93,30 @@ TEST(WorkflowTest, EachValidationErrorNamesFileNodeAndField) {
               HasSubstr("sys offers only query"));
   EXPECT_THAT(ErrorOf(head + "  - {id: sys, kind: template, template: x}\n"),
               HasSubstr("reserved"));
+  EXPECT_THAT(ErrorOf(head + "  - {id: a, kind: model, model: embed, priority: high, "
+                             "from: {x: inputs.text}}\n"),
+              AllOf(HasSubstr("node 'a'"), HasSubstr("'priority' must be an integer")));
+  EXPECT_THAT(ErrorOf(head + "  - {id: a, kind: model, model: embed, priority: 1001, "
+                             "from: {x: inputs.text}}\n"),
+              HasSubstr("priority 1001 is out of range (0..1000)"));
+  EXPECT_TRUE(Parse(head + "  - {id: a, kind: model, model: embed, priority: 7, "
+                           "from: {x: inputs.text}}\n")
+                  .ok());
+}
+
+// {{ NAME }} with spaces or none around NAME, which has neither spaces nor
+// '}'; anything else is left as text.
+TEST(WorkflowTest, FindsEachPlaceholderWhereItStands) {
+  const std::string text = "{{a.x}} and {{  b.y? }}, {{ }} {{c d}} {{{e.f}} {{g.h}";
+  const auto found = FindPlaceholders(text);
+  ASSERT_EQ(found.size(), 3u);
+  EXPECT_EQ(found[0].reference, "a.x");
+  EXPECT_EQ(text.substr(found[0].position, found[0].length), "{{a.x}}");
+  EXPECT_EQ(found[1].reference, "b.y?");
+  EXPECT_EQ(text.substr(found[1].position, found[1].length), "{{  b.y? }}");
+  EXPECT_EQ(found[2].reference, "{e.f");
+  EXPECT_EQ(text.substr(found[2].position, found[2].length), "{{{e.f}}");
+  EXPECT_TRUE(FindPlaceholders("no {{ placeholders }here").empty());
 }
 
 // A project node maps the towers it is given, one or both, and produces
