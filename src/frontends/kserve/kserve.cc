@@ -6,6 +6,7 @@
 #include <rapidjson/error/en.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -356,6 +357,15 @@ Result<KserveInferRequest> ParseInferRequest(std::shared_ptr<const std::string> 
               "input '{}': binary_data_size {} but shape {} of {} needs {} bytes", name,
               *binary_size, ShapeToString(shape), DataTypeName(*type), expected);
         }
+      }
+      // The bytes follow a JSON header of any length: a tensor that does
+      // not start on its element's alignment is copied into an aligned
+      // buffer, as typed reads of it (ONNX Runtime's, batching's) need.
+      const std::size_t alignment = DataTypeSize(*type);
+      if (*type != DataType::kBytes && reinterpret_cast<std::uintptr_t>(data) % alignment != 0) {
+        BRAID_ASSIGN_OR_RETURN(Tensor aligned, Tensor::Allocate(*type, std::move(shape)));
+        std::memcpy(aligned.mutable_data(), data, *binary_size);
+        tensor = std::move(aligned);
       }
       binary_offset += *binary_size;
       request.inputs[name] = std::move(tensor);
