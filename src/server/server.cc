@@ -17,8 +17,9 @@
 #include "frontends/kserve/generate_api.h"
 #include "frontends/live/live_api.h"
 #include "frontends/openai/openai_api.h"
-#include "frontends/openai/retrieval_api.h"
+#include "frontends/openai/rerank_api.h"
 #include "frontends/openai/speech_api.h"
+#include "frontends/tei/tei_api.h"
 #include "frontends/web/web.h"
 #include "frontends/workflow/workflow_api.h"
 #include "metrics/metrics.h"
@@ -58,7 +59,8 @@ struct Server::Parts {
   std::optional<GenerateApi> generate_api;
   std::optional<Embedder> embedder;
   std::optional<OpenAiApi> openai_api;
-  std::optional<RetrievalApi> retrieval_api;
+  std::optional<RerankApi> rerank_api;
+  std::optional<TeiApi> tei_api;
   std::optional<CollectionsApi> collections_api;
   std::optional<SpeechApi> speech_api;
   // Live streams' pool and decoders: stopped once the model requests are
@@ -141,7 +143,8 @@ Status Server::Parts::Build() {
   generate_api.emplace(workflows, *executor, *service);
   embedder.emplace(*executor, MakeModelCatalog(*service));
   openai_api.emplace(*service, workflows, *executor, *embedder);
-  retrieval_api.emplace(*embedder, *executor, *openai_api);
+  rerank_api.emplace(*embedder);
+  tei_api.emplace(*embedder, *executor, *openai_api);
   collections_api.emplace(*collections, *embedder, *files, *workflow_pool);
   executor->SetCollections(
       &*collections, [this](InputType type, std::string data, EmbeddingSpace space, auto done) {
@@ -181,7 +184,8 @@ Status Server::Parts::Build() {
   routes = std::make_shared<RouteTable>();
   workflow_api->AddRoutes(*routes);
   generate_api->AddRoutes(*routes);
-  retrieval_api->AddRoutes(*routes);
+  rerank_api->AddRoutes(*routes);
+  tei_api->AddRoutes(*routes);
   collections_api->AddRoutes(*routes);
   speech_api->AddRoutes(*routes);
   live_api->AddRoutes(*routes);

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <numeric>
 
 #include "core/base64.h"
 #include "preprocess/ngram_tokenizer.h"
@@ -29,6 +31,20 @@ Result<rapidjson::Document> ParseJsonObject(std::string_view body) {
   if (doc.HasParseError() || !doc.IsObject())
     return InvalidArgument("the body must be a JSON object");
   return doc;
+}
+
+Result<bool> OptionalJsonBool(const rapidjson::Value& doc, const char* name, bool fallback) {
+  if (!doc.HasMember(name) || doc[name].IsNull()) return fallback;
+  if (!doc[name].IsBool()) return InvalidArgument("'{}' must be true or false", name);
+  return doc[name].GetBool();
+}
+
+std::vector<std::size_t> RankedByScore(const std::vector<float>& scores) {
+  std::vector<std::size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return scores[a] > scores[b]; });
+  return order;
 }
 
 Result<EmbedItem> ParseEmbedItem(const rapidjson::Value& part) {

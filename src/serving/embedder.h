@@ -38,6 +38,11 @@ struct EmbedItem {
 // A request body that must be a JSON object (parsed iteratively, so deep
 // nesting cannot exhaust the stack).
 Result<rapidjson::Document> ParseJsonObject(std::string_view body);
+// The boolean member `name` of `doc`; `fallback` when it is absent or null.
+Result<bool> OptionalJsonBool(const rapidjson::Value& doc, const char* name, bool fallback);
+// Indexes of `scores` by descending score (ties in index order): the order
+// of rerank answers.
+std::vector<std::size_t> RankedByScore(const std::vector<float>& scores);
 
 // A string, or a content part {type: "text", text} or {type: "image_url",
 // image_url: {url: "data:..."}} (an audio data URL is audio, as Dify sends

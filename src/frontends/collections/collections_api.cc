@@ -17,12 +17,6 @@ constexpr std::size_t kMaxTextBytes = 64 << 10;
 constexpr std::size_t kMaxMetadataBytes = 16 << 10;
 constexpr std::size_t kMaxNameBytes = 1024;  // an item's display name
 
-HttpResponse Json(std::string body) {
-  HttpResponse response;
-  response.body = std::move(body);
-  return response;
-}
-
 std::string Serialise(const rapidjson::Value& value) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);

@@ -287,6 +287,13 @@ std::string PercentDecode(std::string_view text, bool plus_is_space) {
   return out;
 }
 
+HttpResponse Json(std::string body, int status) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  return response;
+}
+
 HttpResponse JsonError(int status, std::string_view message) {
   HttpResponse response;
   response.status = status;

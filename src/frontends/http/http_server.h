@@ -227,6 +227,8 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// A response whose body is the JSON `body`.
+HttpResponse Json(std::string body, int status = 200);
 // An {"error": message} response.
 HttpResponse JsonError(int status, std::string_view message);
 // The JSON error for a failed `status`, with its HTTP status (status_mapping.h).

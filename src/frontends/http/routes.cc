@@ -18,13 +18,6 @@ namespace {
 constexpr char kServerName[] = "braid";
 constexpr char kServerVersion[] = "0.1.0";
 
-HttpResponse Json(std::string body, int status = 200) {
-  HttpResponse response;
-  response.status = status;
-  response.body = std::move(body);
-  return response;
-}
-
 std::string_view TritonType(DataType type) {
   switch (type) {
     case DataType::kBool:
