@@ -19,6 +19,12 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
+namespace {
+
+Status Cancelled() { return MakeStatus(StatusCode::kCancelled, "the caller stopped"); }
+
+}  // namespace
+
 Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& system,
                                const std::string& prompt,
                                const std::function<void(const std::string&)>& on_token,
@@ -79,15 +85,13 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
     stream.expires_after(timeout);
     net::ip::tcp::resolver resolver(io);
     const auto endpoints = resolver.resolve(host, port);
-    const auto cancelled = [] { return MakeStatus(StatusCode::kCancelled, "the caller stopped"); };
-    // One step of the exchange; a stop closes the connection under it.
+    // One step of the exchange. A stop closes the connection under it; the
+    // step's error then ends the call as Cancelled (below).
     auto step = [&](auto start) {
-      return RunStep(io, start, stopped, [&stream] { stream.close(); });
+      const beast::error_code ec = RunStep(io, start, stopped, [&stream] { stream.close(); });
+      if (ec && ec != http::error::need_buffer) throw beast::system_error(ec);
     };
-    if (auto ec = step([&](auto done) { stream.async_connect(endpoints, done); })) {
-      if (stopped()) return cancelled();
-      throw beast::system_error(ec);
-    }
+    step([&](auto done) { stream.async_connect(endpoints, done); });
     http::request<http::string_body> request(http::verb::post, path, 11);
     request.set(http::field::host, host);
     request.set(http::field::content_type, "application/json");
@@ -96,19 +100,12 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       request.set(http::field::authorization, "Bearer " + upstream.api_key);
     request.body() = buffer.GetString();
     request.prepare_payload();
-    if (auto ec = step([&](auto done) { http::async_write(stream, request, done); })) {
-      if (stopped()) return cancelled();
-      throw beast::system_error(ec);
-    }
+    step([&](auto done) { http::async_write(stream, request, done); });
 
     beast::flat_buffer read_buffer;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (auto ec =
-            step([&](auto done) { http::async_read_header(stream, read_buffer, parser, done); })) {
-      if (stopped()) return cancelled();
-      throw beast::system_error(ec);
-    }
+    step([&](auto done) { http::async_read_header(stream, read_buffer, parser, done); });
     const int status = static_cast<int>(parser.get().result_int());
     std::string reply, pending;
     char chunk[8192];
@@ -117,12 +114,7 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
       parser.get().body().data = chunk;
       parser.get().body().size = sizeof(chunk);
       stream.expires_after(timeout);
-      const beast::error_code ec =
-          step([&](auto done) { http::async_read_some(stream, read_buffer, parser, done); });
-      if (ec && ec != http::error::need_buffer) {
-        if (stopped()) return cancelled();
-        throw beast::system_error(ec);
-      }
+      step([&](auto done) { http::async_read_some(stream, read_buffer, parser, done); });
       pending.append(chunk, sizeof(chunk) - parser.get().body().size);
       if (status != 200) continue;
       // Server-Sent Events: complete lines "data: {...}".
@@ -155,7 +147,7 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
           std::string token = choice["delta"]["content"].GetString();
           if (token.empty()) continue;
           reply += token;
-          if (stopped()) return cancelled();
+          if (stopped()) return Cancelled();
           on_token(token);
         }
       }
@@ -169,6 +161,7 @@ Result<std::string> StreamChat(const UpstreamChat& upstream, const std::string& 
     stream.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
     return reply;
   } catch (const std::exception& e) {
+    if (stopped()) return Cancelled();
     spdlog::warn("upstream chat at {} failed: {}", upstream.base_url, e.what());
     return Unavailable("the upstream chat model could not be reached: {}", e.what());
   }
