@@ -132,10 +132,11 @@ class HaproxyTest : public ::testing::Test {
   std::optional<HaproxyProcess> haproxy_;
 };
 
-// Replica 3 gets a backlog of large clip-image batches: while one waits in
-// its queue its agent says 1 %. HAProxy is seen to hold that weight before
-// the identity requests go out and after they all came back, so over that
-// span its weights are 100:100:1 and the requests go one at a time.
+// Replica 3 gets a backlog of large clip-image batches, kept full until the
+// test ends: while one waits in its queue its agent says 1 %. HAProxy is
+// seen to hold that weight before the identity requests go out and after
+// they all came back, so over that span its weights are 100:100:1 and the
+// requests go one at a time.
 TEST_F(HaproxyTest, TheAgentsWeightSteersTrafficAwayFromABusyReplica) {
   testing::Backlog backlog(replicas_[2]);
   ASSERT_TRUE(haproxy_->WaitFor([](const auto& stats) { return stats[2].weight == 1; }))

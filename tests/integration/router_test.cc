@@ -138,12 +138,12 @@ TEST_F(RouterTest, EveryKindOfAnswerPassesThroughUnchanged) {
 }
 
 // Decided from events and counts, not from how fast the machine is: replica
-// 2 gets a backlog of large clip-image batches (each must wait for the one
-// before it), so it reports load 1 for as long as a request waits in its
-// queue; the router is seen to hold that load before the identity requests
-// go out, and the backlog is seen to be still queued after they all came
-// back. Over that span the router's weights are fixed (0.02 for replica 2,
-// 1 for the others) and the requests go one at a time.
+// 2 gets a backlog of large clip-image batches that its clients keep full
+// until the test ends (each batch waits for the one before it), so it
+// reports load 1 throughout; the router is seen to hold that load before the
+// identity requests go out, and the backlog is seen to be still queued after
+// they all came back. Over that span the router's weights are fixed (0.02
+// for replica 2, 1 for the others) and the requests go one at a time.
 TEST_F(RouterTest, LoadWeightedSendsLessToABusyReplica) {
   RouterProcess router(All(), {"--policy", "load_weighted"});
   ASSERT_TRUE(router.ready());

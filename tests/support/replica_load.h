@@ -76,10 +76,12 @@ inline std::string ClipImageBatch(int images, const std::string& value) {
   return batch + R"(]}],"parameters":{"cache":false,"timeout":60000000}})";
 }
 
-// `requests` batches of 32 clip-image inputs sent to `replica` at once (the
-// binary extension, uncached): each waits for the one before it, so the
-// replica's queue holds clip-image work, and its load is 1, for as long as
-// one of them waits. Waits for every answer when destroyed.
+// `requests` clients that each send `replica` a batch of 32 clip-image
+// inputs (the binary extension, uncached), and another as soon as one is
+// answered, until the backlog is destroyed: each batch waits for the one
+// before it, so the replica's queue holds clip-image work, and its load is
+// 1, for as long as the backlog lives, however fast the machine computes.
+// Destruction stops the clients and waits for their last answers.
 class Backlog {
  public:
   explicit Backlog(const ServerProcess& replica, int requests = 6) : replica_(replica) {
@@ -90,15 +92,20 @@ class Backlog {
         R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
         std::to_string(bytes) + R"(}}],"parameters":{"cache":false,"timeout":30000000}})";
     auto file = dir_.Write("batch.bin", header + std::string(bytes, '\0'));
+    const std::string stop = (dir_.path() / "stop").string();
     std::string script;
     for (int i = 0; i < requests; ++i) {
-      script += "curl -s -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
+      script += "while [ ! -e " + stop +
+                " ]; do curl -s -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
                 std::to_string(header.size()) + "' --data-binary @" + file.string() + " " +
-                replica.url() + "/v2/models/clip-image/infer & ";
+                replica.url() + "/v2/models/clip-image/infer || sleep 0.05; done & ";
     }
     thread_ = std::thread([script] { RunCommand(script + "wait"); });
   }
-  ~Backlog() { thread_.join(); }
+  ~Backlog() {
+    dir_.Write("stop", "");
+    thread_.join();
+  }
   Backlog(const Backlog&) = delete;
   Backlog& operator=(const Backlog&) = delete;
 
