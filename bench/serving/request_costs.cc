@@ -27,6 +27,7 @@
 #include "core/compute_budget.h"
 #include "frontends/http/http_server.h"
 #include "frontends/http/routes.h"
+#include "frontends/kserve/kserve_api.h"
 #include "metrics/metrics.h"
 #include "serving/inference_service.h"
 
@@ -143,8 +144,10 @@ int Run(const std::string& repository_path, int requests, std::int64_t inline_ma
   Metrics metrics;
   HttpServerOptions http_options;
   http_options.threads = 2;
-  HttpServer http(http_options, MakeApiHandler(service, metrics, SteadyClock(), ApiOptions{},
-                                               std::make_shared<RouteTable>()));
+  auto routes = std::make_shared<RouteTable>();
+  KserveApi kserve(service, metrics, SteadyClock(), KserveLimits{});
+  kserve.AddRoutes(*routes);
+  HttpServer http(http_options, MakeApiHandler(service, metrics, ApiOptions{}, routes));
   auto port = http.Listen("127.0.0.1", 0);
   if (!port.ok()) {
     fmt::print(stderr, "bench_request_costs: {}\n", port.status().message());

@@ -15,6 +15,7 @@
 #include "frontends/http/http_server.h"
 #include "frontends/http/routes.h"
 #include "frontends/kserve/generate_api.h"
+#include "frontends/kserve/kserve_api.h"
 #include "frontends/live/live_api.h"
 #include "frontends/openai/openai_api.h"
 #include "frontends/openai/rerank_api.h"
@@ -70,6 +71,7 @@ struct Server::Parts {
   std::optional<LiveVideo> live_video;
   std::optional<LiveReports> live_reports;
   std::optional<LiveApi> live_api;
+  std::optional<KserveApi> kserve_api;
   // Every front end's endpoints; the routes point into the APIs above.
   std::shared_ptr<RouteTable> routes;
   std::optional<HttpServer> http;
@@ -177,6 +179,7 @@ Status Server::Parts::Build() {
   api_options.admin_key = options.admin_key;
   api_options.protect_health = options.protect_health;
   api_options.limits.max_json_depth = options.max_json_depth;
+  kserve_api.emplace(*service, metrics, SteadyClock(), api_options.limits);
   if (options.rate_limit > 0) {
     api_options.limiter =
         std::make_shared<RateLimiter>(options.rate_limit, options.rate_burst, SteadyClock());
@@ -193,6 +196,7 @@ Status Server::Parts::Build() {
   AddWebPages(*routes);
   AddDashboardStats(*routes, *service, metrics,
                     options.protect_metrics ? RouteAccess::kKeyed : RouteAccess::kOpen);
+  kserve_api->AddRoutes(*routes);
   HttpServerOptions http_options;
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.max_header_count = options.max_header_count;
@@ -207,7 +211,7 @@ Status Server::Parts::Build() {
                              ? options.http_threads
                              : static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
   http_options.busy_poll = std::chrono::microseconds(options.http_busy_poll_us);
-  http.emplace(http_options, MakeApiHandler(*service, metrics, SteadyClock(), api_options, routes));
+  http.emplace(http_options, MakeApiHandler(*service, metrics, api_options, routes));
   HttpServerOptions metrics_options;
   metrics_options.threads = 1;
   if (options.tls_metrics) metrics_options.tls = options.tls;

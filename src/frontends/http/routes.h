@@ -1,5 +1,6 @@
-// The HTTP API: KServe v2 with Triton's extensions (ARCHITECTURE.md), and
-// the metrics endpoint. Request-path errors become {"error": ...} responses
+// The HTTP API's dispatcher (one route table for every front end's
+// endpoints, keys, rate limits, JSON depth, ORCA load reports) and the
+// metrics endpoint. Request-path errors become {"error": ...} responses
 // through HttpStatusFor.
 #pragma once
 
@@ -24,14 +25,18 @@ struct ApiOptions {
   std::shared_ptr<RateLimiter> limiter;
 };
 
-// Adds the KServe v2 and health endpoints to `routes`, which holds the other
-// front ends' (workflows, OpenAI, TEI, collections, live, web pages), and
-// returns the handler that serves them all: it finds a request's route,
-// checks the key its access asks for, bounds a JSON body's depth and calls
-// the route; what no route takes is answered 404 or 405 from the table.
-// `service`, `metrics` and `clock` must outlive the handler.
-HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, Clock& clock,
-                           ApiOptions options, std::shared_ptr<RouteTable> routes);
+// The handler that serves `routes`, which holds every front end's endpoints
+// (KServe, workflows, OpenAI, TEI, collections, live, web pages): it finds a
+// request's route, checks the key its access asks for, bounds a JSON body's
+// depth and calls the route; what no route takes is answered 404 or 405
+// from the table. `service` (for load reports) and `metrics` must outlive
+// the handler.
+HttpHandler MakeApiHandler(InferenceService& service, Metrics& metrics, ApiOptions options,
+                           std::shared_ptr<RouteTable> routes);
+// Sends `response`, counting it in the HTTP request metrics (no model label)
+// and logging it at debug level: how endpoints without a model answer.
+void ReplyCounted(Metrics& metrics, const HttpResponderPtr& responder, const HttpRequest& request,
+                  HttpResponse response);
 // The header-time checks, for HttpServerOptions::admit: a request past its
 // address's rate is refused 429 (with Retry-After), and one with a body but
 // without its key 401, before the body is read. Null when there is neither a
