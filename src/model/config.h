@@ -22,6 +22,9 @@ struct TensorSpec {
   std::string name;
   DataType datatype = DataType::kFp32;
   Shape dims;  // without the batch dimension; -1 marks a variable dimension
+  // An input a request may leave out (a workflow's optional input; model
+  // configs have none): Model::OrderInputs puts an empty tensor in its place.
+  bool optional = false;
 };
 
 struct InstanceGroup {

@@ -20,6 +20,10 @@ Result<std::vector<Tensor>> Model::OrderInputs(std::map<std::string, Tensor> inp
   std::int64_t batch = -1;
   for (const auto& spec : config_.inputs) {
     auto it = inputs.find(spec.name);
+    if (it == inputs.end() && spec.optional) {
+      ordered.emplace_back();
+      continue;
+    }
     if (it == inputs.end()) {
       return InvalidArgument("model '{}' needs input '{}' ({} {})", name(), spec.name,
                              DataTypeName(spec.datatype),

@@ -28,7 +28,8 @@ class Model {
   ModelInstance& instance(std::size_t i) { return *instances_[i]; }
 
   // Checks named request tensors against the config and returns them in
-  // config order, ready for ModelInstance::Execute. Errors are
+  // config order, ready for ModelInstance::Execute (an empty tensor for an
+  // optional input left out). Errors are
   // InvalidArgument and name the input: missing, unexpected, wrong data
   // type, wrong rank or dims, batch of 0 or above max_batch_size, or batch
   // sizes that differ between inputs.

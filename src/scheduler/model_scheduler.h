@@ -88,6 +88,7 @@
 #include "scheduler/adaptive_window.h"
 #include "scheduler/autoscaler.h"
 #include "scheduler/request.h"
+#include "scheduler/scheduler.h"
 #include "scheduler/utilization.h"
 
 namespace braid {
@@ -121,43 +122,7 @@ struct SchedulerOptions {
   std::int64_t inline_max_us = 0;
 };
 
-// A fixed-bucket histogram of durations in microseconds; buckets are upper
-// bounds, with a final overflow bucket.
-struct DurationHistogram {
-  static constexpr double kBoundsUs[] = {50,    100,   250,   500,    1000,   2500,   5000,
-                                         10000, 25000, 50000, 100000, 250000, 500000, 1000000};
-  std::vector<std::uint64_t> counts = std::vector<std::uint64_t>(std::size(kBoundsUs) + 1, 0);
-  std::uint64_t count = 0;
-  double sum_us = 0;
-
-  void Add(Duration d);
-};
-
-struct SchedulerStats {
-  std::uint64_t success = 0;         // requests completed OK
-  std::uint64_t failure = 0;         // requests whose batch failed
-  std::uint64_t rejected = 0;        // refused at admission (queue full, or too late)
-  std::uint64_t timed_out = 0;       // dropped at a timeout or deadline
-  std::uint64_t cancelled = 0;       // dropped because cancelled
-  std::uint64_t delayed = 0;         // moved behind every level at their timeout
-  std::uint64_t computed_late = 0;   // started past their deadline (should stay 0)
-  std::uint64_t inline_batches = 0;  // run by the enqueuing thread (inline_max_us)
-  std::uint64_t preempted = 0;       // batches stopped for a more urgent request, then requeued
-  std::uint64_t executions = 0;      // batches run
-  std::uint64_t inferences = 0;      // items run (sum of batch sizes)
-  DurationHistogram queue_time;      // per request
-  std::vector<DurationHistogram> queue_time_by_level;  // [level-1], per request
-  DurationHistogram compute_time;                      // per batch
-  std::vector<std::uint64_t> batch_sizes;              // [b] = batches of b items
-  std::vector<std::size_t> queue_depth;                // [level-1] = requests queued now
-  std::size_t delayed_depth = 0;
-  double utilization = 0;            // busy fraction over the utilisation window
-  std::size_t active_instances = 0;  // instances taking work now
-  std::uint64_t scale_ups = 0;       // autoscaler decisions
-  std::uint64_t scale_downs = 0;
-};
-
-class ModelScheduler {
+class ModelScheduler final : public Scheduler {
  public:
   // Starts one worker per instance of `model`. `clock` must outlive the scheduler.
   ModelScheduler(ModelPtr model, Clock& clock, SchedulerOptions options = {});
@@ -173,7 +138,7 @@ class ModelScheduler {
   // RESOURCE_EXHAUSTED when its level's queue is full or the work ahead of
   // it would not let it start before its timeout or deadline, UNAVAILABLE after
   // Shutdown began. Thread-safe.
-  Status Enqueue(InferenceRequestPtr& request);
+  Status Enqueue(InferenceRequestPtr& request) override;
 
   // Wakes the workers so that they notice cancelled requests now rather
   // than at their next event. Thread-safe.
@@ -182,9 +147,9 @@ class ModelScheduler {
   // Stops admitting. With `drain`, runs everything queued first; without,
   // completes queued requests with UNAVAILABLE. Then joins the workers.
   // Blocks. Idempotent.
-  void Shutdown(bool drain);
+  void Shutdown(bool drain) override;
 
-  SchedulerStats Stats() const;
+  SchedulerStats Stats() const override;
   // Batch items waiting in the queues now, off-peak ones included.
   std::size_t queued_items() const;
   // Last published utilisation in [0, 1]; lock-free.
@@ -195,7 +160,7 @@ class ModelScheduler {
   // (and published). Takes the lock.
   double CurrentLoad();
   const Model& model() const { return *model_; }
-  ModelPtr shared_model() const { return model_; }
+  ModelPtr shared_model() const override { return model_; }
   bool batching() const { return batching_; }
 
  private:

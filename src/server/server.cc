@@ -26,15 +26,20 @@
 #include "metrics/metrics.h"
 #include "serving/embedder.h"
 #include "serving/inference_service.h"
+#include "workflow/workflow_scheduler.h"
 
 namespace braid {
 
 // Declared in construction order; destroyed in reverse. Each member may use
-// the ones above it, never one below, with one exception: the executor's
-// collection callback embeds through `embedder`, built after it (the
-// embedder runs its pipelines on the executor). Only workflow runs call it,
-// and Stop, which the destructor runs first, waits on the executor's run
-// gate with no deadline before anything is destroyed.
+// the ones above it, never one below, with two exceptions, both settled by
+// Stop, which the destructor runs first:
+//   - the executor's collection callback embeds through `embedder`, built
+//     after it (the embedder runs its pipelines on the executor). Only
+//     workflow runs call it, and Stop waits on the executor's run gate with
+//     no deadline before anything is destroyed;
+//   - `service` serves each workflow by name through a WorkflowScheduler
+//     that runs on `executor`, built after it. Stop shuts the service down,
+//     which shuts those schedulers down and lets them go, before it.
 struct Server::Parts {
   explicit Parts(ServerOptions server_options) : options(std::move(server_options)) {}
 
@@ -131,6 +136,16 @@ Status Server::Parts::Build() {
   }
   if (Status status = workflows.Load(options.workflows, MakeModelCatalog(*service)); !status.ok()) {
     spdlog::warn("no workflows: {}", status.message());
+  }
+  // A workflow is served by name like a model too (KServe infer over HTTP
+  // and gRPC, as Triton serves an ensemble).
+  for (const auto& [name, entry] : workflows.entries()) {
+    if (!entry.workflow) continue;
+    if (service->GetModel(name).ok())
+      spdlog::warn("workflow {} shares its name with a model: /v2/models/{}/infer runs the model",
+                   name, name);
+    service->Serve(name,
+                   std::make_shared<WorkflowScheduler>(*executor, entry.workflow, SteadyClock()));
   }
   files.emplace(SteadyClock());
   WorkflowApiOptions workflow_options;

@@ -63,14 +63,24 @@ InferenceService::~InferenceService() { Shutdown(true); }
 void InferenceService::Shutdown(bool drain) {
   admitting_ = false;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
+  std::map<std::string, std::shared_ptr<Scheduler>, std::less<>> served;
   {
     std::unique_lock lock(mutex_);
     schedulers.swap(schedulers_);
+    served.swap(served_);
     serving_ = false;
   }
+  // Draining, workflows finish first, while their models still run; cut
+  // short, the models answer first (UNAVAILABLE), which ends the runs that
+  // wait on them.
+  auto shut_served = [&] {
+    for (auto& [name, scheduler] : served) scheduler->Shutdown(drain);
+  };
+  if (drain) shut_served();
   for (auto& [name, versions] : schedulers) {
     for (auto& [version, scheduler] : versions) scheduler->Shutdown(drain);
   }
+  if (!drain) shut_served();
   retirements_.WaitIdle();
   completions_.WaitIdle();
 }
@@ -131,7 +141,22 @@ void InferenceService::SyncSchedulers(const std::string& name) {
   for (auto& scheduler : retired) Retire(std::move(scheduler));
 }
 
-void InferenceService::Retire(SchedulerPtr scheduler) {
+void InferenceService::Serve(const std::string& name, std::shared_ptr<Scheduler> scheduler) {
+  std::shared_ptr<Scheduler> replaced;
+  {
+    std::unique_lock lock(mutex_);
+    replaced = std::exchange(served_[name], std::move(scheduler));
+  }
+  if (replaced) Retire(std::move(replaced));
+}
+
+std::string_view InferenceService::MetricsLabel(std::string_view name) const {
+  if (GetModel(name).ok()) return name;
+  std::shared_lock lock(mutex_);
+  return served_.count(name) ? name : "unknown";
+}
+
+void InferenceService::Retire(std::shared_ptr<Scheduler> scheduler) {
   retirements_.Submit([scheduler = std::move(scheduler)] { scheduler->Shutdown(true); });
 }
 
@@ -147,13 +172,25 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     return;
   }
   SchedulerPtr scheduler;
+  std::shared_ptr<Scheduler> served;
   {
     std::shared_lock lock(mutex_);
     auto it = schedulers_.find(model_name);
     if (it != schedulers_.end() && !it->second.empty()) {
       auto found = version == 0 ? std::prev(it->second.end()) : it->second.find(version);
       if (found != it->second.end()) scheduler = found->second;
+    } else if (auto other = served_.find(model_name); other != served_.end() && version <= 1) {
+      served = other->second;
     }
+  }
+  if (served) {
+    auto ordered = served->shared_model()->OrderInputs(std::move(inputs));
+    if (!ordered.ok()) {
+      done(ordered.status());
+      return;
+    }
+    Schedule(*served, std::move(ordered).value(), options, std::nullopt, std::move(done));
+    return;
   }
   if (!scheduler) {
     auto model = repository_.Get(model_name, version);
@@ -170,7 +207,7 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
   // that an identical request is already computing waits for that result.
   const auto& cache_config = model->config().response_cache;
   if (cache_ == nullptr || !cache_config.enable || !options.use_cache) {
-    Schedule(scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
+    Schedule(*scheduler, std::move(ordered).value(), options, std::nullopt, std::move(done));
     return;
   }
   if (cache_config.key == MediaKey::kExact) {
@@ -242,19 +279,19 @@ void InferenceService::LeadOrWait(const SchedulerPtr& scheduler, std::vector<Ten
       return;
     }
     // The leader failed (its client may have gone): compute this one itself.
-    Schedule(scheduler, inputs, options, std::nullopt, std::move(done));
+    Schedule(*scheduler, inputs, options, std::nullopt, std::move(done));
     FinishOne();
   };
   if (cache_->Lead(key, options.priority, std::move(waiter)) == ResultCache::Flight::kWait) return;
   // Leading, alone or beside a less urgent leader: the result fills the cache.
-  Schedule(scheduler, std::move(inputs), options, key, std::move(done));
+  Schedule(*scheduler, std::move(inputs), options, key, std::move(done));
   FinishOne();  // the waiter was not kept
 }
 
-void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
+void InferenceService::Schedule(Scheduler& scheduler, std::vector<Tensor> inputs,
                                 const InferOptions& options, std::optional<Hash128> lead,
                                 InferCallback done) {
-  ModelPtr model = scheduler->shared_model();
+  ModelPtr model = scheduler.shared_model();
   auto request = std::make_unique<InferenceRequest>();
   request->inputs = std::move(inputs);
   request->priority = options.priority;
@@ -282,7 +319,7 @@ void InferenceService::Schedule(const SchedulerPtr& scheduler, std::vector<Tenso
       Answer(done, std::move(result.status));
     }
   };
-  Status status = scheduler->Enqueue(request);
+  Status status = scheduler.Enqueue(request);
   if (!status.ok()) {
     if (lead) cache_->Land(*lead, status);
     request.reset();  // drops the callback's copy of `done`
@@ -312,6 +349,9 @@ std::map<std::string, std::map<std::int64_t, SchedulerStats>> InferenceService::
   std::shared_lock lock(mutex_);
   for (const auto& [name, versions] : schedulers_) {
     for (const auto& [version, scheduler] : versions) stats[name][version] = scheduler->Stats();
+  }
+  for (const auto& [name, scheduler] : served_) {
+    if (!stats.count(name)) stats[name][1] = scheduler->Stats();
   }
   return stats;
 }

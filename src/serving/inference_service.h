@@ -97,24 +97,30 @@ class InferenceService {
   // background while the new one takes requests.
   Status Load(const std::string& name);
   Status Unload(const std::string& name);
+  // Serves `scheduler` under `name`, as version 1, beside the repository's
+  // models: a workflow's DAG (WorkflowScheduler), whose requests then go the
+  // way a model's do (Infer validates them against its signature; no result
+  // cache: the workflow caches its nodes). A model of the same name comes
+  // first. Shutdown shuts it down and lets it go.
+  void Serve(const std::string& name, std::shared_ptr<Scheduler> scheduler);
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
   Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
-  // The model label a request for `name` is counted under in metrics: the
-  // name when such a model is served, else "unknown" (a client's string
-  // never becomes a label).
-  std::string_view MetricsLabel(std::string_view name) const {
-    return GetModel(name).ok() ? name : "unknown";
-  }
+  // The label a request for `name` is counted under in metrics: the name
+  // when such a model or workflow is served, else "unknown" (a client's
+  // string never becomes a label).
+  std::string_view MetricsLabel(std::string_view name) const;
   std::vector<ModelVersionStatus> Index() const { return repository_.Index(); }
 
-  // Validates `inputs` against the model and schedules them. `done` is
+  // Validates `inputs` against the model (or the served scheduler's
+  // signature) and schedules them. `done` is
   // called exactly once. Refusals (unknown model, bad input, full queue,
   // draining) call it before Infer returns.
   void Infer(std::string_view model, std::int64_t version, std::map<std::string, Tensor> inputs,
              const InferOptions& options, InferCallback done);
 
-  // Statistics of every scheduled model version, by name then version.
+  // Statistics of every scheduled model version and served scheduler, by
+  // name then version.
   std::map<std::string, std::map<std::int64_t, SchedulerStats>> Stats() const;
 
   // Ready to serve: not draining and at least one model ready. Lock-free.
@@ -153,15 +159,15 @@ class InferenceService {
   SchedulerOptions OptionsFor(const Model& model) const;
   // Makes the schedulers match the repository's loaded versions of `name`.
   void SyncSchedulers(const std::string& name);
-  void Retire(SchedulerPtr scheduler);
+  void Retire(std::shared_ptr<Scheduler> scheduler);
   // Calls `done` with `result`, destroys it (and what it holds, such as a
   // client connection's responder), then counts the request finished: so
   // Drain() never returns while a callback is still alive somewhere.
   void Answer(InferCallback& done, Result<InferResponse> result);
   // Enqueues `inputs` on `scheduler`. With `lead`, the result fills the
   // cache under that key and answers the requests that waited for it.
-  void Schedule(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
-                const InferOptions& options, std::optional<Hash128> lead, InferCallback done);
+  void Schedule(Scheduler& scheduler, std::vector<Tensor> inputs, const InferOptions& options,
+                std::optional<Hash128> lead, InferCallback done);
   // After a cache miss: leads the computation of `key`, waits for the one
   // under way, or (more urgent than it) computes its own.
   void LeadOrWait(const SchedulerPtr& scheduler, std::vector<Tensor> inputs,
@@ -187,7 +193,8 @@ class InferenceService {
   SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
-      schedulers_;                     // guarded by mutex_
+      schedulers_;                                                         // guarded by mutex_
+  std::map<std::string, std::shared_ptr<Scheduler>, std::less<>> served_;  // guarded by mutex_
   std::atomic<bool> serving_{false};   // some scheduler exists; written under mutex_
   std::atomic<bool> draining_{false};  // not ready
   std::atomic<bool> admitting_{true};  // false once Drain() or Shutdown() began

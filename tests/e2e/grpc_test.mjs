@@ -82,6 +82,20 @@ test('ModelInfer with typed contents', async () => {
   assert.equal(response.raw_output_contents[0].length, 512 * 4);
 });
 
+test('ModelInfer runs a workflow by its name, as Triton runs an ensemble', async () => {
+  const response = await call('ModelInfer', {
+    model_name: 'multimodal-assist',
+    inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [Buffer.from('what is this?')] } }],
+  });
+  assert.equal(response.model_name, 'multimodal-assist');
+  const names = response.outputs.map((output) => output.name);
+  assert.deepEqual(names, ['answer', 'chat_answer', 'image_text', 'text_answer', 'transcript']);
+  const text = response.raw_output_contents[names.indexOf('text_answer')];
+  assert.equal(text.readUInt32LE(0), text.length - 4, 'one length-prefixed string');
+  assert.match(text.subarray(4).toString(), /^You asked: what is this\? \(no image or audio attached/);
+  assert.deepEqual(response.outputs[names.indexOf('answer')].shape, [0], 'a skipped output is empty');
+});
+
 test('errors map to gRPC status codes', async () => {
   await assert.rejects(call('ModelInfer', { ...identityRequest(new Array(16).fill(0)), model_name: 'nope' }),
                        (e) => e.code === grpc.status.NOT_FOUND);

@@ -213,6 +213,42 @@ TEST_F(ServeTest, InferJsonTensors) {
   EXPECT_EQ(Parse(text.body)["outputs"][0]["data"].Size(), 512u);
 }
 
+// A workflow is served by name like a model (as Triton serves an
+// ensemble): KServe infer runs it and answers its outputs (one the run
+// skipped is empty), a missing input is a 400 that names it, and its runs
+// count in its statistics.
+TEST_F(ServeTest, AWorkflowIsInferredByNameLikeAModel) {
+  Reply reply = Post(
+      *server_, "/v2/models/multimodal-assist/infer",
+      R"({"id":"w1","inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["what is this?"]}]})");
+  ASSERT_EQ(reply.code, 200) << reply.body;
+  auto doc = Parse(reply.body);
+  EXPECT_STREQ(doc["model_name"].GetString(), "multimodal-assist");
+  EXPECT_STREQ(doc["id"].GetString(), "w1");
+  std::map<std::string, std::string> outputs;
+  for (const auto& output : doc["outputs"].GetArray()) {
+    const auto& data = output["data"];
+    outputs[output["name"].GetString()] = data.Empty() ? "(empty)" : data[0].GetString();
+  }
+  EXPECT_EQ(outputs["text_answer"],
+            "You asked: what is this? (no image or audio attached; no chat model is configured)");
+  EXPECT_EQ(outputs["answer"], "(empty)");
+  EXPECT_EQ(outputs["image_text"], "(empty)");
+  EXPECT_EQ(outputs.size(), 5u);
+
+  Reply missing =
+      Post(*server_, "/v2/models/image-text-match/infer",
+           R"({"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["a cat"]}]})");
+  EXPECT_EQ(missing.code, 400) << missing.body;
+  EXPECT_THAT(missing.body, HasSubstr("needs input 'image'"));
+
+  Reply stats = Curl(*server_, "/v2/models/multimodal-assist/stats");
+  ASSERT_EQ(stats.code, 200);
+  auto stats_doc = Parse(stats.body);
+  ASSERT_EQ(stats_doc["model_stats"].Size(), 1u) << stats.body;
+  EXPECT_EQ(stats_doc["model_stats"][0]["inference_count"].GetUint64(), 1u);
+}
+
 TEST_F(ServeTest, InferBinaryTensorsBothWays) {
   testing::TempDir dir;
   std::string header =

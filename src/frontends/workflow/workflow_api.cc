@@ -615,6 +615,11 @@ void WorkflowApi::List(HttpResponderPtr responder) {
         }
         item += "]}";
       }
+      item += "],\"outputs\":[";
+      for (const auto& [output, reference] : entry.workflow->outputs) {
+        if (item.back() != '[') item += ',';
+        AppendJsonString(item, output);
+      }
       item += "]}";
     } else {
       item += ",\"status\":\"unavailable\",\"reason\":";

@@ -8,10 +8,13 @@
 
 #include <cmath>
 #include <condition_variable>
+#include <optional>
+#include <thread>
 
 #include "preprocess/audio_encoder.h"
 #include "support/pictures.h"
 #include "support/wav.h"
+#include "workflow/workflow_scheduler.h"
 
 namespace braid {
 namespace {
@@ -271,6 +274,87 @@ nodes:
   ASSERT_EQ(last.type, WorkflowEvent::Type::kError);
   EXPECT_EQ(last.status, "stopped");
   EXPECT_EQ(last.error_code, StatusCode::kCancelled);
+}
+
+// What a WorkflowScheduler's request got: its result, once.
+struct Answer {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::optional<InferenceResult> result;
+
+  InferenceRequestPtr Request(std::vector<Tensor> inputs) {
+    auto request = std::make_unique<InferenceRequest>();
+    request->inputs = std::move(inputs);
+    request->cancellation = std::make_shared<CancellationToken>();
+    request->on_complete = [this](InferenceResult got) {
+      std::lock_guard lock(mutex);
+      result = std::move(got);
+      cv.notify_all();
+    };
+    return request;
+  }
+  const InferenceResult& Wait() {
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(cv.wait_for(lock, kPatience, [&] { return result.has_value(); }));
+    return *result;
+  }
+};
+
+TEST_F(ExecutorTest, AWorkflowSchedulerServesAWorkflowAsAModel) {
+  WorkflowScheduler scheduler(executor_, Load(kDiamond), SteadyClock());
+  const ModelConfig& signature = scheduler.shared_model()->config();
+  ASSERT_EQ(signature.inputs.size(), 2u);
+  EXPECT_EQ(signature.inputs[0].name, "a");
+  EXPECT_FALSE(signature.inputs[0].optional);
+  EXPECT_TRUE(signature.inputs[1].optional);
+  ASSERT_EQ(signature.outputs.size(), 2u);
+  EXPECT_EQ(signature.outputs[0].name, "report");
+  EXPECT_EQ(signature.outputs[1].name, "score");
+  // The optional input left out: an empty tensor in its place, as
+  // Model::OrderInputs leaves it.
+  EXPECT_TRUE(scheduler.shared_model()->OrderInputs({{"a", Text("x")}})->at(1).empty());
+
+  Answer answer;
+  auto request = answer.Request({Number(1), Tensor()});
+  ASSERT_TRUE(scheduler.Enqueue(request).ok());
+  EXPECT_EQ(request, nullptr) << "admitted: the scheduler owns the request";
+  runner_.ReleaseWhenHeld(1);
+  const InferenceResult& result = answer.Wait();
+  ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_EQ(result.outputs.size(), 2u);
+  EXPECT_EQ(RenderTensor(result.outputs[0]), "left [2.0000, 1.0000] similarity ");
+  // The skipped output: an empty BYTES tensor.
+  EXPECT_EQ(result.outputs[1].dtype(), DataType::kBytes);
+  EXPECT_EQ(result.outputs[1].shape(), (Shape{0}));
+  EXPECT_EQ(runner_.calls(), 1u);
+  const SchedulerStats stats = scheduler.Stats();
+  EXPECT_EQ(stats.success, 1u);
+  EXPECT_EQ(stats.inferences, 1u);
+  EXPECT_EQ(stats.compute_time.count, 1u);
+}
+
+TEST_F(ExecutorTest, AWorkflowSchedulerCutShortCancelsItsRunsAndAdmitsNoMore) {
+  WorkflowScheduler scheduler(executor_, Load(kDiamond), SteadyClock());
+  Answer answer;
+  auto request = answer.Request({Number(1), Tensor()});
+  const auto token = request->cancellation;
+  ASSERT_TRUE(scheduler.Enqueue(request).ok());
+  runner_.WaitUntilHeld(1);
+  std::thread shutdown([&] { scheduler.Shutdown(false); });
+  // Shutdown closes the gate before it cancels: once the run's token is
+  // cancelled, nothing more is admitted.
+  for (int i = 0; i < 1000 && !token->cancelled(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(token->cancelled());
+  Answer refused;
+  auto late = refused.Request({Number(2), Tensor()});
+  EXPECT_EQ(scheduler.Enqueue(late).code(), StatusCode::kUnavailable);
+  EXPECT_NE(late, nullptr) << "refused: the caller keeps the request";
+  runner_.ReleaseWhenHeld(1);
+  shutdown.join();
+  EXPECT_EQ(answer.Wait().status.code(), StatusCode::kCancelled);
+  EXPECT_EQ(scheduler.Stats().cancelled, 1u);
+  EXPECT_EQ(runner_.calls(), 1u);
 }
 
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {

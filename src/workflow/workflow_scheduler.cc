@@ -1,0 +1,124 @@
+#include "workflow/workflow_scheduler.h"
+
+#include <algorithm>
+
+namespace braid {
+
+ModelPtr WorkflowSignature(const Workflow& workflow) {
+  ModelConfig config;
+  config.name = workflow.name;
+  config.backend = "workflow";
+  config.max_batch_size = 0;
+  for (const auto& input : workflow.inputs)
+    config.inputs.push_back({input.name, DataType::kBytes, {1}, input.optional});
+  for (const auto& [name, reference] : workflow.outputs)
+    config.outputs.push_back({name, DataType::kBytes, {-1}});
+  return std::make_shared<Model>(std::move(config), 1, std::vector<ModelInstancePtr>{});
+}
+
+WorkflowScheduler::WorkflowScheduler(WorkflowExecutor& executor, WorkflowPtr workflow, Clock& clock)
+    : executor_(executor),
+      workflow_(std::move(workflow)),
+      signature_(WorkflowSignature(*workflow_)),
+      clock_(clock) {}
+
+WorkflowScheduler::~WorkflowScheduler() { Shutdown(true); }
+
+Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
+  auto admitted = runs_.TryEnter();
+  if (!admitted) return Unavailable("workflow '{}' is shutting down", workflow_->name);
+  const auto& specs = signature_->config().inputs;
+  if (request->inputs.size() != specs.size()) {
+    return InvalidArgument("workflow '{}' takes {} inputs, not {}", workflow_->name, specs.size(),
+                           request->inputs.size());
+  }
+  NamedTensors inputs;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    if (!request->inputs[i].empty()) inputs.emplace(specs[i].name, std::move(request->inputs[i]));
+  }
+  const TimePoint start = clock_.Now();
+  RunOptions options;
+  options.priority = request->priority;
+  options.deadline = request->deadline;
+  if (request->timeout_us >= 0)
+    options.deadline =
+        std::min(options.deadline, start + std::chrono::microseconds(request->timeout_us));
+  options.cancellation =
+      request->cancellation ? request->cancellation : std::make_shared<CancellationToken>();
+  std::list<std::weak_ptr<CancellationToken>>::iterator entry;
+  {
+    std::lock_guard lock(mutex_);
+    entry = live_.insert(live_.end(), options.cancellation);
+  }
+  // The sink is copied by the executor: what it holds is shared.
+  struct Run {
+    InferenceRequestPtr request;
+    Gate::Holder admitted;
+    std::list<std::weak_ptr<CancellationToken>>::iterator entry;
+  };
+  auto run = std::make_shared<Run>(Run{std::move(request), std::move(*admitted), entry});
+  executor_.Start(workflow_, std::move(inputs), std::move(options),
+                  [this, run, start](const WorkflowEvent& event) {
+                    if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
+                        event.type != WorkflowEvent::Type::kError)
+                      return;
+                    {
+                      std::lock_guard lock(mutex_);
+                      live_.erase(run->entry);
+                    }
+                    Finish(*run->request, event, start);
+                  });
+  return Status::Ok();
+}
+
+void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& event,
+                               TimePoint start) {
+  InferenceResult result;
+  result.batch_size = 1;
+  result.compute_time = clock_.Now() - start;
+  if (event.type == WorkflowEvent::Type::kError) {
+    result.status = Status(event.error_code, event.text);
+  } else {
+    for (const auto& spec : signature_->config().outputs) {
+      auto found = event.outputs.find(spec.name);
+      result.outputs.push_back(found != event.outputs.end() ? found->second
+                                                            : *Tensor::FromStrings({}, {0}));
+    }
+  }
+  {
+    std::lock_guard lock(mutex_);
+    const StatusCode code = result.status.code();
+    if (code == StatusCode::kOk) {
+      ++stats_.success;
+      ++stats_.executions;
+      ++stats_.inferences;
+      stats_.compute_time.Add(result.compute_time);
+    } else if (code == StatusCode::kCancelled) {
+      ++stats_.cancelled;
+    } else if (code == StatusCode::kDeadlineExceeded) {
+      ++stats_.timed_out;
+    } else {
+      ++stats_.failure;
+    }
+  }
+  auto on_complete = std::move(request.on_complete);
+  on_complete(std::move(result));
+}
+
+void WorkflowScheduler::Shutdown(bool drain) {
+  runs_.Close();
+  if (!drain) {
+    std::lock_guard lock(mutex_);
+    for (const auto& weak : live_) {
+      if (auto token = weak.lock()) token->Cancel();
+    }
+  }
+  runs_.Wait();
+}
+
+SchedulerStats WorkflowScheduler::Stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+}  // namespace braid

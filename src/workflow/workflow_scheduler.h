@@ -1,0 +1,64 @@
+// WorkflowScheduler: a workflow served the way a model version is
+// (Scheduler), so that KServe's infer over HTTP and gRPC runs a workflow
+// by its name, as Triton runs an ensemble. Each request is one run of the
+// DAG on the executor: its inputs are the workflow's (in its signature's
+// order, an empty tensor for an optional one left out), its result the
+// workflow's outputs (an empty BYTES [0] tensor for one the run skipped).
+// The request's priority goes to the run's model calls, its timeout and
+// deadline bound the run, and its cancellation cancels it.
+#pragma once
+
+#include <list>
+#include <memory>
+#include <mutex>
+
+#include "core/clock.h"
+#include "core/gate.h"
+#include "scheduler/scheduler.h"
+#include "workflow/executor.h"
+
+namespace braid {
+
+// `workflow` as a model config: a model with no instances (backend
+// "workflow", version 1, no batching) whose inputs are the workflow's, each
+// BYTES [1] (text, or the encoded image or audio; optional ones marked),
+// and whose outputs are the workflow's by name. An output's type is known
+// only once a run made it: encoders take each tensor's own, and the
+// signature says BYTES [-1] for all.
+ModelPtr WorkflowSignature(const Workflow& workflow);
+
+class WorkflowScheduler final : public Scheduler {
+ public:
+  // `executor` and `clock` must outlive the scheduler.
+  WorkflowScheduler(WorkflowExecutor& executor, WorkflowPtr workflow, Clock& clock);
+  // Shutdown(true).
+  ~WorkflowScheduler() override;
+  WorkflowScheduler(const WorkflowScheduler&) = delete;
+  WorkflowScheduler& operator=(const WorkflowScheduler&) = delete;
+
+  // Starts a run at once (UNAVAILABLE once Shutdown began); the executor's
+  // own refusals (draining) come through on_complete.
+  Status Enqueue(InferenceRequestPtr& request) override;
+  // Without `drain`, cancels the runs in flight; then waits for every run.
+  void Shutdown(bool drain) override;
+  // Runs: success, failure, cancelled, timed_out; each run is one
+  // execution and one inference, its time compute_time.
+  SchedulerStats Stats() const override;
+  ModelPtr shared_model() const override { return signature_; }
+
+ private:
+  // Called once per run with its last event (workflow_finished or error).
+  void Finish(InferenceRequest& request, const WorkflowEvent& event, TimePoint start);
+
+  WorkflowExecutor& executor_;
+  const WorkflowPtr workflow_;
+  const ModelPtr signature_;
+  Clock& clock_;
+  // Held by each run from Enqueue until its sink is destroyed.
+  Gate runs_;
+  mutable std::mutex mutex_;
+  std::list<std::weak_ptr<CancellationToken>> live_;  // guarded by mutex_; for Shutdown(false)
+  SchedulerStats stats_;                              // guarded by mutex_
+};
+
+}  // namespace braid
