@@ -150,10 +150,13 @@ void InferenceService::Serve(const std::string& name, std::shared_ptr<Scheduler>
   if (replaced) Retire(std::move(replaced));
 }
 
-std::string_view InferenceService::MetricsLabel(std::string_view name) const {
-  if (GetModel(name).ok()) return name;
+bool InferenceService::ServesWorkflow(std::string_view name, std::int64_t version) const {
   std::shared_lock lock(mutex_);
-  return served_.count(name) ? name : "unknown";
+  return version <= 1 && served_.count(name) > 0;
+}
+
+std::string_view InferenceService::MetricsLabel(std::string_view name) const {
+  return GetModel(name).ok() || ServesWorkflow(name) ? name : "unknown";
 }
 
 void InferenceService::Retire(std::shared_ptr<Scheduler> scheduler) {

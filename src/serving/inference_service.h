@@ -106,6 +106,9 @@ class InferenceService {
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
   Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
+  // Whether a scheduler is served under `name` (Serve) for `version` (0
+  // or 1): a workflow takes requests by that name.
+  bool ServesWorkflow(std::string_view name, std::int64_t version = 0) const;
   // The label a request for `name` is counted under in metrics: the name
   // when such a model or workflow is served, else "unknown" (a client's
   // string never becomes a label).

@@ -88,6 +88,7 @@ test('ModelInfer runs a workflow by its name, as Triton runs an ensemble', async
     inputs: [{ name: 'text', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [Buffer.from('what is this?')] } }],
   });
   assert.equal(response.model_name, 'multimodal-assist');
+  assert.equal((await call('ModelReady', { name: 'multimodal-assist' })).ready, true);
   const names = response.outputs.map((output) => output.name);
   assert.deepEqual(names, ['answer', 'chat_answer', 'image_text', 'text_answer', 'transcript']);
   const text = response.raw_output_contents[names.indexOf('text_answer')];

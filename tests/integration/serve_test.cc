@@ -235,6 +235,8 @@ TEST_F(ServeTest, AWorkflowIsInferredByNameLikeAModel) {
   EXPECT_EQ(outputs["answer"], "(empty)");
   EXPECT_EQ(outputs["image_text"], "(empty)");
   EXPECT_EQ(outputs.size(), 5u);
+  EXPECT_EQ(Curl(*server_, "/v2/models/multimodal-assist/ready").code, 200);
+  EXPECT_EQ(Curl(*server_, "/v2/models/multimodal-assist/versions/2/ready").code, 404);
 
   Reply missing =
       Post(*server_, "/v2/models/image-text-match/infer",

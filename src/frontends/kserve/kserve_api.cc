@@ -223,7 +223,9 @@ void KserveApi::Metadata(HttpRequest& request, HttpResponderPtr responder, const
 void KserveApi::ModelReady(HttpRequest& request, HttpResponderPtr responder,
                            const std::string& name, std::int64_t version) {
   auto model = service_.GetModel(name, version);
-  if (!model.ok()) return Reply(responder, request, JsonError(model.status()));
+  if (!model.ok() &&
+      !(model.status().code() == StatusCode::kNotFound && service_.ServesWorkflow(name, version)))
+    return Reply(responder, request, JsonError(model.status()));
   Reply(responder, request, Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
 }
 
