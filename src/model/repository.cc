@@ -232,6 +232,11 @@ Result<ModelPtr> ModelRepository::Get(std::string_view name, std::int64_t versio
   return found->second;
 }
 
+bool ModelRepository::Knows(std::string_view name) const {
+  std::lock_guard lock(mutex_);
+  return entries_.find(name) != entries_.end();
+}
+
 std::vector<ModelVersionStatus> ModelRepository::Index() const {
   std::lock_guard lock(mutex_);
   std::vector<ModelVersionStatus> index;

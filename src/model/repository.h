@@ -75,6 +75,9 @@ class ModelRepository {
   // unknown model or version, Unavailable for one that is not ready.
   Result<ModelPtr> Get(std::string_view name, std::int64_t version = 0) const;
 
+  // Whether the repository knows a model `name`, whatever its state.
+  bool Knows(std::string_view name) const;
+
   // Every model known to the repository: loaded, loading or failed.
   std::vector<ModelVersionStatus> Index() const;
 

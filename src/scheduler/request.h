@@ -5,7 +5,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -24,6 +27,50 @@ class CancellationToken {
 
  private:
   std::atomic<bool> cancelled_{false};
+};
+
+// The cancellation tokens of the work in flight, so that one call cancels
+// them all, and every token added after it (what a drain does at its
+// deadline: work admitted at that moment is cancelled too). A token stays
+// in the set while its Entry lives. Thread-safe.
+class CancellationSet {
+ public:
+  class Entry {
+   public:
+    Entry(Entry&& other) noexcept : set_(std::exchange(other.set_, nullptr)), it_(other.it_) {}
+    Entry& operator=(Entry&&) = delete;
+    ~Entry() {
+      if (set_ == nullptr) return;
+      std::lock_guard lock(set_->mutex_);
+      set_->tokens_.erase(it_);
+    }
+
+   private:
+    friend class CancellationSet;
+    using Iterator = std::list<std::weak_ptr<CancellationToken>>::iterator;
+    Entry(CancellationSet* set, Iterator it) : set_(set), it_(it) {}
+    CancellationSet* set_;
+    Iterator it_;
+  };
+
+  // The set must outlive the entry.
+  Entry Add(const std::shared_ptr<CancellationToken>& token) {
+    std::lock_guard lock(mutex_);
+    if (cancelling_) token->Cancel();
+    return Entry(this, tokens_.insert(tokens_.end(), token));
+  }
+  void CancelAll() {
+    std::lock_guard lock(mutex_);
+    cancelling_ = true;
+    for (const auto& entry : tokens_) {
+      if (auto token = entry.lock()) token->Cancel();
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::list<std::weak_ptr<CancellationToken>> tokens_;  // guarded by mutex_
+  bool cancelling_ = false;                             // guarded by mutex_
 };
 
 // The largest priority a request may ask for (0 is the model's default);

@@ -65,8 +65,10 @@ class Scheduler {
   // result's outputs in the order of its outputs. Thread-safe.
   virtual Status Enqueue(InferenceRequestPtr& request) = 0;
   // Stops admitting. With `drain`, what was admitted finishes; without, it
-  // is cut short (answered UNAVAILABLE or cancelled). Returns once every
-  // on_complete has run. Blocks. Idempotent.
+  // is cut short (answered UNAVAILABLE or cancelled). Blocks until its own
+  // threads are done with it; an on_complete handed to another pool
+  // (SchedulerOptions::completions) may still run, and that pool's owner
+  // waits for it. Idempotent.
   virtual void Shutdown(bool drain) = 0;
   virtual SchedulerStats Stats() const = 0;
   // What it serves: a model version, or a workflow's signature (a model

@@ -141,7 +141,7 @@ Status Server::Parts::Build() {
   // and gRPC, as Triton serves an ensemble).
   for (const auto& [name, entry] : workflows.entries()) {
     if (!entry.workflow) continue;
-    if (service->GetModel(name).ok())
+    if (repository->Knows(name))
       spdlog::warn("workflow {} shares its name with a model: /v2/models/{}/infer runs the model",
                    name, name);
     service->Serve(name,

@@ -70,17 +70,13 @@ void InferenceService::Shutdown(bool drain) {
     served.swap(served_);
     serving_ = false;
   }
-  // Draining, workflows finish first, while their models still run; cut
-  // short, the models answer first (UNAVAILABLE), which ends the runs that
-  // wait on them.
-  auto shut_served = [&] {
-    for (auto& [name, scheduler] : served) scheduler->Shutdown(drain);
-  };
-  if (drain) shut_served();
+  // The models first: their queued requests run (drain) or are answered
+  // UNAVAILABLE, and the service admits no more, so a workflow run's later
+  // model calls are refused and the runs the served schedulers wait for end.
   for (auto& [name, versions] : schedulers) {
     for (auto& [version, scheduler] : versions) scheduler->Shutdown(drain);
   }
-  if (!drain) shut_served();
+  for (auto& [name, scheduler] : served) scheduler->Shutdown(drain);
   retirements_.WaitIdle();
   completions_.WaitIdle();
 }
@@ -151,8 +147,11 @@ void InferenceService::Serve(const std::string& name, std::shared_ptr<Scheduler>
 }
 
 bool InferenceService::ServesWorkflow(std::string_view name, std::int64_t version) const {
-  std::shared_lock lock(mutex_);
-  return version <= 1 && served_.count(name) > 0;
+  {
+    std::shared_lock lock(mutex_);
+    if (version > 1 || !served_.count(name)) return false;
+  }
+  return !repository_.Knows(name);
 }
 
 std::string_view InferenceService::MetricsLabel(std::string_view name) const {
@@ -186,6 +185,9 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
       served = other->second;
     }
   }
+  // A model the repository knows (loading, failed, unloaded) is never
+  // shadowed by a served workflow of its name.
+  if (served && repository_.Knows(model_name)) served = nullptr;
   if (served) {
     auto ordered = served->shared_model()->OrderInputs(std::move(inputs));
     if (!ordered.ok()) {

@@ -100,14 +100,16 @@ class InferenceService {
   // Serves `scheduler` under `name`, as version 1, beside the repository's
   // models: a workflow's DAG (WorkflowScheduler), whose requests then go the
   // way a model's do (Infer validates them against its signature; no result
-  // cache: the workflow caches its nodes). A model of the same name comes
-  // first. Shutdown shuts it down and lets it go.
+  // cache: the workflow caches its nodes). A model the repository knows by
+  // the same name, loaded or not, comes first. Shutdown shuts it down and
+  // lets it go.
   void Serve(const std::string& name, std::shared_ptr<Scheduler> scheduler);
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
   Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
   // Whether a scheduler is served under `name` (Serve) for `version` (0
-  // or 1): a workflow takes requests by that name.
+  // or 1) and no model of the repository has that name: a workflow takes
+  // requests by it.
   bool ServesWorkflow(std::string_view name, std::int64_t version = 0) const;
   // The label a request for `name` is counted under in metrics: the name
   // when such a model or workflow is served, else "unknown" (a client's

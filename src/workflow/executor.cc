@@ -73,10 +73,9 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         inputs_(std::move(inputs)),
         options_(std::move(options)),
         sink_(std::move(sink)),
+        tracked_(executor.live_.Add(options_.cancellation)),
         start_(executor.clock_.Now()),
         input_keys_(std::move(input_keys)) {
-    if (!options_.cancellation) options_.cancellation = std::make_shared<CancellationToken>();
-    tracked_ = executor_.Track(options_.cancellation);
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;
     if (executor_.cache_ != nullptr) {
       for (const auto& [name, tensor] : inputs_) {
@@ -90,7 +89,6 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       }
     }
   }
-  ~WorkflowRun() { executor_.Untrack(tracked_); }
 
   void Start() {
     WorkflowEvent started;
@@ -133,6 +131,11 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
       }
       if (ready == nullptr) break;
       if (options_.cancellation->cancelled()) return EndStopped(lock);
+      if (options_.deadline != TimePoint::max() && executor_.clock_.Now() >= options_.deadline) {
+        return EndFailed(
+            *ready, StatusCode::kDeadlineExceeded,
+            fmt::format("the run's deadline passed before node '{}' could start", ready->id), lock);
+      }
       if (options_.serial && running_ > 0) break;
       NamedTensors inputs;
       const NodeKind& kind = *FindNodeKind(ready->kind);
@@ -428,20 +431,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     if (finished_) return;
     if (options_.cancellation->cancelled()) return EndStopped(lock);
     if (!result.ok()) {
-      finished_ = true;
-      options_.cancellation->Cancel();
-      WorkflowEvent error;
-      error.type = WorkflowEvent::Type::kError;
-      error.node_id = node.id;
-      error.node_kind = node.kind;
-      error.status = "failed";
-      error.error_code = result.status().code();
-      error.text =
-          fmt::format("node '{}' ({}) failed: {}", node.id, node.kind, result.status().message());
-      error.elapsed = executor_.clock_.Now() - start_;
-      lock.unlock();
-      Emit(error);
-      return;
+      return EndFailed(
+          node, result.status().code(),
+          fmt::format("node '{}' ({}) failed: {}", node.id, node.kind, result.status().message()),
+          lock);
     }
     WorkflowEvent finished;
     finished.type = WorkflowEvent::Type::kNodeFinished;
@@ -492,6 +485,25 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
     lock.lock();
   }
 
+  // Ends the run with one error event for `node` (status "failed", `code`
+  // and `text`) and drops its queued model work. Called with the lock held.
+  void EndFailed(const NodeSpec& node, StatusCode code, std::string text,
+                 std::unique_lock<std::mutex>& lock) {
+    finished_ = true;
+    options_.cancellation->Cancel();
+    WorkflowEvent error;
+    error.type = WorkflowEvent::Type::kError;
+    error.node_id = node.id;
+    error.node_kind = node.kind;
+    error.status = "failed";
+    error.error_code = code;
+    error.text = std::move(text);
+    error.elapsed = executor_.clock_.Now() - start_;
+    lock.unlock();
+    Emit(error);
+    lock.lock();
+  }
+
   void Emit(const WorkflowEvent& event) {
     std::lock_guard lock(emit_mutex_);
     sink_(event);
@@ -501,10 +513,10 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
   // as it is released.
   Gate::Holder admitted_;
   WorkflowExecutor& executor_;
-  std::list<std::weak_ptr<CancellationToken>>::iterator tracked_;  // in executor_.live_
   const WorkflowPtr workflow_;
   const NamedTensors inputs_;
-  RunOptions options_;
+  RunOptions options_;  // with a cancellation (Start makes one when none is given)
+  const CancellationSet::Entry tracked_;  // in executor_.live_
   const EventSink sink_;
   const TimePoint start_;
   std::mutex emit_mutex_;  // one event at a time to the sink; taken after mutex_ is released
@@ -538,25 +550,7 @@ bool WorkflowExecutor::Drain(std::chrono::steady_clock::time_point deadline) {
   return runs_.Wait(deadline);
 }
 
-void WorkflowExecutor::CancelRuns() {
-  std::lock_guard lock(live_mutex_);
-  cancelling_ = true;
-  for (const auto& entry : live_) {
-    if (auto token = entry.lock()) token->Cancel();
-  }
-}
-
-std::list<std::weak_ptr<CancellationToken>>::iterator WorkflowExecutor::Track(
-    const std::shared_ptr<CancellationToken>& token) {
-  std::lock_guard lock(live_mutex_);
-  if (cancelling_) token->Cancel();
-  return live_.insert(live_.end(), token);
-}
-
-void WorkflowExecutor::Untrack(std::list<std::weak_ptr<CancellationToken>>::iterator entry) {
-  std::lock_guard lock(live_mutex_);
-  live_.erase(entry);
-}
+void WorkflowExecutor::CancelRuns() { live_.CancelAll(); }
 
 void WorkflowExecutor::SetUpstreamChat(UpstreamChat upstream) { upstream_ = std::move(upstream); }
 
@@ -571,6 +565,7 @@ void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptio
     sink(refused);
     return;
   }
+  if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
   // Canonical keys. Perceptual keys of bytes seen before are known at once;
   // new images are fingerprinted, audio decoded and long texts normalised on
   // the pool, off the caller's thread.

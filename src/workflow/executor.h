@@ -102,6 +102,9 @@ struct RunOptions {
   // Fill the cache only: nodes whose results are not cached (template,
   // remote.chat, retrieve) are skipped. For predictive precompute on upload.
   bool precompute = false;
+  // No node starts past it (the run ends with an error event,
+  // kDeadlineExceeded), and its model calls carry it; a node already
+  // running finishes.
   TimePoint deadline = TimePoint::max();
   std::shared_ptr<CancellationToken> cancellation;  // also cancels the run's queued model work
   // `sys.query`: the chat message's text when the workflow has no text input
@@ -209,13 +212,8 @@ class WorkflowExecutor {
   // workflow name → the workflow version its cache belongs to, and the cache
   std::map<std::string, std::pair<WorkflowPtr, std::shared_ptr<SemanticCache>>>
       semantic_caches_;  // guarded by semantic_mutex_
-  // The cancellation of every run in flight, for CancelRuns (Track).
-  std::list<std::weak_ptr<CancellationToken>>::iterator Track(
-      const std::shared_ptr<CancellationToken>& token);
-  void Untrack(std::list<std::weak_ptr<CancellationToken>>::iterator entry);
-  std::mutex live_mutex_;
-  std::list<std::weak_ptr<CancellationToken>> live_;  // guarded by live_mutex_
-  bool cancelling_ = false;                           // guarded by live_mutex_
+  // The cancellation of every run in flight, for CancelRuns.
+  CancellationSet live_;
   // Every run holds it from Start until its last callback is gone.
   Gate runs_;
 };

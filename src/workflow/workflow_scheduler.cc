@@ -25,12 +25,15 @@ WorkflowScheduler::WorkflowScheduler(WorkflowExecutor& executor, WorkflowPtr wor
 WorkflowScheduler::~WorkflowScheduler() { Shutdown(true); }
 
 Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
-  auto admitted = runs_.TryEnter();
-  if (!admitted) return Unavailable("workflow '{}' is shutting down", workflow_->name);
   const auto& specs = signature_->config().inputs;
   if (request->inputs.size() != specs.size()) {
     return InvalidArgument("workflow '{}' takes {} inputs, not {}", workflow_->name, specs.size(),
                            request->inputs.size());
+  }
+  auto admitted = runs_.TryEnter();
+  if (!admitted) {
+    CountRejected();
+    return Unavailable("workflow '{}' is shutting down", workflow_->name);
   }
   NamedTensors inputs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -40,39 +43,37 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
   RunOptions options;
   options.priority = request->priority;
   options.deadline = request->deadline;
-  if (request->timeout_us >= 0)
+  // 0, as for a model's queue, leaves the deadline alone; so does a timeout
+  // past the end of time.
+  if (request->timeout_us > 0 &&
+      request->timeout_us <
+          std::chrono::duration_cast<std::chrono::microseconds>(TimePoint::max() - start).count()) {
     options.deadline =
         std::min(options.deadline, start + std::chrono::microseconds(request->timeout_us));
+  }
   options.cancellation =
       request->cancellation ? request->cancellation : std::make_shared<CancellationToken>();
-  std::list<std::weak_ptr<CancellationToken>>::iterator entry;
-  {
-    std::lock_guard lock(mutex_);
-    entry = live_.insert(live_.end(), options.cancellation);
-  }
-  // The sink is copied by the executor: what it holds is shared.
+  // What the sink holds, shared by its copies; `admitted` first, so that it
+  // is released last.
   struct Run {
-    InferenceRequestPtr request;
     Gate::Holder admitted;
-    std::list<std::weak_ptr<CancellationToken>>::iterator entry;
+    CancellationSet::Entry tracked;
+    InferenceRequestPtr request;
   };
-  auto run = std::make_shared<Run>(Run{std::move(request), std::move(*admitted), entry});
+  auto run = std::make_shared<Run>(
+      Run{std::move(*admitted), live_.Add(options.cancellation), std::move(request)});
   executor_.Start(workflow_, std::move(inputs), std::move(options),
                   [this, run, start](const WorkflowEvent& event) {
-                    if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
-                        event.type != WorkflowEvent::Type::kError)
-                      return;
-                    {
-                      std::lock_guard lock(mutex_);
-                      live_.erase(run->entry);
-                    }
-                    Finish(*run->request, event, start);
+                    if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
+                        event.type == WorkflowEvent::Type::kError)
+                      Finish(*run->request, event, start);
                   });
   return Status::Ok();
 }
 
 void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& event,
                                TimePoint start) {
+  static const Tensor kSkipped = *Tensor::FromStrings({}, {0});
   InferenceResult result;
   result.batch_size = 1;
   result.compute_time = clock_.Now() - start;
@@ -81,8 +82,7 @@ void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& e
   } else {
     for (const auto& spec : signature_->config().outputs) {
       auto found = event.outputs.find(spec.name);
-      result.outputs.push_back(found != event.outputs.end() ? found->second
-                                                            : *Tensor::FromStrings({}, {0}));
+      result.outputs.push_back(found != event.outputs.end() ? found->second : kSkipped);
     }
   }
   {
@@ -97,6 +97,8 @@ void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& e
       ++stats_.cancelled;
     } else if (code == StatusCode::kDeadlineExceeded) {
       ++stats_.timed_out;
+    } else if (code == StatusCode::kUnavailable && event.node_id.empty()) {
+      ++stats_.rejected;  // the executor refused the run: it is draining
     } else {
       ++stats_.failure;
     }
@@ -105,14 +107,14 @@ void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& e
   on_complete(std::move(result));
 }
 
+void WorkflowScheduler::CountRejected() {
+  std::lock_guard lock(mutex_);
+  ++stats_.rejected;
+}
+
 void WorkflowScheduler::Shutdown(bool drain) {
   runs_.Close();
-  if (!drain) {
-    std::lock_guard lock(mutex_);
-    for (const auto& weak : live_) {
-      if (auto token = weak.lock()) token->Cancel();
-    }
-  }
+  if (!drain) live_.CancelAll();
   runs_.Wait();
 }
 

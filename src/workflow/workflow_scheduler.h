@@ -4,11 +4,11 @@
 // DAG on the executor: its inputs are the workflow's (in its signature's
 // order, an empty tensor for an optional one left out), its result the
 // workflow's outputs (an empty BYTES [0] tensor for one the run skipped).
-// The request's priority goes to the run's model calls, its timeout and
-// deadline bound the run, and its cancellation cancels it.
+// The request's priority goes to the run's model calls, its timeout (from
+// admission) and deadline bound the run (RunOptions::deadline), and its
+// cancellation cancels it.
 #pragma once
 
-#include <list>
 #include <memory>
 #include <mutex>
 
@@ -41,14 +41,17 @@ class WorkflowScheduler final : public Scheduler {
   Status Enqueue(InferenceRequestPtr& request) override;
   // Without `drain`, cancels the runs in flight; then waits for every run.
   void Shutdown(bool drain) override;
-  // Runs: success, failure, cancelled, timed_out; each run is one
-  // execution and one inference, its time compute_time.
+  // Runs: success, failure, cancelled, timed_out, rejected (refused by the
+  // scheduler or the draining executor); each run is one execution and one
+  // inference, its time compute_time.
   SchedulerStats Stats() const override;
   ModelPtr shared_model() const override { return signature_; }
 
  private:
   // Called once per run with its last event (workflow_finished or error).
   void Finish(InferenceRequest& request, const WorkflowEvent& event, TimePoint start);
+  // Counts a request refused at once.
+  void CountRejected();
 
   WorkflowExecutor& executor_;
   const WorkflowPtr workflow_;
@@ -56,9 +59,10 @@ class WorkflowScheduler final : public Scheduler {
   Clock& clock_;
   // Held by each run from Enqueue until its sink is destroyed.
   Gate runs_;
+  // The runs' cancellations, for Shutdown(false).
+  CancellationSet live_;
   mutable std::mutex mutex_;
-  std::list<std::weak_ptr<CancellationToken>> live_;  // guarded by mutex_; for Shutdown(false)
-  SchedulerStats stats_;                              // guarded by mutex_
+  SchedulerStats stats_;  // guarded by mutex_
 };
 
 }  // namespace braid

@@ -95,10 +95,10 @@ class Backlog {
     const std::string stop = (dir_.path() / "stop").string();
     std::string script;
     for (int i = 0; i < requests; ++i) {
-      script += "while [ ! -e " + stop +
-                " ]; do curl -s -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
-                std::to_string(header.size()) + "' --data-binary @" + file.string() + " " +
-                replica.url() + "/v2/models/clip-image/infer || sleep 0.05; done & ";
+      script += "while [ ! -e '" + stop +
+                "' ]; do curl -sf -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
+                std::to_string(header.size()) + "' --data-binary '@" + file.string() + "' '" +
+                replica.url() + "/v2/models/clip-image/infer' || sleep 0.05; done & ";
     }
     thread_ = std::thread([script] { RunCommand(script + "wait"); });
   }

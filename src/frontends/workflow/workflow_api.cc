@@ -616,8 +616,9 @@ void WorkflowApi::List(HttpResponderPtr responder) {
         item += "]}";
       }
       item += "],\"outputs\":[";
+      bool first = true;
       for (const auto& [output, reference] : entry.workflow->outputs) {
-        if (item.back() != '[') item += ',';
+        if (!std::exchange(first, false)) item += ',';
         AppendJsonString(item, output);
       }
       item += "]}";

@@ -341,20 +341,46 @@ TEST_F(ExecutorTest, AWorkflowSchedulerCutShortCancelsItsRunsAndAdmitsNoMore) {
   ASSERT_TRUE(scheduler.Enqueue(request).ok());
   runner_.WaitUntilHeld(1);
   std::thread shutdown([&] { scheduler.Shutdown(false); });
-  // Shutdown closes the gate before it cancels: once the run's token is
+  // Shutdown closes its gate before it cancels: once the run's token is
   // cancelled, nothing more is admitted.
-  for (int i = 0; i < 1000 && !token->cancelled(); ++i)
+  bool cancelled = false;
+  for (int i = 0; i < 1000 && !(cancelled = token->cancelled()); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_TRUE(token->cancelled());
   Answer refused;
   auto late = refused.Request({Number(2), Tensor()});
-  EXPECT_EQ(scheduler.Enqueue(late).code(), StatusCode::kUnavailable);
-  EXPECT_NE(late, nullptr) << "refused: the caller keeps the request";
+  const Status late_status = scheduler.Enqueue(late);
   runner_.ReleaseWhenHeld(1);
   shutdown.join();
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(late_status.code(), StatusCode::kUnavailable);
+  EXPECT_NE(late, nullptr) << "refused: the caller keeps the request";
   EXPECT_EQ(answer.Wait().status.code(), StatusCode::kCancelled);
-  EXPECT_EQ(scheduler.Stats().cancelled, 1u);
+  const SchedulerStats stats = scheduler.Stats();
+  EXPECT_EQ(stats.cancelled, 1u);
+  EXPECT_EQ(stats.rejected, 1u);
   EXPECT_EQ(runner_.calls(), 1u);
+}
+
+// The request's deadline and timeout bound the run: past them no node
+// starts; a timeout of 0 means none, as for a model's queue.
+TEST_F(ExecutorTest, AWorkflowSchedulersDeadlineAndTimeoutBoundTheRun) {
+  WorkflowScheduler scheduler(executor_, Load(kDiamond), SteadyClock());
+  Answer late;
+  auto request = late.Request({Number(1), Tensor()});
+  request->deadline = SteadyClock().Now() - std::chrono::milliseconds(1);
+  ASSERT_TRUE(scheduler.Enqueue(request).ok());
+  const InferenceResult& result = late.Wait();
+  EXPECT_EQ(result.status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(result.status.message(), HasSubstr("before node 'left'"));
+  EXPECT_EQ(runner_.calls(), 0u) << "no node started";
+  EXPECT_EQ(scheduler.Stats().timed_out, 1u);
+
+  Answer unbounded;
+  auto zero = unbounded.Request({Number(1), Tensor()});
+  zero->timeout_us = 0;
+  ASSERT_TRUE(scheduler.Enqueue(zero).ok());
+  runner_.ReleaseWhenHeld(1);
+  EXPECT_TRUE(unbounded.Wait().status.ok()) << "a timeout of 0 is no timeout";
 }
 
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {
