@@ -187,7 +187,8 @@ TEST(RemoteBackendTest, KillingTheRemoteMidRunFailsTheRunInFlightThereWithAClear
 
   std::pair<int, std::string> run;
   {
-    testing::Backlog backlog(remote, 4);
+    // Sent once: the run's image gets into the remote's queue as it drains.
+    testing::Backlog backlog(remote, 4, testing::Backlog::Refill::kOnce);
     ASSERT_TRUE(wait_for([](int items) { return items >= 32; }))
         << "the backlog never queued at the remote";
     std::thread client([&] { run = Match(local, dir, "in flight when the remote died"); });

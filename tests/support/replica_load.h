@@ -77,14 +77,20 @@ inline std::string ClipImageBatch(int images, const std::string& value) {
 }
 
 // `requests` clients that each send `replica` a batch of 32 clip-image
-// inputs (the binary extension, uncached), and another as soon as one is
-// answered, until the backlog is destroyed: each batch waits for the one
+// inputs (the binary extension, uncached); each batch waits for the one
 // before it, so the replica's queue holds clip-image work, and its load is
-// 1, for as long as the backlog lives, however fast the machine computes.
+// 1, while one of them waits. Refilled (the default), each client sends
+// another batch as soon as one is answered, until the backlog is destroyed,
+// so that this holds for as long as the backlog lives, however fast the
+// machine computes; sent once, the queue drains and later requests get in.
 // Destruction stops the clients and waits for their last answers.
 class Backlog {
  public:
-  explicit Backlog(const ServerProcess& replica, int requests = 6) : replica_(replica) {
+  enum class Refill { kUntilDestroyed, kOnce };
+
+  explicit Backlog(const ServerProcess& replica, int requests = 6,
+                   Refill refill = Refill::kUntilDestroyed)
+      : replica_(replica) {
     constexpr int kImages = 32;
     const std::size_t bytes = std::size_t{kImages} * 3 * 224 * 224 * sizeof(float);
     const std::string header =
@@ -92,13 +98,15 @@ class Backlog {
         R"(,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":)" +
         std::to_string(bytes) + R"(}}],"parameters":{"cache":false,"timeout":30000000}})";
     auto file = dir_.Write("batch.bin", header + std::string(bytes, '\0'));
+    const std::string send = "curl -sf -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
+                             std::to_string(header.size()) + "' --data-binary '@" + file.string() +
+                             "' '" + replica.url() + "/v2/models/clip-image/infer'";
     const std::string stop = (dir_.path() / "stop").string();
     std::string script;
     for (int i = 0; i < requests; ++i) {
-      script += "while [ ! -e '" + stop +
-                "' ]; do curl -sf -o /dev/null -X POST -H 'Inference-Header-Content-Length: " +
-                std::to_string(header.size()) + "' --data-binary '@" + file.string() + "' '" +
-                replica.url() + "/v2/models/clip-image/infer' || sleep 0.05; done & ";
+      script += refill == Refill::kOnce
+                    ? send + " & "
+                    : "while [ ! -e '" + stop + "' ]; do " + send + " || sleep 0.05; done & ";
     }
     thread_ = std::thread([script] { RunCommand(script + "wait"); });
   }
