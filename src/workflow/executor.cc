@@ -72,8 +72,8 @@ class WorkflowRun : public std::enable_shared_from_this<WorkflowRun> {
         workflow_(std::move(workflow)),
         inputs_(std::move(inputs)),
         options_(std::move(options)),
-        sink_(std::move(sink)),
         tracked_(executor.live_.Add(options_.cancellation)),
+        sink_(std::move(sink)),
         start_(executor.clock_.Now()),
         input_keys_(std::move(input_keys)) {
     for (const auto& node : workflow_->nodes) state_[node.id] = State::kPending;

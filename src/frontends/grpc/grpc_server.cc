@@ -438,11 +438,10 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     auto version = ParseModelVersion(request->version());
     if (!version.ok()) return Done(context, ToGrpc(version.status()));
     auto model = service_.GetModel(request->name(), *version);
-    const bool workflow = !model.ok() && model.status().code() == StatusCode::kNotFound &&
-                          service_.ServesWorkflow(request->name(), *version);
-    if (!model.ok() && !workflow && model.status().code() == StatusCode::kNotFound)
+    const bool ready = model.ok() || service_.ServesWorkflow(request->name(), *version);
+    if (!ready && model.status().code() == StatusCode::kNotFound)
       return Done(context, ToGrpc(model.status()));
-    response->set_ready(model.ok() || workflow);
+    response->set_ready(ready);
     return Done(context, grpc::Status::OK);
   }
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* context,

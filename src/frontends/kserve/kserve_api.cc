@@ -223,8 +223,7 @@ void KserveApi::Metadata(HttpRequest& request, HttpResponderPtr responder, const
 void KserveApi::ModelReady(HttpRequest& request, HttpResponderPtr responder,
                            const std::string& name, std::int64_t version) {
   auto model = service_.GetModel(name, version);
-  if (!model.ok() &&
-      !(model.status().code() == StatusCode::kNotFound && service_.ServesWorkflow(name, version)))
+  if (!model.ok() && !service_.ServesWorkflow(name, version))
     return Reply(responder, request, JsonError(model.status()));
   Reply(responder, request, Json(fmt::format("{{\"name\":{},\"ready\":true}}", JsonQuoted(name))));
 }
