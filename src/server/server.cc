@@ -156,12 +156,13 @@ Status Server::Parts::Build() {
   workflow_options.fetch.max_bytes = options.fetch_max_bytes;
   workflow_options.fetch.timeout =
       std::chrono::milliseconds(std::llround(options.fetch_timeout_s * 1000));
-  workflow_api.emplace(workflows, *executor, *files, std::move(workflow_options));
-  generate_api.emplace(workflows, *executor, *service);
+  workflow_options.precompute = executor->caching();
+  workflow_api.emplace(workflows, *service, *files, std::move(workflow_options));
+  generate_api.emplace(workflows, *service);
   embedder.emplace(*executor, MakeModelCatalog(*service));
-  openai_api.emplace(*service, workflows, *executor, *embedder);
+  openai_api.emplace(*service, workflows, *embedder);
   rerank_api.emplace(*embedder);
-  tei_api.emplace(*embedder, *executor, *openai_api);
+  tei_api.emplace(*embedder, *service, *openai_api);
   collections_api.emplace(*collections, *embedder, *files, *workflow_pool);
   executor->SetCollections(
       &*collections, [this](InputType type, std::string data, EmbeddingSpace space, auto done) {

@@ -63,7 +63,7 @@ InferenceService::~InferenceService() { Shutdown(true); }
 void InferenceService::Shutdown(bool drain) {
   admitting_ = false;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>> schedulers;
-  std::map<std::string, std::shared_ptr<Scheduler>, std::less<>> served;
+  std::map<std::string, std::shared_ptr<WorkflowScheduler>, std::less<>> served;
   {
     std::unique_lock lock(mutex_);
     schedulers.swap(schedulers_);
@@ -137,13 +137,27 @@ void InferenceService::SyncSchedulers(const std::string& name) {
   for (auto& scheduler : retired) Retire(std::move(scheduler));
 }
 
-void InferenceService::Serve(const std::string& name, std::shared_ptr<Scheduler> scheduler) {
+void InferenceService::Serve(const std::string& name,
+                             std::shared_ptr<WorkflowScheduler> scheduler) {
   std::shared_ptr<Scheduler> replaced;
   {
     std::unique_lock lock(mutex_);
     replaced = std::exchange(served_[name], std::move(scheduler));
   }
   if (replaced) Retire(std::move(replaced));
+}
+
+void InferenceService::Run(std::string_view name, NamedTensors inputs, RunOptions options,
+                           EventSink sink) {
+  std::shared_ptr<WorkflowScheduler> served;
+  if (admitting_) {
+    std::shared_lock lock(mutex_);
+    if (auto found = served_.find(name); found != served_.end()) served = found->second;
+  }
+  if (served) return served->Start(std::move(inputs), std::move(options), std::move(sink));
+  sink(admitting_ ? RefusedRunEvent(StatusCode::kNotFound,
+                                    fmt::format("workflow '{}' is not served", name))
+                  : RefusedRunEvent(StatusCode::kUnavailable, "the server is shutting down"));
 }
 
 bool InferenceService::ServesWorkflow(std::string_view name, std::int64_t version) const {
@@ -162,6 +176,23 @@ void InferenceService::Retire(std::shared_ptr<Scheduler> scheduler) {
   retirements_.Submit([scheduler = std::move(scheduler)] { scheduler->Shutdown(true); });
 }
 
+Result<std::shared_ptr<const Tokenizer>> InferenceService::TokenizerFor(std::string_view model) {
+  BRAID_ASSIGN_OR_RETURN(ModelPtr served, GetModel(model));
+  {
+    std::lock_guard lock(tokenizers_mutex_);
+    auto found = tokenizers_.find(model);
+    if (found != tokenizers_.end() && found->second.first == served->version())
+      return found->second.second;
+  }
+  BRAID_ASSIGN_OR_RETURN(
+      TokenizerPtr loaded,
+      LoadModelTokenizer(served->config().directory / std::to_string(served->version())));
+  std::shared_ptr<const Tokenizer> shared = std::move(loaded);
+  std::lock_guard lock(tokenizers_mutex_);
+  tokenizers_.insert_or_assign(std::string(model), std::pair{served->version(), shared});
+  return shared;
+}
+
 Result<ModelPtr> InferenceService::GetModel(std::string_view name, std::int64_t version) const {
   return repository_.Get(name, version);
 }
@@ -174,7 +205,7 @@ void InferenceService::Infer(std::string_view model_name, std::int64_t version,
     return;
   }
   SchedulerPtr scheduler;
-  std::shared_ptr<Scheduler> served;
+  std::shared_ptr<WorkflowScheduler> served;
   {
     std::shared_lock lock(mutex_);
     auto it = schedulers_.find(model_name);

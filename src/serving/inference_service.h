@@ -26,7 +26,9 @@
 #include "model/repository.h"
 #include "preprocess/audio.h"
 #include "preprocess/image.h"
+#include "preprocess/tokenizer.h"
 #include "scheduler/model_scheduler.h"
+#include "workflow/workflow_scheduler.h"
 
 namespace braid {
 
@@ -97,13 +99,20 @@ class InferenceService {
   // background while the new one takes requests.
   Status Load(const std::string& name);
   Status Unload(const std::string& name);
-  // Serves `scheduler` under `name`, as version 1, beside the repository's
-  // models: a workflow's DAG (WorkflowScheduler), whose requests then go the
-  // way a model's do (Infer validates them against its signature; no result
-  // cache: the workflow caches its nodes). A model the repository knows by
-  // the same name, loaded or not, comes first. Shutdown shuts it down and
-  // lets it go.
-  void Serve(const std::string& name, std::shared_ptr<Scheduler> scheduler);
+  // Serves a workflow's DAG (`scheduler`) under `name`, as version 1,
+  // beside the repository's models: its requests then go the way a model's
+  // do (Infer validates them against its signature; no result cache: the
+  // workflow caches its nodes), and Run starts runs that report events. A
+  // model the repository knows by the same name, loaded or not, comes first
+  // for Infer. Shutdown shuts it down and lets it go.
+  void Serve(const std::string& name, std::shared_ptr<WorkflowScheduler> scheduler);
+  // Starts a run of the workflow served under `name` whose events go to
+  // `sink` (WorkflowScheduler::Start): what the front ends that stream a
+  // run's progress or text call (the workflow API, chat completions,
+  // generate, upload precompute), so that their runs count in the
+  // workflow's statistics and end with it. An unknown name, or a service
+  // that no longer admits, gets one error event at once.
+  void Run(std::string_view name, NamedTensors inputs, RunOptions options, EventSink sink);
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
   Result<ModelPtr> GetModel(std::string_view name, std::int64_t version = 0) const;
@@ -116,6 +125,11 @@ class InferenceService {
   // string never becomes a label).
   std::string_view MetricsLabel(std::string_view name) const;
   std::vector<ModelVersionStatus> Index() const { return repository_.Index(); }
+
+  // The tokenizer of `model`'s newest ready version (its tokenizer.json),
+  // loaded once per version: what the front ends count tokens with and
+  // workflow tokenize nodes encode with. Thread-safe.
+  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(std::string_view model);
 
   // Validates `inputs` against the model (or the served scheduler's
   // signature) and schedules them. `done` is
@@ -198,14 +212,19 @@ class InferenceService {
   SchedulerOptions options_;
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::map<std::int64_t, SchedulerPtr>, std::less<>>
-      schedulers_;                                                         // guarded by mutex_
-  std::map<std::string, std::shared_ptr<Scheduler>, std::less<>> served_;  // guarded by mutex_
+      schedulers_;  // guarded by mutex_
+  std::map<std::string, std::shared_ptr<WorkflowScheduler>, std::less<>>
+      served_;                         // guarded by mutex_
   std::atomic<bool> serving_{false};   // some scheduler exists; written under mutex_
   std::atomic<bool> draining_{false};  // not ready
   std::atomic<bool> admitting_{true};  // false once Drain() or Shutdown() began
   std::atomic<std::size_t> in_flight_{0};
   std::mutex idle_mutex_;
   std::condition_variable idle_;
+  std::mutex tokenizers_mutex_;
+  // model name → the version its tokenizer belongs to, and the tokenizer
+  std::map<std::string, std::pair<std::int64_t, std::shared_ptr<const Tokenizer>>, std::less<>>
+      tokenizers_;             // guarded by tokenizers_mutex_
   ThreadPool retirements_{1};  // drains replaced schedulers off the request path
   // Decodes encoded media into canonical keys (response_cache.key) off the
   // callers' threads; its tasks count in in_flight_.

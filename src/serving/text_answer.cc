@@ -60,36 +60,36 @@ struct Answer {
 
 }  // namespace
 
-void RunForText(WorkflowExecutor& executor, WorkflowPtr workflow, NamedTensors inputs,
+void RunForText(InferenceService& service, const std::string& workflow, NamedTensors inputs,
                 RunOptions options, CompletionText text, TextAnswerSink sink) {
   if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
   auto answer = std::make_shared<Answer>(std::move(text), std::move(sink));
   auto cancellation = options.cancellation;
-  executor.Start(std::move(workflow), std::move(inputs), std::move(options),
-                 [answer, cancellation](const WorkflowEvent& event) {
-                   using Type = WorkflowEvent::Type;
-                   if (answer->ended) return;
-                   if (event.type == Type::kTextChunk) {
-                     if (answer->Add(event.text)) return;
-                     // Cut short (max_tokens, a stop sequence) or the client left.
-                     cancellation->Cancel();
-                     return answer->Finish();
-                   }
-                   if (event.type == Type::kError) {
-                     answer->ended = true;
-                     return answer->sink.failed(event.error_code, event.text);
-                   }
-                   if (event.type != Type::kWorkflowFinished) return;
-                   if (!answer->received) {  // nothing streamed: the first text output
-                     for (const auto& [name, tensor] : event.outputs) {
-                       if (tensor.dtype() == DataType::kBytes) {
-                         answer->Add(FirstString(tensor));
-                         break;
-                       }
-                     }
-                   }
-                   answer->Finish();
-                 });
+  service.Run(workflow, std::move(inputs), std::move(options),
+              [answer, cancellation](const WorkflowEvent& event) {
+                using Type = WorkflowEvent::Type;
+                if (answer->ended) return;
+                if (event.type == Type::kTextChunk) {
+                  if (answer->Add(event.text)) return;
+                  // Cut short (max_tokens, a stop sequence) or the client left.
+                  cancellation->Cancel();
+                  return answer->Finish();
+                }
+                if (event.type == Type::kError) {
+                  answer->ended = true;
+                  return answer->sink.failed(event.error_code, event.text);
+                }
+                if (event.type != Type::kWorkflowFinished) return;
+                if (!answer->received) {  // nothing streamed: the first text output
+                  for (const auto& [name, tensor] : event.outputs) {
+                    if (tensor.dtype() == DataType::kBytes) {
+                      answer->Add(FirstString(tensor));
+                      break;
+                    }
+                  }
+                }
+                answer->Finish();
+              });
 }
 
 }  // namespace braid

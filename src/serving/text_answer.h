@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "serving/completion_text.h"
+#include "serving/inference_service.h"
 #include "workflow/executor.h"
 
 namespace braid {
@@ -37,9 +38,10 @@ std::vector<const WorkflowInput*> MissingInputs(const Workflow& workflow,
 std::string WhatItNeeds(const Workflow& workflow, const std::vector<const WorkflowInput*>& missing,
                         std::string_view send, bool by_name = false);
 
-// Starts the run; `options.cancellation` is created when absent. The sink's
-// calls come one at a time, exactly one of done or failed last.
-void RunForText(WorkflowExecutor& executor, WorkflowPtr workflow, NamedTensors inputs,
+// Starts a run of the workflow `service` serves under `workflow`
+// (InferenceService::Run); `options.cancellation` is created when absent.
+// The sink's calls come one at a time, exactly one of done or failed last.
+void RunForText(InferenceService& service, const std::string& workflow, NamedTensors inputs,
                 RunOptions options, CompletionText text, TextAnswerSink sink);
 
 }  // namespace braid

@@ -554,15 +554,21 @@ void WorkflowExecutor::CancelRuns() { live_.CancelAll(); }
 
 void WorkflowExecutor::SetUpstreamChat(UpstreamChat upstream) { upstream_ = std::move(upstream); }
 
+WorkflowEvent RefusedRunEvent(StatusCode code, std::string message) {
+  WorkflowEvent refused;
+  refused.type = WorkflowEvent::Type::kError;
+  refused.status = "failed";
+  refused.error_code = code;
+  refused.text = std::move(message);
+  return refused;
+}
+
 void WorkflowExecutor::Start(WorkflowPtr workflow, NamedTensors inputs, RunOptions options,
                              EventSink sink) {
   std::optional<Gate::Holder> admitted = runs_.TryEnter();
   if (!admitted) {
-    WorkflowEvent refused;
-    refused.type = WorkflowEvent::Type::kError;
-    refused.text = "the server is shutting down and starts no new workflow runs";
-    refused.error_code = StatusCode::kUnavailable;
-    sink(refused);
+    sink(RefusedRunEvent(StatusCode::kUnavailable,
+                         "the server is shutting down and starts no new workflow runs"));
     return;
   }
   if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
@@ -652,20 +658,6 @@ std::shared_ptr<SemanticCache> WorkflowExecutor::SemanticCacheFor(const Workflow
                                             workflow->semantic_cache->ttl, clock_);
   }
   return cache;
-}
-
-Result<std::shared_ptr<const Tokenizer>> WorkflowExecutor::TokenizerFor(const std::string& model) {
-  {
-    std::lock_guard lock(tokenizers_mutex_);
-    auto it = tokenizers_.find(model);
-    if (it != tokenizers_.end()) return it->second;
-  }
-  BRAID_ASSIGN_OR_RETURN(auto directory, runner_.ModelDirectory(model));
-  BRAID_ASSIGN_OR_RETURN(TokenizerPtr tokenizer, LoadModelTokenizer(directory));
-  std::shared_ptr<const Tokenizer> shared = std::move(tokenizer);
-  std::lock_guard lock(tokenizers_mutex_);
-  tokenizers_[model] = shared;
-  return shared;
 }
 
 }  // namespace braid

@@ -55,8 +55,8 @@ class ModelRunner {
   // on any thread, including before returning.
   virtual void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
                    std::function<void(Result<NamedTensors>)> done) = 0;
-  // The folder of the model's served version (for its tokenizer.json).
-  virtual Result<std::filesystem::path> ModelDirectory(const std::string& model) = 0;
+  // The tokenizer of the model's served version (its tokenizer.json).
+  virtual Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) = 0;
 
   // Whether the model's results may be cached (response_cache.enable): its
   // served version, which is part of the key, and how long results live.
@@ -95,6 +95,10 @@ struct WorkflowEvent {
   StatusCode error_code = StatusCode::kOk;  // error: the failing node's status code
 };
 using EventSink = std::function<void(const WorkflowEvent&)>;
+
+// The one event of a run refused before it started: an error event
+// ("failed") with `code` and `message`.
+WorkflowEvent RefusedRunEvent(StatusCode code, std::string message);
 
 struct RunOptions {
   bool serial = false;  // one node at a time, in topological order: the benchmark's baseline
@@ -174,9 +178,6 @@ class WorkflowExecutor {
   // first use and made anew when the workflow was reloaded. Thread-safe.
   std::shared_ptr<SemanticCache> SemanticCacheFor(const WorkflowPtr& workflow);
 
-  // The tokenizer of `model`, loaded once. Thread-safe.
-  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model);
-
   // What node kinds use while they run.
   ModelRunner& runner() { return runner_; }
   ThreadPool& pool() { return pool_; }
@@ -205,9 +206,6 @@ class WorkflowExecutor {
   QueryEmbedder embed_query_;
   // remote.chat calls block on the network: their own threads.
   ThreadPool remote_pool_{4};
-  std::mutex tokenizers_mutex_;
-  std::map<std::string, std::shared_ptr<const Tokenizer>>
-      tokenizers_;  // guarded by tokenizers_mutex_
   std::mutex semantic_mutex_;
   // workflow name → the workflow version its cache belongs to, and the cache
   std::map<std::string, std::pair<WorkflowPtr, std::shared_ptr<SemanticCache>>>

@@ -30,16 +30,11 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
     return InvalidArgument("workflow '{}' takes {} inputs, not {}", workflow_->name, specs.size(),
                            request->inputs.size());
   }
-  auto admitted = runs_.TryEnter();
-  if (!admitted) {
-    CountRejected();
-    return Unavailable("workflow '{}' is shutting down", workflow_->name);
-  }
   NamedTensors inputs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (!request->inputs[i].empty()) inputs.emplace(specs[i].name, std::move(request->inputs[i]));
   }
-  const TimePoint start = clock_.Now();
+  const TimePoint now = clock_.Now();
   RunOptions options;
   options.priority = request->priority;
   options.deadline = request->deadline;
@@ -47,64 +42,97 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
   // past the end of time.
   if (request->timeout_us > 0 &&
       request->timeout_us <
-          std::chrono::duration_cast<std::chrono::microseconds>(TimePoint::max() - start).count()) {
+          std::chrono::duration_cast<std::chrono::microseconds>(TimePoint::max() - now).count()) {
     options.deadline =
-        std::min(options.deadline, start + std::chrono::microseconds(request->timeout_us));
+        std::min(options.deadline, now + std::chrono::microseconds(request->timeout_us));
   }
   options.cancellation =
       request->cancellation ? request->cancellation : std::make_shared<CancellationToken>();
-  // What the sink holds, shared by its copies; `admitted` first, so that it
-  // is released last.
+  // Shared by the sink's copies; taken back when the run is refused.
+  auto owner = std::make_shared<InferenceRequestPtr>(std::move(request));
+  const bool admitted =
+      Begin(std::move(inputs), std::move(options), [this, owner](const WorkflowEvent& event) {
+        if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
+            event.type != WorkflowEvent::Type::kError)
+          return;
+        auto on_complete = std::move((*owner)->on_complete);
+        on_complete(ResultOf(event));
+      });
+  if (admitted) return Status::Ok();
+  request = std::move(*owner);
+  return Unavailable("workflow '{}' is shutting down", workflow_->name);
+}
+
+void WorkflowScheduler::Start(NamedTensors inputs, RunOptions options, EventSink sink) {
+  if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
+  auto shared = std::make_shared<EventSink>(std::move(sink));
+  if (Begin(std::move(inputs), std::move(options),
+            [shared](const WorkflowEvent& event) { (*shared)(event); }))
+    return;
+  (*shared)(RefusedRunEvent(StatusCode::kUnavailable,
+                            fmt::format("workflow '{}' is shutting down", workflow_->name)));
+}
+
+bool WorkflowScheduler::Begin(NamedTensors inputs, RunOptions options, EventSink sink) {
+  auto admitted = runs_.TryEnter();
+  if (!admitted) {
+    CountRejected();
+    return false;
+  }
+  // What the executor's sink holds, shared by its copies; `admitted`
+  // first, so that it is released last.
   struct Run {
     Gate::Holder admitted;
     CancellationSet::Entry tracked;
-    InferenceRequestPtr request;
+    EventSink sink;
   };
   auto run = std::make_shared<Run>(
-      Run{std::move(*admitted), live_.Add(options.cancellation), std::move(request)});
+      Run{std::move(*admitted), live_.Add(options.cancellation), std::move(sink)});
+  const bool counted = !options.precompute;
   executor_.Start(workflow_, std::move(inputs), std::move(options),
-                  [this, run, start](const WorkflowEvent& event) {
-                    if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
-                        event.type == WorkflowEvent::Type::kError)
-                      Finish(*run->request, event, start);
+                  [this, run, counted, start = clock_.Now()](const WorkflowEvent& event) {
+                    if (counted && (event.type == WorkflowEvent::Type::kWorkflowFinished ||
+                                    event.type == WorkflowEvent::Type::kError))
+                      Count(event, clock_.Now() - start);
+                    run->sink(event);
                   });
-  return Status::Ok();
+  return true;
 }
 
-void WorkflowScheduler::Finish(InferenceRequest& request, const WorkflowEvent& event,
-                               TimePoint start) {
+InferenceResult WorkflowScheduler::ResultOf(const WorkflowEvent& last) const {
   static const Tensor kSkipped = *Tensor::FromStrings({}, {0});
   InferenceResult result;
   result.batch_size = 1;
-  result.compute_time = clock_.Now() - start;
-  if (event.type == WorkflowEvent::Type::kError) {
-    result.status = Status(event.error_code, event.text);
+  result.compute_time = last.elapsed;
+  if (last.type == WorkflowEvent::Type::kError) {
+    result.status = Status(last.error_code, last.text);
+    return result;
+  }
+  for (const auto& spec : signature_->config().outputs) {
+    auto found = last.outputs.find(spec.name);
+    result.outputs.push_back(found != last.outputs.end() ? found->second : kSkipped);
+  }
+  return result;
+}
+
+void WorkflowScheduler::Count(const WorkflowEvent& last, Duration elapsed) {
+  std::lock_guard lock(mutex_);
+  const StatusCode code =
+      last.type == WorkflowEvent::Type::kError ? last.error_code : StatusCode::kOk;
+  if (code == StatusCode::kOk) {
+    ++stats_.success;
+    ++stats_.executions;
+    ++stats_.inferences;
+    stats_.compute_time.Add(elapsed);
+  } else if (code == StatusCode::kCancelled) {
+    ++stats_.cancelled;
+  } else if (code == StatusCode::kDeadlineExceeded) {
+    ++stats_.timed_out;
+  } else if (code == StatusCode::kUnavailable && last.node_id.empty()) {
+    ++stats_.rejected;  // the executor refused the run: it is draining
   } else {
-    for (const auto& spec : signature_->config().outputs) {
-      auto found = event.outputs.find(spec.name);
-      result.outputs.push_back(found != event.outputs.end() ? found->second : kSkipped);
-    }
+    ++stats_.failure;
   }
-  {
-    std::lock_guard lock(mutex_);
-    const StatusCode code = result.status.code();
-    if (code == StatusCode::kOk) {
-      ++stats_.success;
-      ++stats_.executions;
-      ++stats_.inferences;
-      stats_.compute_time.Add(result.compute_time);
-    } else if (code == StatusCode::kCancelled) {
-      ++stats_.cancelled;
-    } else if (code == StatusCode::kDeadlineExceeded) {
-      ++stats_.timed_out;
-    } else if (code == StatusCode::kUnavailable && event.node_id.empty()) {
-      ++stats_.rejected;  // the executor refused the run: it is draining
-    } else {
-      ++stats_.failure;
-    }
-  }
-  auto on_complete = std::move(request.on_complete);
-  on_complete(std::move(result));
 }
 
 void WorkflowScheduler::CountRejected() {

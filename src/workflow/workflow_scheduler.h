@@ -39,6 +39,13 @@ class WorkflowScheduler final : public Scheduler {
   // Starts a run at once (UNAVAILABLE once Shutdown began); the executor's
   // own refusals (draining) come through on_complete.
   Status Enqueue(InferenceRequestPtr& request) override;
+  // Starts a run whose events go to `sink`, as WorkflowExecutor::Start does:
+  // what the front ends that want events call (through
+  // InferenceService::Run). It counts in Stats() unless it only precomputes
+  // (RunOptions::precompute), and Shutdown waits for it and, without drain,
+  // cancels it. Once Shutdown began, `sink` gets one error event
+  // (Unavailable) at once.
+  void Start(NamedTensors inputs, RunOptions options, EventSink sink);
   // Without `drain`, cancels the runs in flight; then waits for every run.
   void Shutdown(bool drain) override;
   // Runs: success, failure, cancelled, timed_out, rejected (refused by the
@@ -48,8 +55,14 @@ class WorkflowScheduler final : public Scheduler {
   ModelPtr shared_model() const override { return signature_; }
 
  private:
-  // Called once per run with its last event (workflow_finished or error).
-  void Finish(InferenceRequest& request, const WorkflowEvent& event, TimePoint start);
+  // Starts the run on the executor, tracked until `sink` is destroyed;
+  // false (counted rejected) once Shutdown began. `options.cancellation`
+  // must be set.
+  bool Begin(NamedTensors inputs, RunOptions options, EventSink sink);
+  // A request's result from its run's last event (workflow_finished or error).
+  InferenceResult ResultOf(const WorkflowEvent& last) const;
+  // Counts a run that ended with `last` after `elapsed`.
+  void Count(const WorkflowEvent& last, Duration elapsed);
   // Counts a request refused at once.
   void CountRejected();
 

@@ -251,6 +251,27 @@ TEST_F(ServeTest, AWorkflowIsInferredByNameLikeAModel) {
   EXPECT_EQ(stats_doc["model_stats"][0]["inference_count"].GetUint64(), 1u);
 }
 
+// Every front end runs a workflow through the serving core
+// (InferenceService::Run): a run of the workflow API and a chat completion
+// count in the workflow's statistics beside KServe's.
+TEST_F(ServeTest, EveryFrontEndsRunOfAWorkflowCountsInItsStatistics) {
+  auto runs = [] {
+    Reply stats = Curl(*server_, "/v2/models/multimodal-assist/stats");
+    EXPECT_EQ(stats.code, 200) << stats.body;
+    return Parse(stats.body)["model_stats"][0]["inference_count"].GetUint64();
+  };
+  const std::uint64_t before = runs();
+  Reply run = Post(*server_, "/v1/workflows/multimodal-assist/run",
+                   R"({"inputs":{"text":"what is this?"},"response_mode":"blocking"})");
+  ASSERT_EQ(run.code, 200) << run.body;
+  EXPECT_THAT(run.body, HasSubstr("You asked: what is this?"));
+  Reply chat = Post(*server_, "/v1/chat/completions",
+                    R"({"model":"multimodal-assist","messages":[{"role":"user","content":"hi"}]})");
+  ASSERT_EQ(chat.code, 200) << chat.body;
+  EXPECT_THAT(chat.body, HasSubstr("You asked: hi"));
+  EXPECT_EQ(runs(), before + 2);
+}
+
 TEST_F(ServeTest, InferBinaryTensorsBothWays) {
   testing::TempDir dir;
   std::string header =

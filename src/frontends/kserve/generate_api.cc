@@ -67,9 +67,8 @@ Status ReadInputs(const Workflow& workflow, const rapidjson::Value& doc, NamedTe
 
 }  // namespace
 
-GenerateApi::GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
-                         InferenceService& service)
-    : workflows_(workflows), executor_(executor), service_(service) {}
+GenerateApi::GenerateApi(const WorkflowRegistry& workflows, InferenceService& service)
+    : workflows_(workflows), service_(service) {}
 
 void GenerateApi::AddRoutes(RouteTable& routes) {
   for (const bool stream : {false, true}) {
@@ -106,7 +105,7 @@ void GenerateApi::Generate(const std::string& model, bool stream, HttpRequest& r
     return;
   }
   // Token counts (max_tokens, usage) in CLIP's BPE, GPT-like tokens.
-  auto tokenizer = executor_.TokenizerFor(Embedder::kClipTextModel);
+  auto tokenizer = service_.TokenizerFor(Embedder::kClipTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   CompletionText answer(std::move(limits.stop), limits.max_tokens, counter.get());
 
@@ -155,7 +154,7 @@ void GenerateApi::Generate(const std::string& model, bool stream, HttpRequest& r
   run.cancellation = std::make_shared<CancellationToken>();
   run.query = std::move(query);
   responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
-  RunForText(executor_, *workflow, std::move(inputs), std::move(run), std::move(answer),
+  RunForText(service_, (*workflow)->name, std::move(inputs), std::move(run), std::move(answer),
              std::move(sink));
 }
 

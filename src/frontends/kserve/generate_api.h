@@ -23,7 +23,6 @@
 #include "frontends/http/http_server.h"
 #include "frontends/http/route_table.h"
 #include "serving/inference_service.h"
-#include "workflow/executor.h"
 #include "workflow/registry.h"
 
 namespace braid {
@@ -31,8 +30,7 @@ namespace braid {
 class GenerateApi {
  public:
   // Everything passed must outlive the API.
-  GenerateApi(const WorkflowRegistry& workflows, WorkflowExecutor& executor,
-              InferenceService& service);
+  GenerateApi(const WorkflowRegistry& workflows, InferenceService& service);
 
   // Adds POST /v2/models/{model}[/versions/{version}]/generate and
   // generate_stream to `routes`.
@@ -46,7 +44,6 @@ class GenerateApi {
                          HttpResponderPtr responder);
 
   const WorkflowRegistry& workflows_;
-  WorkflowExecutor& executor_;
   InferenceService& service_;
 };
 

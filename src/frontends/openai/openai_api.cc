@@ -30,8 +30,8 @@ std::int64_t Now() {
 }  // namespace
 
 OpenAiApi::OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-                     WorkflowExecutor& executor, Embedder& embedder)
-    : service_(service), workflows_(workflows), executor_(executor), embedder_(embedder) {}
+                     Embedder& embedder)
+    : service_(service), workflows_(workflows), embedder_(embedder) {}
 
 void OpenAiApi::AddRoutes(RouteTable& routes) {
   routes.Add("GET", "/v1/models",
@@ -581,7 +581,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   if (!turn.ok()) return responder->Send(JsonError(turn.status()));
 
   // Token counts (max_tokens, usage) in CLIP's BPE, GPT-like tokens.
-  auto tokenizer = executor_.TokenizerFor(Embedder::kClipTextModel);
+  auto tokenizer = service_.TokenizerFor(Embedder::kClipTextModel);
   std::shared_ptr<const Tokenizer> counter = tokenizer.ok() ? *tokenizer : nullptr;
   const std::size_t prompt_tokens = counter ? counter->CountTokens(turn->text) : 0;
   auto reply = std::make_shared<ChatReply>(responder, model, options->stream,
@@ -596,7 +596,7 @@ void OpenAiApi::ChatCompletions(HttpRequest& request, HttpResponderPtr responder
   run.cancellation = std::make_shared<CancellationToken>();
   run.query = std::move(turn->query);
   responder->OnDisconnect([token = run.cancellation] { token->Cancel(); });
-  RunForText(executor_, *workflow, std::move(turn->inputs), std::move(run), std::move(text),
+  RunForText(service_, (*workflow)->name, std::move(turn->inputs), std::move(run), std::move(text),
              TextAnswerSink{[reply](const std::string& piece) { return reply->Send(piece); },
                             // Holds the tokenizer `text` counts with for as long as the run.
                             [reply, counter](const char* reason, std::size_t tokens) {

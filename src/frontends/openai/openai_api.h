@@ -31,7 +31,6 @@
 #include "frontends/http/route_table.h"
 #include "serving/embedder.h"
 #include "serving/inference_service.h"
-#include "workflow/executor.h"
 #include "workflow/registry.h"
 
 namespace braid {
@@ -39,8 +38,7 @@ namespace braid {
 class OpenAiApi {
  public:
   // Everything passed must outlive the API.
-  OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows,
-            WorkflowExecutor& executor, Embedder& embedder);
+  OpenAiApi(InferenceService& service, const WorkflowRegistry& workflows, Embedder& embedder);
 
   // Adds the endpoints above to `routes`.
   void AddRoutes(RouteTable& routes);
@@ -56,7 +54,6 @@ class OpenAiApi {
   void ChatCompletions(HttpRequest& request, HttpResponderPtr responder);
   InferenceService& service_;
   const WorkflowRegistry& workflows_;
-  WorkflowExecutor& executor_;
   Embedder& embedder_;
 };
 

@@ -43,8 +43,8 @@ std::vector<EmbedItem> TextItems(const std::vector<std::string>& texts) {
 
 }  // namespace
 
-TeiApi::TeiApi(Embedder& embedder, WorkflowExecutor& executor, OpenAiApi& openai)
-    : embedder_(embedder), executor_(executor), openai_(openai) {}
+TeiApi::TeiApi(Embedder& embedder, InferenceService& service, OpenAiApi& openai)
+    : embedder_(embedder), service_(service), openai_(openai) {}
 
 void TeiApi::AddRoutes(RouteTable& routes) {
   for (const std::string_view prefix : {"", "/tei/embedding", "/tei/reranker"}) {
@@ -134,7 +134,7 @@ void TeiApi::Tokenize(const HttpRequest& request, HttpResponderPtr responder) {
   if (!texts.ok()) return responder->Send(JsonError(texts.status()));
   auto special = OptionalJsonBool(*doc, "add_special_tokens", true);
   if (!special.ok()) return responder->Send(JsonError(special.status()));
-  auto tokenizer = executor_.TokenizerFor(Embedder::kTextModel);
+  auto tokenizer = service_.TokenizerFor(Embedder::kTextModel);
   if (!tokenizer.ok()) return responder->Send(JsonError(tokenizer.status()));
   std::vector<std::string> lists;
   for (const auto& text : *texts) {

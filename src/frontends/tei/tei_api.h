@@ -11,13 +11,14 @@
 #include "frontends/http/route_table.h"
 #include "frontends/openai/openai_api.h"
 #include "serving/embedder.h"
+#include "serving/inference_service.h"
 
 namespace braid {
 
 class TeiApi {
  public:
   // Everything passed must outlive the API.
-  TeiApi(Embedder& embedder, WorkflowExecutor& executor, OpenAiApi& openai);
+  TeiApi(Embedder& embedder, InferenceService& service, OpenAiApi& openai);
 
   // Adds TEI's endpoints, bare (/embed) and under /tei/embedding and
   // /tei/reranker, to `routes`.
@@ -30,7 +31,7 @@ class TeiApi {
   void Tokenize(const HttpRequest& request, HttpResponderPtr responder);
 
   Embedder& embedder_;
-  WorkflowExecutor& executor_;
+  InferenceService& service_;
   OpenAiApi& openai_;
 };
 

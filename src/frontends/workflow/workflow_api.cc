@@ -330,9 +330,8 @@ std::optional<ModelRunner::CachePolicy> ServiceModelRunner::CachePolicyFor(
                      std::chrono::seconds((*loaded)->config().response_cache.ttl_s)};
 }
 
-Result<std::filesystem::path> ServiceModelRunner::ModelDirectory(const std::string& model) {
-  BRAID_ASSIGN_OR_RETURN(ModelPtr loaded, service_.GetModel(model));
-  return loaded->config().directory / std::to_string(loaded->version());
+Result<std::shared_ptr<const Tokenizer>> ServiceModelRunner::TokenizerOf(const std::string& model) {
+  return service_.TokenizerFor(model);
 }
 
 ModelCatalog MakeModelCatalog(InferenceService& service) {
@@ -442,11 +441,12 @@ class WorkflowTasks {
   bool closed_ = false;                // guarded by mutex_
 };
 
-WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor,
+WorkflowApi::WorkflowApi(const WorkflowRegistry& registry, InferenceService& service,
                          FileStore& files, WorkflowApiOptions options)
     : registry_(registry),
-      executor_(executor),
+      service_(service),
       files_(files),
+      precompute_(options.precompute),
       max_upload_bytes_(options.max_upload_bytes),
       fetcher_([&] {
         options.fetch.max_bytes = std::min(options.fetch.max_bytes, options.max_upload_bytes);
@@ -530,7 +530,7 @@ std::optional<InputType> MediaKind(const StoredFile& file) {
 }  // namespace
 
 void WorkflowApi::Precompute(const StoredFile& file) {
-  if (!executor_.caching()) return;
+  if (!precompute_) return;
   const auto kind = MediaKind(file);
   if (!kind) return;
   auto tensor = Tensor::FromStrings({file.bytes}, {1});
@@ -552,11 +552,11 @@ void WorkflowApi::Precompute(const StoredFile& file) {
       RunOptions options;
       options.precompute = true;
       options.priority = kLowestPriority;
-      executor_.Start(entry.workflow, {{input.name, *tensor}}, options,
-                      [workflow = name, id = file.id, place](const WorkflowEvent& event) {
-                        if (event.type == WorkflowEvent::Type::kError)
-                          spdlog::debug("precompute of {} for {}: {}", id, workflow, event.text);
-                      });
+      service_.Run(name, {{input.name, *tensor}}, options,
+                   [workflow = name, id = file.id, place](const WorkflowEvent& event) {
+                     if (event.type == WorkflowEvent::Type::kError)
+                       spdlog::debug("precompute of {} for {}: {}", id, workflow, event.text);
+                   });
     }
   }
 }
@@ -732,20 +732,20 @@ void WorkflowApi::StartRun(WorkflowPtr workflow, NamedTensors inputs, const std:
     responder->StartStream(200, "text/event-stream", {{"X-Workflow-Run-Id", run_id}});
     auto stream = std::make_shared<SseStream>(responder);
     tasks_->Add(run_id, {options.cancellation, stream});
-    executor_.Start(workflow, std::move(inputs), options,
-                    [stream, writer, ends, tasks = tasks_, run_id,
-                     cancellation = options.cancellation](const WorkflowEvent& event) {
-                      if (!stream->Write(writer->Json(event))) cancellation->Cancel();
-                      if (!ends(event)) return;
-                      tasks->Remove(run_id);
-                      stream->End();
-                    });
+    service_.Run(workflow->name, std::move(inputs), options,
+                 [stream, writer, ends, tasks = tasks_, run_id,
+                  cancellation = options.cancellation](const WorkflowEvent& event) {
+                   if (!stream->Write(writer->Json(event))) cancellation->Cancel();
+                   if (!ends(event)) return;
+                   tasks->Remove(run_id);
+                   stream->End();
+                 });
     return;
   }
   // Blocking: collect what the response needs, answer at the end.
   tasks_->Add(run_id, {options.cancellation, nullptr});
-  executor_.Start(
-      workflow, std::move(inputs), options,
+  service_.Run(
+      workflow->name, std::move(inputs), options,
       [responder, writer, ends, tasks = tasks_, run_id](const WorkflowEvent& event) {
         writer->Collect(event);
         if (!ends(event)) return;

@@ -39,7 +39,7 @@ class ServiceModelRunner : public ModelRunner {
   // ModelRunner
   void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
            std::function<void(Result<NamedTensors>)> done) override;
-  Result<std::filesystem::path> ModelDirectory(const std::string& model) override;
+  Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) override;
   std::optional<CachePolicy> CachePolicyFor(const std::string& model) override;
 
  private:
@@ -59,12 +59,16 @@ struct WorkflowApiOptions {
   std::chrono::milliseconds ping_interval = std::chrono::seconds(10);
   // Inputs given as Dify `remote_url` files; off unless hosts are allowed.
   FetchOptions fetch;
+  // Predictive precompute on upload: only worth it when node results are
+  // cached (WorkflowExecutor::caching).
+  bool precompute = false;
 };
 
 class WorkflowApi {
  public:
   // Everything passed must outlive the API.
-  WorkflowApi(const WorkflowRegistry& registry, WorkflowExecutor& executor, FileStore& files,
+  // Runs go through `service` (InferenceService::Run).
+  WorkflowApi(const WorkflowRegistry& registry, InferenceService& service, FileStore& files,
               WorkflowApiOptions options = {});
   // Waits for fetches under way and stops the pings; runs still under way
   // end on their own.
@@ -91,8 +95,9 @@ class WorkflowApi {
   static constexpr int kMaxPrecomputeRuns = 4;
 
   const WorkflowRegistry& registry_;
-  WorkflowExecutor& executor_;
+  InferenceService& service_;
   FileStore& files_;
+  const bool precompute_;
   const std::size_t max_upload_bytes_;
   const UrlFetcher fetcher_;
   const std::shared_ptr<WorkflowTasks> tasks_;

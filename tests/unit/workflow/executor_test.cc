@@ -44,7 +44,7 @@ class HeldRunner : public ModelRunner {
     });
     changed_.notify_all();
   }
-  Result<std::filesystem::path> ModelDirectory(const std::string& model) override {
+  Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) override {
     return NotFound("no {}", model);
   }
   std::optional<CachePolicy> CachePolicyFor(const std::string& model) override {
@@ -381,6 +381,39 @@ TEST_F(ExecutorTest, AWorkflowSchedulersDeadlineAndTimeoutBoundTheRun) {
   ASSERT_TRUE(scheduler.Enqueue(zero).ok());
   runner_.ReleaseWhenHeld(1);
   EXPECT_TRUE(unbounded.Wait().status.ok()) << "a timeout of 0 is no timeout";
+}
+
+// A run started for its events (the streaming front ends) reports them
+// all and counts as a request's run does; one that only precomputes is not
+// counted; once shut down, a start gets one Unavailable error event.
+TEST_F(ExecutorTest, AWorkflowSchedulersStartedRunReportsEventsAndCounts) {
+  WorkflowScheduler scheduler(executor_, Load(kDiamond), SteadyClock());
+  Recorder run;
+  scheduler.Start({{"a", Number(1)}}, {}, run.Sink());
+  runner_.ReleaseWhenHeld(1);
+  run.Wait();
+  EXPECT_THAT(run.Names(WorkflowEvent::Type::kNodeFinished),
+              ::testing::UnorderedElementsAre("right:skipped", "left:succeeded", "compare:skipped",
+                                              "report:succeeded"));
+  EXPECT_EQ(run.events.back().type, WorkflowEvent::Type::kWorkflowFinished);
+  EXPECT_EQ(scheduler.Stats().success, 1u);
+
+  Recorder precompute;
+  RunOptions only_cache;
+  only_cache.precompute = true;
+  scheduler.Start({{"a", Number(2)}}, only_cache, precompute.Sink());
+  runner_.ReleaseWhenHeld(1);
+  precompute.Wait();
+  EXPECT_EQ(scheduler.Stats().success, 1u) << "a precompute run is not a request's";
+
+  scheduler.Shutdown(true);
+  Recorder refused;
+  scheduler.Start({{"a", Number(3)}}, {}, refused.Sink());
+  ASSERT_EQ(refused.events.size(), 1u);
+  EXPECT_EQ(refused.events[0].type, WorkflowEvent::Type::kError);
+  EXPECT_EQ(refused.events[0].error_code, StatusCode::kUnavailable);
+  EXPECT_EQ(scheduler.Stats().rejected, 1u);
+  EXPECT_EQ(runner_.calls(), 2u);
 }
 
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {
