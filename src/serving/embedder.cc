@@ -186,7 +186,7 @@ Embedder::Embedder(WorkflowExecutor& executor, const ModelCatalog& catalog) : ex
 
 std::size_t Embedder::CountTokens(const std::vector<EmbedItem>& items, EmbeddingSpace space) {
   std::size_t tokens = 0;
-  auto tokenizer = executor_.runner().TokenizerOf(std::string(TextModelOf(space)));
+  auto tokenizer = executor_.runner().TokenizerFor(std::string(TextModelOf(space)));
   for (const auto& item : items) {
     tokens += item.kind == EmbedItem::Kind::kText && tokenizer.ok()
                   ? (*tokenizer)->CountTokens(item.data)

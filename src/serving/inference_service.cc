@@ -189,7 +189,10 @@ Result<std::shared_ptr<const Tokenizer>> InferenceService::TokenizerFor(std::str
       LoadModelTokenizer(served->config().directory / std::to_string(served->version())));
   std::shared_ptr<const Tokenizer> shared = std::move(loaded);
   std::lock_guard lock(tokenizers_mutex_);
-  tokenizers_.insert_or_assign(std::string(model), std::pair{served->version(), shared});
+  auto& cached = tokenizers_[std::string(model)];
+  // Two first calls may race: the newer version stays.
+  if (cached.second == nullptr || cached.first <= served->version())
+    cached = {served->version(), shared};
   return shared;
 }
 

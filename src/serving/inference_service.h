@@ -109,9 +109,10 @@ class InferenceService {
   // Starts a run of the workflow served under `name` whose events go to
   // `sink` (WorkflowScheduler::Start): what the front ends that stream a
   // run's progress or text call (the workflow API, chat completions,
-  // generate, upload precompute), so that their runs count in the
-  // workflow's statistics and end with it. An unknown name, or a service
-  // that no longer admits, gets one error event at once.
+  // generate, upload precompute), so that their runs end with the
+  // workflow's scheduler and count in its statistics (those that only
+  // precompute do not). An unknown name, or a service that no longer
+  // admits, gets one error event at once.
   void Run(std::string_view name, NamedTensors inputs, RunOptions options, EventSink sink);
 
   // The loaded version (0: newest ready); NotFound / Unavailable otherwise.
@@ -128,7 +129,8 @@ class InferenceService {
 
   // The tokenizer of `model`'s newest ready version (its tokenizer.json),
   // loaded once per version: what the front ends count tokens with and
-  // workflow tokenize nodes encode with. Thread-safe.
+  // workflow tokenize nodes encode with. Thread-safe; the first call for a
+  // version reads and parses its tokenizer files on the caller's thread.
   Result<std::shared_ptr<const Tokenizer>> TokenizerFor(std::string_view model);
 
   // Validates `inputs` against the model (or the served scheduler's

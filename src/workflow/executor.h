@@ -20,7 +20,6 @@
 // other nodes go on and the run's outputs are remembered at its end.
 #pragma once
 
-#include <filesystem>
 #include <functional>
 #include <list>
 #include <map>
@@ -56,7 +55,7 @@ class ModelRunner {
   virtual void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
                    std::function<void(Result<NamedTensors>)> done) = 0;
   // The tokenizer of the model's served version (its tokenizer.json).
-  virtual Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) = 0;
+  virtual Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model) = 0;
 
   // Whether the model's results may be cached (response_cache.enable): its
   // served version, which is part of the key, and how long results live.

@@ -30,11 +30,13 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
     return InvalidArgument("workflow '{}' takes {} inputs, not {}", workflow_->name, specs.size(),
                            request->inputs.size());
   }
+  auto admitted = Admit(true);
+  if (!admitted) return Unavailable("workflow '{}' is shutting down", workflow_->name);
   NamedTensors inputs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
     if (!request->inputs[i].empty()) inputs.emplace(specs[i].name, std::move(request->inputs[i]));
   }
-  const TimePoint now = clock_.Now();
+  const TimePoint start = clock_.Now();
   RunOptions options;
   options.priority = request->priority;
   options.deadline = request->deadline;
@@ -42,43 +44,46 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
   // past the end of time.
   if (request->timeout_us > 0 &&
       request->timeout_us <
-          std::chrono::duration_cast<std::chrono::microseconds>(TimePoint::max() - now).count()) {
+          std::chrono::duration_cast<std::chrono::microseconds>(TimePoint::max() - start).count()) {
     options.deadline =
-        std::min(options.deadline, now + std::chrono::microseconds(request->timeout_us));
+        std::min(options.deadline, start + std::chrono::microseconds(request->timeout_us));
   }
   options.cancellation =
       request->cancellation ? request->cancellation : std::make_shared<CancellationToken>();
-  // Shared by the sink's copies; taken back when the run is refused.
-  auto owner = std::make_shared<InferenceRequestPtr>(std::move(request));
-  const bool admitted =
-      Begin(std::move(inputs), std::move(options), [this, owner](const WorkflowEvent& event) {
-        if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
-            event.type != WorkflowEvent::Type::kError)
-          return;
-        auto on_complete = std::move((*owner)->on_complete);
-        on_complete(ResultOf(event));
-      });
-  if (admitted) return Status::Ok();
-  request = std::move(*owner);
-  return Unavailable("workflow '{}' is shutting down", workflow_->name);
+  Launch(std::move(*admitted), std::move(inputs), std::move(options),
+         [this, start, request = std::shared_ptr<InferenceRequest>(std::move(request))](
+             const WorkflowEvent& event) {
+           if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
+               event.type != WorkflowEvent::Type::kError)
+             return;
+           auto on_complete = std::move(request->on_complete);
+           on_complete(ResultOf(event, clock_.Now() - start));
+         });
+  return Status::Ok();
 }
 
 void WorkflowScheduler::Start(NamedTensors inputs, RunOptions options, EventSink sink) {
-  if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
-  auto shared = std::make_shared<EventSink>(std::move(sink));
-  if (Begin(std::move(inputs), std::move(options),
-            [shared](const WorkflowEvent& event) { (*shared)(event); }))
+  auto admitted = Admit(!options.precompute);
+  if (!admitted) {
+    sink(RefusedRunEvent(StatusCode::kUnavailable,
+                         fmt::format("workflow '{}' is shutting down", workflow_->name)));
     return;
-  (*shared)(RefusedRunEvent(StatusCode::kUnavailable,
-                            fmt::format("workflow '{}' is shutting down", workflow_->name)));
+  }
+  if (!options.cancellation) options.cancellation = std::make_shared<CancellationToken>();
+  Launch(std::move(*admitted), std::move(inputs), std::move(options), std::move(sink));
 }
 
-bool WorkflowScheduler::Begin(NamedTensors inputs, RunOptions options, EventSink sink) {
+std::optional<Gate::Holder> WorkflowScheduler::Admit(bool counted) {
   auto admitted = runs_.TryEnter();
-  if (!admitted) {
-    CountRejected();
-    return false;
+  if (!admitted && counted) {
+    std::lock_guard lock(mutex_);
+    ++stats_.rejected;
   }
+  return admitted;
+}
+
+void WorkflowScheduler::Launch(Gate::Holder admitted, NamedTensors inputs, RunOptions options,
+                               EventSink sink) {
   // What the executor's sink holds, shared by its copies; `admitted`
   // first, so that it is released last.
   struct Run {
@@ -87,7 +92,7 @@ bool WorkflowScheduler::Begin(NamedTensors inputs, RunOptions options, EventSink
     EventSink sink;
   };
   auto run = std::make_shared<Run>(
-      Run{std::move(*admitted), live_.Add(options.cancellation), std::move(sink)});
+      Run{std::move(admitted), live_.Add(options.cancellation), std::move(sink)});
   const bool counted = !options.precompute;
   executor_.Start(workflow_, std::move(inputs), std::move(options),
                   [this, run, counted, start = clock_.Now()](const WorkflowEvent& event) {
@@ -96,14 +101,13 @@ bool WorkflowScheduler::Begin(NamedTensors inputs, RunOptions options, EventSink
                       Count(event, clock_.Now() - start);
                     run->sink(event);
                   });
-  return true;
 }
 
-InferenceResult WorkflowScheduler::ResultOf(const WorkflowEvent& last) const {
+InferenceResult WorkflowScheduler::ResultOf(const WorkflowEvent& last, Duration elapsed) const {
   static const Tensor kSkipped = *Tensor::FromStrings({}, {0});
   InferenceResult result;
   result.batch_size = 1;
-  result.compute_time = last.elapsed;
+  result.compute_time = elapsed;
   if (last.type == WorkflowEvent::Type::kError) {
     result.status = Status(last.error_code, last.text);
     return result;
@@ -133,11 +137,6 @@ void WorkflowScheduler::Count(const WorkflowEvent& last, Duration elapsed) {
   } else {
     ++stats_.failure;
   }
-}
-
-void WorkflowScheduler::CountRejected() {
-  std::lock_guard lock(mutex_);
-  ++stats_.rejected;
 }
 
 void WorkflowScheduler::Shutdown(bool drain) {

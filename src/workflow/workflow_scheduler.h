@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "core/clock.h"
 #include "core/gate.h"
@@ -48,29 +49,32 @@ class WorkflowScheduler final : public Scheduler {
   void Start(NamedTensors inputs, RunOptions options, EventSink sink);
   // Without `drain`, cancels the runs in flight; then waits for every run.
   void Shutdown(bool drain) override;
-  // Runs: success, failure, cancelled, timed_out, rejected (refused by the
-  // scheduler or the draining executor); each run is one execution and one
-  // inference, its time compute_time.
+  // Runs: success, failure, cancelled (a run its caller stopped, or cut
+  // short by Shutdown), timed_out, rejected (refused by the scheduler or the
+  // draining executor); each run is one execution and one inference, its
+  // time compute_time. Runs that only precompute are not counted.
   SchedulerStats Stats() const override;
   ModelPtr shared_model() const override { return signature_; }
 
  private:
-  // Starts the run on the executor, tracked until `sink` is destroyed;
-  // false (counted rejected) once Shutdown began. `options.cancellation`
-  // must be set.
-  bool Begin(NamedTensors inputs, RunOptions options, EventSink sink);
-  // A request's result from its run's last event (workflow_finished or error).
-  InferenceResult ResultOf(const WorkflowEvent& last) const;
+  // A place for one run; none (counted rejected when `counted`) once
+  // Shutdown began.
+  std::optional<Gate::Holder> Admit(bool counted);
+  // Starts the admitted run on the executor, tracked until `sink` is
+  // destroyed. `options.cancellation` must be set.
+  void Launch(Gate::Holder admitted, NamedTensors inputs, RunOptions options, EventSink sink);
+  // A request's result from its run's last event (workflow_finished or
+  // error), which came `elapsed` after admission.
+  InferenceResult ResultOf(const WorkflowEvent& last, Duration elapsed) const;
   // Counts a run that ended with `last` after `elapsed`.
   void Count(const WorkflowEvent& last, Duration elapsed);
-  // Counts a request refused at once.
-  void CountRejected();
 
   WorkflowExecutor& executor_;
   const WorkflowPtr workflow_;
   const ModelPtr signature_;
   Clock& clock_;
-  // Held by each run from Enqueue until its sink is destroyed.
+  // Held by each run from admission (Enqueue, Start) until its sink is
+  // destroyed.
   Gate runs_;
   // The runs' cancellations, for Shutdown(false).
   CancellationSet live_;

@@ -94,6 +94,15 @@ class ServeTest : public ::testing::Test {
     EXPECT_EQ(server_->Stop(), 0) << "braid serve exits 0 on SIGTERM";
     delete server_;
   }
+  // The runs `workflow`'s statistics count so far (the suite shares one
+  // server, so tests compare before and after).
+  static std::uint64_t WorkflowRuns(const std::string& workflow) {
+    Reply stats = Curl(*server_, "/v2/models/" + workflow + "/stats");
+    EXPECT_EQ(stats.code, 200) << stats.body;
+    auto doc = Parse(stats.body);
+    EXPECT_EQ(doc["model_stats"].Size(), 1u) << stats.body;
+    return doc["model_stats"][0]["inference_count"].GetUint64();
+  }
   static ServerProcess* server_;
 };
 ServerProcess* ServeTest::server_ = nullptr;
@@ -218,6 +227,7 @@ TEST_F(ServeTest, InferJsonTensors) {
 // skipped is empty), a missing input is a 400 that names it, and its runs
 // count in its statistics.
 TEST_F(ServeTest, AWorkflowIsInferredByNameLikeAModel) {
+  const std::uint64_t before = WorkflowRuns("multimodal-assist");
   Reply reply = Post(
       *server_, "/v2/models/multimodal-assist/infer",
       R"({"id":"w1","inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["what is this?"]}]})");
@@ -244,23 +254,14 @@ TEST_F(ServeTest, AWorkflowIsInferredByNameLikeAModel) {
   EXPECT_EQ(missing.code, 400) << missing.body;
   EXPECT_THAT(missing.body, HasSubstr("needs input 'image'"));
 
-  Reply stats = Curl(*server_, "/v2/models/multimodal-assist/stats");
-  ASSERT_EQ(stats.code, 200);
-  auto stats_doc = Parse(stats.body);
-  ASSERT_EQ(stats_doc["model_stats"].Size(), 1u) << stats.body;
-  EXPECT_EQ(stats_doc["model_stats"][0]["inference_count"].GetUint64(), 1u);
+  EXPECT_EQ(WorkflowRuns("multimodal-assist"), before + 1);
 }
 
 // Every front end runs a workflow through the serving core
 // (InferenceService::Run): a run of the workflow API and a chat completion
 // count in the workflow's statistics beside KServe's.
 TEST_F(ServeTest, EveryFrontEndsRunOfAWorkflowCountsInItsStatistics) {
-  auto runs = [] {
-    Reply stats = Curl(*server_, "/v2/models/multimodal-assist/stats");
-    EXPECT_EQ(stats.code, 200) << stats.body;
-    return Parse(stats.body)["model_stats"][0]["inference_count"].GetUint64();
-  };
-  const std::uint64_t before = runs();
+  const std::uint64_t before = WorkflowRuns("multimodal-assist");
   Reply run = Post(*server_, "/v1/workflows/multimodal-assist/run",
                    R"({"inputs":{"text":"what is this?"},"response_mode":"blocking"})");
   ASSERT_EQ(run.code, 200) << run.body;
@@ -269,7 +270,7 @@ TEST_F(ServeTest, EveryFrontEndsRunOfAWorkflowCountsInItsStatistics) {
                     R"({"model":"multimodal-assist","messages":[{"role":"user","content":"hi"}]})");
   ASSERT_EQ(chat.code, 200) << chat.body;
   EXPECT_THAT(chat.body, HasSubstr("You asked: hi"));
-  EXPECT_EQ(runs(), before + 2);
+  EXPECT_EQ(WorkflowRuns("multimodal-assist"), before + 2);
 }
 
 TEST_F(ServeTest, InferBinaryTensorsBothWays) {

@@ -330,7 +330,8 @@ std::optional<ModelRunner::CachePolicy> ServiceModelRunner::CachePolicyFor(
                      std::chrono::seconds((*loaded)->config().response_cache.ttl_s)};
 }
 
-Result<std::shared_ptr<const Tokenizer>> ServiceModelRunner::TokenizerOf(const std::string& model) {
+Result<std::shared_ptr<const Tokenizer>> ServiceModelRunner::TokenizerFor(
+    const std::string& model) {
   return service_.TokenizerFor(model);
 }
 

@@ -39,7 +39,7 @@ class ServiceModelRunner : public ModelRunner {
   // ModelRunner
   void Run(const std::string& model, NamedTensors inputs, const ModelCall& call,
            std::function<void(Result<NamedTensors>)> done) override;
-  Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) override;
+  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model) override;
   std::optional<CachePolicy> CachePolicyFor(const std::string& model) override;
 
  private:

@@ -118,7 +118,7 @@ class TextKind : public CpuNodeKind {
  protected:
   Result<NamedTensors> Compute(NodeRun& run) const override {
     BRAID_ASSIGN_OR_RETURN(auto tokenizer,
-                           run.executor.runner().TokenizerOf(run.node.params.at("tokenizer")));
+                           run.executor.runner().TokenizerFor(run.node.params.at("tokenizer")));
     const std::string_view text = FirstString(run.inputs.begin()->second);
     BRAID_ASSIGN_OR_RETURN(auto ids, tokenizer->Encode(text));
     const Shape shape = {1, static_cast<std::int64_t>(ids.size())};

@@ -44,7 +44,7 @@ class HeldRunner : public ModelRunner {
     });
     changed_.notify_all();
   }
-  Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) override {
+  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model) override {
     return NotFound("no {}", model);
   }
   std::optional<CachePolicy> CachePolicyFor(const std::string& model) override {
@@ -414,6 +414,30 @@ TEST_F(ExecutorTest, AWorkflowSchedulersStartedRunReportsEventsAndCounts) {
   EXPECT_EQ(refused.events[0].error_code, StatusCode::kUnavailable);
   EXPECT_EQ(scheduler.Stats().rejected, 1u);
   EXPECT_EQ(runner_.calls(), 2u);
+}
+
+// Shutdown without drain cancels a started run as it does a request's, and
+// returns once the run has ended.
+TEST_F(ExecutorTest, AWorkflowSchedulerCutShortCancelsAStartedRun) {
+  WorkflowScheduler scheduler(executor_, Load(kDiamond), SteadyClock());
+  Recorder run;
+  RunOptions options;
+  options.cancellation = std::make_shared<CancellationToken>();
+  scheduler.Start({{"a", Number(1)}}, options, run.Sink());
+  runner_.WaitUntilHeld(1);
+  std::thread shutdown([&] { scheduler.Shutdown(false); });
+  bool cancelled = false;
+  for (int i = 0; i < 1000 && !(cancelled = options.cancellation->cancelled()); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  runner_.ReleaseWhenHeld(1);
+  shutdown.join();
+  ASSERT_TRUE(cancelled);
+  {
+    std::lock_guard lock(run.mutex);
+    ASSERT_TRUE(run.done) << "Shutdown returned before the run ended";
+    EXPECT_EQ(run.events.back().error_code, StatusCode::kCancelled);
+  }
+  EXPECT_EQ(scheduler.Stats().cancelled, 1u);
 }
 
 TEST_F(ExecutorTest, SerialModeRunsOneNodeAtATime) {

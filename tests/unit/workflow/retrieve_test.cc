@@ -31,7 +31,7 @@ class EmbedRunner : public ModelRunner {
     std::copy(x.begin(), x.end(), vector.mutable_span<float>().begin());
     done(NamedTensors{{"vector", vector}});
   }
-  Result<std::shared_ptr<const Tokenizer>> TokenizerOf(const std::string& model) override {
+  Result<std::shared_ptr<const Tokenizer>> TokenizerFor(const std::string& model) override {
     return NotFound("no {}", model);
   }
 };
