@@ -132,6 +132,44 @@ test('a deadline shorter than the queue wait is DEADLINE_EXCEEDED', async () => 
   await Promise.all(busy);
 });
 
+test('a client that cancels ModelInfer cancels its queued request', async () => {
+  const pixels = Buffer.alloc(16 * 3 * 224 * 224 * 4);
+  const batch = (n) => ({ model_name: 'clip-image', inputs: [{ name: 'pixel_values', datatype: 'FP32', shape: [n, 3, 224, 224] }],
+                          raw_input_contents: [pixels.subarray(0, n * 3 * 224 * 224 * 4)],
+                          // Identical requests would share one run (the result cache).
+                          parameters: { timeout: { int64_param: 120000000 }, cache: { bool_param: false } } });
+  const stats = async () => (await (await fetch(`http://127.0.0.1:${server.http}/v2/models/clip-image/stats`)).json()).model_stats[0];
+  const inFlight = async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${server.metrics}/metrics`)).text();
+    return Number(/^braid_inflight_requests (\d+)$/m.exec(metrics)[1]);
+  };
+  const until = async (what, check) => {
+    for (let i = 0; i < 3000; ++i) {
+      if (await check()) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.fail(`timed out waiting until ${what}`);
+  };
+  const before = await stats();
+  // Four clients each send a 16-image batch as soon as their last is
+  // answered, so the model's queue stays full however fast it computes: at
+  // most four requests are in flight until a fifth, the 1-image request,
+  // queues behind them. Its client then cancels it.
+  let stop = false;
+  const keepBusy = async () => { while (!stop) await call('ModelInfer', batch(16)); };
+  const busy = Array.from({ length: 4 }, keepBusy);
+  await until('the busy requests are admitted', async () => (await inFlight()) >= 3);
+  const small = client.ModelInfer(batch(1), new grpc.Metadata(), () => {});
+  await until('the small request is admitted', async () => (await inFlight()) >= 5);
+  small.cancel();
+  await until('the cancelled request is dropped', async () => (await stats()).cancelled > before.cancelled);
+  stop = true;
+  await Promise.all(busy);
+  const after = await stats();
+  assert.equal(after.cancelled - before.cancelled, 1);
+  assert.equal((after.inference_count - before.inference_count) % 16, 0, 'the cancelled request never ran');
+});
+
 test('ModelStreamInfer answers every request on one stream', async () => {
   const stream = client.ModelStreamInfer();
   const responses = [];

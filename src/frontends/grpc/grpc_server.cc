@@ -576,21 +576,17 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
                                        const inference::ModelInferRequest* request,
                                        inference::ModelInferResponse* response) override {
-    auto* reactor = context->DefaultReactor();
-    if (auto denied = Admit(context, false); !denied.ok()) {
-      reactor->Finish(denied);
-      return reactor;
-    }
+    if (auto denied = Admit(context, false); !denied.ok()) return Done(context, denied);
     if (InSequence(*request)) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                   "a request with sequence_id is a piece of a live stream: "
-                                   "send the sequence on ModelStreamInfer"));
-      return reactor;
+      return Done(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                        "a request with sequence_id is a piece of a live stream: "
+                                        "send the sequence on ModelStreamInfer"));
     }
+    auto* reactor = new InferReactor;
     const TimePoint received = clock_.Now();
     // The request message lives until Finish, which comes after inference.
     std::shared_ptr<const void> no_owner;
-    RunInfer(*request, no_owner, context,
+    RunInfer(*request, no_owner, context, reactor->cancellation,
              [this, context, reactor, request, response, received](Result<InferResponse> result) {
                grpc::Status status = grpc::Status::OK;
                if (result.ok()) {
@@ -620,8 +616,10 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
   ModelStreamInfer(grpc::CallbackServerContext* context) override;
 
   // Validates and schedules one request; `done` gets the result.
+  // `cancellation` cancels its queued work (the call was cancelled).
   void RunInfer(const inference::ModelInferRequest& request, std::shared_ptr<const void> owner,
-                grpc::CallbackServerContext* context, InferCallback done) {
+                grpc::CallbackServerContext* context,
+                std::shared_ptr<CancellationToken> cancellation, InferCallback done) {
     auto version = ParseModelVersion(request.model_version());
     if (!version.ok()) return done(version.status());
     auto inputs = InputsFromProto(request, std::move(owner));
@@ -630,6 +628,7 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     if (auto status = OptionsFromProto(request, &options); !status.ok()) return done(status);
     // A gRPC callback thread may run a short batch and fill the response.
     options.caller_may_compute = true;
+    options.cancellation = std::move(cancellation);
     const auto deadline = context->deadline();
     if (deadline != std::chrono::system_clock::time_point::max()) {
       options.deadline = clock_.Now() + std::chrono::duration_cast<Duration>(
@@ -674,6 +673,18 @@ class GrpcServer::Impl final : public GRPCInferenceService::CallbackService {
     reactor->Finish(status);
     return reactor;
   }
+
+  // One ModelInfer call under way. A call cancelled before its answer (the
+  // client cancels or leaves, or its deadline passes) cancels the request's
+  // queued work, as an HTTP client that hangs up does. Deletes itself in
+  // OnDone.
+  class InferReactor final : public grpc::ServerUnaryReactor {
+   public:
+    const std::shared_ptr<CancellationToken> cancellation = std::make_shared<CancellationToken>();
+
+    void OnCancel() override { cancellation->Cancel(); }
+    void OnDone() override { delete this; }
+  };
 
   InferenceService& service_;
   Metrics& metrics_;
@@ -755,18 +766,19 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     ++pending_;
     const bool read_more = !draining_;
     lock.unlock();
-    server_.RunInfer(*request, request, context_, [this, request](Result<InferResponse> result) {
-      inference::ModelStreamInferResponse response;
-      if (result.ok()) {
-        FillResponse(*request, *result, response.mutable_infer_response());
-      } else {
-        response.set_error_message(result.status().message());
-        response.mutable_infer_response()->set_id(request->id());
-      }
-      std::lock_guard guard(mutex_);
-      --pending_;
-      QueueLocked(std::move(response));
-    });
+    server_.RunInfer(*request, request, context_, cancellation_,
+                     [this, request](Result<InferResponse> result) {
+                       inference::ModelStreamInferResponse response;
+                       if (result.ok()) {
+                         FillResponse(*request, *result, response.mutable_infer_response());
+                       } else {
+                         response.set_error_message(result.status().message());
+                         response.mutable_infer_response()->set_id(request->id());
+                       }
+                       std::lock_guard guard(mutex_);
+                       --pending_;
+                       QueueLocked(std::move(response));
+                     });
     if (read_more) StartRead(&incoming_);
   }
 
@@ -785,7 +797,9 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
     }
   }
 
-  void OnCancel() override {}
+  // The client cancelled the stream or left: the requests it sent that are
+  // still queued are dropped.
+  void OnCancel() override { cancellation_->Cancel(); }
   void OnDone() override {
     {
       std::lock_guard lock(server_.streams_mutex_);
@@ -1039,6 +1053,8 @@ class StreamReactor : public grpc::ServerBidiReactor<inference::ModelInferReques
   GrpcServer::Impl& server_;
   grpc::CallbackServerContext* context_;
   inference::ModelInferRequest incoming_;
+  // Shared by every request of the stream.
+  const std::shared_ptr<CancellationToken> cancellation_ = std::make_shared<CancellationToken>();
   std::mutex mutex_;
   std::deque<inference::ModelStreamInferResponse>
       outgoing_;               // guarded by mutex_; front is being written
