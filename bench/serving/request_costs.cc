@@ -129,6 +129,33 @@ bool RoundTrip(int fd, const std::string& request, std::string& response) {
   return response.starts_with("HTTP/1.1 200");
 }
 
+// Sends `request` `n` times on `fd` with the counters on, then prints what
+// one took under `title`; false on a failed round trip.
+bool CountRoundTrips(int fd, const std::string& request, int n, const std::string& title) {
+  allocations = 0;
+  allocated_bytes = 0;
+  mutex_locks = 0;
+  rwlock_locks = 0;
+  std::string response;
+  response.reserve(1 << 16);
+  counting = true;
+  for (int i = 0; i < n; ++i) {
+    if (!RoundTrip(fd, request, response)) {
+      counting = false;
+      fmt::print(stderr, "bench_request_costs: request failed: {}\n", response);
+      return false;
+    }
+  }
+  counting = false;
+  const double count = n;
+  fmt::print("{}, {} requests\n", title, n);
+  fmt::print("  allocations per request      {:8.1f}\n", allocations.load() / count);
+  fmt::print("  bytes allocated per request  {:8.0f}\n", allocated_bytes.load() / count);
+  fmt::print("  mutex locks per request      {:8.1f}\n", mutex_locks.load() / count);
+  fmt::print("  rwlock locks per request     {:8.1f}\n", rwlock_locks.load() / count);
+  return true;
+}
+
 int Run(const std::string& repository_path, int requests, std::int64_t inline_max_us) {
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);
@@ -183,25 +210,18 @@ int Run(const std::string& repository_path, int requests, std::int64_t inline_ma
       return 1;
     }
   }
-  counting = true;
-  for (int i = 0; i < requests; ++i) {
-    if (!RoundTrip(fd, request, response)) {
-      counting = false;
-      fmt::print(stderr, "bench_request_costs: request failed: {}\n", response);
-      return 1;
-    }
-  }
-  counting = false;
+  // The readiness probe `braid router` and load balancers send, whose
+  // X-Braid-Load header reads every model's load.
+  const std::string probe = "GET /v2/health/ready HTTP/1.1\r\nHost: bench\r\n\r\n";
+  const bool counted =
+      CountRoundTrips(fd, request, requests,
+                      "binary KServe request to identity, batch 1, HTTP/1.1 keep-alive") &&
+      CountRoundTrips(
+          fd, probe, requests,
+          fmt::format("readiness probe (GET /v2/health/ready, {} models)", service.Stats().size()));
   close(fd);
-  const double n = requests;
-  fmt::print("binary KServe request to identity, batch 1, HTTP/1.1 keep-alive, {} requests\n",
-             requests);
-  fmt::print("  allocations per request      {:8.1f}\n", allocations.load() / n);
-  fmt::print("  bytes allocated per request  {:8.0f}\n", allocated_bytes.load() / n);
-  fmt::print("  mutex locks per request      {:8.1f}\n", mutex_locks.load() / n);
-  fmt::print("  rwlock locks per request     {:8.1f}\n", rwlock_locks.load() / n);
   http.Stop();
-  return 0;
+  return counted ? 0 : 1;
 }
 
 }  // namespace
@@ -209,7 +229,9 @@ int Run(const std::string& repository_path, int requests, std::int64_t inline_ma
 
 int main(int argc, char** argv) {
   braid::KeepEnginesSingleThreaded(argv);
-  CLI::App app{"Allocations and lock acquisitions per binary KServe request (counted, not timed)"};
+  CLI::App app{
+      "Allocations and lock acquisitions per binary KServe request and per readiness probe "
+      "(counted, not timed)"};
   int requests = 5000;
   std::string repository = BRAID_DEFAULT_MODEL_REPOSITORY;
   app.add_option("--requests", requests, "Requests counted (after 500 of warm-up)")
