@@ -169,6 +169,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     adaptive_.OnArrival(now);
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
+    PublishLoadLocked(now, utilization_.load(std::memory_order_relaxed));
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
     if (caller_may_compute && RunInlineLocked(lock, static_cast<std::size_t>(priority - 1), now))
       return Status::Ok();
@@ -322,7 +323,7 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
 
 bool ModelScheduler::OffpeakDeferredLocked(TimePoint now) {
   double utilization = utilization_window_.Compute(now, running_);
-  utilization_.store(utilization, std::memory_order_relaxed);
+  PublishLoadLocked(now, utilization);
   if (stopping_) return false;  // draining: run everything
   return utilization > model_->config().dynamic_batching.offpeak.defer_above_utilization;
 }
@@ -762,7 +763,10 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   const RunningBatch running{now,
                              ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)),
                              batch_level, instance, preemptible};
-  if (!priority_instance) running_.push_back(running);
+  if (!priority_instance) {
+    running_.push_back(running);
+    PublishLoadLocked(now, utilization_.load(std::memory_order_relaxed));
+  }
   instance_busy_[instance] = true;
   preempt_asked_[instance] = false;
   lock.unlock();
@@ -777,6 +781,7 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   if (!priority_instance) {
     running_.erase(std::find(running_.begin(), running_.end(), running));
     utilization_window_.AddBusy(now, end);
+    PublishLoadLocked(end, utilization_window_.Compute(end, running_));
   }
   if (!finished) {
     // Back to the front of its queue, in order, for after the urgent batch.
@@ -832,6 +837,8 @@ void ModelScheduler::ExpiryLoop() {
   while (!expiry_stop_) {
     ExpireLocked(clock_.Now(), &done);
     if (!done.empty()) {
+      // The queues may be empty now, with no decision to come.
+      PublishLoadLocked(clock_.Now(), utilization_.load(std::memory_order_relaxed));
       CompleteUnlocked(lock, &done);
       continue;
     }
@@ -849,7 +856,7 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   last_tick_ = now;
   next_tick_ = now + std::chrono::seconds(1);
   const double utilization = utilization_window_.Compute(now, running_);
-  utilization_.store(utilization, std::memory_order_relaxed);
+  PublishLoadLocked(now, utilization);
   const auto target = static_cast<std::size_t>(autoscaler_->Observe(now, utilization, rate));
   if (target == active_instances_) return;
   spdlog::info(
@@ -864,12 +871,21 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   standby_.notify_all();
 }
 
-double ModelScheduler::CurrentLoad() {
-  std::lock_guard lock(mutex_);
-  if (running_.size() >= active_instances_ && QueuedItemsLocked(false) > 0) return 1.0;
-  const double utilization = utilization_window_.Compute(clock_.Now(), running_);
+void ModelScheduler::PublishLoadLocked(TimePoint now, double utilization) {
+  const bool backlog = running_.size() >= active_instances_ && !QueuesEmptyLocked(false);
   utilization_.store(utilization, std::memory_order_relaxed);
-  return utilization;
+  load_.store(backlog ? 1.0 : utilization, std::memory_order_relaxed);
+  idle_since_.store(running_.empty() && QueuesEmptyLocked(true) ? now : TimePoint::max(),
+                    std::memory_order_relaxed);
+}
+
+double ModelScheduler::CurrentLoad() const {
+  const double load = load_.load(std::memory_order_relaxed);
+  const TimePoint idle_since = idle_since_.load(std::memory_order_relaxed);
+  if (idle_since == TimePoint::max()) return load;
+  const double idle_share = std::chrono::duration<double>(clock_.Now() - idle_since) /
+                            std::chrono::duration<double>(options_.utilization_window);
+  return load * std::clamp(1.0 - idle_share, 0.0, 1.0);
 }
 
 std::size_t ModelScheduler::queued_items() const {

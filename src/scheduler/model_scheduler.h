@@ -154,11 +154,14 @@ class ModelScheduler final : public Scheduler {
   std::size_t queued_items() const;
   // Last published utilisation in [0, 1]; lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
-  // How loaded the model is now, in [0, 1], for load reports to a router:
-  // 1 while requests wait with every active instance busy (a backlog is
-  // full load whatever the window says), else the utilisation computed now
-  // (and published). Takes the lock.
-  double CurrentLoad();
+  // How loaded the model is, in [0, 1], for load reports to a router;
+  // lock-free (readiness probes read it). 1 while requests wait with every
+  // active instance busy (a backlog is full load whatever the window says),
+  // else the utilisation published at the last batching decision, arrival,
+  // batch start or batch end; once nothing runs or waits, that figure fades linearly to
+  // 0 over the utilisation window, as the window forgets the busy time (an
+  // estimate between the two ends, which are exact).
+  double CurrentLoad() const;
   const Model& model() const { return *model_; }
   ModelPtr shared_model() const override { return model_; }
   bool batching() const { return batching_; }
@@ -222,6 +225,9 @@ class ModelScheduler final : public Scheduler {
                 std::vector<Completion>* done, Duration* compute, bool stoppable = true);
   // Whether no request waits (at the off-peak levels too when `offpeak`).
   bool QueuesEmptyLocked(bool offpeak = true) const;
+  // Publishes what CurrentLoad and utilization() read: `utilization`,
+  // computed at `now`, and the queues' state.
+  void PublishLoadLocked(TimePoint now, double utilization);
   // Runs the callbacks of `done` with the lock released (callbacks may
   // enqueue again), then clears it and re-takes the lock. `here`: all on
   // this thread (an inline run's caller), none handed to `completions`.
@@ -303,7 +309,11 @@ class ModelScheduler final : public Scheduler {
   TimePoint next_tick_ = TimePoint::max();   // guarded by mutex_
   TimePoint last_tick_{};                    // guarded by mutex_
   std::uint64_t arrivals_since_tick_ = 0;    // guarded by mutex_
-  std::atomic<double> utilization_{0.0};
+  std::atomic<double> utilization_{0.0};     // written by PublishLoadLocked
+  std::atomic<double> load_{0.0};            // the same, or 1 for a backlog
+  // When the model last fell idle (nothing running or queued), from which
+  // load_ fades; TimePoint::max() while it is not idle.
+  std::atomic<TimePoint> idle_since_{TimePoint::min()};
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers
   std::vector<std::thread> workers_;

@@ -147,7 +147,9 @@ class InferenceService {
   // Ready to serve: not draining and at least one model ready. Lock-free.
   bool Ready() const;
   // How busy the server is, in [0, 1]: the load of its busiest model
-  // (ModelScheduler::CurrentLoad). Reported to `braid router` with each readiness check.
+  // (ModelScheduler::CurrentLoad, which takes no lock), read under the
+  // model table's shared lock as a request's lookup is. Reported to
+  // `braid router` with each readiness check.
   double Load() const;
   // Batch items waiting in the schedulers' queues now.
   std::size_t QueuedItems() const;

@@ -732,6 +732,36 @@ TEST_F(SchedulerTest, OffpeakStillBoundedByItsTimeout) {
   EXPECT_EQ(background->Wait().status.code(), StatusCode::kDeadlineExceeded);
 }
 
+// The load a readiness probe reads without the lock: full while requests
+// wait behind the busy instance, the utilisation once they have run, then
+// fading to 0 over the window while nothing runs.
+TEST_F(SchedulerTest, TheLoadIsPublishedAndFadesOnceIdle) {
+  SchedulerOptions options;
+  options.utilization_window = milliseconds(100);
+  Start(BaseConfig(), 1, options);
+  EXPECT_EQ(scheduler_->CurrentLoad(), 0.0);
+  backend_.SetCost(milliseconds(10), Duration::zero());
+  backend_.Hold();
+  auto first = Submit(1);
+  backend_.WaitForBatches(1);
+  auto second = Submit(2);
+  EXPECT_EQ(scheduler_->CurrentLoad(), 1.0) << "a request waits behind the busy instance";
+  auto third = Submit(3);
+  backend_.Release(1);
+  backend_.WaitForBatches(2);
+  EXPECT_EQ(scheduler_->CurrentLoad(), 1.0) << "the next batch started with a request waiting";
+  backend_.ReleaseAll();
+  for (const auto& outcome : {first, second, third}) EXPECT_TRUE(outcome->Wait().status.ok());
+  // Each ran for 10 ms of the manual clock, back to back: 30 ms of the
+  // 100 ms window were busy when the last ended, and nothing has moved the
+  // clock since.
+  EXPECT_DOUBLE_EQ(scheduler_->CurrentLoad(), 0.3);
+  clock_.Advance(milliseconds(25));
+  EXPECT_DOUBLE_EQ(scheduler_->CurrentLoad(), 0.3 * 0.75);
+  clock_.Advance(milliseconds(75));
+  EXPECT_EQ(scheduler_->CurrentLoad(), 0.0);
+}
+
 TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
   ModelConfig config = BaseConfig();
   Start(config, 2);
