@@ -169,7 +169,7 @@ Status ModelScheduler::Enqueue(InferenceRequestPtr& request) {
     adaptive_.OnArrival(now);
     const TimePoint expires = std::min(queue_deadline, request->deadline);
     level.queue.push_back({std::move(request), now, queue_deadline, items});
-    PublishLoadLocked(now, utilization_.load(std::memory_order_relaxed));
+    PublishLoadLocked(now);
     if (expires < expiry_sleeps_until_) expiry_.notify_one();
     if (caller_may_compute && RunInlineLocked(lock, static_cast<std::size_t>(priority - 1), now))
       return Status::Ok();
@@ -285,18 +285,19 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
   auto sweep = [&](std::deque<Pending>& queue, const QueuePolicy* policy) {
     for (auto it = queue.begin(); it != queue.end();) {
       InferenceRequest& request = *it->request;
-      if (request.cancellation && request.cancellation->cancelled()) {
-        drop(*it,
-             MakeStatus(StatusCode::kCancelled, "request to model '{}' was cancelled",
-                        model_->name()),
-             &stats_.cancelled);
-      } else if (now >= request.deadline) {
+      // The deadline first: a gRPC call past its deadline is cancelled too.
+      if (now >= request.deadline) {
         if (policy != nullptr) WidenAdmissionMarginLocked();
         drop(*it,
              MakeStatus(StatusCode::kDeadlineExceeded,
                         "request to model '{}' passed its deadline after {:.0f} us queued",
                         model_->name(), ToMicros(now - it->enqueued)),
              &stats_.timed_out);
+      } else if (request.cancellation && request.cancellation->cancelled()) {
+        drop(*it,
+             MakeStatus(StatusCode::kCancelled, "request to model '{}' was cancelled",
+                        model_->name()),
+             &stats_.cancelled);
       } else if (now >= it->queue_deadline) {
         if (policy != nullptr && policy->timeout_action == QueuePolicy::TimeoutAction::kDelay) {
           ++stats_.delayed;
@@ -317,13 +318,15 @@ void ModelScheduler::ExpireLocked(TimePoint now, std::vector<Completion>* done) 
       it = queue.erase(it);
     }
   };
+  const std::size_t before = done->size();
   for (auto& level : levels_) sweep(level.queue, &level.policy);
   sweep(delayed_, nullptr);
+  if (done->size() != before) PublishLoadLocked(now);
 }
 
 bool ModelScheduler::OffpeakDeferredLocked(TimePoint now) {
   double utilization = utilization_window_.Compute(now, running_);
-  PublishLoadLocked(now, utilization);
+  PublishUtilizationLocked(now, utilization);
   if (stopping_) return false;  // draining: run everything
   return utilization > model_->config().dynamic_batching.offpeak.defer_above_utilization;
 }
@@ -765,8 +768,9 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
                              batch_level, instance, preemptible};
   if (!priority_instance) {
     running_.push_back(running);
-    PublishLoadLocked(now, utilization_.load(std::memory_order_relaxed));
   }
+  // The batch left its queue (and a regular one runs now).
+  PublishLoadLocked(now);
   instance_busy_[instance] = true;
   preempt_asked_[instance] = false;
   lock.unlock();
@@ -781,7 +785,6 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   if (!priority_instance) {
     running_.erase(std::find(running_.begin(), running_.end(), running));
     utilization_window_.AddBusy(now, end);
-    PublishLoadLocked(end, utilization_window_.Compute(end, running_));
   }
   if (!finished) {
     // Back to the front of its queue, in order, for after the urgent batch.
@@ -792,6 +795,7 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
       it->preempted = true;
       queue.push_front(std::move(*it));
     }
+    PublishLoadLocked(end);
     return;
   }
   std::int64_t items = 0;
@@ -818,6 +822,7 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
     expected = expected == 0 ? ToMicros(compute) : 0.8 * expected + 0.2 * ToMicros(compute);
   }
   if (!background) adaptive_.OnBatch(static_cast<int>(items), compute);
+  PublishLoadLocked(end);
 }
 
 TimePoint ModelScheduler::NextExpiryLocked() const {
@@ -837,13 +842,16 @@ void ModelScheduler::ExpiryLoop() {
   while (!expiry_stop_) {
     ExpireLocked(clock_.Now(), &done);
     if (!done.empty()) {
-      // The queues may be empty now, with no decision to come.
-      PublishLoadLocked(clock_.Now(), utilization_.load(std::memory_order_relaxed));
       CompleteUnlocked(lock, &done);
       continue;
     }
-    if (clock_.Now() >= next_tick_) AutoscaleTickLocked(clock_.Now());
-    expiry_sleeps_until_ = std::min(NextExpiryLocked(), next_tick_);
+    const TimePoint now = clock_.Now();
+    if (now >= next_tick_) AutoscaleTickLocked(now);
+    if (now >= next_utilization_) {
+      next_utilization_ = TimePoint::max();
+      PublishUtilizationLocked(now, utilization_window_.Compute(now, running_));
+    }
+    expiry_sleeps_until_ = std::min({NextExpiryLocked(), next_tick_, next_utilization_});
     clock_.WaitUntil(lock, expiry_, expiry_sleeps_until_);
     expiry_sleeps_until_ = TimePoint::min();
   }
@@ -856,7 +864,7 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   last_tick_ = now;
   next_tick_ = now + std::chrono::seconds(1);
   const double utilization = utilization_window_.Compute(now, running_);
-  PublishLoadLocked(now, utilization);
+  PublishUtilizationLocked(now, utilization);
   const auto target = static_cast<std::size_t>(autoscaler_->Observe(now, utilization, rate));
   if (target == active_instances_) return;
   spdlog::info(
@@ -867,25 +875,29 @@ void ModelScheduler::AutoscaleTickLocked(TimePoint now) {
   active_instances_ = target;
   stats_.active_instances = target;
   utilization_window_.set_instances(static_cast<int>(target));
+  PublishLoadLocked(now);
   work_.notify_all();
   standby_.notify_all();
 }
 
-void ModelScheduler::PublishLoadLocked(TimePoint now, double utilization) {
-  const bool backlog = running_.size() >= active_instances_ && !QueuesEmptyLocked(false);
+void ModelScheduler::PublishLoadLocked(TimePoint now) {
+  backlog_.store(running_.size() >= active_instances_ && !QueuesEmptyLocked(false),
+                 std::memory_order_relaxed);
+  if (next_utilization_ != TimePoint::max() ||
+      (running_.empty() && utilization_.load(std::memory_order_relaxed) == 0))
+    return;
+  next_utilization_ = now + options_.utilization_window / 10;
+  if (next_utilization_ < expiry_sleeps_until_) expiry_.notify_one();
+}
+
+void ModelScheduler::PublishUtilizationLocked(TimePoint now, double utilization) {
   utilization_.store(utilization, std::memory_order_relaxed);
-  load_.store(backlog ? 1.0 : utilization, std::memory_order_relaxed);
-  idle_since_.store(running_.empty() && QueuesEmptyLocked(true) ? now : TimePoint::max(),
-                    std::memory_order_relaxed);
+  PublishLoadLocked(now);
 }
 
 double ModelScheduler::CurrentLoad() const {
-  const double load = load_.load(std::memory_order_relaxed);
-  const TimePoint idle_since = idle_since_.load(std::memory_order_relaxed);
-  if (idle_since == TimePoint::max()) return load;
-  const double idle_share = std::chrono::duration<double>(clock_.Now() - idle_since) /
-                            std::chrono::duration<double>(options_.utilization_window);
-  return load * std::clamp(1.0 - idle_share, 0.0, 1.0);
+  return backlog_.load(std::memory_order_relaxed) ? 1.0
+                                                  : utilization_.load(std::memory_order_relaxed);
 }
 
 std::size_t ModelScheduler::queued_items() const {

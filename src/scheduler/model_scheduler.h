@@ -152,15 +152,15 @@ class ModelScheduler final : public Scheduler {
   SchedulerStats Stats() const override;
   // Batch items waiting in the queues now, off-peak ones included.
   std::size_t queued_items() const;
-  // Last published utilisation in [0, 1]; lock-free.
+  // The utilisation last computed, in [0, 1] (see CurrentLoad); lock-free.
   double utilization() const { return utilization_.load(std::memory_order_relaxed); }
   // How loaded the model is, in [0, 1], for load reports to a router;
   // lock-free (readiness probes read it). 1 while requests wait with every
-  // active instance busy (a backlog is full load whatever the window says),
-  // else the utilisation published at the last batching decision, arrival,
-  // batch start or batch end; once nothing runs or waits, that figure fades linearly to
-  // 0 over the utilisation window, as the window forgets the busy time (an
-  // estimate between the two ends, which are exact).
+  // active instance busy (a backlog is full load whatever the window says:
+  // published as requests arrive and leave and batches start and end),
+  // else utilization(): computed at each batching decision, and by the
+  // expiry thread every tenth of the window while a batch runs or busy time
+  // is still leaving the window, so never older than that.
   double CurrentLoad() const;
   const Model& model() const { return *model_; }
   ModelPtr shared_model() const override { return model_; }
@@ -225,9 +225,12 @@ class ModelScheduler final : public Scheduler {
                 std::vector<Completion>* done, Duration* compute, bool stoppable = true);
   // Whether no request waits (at the off-peak levels too when `offpeak`).
   bool QueuesEmptyLocked(bool offpeak = true) const;
-  // Publishes what CurrentLoad and utilization() read: `utilization`,
-  // computed at `now`, and the queues' state.
-  void PublishLoadLocked(TimePoint now, double utilization);
+  // Publishes whether requests wait with every active instance busy, and
+  // has the expiry thread recompute the utilisation from `now` on while it
+  // can change on its own (a batch runs, or the window holds busy time).
+  void PublishLoadLocked(TimePoint now);
+  // Publishes `utilization`, computed at `now`, then as PublishLoadLocked.
+  void PublishUtilizationLocked(TimePoint now, double utilization);
   // Runs the callbacks of `done` with the lock released (callbacks may
   // enqueue again), then clears it and re-takes the lock. `here`: all on
   // this thread (an inline run's caller), none handed to `completions`.
@@ -309,11 +312,11 @@ class ModelScheduler final : public Scheduler {
   TimePoint next_tick_ = TimePoint::max();   // guarded by mutex_
   TimePoint last_tick_{};                    // guarded by mutex_
   std::uint64_t arrivals_since_tick_ = 0;    // guarded by mutex_
-  std::atomic<double> utilization_{0.0};     // written by PublishLoadLocked
-  std::atomic<double> load_{0.0};            // the same, or 1 for a backlog
-  // When the model last fell idle (nothing running or queued), from which
-  // load_ fades; TimePoint::max() while it is not idle.
-  std::atomic<TimePoint> idle_since_{TimePoint::min()};
+  std::atomic<double> utilization_{0.0};     // written by PublishUtilizationLocked
+  std::atomic<bool> backlog_{false};         // written by PublishLoadLocked
+  // When the expiry thread next recomputes the utilisation; max() while it
+  // cannot change on its own.
+  TimePoint next_utilization_ = TimePoint::max();  // guarded by mutex_
 
   std::mutex shutdown_mutex_;  // serialises Shutdown callers
   std::vector<std::thread> workers_;

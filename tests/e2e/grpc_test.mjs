@@ -151,16 +151,21 @@ test('a client that cancels ModelInfer cancels its queued request', async () => 
     assert.fail(`timed out waiting until ${what}`);
   };
   const before = await stats();
-  // Four clients each send a 16-image batch as soon as their last is
-  // answered, so the model's queue stays full however fast it computes: at
-  // most four requests are in flight until a fifth, the 1-image request,
-  // queues behind them. Its client then cancels it.
+  // Eight clients each send a 16-image batch as soon as their last is
+  // answered, so that several wait in the model's queue at any time: at
+  // most eight requests are in flight until a ninth, the 1-image request,
+  // queues behind them. Its client then cancels it. (Seen on two polls in a
+  // row: an answered request is counted out just after its answer leaves.)
   let stop = false;
   const keepBusy = async () => { while (!stop) await call('ModelInfer', batch(16)); };
-  const busy = Array.from({ length: 4 }, keepBusy);
-  await until('the busy requests are admitted', async () => (await inFlight()) >= 3);
+  const busy = Array.from({ length: 8 }, keepBusy);
+  await until('the busy requests are admitted', async () => (await inFlight()) >= 7);
   const small = client.ModelInfer(batch(1), new grpc.Metadata(), () => {});
-  await until('the small request is admitted', async () => (await inFlight()) >= 5);
+  let seen = 0;
+  await until('the small request is admitted', async () => {
+    seen = (await inFlight()) >= 9 ? seen + 1 : 0;
+    return seen >= 2;
+  });
   small.cancel();
   await until('the cancelled request is dropped', async () => (await stats()).cancelled > before.cancelled);
   stop = true;

@@ -733,12 +733,20 @@ TEST_F(SchedulerTest, OffpeakStillBoundedByItsTimeout) {
 }
 
 // The load a readiness probe reads without the lock: full while requests
-// wait behind the busy instance, the utilisation once they have run, then
-// fading to 0 over the window while nothing runs.
-TEST_F(SchedulerTest, TheLoadIsPublishedAndFadesOnceIdle) {
+// wait behind the busy instance; otherwise the utilisation, which the
+// expiry thread keeps recomputing as the manual clock moves while a batch
+// runs or busy time is still leaving the window.
+TEST_F(SchedulerTest, TheLoadIsPublishedForReadersWithoutTheLock) {
   SchedulerOptions options;
   options.utilization_window = milliseconds(100);
   Start(BaseConfig(), 1, options);
+  // Waits (real time) until the published load is `load`.
+  auto until_load = [&](double load) {
+    const auto until = std::chrono::steady_clock::now() + kPatience;
+    while (scheduler_->CurrentLoad() != load && std::chrono::steady_clock::now() < until)
+      std::this_thread::yield();
+    return scheduler_->CurrentLoad();
+  };
   EXPECT_EQ(scheduler_->CurrentLoad(), 0.0);
   backend_.SetCost(milliseconds(10), Duration::zero());
   backend_.Hold();
@@ -752,14 +760,24 @@ TEST_F(SchedulerTest, TheLoadIsPublishedAndFadesOnceIdle) {
   EXPECT_EQ(scheduler_->CurrentLoad(), 1.0) << "the next batch started with a request waiting";
   backend_.ReleaseAll();
   for (const auto& outcome : {first, second, third}) EXPECT_TRUE(outcome->Wait().status.ok());
-  // Each ran for 10 ms of the manual clock, back to back: 30 ms of the
-  // 100 ms window were busy when the last ended, and nothing has moved the
-  // clock since.
-  EXPECT_DOUBLE_EQ(scheduler_->CurrentLoad(), 0.3);
-  clock_.Advance(milliseconds(25));
-  EXPECT_DOUBLE_EQ(scheduler_->CurrentLoad(), 0.3 * 0.75);
-  clock_.Advance(milliseconds(75));
-  EXPECT_EQ(scheduler_->CurrentLoad(), 0.0);
+  // Each ran for 10 ms of the manual clock, back to back: 30 of the
+  // window's 100 ms were busy when the last ended.
+  EXPECT_EQ(until_load(0.3), 0.3);
+  clock_.Advance(milliseconds(80));
+  EXPECT_EQ(until_load(0.2), 0.2) << "20 ms of the busy time are left in the window";
+  clock_.Advance(milliseconds(30));
+  EXPECT_EQ(until_load(0.0), 0.0);
+  // A long batch, nothing waiting: the load climbs while it runs.
+  backend_.SetCost(Duration::zero(), Duration::zero());
+  backend_.Hold();
+  auto long_batch = Submit(4);
+  backend_.WaitForBatches(4);
+  clock_.Advance(milliseconds(50));
+  EXPECT_EQ(until_load(0.5), 0.5);
+  clock_.Advance(milliseconds(60));
+  EXPECT_EQ(until_load(1.0), 1.0);
+  backend_.ReleaseAll();
+  EXPECT_TRUE(long_batch->Wait().status.ok());
 }
 
 TEST_F(SchedulerTest, InstancesPullWorkInParallel) {
@@ -1055,13 +1073,14 @@ TEST_F(SchedulerTest, AnInlineRunWakesNoIdleWorker) {
   const int before = clock_.wakes();
   for (int i = 0; i < kRuns; ++i) {
     clock_.Advance(milliseconds(1));
-    // The idle worker and the expiry thread (no deadlines, no autoscaler)
-    // are the threads that wait without a deadline here: both sleep until
-    // notified, as on the steady clock.
+    // The idle worker is the thread that waits without a deadline here: it
+    // sleeps until notified, as on the steady clock. (The expiry thread
+    // waits with one: it recomputes the utilisation while the window holds
+    // the runs' busy time.)
     const auto until = std::chrono::steady_clock::now() + kPatience;
-    while (clock_.sleepers() != 2 && std::chrono::steady_clock::now() < until)
+    while (clock_.sleepers() != 1 && std::chrono::steady_clock::now() < until)
       std::this_thread::yield();
-    ASSERT_EQ(clock_.sleepers(), 2) << "run " << i;
+    ASSERT_EQ(clock_.sleepers(), 1) << "run " << i;
     EXPECT_TRUE(Submit(2 + i)->finished()) << "run " << i << " inline";
   }
   EXPECT_EQ(scheduler_->Stats().inline_batches, static_cast<std::uint64_t>(kRuns));
