@@ -91,8 +91,7 @@ int RunWorkflow(const RunCliOptions& options) {
   executor.Start(*workflow, std::move(inputs), run_options, [&](const WorkflowEvent& event) {
     fmt::print("{}\n", writer.Json(event));
     std::fflush(stdout);
-    if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
-        event.type == WorkflowEvent::Type::kError) {
+    if (event.ends_run()) {
       std::lock_guard lock(mutex);
       done = true;
       exit_code = event.type == WorkflowEvent::Type::kError ? 1 : 0;

@@ -766,9 +766,7 @@ void ModelScheduler::RunTakenBatch(std::unique_lock<std::mutex>& lock, std::size
   const RunningBatch running{now,
                              ExpectedBatchUsLocked(std::min<std::int64_t>(batch_items, max_batch_)),
                              batch_level, instance, preemptible};
-  if (!priority_instance) {
-    running_.push_back(running);
-  }
+  if (!priority_instance) running_.push_back(running);
   // The batch left its queue (and a regular one runs now).
   PublishLoadLocked(now);
   instance_busy_[instance] = true;

@@ -92,6 +92,9 @@ struct WorkflowEvent {
   bool semantic = false;
   float similarity = 0;
   StatusCode error_code = StatusCode::kOk;  // error: the failing node's status code
+
+  // The run's last event: workflow_finished or error.
+  bool ends_run() const { return type == Type::kWorkflowFinished || type == Type::kError; }
 };
 using EventSink = std::function<void(const WorkflowEvent&)>;
 

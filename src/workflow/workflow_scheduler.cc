@@ -53,9 +53,7 @@ Status WorkflowScheduler::Enqueue(InferenceRequestPtr& request) {
   Launch(std::move(*admitted), std::move(inputs), std::move(options),
          [this, start, request = std::shared_ptr<InferenceRequest>(std::move(request))](
              const WorkflowEvent& event) {
-           if (event.type != WorkflowEvent::Type::kWorkflowFinished &&
-               event.type != WorkflowEvent::Type::kError)
-             return;
+           if (!event.ends_run()) return;
            auto on_complete = std::move(request->on_complete);
            on_complete(ResultOf(event, clock_.Now() - start));
          });
@@ -96,9 +94,7 @@ void WorkflowScheduler::Launch(Gate::Holder admitted, NamedTensors inputs, RunOp
   const bool counted = !options.precompute;
   executor_.Start(workflow_, std::move(inputs), std::move(options),
                   [this, run, counted, start = clock_.Now()](const WorkflowEvent& event) {
-                    if (counted && (event.type == WorkflowEvent::Type::kWorkflowFinished ||
-                                    event.type == WorkflowEvent::Type::kError))
-                      Count(event, clock_.Now() - start);
+                    if (counted && event.ends_run()) Count(event, clock_.Now() - start);
                     run->sink(event);
                   });
 }

@@ -725,19 +725,15 @@ void WorkflowApi::StartRun(WorkflowPtr workflow, NamedTensors inputs, const std:
   // A client that disconnects cancels the run's queued model work.
   responder->OnDisconnect([token = options.cancellation] { token->Cancel(); });
   auto writer = std::make_shared<WorkflowEventWriter>(workflow, run_id);
-  auto ends = [](const WorkflowEvent& event) {
-    return event.type == WorkflowEvent::Type::kWorkflowFinished ||
-           event.type == WorkflowEvent::Type::kError;
-  };
   if (mode == "streaming") {
     responder->StartStream(200, "text/event-stream", {{"X-Workflow-Run-Id", run_id}});
     auto stream = std::make_shared<SseStream>(responder);
     tasks_->Add(run_id, {options.cancellation, stream});
     service_.Run(workflow->name, std::move(inputs), options,
-                 [stream, writer, ends, tasks = tasks_, run_id,
+                 [stream, writer, tasks = tasks_, run_id,
                   cancellation = options.cancellation](const WorkflowEvent& event) {
                    if (!stream->Write(writer->Json(event))) cancellation->Cancel();
-                   if (!ends(event)) return;
+                   if (!event.ends_run()) return;
                    tasks->Remove(run_id);
                    stream->End();
                  });
@@ -747,9 +743,9 @@ void WorkflowApi::StartRun(WorkflowPtr workflow, NamedTensors inputs, const std:
   tasks_->Add(run_id, {options.cancellation, nullptr});
   service_.Run(
       workflow->name, std::move(inputs), options,
-      [responder, writer, ends, tasks = tasks_, run_id](const WorkflowEvent& event) {
+      [responder, writer, tasks = tasks_, run_id](const WorkflowEvent& event) {
         writer->Collect(event);
-        if (!ends(event)) return;
+        if (!event.ends_run()) return;
         tasks->Remove(run_id);
         HttpResponse response;
         if (event.type == WorkflowEvent::Type::kError && event.error_code != StatusCode::kCancelled)

@@ -111,8 +111,7 @@ struct Recorder {
     return [this](const WorkflowEvent& event) {
       std::lock_guard lock(mutex);
       events.push_back(event);
-      if (event.type == WorkflowEvent::Type::kWorkflowFinished ||
-          event.type == WorkflowEvent::Type::kError) {
+      if (event.ends_run()) {
         done = true;
         done_cv.notify_all();
       }
