@@ -1069,6 +1069,13 @@ TEST_F(SchedulerTest, AnInlineRunWakesNoIdleWorker) {
   backend_.SetCost(microseconds(10), {});
   light_ = true;
   EXPECT_TRUE(Submit(1)->Wait().status.ok());  // measures the batch time
+  // That batch woke the idle worker and the expiry thread (its busy time is
+  // in the window now, so the utilisation is recomputed on a deadline):
+  // both wakes are counted before the inline runs are.
+  const auto settled = std::chrono::steady_clock::now() + kPatience;
+  while ((clock_.wakes() != 2 || clock_.sleepers() != 1) &&
+         std::chrono::steady_clock::now() < settled)
+    std::this_thread::yield();
   constexpr int kRuns = 50;
   const int before = clock_.wakes();
   for (int i = 0; i < kRuns; ++i) {
